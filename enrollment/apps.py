@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class EnrollmentConfig(AppConfig):
+    verbose_name = "Devices and enrollment"
+    name = "enrollment"

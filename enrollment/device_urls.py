@@ -1,0 +1,2 @@
+"""Device-facing URLs (SOAP/XML, CSRF-exempt). Paths are matched case-insensitively."""
+urlpatterns = []

@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class InvitationsConfig(AppConfig):
+    name = "invitations"
+    verbose_name = "Users and invitations"
+
+    def ready(self):
+        from mdmportal import checks  # noqa: F401  (registers the deployment checks)
+
+        from . import roles
+
+        post_migrate.connect(roles.sync_roles, dispatch_uid="invitations.sync_roles")

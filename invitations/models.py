@@ -1,0 +1,306 @@
+"""Users, the organisation and its enrollment URL, invitations and the audit log."""
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.db import models, transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class InvalidTransition(Exception):
+    def __init__(self, current, wanted):
+        super().__init__(f"cannot go from {current} to {wanted}")
+        self.current, self.wanted = current, wanted
+
+
+def hash_token(raw):
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def get_by_natural_key(self, username):
+        return self.get(email__iexact=username)
+
+    def create_user(self, email, password=None, **fields):
+        if not email:
+            raise ValueError("email is required")
+        user = self.model(email=self.normalize_email(email).lower(), **fields)
+        if password:
+            user.set_password(password)
+        else:
+            user.set_unusable_password()
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email, password=None, **fields):
+        fields.update(is_staff=True, is_superuser=True)
+        return self.create_user(email, password, **fields)
+
+    def for_login(self, identity):
+        """The user whose email or MDM username is `identity` (case-insensitive), or None."""
+        identity = identity.strip()
+        return self.filter(Q(email__iexact=identity) | Q(mdm_username__iexact=identity)).first()
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    class Language(models.TextChoices):
+        ENGLISH = "en", "English"
+        FRENCH = "fr", "Français"
+
+    email = models.EmailField(_("email"), unique=True)
+    mdm_username = models.CharField(
+        _("MDM username"), max_length=150, unique=True, null=True, blank=True,
+        help_text=_("Only when the user signs in to MDM with a name other than the email."),
+    )
+    display_name = models.CharField(_("display name"), max_length=150, blank=True)
+    language = models.CharField(_("language"), max_length=2, choices=Language.choices, default=Language.ENGLISH)
+    device_limit = models.PositiveSmallIntegerField(_("device limit"), default=5)
+    is_active = models.BooleanField(_("active"), default=True)
+    is_staff = models.BooleanField(_("console access"), default=False)
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS = []
+
+    class Meta:
+        ordering = ["email"]
+        permissions = [("send_invitation", "Can send invitations")]
+
+    def __str__(self):
+        return self.email
+
+    def save(self, *args, **kwargs):
+        self.email = self.email.strip().lower()
+        self.mdm_username = (self.mdm_username or "").strip() or None
+        super().save(*args, **kwargs)
+
+    def get_full_name(self):
+        return self.display_name or self.email
+
+    def get_short_name(self):
+        return self.display_name or self.email
+
+    @property
+    def enrollment_username(self):
+        """What the user types in Windows: the MDM username when set, else the email."""
+        return self.mdm_username or self.email
+
+
+class Organisation(models.Model):
+    """The one organisation this portal serves (a singleton row, pk=1)."""
+
+    name = models.CharField(_("organisation name"), max_length=200, default="My organisation")
+    enrollment_base_url = models.URLField(
+        _("enrollment server address"), blank=True,
+        help_text=_("https://host the devices reach, e.g. https://enterpriseenrollment.example.com"),
+    )
+    enrollment_key = models.CharField(max_length=64, editable=False)
+    enrollment_url_version = models.PositiveIntegerField(default=1, editable=False)
+    setup_completed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        permissions = [("regenerate_enrollment_url", "Can regenerate the enrollment URL")]
+
+    def __str__(self):
+        return self.name
+
+    @classmethod
+    def get(cls):
+        org = cls.objects.filter(pk=1).first()
+        if org is None:
+            org, _created = cls.objects.get_or_create(
+                pk=1, defaults={"enrollment_key": secrets.token_urlsafe(12)}
+            )
+        return org
+
+    @property
+    def base_url(self):
+        return (self.enrollment_base_url or settings.ENROLLMENT_URL).rstrip("/")
+
+    @property
+    def enrollment_url(self):
+        """The versioned server address a user pastes into Windows."""
+        return f"{self.base_url}/EnrollmentServer/{self.enrollment_key}/Discovery.svc"
+
+    def key_state(self, key):
+        """'current', 'retired' (from before a regeneration) or 'unknown'."""
+        if secrets.compare_digest(key, self.enrollment_key):
+            return "current"
+        if RetiredEnrollmentKey.objects.filter(key=key).exists():
+            return "retired"
+        return "unknown"
+
+    def regenerate_enrollment_url(self, actor=None, ip=None):
+        """Rotate the key; old URLs stop working. Returns the UrlRotation that re-issues invitations."""
+        with transaction.atomic():
+            org = Organisation.objects.select_for_update().get(pk=self.pk)
+            RetiredEnrollmentKey.objects.create(key=org.enrollment_key, version=org.enrollment_url_version)
+            org.enrollment_key = secrets.token_urlsafe(12)
+            org.enrollment_url_version += 1
+            org.save(update_fields=["enrollment_key", "enrollment_url_version"])
+            rotation = UrlRotation.objects.create(version=org.enrollment_url_version, started_by=actor)
+            AuditEvent.record(actor, "enrollment_url.regenerated", org, ip=ip,
+                              detail={"version": org.enrollment_url_version})
+            from invitations import tasks
+
+            transaction.on_commit(lambda: tasks.reissue_invitations.delay(rotation.pk))
+        self.refresh_from_db()
+        return rotation
+
+
+class RetiredEnrollmentKey(models.Model):
+    key = models.CharField(max_length=64, unique=True)
+    version = models.PositiveIntegerField()
+    retired_at = models.DateTimeField(auto_now_add=True)
+
+
+class UrlRotation(models.Model):
+    """One "Regenerate enrollment URL": its progress re-issuing pending invitations."""
+
+    version = models.PositiveIntegerField()
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    started_at = models.DateTimeField(auto_now_add=True)
+    total = models.PositiveIntegerField(null=True, blank=True)
+    done = models.PositiveIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"Enrollment URL v{self.version}"
+
+    @property
+    def progress_percent(self):
+        if not self.total:
+            return 100 if self.finished_at else 0
+        return int(100 * self.done / self.total)
+
+
+class InvitationQuerySet(models.QuerySet):
+    def pending(self):
+        """Invitations a user can still follow: not revoked, not used, not expired."""
+        return self.filter(revoked_at__isnull=True, accepted_at__isnull=True, expires_at__gt=timezone.now())
+
+
+class Invitation(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        SENT = "sent", _("sent")
+        FAILED = "failed", _("failed")
+        OPENED = "opened", _("opened")
+        ACCEPTED = "accepted", _("accepted")
+        COMPLETED = "completed", _("enrollment completed")
+        REVOKED = "revoked", _("revoked")
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="invitations", on_delete=models.CASCADE)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    failure_reason = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+                                   on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Invitation for {self.user}"
+
+    @property
+    def is_expired(self):
+        return self.expires_at <= timezone.now()
+
+    @property
+    def display_status(self):
+        if self.status in (self.Status.QUEUED, self.Status.SENT, self.Status.OPENED, self.Status.FAILED) \
+                and self.is_expired:
+            return "expired"
+        return self.status
+
+
+class InvitationEmail(models.Model):
+    """One send request (first send, resend, re-issue after a URL regeneration).
+
+    The row is the source of truth: the task sends it at most once, and the sweep re-queues rows
+    that stayed queued (broker down). Its token is made when the email is sent and stored hashed.
+    """
+
+    class Reason(models.TextChoices):
+        INVITE = "invite", _("invitation")
+        RESEND = "resend", _("resend")
+        REISSUE = "reissue", _("new enrollment URL")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        SENDING = "sending", _("sending")
+        SENT = "sent", _("sent")
+        FAILED = "failed", _("failed")
+
+    invitation = models.ForeignKey(Invitation, related_name="emails", on_delete=models.CASCADE)
+    reason = models.CharField(max_length=16, choices=Reason.choices, default=Reason.INVITE)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    token_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    queued_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-queued_at"]
+        indexes = [models.Index(fields=["status", "queued_at"])]
+
+    def __str__(self):
+        return f"{self.get_reason_display()} to {self.invitation.user}"
+
+
+class AuditEvent(models.Model):
+    """Who did what, when, from where. Written by domain code; read-only in the console."""
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+                              on_delete=models.SET_NULL)
+    actor_label = models.CharField(max_length=254, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_label = models.CharField(max_length=254, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label or 'system'} {self.action}"
+
+    @classmethod
+    def record(cls, actor, action, target=None, *, ip=None, detail=None):
+        actor = actor if getattr(actor, "is_authenticated", False) else None
+        return cls.objects.create(
+            actor=actor,
+            actor_label=str(actor) if actor else "system",
+            action=action,
+            target_type=target._meta.label if target is not None else "",
+            target_id=str(target.pk) if target is not None else "",
+            target_label=str(target)[:254] if target is not None else "",
+            ip=ip,
+            detail=detail or {},
+        )

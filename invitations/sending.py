@@ -1,0 +1,256 @@
+"""Invitations: creating them, sending their emails at most once, revoking and following them.
+
+Called alike by the console, the API, the wizard, the CSV import and the Celery tasks.
+"""
+import logging
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone, translation
+
+from .models import AuditEvent, Invitation, InvitationEmail, InvalidTransition, Organisation, hash_token
+
+logger = logging.getLogger(__name__)
+
+# Chunk size of the fan-out task: one broker message per chunk keeps a 10,000-user action fast.
+FANOUT_CHUNK = 500
+
+
+def invite(users, *, actor=None, ip=None):
+    """Invite each user: a new invitation, or a resend of the one still pending. Returns invitations."""
+    users = list(users)
+    now = timezone.now()
+    expires = now + timedelta(days=settings.INVITATION_TTL_DAYS)
+    pending = {inv.user_id: inv for inv in Invitation.objects.pending().filter(user__in=users)}
+    with transaction.atomic():
+        new = [Invitation(user=u, created_by=_user_or_none(actor), expires_at=expires)
+               for u in users if u.pk not in pending]
+        Invitation.objects.bulk_create(new)
+        if pending:
+            Invitation.objects.filter(pk__in=[i.pk for i in pending.values()]).update(expires_at=expires)
+        emails = [InvitationEmail(invitation=inv, reason=InvitationEmail.Reason.INVITE, queued_at=now)
+                  for inv in new]
+        emails += [InvitationEmail(invitation=inv, reason=InvitationEmail.Reason.RESEND, queued_at=now)
+                   for inv in pending.values()]
+        InvitationEmail.objects.bulk_create(emails)
+        _audit_many(actor, "invitation.sent", new, ip)
+        _audit_many(actor, "invitation.resent", list(pending.values()), ip)
+        queue_emails([e.pk for e in emails])
+    return new + list(pending.values())
+
+
+def resend(invitation, *, actor=None, ip=None):
+    if invitation.revoked_at or invitation.accepted_at:
+        raise InvalidTransition(invitation.status, "resend")
+    with transaction.atomic():
+        invitation.expires_at = timezone.now() + timedelta(days=settings.INVITATION_TTL_DAYS)
+        invitation.save(update_fields=["expires_at"])
+        email = InvitationEmail.objects.create(invitation=invitation, reason=InvitationEmail.Reason.RESEND)
+        AuditEvent.record(actor, "invitation.resent", invitation, ip=ip)
+        queue_emails([email.pk])
+    return email
+
+
+def revoke(invitation, *, actor=None, ip=None):
+    if invitation.status in (Invitation.Status.REVOKED, Invitation.Status.COMPLETED):
+        raise InvalidTransition(invitation.status, Invitation.Status.REVOKED)
+    invitation.status, invitation.revoked_at = Invitation.Status.REVOKED, timezone.now()
+    invitation.save(update_fields=["status", "revoked_at"])
+    AuditEvent.record(actor, "invitation.revoked", invitation, ip=ip)
+
+
+def queue_emails(email_ids):
+    """Queue the send tasks once the rows are committed. A broker outage loses nothing: the rows
+    stay queued and the sweep re-queues them."""
+    if not email_ids:
+        return
+    from . import tasks
+
+    def enqueue():
+        try:
+            if len(email_ids) == 1:
+                tasks.send_invitation_email.delay(email_ids[0])
+                return
+            for start in range(0, len(email_ids), FANOUT_CHUNK):
+                tasks.fan_out_emails.delay(email_ids[start:start + FANOUT_CHUNK])
+        except Exception as exc:  # kombu raises OperationalError and friends when the broker is down
+            logger.warning("broker unavailable, %d invitation email(s) stay queued for the sweep: %s",
+                           len(email_ids), exc)
+
+    transaction.on_commit(enqueue)
+
+
+def claim(email_id):
+    """Mark a queued email as sending and give it a fresh token. Returns (email, raw_token) or None
+    when there is nothing to send (already sent, sending elsewhere, invitation over)."""
+    with transaction.atomic():
+        email = (InvitationEmail.objects.select_for_update(of=("self",))
+                 .select_related("invitation__user").filter(pk=email_id).first())
+        if email is None or email.status != InvitationEmail.Status.QUEUED:
+            return None
+        invitation = email.invitation
+        if invitation.revoked_at or invitation.accepted_at:
+            email.status, email.error = InvitationEmail.Status.FAILED, "invitation no longer pending"
+            email.save(update_fields=["status", "error"])
+            return None
+        raw = secrets.token_urlsafe(32)
+        email.token_hash = hash_token(raw)
+        email.status = InvitationEmail.Status.SENDING
+        email.attempts += 1
+        email.save(update_fields=["token_hash", "status", "attempts"])
+    return email, raw
+
+
+def deliver(email_id):
+    """Send one queued invitation email (at most once). SMTP errors propagate to the caller."""
+    claimed = claim(email_id)
+    if claimed is None:
+        return False
+    email, raw = claimed
+    try:
+        build_message(email, raw).send(fail_silently=False)
+    except Exception:
+        # Not sent: give the row back to the queue so the retry (or the sweep) can send it.
+        InvitationEmail.objects.filter(pk=email.pk).update(status=InvitationEmail.Status.QUEUED)
+        raise
+    now = timezone.now()
+    InvitationEmail.objects.filter(pk=email.pk).update(status=InvitationEmail.Status.SENT, sent_at=now, error="")
+    Invitation.objects.filter(pk=email.invitation_id).update(sent_at=now)
+    Invitation.objects.filter(
+        pk=email.invitation_id, status__in=[Invitation.Status.QUEUED, Invitation.Status.FAILED]
+    ).update(status=Invitation.Status.SENT, failure_reason="")
+    AuditEvent.record(None, "invitation.email_delivered", email.invitation, detail={"email": email.pk})
+    return True
+
+
+def record_failure(email_id, exc, *, final):
+    reason = f"{type(exc).__name__}: {exc}"[:1000]
+    logger.warning("invitation email %s failed (%s): %s", email_id, "final" if final else "will retry", reason)
+    InvitationEmail.objects.filter(pk=email_id).update(
+        error=reason, **({"status": InvitationEmail.Status.FAILED} if final else {})
+    )
+    if final:
+        email = InvitationEmail.objects.select_related("invitation").get(pk=email_id)
+        Invitation.objects.filter(pk=email.invitation_id).exclude(
+            status__in=[Invitation.Status.REVOKED, Invitation.Status.COMPLETED, Invitation.Status.ACCEPTED,
+                        Invitation.Status.OPENED]
+        ).update(status=Invitation.Status.FAILED, failure_reason=reason)
+        AuditEvent.record(None, "invitation.email_failed", email.invitation, detail={"reason": reason})
+
+
+def build_message(email, raw_token):
+    invitation = email.invitation
+    user = invitation.user
+    org = Organisation.get()
+    context = {
+        "user": user,
+        "organisation": org,
+        "invitation": invitation,
+        "invitation_url": settings.PORTAL_URL + reverse("invitations:accept", args=[raw_token]),
+        "go_url": settings.PORTAL_URL + reverse("invitations:go"),
+        "enrollment_url": org.enrollment_url,
+        "reissue": email.reason == InvitationEmail.Reason.REISSUE,
+    }
+    with translation.override(user.language):
+        subject = " ".join(render_to_string("emails/invitation_subject.txt", context).split())
+        text = render_to_string("emails/invitation.txt", context)
+        html = render_to_string("emails/invitation.html", context)
+    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [user.email])
+    message.attach_alternative(html, "text/html")
+    message.extra_headers["X-Mdmportal-Invitation"] = str(invitation.pk)
+    return message
+
+
+def sweep():
+    """Re-queue emails still queued after INVITATION_SWEEP_AFTER_SECONDS (the broker was down when
+    they were requested); report emails stuck in "sending" (a worker died mid-send) as failed rather
+    than risk sending them twice. Returns (requeued, abandoned)."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.INVITATION_SWEEP_AFTER_SECONDS)
+    stuck = InvitationEmail.objects.filter(status=InvitationEmail.Status.SENDING, queued_at__lt=now - timedelta(hours=1))
+    abandoned = stuck.update(status=InvitationEmail.Status.FAILED,
+                             error="interrupted while sending; use Resend if it did not arrive")
+    ids = list(InvitationEmail.objects.filter(status=InvitationEmail.Status.QUEUED, queued_at__lt=cutoff)
+               .values_list("pk", flat=True)[:10000])
+    if ids:
+        logger.info("sweep re-queues %d invitation email(s)", len(ids))
+        with transaction.atomic():
+            queue_emails(ids)
+    return len(ids), abandoned
+
+
+def reissue_for_rotation(rotation):
+    """After a regeneration, send the current enrollment URL to every user with a pending invitation."""
+    pending = Invitation.objects.pending().order_by("pk")
+    rotation.total = pending.count()
+    rotation.save(update_fields=["total"])
+    last_pk = 0
+    while True:
+        batch = list(pending.filter(pk__gt=last_pk).values_list("pk", flat=True)[:FANOUT_CHUNK])
+        if not batch:
+            break
+        with transaction.atomic():
+            emails = InvitationEmail.objects.bulk_create(
+                [InvitationEmail(invitation_id=pk, reason=InvitationEmail.Reason.REISSUE) for pk in batch]
+            )
+            queue_emails([e.pk for e in emails])
+        last_pk = batch[-1]
+        rotation.done += len(batch)
+        rotation.save(update_fields=["done"])
+    rotation.finished_at = timezone.now()
+    rotation.save(update_fields=["finished_at"])
+
+
+def find_by_token(raw_token):
+    """The invitation a link's token belongs to, or None."""
+    if not raw_token or len(raw_token) > 200:
+        return None
+    email = InvitationEmail.objects.select_related("invitation__user").filter(
+        token_hash=hash_token(raw_token)).first()
+    return email.invitation if email else None
+
+
+def mark_opened(invitation, ip=None):
+    if invitation.opened_at:
+        return
+    invitation.opened_at = timezone.now()
+    fields = ["opened_at"]
+    if invitation.status in (Invitation.Status.QUEUED, Invitation.Status.SENT, Invitation.Status.FAILED):
+        invitation.status = Invitation.Status.OPENED
+        fields.append("status")
+    invitation.save(update_fields=fields)
+    AuditEvent.record(None, "invitation.opened", invitation, ip=ip)
+
+
+def accept(invitation, ip=None):
+    """The user followed the link and signed in or set a password: the token is spent."""
+    if invitation.revoked_at or invitation.accepted_at or invitation.is_expired:
+        raise InvalidTransition(invitation.display_status, Invitation.Status.ACCEPTED)
+    invitation.accepted_at = timezone.now()
+    invitation.status = Invitation.Status.ACCEPTED
+    invitation.save(update_fields=["accepted_at", "status"])
+    AuditEvent.record(invitation.user, "invitation.accepted", invitation, ip=ip)
+
+
+def mark_enrollment_completed(user):
+    """Called when the user's first device enrolls."""
+    now = timezone.now()
+    invitations = Invitation.objects.filter(user=user, completed_at__isnull=True, revoked_at__isnull=True)
+    for invitation in invitations:
+        invitation.completed_at, invitation.status = now, Invitation.Status.COMPLETED
+        invitation.save(update_fields=["completed_at", "status"])
+        AuditEvent.record(None, "invitation.completed", invitation)
+
+
+def _user_or_none(actor):
+    return actor if getattr(actor, "is_authenticated", False) else None
+
+
+def _audit_many(actor, action, invitations, ip):
+    for invitation in invitations:
+        AuditEvent.record(actor, action, invitation, ip=ip)

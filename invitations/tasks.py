@@ -1,0 +1,36 @@
+from smtplib import SMTPException
+
+from celery import shared_task
+from django.conf import settings
+
+from . import sending
+from .models import UrlRotation
+
+MAX_RETRIES = 5
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES, acks_late=True)
+def send_invitation_email(self, email_id):
+    try:
+        sending.deliver(email_id)
+    except (SMTPException, OSError) as exc:
+        final = settings.CELERY_TASK_ALWAYS_EAGER or self.request.retries >= self.max_retries
+        sending.record_failure(email_id, exc, final=final)
+        if not final:
+            raise self.retry(exc=exc, countdown=min(600, 10 * 2 ** self.request.retries))
+
+
+@shared_task
+def fan_out_emails(email_ids):
+    for email_id in email_ids:
+        send_invitation_email.delay(email_id)
+
+
+@shared_task
+def sweep_queued_emails():
+    sending.sweep()
+
+
+@shared_task
+def reissue_invitations(rotation_id):
+    sending.reissue_for_rotation(UrlRotation.objects.get(pk=rotation_id))

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import views
+
+app_name = "invitations"
+
+urlpatterns = [
+    path("go", views.go, name="go"),
+    path("login", views.login, name="login"),
+    path("logout", views.logout, name="logout"),
+    path("invite/<str:token>", views.accept, name="accept"),
+    path("enroll", views.enroll, name="enroll"),
+]
