@@ -1,0 +1,86 @@
+"""One factory per model of the invitations app. Other apps keep theirs in tests/factories_<app>.py."""
+from datetime import timedelta
+
+import factory
+from django.utils import timezone
+from factory.django import DjangoModelFactory
+
+from invitations.models import AuditEvent, Invitation, InvitationEmail, Organisation, RetiredEnrollmentKey, UrlRotation, User
+
+PASSWORD = "correct horse battery staple"
+
+
+class UserFactory(DjangoModelFactory):
+    class Meta:
+        model = User
+        django_get_or_create = ("email",)
+
+    email = factory.Sequence(lambda n: f"user{n}@example.com")
+    display_name = factory.Faker("name")
+    language = User.Language.ENGLISH
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+    class Params:
+        french = factory.Trait(language=User.Language.FRENCH)
+        no_password = factory.Trait(password=factory.PostGenerationMethodCall("set_unusable_password"))
+        with_mdm_username = factory.Trait(mdm_username=factory.Sequence(lambda n: f"CORP\\user{n}"))
+
+
+class AdminFactory(UserFactory):
+    email = factory.Sequence(lambda n: f"admin{n}@example.com")
+    is_staff = True
+    is_superuser = True
+
+
+class OrganisationFactory(DjangoModelFactory):
+    class Meta:
+        model = Organisation
+        django_get_or_create = ("pk",)
+
+    pk = 1
+    name = "Contoso"
+    enrollment_base_url = "https://enterpriseenrollment.contoso.com"
+    enrollment_key = factory.Faker("pystr", min_chars=16, max_chars=16)
+
+
+class RetiredEnrollmentKeyFactory(DjangoModelFactory):
+    class Meta:
+        model = RetiredEnrollmentKey
+
+    key = factory.Faker("pystr", min_chars=16, max_chars=16)
+    version = 1
+
+
+class UrlRotationFactory(DjangoModelFactory):
+    class Meta:
+        model = UrlRotation
+
+    version = 2
+
+
+class InvitationFactory(DjangoModelFactory):
+    class Meta:
+        model = Invitation
+
+    user = factory.SubFactory(UserFactory)
+    expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=14))
+
+    class Params:
+        expired = factory.Trait(expires_at=factory.LazyFunction(lambda: timezone.now() - timedelta(days=1)))
+        revoked = factory.Trait(status=Invitation.Status.REVOKED, revoked_at=factory.LazyFunction(timezone.now))
+        accepted = factory.Trait(status=Invitation.Status.ACCEPTED, accepted_at=factory.LazyFunction(timezone.now))
+
+
+class InvitationEmailFactory(DjangoModelFactory):
+    class Meta:
+        model = InvitationEmail
+
+    invitation = factory.SubFactory(InvitationFactory)
+
+
+class AuditEventFactory(DjangoModelFactory):
+    class Meta:
+        model = AuditEvent
+
+    action = "test.event"
+    actor_label = "system"
