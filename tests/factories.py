@@ -2,6 +2,7 @@
 from datetime import timedelta
 
 import factory
+from django.contrib.auth.hashers import make_password
 from django.utils import timezone
 from factory.django import DjangoModelFactory
 
@@ -18,11 +19,11 @@ class UserFactory(DjangoModelFactory):
     email = factory.Sequence(lambda n: f"user{n}@example.com")
     display_name = factory.Faker("name")
     language = User.Language.ENGLISH
-    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+    password = factory.django.Password(PASSWORD)
 
     class Params:
         french = factory.Trait(language=User.Language.FRENCH)
-        no_password = factory.Trait(password=factory.PostGenerationMethodCall("set_unusable_password"))
+        no_password = factory.Trait(password=factory.LazyFunction(lambda: make_password(None)))
         with_mdm_username = factory.Trait(mdm_username=factory.Sequence(lambda n: f"CORP\\user{n}"))
 
 

@@ -1,0 +1,36 @@
+"""The deployment is checked as CI would: migrations complete, production settings pass check --deploy."""
+import os
+import subprocess
+import sys
+
+from django.core.management import call_command
+
+from tests.services import ROOT
+
+PRODUCTION_ENV = {
+    "SECRET_KEY": "ci-deploy-check-9f8e7d6c5b4a39281706f5e4d3c2b1a0-abcdefghijklmnop",
+    "PORTAL_URL": "https://portal.example.com",
+    "ENROLLMENT_URL": "https://enterpriseenrollment.example.com",
+    "CA_KEY_PASSPHRASE": "ci-deploy-check-passphrase",
+    "DEBUG": "false",
+}
+
+
+def run_check(env):
+    return subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                          cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+
+
+def test_models_and_migrations_agree(db):
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+def test_production_settings_pass_check_deploy():
+    result = run_check(PRODUCTION_ENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_check_deploy_refuses_the_development_secret_key():
+    result = run_check({**PRODUCTION_ENV, "SECRET_KEY": ""})
+    assert result.returncode != 0
+    assert "mdmportal.E001" in result.stdout + result.stderr
