@@ -3,9 +3,11 @@
 Views stay thin: they parse, let ConsolePermissions check the role, and call the same domain code as
 the console (invitations.sending, Organisation.regenerate_enrollment_url).
 """
+from contextlib import contextmanager
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.filters import SearchFilter
@@ -311,16 +313,13 @@ def _with_emails(invitations):
     return [fresh[invitation.pk] for invitation in invitations]
 
 
-class _unique_violation_as_400:
+@contextmanager
+def _unique_violation_as_400():
     """A concurrent request can take an email or MDM username between validation and save: answer
-    that with the same 400 as the validator would, not a 500."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None and issubclass(exc_type, IntegrityError):
-            raise serializers.ValidationError(
-                {"non_field_errors": ["Another user with this email or MDM username was just saved."]}
-            ) from exc
-        return False
+    that with a 400 like the validators', not a 500."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise serializers.ValidationError(
+            {"non_field_errors": ["Another user with this email or MDM username was just saved."]}
+        ) from exc

@@ -6,7 +6,7 @@ from invitations.models import AuditEvent, InvitationEmail, Organisation, Retire
 from tests.api_helpers import client_with_token, make_token
 from tests.factories import InvitationFactory, UrlRotationFactory, UserFactory
 
-pytest_plugins = ["tests.api_helpers"]
+pytest_plugins = ["tests.api_fixtures"]
 pytestmark = pytest.mark.usefixtures("email_templates")
 
 

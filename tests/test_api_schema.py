@@ -1,7 +1,6 @@
 import json
 from io import StringIO
 
-import pytest
 import yaml
 from django.core.management import call_command
 from drf_spectacular.validation import validate_schema

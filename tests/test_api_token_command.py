@@ -8,7 +8,7 @@ from invitations.models import AuditEvent
 from tests.api_helpers import client_with_token, make_token
 from tests.factories import AdminFactory, UserFactory
 
-pytest_plugins = ["tests.api_helpers"]
+pytest_plugins = ["tests.api_fixtures"]
 
 
 def test_create_api_token_prints_a_token_that_authenticates_the_admin(full_admin):

@@ -7,7 +7,7 @@ from invitations import api
 from invitations.models import AuditEvent, Invitation, User
 from tests.factories import AdminFactory, UserFactory
 
-pytest_plugins = ["tests.api_helpers"]
+pytest_plugins = ["tests.api_fixtures"]
 pytestmark = pytest.mark.usefixtures("email_templates")
 
 NEW_USER = {
