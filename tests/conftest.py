@@ -10,6 +10,12 @@ def fast_password_hasher(settings):
 
 
 @pytest.fixture(autouse=True)
+def plain_http(settings):
+    """The test client speaks plain HTTP; in production nginx terminates TLS (X-Forwarded-Proto)."""
+    settings.SECURE_SSL_REDIRECT = False
+
+
+@pytest.fixture(autouse=True)
 def in_process_tasks(request, settings):
     """Tasks run in-process unless the test asks for the real worker (`live_tasks`). A per-test
     local-memory cache keeps tests independent even when REDIS_URL is set."""
