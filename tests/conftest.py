@@ -8,6 +8,12 @@ def fast_password_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def plain_http(settings):
+    """Production redirects http to https; the test client speaks plain http."""
+    settings.SECURE_SSL_REDIRECT = False
+
+
 @pytest.fixture
 def organisation(db):
     return OrganisationFactory()
