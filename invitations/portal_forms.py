@@ -39,7 +39,7 @@ class SignInForm(forms.Form):
     def __init__(self, request=None, *args, **kwargs):
         self.request = request
         self.user_cache = None
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, label_suffix="", **kwargs)
 
     def clean(self):
         identity = self.cleaned_data.get("identity", "").strip()
@@ -76,7 +76,7 @@ class InvitationSignInForm(forms.Form):
 
     def __init__(self, request, user, *args, **kwargs):
         self.request, self.user = request, user
-        super().__init__(*args, initial={"email": user.email}, **kwargs)
+        super().__init__(*args, initial={"email": user.email}, label_suffix="", **kwargs)
 
     def clean(self):
         password = self.cleaned_data.get("password")
@@ -92,7 +92,7 @@ class InvitationSetPasswordForm(SetPasswordForm):
     """Following an invitation as a user without a password: choose one (Django's validators apply)."""
 
     def __init__(self, request, user, *args, **kwargs):
-        super().__init__(user, *args, **kwargs)
+        super().__init__(user, *args, label_suffix="", **kwargs)
         self.fields["new_password1"].label = _("Choose a password")
         self.fields["new_password2"].label = _("Type it again")
         self.fields["new_password1"].widget.attrs["autofocus"] = True
