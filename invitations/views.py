@@ -1,5 +1,5 @@
 """The end-user portal: /go, signing in and out, following an invitation, the enrollment page."""
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from axes.helpers import get_client_ip_address
 from django.contrib.auth import login as auth_login
@@ -32,6 +32,11 @@ class SignInView(auth_views.LoginView):
     template_name = "invitations/login.html"
     authentication_form = SignInForm
     redirect_authenticated_user = True
+
+    def get_redirect_url(self):
+        # A `next` back to this page would make LoginView raise for a signed-in user (a 500).
+        url = super().get_redirect_url()
+        return "" if urlsplit(url).path == self.request.path else url
 
     def get_context_data(self, **kwargs):
         return super().get_context_data(organisation=Organisation.get(), **kwargs)

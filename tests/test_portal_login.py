@@ -32,6 +32,15 @@ def test_login_page_redirects_user_already_signed_in(client, alice):
     assert response.url == reverse("invitations:enroll")
 
 
+def test_login_page_ignores_next_back_to_itself_for_signed_in_user(client, alice):
+    client.force_login(alice)
+
+    response = client.get(f"{LOGIN}?next={LOGIN}")
+
+    assert response.status_code == 302
+    assert response.url == reverse("invitations:enroll")
+
+
 def test_login_with_email_signs_in_and_goes_to_enroll(client, organisation, alice):
     response = sign_in(client, "Alice@Example.com")
 
