@@ -69,9 +69,11 @@ def accept(request, token):
         try:
             _spend(invitation, form, ip)
         except InvalidTransition:
-            # Someone used the same link a moment earlier.
+            # The invitation changed since the checks above (used a moment earlier, revoked, expired).
+            invitation.refresh_from_db()
             return _render_in_language(request, invitee, "invitations/invitation_unavailable.html",
-                                       {"reason": "used", "invitee": invitee}, status=410)
+                                       {"reason": _unavailable_reason(invitation) or "used", "invitee": invitee},
+                                       status=410)
         auth_login(request, invitee, backend=PASSWORD_BACKEND)
         return redirect("invitations:enroll")
     context = {"form": form, "invitee": invitee, "organisation": Organisation.get()}

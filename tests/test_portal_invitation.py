@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from invitations import sending
 from invitations.models import AuditEvent, Invitation, hash_token
 from tests.factories import PASSWORD, InvitationEmailFactory, InvitationFactory, UserFactory
 
@@ -237,7 +238,7 @@ def test_wrong_passwords_on_invitation_count_towards_lockout(client, organisatio
     assert client.post(link, {"password": "not it"}).status_code == 429
 
 
-def test_invitation_expiring_between_view_and_submit_is_not_accepted(client, organisation, newcomer):
+def test_invitation_expiring_before_submit_is_not_accepted(client, organisation, newcomer):
     invitation = InvitationFactory(user=newcomer)
     link = link_for(invitation)
     client.get(link)
@@ -246,8 +247,26 @@ def test_invitation_expiring_between_view_and_submit_is_not_accepted(client, org
     response = client.post(link, {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
 
     assert response.status_code == 410
+    assert "This invitation has expired" in response.content.decode()
     newcomer.refresh_from_db()
     assert not newcomer.has_usable_password()
+
+
+def test_link_submitted_twice_at_once_is_spent_only_once(client, organisation, newcomer, monkeypatch):
+    invitation = InvitationFactory(user=newcomer)
+    link = link_for(invitation)
+    # This request read the invitation just before a concurrent one accepted it.
+    stale = sending.find_by_token(link.rsplit("/", 1)[1])
+    Invitation.objects.filter(pk=invitation.pk).update(status=Invitation.Status.ACCEPTED, accepted_at=timezone.now())
+    monkeypatch.setattr(sending, "find_by_token", lambda token: stale)
+
+    response = client.post(link, {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
+
+    assert response.status_code == 410
+    assert "already been used" in response.content.decode()
+    newcomer.refresh_from_db()
+    assert not newcomer.has_usable_password()
+    assert not signed_in_user(client).is_authenticated
 
 
 def test_invitation_page_in_invitees_language(client, organisation):
