@@ -1,8 +1,137 @@
-from django.http import HttpResponse
+"""The end-user portal: /go, signing in and out, following an invitation, the enrollment page."""
+from urllib.parse import quote, urlencode, urlsplit
+
+from axes.helpers import get_client_ip_address
+from django.contrib.auth import login as auth_login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.db import transaction
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import translation
+
+from . import sending
+from .models import InvalidTransition, Invitation, Organisation
+from .portal_forms import ContinueForm, InvitationSetPasswordForm, InvitationSignInForm, SignInForm
+
+# The backend that checks passwords; login() must be told which one when it is not authenticate()'s pick.
+PASSWORD_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
 def go(request):
-    return HttpResponse("go")
+    """The address users are given: it leads to their enrollment page, through sign-in if needed."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(reverse("invitations:enroll"))
+    return redirect("invitations:enroll")
 
 
-login = logout = accept = enroll = go
+class SignInView(auth_views.LoginView):
+    """Django's LoginView (safe `next` handling) with our email-or-username form."""
+
+    template_name = "invitations/login.html"
+    authentication_form = SignInForm
+    redirect_authenticated_user = True
+
+    def get_redirect_url(self):
+        # A `next` back to this page would make LoginView raise for a signed-in user (a 500).
+        url = super().get_redirect_url()
+        return "" if urlsplit(url).path == self.request.path else url
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(organisation=Organisation.get(), **kwargs)
+
+
+login = SignInView.as_view()
+
+logout = auth_views.LogoutView.as_view(next_page="invitations:login")
+
+
+def accept(request, token):
+    """Follow an invitation link: set a password (or sign in), spend the token, go to /enroll."""
+    invitation = sending.find_by_token(token)
+    if invitation is None:
+        return render(request, "invitations/invitation_invalid.html", status=404)
+    invitee = invitation.user
+    unavailable = _unavailable_reason(invitation)
+    if unavailable:
+        return _render_in_language(request, invitee, "invitations/invitation_unavailable.html",
+                                   {"reason": unavailable, "invitee": invitee}, status=410)
+    if request.user.is_authenticated and request.user != invitee:
+        return _render_in_language(request, invitee, "invitations/invitation_wrong_account.html",
+                                   {"invitee": invitee}, status=403)
+    ip = get_client_ip_address(request)
+    sending.mark_opened(invitation, ip=ip)
+
+    form_class, template = _accept_step(request, invitee)
+    form = form_class(request, invitee, data=request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        try:
+            _spend(invitation, form, ip)
+        except InvalidTransition:
+            # The invitation changed since the checks above (used a moment earlier, revoked, expired).
+            invitation.refresh_from_db()
+            return _render_in_language(request, invitee, "invitations/invitation_unavailable.html",
+                                       {"reason": _unavailable_reason(invitation) or "used", "invitee": invitee},
+                                       status=410)
+        auth_login(request, invitee, backend=PASSWORD_BACKEND)
+        return redirect("invitations:enroll")
+    context = {"form": form, "invitee": invitee, "organisation": Organisation.get()}
+    return _render_in_language(request, invitee, template, context)
+
+
+@login_required
+def enroll(request):
+    """What the user needs to enroll a Windows PC or a HoloLens 2, in the user's language."""
+    user = request.user
+    organisation = Organisation.get()
+    context = {
+        "organisation": organisation,
+        "enrollment_url": organisation.enrollment_url,
+        "email": user.email,
+        "enrollment_username": user.enrollment_username,
+        "username_differs": user.enrollment_username.lower() != user.email.lower(),
+        "one_click_url": enrollment_link(user.enrollment_username, organisation.enrollment_url),
+    }
+    return _render_in_language(request, user, "invitations/enroll.html", context)
+
+
+def enrollment_link(username, server_url):
+    """The ms-device-enrollment: link that opens Windows' "Set up a work or school account" dialog
+    prefilled for MDM-only enrollment (MS-MDE2 deep link; every value percent-encoded)."""
+    query = urlencode({"mode": "mdm", "username": username, "servername": server_url}, quote_via=quote)
+    return f"ms-device-enrollment:?{query}"
+
+
+def _unavailable_reason(invitation):
+    if invitation.revoked_at or not invitation.user.is_active:
+        return "revoked"
+    if invitation.accepted_at or invitation.completed_at:
+        return "used"
+    if invitation.is_expired:
+        return "expired"
+    return None
+
+
+def _accept_step(request, invitee):
+    if request.user.is_authenticated:
+        return ContinueForm, "invitations/invitation_continue.html"
+    if invitee.has_usable_password():
+        return InvitationSignInForm, "invitations/invitation_sign_in.html"
+    return InvitationSetPasswordForm, "invitations/invitation_set_password.html"
+
+
+def _spend(invitation, form, ip):
+    """Accept the invitation and save the form together; the row lock makes the token single-use
+    even when the same link is submitted twice at once."""
+    with transaction.atomic():
+        locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        sending.accept(locked, ip=ip)
+        form.save()
+
+
+def _render_in_language(request, user, template, context=None, status=200):
+    with translation.override(user.language):
+        response = render(request, template, context, status=status)
+    response.headers["Content-Language"] = user.language
+    return response
