@@ -96,6 +96,7 @@ AXES_FAILURE_LIMIT = env.int("SIGNIN_FAILURE_LIMIT", default=6)
 AXES_COOLOFF_TIME = timedelta(seconds=env.int("SIGNIN_LOCKOUT_SECONDS", default=300))
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 AXES_RESET_ON_SUCCESS = True
+AXES_USERNAME_CALLABLE = "invitations.lockout.account_for_lockout"
 AXES_LOCKOUT_TEMPLATE = "invitations/locked_out.html"
 AXES_IPWARE_PROXY_COUNT = env.int("PROXY_COUNT", default=0)
 AXES_VERBOSE = False
