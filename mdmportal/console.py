@@ -16,7 +16,8 @@ def is_full_admin(user):
 
 
 def client_ip(request):
-    """The address the request came from. Behind a proxy, the proxy sets REMOTE_ADDR (see DEPLOY)."""
+    """The address the request came from, as the WSGI server reports it (REMOTE_ADDR); never a
+    client-supplied header, which anyone could forge into the audit log."""
     return request.META.get("REMOTE_ADDR") or None
 
 
