@@ -31,6 +31,7 @@ class FileError(ValueError):
 class Row:
     line: int
     raw: dict
+    parse_errors: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     values: dict = field(default_factory=dict)
     user: User | None = None
@@ -100,6 +101,7 @@ def validate(rows):
                       .values_list("mdm_username", flat=True)}
     seen_emails, seen_names = {}, {}
     for row in rows:
+        row.errors, row.values = list(row.parse_errors), {}
         _validate_row(row)
         email, name = row.values.get("email"), row.values.get("mdm_username")
         if email in existing_emails:
@@ -160,7 +162,7 @@ def _row(line, header, cells):
     cells = [cell.strip() for cell in cells]
     row = Row(line=line, raw=dict(zip(header, cells)))
     if len(cells) > len(header):
-        row.errors.append(_("%(found)d values but only %(expected)d columns") % {"found": len(cells), "expected": len(header)})
+        row.parse_errors.append(_("%(found)d values but only %(expected)d columns") % {"found": len(cells), "expected": len(header)})
     return row
 
 
