@@ -1,6 +1,51 @@
-"""The administrators' console: Django's admin site, titled and with a dashboard."""
+"""The administrators' console: Django's admin site, titled, with a dashboard and the getting-started
+wizard, plus the helpers every console page shares (who is a full administrator, where a request
+comes from, auditing of the admin's own add/change/delete)."""
 from django.contrib import admin
+from django.urls import path
 from django.utils import timezone
+
+
+def is_full_admin(user):
+    """Superusers and members of the "Full administrator" role."""
+    from invitations.roles import FULL_ADMIN
+
+    if not (user.is_active and user.is_staff):
+        return False
+    return user.is_superuser or user.groups.filter(name=FULL_ADMIN).exists()
+
+
+def client_ip(request):
+    """The address the request came from, as the WSGI server reports it (REMOTE_ADDR); never a
+    client-supplied header, which anyone could forge into the audit log."""
+    return request.META.get("REMOTE_ADDR") or None
+
+
+class AuditedAdminMixin:
+    """Writes an AuditEvent next to Django's own LogEntry for every add, change and delete made in
+    the console, so the audit log holds who, what, when and from where."""
+
+    def _audit(self, request, action, obj, detail=None):
+        from invitations.models import AuditEvent
+
+        AuditEvent.record(request.user, f"{obj._meta.model_name}.{action}", obj,
+                          ip=client_ip(request), detail=detail)
+
+    def log_addition(self, request, obj, message):
+        entry = super().log_addition(request, obj, message)
+        self._audit(request, "added", obj, {"change": message})
+        return entry
+
+    def log_change(self, request, obj, message):
+        entry = super().log_change(request, obj, message)
+        self._audit(request, "changed", obj, {"change": message})
+        return entry
+
+    def log_deletions(self, request, queryset):
+        # Called before the rows are deleted, so each object still has its pk and label.
+        for obj in queryset:
+            self._audit(request, "deleted", obj)
+        return super().log_deletions(request, queryset)
 
 
 class ConsoleSite(admin.AdminSite):
@@ -12,10 +57,23 @@ class ConsoleSite(admin.AdminSite):
     def each_context(self, request):
         context = super().each_context(request)
         context["now"] = timezone.now()
+        context["is_full_admin"] = request.user.is_authenticated and is_full_admin(request.user)
         return context
 
     def index(self, request, extra_context=None):
         from invitations.dashboard import counts
+        from invitations.models import Organisation
 
-        extra_context = {**(extra_context or {}), "counts": counts()}
+        extra_context = {**(extra_context or {}), "counts": counts(), "organisation": Organisation.get()}
         return super().index(request, extra_context)
+
+    def get_urls(self):
+        from invitations import wizard
+
+        steps = [
+            ("getting-started/", wizard.organisation_step, "getting_started"),
+            ("getting-started/enrollment/", wizard.enrollment_step, "getting_started_enrollment"),
+            ("getting-started/users/", wizard.users_step, "getting_started_users"),
+            ("getting-started/done/", wizard.summary, "getting_started_done"),
+        ]
+        return [path(route, self.admin_view(view), name=name) for route, view, name in steps] + super().get_urls()

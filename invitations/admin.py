@@ -1,0 +1,372 @@
+"""The console pages for users, invitations, the organisation and the audit log.
+
+Each role sees only what it may do: the permission methods below (not the templates) decide, so a
+hidden button is also a refused request.
+"""
+from django.contrib import admin, messages
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
+from django.db.models import Prefetch
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
+
+from mdmportal.console import AuditedAdminMixin, client_ip, is_full_admin
+
+from . import sending, user_import
+from .console_forms import AdministratorChangeForm, CsvImportForm, OrganisationForm, UserAddForm, UserChangeForm
+from .models import AuditEvent, Invitation, InvitationEmail, InvalidTransition, Organisation, UrlRotation, User
+from .roles import ROLES
+
+# Roles are fixed and re-synced after every migrate; they are given on the user's form, not edited.
+admin.site.unregister(Group)
+
+EXPIRABLE = [Invitation.Status.QUEUED, Invitation.Status.SENT, Invitation.Status.OPENED, Invitation.Status.FAILED]
+STATUS_LABELS = {**dict(Invitation.Status.choices), "expired": gettext_lazy("expired")}
+
+
+class UserInvitationFilter(admin.SimpleListFilter):
+    title = gettext_lazy("invitation")
+    parameter_name = "invitation"
+
+    def lookups(self, request, model_admin):
+        return [("none", _("never invited")), ("pending", _("pending")), ("failed", _("email failed")),
+                ("completed", _("enrollment completed"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "none":
+            return queryset.filter(invitations__isnull=True)
+        if self.value() == "pending":
+            return queryset.filter(pk__in=Invitation.objects.pending().values("user"))
+        if self.value() in ("failed", "completed"):
+            return queryset.filter(pk__in=Invitation.objects.filter(status=self.value()).values("user"))
+        return queryset
+
+
+class RoleFilter(admin.SimpleListFilter):
+    title = gettext_lazy("role")
+    parameter_name = "role"
+
+    def lookups(self, request, model_admin):
+        return [(role, role) for role in ROLES]
+
+    def queryset(self, request, queryset):
+        if self.value() in ROLES:
+            return queryset.filter(groups__name=self.value())
+        return queryset
+
+
+@admin.register(User)
+class UserAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ["email", "display_name", "mdm_username", "language", "device_limit", "invitation_status",
+                    "is_staff"]
+    list_filter = [UserInvitationFilter, "language", "is_staff", RoleFilter, "is_active"]
+    search_fields = ["email", "display_name", "mdm_username"]
+    actions = ["send_invitations"]
+    change_list_template = "admin/invitations/user/change_list.html"
+
+    def get_queryset(self, request):
+        latest_first = Invitation.objects.order_by("-created_at")
+        return super().get_queryset(request).prefetch_related(Prefetch("invitations", queryset=latest_first))
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            fields = ["email", "mdm_username", "display_name", "language", "device_limit"]
+            if self.has_send_invitation_permission(request):
+                fields.append("send_invitation")
+            return [(None, {"fields": fields})]
+        return [
+            (None, {"fields": ["email", "mdm_username", "display_name", "language", "device_limit", "is_active"]}),
+            (_("Console access"), {"fields": ["is_staff", "role"]}),
+            (_("History"), {"fields": ["date_joined", "last_login"]}),
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        if is_full_admin(request.user):
+            return ["date_joined", "last_login"]
+        # Only full administrators grant console access and roles.
+        return ["is_staff", "role", "date_joined", "last_login"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = UserAddForm
+        elif is_full_admin(request.user):
+            kwargs["form"] = type("AdministratorChangeForm", (AdministratorChangeForm,), {"acting_user": request.user})
+        else:
+            kwargs["form"] = UserChangeForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def has_change_permission(self, request, obj=None):
+        # Administrators' accounts are full administrators' business (or an enrollment administrator
+        # could take over a full administrator's account by changing its email).
+        if obj is not None and obj.is_staff and not is_full_admin(request.user):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.is_staff and not is_full_admin(request.user):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def has_send_invitation_permission(self, request):
+        return request.user.has_perm("invitations.send_invitation")
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change and form.cleaned_data.get("send_invitation") and self.has_send_invitation_permission(request):
+            sending.invite([obj], actor=request.user, ip=client_ip(request))
+            self.message_user(request, _("Invitation queued for %(email)s.") % {"email": obj.email})
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if isinstance(form, AdministratorChangeForm):
+            form.save_role()
+
+    @admin.display(description=gettext_lazy("invitation"))
+    def invitation_status(self, user):
+        latest = next(iter(user.invitations.all()), None)
+        return STATUS_LABELS[latest.display_status] if latest else "—"
+
+    @admin.display(description=gettext_lazy("role"))
+    def role(self, user):
+        return ", ".join(user.groups.filter(name__in=ROLES).values_list("name", flat=True)) or "—"
+
+    @admin.action(description=gettext_lazy("Send invitation"), permissions=["send_invitation"])
+    def send_invitations(self, request, queryset):
+        active = list(queryset.filter(is_active=True))
+        skipped = queryset.count() - len(active)
+        if active:
+            sending.invite(active, actor=request.user, ip=client_ip(request))
+            self.message_user(request, ngettext("Invitation queued for %(count)d user.",
+                                                "Invitations queued for %(count)d users.", len(active))
+                              % {"count": len(active)}, messages.SUCCESS)
+        if skipped:
+            self.message_user(request, ngettext("%(count)d inactive user was not invited.",
+                                                "%(count)d inactive users were not invited.", skipped)
+                              % {"count": skipped}, messages.WARNING)
+
+    def get_urls(self):
+        return [
+            path("import/", self.admin_site.admin_view(self.import_view), name="invitations_user_import"),
+        ] + super().get_urls()
+
+    def import_view(self, request):
+        """Bulk add from a CSV upload, all rows or none, with a report row by row."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        can_send = self.has_send_invitation_permission(request)
+        form = CsvImportForm(request.POST or None, request.FILES or None)
+        if not can_send:
+            del form.fields["send_invitations"]
+        report = None
+        if request.method == "POST" and form.is_valid():
+            send = can_send and form.cleaned_data["send_invitations"]
+            report = user_import.import_users(form.cleaned_data["file"], actor=request.user,
+                                              ip=client_ip(request), send_invitations=send)
+            if report.created:
+                self.message_user(request, ngettext("%(count)d user added.", "%(count)d users added.",
+                                                    len(report.rows)) % {"count": len(report.rows)})
+            else:
+                self.message_user(request, _("Nothing was imported: correct the rows marked below and upload "
+                                             "the file again."), messages.ERROR)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Import users from CSV"),
+            "form": form,
+            "report": report,
+            "columns": user_import.COLUMNS,
+        }
+        return TemplateResponse(request, "admin/invitations/user/import.html", context)
+
+
+class InvitationStatusFilter(admin.SimpleListFilter):
+    title = gettext_lazy("status")
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return list(STATUS_LABELS.items())
+
+    def queryset(self, request, queryset):
+        value, now = self.value(), timezone.now()
+        if value == "expired":
+            return queryset.filter(status__in=EXPIRABLE, expires_at__lte=now)
+        if value in EXPIRABLE:
+            return queryset.filter(status=value, expires_at__gt=now)
+        if value in STATUS_LABELS:
+            return queryset.filter(status=value)
+        return queryset
+
+
+class InvitationEmailInline(admin.TabularInline):
+    model = InvitationEmail
+    fields = readonly_fields = ["reason", "status", "attempts", "error", "queued_at", "sent_at"]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Invitations are made by sending them (Users, wizard, import); here they are followed up."""
+
+    list_display = ["user", "status_display", "created_at", "sent_at", "opened_at", "completed_at",
+                    "failure_reason"]
+    list_filter = [InvitationStatusFilter]
+    list_select_related = ["user"]
+    search_fields = ["user__email", "user__display_name"]
+    date_hierarchy = "created_at"
+    actions = ["resend", "revoke"]
+    inlines = [InvitationEmailInline]
+    fields = readonly_fields = ["user", "status_display", "failure_reason", "created_by", "created_at",
+                                "expires_at", "sent_at", "opened_at", "accepted_at", "completed_at", "revoked_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_send_invitation_permission(self, request):
+        return request.user.has_perm("invitations.send_invitation")
+
+    def has_revoke_permission(self, request):
+        return request.user.has_perm("invitations.change_invitation")
+
+    @admin.display(description=gettext_lazy("status"), ordering="status")
+    def status_display(self, invitation):
+        return STATUS_LABELS[invitation.display_status]
+
+    @admin.action(description=gettext_lazy("Resend invitation"), permissions=["send_invitation"])
+    def resend(self, request, queryset):
+        self._apply(request, queryset, sending.resend, _("Invitation resent to %(count)d user(s)."),
+                    _("Not resent to %(users)s: a revoked or accepted invitation cannot be resent."))
+
+    @admin.action(description=gettext_lazy("Revoke invitation"), permissions=["revoke"])
+    def revoke(self, request, queryset):
+        self._apply(request, queryset, sending.revoke, _("%(count)d invitation(s) revoked."),
+                    _("Not revoked for %(users)s: the invitation is already revoked or enrollment is completed."))
+
+    def _apply(self, request, queryset, transition, done_message, refused_message):
+        done, refused = 0, []
+        for invitation in queryset.select_related("user"):
+            try:
+                transition(invitation, actor=request.user, ip=client_ip(request))
+                done += 1
+            except InvalidTransition:
+                refused.append(invitation.user.email)
+        if done:
+            self.message_user(request, done_message % {"count": done}, messages.SUCCESS)
+        if refused:
+            self.message_user(request, refused_message % {"users": ", ".join(refused)}, messages.WARNING)
+
+
+@admin.register(Organisation)
+class OrganisationAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    form = OrganisationForm
+    fields = ["name", "enrollment_base_url", "current_enrollment_url", "enrollment_url_version",
+              "setup_completed_at"]
+    readonly_fields = ["current_enrollment_url", "enrollment_url_version", "setup_completed_at"]
+    change_form_template = "admin/invitations/organisation/change_form.html"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_regenerate_permission(self, request):
+        return request.user.has_perm("invitations.regenerate_enrollment_url")
+
+    @admin.display(description=gettext_lazy("Current enrollment URL"))
+    def current_enrollment_url(self, organisation):
+        return organisation.enrollment_url
+
+    def changelist_view(self, request, extra_context=None):
+        # One organisation: its list is its page.
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        return redirect("admin:invitations_organisation_change", Organisation.get().pk)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_regenerate": self.has_regenerate_permission(request),
+            "rotations": UrlRotation.objects.select_related("started_by")[:5],
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        return [
+            path("regenerate/", self.admin_site.admin_view(self.regenerate_view),
+                 name="invitations_organisation_regenerate"),
+            path("rotations/", self.admin_site.admin_view(self.rotations_view),
+                 name="invitations_organisation_rotations"),
+        ] + super().get_urls()
+
+    def regenerate_view(self, request):
+        """Confirm, then rotate the enrollment URL; the re-issue runs in Celery (see rotations)."""
+        if not self.has_regenerate_permission(request):
+            raise PermissionDenied
+        organisation = Organisation.get()
+        if request.method == "POST":
+            rotation = organisation.regenerate_enrollment_url(actor=request.user, ip=client_ip(request))
+            self.message_user(request, _("New enrollment URL (version %(version)d). Users with a pending "
+                                         "invitation are being sent it.") % {"version": rotation.version})
+            return redirect("admin:invitations_organisation_rotations")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Regenerate the enrollment URL?"),
+            "organisation": organisation,
+            "pending_count": Invitation.objects.pending().count(),
+        }
+        return TemplateResponse(request, "admin/invitations/organisation/regenerate_confirm.html", context)
+
+    def rotations_view(self, request):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        rotations = list(UrlRotation.objects.select_related("started_by")[:20])
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Enrollment URL regenerations"),
+            "organisation": Organisation.get(),
+            "rotations": rotations,
+            "refresh": any(rotation.finished_at is None for rotation in rotations),
+        }
+        return TemplateResponse(request, "admin/invitations/organisation/rotations.html", context)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Read-only for everyone, superusers included: the log is only ever appended to by the code."""
+
+    list_display = ["created_at", "actor_label", "action", "target_type", "target_label", "ip"]
+    list_filter = ["action", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["actor_label", "target_label", "target_id"]
+    date_hierarchy = "created_at"
+    fields = readonly_fields = ["created_at", "actor", "actor_label", "action", "target_type", "target_id",
+                                "target_label", "ip", "detail"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,76 @@
+from datetime import timedelta
+
+from django.utils import timezone
+
+from invitations.models import AuditEvent
+from tests.console_fixtures import console, email_templates, enrollment_admin, helpdesk  # noqa: F401
+from tests.factories import AuditEventFactory
+
+AUDIT = "/admin/invitations/auditevent/"
+
+
+def shown(response):
+    return [event.action for event in response.context["cl"].result_list]
+
+
+def test_audit_log_redirects_anonymous(client, db):
+    assert client.get(AUDIT)["Location"].startswith("/admin/login/")
+
+
+def test_audit_log_refuses_users_without_console_access(client, alice):
+    client.force_login(alice)
+    assert client.get(AUDIT)["Location"].startswith("/admin/login/")
+
+
+def test_audit_log_is_readable_by_helpdesk(client, helpdesk):
+    AuditEventFactory(action="user.added", actor_label="root@example.com", target_label="carol@example.com",
+                      ip="203.0.113.1")
+    client.force_login(helpdesk)
+    response = client.get(AUDIT)
+    assert response.status_code == 200
+    html = response.content.decode()
+    for text in ["user.added", "root@example.com", "carol@example.com", "203.0.113.1"]:
+        assert text in html
+
+
+def test_audit_log_cannot_be_added_changed_or_deleted_even_by_a_superuser(console):
+    event = AuditEventFactory(action="user.added")
+    assert console.get(f"{AUDIT}add/").status_code == 403
+    assert console.post(f"{AUDIT}{event.pk}/change/", {"action": "forged"}).status_code == 403
+    assert console.post(f"{AUDIT}{event.pk}/delete/", {"post": "yes"}).status_code == 403
+    console.post(AUDIT, {"action": "delete_selected", "_selected_action": [event.pk], "post": "yes"})
+    event.refresh_from_db()
+    assert event.action == "user.added"
+    page = console.get(f"{AUDIT}{event.pk}/change/")
+    assert page.status_code == 200
+    assert b'name="_save"' not in page.content
+
+
+def test_audit_log_filters_by_action_and_date(console):
+    AuditEventFactory(action="user.added")
+    AuditEventFactory(action="invitation.revoked")
+    old = AuditEventFactory(action="invitation.revoked")
+    AuditEvent.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=40))
+
+    assert shown(console.get(AUDIT, {"action": "invitation.revoked"})) == ["invitation.revoked"] * 2
+    today = timezone.localdate()
+    since = {"created_at__gte": str(today - timedelta(days=6)), "created_at__lt": str(today + timedelta(days=1))}
+    assert sorted(shown(console.get(AUDIT, since))) == ["invitation.revoked", "user.added"]
+
+
+def test_audit_log_searches_actor_and_target(console):
+    AuditEventFactory(action="user.added", actor_label="root@example.com", target_label="carol@example.com")
+    AuditEventFactory(action="user.added", actor_label="full@example.com", target_label="dave@example.com")
+    assert len(shown(console.get(AUDIT, {"q": "full@"}))) == 1
+    assert len(shown(console.get(AUDIT, {"q": "carol"}))) == 1
+
+
+def test_console_changes_are_audited_with_who_what_and_where(client, enrollment_admin, alice):
+    client.force_login(enrollment_admin)
+    client.post(f"/admin/invitations/user/{alice.pk}/change/",
+                {"email": alice.email, "display_name": "Alice Martin", "language": "fr", "device_limit": "2",
+                 "is_active": "on", "_save": "Save"}, REMOTE_ADDR="2001:db8::7")
+    event = AuditEvent.objects.get(action="user.changed")
+    assert (event.actor, event.actor_label, event.target_id, event.ip) == (
+        enrollment_admin, "enroller@example.com", str(alice.pk), "2001:db8::7")
+    assert event.created_at is not None

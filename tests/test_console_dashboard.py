@@ -1,0 +1,52 @@
+from django.utils import timezone
+
+from tests.console_fixtures import console, email_templates, helpdesk  # noqa: F401
+from tests.factories import InvitationFactory, UserFactory
+
+DASHBOARD = "/admin/"
+
+
+def test_dashboard_redirects_anonymous_to_console_sign_in(client, db):
+    response = client.get(DASHBOARD)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+def test_dashboard_refuses_users_without_console_access(client, alice):
+    client.force_login(alice)
+    response = client.get(DASHBOARD)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+def test_dashboard_counts_users_pending_invitations_and_shows_no_device_count_yet(console, organisation):
+    UserFactory.create_batch(3)
+    InvitationFactory.create_batch(2)  # two more users, each with a pending invitation
+    InvitationFactory(revoked=True)
+    InvitationFactory(expired=True)
+
+    response = console.get(DASHBOARD)
+
+    assert response.status_code == 200
+    assert response.context["counts"] == {"users": 7, "pending_invitations": 2, "enrolled_devices": None}
+    html = response.content.decode()
+    assert '<span class="figure">7</span>' in html
+    assert '<span class="figure">2</span>' in html
+    assert '<span class="figure">—</span>' in html
+
+
+def test_dashboard_offers_the_wizard_until_setup_is_completed(console, organisation):
+    assert b'href="/admin/getting-started/"' in console.get(DASHBOARD).content
+
+    organisation.setup_completed_at = timezone.now()
+    organisation.save()
+
+    assert b'href="/admin/getting-started/"' not in console.get(DASHBOARD).content
+
+
+def test_dashboard_tells_helpdesk_that_setup_is_for_full_administrators(client, helpdesk, organisation):
+    client.force_login(helpdesk)
+    response = client.get(DASHBOARD)
+    assert response.status_code == 200
+    assert b'href="/admin/getting-started/"' not in response.content
+    assert b"a full administrator should run the getting-started wizard" in response.content
