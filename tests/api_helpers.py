@@ -1,11 +1,9 @@
 """Helpers shared by the API tests: real tokens made by `create_api_token` and clients using them."""
 from io import StringIO
 
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from tests.factories import UserFactory
 
 
 def make_token(user, *, rotate=False):
@@ -26,8 +24,3 @@ def client_with_token(key):
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     return client
 
-
-def make_role_admin(role, email):
-    user = UserFactory(email=email, is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    return user

@@ -1,6 +1,8 @@
 import pytest
 
-from tests.factories import AdminFactory, OrganisationFactory, UserFactory
+from invitations import roles
+from tests.api_helpers import client_with_token, make_token
+from tests.factories import AdminFactory, OrganisationFactory, UserFactory, role_admin
 from tests.services import celery_worker, live_tasks, postgres, redis_url, smtp_server  # noqa: F401
 
 
@@ -49,3 +51,41 @@ def alice(db):
 @pytest.fixture
 def bob(db):
     return UserFactory(email="bob@example.com", display_name="Bob")
+
+
+@pytest.fixture
+def full_admin(db):
+    """A full administrator through the role, not a superuser."""
+    return role_admin(roles.FULL_ADMIN, "full@example.com")
+
+
+@pytest.fixture
+def enrollment_admin(db):
+    return role_admin(roles.ENROLLMENT_ADMIN, "enroller@example.com")
+
+
+@pytest.fixture
+def helpdesk(db):
+    return role_admin(roles.HELPDESK, "helpdesk@example.com")
+
+
+@pytest.fixture
+def console(client, admin_user):
+    """A test client signed in to the console as the superuser."""
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def full_api(full_admin):
+    return client_with_token(make_token(full_admin))
+
+
+@pytest.fixture
+def enrollment_api(enrollment_admin):
+    return client_with_token(make_token(enrollment_admin))
+
+
+@pytest.fixture
+def helpdesk_api(helpdesk):
+    return client_with_token(make_token(helpdesk))

@@ -3,6 +3,7 @@ from datetime import timedelta
 
 import factory
 from django.contrib.auth.hashers import make_password
+from django.contrib.auth.models import Group
 from django.utils import timezone
 from factory.django import DjangoModelFactory
 
@@ -85,3 +86,10 @@ class AuditEventFactory(DjangoModelFactory):
 
     action = "test.event"
     actor_label = "system"
+
+
+def role_admin(role, email):
+    """A console user whose permissions come from one of the roles (invitations/roles.py)."""
+    user = UserFactory(email=email, is_staff=True)
+    user.groups.add(Group.objects.get(name=role))
+    return user

@@ -6,8 +6,6 @@ from invitations.models import AuditEvent, InvitationEmail, Organisation, Retire
 from tests.api_helpers import client_with_token, make_token
 from tests.factories import InvitationFactory, UrlRotationFactory, UserFactory
 
-pytest_plugins = ["tests.api_fixtures"]
-pytestmark = pytest.mark.usefixtures("email_templates")
 
 
 def test_enrollment_url_shows_the_current_url_and_version(full_api, organisation):

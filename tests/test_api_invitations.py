@@ -11,8 +11,7 @@ from invitations.models import AuditEvent, Invitation, InvitationEmail
 from tests.api_helpers import client_with_token, make_token
 from tests.factories import InvitationEmailFactory, InvitationFactory, UserFactory
 
-pytest_plugins = ["tests.api_fixtures"]
-pytestmark = pytest.mark.usefixtures("email_templates", "organisation")
+pytestmark = pytest.mark.usefixtures("organisation")
 
 
 class RefusingBackend(BaseEmailBackend):

@@ -10,8 +10,7 @@ from invitations.models import AuditEvent, Invitation, Organisation, User
 from tests.api_helpers import HttpsAPIClient, client_with_token, make_token
 from tests.factories import InvitationFactory, UrlRotationFactory, UserFactory
 
-pytest_plugins = ["tests.api_fixtures"]
-pytestmark = pytest.mark.usefixtures("email_templates", "organisation")
+pytestmark = pytest.mark.usefixtures("organisation")
 
 READS = [
     "/api/v1/users/",

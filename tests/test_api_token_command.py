@@ -8,7 +8,6 @@ from invitations.models import AuditEvent
 from tests.api_helpers import client_with_token, make_token
 from tests.factories import AdminFactory, UserFactory
 
-pytest_plugins = ["tests.api_fixtures"]
 
 
 def test_create_api_token_prints_a_token_that_authenticates_the_admin(full_admin):
@@ -28,7 +27,7 @@ def test_create_api_token_is_idempotent_without_rotate(full_admin):
 
 def test_create_api_token_finds_the_admin_whatever_the_email_case(full_admin):
     out = StringIO()
-    call_command("create_api_token", "  FULL.Admin@Example.COM ", stdout=out)
+    call_command("create_api_token", "  FULL@Example.COM ", stdout=out)
 
     assert out.getvalue().strip() == Token.objects.get(user=full_admin).key
 

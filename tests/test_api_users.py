@@ -7,8 +7,6 @@ from invitations import api
 from invitations.models import AuditEvent, Invitation, User
 from tests.factories import AdminFactory, UserFactory
 
-pytest_plugins = ["tests.api_fixtures"]
-pytestmark = pytest.mark.usefixtures("email_templates")
 
 NEW_USER = {
     "email": "Carol@Example.com",

@@ -3,7 +3,6 @@ from datetime import timedelta
 from django.utils import timezone
 
 from invitations.models import AuditEvent
-from tests.console_fixtures import console, email_templates, enrollment_admin, helpdesk  # noqa: F401
 from tests.factories import AuditEventFactory
 
 AUDIT = "/admin/invitations/auditevent/"

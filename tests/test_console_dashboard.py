@@ -1,6 +1,5 @@
 from django.utils import timezone
 
-from tests.console_fixtures import console, email_templates, helpdesk  # noqa: F401
 from tests.factories import InvitationFactory, UserFactory
 
 DASHBOARD = "/admin/"

@@ -4,9 +4,7 @@ from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
 
 from invitations.models import AuditEvent, Invitation, InvitationEmail
-from tests.console_fixtures import (  # noqa: F401
-    action, console, email_templates, enrollment_admin, helpdesk, messages_of,
-)
+from tests.console_fixtures import action, messages_of
 from tests.factories import InvitationEmailFactory, InvitationFactory
 
 INVITATIONS = "/admin/invitations/invitation/"

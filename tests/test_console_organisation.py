@@ -3,9 +3,7 @@ from django.core import mail
 from django.utils import timezone
 
 from invitations.models import AuditEvent, InvitationEmail, Organisation, UrlRotation
-from tests.console_fixtures import (  # noqa: F401
-    console, email_templates, enrollment_admin, full_admin, helpdesk, messages_of,
-)
+from tests.console_fixtures import messages_of
 from tests.factories import InvitationFactory, UrlRotationFactory
 
 REGENERATE = "/admin/invitations/organisation/regenerate/"

@@ -1,7 +1,6 @@
 """Every console page renders (or is refused) for every role: never a server error."""
 import pytest
 
-from tests.console_fixtures import console, email_templates, enrollment_admin, full_admin, helpdesk  # noqa: F401
 from tests.factories import AuditEventFactory, InvitationEmailFactory, UrlRotationFactory, UserFactory
 
 PERSONAS = ["admin_user", "full_admin", "enrollment_admin", "helpdesk"]

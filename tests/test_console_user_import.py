@@ -3,9 +3,7 @@ from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from invitations.models import AuditEvent, Invitation, User
-from tests.console_fixtures import (  # noqa: F401
-    console, email_templates, enrollment_admin, helpdesk, messages_of,
-)
+from tests.console_fixtures import messages_of
 from tests.factories import UserFactory
 
 IMPORT = "/admin/invitations/user/import/"

@@ -3,9 +3,7 @@ from django.core import mail
 
 from invitations.models import AuditEvent, Invitation, User
 from invitations.roles import ENROLLMENT_ADMIN, FULL_ADMIN, HELPDESK
-from tests.console_fixtures import (  # noqa: F401
-    action, console, email_templates, enrollment_admin, full_admin, helpdesk, messages_of,
-)
+from tests.console_fixtures import action, messages_of
 from tests.factories import InvitationFactory, UserFactory
 
 USERS = "/admin/invitations/user/"

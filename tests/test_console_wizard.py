@@ -2,9 +2,6 @@ import pytest
 from django.core import mail
 
 from invitations.models import AuditEvent, Invitation, Organisation, User
-from tests.console_fixtures import (  # noqa: F401
-    console, email_templates, enrollment_admin, full_admin, helpdesk,
-)
 
 START = "/admin/getting-started/"
 ENROLLMENT = "/admin/getting-started/enrollment/"
