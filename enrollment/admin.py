@@ -3,7 +3,7 @@ created only by enrollment, never by hand."""
 from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
-from .models import Device
+from .models import Device, RegistrationPin
 
 
 @admin.register(Device)
@@ -37,4 +37,23 @@ class DeviceAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         # Read-only, but the detail page stays reachable for anyone who may view devices.
+        return False
+
+
+@admin.register(RegistrationPin)
+class RegistrationPinAdmin(admin.ModelAdmin):
+    """Who holds a registration PIN and what became of it. PINs are issued by the invitation flow and
+    shown only to their user; the console never sees them."""
+
+    list_display = ["user", "created_at", "expires_at", "consumed_at", "consumed_by", "revoked_at"]
+    list_filter = [("consumed_at", admin.EmptyFieldListFilter), ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["user__email"]
+    list_select_related = ["user", "consumed_by"]
+    readonly_fields = ["user", "created_at", "created_by", "expires_at", "consumed_at", "consumed_by", "revoked_at"]
+    exclude = ["pin_hash"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

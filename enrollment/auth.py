@@ -27,11 +27,13 @@ USER_TOKEN = "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollme
 
 ONPREMISE = "onpremise"
 FEDERATED = "federated"
+PIN = "pin"
 
 TOKEN_SALT = "enrollment.federated-token"
 
 BAD_CREDENTIALS = "The user name or password is incorrect."
 LOCKED_OUT = "Too many failed sign-ins. Wait a few minutes, then try again."
+BAD_PIN = "The user name or registration PIN is incorrect, or the PIN has expired or was already used."
 NOT_ALLOWED = "This account is not allowed to enroll devices. Contact your administrator."
 BAD_TOKEN = "Your sign-in has expired or was already used. Start the enrollment again."
 
@@ -39,9 +41,10 @@ BAD_TOKEN = "Your sign-in has expired or was already used. Start the enrollment 
 @dataclass
 class Identity:
     user: object
-    method: str  # ONPREMISE or FEDERATED
+    method: str  # ONPREMISE, PIN or FEDERATED (Device.Method values)
     upn: str  # the name the device signed in with
     token_id: str | None = None  # jti of a federated token, spent by a successful RST
+    pin: object = None  # the RegistrationPin used, spent by a successful RST
 
 
 def authenticate_envelope(request, envelope):
@@ -76,9 +79,12 @@ def _password_identity(request, token):
     if password_type and password_type != PASSWORD_TEXT:
         raise SoapFault(Fault.INVALID_SECURITY, "The sign-in information could not be read.",
                         log_detail=f"password type {password_type!r}")
-    # The password itself is never stripped: spaces may be part of it.
-    password = password_element.text or ""
-    user = verify_password(request, username, password)
+    # The secret itself is never stripped: spaces may be part of a password.
+    secret = password_element.text or ""
+    if settings.ENROLLMENT_REGISTRATION_SECRET == PIN:
+        user, pin = verify_pin(request, username, secret)
+        return Identity(user=user, method=PIN, upn=username, pin=pin)
+    user = verify_password(request, username, secret)
     return Identity(user=user, method=ONPREMISE, upn=username)
 
 
@@ -86,15 +92,14 @@ def verify_password(request, identity, password):
     """The active user whose email or MDM username is `identity` and whose password this is.
     Goes through django-axes (lockout per account and address); raises SoapFault."""
     user = get_user_model().objects.for_login(identity)
-    if user is not None and _recently_verified(user, password):
-        if not user.is_active:
-            raise SoapFault(Fault.AUTHORIZATION, NOT_ALLOWED, log_detail=f"inactive user {user.pk}")
+    if user is not None and _recently_verified(user, password, user.password):
+        _require_active(user)
         return user
     if user is not None and not user.is_active:
         # ModelBackend refuses inactive users without telling why; the device deserves "not allowed"
         # only when the password was right.
         if user.check_password(password):
-            raise SoapFault(Fault.AUTHORIZATION, NOT_ALLOWED, log_detail=f"inactive user {user.pk}")
+            _require_active(user)
         raise SoapFault(Fault.AUTHENTICATION, BAD_CREDENTIALS, log_detail=f"bad password for user {user.pk}")
     authenticated, locked_out = authenticate_with_lockout(request, user.email if user else identity, password)
     if locked_out:
@@ -102,34 +107,69 @@ def verify_password(request, identity, password):
     if authenticated is None:
         raise SoapFault(Fault.AUTHENTICATION, BAD_CREDENTIALS,
                         log_detail="unknown user" if user is None else f"bad password for user {user.pk}")
-    _remember_verified(authenticated, password)
+    _remember_verified(authenticated, password, authenticated.password, True)
     return authenticated
 
 
-def authenticate_with_lockout(request, email, password):
-    """django.contrib.auth.authenticate through django-axes. Returns (user or None, locked_out).
+def verify_pin(request, identity, secret):
+    """(user, RegistrationPin) for a user's usable one-time PIN, through django-axes like passwords."""
+    from .models import RegistrationPin
+    from .pins import matching_pin
+
+    user = get_user_model().objects.for_login(identity)
+    pin = RegistrationPin.objects.usable().filter(user=user).first() if user is not None else None
+    if pin is not None:
+        remembered = _recently_verified(user, secret, pin.pin_hash)
+        if remembered == pin.pk:
+            _require_active(user)
+            return user, pin
+    if user is not None and not user.is_active:
+        if matching_pin(user, secret) is not None:
+            _require_active(user)
+        raise SoapFault(Fault.AUTHENTICATION, BAD_PIN, log_detail=f"bad PIN for user {user.pk}")
+    authenticated, locked_out = authenticate_with_lockout(request, user.email if user else identity, secret,
+                                                          kind="pin")
+    if locked_out:
+        raise SoapFault(Fault.AUTHENTICATION, LOCKED_OUT, log_detail="locked out by django-axes")
+    if authenticated is None:
+        raise SoapFault(Fault.AUTHENTICATION, BAD_PIN,
+                        log_detail="unknown user" if user is None else f"bad or spent PIN for user {user.pk}")
+    pin = authenticated.registration_pin
+    _remember_verified(authenticated, secret, pin.pin_hash, pin.pk)
+    return authenticated, pin
+
+
+def _require_active(user):
+    if not user.is_active:
+        raise SoapFault(Fault.AUTHORIZATION, NOT_ALLOWED, log_detail=f"inactive user {user.pk}")
+
+
+def authenticate_with_lockout(request, email, secret, *, kind="password"):
+    """django.contrib.auth.authenticate through django-axes, with a password or (kind="pin") a
+    registration PIN. Returns (user or None, locked_out).
 
     Axes marks a locked-out request so that its middleware swaps the response for the HTML lockout
     page; devices need a SOAP fault and the sign-in page its own message, so we take the flag back."""
-    user = authenticate(request, username=email, password=password)
+    user = authenticate(request, username=email, **{kind: secret})
     locked_out = bool(getattr(request, "axes_locked_out", False))
     request.axes_locked_out = False
     return (None if locked_out else user), locked_out
 
 
-def _verification_key(user, password):
-    # The stored hash is part of the message, so a password change invalidates the entry at once.
-    message = f"{user.pk}:{user.password}:{password}".encode()
+def _verification_key(user, secret, stored_hash):
+    # The stored hash is part of the message, so a password change (or a new PIN) invalidates the
+    # entry at once; the secret itself is never stored.
+    message = f"{user.pk}:{stored_hash}:{secret}".encode()
     digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
-    return f"enrollment:pw:{digest}"
+    return f"enrollment:verified:{digest}"
 
 
-def _remember_verified(user, password):
-    cache.set(_verification_key(user, password), True, settings.ENROLLMENT_PASSWORD_CACHE_SECONDS)
+def _remember_verified(user, secret, stored_hash, value):
+    cache.set(_verification_key(user, secret, stored_hash), value, settings.ENROLLMENT_PASSWORD_CACHE_SECONDS)
 
 
-def _recently_verified(user, password):
-    return bool(cache.get(_verification_key(user, password)))
+def _recently_verified(user, secret, stored_hash):
+    return cache.get(_verification_key(user, secret, stored_hash))
 
 
 # Federated sign-in token (brief §3.2): opaque to Windows, signed by us, short-lived, and spent by the

@@ -71,6 +71,7 @@ class Device(models.Model):
     class Method(models.TextChoices):
         ONPREMISE = "onpremise", "Password (on-premise)"
         FEDERATED = "federated", "Federated sign-in page"
+        PIN = "pin", "One-time registration PIN"
 
     class Status(models.TextChoices):
         ENROLLED = "enrolled", "Enrolled"
@@ -135,3 +136,47 @@ class Device(models.Model):
             raise InvalidTransition(self.status, self.Status.REPLACED)
         self.status, self.replaced_by, self.revoked_at = self.Status.REPLACED, by, timezone.now()
         self.save(update_fields=["status", "replaced_by", "revoked_at"])
+
+
+class RegistrationPinQuerySet(models.QuerySet):
+    def usable(self):
+        return self.filter(consumed_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now())
+
+
+class RegistrationPin(models.Model):
+    """A one-time registration PIN (issue 3 item 3): server-generated, shown to its user once, stored
+    only as a password hash, spent by the enrollment that uses it. At most one usable PIN per user."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="registration_pins", on_delete=models.CASCADE)
+    pin_hash = models.CharField(max_length=128, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+                                   on_delete=models.SET_NULL)
+    expires_at = models.DateTimeField()
+    consumed_at = models.DateTimeField(null=True, blank=True)
+    consumed_by = models.ForeignKey(Device, null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RegistrationPinQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"Registration PIN of {self.user}"
+
+    @property
+    def is_usable(self):
+        return self.consumed_at is None and self.revoked_at is None and self.expires_at > timezone.now()
+
+    def consume(self, device):
+        if not self.is_usable:
+            raise InvalidTransition("spent" if self.consumed_at else "unusable", "consumed")
+        self.consumed_at, self.consumed_by = timezone.now(), device
+        self.save(update_fields=["consumed_at", "consumed_by"])
+
+    def revoke(self):
+        if not self.is_usable:
+            raise InvalidTransition("unusable", "revoked")
+        self.revoked_at = timezone.now()
+        self.save(update_fields=["revoked_at"])

@@ -19,7 +19,7 @@ from invitations.models import AuditEvent, Organisation
 
 from . import auth, ca, provisioning, soap
 from .csr import CsrError, parse_csr
-from .models import Device
+from .models import Device, RegistrationPin
 from .soap import AC_NS, ENROLLMENT_NS, PARSER, SOAP_NS, WSA_NS, WSSE_NS, WST_NS, WSU_NS, ErrorType, Fault, SoapFault
 
 logger = logging.getLogger(__name__)
@@ -172,6 +172,12 @@ def _enroll(identity, token_request, csr, ip):
                         "administrator to raise the limit.", error_type=ErrorType.DEVICE_CAP_REACHED,
                         log_detail=f"user {user.pk} has {live} of {user.device_limit} devices")
     first_device = not Device.objects.filter(user=user).exists()
+    pin = None
+    if identity.pin is not None:
+        # The PIN is spent by this enrollment; a concurrent RST with the same PIN waits here, then fails.
+        pin = RegistrationPin.objects.select_for_update().get(pk=identity.pin.pk)
+        if not pin.is_usable:
+            raise SoapFault(Fault.AUTHENTICATION, auth.BAD_PIN, log_detail=f"PIN {pin.pk} no longer usable")
 
     certificate, document = issue(identity, token_request, csr)
     appauth = digest_material(document, token_request.device_id)
@@ -193,6 +199,9 @@ def _enroll(identity, token_request, csr, ip):
         federated_token_id=identity.token_id,
         **appauth,
     )
+    if pin is not None:
+        pin.consume(device)
+        AuditEvent.record(user, "registration_pin.consumed", user, ip=ip, detail={"pin": pin.pk, "device": device.pk})
     for old in earlier:
         old.mark_replaced(device)
         match = "DeviceID" if old.device_id.lower() == device.device_id.lower() else "HWDevID"

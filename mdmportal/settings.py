@@ -81,6 +81,7 @@ AUTH_USER_MODEL = "invitations.User"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
+    "enrollment.pins.PinBackend",  # only answers authenticate(..., pin=...) from the enrollment service
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -138,6 +139,11 @@ ENROLLMENT_FEDERATED_TOKEN_SECONDS = env.int("ENROLLMENT_FEDERATED_TOKEN_SECONDS
 ENROLLMENT_PASSWORD_CACHE_SECONDS = env.int("ENROLLMENT_PASSWORD_CACHE_SECONDS", default=5 * 60)
 # Path of the OMA-DM endpoint written into the provisioning document (ADDR), on the enrollment host.
 ENROLLMENT_MANAGEMENT_PATH = env("ENROLLMENT_MANAGEMENT_PATH", default="/ManagementServer/MDM.svc")
+# What users type in Windows' password box for an on-premise enrollment: "password" (their account
+# password) or "pin" (a one-time registration PIN, enrollment/pins.py), and the PINs' shape.
+ENROLLMENT_REGISTRATION_SECRET = env("ENROLLMENT_REGISTRATION_SECRET", default="password")
+ENROLLMENT_PIN_LENGTH = env.int("ENROLLMENT_PIN_LENGTH", default=8)  # 6 to 12 digits
+ENROLLMENT_PIN_TTL_HOURS = env.int("ENROLLMENT_PIN_TTL_HOURS", default=7 * 24)
 
 # Our CA (enrollment/ca.py). Its private keys are stored as PKCS#8 encrypted with this passphrase.
 # cryptography's BestAvailableEncryption derives the key with PBKDF2-HMAC-SHA256 at only 2048

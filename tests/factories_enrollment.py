@@ -5,10 +5,11 @@ from datetime import UTC, datetime, timedelta
 import factory
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from django.contrib.auth.hashers import make_password
 from factory.django import DjangoModelFactory
 
 from enrollment import ca
-from enrollment.models import CertificateAuthority, Device
+from enrollment.models import CertificateAuthority, Device, RegistrationPin
 
 KEY_POOL = 4  # CA keys cycle through this many test keys; consecutive CAs never share one
 
@@ -106,3 +107,20 @@ class DeviceFactory(DjangoModelFactory):
         federated = factory.Trait(method=Device.Method.FEDERATED)
         replaced = factory.Trait(status=Device.Status.REPLACED, revoked_at=factory.LazyFunction(lambda: datetime.now(UTC)))
         retired = factory.Trait(status=Device.Status.RETIRED)
+
+
+class RegistrationPinFactory(DjangoModelFactory):
+    """A usable PIN; the clear value is `raw` (default "12345678"), stored hashed like the real thing."""
+
+    class Meta:
+        model = RegistrationPin
+        exclude = ["raw"]
+
+    raw = "12345678"
+    user = factory.SubFactory("tests.factories.UserFactory")
+    pin_hash = factory.LazyAttribute(lambda o: make_password(o.raw))
+    expires_at = factory.LazyFunction(lambda: datetime.now(UTC) + timedelta(days=7))
+
+    class Params:
+        expired = factory.Trait(expires_at=factory.LazyFunction(lambda: datetime.now(UTC) - timedelta(minutes=1)))
+        revoked = factory.Trait(revoked_at=factory.LazyFunction(lambda: datetime.now(UTC)))
