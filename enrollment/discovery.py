@@ -51,10 +51,10 @@ def enrollment_version(requested):
     return f"{min(ours, theirs):.1f}"
 
 
-def service_url(name, key):
+def service_url(base_url, name, key):
     """Absolute URL of one of our services, carrying the enrollment key of the discovery URL used, so
-    regenerating the enrollment URL stops enrollments already under way too."""
-    return Organisation.get().base_url + reverse(f"enrollment:{name}", kwargs={"key": key})
+    regenerating the enrollment URL stops enrollments already under way too. All on one host (brief §2)."""
+    return base_url + reverse(f"enrollment:{name}", kwargs={"key": key})
 
 
 def handle(request, envelope, key):
@@ -78,13 +78,14 @@ def handle(request, envelope, key):
     logger.info("discover: %s answered %s v%s (email %s, OS edition %s)", envelope.activity_id, policy, version,
                 text(request_element, f"{{{ns}}}EmailAddress") or "-",
                 text(request_element, f"{{{ns}}}OSEdition") or "-")
+    base_url = Organisation.get().base_url
     result = D.DiscoverResult(
         D.AuthPolicy(policy),
         D.EnrollmentVersion(version),
-        D.EnrollmentPolicyServiceUrl(service_url("policy", key)),
-        D.EnrollmentServiceUrl(service_url("enrollment", key)),
+        D.EnrollmentPolicyServiceUrl(service_url(base_url, "policy", key)),
+        D.EnrollmentServiceUrl(service_url(base_url, "enrollment", key)),
     )
     if policy == FEDERATED:
-        result.append(D.AuthenticationServiceUrl(service_url("signin", key)))
+        result.append(D.AuthenticationServiceUrl(service_url(base_url, "signin", key)))
     header = soap.reply_header(soap.DISCOVER_RESPONSE, envelope, activity=True)
     return soap.S.Envelope(header, soap.soap_body(D.DiscoverResponse(result)))

@@ -2,6 +2,7 @@
 and the one view every device endpoint goes through (brief §1, §5.2)."""
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -226,7 +227,7 @@ class Service:
     name: str
     action: str
     response_action: str
-    handle: object
+    handle: Callable
 
 
 def serve(request, service, key):
