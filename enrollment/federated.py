@@ -42,7 +42,9 @@ def render_page(request, template, context, status=200):
         f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; "
         "form-action 'self' ms-app:; base-uri 'none'; frame-ancestors 'none'"
     )
-    response["Referrer-Policy"] = "no-referrer"
+    # Never leak the page's query string to the app, but keep the same-origin Referer/Origin that
+    # Django's CSRF check needs on HTTPS ("no-referrer" would make browsers send Origin: null).
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 

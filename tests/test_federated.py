@@ -115,6 +115,17 @@ def test_sign_in_form_is_csrf_protected(signin_url, alice):
     assert response.status_code == 403
 
 
+def test_sign_in_works_like_a_browser_over_https_with_csrf_checks(signin_url, alice):
+    browser = Client(enforce_csrf_checks=True)
+    page = browser.get(signin_url, {"appru": APPRU}, secure=True)
+    assert page["Referrer-Policy"] == "same-origin"
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
+    response = browser.post(signin_url, {"username": "alice@example.com", "password": PASSWORD, "appru": APPRU,
+                                         "csrfmiddlewaretoken": token},
+                            secure=True, HTTP_ORIGIN="https://testserver", HTTP_REFERER=f"https://testserver{signin_url}")
+    assert wresult(response)
+
+
 def test_repeated_failures_lock_the_sign_in_page(client, signin_url, alice, settings):
     for _ in range(settings.AXES_FAILURE_LIMIT):
         sign_in(client, signin_url, password="wrong password")
