@@ -19,4 +19,5 @@ urlpatterns = [
     path("enrollment-url/regenerate/", enrollment_url.as_view({"post": "regenerate"}),
          name="enrollment-url-regenerate"),
     path("", include(router.urls)),
+    path("", include("enrollment.api")),
 ]

@@ -81,6 +81,7 @@ AUTH_USER_MODEL = "invitations.User"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
+    "enrollment.pins.PinBackend",  # only answers authenticate(..., pin=...) from the enrollment service
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -121,6 +122,29 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="mdmportal <no-reply@loca
 INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=14)
 # An invitation email still "queued" this long after its request is re-queued by the sweep.
 INVITATION_SWEEP_AFTER_SECONDS = env.int("INVITATION_SWEEP_AFTER_SECONDS", default=180)
+
+# Windows enrollment, device side (enrollment/device_urls.py; literals from the Windows MDM protocol brief).
+# PROVIDER-ID of the provisioning document and the DMClient node: never change it once devices enrolled.
+ENROLLMENT_PROVIDER_ID = env("ENROLLMENT_PROVIDER_ID", default="mdmportal")
+# The sign-in Windows is told to use (brief §3): "onpremise" (password in the SOAP calls) or
+# "federated" (our sign-in page). An organisation-wide choice; the console has no field for it yet.
+ENROLLMENT_AUTH_POLICY = env("ENROLLMENT_AUTH_POLICY", default="onpremise")
+# Highest EnrollmentVersion we answer (brief §2: min(ours, RequestVersion)); 5.0 and up makes Windows
+# send TPM attestation items, which we do not verify, so 4.0 as Fleet does in production.
+ENROLLMENT_MAX_VERSION = env("ENROLLMENT_MAX_VERSION", default="4.0")
+# SOAP bodies larger than this get 413 before any parsing.
+ENROLLMENT_MAX_BODY_BYTES = env.int("ENROLLMENT_MAX_BODY_BYTES", default=2 * 1024 * 1024)
+# Lifetime of the token our federated sign-in page hands to Windows (valid for GetPolicies and RST).
+ENROLLMENT_FEDERATED_TOKEN_SECONDS = env.int("ENROLLMENT_FEDERATED_TOKEN_SECONDS", default=15 * 60)
+# How long a password verified by GetPolicies is trusted by the RST that follows it (one hash per enrollment).
+ENROLLMENT_PASSWORD_CACHE_SECONDS = env.int("ENROLLMENT_PASSWORD_CACHE_SECONDS", default=5 * 60)
+# Path of the OMA-DM endpoint written into the provisioning document (ADDR), on the enrollment host.
+ENROLLMENT_MANAGEMENT_PATH = env("ENROLLMENT_MANAGEMENT_PATH", default="/ManagementServer/MDM.svc")
+# What users type in Windows' password box for an on-premise enrollment: "password" (their account
+# password) or "pin" (a one-time registration PIN, enrollment/pins.py), and the PINs' shape.
+ENROLLMENT_REGISTRATION_SECRET = env("ENROLLMENT_REGISTRATION_SECRET", default="password")
+ENROLLMENT_PIN_LENGTH = env.int("ENROLLMENT_PIN_LENGTH", default=8)  # 6 to 12 digits
+ENROLLMENT_PIN_TTL_HOURS = env.int("ENROLLMENT_PIN_TTL_HOURS", default=7 * 24)
 
 # Our CA (enrollment/ca.py). Its private keys are stored as PKCS#8 encrypted with this passphrase.
 # cryptography's BestAvailableEncryption derives the key with PBKDF2-HMAC-SHA256 at only 2048
