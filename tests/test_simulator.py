@@ -88,13 +88,13 @@ def rstrc(document, *, token_type=sim.TOKEN_TYPE, value_type=sim.PROV_DOC, prefi
 
 # --- a small PKI and the provisioning document of brief §5.1 ----------------------------------------
 
-def _certificate(subject_cn, key, issuer_cn, issuer_key, *, ca, eku=True):
+def _certificate(subject_cn, public_key, issuer_cn, issuer_key, *, ca, eku=True):
     now = datetime.now(timezone.utc)
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]))
         .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_cn)]))
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=365))
@@ -109,9 +109,9 @@ def _certificate(subject_cn, key, issuer_cn, issuer_key, *, ca, eku=True):
 def pki():
     keys = [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(4)]
     root_key, issuing_key, device_key, other_key = keys
-    root = _certificate("Test Root", root_key, "Test Root", root_key, ca=True)
-    issuing = _certificate("Test Issuing", issuing_key, "Test Root", root_key, ca=True)
-    client = _certificate(DEVICE_ID, device_key, "Test Issuing", issuing_key, ca=False)
+    root = _certificate("Test Root", root_key.public_key(), "Test Root", root_key, ca=True)
+    issuing = _certificate("Test Issuing", issuing_key.public_key(), "Test Root", root_key, ca=True)
+    client = _certificate(DEVICE_ID, device_key.public_key(), "Test Issuing", issuing_key, ca=False)
     return {
         "root": root, "issuing": issuing, "client": client, "device_key": device_key, "other_key": other_key,
         "issuing_key": issuing_key,
@@ -367,14 +367,14 @@ def test_certificate_for_another_device_id_is_refused(pki):
 
 
 def test_certificate_without_client_auth_is_refused(pki):
-    client = _certificate(DEVICE_ID, pki["device_key"], "Test Issuing", pki["issuing_key"], ca=False, eku=False)
+    client = _certificate(DEVICE_ID, pki["device_key"].public_key(), "Test Issuing", pki["issuing_key"], ca=False, eku=False)
     with pytest.raises(SimulatorError) as error:
         validate(pki, provisioning_document(pki, client=client))
     assert error.value.check == "provisioning-client-eku"
 
 
 def test_certificate_not_signed_by_the_issuing_ca_is_refused(pki):
-    client = _certificate(DEVICE_ID, pki["device_key"], "Test Issuing", pki["other_key"], ca=False)
+    client = _certificate(DEVICE_ID, pki["device_key"].public_key(), "Test Issuing", pki["other_key"], ca=False)
     with pytest.raises(SimulatorError) as error:
         validate(pki, provisioning_document(pki, client=client))
     assert error.value.check == "provisioning-chain"
@@ -582,6 +582,8 @@ def scripted():
 
 def _echo(body_for_message_id, status=200, content_type=sim.SOAP_CONTENT_TYPE):
     def answer(request_body):
+        if not request_body:  # the GET probe
+            return 200, {}, b""
         message_id = etree.fromstring(request_body).findtext(f".//{{{sim.WSA_NS}}}MessageID")
         return status, {"Content-Type": content_type}, body_for_message_id(message_id)
     return answer
@@ -651,3 +653,84 @@ def test_command_json_failure_is_machine_readable(scripted, capsys):
         call_command("simulate_device", server.url, "--email", "alice@example.com", "--password", "pw", "--json")
     result = json.loads(capsys.readouterr().out)
     assert result["ok"] is False and result["check"] == "probe"
+
+
+# --- a whole run against a scripted server that follows the brief -----------------------------------
+
+AUTH_PAGE = SIGN_IN_PAGE.replace(b'action="signin?next=1"', b'action="/signin"')
+AUTO_POST = b"""<html><body><form method="post" action="ms-app://windows.immersivecontrolpanel">
+  <input type="hidden" name="wresult" value="signed.token"></form><script>document.forms[0].submit()</script></body></html>"""
+
+
+def _security(request_body):
+    return etree.fromstring(request_body).find(f".//{{{sim.WSSE_NS}}}Security")
+
+
+def _scripted_enrollment_server(scripted, pki, *, policy="OnPremise", seen=None):
+    from enrollment.csr import parse_csr
+
+    seen = seen if seen is not None else {}
+    base = {}
+
+    def discover(message_id):
+        url = base["url"]
+        return discover_response(policy=policy, relates_to=message_id, auth_url=f"{url}/auth?os=1").replace(
+            b"https://mdm.example.com", url.encode())
+
+    def policies(request_body):
+        seen["policies"] = _security(request_body)
+        message_id = etree.fromstring(request_body).findtext(f".//{{{sim.WSA_NS}}}MessageID")
+        return 200, {"Content-Type": sim.SOAP_CONTENT_TYPE}, policies_response().replace(MESSAGE_ID.encode(), message_id.encode())
+
+    def enroll(request_body):
+        request = etree.fromstring(request_body)
+        seen["enroll"] = _security(request_body)
+        csr = parse_csr(base64.b64decode(request.findtext(f".//{{{sim.WST_NS}}}RequestSecurityToken/{{{sim.WSSE_NS}}}BinarySecurityToken")))
+        seen["csr"] = csr
+        client = _certificate(csr.device_id, csr.public_key, "Test Issuing", pki["issuing_key"], ca=False)
+        document = provisioning_document(pki, client=client).replace(DEVICE_ID.encode(), csr.device_id.encode())
+        message_id = request.findtext(f".//{{{sim.WSA_NS}}}MessageID")
+        return 200, {"Content-Type": sim.SOAP_CONTENT_TYPE}, rstrc(document).replace(MESSAGE_ID.encode(), message_id.encode())
+
+    def auth(_):
+        return 200, {"Content-Type": "text/html", "Set-Cookie": "csrftoken=c00kie; Path=/"}, AUTH_PAGE
+
+    def sign_in(request_body):
+        seen["sign_in"] = dict(part.split("=", 1) for part in request_body.decode().split("&"))
+        return 200, {"Content-Type": "text/html"}, AUTO_POST
+
+    server = scripted({
+        sim.DISCOVERY_PATH: _echo(discover),
+        "/EnrollmentServer/Policy.svc": policies,
+        "/EnrollmentServer/Enrollment.svc": enroll,
+        "/auth": auth,
+        "/signin": sign_in,
+    })
+    base["url"] = server.url
+    return server
+
+
+def test_simulator_enrolls_on_premise_against_a_server_that_follows_the_brief(scripted, pki):
+    seen = {}
+    server = _scripted_enrollment_server(scripted, pki, seen=seen)
+    result = Simulator(server.url, "alice@example.com", "pw").run()
+    assert [step.name for step in result.steps] == ["probe", "discover", "policies", "enroll"]
+    assert result.certificate.subject.rfc4514_string() == f"CN={result.device_id}"
+    assert seen["csr"].device_id == result.device_id
+    assert seen["csr"].hash_name == "sha1"
+    assert seen["csr"].public_key.public_numbers() == result.private_key.public_key().public_numbers()
+    assert seen["enroll"].findtext(f".//{{{sim.WSSE_NS}}}Password") == "pw"
+    assert set(result.responses) == {"discover", "policies", "enroll"}
+    assert result.as_dict()["certificate"]["thumbprint"] == sim.thumbprint(result.certificate)
+
+
+def test_simulator_signs_in_federated_and_sends_the_wresult_in_both_calls(scripted, pki):
+    seen = {}
+    server = _scripted_enrollment_server(scripted, pki, policy="Federated", seen=seen)
+    result = Simulator(server.url, "alice@example.com", "pw", federated=True).run()
+    assert [step.name for step in result.steps] == ["probe", "discover", "sign-in", "policies", "enroll"]
+    assert seen["sign_in"]["csrfmiddlewaretoken"] == "tok3n"
+    assert seen["sign_in"]["password"] == "pw"
+    for call in ("policies", "enroll"):
+        token = seen[call].find(f"{{{sim.WSSE_NS}}}BinarySecurityToken")
+        assert base64.b64decode(token.text) == b"signed.token"
