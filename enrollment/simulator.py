@@ -572,6 +572,54 @@ def _forms(html, url, check):
     return document, document.forms
 
 
+def _origin(url):
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def form_post_headers(page_url, action, referrer_policy=None):
+    """Origin and Referer as the broker's browser engine sends them when the page posts its form
+    (Fetch standard, "append a request Origin header"; Referrer Policy). Django's CSRF check reads
+    them, so a page whose own Referrer-Policy makes the browser send `Origin: null` fails here as it
+    would on a device."""
+    known = {"no-referrer", "no-referrer-when-downgrade", "same-origin", "origin", "strict-origin",
+             "origin-when-cross-origin", "strict-origin-when-cross-origin", "unsafe-url"}
+    tokens = [t.strip().lower() for t in (referrer_policy or "").split(",") if t.strip().lower() in known]
+    policy = tokens[-1] if tokens else "strict-origin-when-cross-origin"
+    same_origin = _origin(page_url) == _origin(action)
+    downgrade = page_url.startswith("https:") and not action.startswith("https:")
+    origin = _origin(page_url)
+    if policy == "no-referrer" or (policy == "same-origin" and not same_origin):
+        origin_header = "null"
+    elif downgrade and policy in ("no-referrer-when-downgrade", "strict-origin", "strict-origin-when-cross-origin"):
+        origin_header = "null"
+    else:
+        origin_header = origin
+    full = urllib.parse.urldefrag(page_url)[0]
+    referer = {
+        "no-referrer": None,
+        "no-referrer-when-downgrade": None if downgrade else full,
+        "same-origin": full if same_origin else None,
+        "origin": origin + "/",
+        "strict-origin": None if downgrade else origin + "/",
+        "origin-when-cross-origin": full if same_origin else origin + "/",
+        "strict-origin-when-cross-origin": full if same_origin else (None if downgrade else origin + "/"),
+        "unsafe-url": full,
+    }[policy]
+    headers = {"Origin": origin_header}
+    if referer:
+        headers["Referer"] = referer
+    return headers
+
+
+def _page_text(html):
+    try:
+        text = lxml.html.document_fromstring(html).text_content() if html.strip() else ""
+    except (etree.ParserError, ValueError):
+        text = html.decode("utf-8", "replace")
+    return " ".join(text.split())[:300] or "(empty body)"
+
+
 def fill_sign_in_form(html, page_url, email, password):
     """The sign-in form filled as a user would: (action URL, form fields). Hidden inputs (the CSRF
     token among them) are kept; the identity and password fields are filled."""
@@ -614,7 +662,8 @@ def read_auto_post(html, page_url):
             return token
     if any(f.xpath(".//input[@type='password']") for f in forms):
         errors = " ".join(" ".join(e.text_content().split()) for e in document.xpath(
-            "//*[contains(concat(' ', normalize-space(@class), ' '), ' errorlist ') or @role='alert']"))
+            "//*[contains(concat(' ', normalize-space(@class), ' '), ' errorlist ')"
+            " or contains(concat(' ', normalize-space(@class), ' '), ' error ') or @role='alert']"))
         raise SimulatorError(check, f"the server showed the sign-in form again{': ' + errors if errors else ''}")
     actions = [f.get("action") for f in forms]
     raise SimulatorError(check, f"no form posts to {APPRU}; form actions found: {actions}")
@@ -832,19 +881,17 @@ class Simulator:
     def sign_in(self, authentication_url):
         url = sign_in_url(authentication_url, self.email)
         request = urllib.request.Request(url, headers={"User-Agent": self.BROWSER_AGENT})
-        status, _, page = self._open(self._browser, request, "sign-in-page")
+        status, headers, page = self._open(self._browser, request, "sign-in-page")
         if status != 200:
-            raise SimulatorError("sign-in-page", f"GET {url} answered HTTP {status}")
+            raise SimulatorError("sign-in-page", f"GET {url} answered HTTP {status}: {_page_text(page)}")
         action, fields = fill_sign_in_form(page, url, self.email, self.password or "")
-        page_origin = "{0.scheme}://{0.netloc}".format(urllib.parse.urlsplit(url))
         post = urllib.request.Request(action, data=urllib.parse.urlencode(fields).encode(), method="POST", headers={
             "User-Agent": self.BROWSER_AGENT, "Content-Type": "application/x-www-form-urlencoded",
-            # What a browser sends; Django's CSRF check compares them with the host on HTTPS.
-            "Referer": url, "Origin": page_origin,
+            **form_post_headers(url, action, headers.get("Referrer-Policy")),
         })
         status, _, result = self._open(self._browser, post, "sign-in")
-        if status not in (200, 400, 401, 403):
-            raise SimulatorError("sign-in", f"POST {action} answered HTTP {status}")
+        if status != 200:
+            raise SimulatorError("sign-in", f"POST {action} answered HTTP {status}: {_page_text(result)}")
         return read_auto_post(result, action), "wresult received"
 
     def get_policies(self, url, token):

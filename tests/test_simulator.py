@@ -734,3 +734,17 @@ def test_simulator_signs_in_federated_and_sends_the_wresult_in_both_calls(script
     for call in ("policies", "enroll"):
         token = seen[call].find(f"{{{sim.WSSE_NS}}}BinarySecurityToken")
         assert base64.b64decode(token.text) == b"signed.token"
+
+
+@pytest.mark.parametrize("policy, expected", [
+    (None, {"Origin": "https://mdm.example.com", "Referer": "https://mdm.example.com/auth?a=1"}),
+    ("no-referrer", {"Origin": "null"}),
+    ("same-origin", {"Origin": "https://mdm.example.com", "Referer": "https://mdm.example.com/auth?a=1"}),
+    ("origin", {"Origin": "https://mdm.example.com", "Referer": "https://mdm.example.com/"}),
+])
+def test_sign_in_post_carries_the_origin_and_referer_a_browser_would(policy, expected):
+    assert sim.form_post_headers("https://mdm.example.com/auth?a=1", "https://mdm.example.com/auth?a=1", policy) == expected
+
+
+def test_sign_in_post_to_plain_http_from_https_sends_a_null_origin():
+    assert sim.form_post_headers("https://mdm.example.com/auth", "http://mdm.example.com/auth") == {"Origin": "null"}
