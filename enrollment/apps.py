@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class EnrollmentConfig(AppConfig):
     verbose_name = "Devices and enrollment"
     name = "enrollment"
+
+    def ready(self):
+        from . import checks  # noqa: F401  (registers the CA system checks)

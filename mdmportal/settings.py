@@ -121,6 +121,15 @@ INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=14)
 # An invitation email still "queued" this long after its request is re-queued by the sweep.
 INVITATION_SWEEP_AFTER_SECONDS = env.int("INVITATION_SWEEP_AFTER_SECONDS", default=180)
 
+# Our CA (enrollment/ca.py). Its private keys are stored as PKCS#8 encrypted with this passphrase.
+# cryptography's BestAvailableEncryption derives the key with PBKDF2-HMAC-SHA256 at only 2048
+# iterations, so use a long random value (e.g. `openssl rand -base64 32`). Left empty, a passphrase
+# is derived from SECRET_KEY: development only (`check --deploy` refuses it, enrollment.E001), and
+# changing SECRET_KEY then makes the stored keys unreadable (enrollment.E002).
+CA_KEY_PASSPHRASE = env("CA_KEY_PASSPHRASE", default="")
+# Lifetime of issued device certificates (brief §5: one year by default).
+DEVICE_CERT_VALIDITY_DAYS = env.int("DEVICE_CERT_VALIDITY_DAYS", default=365)
+
 # Celery: Redis when REDIS_URL is set, otherwise tasks run in-process.
 REDIS_URL = env("REDIS_URL", default="")
 CELERY_BROKER_URL = REDIS_URL or "memory://"
