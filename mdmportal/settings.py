@@ -130,6 +130,24 @@ CA_KEY_PASSPHRASE = env("CA_KEY_PASSPHRASE", default="")
 # Lifetime of issued device certificates (brief §5: one year by default).
 DEVICE_CERT_VALIDITY_DAYS = env.int("DEVICE_CERT_VALIDITY_DAYS", default=365)
 
+# Windows enrollment, device side (enrollment/device_urls.py; literals in docs/windows-mdm-protocol.md).
+# PROVIDER-ID of the provisioning document and the DMClient node: never change it once devices enrolled.
+ENROLLMENT_PROVIDER_ID = env("ENROLLMENT_PROVIDER_ID", default="mdmportal")
+# The sign-in Windows is told to use (brief §3): "onpremise" (password in the SOAP calls) or
+# "federated" (our sign-in page). An organisation-wide choice; the console has no field for it yet.
+ENROLLMENT_AUTH_POLICY = env("ENROLLMENT_AUTH_POLICY", default="onpremise")
+# Highest EnrollmentVersion we answer (brief §2: min(ours, RequestVersion)); 5.0 and up makes Windows
+# send TPM attestation items, which we do not verify, so 4.0 as Fleet does in production.
+ENROLLMENT_MAX_VERSION = env("ENROLLMENT_MAX_VERSION", default="4.0")
+# SOAP bodies larger than this get 413 before any parsing.
+ENROLLMENT_MAX_BODY_BYTES = env.int("ENROLLMENT_MAX_BODY_BYTES", default=2 * 1024 * 1024)
+# Lifetime of the token our federated sign-in page hands to Windows (valid for GetPolicies and RST).
+ENROLLMENT_FEDERATED_TOKEN_SECONDS = env.int("ENROLLMENT_FEDERATED_TOKEN_SECONDS", default=15 * 60)
+# How long a password verified by GetPolicies is trusted by the RST that follows it (one hash per enrollment).
+ENROLLMENT_PASSWORD_CACHE_SECONDS = env.int("ENROLLMENT_PASSWORD_CACHE_SECONDS", default=5 * 60)
+# Path of the OMA-DM endpoint written into the provisioning document (ADDR), on the enrollment host.
+ENROLLMENT_MANAGEMENT_PATH = env("ENROLLMENT_MANAGEMENT_PATH", default="/ManagementServer/MDM.svc")
+
 # Celery: Redis when REDIS_URL is set, otherwise tasks run in-process.
 REDIS_URL = env("REDIS_URL", default="")
 CELERY_BROKER_URL = REDIS_URL or "memory://"

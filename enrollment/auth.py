@@ -1,0 +1,183 @@
+"""Who is enrolling: the WS-Security header of GetPolicies and RST (brief §3.1 on-premise password,
+§3.2 our federated sign-in token).
+
+A successful on-premise enrollment costs one password hash: GetPolicies verifies the password and
+remembers that (a short-lived cache entry keyed by an HMAC of the user's id, stored hash and the
+password), so the RST that follows does not hash again.
+"""
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import authenticate, get_user_model
+from django.core import signing
+from django.core.cache import cache
+
+from .soap import WSSE_NS, Fault, SoapFault, attribute, text
+
+logger = logging.getLogger(__name__)
+
+PASSWORD_TEXT = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText"
+USER_TOKEN = "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollment/DeviceEnrollmentUserToken"
+
+ONPREMISE = "onpremise"
+FEDERATED = "federated"
+
+TOKEN_SALT = "enrollment.federated-token"
+
+BAD_CREDENTIALS = "The user name or password is incorrect."
+LOCKED_OUT = "Too many failed sign-ins. Wait a few minutes, then try again."
+NOT_ALLOWED = "This account is not allowed to enroll devices. Contact your administrator."
+BAD_TOKEN = "Your sign-in has expired or was already used. Start the enrollment again."
+
+
+@dataclass
+class Identity:
+    user: object
+    method: str  # ONPREMISE or FEDERATED
+    upn: str  # the name the device signed in with
+    token_id: str | None = None  # jti of a federated token, spent by a successful RST
+
+
+def authenticate_envelope(request, envelope):
+    """The enrolling user, from the envelope's security header; raises SoapFault."""
+    security = envelope.security()
+    if security is None:
+        raise SoapFault(Fault.AUTHENTICATION, "Sign-in information is missing.", log_detail="no wsse:Security")
+    username_token = security.find(f"{{{WSSE_NS}}}UsernameToken")
+    binary_token = security.find(f"{{{WSSE_NS}}}BinarySecurityToken")
+    if username_token is not None:
+        method = ONPREMISE
+    elif binary_token is not None and attribute(binary_token, "ValueType", WSSE_NS) == USER_TOKEN:
+        method = FEDERATED
+    else:
+        raise SoapFault(Fault.INVALID_SECURITY, "The sign-in information could not be read.",
+                        log_detail="no UsernameToken nor UserToken in wsse:Security")
+    if method != settings.ENROLLMENT_AUTH_POLICY:
+        raise SoapFault(Fault.AUTHENTICATION, "This server does not accept that sign-in method.",
+                        log_detail=f"{method} credentials while the policy is {settings.ENROLLMENT_AUTH_POLICY}")
+    if method == ONPREMISE:
+        return _password_identity(request, username_token)
+    return _token_identity(binary_token)
+
+
+def _password_identity(request, token):
+    username = text(token, f"{{{WSSE_NS}}}Username")
+    password_element = token.find(f"{{{WSSE_NS}}}Password")
+    if not username or password_element is None:
+        raise SoapFault(Fault.INVALID_SECURITY, "The sign-in information could not be read.",
+                        log_detail="UsernameToken without Username or Password")
+    password_type = attribute(password_element, "Type", WSSE_NS)
+    if password_type and password_type != PASSWORD_TEXT:
+        raise SoapFault(Fault.INVALID_SECURITY, "The sign-in information could not be read.",
+                        log_detail=f"password type {password_type!r}")
+    # The password itself is never stripped: spaces may be part of it.
+    password = password_element.text or ""
+    user = verify_password(request, username, password)
+    return Identity(user=user, method=ONPREMISE, upn=username)
+
+
+def verify_password(request, identity, password):
+    """The active user whose email or MDM username is `identity` and whose password this is.
+    Goes through django-axes (lockout per account and address); raises SoapFault."""
+    user = get_user_model().objects.for_login(identity)
+    if user is not None and _recently_verified(user, password):
+        if not user.is_active:
+            raise SoapFault(Fault.AUTHORIZATION, NOT_ALLOWED, log_detail=f"inactive user {user.pk}")
+        return user
+    if user is not None and not user.is_active:
+        # ModelBackend refuses inactive users without telling why; the device deserves "not allowed"
+        # only when the password was right.
+        if user.check_password(password):
+            raise SoapFault(Fault.AUTHORIZATION, NOT_ALLOWED, log_detail=f"inactive user {user.pk}")
+        raise SoapFault(Fault.AUTHENTICATION, BAD_CREDENTIALS, log_detail=f"bad password for user {user.pk}")
+    authenticated, locked_out = authenticate_with_lockout(request, user.email if user else identity, password)
+    if locked_out:
+        raise SoapFault(Fault.AUTHENTICATION, LOCKED_OUT, log_detail="locked out by django-axes")
+    if authenticated is None:
+        raise SoapFault(Fault.AUTHENTICATION, BAD_CREDENTIALS,
+                        log_detail="unknown user" if user is None else f"bad password for user {user.pk}")
+    _remember_verified(authenticated, password)
+    return authenticated
+
+
+def authenticate_with_lockout(request, email, password):
+    """django.contrib.auth.authenticate through django-axes. Returns (user or None, locked_out).
+
+    Axes marks a locked-out request so that its middleware swaps the response for the HTML lockout
+    page; devices need a SOAP fault and the sign-in page its own message, so we take the flag back."""
+    user = authenticate(request, username=email, password=password)
+    locked_out = bool(getattr(request, "axes_locked_out", False))
+    request.axes_locked_out = False
+    return (None if locked_out else user), locked_out
+
+
+def _verification_key(user, password):
+    # The stored hash is part of the message, so a password change invalidates the entry at once.
+    message = f"{user.pk}:{user.password}:{password}".encode()
+    digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+    return f"enrollment:pw:{digest}"
+
+
+def _remember_verified(user, password):
+    cache.set(_verification_key(user, password), True, settings.ENROLLMENT_PASSWORD_CACHE_SECONDS)
+
+
+def _recently_verified(user, password):
+    return bool(cache.get(_verification_key(user, password)))
+
+
+# Federated sign-in token (brief §3.2): opaque to Windows, signed by us, short-lived, and spent by the
+# RST that enrolls with it (the jti is stored on the Device row, unique).
+
+def issue_token(user):
+    return signing.dumps({"u": user.pk, "jti": uuid.uuid4().hex}, salt=TOKEN_SALT, compress=False)
+
+
+def read_token(token):
+    """(user id, jti) of a token we issued and that has not expired; raises SoapFault."""
+    try:
+        data = signing.loads(token, salt=TOKEN_SALT, max_age=settings.ENROLLMENT_FEDERATED_TOKEN_SECONDS)
+        return int(data["u"]), str(data["jti"])
+    except signing.SignatureExpired:
+        raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail="federated token expired") from None
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail="federated token invalid") from None
+
+
+def decode_base64(value):
+    """Lenient base64: standard or URL-safe alphabet, with or without padding, whitespace ignored."""
+    compact = "".join(value.split())
+    compact += "=" * (-len(compact) % 4)
+    try:
+        if "-" in compact or "_" in compact:
+            return base64.urlsafe_b64decode(compact)
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _token_identity(binary_token):
+    from .models import Device
+
+    raw = decode_base64(binary_token.text or "")
+    if not raw:
+        raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail="federated token is not base64")
+    try:
+        token = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail="federated token is not ASCII") from None
+    user_id, token_id = read_token(token)
+    if Device.objects.filter(federated_token_id=token_id).exists():
+        raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail=f"federated token {token_id} replayed")
+    user = get_user_model().objects.filter(pk=user_id).first()
+    if user is None:
+        raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail=f"token of deleted user {user_id}")
+    if not user.is_active:
+        raise SoapFault(Fault.AUTHORIZATION, NOT_ALLOWED, log_detail=f"inactive user {user.pk}")
+    return Identity(user=user, method=FEDERATED, upn=user.email, token_id=token_id)

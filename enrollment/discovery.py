@@ -1,0 +1,90 @@
+"""MS-MDE2 Discover (brief §2): which sign-in Windows uses and where the policy and enrollment
+services are."""
+import logging
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.urls import reverse
+from lxml import etree
+from lxml.builder import ElementMaker
+
+from invitations.models import Organisation
+
+from . import soap
+from .soap import DISCOVERY_NAMESPACES, DISCOVERY_NS, Fault, SoapFault, text
+
+logger = logging.getLogger(__name__)
+
+D = ElementMaker(namespace=DISCOVERY_NS, nsmap={None: DISCOVERY_NS})
+
+ONPREMISE = "OnPremise"
+FEDERATED = "Federated"
+CERTIFICATE = "Certificate"
+# ENROLLMENT_AUTH_POLICY setting -> the AuthPolicy we answer.
+POLICIES = {"onpremise": ONPREMISE, "federated": FEDERATED}
+KNOWN_POLICIES = {p.lower(): p for p in (ONPREMISE, FEDERATED, CERTIFICATE)}
+
+
+def offered_policies(request_element, ns):
+    """AuthPolicies as AuthPolicy children, or (one doc sample) the word directly inside AuthPolicies."""
+    container = request_element.find(f"{{{ns}}}AuthPolicies")
+    if container is None:
+        return set()
+    words = [child.text for child in container if etree.QName(child).localname == "AuthPolicy"]
+    words.append(container.text)
+    return {KNOWN_POLICIES[w.strip().lower()] for w in words if w and w.strip().lower() in KNOWN_POLICIES}
+
+
+def enrollment_version(requested):
+    """min(ours, RequestVersion), formatted like Windows writes it ("4.0")."""
+    ours = Decimal(settings.ENROLLMENT_MAX_VERSION)
+    if not requested:
+        return f"{ours:.1f}"
+    try:
+        theirs = Decimal(requested)
+    except InvalidOperation:
+        raise SoapFault(Fault.MESSAGE_FORMAT, "The enrollment request is not valid.",
+                        log_detail=f"RequestVersion {requested!r}") from None
+    if not theirs.is_finite() or theirs <= 0:
+        raise SoapFault(Fault.MESSAGE_FORMAT, "The enrollment request is not valid.",
+                        log_detail=f"RequestVersion {requested!r}")
+    return f"{min(ours, theirs):.1f}"
+
+
+def service_url(name, key):
+    """Absolute URL of one of our services, carrying the enrollment key of the discovery URL used, so
+    regenerating the enrollment URL stops enrollments already under way too."""
+    return Organisation.get().base_url + reverse(f"enrollment:{name}", kwargs={"key": key})
+
+
+def handle(request, envelope, key):
+    discover = envelope.body
+    ns = etree.QName(discover).namespace
+    if etree.QName(discover).localname != "Discover" or ns not in DISCOVERY_NAMESPACES:
+        raise SoapFault(Fault.MESSAGE_FORMAT, "The enrollment request is not valid.",
+                        log_detail=f"body element {discover.tag}")
+    request_element = discover.find(f"{{{ns}}}request")
+    if request_element is None:
+        raise SoapFault(Fault.MESSAGE_FORMAT, "The enrollment request is not valid.", log_detail="no request")
+    version = enrollment_version(text(request_element, f"{{{ns}}}RequestVersion"))
+    offered = offered_policies(request_element, ns)
+    policy = POLICIES[settings.ENROLLMENT_AUTH_POLICY]
+    if policy not in offered:
+        raise SoapFault(
+            Fault.AUTHORIZATION,
+            f"This server requires the {policy} sign-in, which this device did not offer.",
+            error_type=soap.ErrorType.NOT_SUPPORTED, log_detail=f"offered {sorted(offered)}",
+        )
+    logger.info("discover: %s answered %s v%s (email %s, OS edition %s)", envelope.activity_id, policy, version,
+                text(request_element, f"{{{ns}}}EmailAddress") or "-",
+                text(request_element, f"{{{ns}}}OSEdition") or "-")
+    result = D.DiscoverResult(
+        D.AuthPolicy(policy),
+        D.EnrollmentVersion(version),
+        D.EnrollmentPolicyServiceUrl(service_url("policy", key)),
+        D.EnrollmentServiceUrl(service_url("enrollment", key)),
+    )
+    if policy == FEDERATED:
+        result.append(D.AuthenticationServiceUrl(service_url("signin", key)))
+    header = soap.reply_header(soap.DISCOVER_RESPONSE, envelope, activity=True)
+    return soap.S.Envelope(header, soap.soap_body(D.DiscoverResponse(result)))

@@ -1,0 +1,80 @@
+"""Device endpoints: thin views over the SOAP services (one module per message, wired here)."""
+import logging
+
+from django.http import Http404, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from invitations.models import Organisation
+
+from . import discovery as discovery_service
+from . import policy as policy_service
+from . import soap
+from . import wstep
+
+logger = logging.getLogger(__name__)
+
+RETIRED_MESSAGE = ("This enrollment address is no longer valid. Ask your administrator for a new invitation "
+                   "and use the address it gives.")
+
+SERVICES = {
+    "discovery": soap.Service("discovery", soap.DISCOVER, soap.DISCOVER_RESPONSE, discovery_service.handle),
+    "policy": soap.Service("policy", soap.GET_POLICIES, soap.GET_POLICIES_RESPONSE, policy_service.handle),
+    "enrollment": soap.Service("enrollment", soap.REQUEST_TOKEN, soap.REQUEST_TOKEN_RESPONSE, wstep.handle),
+}
+
+
+def key_state(key):
+    """'current', 'retired' or 'unknown' for the key in the URL; the fixed autodiscovery URL (no key)
+    is always current."""
+    if key is None:
+        return "current"
+    return Organisation.get().key_state(key)
+
+
+def retired_fault(request, service):
+    logger.info("%s: retired enrollment key used from %s", service.name, request.META.get("REMOTE_ADDR"))
+
+    def handle(request, envelope, key):
+        raise soap.SoapFault(soap.Fault.AUTHORIZATION, RETIRED_MESSAGE, error_type=soap.ErrorType.CUSTOM_SERVER_ERROR,
+                             log_detail="retired enrollment key")
+
+    return soap.serve(request, soap.Service(service.name, service.action, service.response_action, handle), None)
+
+
+def serve(request, name, key):
+    service = SERVICES[name]
+    state = key_state(key)
+    if state == "unknown":
+        raise Http404("unknown enrollment key")
+    if state == "retired":
+        return retired_fault(request, service)
+    return soap.serve(request, service, key or Organisation.get().enrollment_key)
+
+
+@csrf_exempt
+@require_http_methods(["GET", "HEAD", "POST"])
+def discovery(request, key=None):
+    if request.method == "POST":
+        return serve(request, "discovery", key)
+    # The probe Windows sends before its Discover (brief §2): an empty 200.
+    state = key_state(key)
+    if state == "unknown":
+        raise Http404("unknown enrollment key")
+    if state == "retired":
+        return HttpResponse(RETIRED_MESSAGE + "\n", status=410, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(b"", content_type="text/html")
+    response["Content-Length"] = "0"
+    return response
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+def policy(request, key):
+    return serve(request, "policy", key)
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+def enrollment(request, key):
+    return serve(request, "enrollment", key)

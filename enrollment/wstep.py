@@ -1,0 +1,286 @@
+"""MS-WSTEP RequestSecurityToken (brief §5): check the request, issue the device certificate, record
+the enrollment and answer the provisioning document. All or nothing: a refused or failed enrollment
+writes no device and spends no token (its refusal is audited)."""
+import base64
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from lxml import etree
+from lxml.builder import ElementMaker
+
+from invitations import sending
+from invitations.models import AuditEvent, Organisation
+
+from . import auth, ca, provisioning, soap
+from .csr import CsrError, parse_csr
+from .models import Device
+from .soap import AC_NS, ENROLLMENT_NS, PARSER, SOAP_NS, WSA_NS, WSSE_NS, WST_NS, WSU_NS, ErrorType, Fault, SoapFault
+
+logger = logging.getLogger(__name__)
+
+# Value URIs (brief §1).
+TOKEN_TYPE = "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollment/DeviceEnrollmentToken"
+ISSUE = "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Issue"
+RENEW = "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Renew"
+PKCS10 = "http://schemas.microsoft.com/windows/pki/2009/01/enrollment#PKCS10"
+BASE64 = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd#base64binary"
+PROVISIONING_DOC = "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollment/DeviceEnrollmentProvisionDoc"
+
+T = ElementMaker(namespace=WST_NS, nsmap={None: WST_NS})
+E = ElementMaker(namespace=ENROLLMENT_NS, nsmap={None: ENROLLMENT_NS})
+O = ElementMaker(namespace=WSSE_NS, nsmap={"o": WSSE_NS})
+U = ElementMaker(namespace=WSU_NS)
+
+BAD_REQUEST = "The enrollment request is not valid."
+BAD_CSR = "The device's certificate request was refused."
+
+
+@dataclass
+class TokenRequest:
+    csr_der: bytes
+    items: list = field(default_factory=list)  # [name, value] pairs, in order, repeats kept
+
+    def item(self, name):
+        """First value of a context item (names are case-sensitive), "" when absent."""
+        return next((value for item_name, value in self.items if item_name == name), "")
+
+    @property
+    def device_id(self):
+        return self.item("DeviceID")
+
+    @property
+    def hw_dev_id(self):
+        return self.item("HWDevID")
+
+    @property
+    def enrollment_type(self):
+        return self.item("EnrollmentType")
+
+    @property
+    def os_edition(self):
+        value = self.item("OSEdition")
+        return int(value) if value.isdigit() and len(value) < 10 else None
+
+
+def parse_request(body):
+    """The RST body -> TokenRequest; raises SoapFault for everything the brief calls malformed."""
+    if etree.QName(body) != etree.QName(WST_NS, "RequestSecurityToken"):
+        raise SoapFault(Fault.MESSAGE_FORMAT, BAD_REQUEST, log_detail=f"body element {body.tag}")
+    token_type = soap.text(body, f"{{{WST_NS}}}TokenType")
+    request_type = soap.text(body, f"{{{WST_NS}}}RequestType")
+    if request_type == RENEW:
+        # Renewal (brief §6) is not served yet, and the provisioning document does not offer it.
+        raise SoapFault(Fault.AUTHORIZATION, "This server does not renew certificates yet: enroll again.",
+                        error_type=ErrorType.NOT_ELIGIBLE_TO_RENEW, log_detail="Renew request")
+    if token_type != TOKEN_TYPE or request_type != ISSUE:
+        raise SoapFault(Fault.MESSAGE_FORMAT, BAD_REQUEST,
+                        log_detail=f"TokenType {token_type!r} RequestType {request_type!r}")
+    token = body.find(f"{{{WSSE_NS}}}BinarySecurityToken")
+    if token is None:
+        raise SoapFault(Fault.MESSAGE_FORMAT, BAD_REQUEST, log_detail="no BinarySecurityToken")
+    value_type = soap.attribute(token, "ValueType", WSSE_NS)
+    encoding = soap.attribute(token, "EncodingType", WSSE_NS)
+    if value_type != PKCS10 or encoding not in ("", BASE64):
+        raise SoapFault(Fault.MESSAGE_FORMAT, BAD_REQUEST,
+                        log_detail=f"BinarySecurityToken {value_type!r} {encoding!r}")
+    csr_der = auth.decode_base64(token.text or "")
+    if not csr_der:
+        raise SoapFault(Fault.CERTIFICATE_REQUEST, BAD_CSR, log_detail="CSR is not base64")
+    request = TokenRequest(csr_der=csr_der, items=context_items(body))
+    check_items(request)
+    return request
+
+
+def context_items(body):
+    context = body.find(f"{{{AC_NS}}}AdditionalContext")
+    if context is None:
+        return []
+    return [[(item.get("Name") or "").strip(), soap.text(item, f"{{{AC_NS}}}Value")]
+            for item in context.iterfind(f"{{{AC_NS}}}ContextItem")]
+
+
+def check_items(request):
+    device_id, enrollment_type = request.device_id, request.enrollment_type
+    if not device_id or len(device_id) > 64 or not device_id.isprintable():
+        raise SoapFault(Fault.MESSAGE_FORMAT, BAD_REQUEST, error_type=ErrorType.INVALID_ENROLLMENT_DATA,
+                        log_detail=f"DeviceID {device_id[:80]!r}")
+    if enrollment_type not in Device.EnrollmentType.values:
+        raise SoapFault(Fault.MESSAGE_FORMAT, BAD_REQUEST, error_type=ErrorType.INVALID_ENROLLMENT_DATA,
+                        log_detail=f"EnrollmentType {enrollment_type[:80]!r}")
+    if len(request.hw_dev_id) > 128:
+        raise SoapFault(Fault.MESSAGE_FORMAT, BAD_REQUEST, error_type=ErrorType.INVALID_ENROLLMENT_DATA,
+                        log_detail="HWDevID too long")
+
+
+def parse_certificate_request(request):
+    try:
+        csr = parse_csr(request.csr_der)
+    except CsrError as exc:
+        raise SoapFault(Fault.CERTIFICATE_REQUEST, BAD_CSR, log_detail=f"CSR: {exc}") from None
+    if csr.device_id and csr.device_id.lower() != request.device_id.lower():
+        # Never decisive (never branch on values the device echoes), but worth a look.
+        logger.warning("CSR DeviceID %s differs from context DeviceID %s", csr.device_id, request.device_id)
+    return csr
+
+
+def handle(request, envelope, key):
+    token_request = parse_request(envelope.body)
+    ip = request.META.get("REMOTE_ADDR") or None
+    identity = None
+    try:
+        identity = auth.authenticate_envelope(request, envelope)
+        csr = parse_certificate_request(token_request)
+        device, document = enroll(identity, token_request, csr, ip=ip)
+    except SoapFault as fault:
+        AuditEvent.record(None, "enrollment.refused", identity.user if identity else None, ip=ip, detail={
+            "step": "enrollment", "fault": fault.subcode, "error_type": fault.error_type or "",
+            "reason": fault.log_detail or fault.reason, "device_id": token_request.device_id,
+        })
+        raise
+    logger.info("enrollment: %s device %s (%s) enrolled for user %s", envelope.activity_id, device.pk,
+                device.device_id, device.user_id)
+    return response_envelope(envelope, document)
+
+
+def enroll(identity, token_request, csr, *, ip=None):
+    """Record the enrollment and return (device, provisioning document bytes); raises SoapFault."""
+    try:
+        with transaction.atomic():
+            return _enroll(identity, token_request, csr, ip)
+    except IntegrityError:
+        # Two RSTs raced with the same federated token (or, astronomically, a serial collided).
+        raise SoapFault(Fault.AUTHENTICATION, auth.BAD_TOKEN, log_detail="concurrent enrollment") from None
+
+
+def _enroll(identity, token_request, csr, ip):
+    # Locking the user serialises this user's enrollments, so the device limit holds under races.
+    user = get_user_model().objects.select_for_update().get(pk=identity.user.pk)
+    earlier = list(Device.objects.same_hardware(token_request.device_id, token_request.hw_dev_id)
+                   .select_for_update())
+    live = Device.objects.enrolled().filter(user=user).exclude(pk__in=[d.pk for d in earlier]).count()
+    if live >= user.device_limit:
+        raise SoapFault(Fault.AUTHORIZATION, "You have reached your device limit. Remove a device or ask your "
+                        "administrator to raise the limit.", error_type=ErrorType.DEVICE_CAP_REACHED,
+                        log_detail=f"user {user.pk} has {live} of {user.device_limit} devices")
+    first_device = not Device.objects.filter(user=user).exists()
+
+    certificate, document = issue(identity, token_request, csr)
+    appauth = digest_material(document, token_request.device_id)
+    device = Device.objects.create(
+        device_id=token_request.device_id,
+        hw_dev_id=token_request.hw_dev_id,
+        name=token_request.item("DeviceName")[:255],
+        os_version=token_request.item("OSVersion")[:64],
+        os_edition=token_request.os_edition,
+        kind=Device.kind_for_edition(token_request.os_edition),
+        enrollment_type=token_request.enrollment_type,
+        method=identity.method,
+        user=user,
+        upn=identity.upn[:254],
+        certificate_serial=ca.serial_hex(certificate),
+        certificate_thumbprint=ca.thumbprint(certificate),
+        certificate_not_after=certificate.not_valid_after_utc,
+        context_items=token_request.items,
+        federated_token_id=identity.token_id,
+        **appauth,
+    )
+    for old in earlier:
+        old.mark_replaced(device)
+        match = "DeviceID" if old.device_id.lower() == device.device_id.lower() else "HWDevID"
+        AuditEvent.record(None, "device.replaced", old, ip=ip, detail={
+            "by": device.pk, "match": match, "old_user": old.user_id, "new_user": user.pk,
+            "old_certificate": old.certificate_serial,
+        })
+    AuditEvent.record(user, "device.enrolled", device, ip=ip, detail={
+        "device_id": device.device_id, "method": device.method, "type": device.enrollment_type,
+        "kind": device.kind, "certificate": device.certificate_serial,
+    })
+    if first_device:
+        sending.mark_enrollment_completed(user)
+    return device, document
+
+
+def issue(identity, token_request, csr):
+    try:
+        certificate = ca.issue_device_certificate(csr.public_key, token_request.device_id)
+        root, issuing = ca.active_chain()
+    except ca.CaNotInitialised:
+        raise SoapFault(Fault.ENROLLMENT_SERVER, "The enrollment server is not set up yet. Contact your "
+                        "administrator.", log_detail="CA not initialised") from None
+    except ca.CaError as exc:
+        raise SoapFault(Fault.ENROLLMENT_SERVER, "The enrollment server could not issue a certificate. "
+                        "Contact your administrator.", log_detail=f"CA: {exc}") from None
+    except ValueError as exc:
+        raise SoapFault(Fault.CERTIFICATE_REQUEST, BAD_CSR, log_detail=f"issue: {exc}") from None
+    organisation = Organisation.get()
+    document = provisioning.build_document(
+        root=root, issuing=issuing, device_cert=certificate,
+        enrollment_type=token_request.enrollment_type,
+        device_id=token_request.device_id,
+        upn=identity.upn,
+        device_name=token_request.item("DeviceName"),
+        provider_id=settings.ENROLLMENT_PROVIDER_ID,
+        management_url=organisation.base_url + settings.ENROLLMENT_MANAGEMENT_PATH,
+        client_secret=secrets.token_urlsafe(24),
+        server_secret=secrets.token_urlsafe(24),
+    )
+    return certificate, document
+
+
+def digest_material(document, device_id):
+    """What the OMA-DM digest check needs from the two APPAUTH blocks we just wrote (see Device):
+    H = b64(md5("name:secret")) and the first nonce, per direction. The clear secrets are not kept."""
+    root = etree.fromstring(document, PARSER)
+    found = {}
+    for block in root.iter("characteristic"):
+        if block.get("type") != "APPAUTH":
+            continue
+        parms = {parm.get("name"): parm.get("value") or "" for parm in block.findall("parm")}
+        level = parms.get("AAUTHLEVEL")
+        name = parms.get("AAUTHNAME") or (device_id if level == "APPSRV" else settings.ENROLLMENT_PROVIDER_ID)
+        digest = base64.b64encode(hashlib.md5(f"{name}:{parms.get('AAUTHSECRET', '')}".encode()).digest()).decode()
+        found[level] = (digest, parms.get("AAUTHDATA", ""))
+    if set(found) != {"APPSRV", "CLIENT"}:
+        raise ValueError("provisioning document lacks an APPAUTH block")
+    return {
+        "appsrv_digest": found["APPSRV"][0], "appsrv_nonce": found["APPSRV"][1],
+        "client_digest": found["CLIENT"][0], "client_nonce": found["CLIENT"][1],
+    }
+
+
+def _utc(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def response_envelope(envelope, document):
+    """The RequestSecurityTokenResponseCollection of brief §5."""
+    now = datetime.now(UTC)
+    must_understand = {f"{{{SOAP_NS}}}mustUnderstand": "1"}
+    security = O.Security(
+        U.Timestamp(U.Created(_utc(now - timedelta(minutes=5))), U.Expires(_utc(now + timedelta(minutes=5))),
+                    **{f"{{{WSU_NS}}}Id": "_0"}),
+        **must_understand,
+    )
+    header = soap.S.Header(
+        soap.A.Action(soap.REQUEST_TOKEN_RESPONSE, **must_understand),
+        soap.A.RelatesTo(envelope.message_id),
+        security,
+    )
+    wsse_token = etree.Element(f"{{{WSSE_NS}}}BinarySecurityToken", nsmap={None: WSSE_NS},
+                               ValueType=PROVISIONING_DOC, EncodingType=BASE64)
+    wsse_token.text = base64.b64encode(document).decode("ascii")
+    body = soap.S.Body(T.RequestSecurityTokenResponseCollection(T.RequestSecurityTokenResponse(
+        T.TokenType(TOKEN_TYPE),
+        E.DispositionMessage(),
+        T.RequestedSecurityToken(wsse_token),
+        E.RequestID("0"),
+    )))
+    root = etree.Element(f"{{{SOAP_NS}}}Envelope", nsmap={"s": SOAP_NS, "a": WSA_NS, "u": WSU_NS})
+    root.extend([header, body])
+    return root
