@@ -1,6 +1,8 @@
 """Device-facing URLs (SOAP/XML, CSRF-exempt). Paths are matched case-insensitively and never get a
 slash redirect: Windows does not follow a 301 (brief §1). Every service URL except the fixed
 autodiscovery one carries the organisation's enrollment key, so regenerating it stops them all."""
+import re
+
 from django.urls import re_path
 
 from . import federated, views
@@ -9,10 +11,22 @@ app_name = "enrollment"
 
 KEY = r"(?P<key>[A-Za-z0-9_-]{1,64})"
 
+
+def anycase(literal):
+    """A regex matching `literal` in any letter case. Django cannot reverse the (?i) flag, but it
+    reverses a character class to its first member, so reverse() gives back `literal` as written."""
+    return "".join(f"[{c}{c.swapcase()}]" if c.isalpha() else re.escape(c) for c in literal)
+
+
+def service(name, key=True):
+    prefix = anycase("EnrollmentServer/") + (KEY + "/" if key else "")
+    return rf"^{prefix}{anycase(name)}$"
+
+
 urlpatterns = [
-    re_path(r"(?i)^EnrollmentServer/Discovery\.svc$", views.discovery, name="autodiscovery"),
-    re_path(rf"(?i)^EnrollmentServer/{KEY}/Discovery\.svc$", views.discovery, name="discovery"),
-    re_path(rf"(?i)^EnrollmentServer/{KEY}/Policy\.svc$", views.policy, name="policy"),
-    re_path(rf"(?i)^EnrollmentServer/{KEY}/Enrollment\.svc$", views.enrollment, name="enrollment"),
-    re_path(rf"(?i)^EnrollmentServer/{KEY}/SignIn$", federated.sign_in, name="signin"),
+    re_path(service("Discovery.svc", key=False), views.discovery, name="autodiscovery"),
+    re_path(service("Discovery.svc"), views.discovery, name="discovery"),
+    re_path(service("Policy.svc"), views.policy, name="policy"),
+    re_path(service("Enrollment.svc"), views.enrollment, name="enrollment"),
+    re_path(service("SignIn"), federated.sign_in, name="signin"),
 ]
