@@ -613,10 +613,17 @@ def form_post_headers(page_url, action, referrer_policy=None):
 
 
 def _page_text(html):
+    """The readable text of an error page, for the report."""
     try:
-        text = lxml.html.document_fromstring(html).text_content() if html.strip() else ""
+        document = lxml.html.document_fromstring(html) if html.strip() else None
     except (etree.ParserError, ValueError):
+        document = None
+    if document is None:
         text = html.decode("utf-8", "replace")
+    else:
+        for element in document.xpath("//style | //script | //title"):
+            element.drop_tree()
+        text = " ".join(document.itertext())
     return " ".join(text.split())[:300] or "(empty body)"
 
 
