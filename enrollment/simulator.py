@@ -31,6 +31,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lxml import etree
 from lxml.builder import ElementMaker
 
+from enrollment.csr import build_windows_csr
+
 # Brief §1: namespaces and URIs.
 SOAP12_NS = "http://www.w3.org/2003/05/soap-envelope"
 SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -197,7 +199,8 @@ class EnrollmentResult:
 
 
 def thumbprint(cert):
-    return cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - the Windows thumbprint is SHA-1 by definition
+    """Uppercase hex SHA-1 of the DER certificate: what Windows calls a thumbprint."""
+    return cert.fingerprint(hashes.SHA1()).hex().upper()
 
 
 def discovery_url(server):
@@ -709,7 +712,7 @@ class Simulator:
 
     def __init__(self, base_url, email, password=None, federated=False, hololens=False,
                  device_enrollment=False, device_id=None, verify_tls=True, ca_file=None,
-                 *, csr_hash="sha1", timeout=30):
+                 *, csr_hash="sha1", timeout=30, private_key=None):
         self.discovery_url = discovery_url(base_url)
         self.secure = urllib.parse.urlsplit(self.discovery_url).scheme == "https"
         self.email = email
@@ -724,6 +727,9 @@ class Simulator:
         self.device_name = ("HOLOLENS-" if hololens else "DESKTOP-") + secrets.token_hex(4).upper()[:7]
         self.csr_hash = csr_hash
         self.timeout = timeout
+        # Benchmarks pass a pre-generated key so that client-side key generation stays out of the
+        # server's figures; otherwise a fresh key is made as Windows does.
+        self.private_key = private_key
         context = _ssl_context(verify_tls, ca_file)
         self._soap = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _RefuseRedirects())
         self._browser = urllib.request.build_opener(
@@ -780,7 +786,7 @@ class Simulator:
         if status == 500 and is_soap:
             return body
         if status != 200:
-            raise SimulatorError(check, f"{url} answered HTTP {status}: {body[:200].decode('utf-8', 'replace')!r}")
+            raise SimulatorError(check, f"{url} answered HTTP {status}: {_page_text(body)}")
         if content_type.split(";")[0].strip().lower() != "application/soap+xml":
             raise SimulatorError(f"{check}-content-type", f"Content-Type is {content_type!r}, expected application/soap+xml")
         if headers.get("Content-Length") is None:
@@ -908,10 +914,16 @@ class Simulator:
         policy = parse_policies_response(envelope, message_id)
         return policy, f"minimalKeyLength {policy.minimal_key_length}, hash {policy.hash_oid or 'default'}"
 
-    def enroll(self, url, token, policy):
-        from enrollment.csr import build_windows_csr
+    def make_key(self, policy):
+        """The device key, of at least the policy's minimalKeyLength (brief §4)."""
+        size = max(2048, policy.minimal_key_length)
+        if self.private_key is not None:
+            if self.private_key.key_size < size:
+                raise SimulatorError("keygen", f"the given key has {self.private_key.key_size} bits; the policy asks for {size}")
+            return self.private_key, f"given RSA {self.private_key.key_size}"
+        return rsa.generate_private_key(public_exponent=65537, key_size=size), f"RSA {size}"
 
-        key = rsa.generate_private_key(public_exponent=65537, key_size=max(2048, policy.minimal_key_length))
+    def enroll(self, url, token, key):
         csr = build_windows_csr(key, self.device_id, hash_name=self.csr_hash)
         message_id = new_message_id()
         body = self._post_soap(url, self.enrollment_envelope(message_id, url, token, csr), "enroll")
@@ -931,7 +943,8 @@ class Simulator:
         if discovery.auth_policy == "Federated":
             token = self._timed("sign-in", self.sign_in, discovery.authentication_url)
         policy = self._timed("policies", self.get_policies, discovery.policy_url, token)
-        key, provisioning, tree = self._timed("enroll", self.enroll, discovery.enrollment_url, token, policy)
+        key = self._timed("keygen", self.make_key, policy)
+        key, provisioning, tree = self._timed("enroll", self.enroll, discovery.enrollment_url, token, key)
         return EnrollmentResult(
             discovery_url=self.discovery_url, device_id=self.device_id, hw_dev_id=self.hw_dev_id,
             device_name=self.device_name, os_edition=self.os_edition, enrollment_type=self.enrollment_type, discovery=discovery,

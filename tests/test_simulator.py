@@ -531,6 +531,14 @@ def test_device_enrollment_requests_say_so():
     assert items["DeviceID"] == "AB" * 16
 
 
+def test_given_key_smaller_than_the_policy_asks_is_refused():
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    simulator = Simulator("mdm.example.com", "alice@example.com", "pw", private_key=small)
+    with pytest.raises(SimulatorError) as error:
+        simulator.make_key(sim.Policy(minimal_key_length=2048, hash_oid=None))
+    assert error.value.check == "keygen"
+
+
 def test_device_id_that_is_not_32_hex_digits_is_refused():
     with pytest.raises(SimulatorError) as error:
         Simulator("mdm.example.com", "alice@example.com", "pw", device_id="xyz")
@@ -719,7 +727,7 @@ def test_simulator_enrolls_on_premise_against_a_server_that_follows_the_brief(sc
     seen = {}
     server = _scripted_enrollment_server(scripted, pki, seen=seen)
     result = Simulator(server.url, "alice@example.com", "pw").run()
-    assert [step.name for step in result.steps] == ["probe", "discover", "policies", "enroll"]
+    assert [step.name for step in result.steps] == ["probe", "discover", "policies", "keygen", "enroll"]
     assert result.certificate.subject.rfc4514_string() == f"CN={result.device_id}"
     assert seen["csr"].device_id == result.device_id
     assert seen["csr"].hash_name == "sha1"
@@ -733,7 +741,7 @@ def test_simulator_signs_in_federated_and_sends_the_wresult_in_both_calls(script
     seen = {}
     server = _scripted_enrollment_server(scripted, pki, policy="Federated", seen=seen)
     result = Simulator(server.url, "alice@example.com", "pw", federated=True).run()
-    assert [step.name for step in result.steps] == ["probe", "discover", "sign-in", "policies", "enroll"]
+    assert [step.name for step in result.steps] == ["probe", "discover", "sign-in", "policies", "keygen", "enroll"]
     assert seen["sign_in"]["csrfmiddlewaretoken"] == "tok3n"
     assert seen["sign_in"]["password"] == "pw"
     for call in ("policies", "enroll"):
@@ -824,7 +832,7 @@ def test_simulated_pc_enrolls_federated_through_the_sign_in_page(enrollment_serv
 
     settings.ENROLLMENT_AUTH_POLICY = "federated"
     result = Simulator(enrollment_server.url, "carol@example.com", PASSWORD, federated=True).run()
-    assert [step.name for step in result.steps] == ["probe", "discover", "sign-in", "policies", "enroll"]
+    assert [step.name for step in result.steps] == ["probe", "discover", "sign-in", "policies", "keygen", "enroll"]
     assert_enrolled(result, carol, kind="pc", enrollment_type="Full", method="federated")
 
 
@@ -836,10 +844,12 @@ def test_simulated_hololens_enrolls_through_the_organisations_enrollment_url(enr
     assert_enrolled(result, carol, kind="hololens2", os_edition=136)
 
 
-def test_simulated_device_enrollment_gets_its_certificate_in_my_system(enrollment_server, carol):
+def test_simulated_device_enrollment_gets_its_certificate_in_my_system(enrollment_server, carol, pki):
     from tests.factories import PASSWORD
 
-    result = Simulator(enrollment_server.url, "carol@example.com", PASSWORD, device_enrollment=True).run()
+    key = pki["device_key"]
+    result = Simulator(enrollment_server.url, "carol@example.com", PASSWORD, device_enrollment=True, private_key=key).run()
+    assert result.private_key is key
     assert result.provisioning.store_location == "System"
     assert_enrolled(result, carol, enrollment_type="Device")
 
