@@ -7,3 +7,4 @@ class EnrollmentConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401  (registers the CA system checks)
+        from . import device_checks  # noqa: F401  (registers the enrollment settings checks)

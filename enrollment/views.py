@@ -1,4 +1,5 @@
 """Device endpoints: thin views over the SOAP services (one module per message, wired here)."""
+import dataclasses
 import logging
 
 from django.http import Http404, HttpResponse
@@ -32,14 +33,9 @@ def key_state(key):
     return Organisation.get().key_state(key)
 
 
-def retired_fault(request, service):
-    logger.info("%s: retired enrollment key used from %s", service.name, request.META.get("REMOTE_ADDR"))
-
-    def handle(request, envelope, key):
-        raise soap.SoapFault(soap.Fault.AUTHORIZATION, RETIRED_MESSAGE, error_type=soap.ErrorType.CUSTOM_SERVER_ERROR,
-                             log_detail="retired enrollment key")
-
-    return soap.serve(request, soap.Service(service.name, service.action, service.response_action, handle), None)
+def refuse_retired_key(request, envelope, key):
+    raise soap.SoapFault(soap.Fault.AUTHORIZATION, RETIRED_MESSAGE, error_type=soap.ErrorType.CUSTOM_SERVER_ERROR,
+                         log_detail="retired enrollment key")
 
 
 def serve(request, name, key):
@@ -48,7 +44,8 @@ def serve(request, name, key):
     if state == "unknown":
         raise Http404("unknown enrollment key")
     if state == "retired":
-        return retired_fault(request, service)
+        # Still a well-formed SOAP answer, so that Windows shows the user what to do.
+        return soap.serve(request, dataclasses.replace(service, handle=refuse_retired_key), key)
     return soap.serve(request, service, key or Organisation.get().enrollment_key)
 
 

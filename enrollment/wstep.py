@@ -153,9 +153,12 @@ def enroll(identity, token_request, csr, *, ip=None):
     try:
         with transaction.atomic():
             return _enroll(identity, token_request, csr, ip)
-    except IntegrityError:
-        # Two RSTs raced with the same federated token (or, astronomically, a serial collided).
-        raise SoapFault(Fault.AUTHENTICATION, auth.BAD_TOKEN, log_detail="concurrent enrollment") from None
+    except IntegrityError as exc:
+        if identity.token_id:
+            # Two RSTs raced with the same federated token: the second one lost.
+            raise SoapFault(Fault.AUTHENTICATION, auth.BAD_TOKEN, log_detail=f"token spent concurrently: {exc}") from None
+        raise SoapFault(Fault.ENROLLMENT_SERVER, "The enrollment server could not record the device. Try again.",
+                        log_detail=f"integrity: {exc}") from None
 
 
 def _enroll(identity, token_request, csr, ip):

@@ -121,16 +121,7 @@ INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=14)
 # An invitation email still "queued" this long after its request is re-queued by the sweep.
 INVITATION_SWEEP_AFTER_SECONDS = env.int("INVITATION_SWEEP_AFTER_SECONDS", default=180)
 
-# Our CA (enrollment/ca.py). Its private keys are stored as PKCS#8 encrypted with this passphrase.
-# cryptography's BestAvailableEncryption derives the key with PBKDF2-HMAC-SHA256 at only 2048
-# iterations, so use a long random value (e.g. `openssl rand -base64 32`). Left empty, a passphrase
-# is derived from SECRET_KEY: development only (`check --deploy` refuses it, enrollment.E001), and
-# changing SECRET_KEY then makes the stored keys unreadable (enrollment.E002).
-CA_KEY_PASSPHRASE = env("CA_KEY_PASSPHRASE", default="")
-# Lifetime of issued device certificates (brief §5: one year by default).
-DEVICE_CERT_VALIDITY_DAYS = env.int("DEVICE_CERT_VALIDITY_DAYS", default=365)
-
-# Windows enrollment, device side (enrollment/device_urls.py; literals in docs/windows-mdm-protocol.md).
+# Windows enrollment, device side (enrollment/device_urls.py; literals from the Windows MDM protocol brief).
 # PROVIDER-ID of the provisioning document and the DMClient node: never change it once devices enrolled.
 ENROLLMENT_PROVIDER_ID = env("ENROLLMENT_PROVIDER_ID", default="mdmportal")
 # The sign-in Windows is told to use (brief §3): "onpremise" (password in the SOAP calls) or
@@ -147,6 +138,15 @@ ENROLLMENT_FEDERATED_TOKEN_SECONDS = env.int("ENROLLMENT_FEDERATED_TOKEN_SECONDS
 ENROLLMENT_PASSWORD_CACHE_SECONDS = env.int("ENROLLMENT_PASSWORD_CACHE_SECONDS", default=5 * 60)
 # Path of the OMA-DM endpoint written into the provisioning document (ADDR), on the enrollment host.
 ENROLLMENT_MANAGEMENT_PATH = env("ENROLLMENT_MANAGEMENT_PATH", default="/ManagementServer/MDM.svc")
+
+# Our CA (enrollment/ca.py). Its private keys are stored as PKCS#8 encrypted with this passphrase.
+# cryptography's BestAvailableEncryption derives the key with PBKDF2-HMAC-SHA256 at only 2048
+# iterations, so use a long random value (e.g. `openssl rand -base64 32`). Left empty, a passphrase
+# is derived from SECRET_KEY: development only (`check --deploy` refuses it, enrollment.E001), and
+# changing SECRET_KEY then makes the stored keys unreadable (enrollment.E002).
+CA_KEY_PASSPHRASE = env("CA_KEY_PASSPHRASE", default="")
+# Lifetime of issued device certificates (brief §5: one year by default).
+DEVICE_CERT_VALIDITY_DAYS = env.int("DEVICE_CERT_VALIDITY_DAYS", default=365)
 
 # Celery: Redis when REDIS_URL is set, otherwise tasks run in-process.
 REDIS_URL = env("REDIS_URL", default="")

@@ -1,6 +1,6 @@
 """One factory per model of the enrollment app."""
 import functools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import factory
 from cryptography.hazmat.primitives import serialization
@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from factory.django import DjangoModelFactory
 
 from enrollment import ca
-from enrollment.models import CertificateAuthority
+from enrollment.models import CertificateAuthority, Device
 
 KEY_POOL = 4  # CA keys cycle through this many test keys; consecutive CAs never share one
 
@@ -71,3 +71,38 @@ def create_ca_chain(**kwargs):
     root = CertificateAuthorityFactory(**kwargs)
     issuing = CertificateAuthorityFactory(issuing=True, issuer=root, **kwargs)
     return root, issuing
+
+
+class DeviceFactory(DjangoModelFactory):
+    """An enrolled PC of a user; traits for the other kinds and states."""
+
+    class Meta:
+        model = Device
+
+    device_id = factory.Sequence(lambda n: f"{n:032X}")
+    hw_dev_id = factory.Sequence(lambda n: f"{n + 1:064X}")
+    name = factory.Sequence(lambda n: f"PC-{n:04d}")
+    os_version = "10.0.22631.4460"
+    os_edition = 48
+    kind = Device.Kind.PC
+    enrollment_type = Device.EnrollmentType.FULL
+    method = Device.Method.ONPREMISE
+    user = factory.SubFactory("tests.factories.UserFactory")
+    upn = factory.LazyAttribute(lambda o: o.user.email if o.user else "")
+    certificate_serial = factory.Sequence(lambda n: f"{n + 0x1000:040X}")
+    certificate_thumbprint = factory.Sequence(lambda n: f"{n + 0x2000:040X}")
+    certificate_not_after = factory.LazyFunction(lambda: datetime.now(UTC) + timedelta(days=365))
+    context_items = factory.LazyAttribute(lambda o: [["DeviceID", o.device_id], ["EnrollmentType", o.enrollment_type],
+                                                     ["DeviceName", o.name], ["MAC", "00-15-5D-01-02-03"],
+                                                     ["MAC", "00-15-5D-01-02-04"]])
+    appsrv_digest = "bm90IGEgcmVhbCBkaWdlc3Q="
+    appsrv_nonce = "AAECAwQFBgcICQoLDA0ODw=="
+    client_digest = "bm90IGEgcmVhbCBkaWdlc3Q="
+    client_nonce = "AAECAwQFBgcICQoLDA0ODw=="
+
+    class Params:
+        hololens = factory.Trait(kind=Device.Kind.HOLOLENS, os_edition=136, name=factory.Sequence(lambda n: f"HOLOLENS-{n}"))
+        device_enrollment = factory.Trait(enrollment_type=Device.EnrollmentType.DEVICE)
+        federated = factory.Trait(method=Device.Method.FEDERATED)
+        replaced = factory.Trait(status=Device.Status.REPLACED, revoked_at=factory.LazyFunction(lambda: datetime.now(UTC)))
+        retired = factory.Trait(status=Device.Status.RETIRED)

@@ -159,3 +159,21 @@ def test_discovery_is_csrf_exempt(organisation):
 
     response = post(Client(enforce_csrf_checks=True), AUTODISCOVERY, discover_body())
     assert response.status_code == 200
+
+
+def test_soap_11_envelope_is_accepted(client, organisation):
+    body = discover_body().replace(b"http://www.w3.org/2003/05/soap-envelope",
+                                   b"http://schemas.xmlsoap.org/soap/envelope/")
+    _root, discover_result = result(post(client, AUTODISCOVERY, body))
+    assert discover_result.findtext("d:AuthPolicy", namespaces=NS) == "OnPremise"
+
+
+def test_head_probe_answers_200(client, organisation):
+    assert client.head(AUTODISCOVERY, secure=True).status_code == 200
+
+
+def test_bad_auth_policy_setting_is_a_system_check_error(settings):
+    from enrollment.device_checks import check_enrollment_settings
+
+    settings.ENROLLMENT_AUTH_POLICY = "ldap"
+    assert [e.id for e in check_enrollment_settings(None)] == ["enrollment.E101"]
