@@ -150,7 +150,8 @@ def init_ca(*, organisation_name: str, root_key_size: int = 4096, issuing_key_si
         return existing[CertificateAuthority.Kind.ROOT], existing[CertificateAuthority.Kind.ISSUING], False
     if existing:
         (only,) = existing.values()
-        raise CaError(f"Only the {only.get_kind_display()} is active; import a complete chain with `manage.py import_ca --replace`.")
+        raise CaError(f"Only the {only.get_kind_display()} is active; "
+                      "import a complete chain with `manage.py import_ca --replace`.")
     organisation = " ".join(organisation_name.split())
     if not organisation:
         raise CaError("The organisation name is empty.")
@@ -248,27 +249,7 @@ def load_pkcs12(data: bytes, password: bytes | None, what: str):
     return key, cert, additional
 
 
-# --- internals ----------------------------------------------------------------------------------
-
-def _passphrase() -> bytes:
-    if settings.CA_KEY_PASSPHRASE:
-        return settings.CA_KEY_PASSPHRASE.encode()
-    # Development only (the deploy check enrollment.E001 refuses it): derived from SECRET_KEY.
-    return salted_hmac("enrollment.ca.key-passphrase", "development", algorithm="sha256").hexdigest().encode()
-
-
-@functools.lru_cache(maxsize=16)
-def _decrypt_key(encrypted_pem: str, passphrase: bytes):
-    try:
-        return serialization.load_pem_private_key(encrypted_pem.encode(), password=passphrase)
-    except (ValueError, TypeError):
-        raise CaKeyError("A stored CA private key cannot be decrypted with the current CA_KEY_PASSPHRASE.") from None
-
-
-@functools.lru_cache(maxsize=32)
-def _load_certificate(pem: str) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(pem.encode())
-
+# --- building blocks (also used by the test factories) ---------------------------------------
 
 def encrypt_key(key) -> str:
     """Encrypted PKCS#8 PEM of a CA key, as stored in CertificateAuthority.encrypted_key_pem."""
@@ -278,21 +259,8 @@ def encrypt_key(key) -> str:
     ).decode()
 
 
-def _store(kind, cert: x509.Certificate, key) -> CertificateAuthority:
-    return CertificateAuthority.objects.create(
-        kind=kind,
-        subject=cert.subject.rfc4514_string()[:255],
-        certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
-        encrypted_key_pem=encrypt_key(key) if key is not None else "",
-        serial=serial_hex(cert),
-        thumbprint=thumbprint(cert),
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        active=True,
-    )
-
-
 def ca_name(organisation: str, role: str) -> x509.Name:
+    """O=<organisation>, CN=<organisation> <role>, cut to the 64-character limit of both."""
     fitted = organisation[:_CN_MAX - len(role) - 1].rstrip()
     return x509.Name([
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation[:_CN_MAX]),
@@ -315,6 +283,44 @@ def build_ca_certificate(*, subject, public_key, issuer, issuer_key, issuer_publ
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key), critical=False)
         .sign(issuer_key, hashes.SHA256())
+    )
+
+
+# --- internals ----------------------------------------------------------------------------------
+
+def _passphrase() -> bytes:
+    if settings.CA_KEY_PASSPHRASE:
+        return settings.CA_KEY_PASSPHRASE.encode()
+    # Development only (the deploy check enrollment.E001 refuses it): derived from SECRET_KEY.
+    return salted_hmac("enrollment.ca.key-passphrase", "development", algorithm="sha256").hexdigest().encode()
+
+
+# The PBKDF2 of the PKCS#8 decryption is paid once per process and key, not per enrollment. The
+# passphrase is part of the cache key so a changed passphrase is noticed (and fails) at once.
+@functools.lru_cache(maxsize=16)
+def _decrypt_key(encrypted_pem: str, passphrase: bytes):
+    try:
+        return serialization.load_pem_private_key(encrypted_pem.encode(), password=passphrase)
+    except (ValueError, TypeError):
+        raise CaKeyError("A stored CA private key cannot be decrypted with the current CA_KEY_PASSPHRASE.") from None
+
+
+@functools.lru_cache(maxsize=32)
+def _load_certificate(pem: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def _store(kind, cert: x509.Certificate, key) -> CertificateAuthority:
+    return CertificateAuthority.objects.create(
+        kind=kind,
+        subject=cert.subject.rfc4514_string()[:255],
+        certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
+        encrypted_key_pem=encrypt_key(key) if key is not None else "",
+        serial=serial_hex(cert),
+        thumbprint=thumbprint(cert),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        active=True,
     )
 
 

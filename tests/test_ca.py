@@ -11,6 +11,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from django.core.management import CommandError, call_command
 
 from enrollment import ca, checks
+from enrollment.management.commands.import_ca import Command as ImportCaCommand
 from enrollment.models import CertificateAuthority
 from tests.factories_enrollment import CertificateAuthorityFactory, create_ca_chain, rsa_key
 
@@ -378,7 +379,8 @@ def test_import_ca_from_two_pkcs12_files(tmp_path, monkeypatch):
 
 def test_import_ca_with_wrong_pkcs12_password_fails_clearly(tmp_path, monkeypatch):
     root, _root_key, issuing, issuing_key = ca_pair()
-    p12 = pkcs12.serialize_key_and_certificates(b"i", issuing_key, issuing, [root], serialization.BestAvailableEncryption(b"right"))
+    encryption = serialization.BestAvailableEncryption(b"right")
+    p12 = pkcs12.serialize_key_and_certificates(b"i", issuing_key, issuing, [root], encryption)
     monkeypatch.setenv("CA_IMPORT_PASSWORD", "wrong")
 
     with pytest.raises(CommandError, match="wrong password"):
@@ -443,6 +445,20 @@ def test_import_ca_does_not_replace_an_active_ca_without_replace(tmp_path, chain
     again = StringIO()
     call_command(*arguments, stdout=again)
     assert "already active; nothing to do" in again.getvalue()
+
+
+def test_import_ca_runs_when_the_stored_keys_cannot_be_decrypted(tmp_path, chain, settings):
+    settings.CA_KEY_PASSPHRASE = "the old passphrase was lost, this is a new one"
+    root, _root_key, issuing, issuing_key = ca_pair()
+    assert checks.check_ca_keys_decrypt(None)
+    assert ImportCaCommand.requires_system_checks == []  # so enrollment.E002 cannot block the way out
+
+    call_command("import_ca", "--root-cert", write(tmp_path, "r.pem", pem(root)),
+                 "--issuing-cert", write(tmp_path, "i.pem", pem(issuing)),
+                 "--issuing-key", write(tmp_path, "i.key", pem(issuing_key)), "--replace", stdout=StringIO())
+
+    assert ca.active_chain() == (root, issuing)
+    assert checks.check_ca_keys_decrypt(None) == []
 
 
 def test_import_ca_reports_an_unreadable_file(tmp_path):

@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.x509.oid import NameOID
 
-from enrollment.csr import CsrError, build_windows_csr, parse_csr
+from enrollment.csr import CsrError, _decode_device_id, build_windows_csr, parse_csr
 from tests.factories_enrollment import rsa_key
 
 DEVICE_ID = "1E08C6E95D8BB843B1278FF45BC60CC6"
@@ -192,3 +192,21 @@ def test_every_sampled_byte_corruption_is_a_csr_error():
 def test_build_windows_csr_refuses_unknown_hash():
     with pytest.raises(ValueError):
         build_windows_csr(rsa_key(10), DEVICE_ID, hash_name="md5")
+
+
+@pytest.mark.parametrize("value", [
+    DEVICE_ID.encode(),  # raw bytes, as the Windows enrollment client writes it
+    DEVICE_ID.encode() + b"\x00",
+    b"\x0c\x20" + DEVICE_ID.encode(),  # UTF8String
+    b"\x16\x20" + DEVICE_ID.encode(),  # IA5String
+    b"\x04\x20" + DEVICE_ID.encode(),  # OCTET STRING
+    b"\x1e\x40" + DEVICE_ID.encode("utf-16-be"),  # BMPString
+    DEVICE_ID.encode("utf-16-le"),
+])
+def test_device_id_extension_encodings_are_understood(value):
+    assert _decode_device_id(value) == DEVICE_ID
+
+
+@pytest.mark.parametrize("value", [b"", b"\x00\x00", bytes(range(16)), b"\xff" * 40, b"A" * 65])
+def test_undecodable_device_id_extension_is_ignored(value):
+    assert _decode_device_id(value) is None
