@@ -1,0 +1,95 @@
+"""manage.py simulate_device: enroll a simulated Windows PC or HoloLens 2 against a running server."""
+import getpass
+import json
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from enrollment.simulator import SimulatorError, SoapFaultError, Simulator, thumbprint
+
+
+class Command(BaseCommand):
+    help = (
+        "Enroll a simulated Windows 10/11 PC (or HoloLens 2) against a running mdmportal server over "
+        "real HTTP, as Settings > Access work or school does: discovery probe, Discover, the federated "
+        "sign-in or on-premise password, GetPolicies and RequestSecurityToken. Every answer is checked "
+        "(SOAP headers, certificate chain, provisioning document) and the first failed check is "
+        "reported with a non-zero exit. SERVER is a host name, https://host, or the full URL ending in "
+        "Discovery.svc. Windows itself only enrolls over https with a certificate it already trusts; "
+        "http:// is accepted here for local test servers only."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("server", help="host, https://host or https://host/EnrollmentServer/…/Discovery.svc")
+        parser.add_argument("--email", required=True, help="the user's email (UPN) typed into Windows")
+        parser.add_argument("--password", help="the password or PIN; asked for when omitted on a terminal")
+        parser.add_argument("--federated", action="store_true",
+                            help="expect the Federated policy and sign in through the server's sign-in page")
+        parser.add_argument("--hololens", action="store_true", help="present as a HoloLens 2 (OSEdition 136)")
+        parser.add_argument("--device-enrollment", action="store_true",
+                            help="EnrollmentType Device: certificate in My/System instead of My/User")
+        parser.add_argument("--device-id", help="32 hex digits; random when omitted")
+        parser.add_argument("--csr-hash", choices=["sha1", "sha256"], default="sha1",
+                            help="CSR signature hash; Windows devices send SHA-1 with the old OID (default)")
+        tls = parser.add_mutually_exclusive_group()
+        tls.add_argument("--insecure", action="store_true", help="do not verify the server's TLS certificate")
+        tls.add_argument("--ca-file", help="PEM file of the CA that signed the server's TLS certificate")
+        parser.add_argument("--timeout", type=float, default=30, help="seconds per HTTP request (default 30)")
+        parser.add_argument("--json", action="store_true", help="print a machine-readable result (for benchmarks)")
+
+    def handle(self, *, server, email, password, federated, hololens, device_enrollment, device_id,
+               csr_hash, insecure, ca_file, timeout, **options):
+        as_json = options["json"]
+        if password is None:
+            if not sys.stdin.isatty():
+                raise CommandError("--password is required when not run from a terminal")
+            password = getpass.getpass(f"Password for {email}: ")
+        try:
+            simulator = Simulator(
+                server, email, password, federated=federated, hololens=hololens,
+                device_enrollment=device_enrollment, device_id=device_id, verify_tls=not insecure,
+                ca_file=ca_file, csr_hash=csr_hash, timeout=timeout,
+            )
+            result = simulator.run()
+        except SimulatorError as exc:
+            if as_json:
+                self.stdout.write(_dumps(_failure(exc)))
+            raise CommandError(f"enrollment failed at {exc}") from None
+        if as_json:
+            self.stdout.write(_dumps(result.as_dict()))
+            return
+        self._summary(result)
+
+    def _summary(self, result):
+        cert = result.certificate
+        self.stdout.write(f"Simulated {result.kind} enrollment against {result.discovery_url}")
+        for step in result.steps:
+            self.stdout.write(f"  {step.name:<10} {step.seconds * 1000:7.1f} ms  {step.detail}")
+        rows = [
+            ("Auth policy", result.discovery.auth_policy),
+            ("Enrollment type", result.enrollment_type),
+            ("Device ID", result.device_id),
+            ("Device name", result.device_name),
+            ("Certificate", cert.subject.rfc4514_string()),
+            ("Issuer", cert.issuer.rfc4514_string()),
+            ("Serial", format(cert.serial_number, "X")),
+            ("Thumbprint", thumbprint(cert)),
+            ("Expires", cert.not_valid_after_utc.strftime("%Y-%m-%d %H:%M:%S UTC")),
+            ("Management URL", result.provisioning.management_url),
+            ("Provider ID", result.provisioning.provider_id),
+            ("Total time", f"{result.total_seconds:.3f} s"),
+        ]
+        for label, value in rows:
+            self.stdout.write(f"{label + ':':<16} {value}")
+        self.stdout.write(self.style.SUCCESS("Enrollment succeeded; every answer passed the checks."))
+
+
+def _failure(exc):
+    failure = {"ok": False, "check": exc.check, "error": exc.message}
+    if isinstance(exc, SoapFaultError):
+        failure.update(code=exc.code, subcode=exc.subcode, reason=exc.reason, error_type=exc.error_type)
+    return failure
+
+
+def _dumps(data):
+    return json.dumps(data, indent=2)

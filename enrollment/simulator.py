@@ -1,0 +1,953 @@
+"""A Windows enrollment client that speaks the real HTTP protocol, for smoke tests and benchmarks.
+
+It does what a Windows 10/11 PC or a HoloLens 2 does when the user types an email and a server
+address in Settings > Accounts > Access work or school: the discovery probe and Discover (brief §2),
+the federated sign-in (§3.2) or the on-premise UsernameToken (§3.1), GetPolicies (§4), and the
+RequestSecurityToken with a Windows-shaped CSR (§5), then checks every answer as strictly as the
+brief describes it, down to the provisioning document (§5.1, conformance test 4).
+
+The protocol constants are spelled out here rather than imported from the server code on purpose:
+a client that shared the server's literals could not catch a typo in them.
+"""
+import base64
+import binascii
+import http.cookiejar
+import secrets
+import ssl
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import lxml.html
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from lxml import etree
+from lxml.builder import ElementMaker
+
+from enrollment.csr import build_windows_csr
+
+# Brief §1: namespaces and URIs.
+SOAP12_NS = "http://www.w3.org/2003/05/soap-envelope"
+SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+WSA_NS = "http://www.w3.org/2005/08/addressing"
+WSSE_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+WSU_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+WST_NS = "http://docs.oasis-open.org/ws-sx/ws-trust/200512"
+AC_NS = "http://schemas.xmlsoap.org/ws/2006/12/authorization"
+DISCOVERY_NS = "http://schemas.microsoft.com/windows/management/2012/01/enrollment"
+XCEP_NS = "http://schemas.microsoft.com/windows/pki/2009/01/enrollmentpolicy"
+ENROLLMENT_NS = "http://schemas.microsoft.com/windows/pki/2009/01/enrollment"
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+XSD_NS = "http://www.w3.org/2001/XMLSchema"
+
+DISCOVER_ACTION = f"{DISCOVERY_NS}/IDiscoveryService/Discover"
+DISCOVER_RESPONSE_ACTION = f"{DISCOVERY_NS}/IDiscoveryService/DiscoverResponse"
+GET_POLICIES_ACTION = f"{XCEP_NS}/IPolicy/GetPolicies"
+GET_POLICIES_RESPONSE_ACTION = f"{XCEP_NS}/IPolicy/GetPoliciesResponse"
+RST_ACTION = f"{ENROLLMENT_NS}/RST/wstep"
+RSTRC_ACTION = f"{ENROLLMENT_NS}/RSTRC/wstep"
+
+PASSWORD_TEXT = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText"
+USER_TOKEN = "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollment/DeviceEnrollmentUserToken"
+PKCS10 = f"{ENROLLMENT_NS}#PKCS10"
+BASE64_BINARY = f"{WSSE_NS}#base64binary"
+TOKEN_TYPE = "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollment/DeviceEnrollmentToken"
+PROV_DOC = "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollment/DeviceEnrollmentProvisionDoc"
+ISSUE = f"{WST_NS}/Issue"
+ANONYMOUS = f"{WSA_NS}/anonymous"
+
+# Brief §3.2: the value Windows' web-auth broker passes as appru.
+APPRU = "ms-app://windows.immersivecontrolpanel"
+DISCOVERY_PATH = "/EnrollmentServer/Discovery.svc"
+REQUEST_VERSION = "5.0"
+# Brief §2: OSEdition is the GetProductInfo SKU, 48 Pro, 136 Holographic for Business (HoloLens 2).
+OSEDITION_PRO = "48"
+OSEDITION_HOLOLENS = "136"
+PC_VERSION = "10.0.22631.4317"
+HOLOLENS_VERSION = "10.0.22621.1133"
+
+# Brief §4: hash OIDs a policy may reference, and the name build_windows_csr takes.
+HASH_OIDS = {
+    "1.3.14.3.2.26": "sha1",
+    "1.3.14.3.2.29": "sha1",  # szOID_OIWSEC_sha1RSASign, Microsoft's own sample
+    "2.16.840.1.101.3.4.2.1": "sha256",
+    "2.16.840.1.101.3.4.2.2": "sha384",
+    "2.16.840.1.101.3.4.2.3": "sha512",
+}
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+SOAP_CONTENT_TYPE = "application/soap+xml; charset=utf-8"
+
+# Locked-down parser for everything the server sends (house style 7).
+PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+
+S = ElementMaker(namespace=SOAP12_NS, nsmap={"s": SOAP12_NS, "a": WSA_NS})
+A = ElementMaker(namespace=WSA_NS)
+WSSE = ElementMaker(namespace=WSSE_NS, nsmap={"wsse": WSSE_NS, "u": WSU_NS})
+
+
+class SimulatorError(Exception):
+    """A step failed or an answer broke the protocol. `check` names the failed check."""
+
+    def __init__(self, check, message):
+        super().__init__(f"{check}: {message}")
+        self.check = check
+        self.message = message
+
+
+class SoapFaultError(SimulatorError):
+    """The server answered with a SOAP fault (brief §5.2)."""
+
+    def __init__(self, check, *, code, subcode, reason, error_type=None):
+        detail = f" ({error_type})" if error_type else ""
+        super().__init__(check, f"SOAP fault {subcode or code}{detail}: {reason}")
+        self.code, self.subcode, self.reason, self.error_type = code, subcode, reason, error_type
+
+
+@dataclass
+class Discovery:
+    auth_policy: str
+    enrollment_version: str
+    policy_url: str
+    enrollment_url: str
+    authentication_url: str | None
+
+
+@dataclass
+class Policy:
+    minimal_key_length: int
+    hash_oid: str | None
+
+
+@dataclass
+class Provisioning:
+    root: x509.Certificate
+    issuing: x509.Certificate
+    certificate: x509.Certificate
+    store_location: str
+    provider_id: str
+    management_url: str
+
+
+@dataclass
+class Step:
+    name: str
+    seconds: float
+    detail: str
+
+
+@dataclass
+class EnrollmentResult:
+    discovery_url: str
+    device_id: str
+    hw_dev_id: str
+    device_name: str
+    os_edition: str
+    enrollment_type: str
+    discovery: Discovery
+    policy: Policy
+    provisioning: Provisioning
+    private_key: rsa.RSAPrivateKey
+    provisioning_document: etree._ElementTree
+    responses: dict
+    steps: list = field(default_factory=list)
+
+    @property
+    def certificate(self):
+        return self.provisioning.certificate
+
+    @property
+    def kind(self):
+        return "HoloLens 2" if self.os_edition == OSEDITION_HOLOLENS else "Windows PC"
+
+    @property
+    def total_seconds(self):
+        return sum(step.seconds for step in self.steps)
+
+    def as_dict(self):
+        cert = self.certificate
+        return {
+            "ok": True,
+            "discovery_url": self.discovery_url,
+            "auth_policy": self.discovery.auth_policy,
+            "enrollment_version": self.discovery.enrollment_version,
+            "enrollment_type": self.enrollment_type,
+            "device_id": self.device_id,
+            "hw_dev_id": self.hw_dev_id,
+            "device_name": self.device_name,
+            "kind": self.kind,
+            "os_edition": self.os_edition,
+            "certificate": {
+                "subject": cert.subject.rfc4514_string(),
+                "issuer": cert.issuer.rfc4514_string(),
+                "serial": format(cert.serial_number, "X"),
+                "thumbprint": thumbprint(cert),
+                "not_before": cert.not_valid_before_utc.isoformat(),
+                "not_after": cert.not_valid_after_utc.isoformat(),
+            },
+            "management_url": self.provisioning.management_url,
+            "provider_id": self.provisioning.provider_id,
+            "steps": [{"name": s.name, "seconds": round(s.seconds, 4), "detail": s.detail} for s in self.steps],
+            "total_seconds": round(self.total_seconds, 4),
+        }
+
+
+def thumbprint(cert):
+    """Uppercase hex SHA-1 of the DER certificate: what Windows calls a thumbprint."""
+    return cert.fingerprint(hashes.SHA1()).hex().upper()
+
+
+def discovery_url(server):
+    """The Discovery.svc URL Windows would use for what the user typed (brief §1, §2)."""
+    server = server.strip()
+    if "://" not in server:
+        server = f"https://{server}"
+    parts = urllib.parse.urlsplit(server)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise SimulatorError("server-url", f"{server!r} is not an https:// address or a host name")
+    path = parts.path.rstrip("/")
+    if not path:
+        return urllib.parse.urlunsplit((parts.scheme, parts.netloc, DISCOVERY_PATH, parts.query, ""))
+    if path.lower().endswith("/discovery.svc"):
+        return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))
+    raise SimulatorError(
+        "server-url", f"{server!r}: give a host, https://host, or the full URL ending in Discovery.svc"
+    )
+
+
+def new_message_id():
+    return f"urn:uuid:{uuid.uuid4()}"
+
+
+# --- reading SOAP answers -------------------------------------------------------------------------
+
+def parse_xml(body, check):
+    try:
+        root = etree.fromstring(body, PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise SimulatorError(check, f"the answer is not well-formed XML ({exc})") from None
+    if root.getroottree().docinfo.doctype:
+        raise SimulatorError(check, "the answer carries a DOCTYPE, which a SOAP message must not")
+    return root
+
+
+def _text(element):
+    return (element.text or "").strip() if element is not None else ""
+
+
+def _fault(envelope, ns, check):
+    body = envelope.find(f"{{{ns}}}Body")
+    fault = body.find(f"{{{ns}}}Fault") if body is not None else None
+    if fault is None:
+        return
+    if ns == SOAP11_NS:
+        raise SoapFaultError(check, code=_text(fault.find("faultcode")), subcode=None,
+                             reason=_text(fault.find("faultstring")))
+    error_type = fault.find(f"{{{ns}}}Detail/{{{ENROLLMENT_NS}}}DeviceEnrollmentServiceError/{{{ENROLLMENT_NS}}}ErrorType")
+    raise SoapFaultError(
+        check,
+        code=_text(fault.find(f"{{{ns}}}Code/{{{ns}}}Value")),
+        subcode=_text(fault.find(f"{{{ns}}}Code/{{{ns}}}Subcode/{{{ns}}}Value")) or None,
+        reason=_text(fault.find(f"{{{ns}}}Reason/{{{ns}}}Text")),
+        error_type=_text(error_type) or None,
+    )
+
+
+def read_envelope(body, *, action, message_id, check):
+    """The SOAP Body of a reply after the checks every reply must pass (brief §1); faults raise.
+    `body` is the raw answer or the envelope parse_xml already made of it."""
+    envelope = parse_xml(body, check) if isinstance(body, bytes) else body
+    ns = etree.QName(envelope).namespace
+    if etree.QName(envelope).localname != "Envelope" or ns not in (SOAP12_NS, SOAP11_NS):
+        raise SimulatorError(check, f"the answer is not a SOAP envelope but <{envelope.tag}>")
+    _fault(envelope, ns, check)
+    header = envelope.find(f"{{{ns}}}Header")
+    if header is None:
+        raise SimulatorError(f"{check}-header", "the answer has no SOAP Header")
+    got_action = _text(header.find(f"{{{WSA_NS}}}Action"))
+    if got_action != action:
+        raise SimulatorError(f"{check}-action", f"a:Action is {got_action!r}, expected {action!r}")
+    relates_to = _text(header.find(f"{{{WSA_NS}}}RelatesTo"))
+    if relates_to != message_id:
+        raise SimulatorError(f"{check}-relates-to", f"a:RelatesTo is {relates_to!r}, expected our MessageID {message_id!r}")
+    body_element = envelope.find(f"{{{ns}}}Body")
+    if body_element is None or len(body_element) == 0:
+        raise SimulatorError(check, "the answer has an empty SOAP Body")
+    return body_element
+
+
+def _service_url(value, name, *, secure, check):
+    if not value:
+        raise SimulatorError(check, f"{name} is missing")
+    parts = urllib.parse.urlsplit(value)
+    allowed = ("https",) if secure else ("https", "http")
+    if parts.scheme not in allowed or not parts.hostname:
+        raise SimulatorError(check, f"{name} {value!r} is not an {'/'.join(allowed)} URL (Windows requires https)")
+    return value
+
+
+def parse_discover_response(body, message_id, *, secure=True):
+    """Brief §2: the DiscoverResponse, checked field by field."""
+    check = "discover"
+    soap_body = read_envelope(body, action=DISCOVER_RESPONSE_ACTION, message_id=message_id, check=check)
+    response = soap_body[0]
+    if etree.QName(response).localname != "DiscoverResponse" or (etree.QName(response).namespace or "").rstrip("/") != DISCOVERY_NS:
+        raise SimulatorError(check, f"the body holds <{response.tag}>, expected DiscoverResponse in {DISCOVERY_NS}")
+    ns = etree.QName(response).namespace
+    result = response.find(f"{{{ns}}}DiscoverResult")
+    if result is None:
+        raise SimulatorError(check, "DiscoverResult is missing")
+
+    def value(name):
+        return _text(result.find(f"{{{ns}}}{name}"))
+
+    auth_policy = value("AuthPolicy")
+    if auth_policy not in ("OnPremise", "Federated"):
+        raise SimulatorError("discover-auth-policy", f"AuthPolicy {auth_policy!r} is not one we offered (OnPremise, Federated)")
+    version = value("EnrollmentVersion")
+    try:
+        numeric = float(version)
+    except ValueError:
+        raise SimulatorError("discover-enrollment-version", f"EnrollmentVersion {version!r} is not a version number") from None
+    if not 1.0 <= numeric <= float(REQUEST_VERSION):
+        raise SimulatorError("discover-enrollment-version",
+                             f"EnrollmentVersion {version} is outside 1.0..{REQUEST_VERSION}, the version we asked for")
+    policy_url = _service_url(value("EnrollmentPolicyServiceUrl"), "EnrollmentPolicyServiceUrl", secure=secure, check="discover-policy-url")
+    enrollment_url = _service_url(value("EnrollmentServiceUrl"), "EnrollmentServiceUrl", secure=secure, check="discover-enrollment-url")
+    if urllib.parse.urlsplit(policy_url).netloc.lower() != urllib.parse.urlsplit(enrollment_url).netloc.lower():
+        raise SimulatorError("discover-policy-url", f"the policy URL {policy_url} and the enrollment URL {enrollment_url} are on different hosts")
+    auth_url = value("AuthenticationServiceUrl") or None
+    if auth_policy == "Federated":
+        auth_url = _service_url(auth_url, "AuthenticationServiceUrl", secure=secure, check="discover-authentication-url")
+    return Discovery(auth_policy, version, policy_url, enrollment_url, auth_url)
+
+
+def parse_policies_response(body, message_id):
+    """Brief §4: Windows reads minimalKeyLength and hashAlgorithmOIDReference (→ oIDs)."""
+    check = "policies"
+    soap_body = read_envelope(body, action=GET_POLICIES_RESPONSE_ACTION, message_id=message_id, check=check)
+    response = soap_body.find(f"{{{XCEP_NS}}}GetPoliciesResponse")
+    if response is None:
+        raise SimulatorError(check, f"the body holds <{soap_body[0].tag}>, expected GetPoliciesResponse in {XCEP_NS}")
+    attributes = response.find(f"{{{XCEP_NS}}}response/{{{XCEP_NS}}}policies/{{{XCEP_NS}}}policy/{{{XCEP_NS}}}attributes")
+    if attributes is None:
+        raise SimulatorError("policies-shape", "response/policies/policy/attributes is missing")
+    length_text = _text(attributes.find(f"{{{XCEP_NS}}}privateKeyAttributes/{{{XCEP_NS}}}minimalKeyLength"))
+    if not length_text.isdigit() or not 1024 <= int(length_text) <= 16384:
+        raise SimulatorError("policies-key-length", f"minimalKeyLength {length_text!r} is not a key size between 1024 and 16384")
+    reference = attributes.find(f"{{{XCEP_NS}}}hashAlgorithmOIDReference")
+    hash_oid = None
+    if reference is not None and reference.get(f"{{{XSI_NS}}}nil") != "true":
+        ref = _text(reference)
+        for oid in response.iterfind(f"{{{XCEP_NS}}}oIDs/{{{XCEP_NS}}}oID"):
+            if _text(oid.find(f"{{{XCEP_NS}}}oIDReferenceID")) == ref:
+                if _text(oid.find(f"{{{XCEP_NS}}}group")) != "1":
+                    raise SimulatorError("policies-hash-oid", f"oID {ref} referenced as the hash algorithm is not in group 1 (hash)")
+                hash_oid = _text(oid.find(f"{{{XCEP_NS}}}value"))
+                break
+        else:
+            raise SimulatorError("policies-hash-oid", f"hashAlgorithmOIDReference {ref!r} names no oID in oIDs")
+        if hash_oid not in HASH_OIDS:
+            raise SimulatorError("policies-hash-oid", f"hash algorithm OID {hash_oid!r} is not one Windows knows")
+    return Policy(int(length_text), hash_oid)
+
+
+def _attribute(element, name):
+    """Brief §3.1: ValueType/EncodingType come with or without the wsse: prefix."""
+    return element.get(name) or element.get(f"{{{WSSE_NS}}}{name}")
+
+
+def parse_enrollment_response(body, message_id):
+    """Brief §5: the RSTRC; returns the decoded provisioning document bytes."""
+    check = "enroll"
+    soap_body = read_envelope(body, action=RSTRC_ACTION, message_id=message_id, check=check)
+    rstr = soap_body.find(f"{{{WST_NS}}}RequestSecurityTokenResponseCollection/{{{WST_NS}}}RequestSecurityTokenResponse")
+    if rstr is None:
+        raise SimulatorError(check, "RequestSecurityTokenResponseCollection/RequestSecurityTokenResponse is missing")
+    token_type = _text(rstr.find(f"{{{WST_NS}}}TokenType"))
+    if token_type != TOKEN_TYPE:
+        raise SimulatorError("enroll-token-type", f"TokenType is {token_type!r}, expected {TOKEN_TYPE}")
+    token = rstr.find(f"{{{WST_NS}}}RequestedSecurityToken/{{{WSSE_NS}}}BinarySecurityToken")
+    if token is None:
+        raise SimulatorError("enroll-token", "RequestedSecurityToken/BinarySecurityToken is missing")
+    if _attribute(token, "ValueType") != PROV_DOC:
+        raise SimulatorError("enroll-token", f"BinarySecurityToken ValueType is {_attribute(token, 'ValueType')!r}, expected {PROV_DOC}")
+    encoding = _attribute(token, "EncodingType")
+    if encoding not in (None, BASE64_BINARY):
+        raise SimulatorError("enroll-token", f"BinarySecurityToken EncodingType is {encoding!r}, expected {BASE64_BINARY}")
+    try:
+        return base64.b64decode("".join((token.text or "").split()), validate=True)
+    except binascii.Error:
+        raise SimulatorError("enroll-token", "the provisioning document is not valid base64") from None
+
+
+# --- the provisioning document (brief §5.1, conformance test 4) ------------------------------------
+
+def _characteristics(element, type_=None):
+    return [c for c in element if c.tag == "characteristic" and (type_ is None or c.get("type") == type_)]
+
+
+def _parms(element):
+    return {p.get("name"): p.get("value") for p in element if p.tag == "parm"}
+
+
+def _load_certificate(characteristic, where):
+    value = _parms(characteristic).get("EncodedCertificate")
+    if not value:
+        raise SimulatorError("provisioning-certificate", f"{where}: EncodedCertificate is missing")
+    try:
+        cert = x509.load_der_x509_certificate(base64.b64decode("".join(value.split()), validate=True))
+    except (binascii.Error, ValueError) as exc:
+        raise SimulatorError("provisioning-certificate", f"{where}: EncodedCertificate is not a DER certificate ({exc})") from None
+    name = characteristic.get("type") or ""
+    if name.upper() != thumbprint(cert):
+        raise SimulatorError("provisioning-thumbprint", f"{where}: characteristic {name!r} does not match the certificate's thumbprint {thumbprint(cert)}")
+    return cert
+
+
+def _certificate_entries(root):
+    """(store, location, certificate, location element) in document order over every CertificateStore."""
+    entries = []
+    for block in _characteristics(root, "CertificateStore"):
+        for store in _characteristics(block):
+            kind = store.get("type")
+            if kind == "WSTEP":
+                continue
+            if kind not in ("Root", "CA", "My"):
+                raise SimulatorError("provisioning-certificate-store", f"unexpected certificate store {kind!r}")
+            for location in _characteristics(store):
+                where = f"{kind}/{location.get('type')}"
+                certs = [c for c in _characteristics(location) if c.get("type") != "PrivateKeyContainer"]
+                if len(certs) != 1:
+                    raise SimulatorError("provisioning-certificate-store", f"{where} holds {len(certs)} certificates, expected one")
+                entries.append((kind, location.get("type"), _load_certificate(certs[0], where), location))
+    return entries
+
+
+def _verify_issued(cert, issuer, what):
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise SimulatorError("provisioning-chain", f"{what}: {exc or 'signature does not verify'}") from None
+
+
+def _is_ca(cert):
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _check_client_certificate(cert, *, public_key, device_id):
+    ours = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    theirs = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if ours != theirs:
+        raise SimulatorError("provisioning-client-key", "the client certificate does not carry the key of our CSR")
+    common_names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if common_names != [device_id]:
+        raise SimulatorError("provisioning-client-subject", f"the client certificate's CN is {common_names}, expected our DeviceID {device_id}")
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        usages = []
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
+        raise SimulatorError("provisioning-client-eku", "the client certificate lacks the clientAuth EKU (1.3.6.1.5.5.7.3.2)")
+    if _is_ca(cert):
+        raise SimulatorError("provisioning-client-ca", "the client certificate says CA=true")
+    now = datetime.now(timezone.utc)
+    if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
+        raise SimulatorError("provisioning-client-validity",
+                             f"the client certificate is valid {cert.not_valid_before_utc} .. {cert.not_valid_after_utc}, not now")
+
+
+def _check_application(root, *, device_enrollment):
+    applications = _characteristics(root, "APPLICATION")
+    if len(applications) != 1:
+        raise SimulatorError("provisioning-application", f"{len(applications)} APPLICATION characteristics, expected one")
+    application = applications[0]
+    parms = _parms(application)
+    if parms.get("APPID") != "w7":
+        raise SimulatorError("provisioning-application", f"APPID is {parms.get('APPID')!r}, expected 'w7'")
+    provider_id = parms.get("PROVIDER-ID")
+    if not provider_id:
+        raise SimulatorError("provisioning-provider-id", "APPLICATION has no PROVIDER-ID")
+    address = parms.get("ADDR") or ""
+    if urllib.parse.urlsplit(address).scheme not in ("https", "http") or not urllib.parse.urlsplit(address).hostname:
+        raise SimulatorError("provisioning-addr", f"ADDR {address!r} is not a management server URL")
+    criteria = parms.get("SSLCLIENTCERTSEARCHCRITERIA")
+    store = "My%5CSystem" if device_enrollment else "My%5CUser"
+    if criteria is not None and f"Stores={store}" not in criteria:
+        raise SimulatorError("provisioning-cert-search", f"SSLCLIENTCERTSEARCHCRITERIA {criteria!r} does not name Stores={store}")
+    blocks = {}
+    for auth in _characteristics(application, "APPAUTH"):
+        auth_parms = _parms(auth)
+        blocks[auth_parms.get("AAUTHLEVEL")] = auth_parms
+    for level, types in (("CLIENT", ("DIGEST",)), ("APPSRV", ("BASIC", "DIGEST"))):
+        auth_parms = blocks.get(level)
+        if auth_parms is None:
+            raise SimulatorError("provisioning-appauth", f"the APPAUTH block with AAUTHLEVEL {level} is missing")
+        if auth_parms.get("AAUTHTYPE") not in types:
+            raise SimulatorError("provisioning-appauth", f"APPAUTH {level} has AAUTHTYPE {auth_parms.get('AAUTHTYPE')!r}, expected {' or '.join(types)}")
+        if not auth_parms.get("AAUTHSECRET"):
+            raise SimulatorError("provisioning-appauth", f"APPAUTH {level} has no AAUTHSECRET")
+        # Brief §5.1: Windows 11 26200 refused the document without these nonces.
+        try:
+            nonce = base64.b64decode(auth_parms.get("AAUTHDATA") or "", validate=True)
+        except binascii.Error:
+            nonce = b""
+        if not nonce:
+            raise SimulatorError("provisioning-appauth", f"APPAUTH {level} has no base64 AAUTHDATA nonce")
+    return provider_id, address
+
+
+def _check_dmclient(root, provider_id):
+    clients = _characteristics(root, "DMClient")
+    if len(clients) != 1:
+        raise SimulatorError("provisioning-dmclient", f"{len(clients)} DMClient characteristics, expected one")
+    providers = [p for provider in _characteristics(clients[0], "Provider") for p in _characteristics(provider)]
+    names = [p.get("type") for p in providers]
+    if names != [provider_id]:
+        raise SimulatorError("provisioning-provider-id", f"DMClient providers are {names}, expected exactly PROVIDER-ID {provider_id!r}")
+    polls = _characteristics(providers[0], "Poll")
+    if len(polls) != 1:
+        raise SimulatorError("provisioning-poll", "DMClient provider has no Poll schedule")
+    poll = _parms(polls[0])
+    intervals = {k: v for k, v in poll.items() if k.startswith("Interval")}
+    if not intervals or not all((v or "").isdigit() and int(v) > 0 for v in intervals.values()):
+        raise SimulatorError("provisioning-poll", f"the Poll intervals {intervals} are not positive minutes")
+    # Brief §5.1: an endless 1-minute poll made Fleet's devices re-apply CSPs in a storm.
+    if poll.get("NumberOfRemainingScheduledRetries") == "0" and int(poll.get("IntervalForRemainingScheduledRetries") or "0") <= 1:
+        raise SimulatorError("provisioning-poll", "the endless poll interval is 1 minute or less")
+
+
+def validate_provisioning_document(document, *, public_key, device_id, device_enrollment=False):
+    """Every check of brief §5.1 / conformance test 4. Returns (Provisioning, lxml tree)."""
+    root = parse_xml(document, "provisioning")
+    if root.tag != "wap-provisioningdoc":
+        raise SimulatorError("provisioning", f"the root element is <{root.tag}>, expected <wap-provisioningdoc>")
+    kinds = [c.get("type") for c in _characteristics(root)]
+    unexpected = sorted(set(kinds) - {"CertificateStore", "APPLICATION", "DMClient"})
+    if unexpected:
+        raise SimulatorError("provisioning", f"unexpected top-level characteristics {unexpected} (brief §5.1: only CertificateStore, APPLICATION, DMClient)")
+
+    location = "System" if device_enrollment else "User"
+    entries = _certificate_entries(root)
+    got = [f"{store}/{loc}" for store, loc, _, _ in entries]
+    wanted = ["Root/System", "CA/System", f"My/{location}"]
+    if got != wanted:
+        raise SimulatorError("provisioning-certificate-order", f"certificates are in {', '.join(got) or 'nothing'}; expected {', '.join(wanted)} in that order")
+    (_, _, root_cert, _), (_, _, issuing, _), (_, _, client, my_location) = entries
+    if not _characteristics(my_location, "PrivateKeyContainer"):
+        raise SimulatorError("provisioning-private-key-container", f"My/{location} has no PrivateKeyContainer")
+    _check_client_certificate(client, public_key=public_key, device_id=device_id)
+    if not (_is_ca(root_cert) and _is_ca(issuing)):
+        raise SimulatorError("provisioning-chain", "the Root and CA certificates must both say CA=true")
+    _verify_issued(root_cert, root_cert, "the root certificate is not self-signed")
+    _verify_issued(issuing, root_cert, "the issuing CA is not signed by the root")
+    _verify_issued(client, issuing, "the client certificate is not signed by the issuing CA")
+
+    provider_id, address = _check_application(root, device_enrollment=device_enrollment)
+    _check_dmclient(root, provider_id)
+    return Provisioning(root_cert, issuing, client, location, provider_id, address), root.getroottree()
+
+
+# --- federated sign-in (brief §3.2) ----------------------------------------------------------------
+
+def sign_in_url(authentication_url, email):
+    """AuthenticationServiceUrl with appru and login_hint added, its own query string kept."""
+    parts = urllib.parse.urlsplit(authentication_url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    query += [("appru", APPRU), ("login_hint", email)]
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, urllib.parse.urlencode(query), ""))
+
+
+def _forms(html, url, check):
+    try:
+        document = lxml.html.document_fromstring(html, base_url=url)
+    except (etree.ParserError, ValueError) as exc:
+        raise SimulatorError(check, f"the page is not HTML ({exc})") from None
+    return document, document.forms
+
+
+def _origin(url):
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def form_post_headers(page_url, action, referrer_policy=None):
+    """Origin and Referer as the broker's browser engine sends them when the page posts its form
+    (Fetch standard, "append a request Origin header"; Referrer Policy). Django's CSRF check reads
+    them, so a page whose own Referrer-Policy makes the browser send `Origin: null` fails here as it
+    would on a device."""
+    known = {"no-referrer", "no-referrer-when-downgrade", "same-origin", "origin", "strict-origin",
+             "origin-when-cross-origin", "strict-origin-when-cross-origin", "unsafe-url"}
+    tokens = [t.strip().lower() for t in (referrer_policy or "").split(",") if t.strip().lower() in known]
+    policy = tokens[-1] if tokens else "strict-origin-when-cross-origin"
+    same_origin = _origin(page_url) == _origin(action)
+    downgrade = page_url.startswith("https:") and not action.startswith("https:")
+    origin = _origin(page_url)
+    if policy == "no-referrer" or (policy == "same-origin" and not same_origin):
+        origin_header = "null"
+    elif downgrade and policy in ("no-referrer-when-downgrade", "strict-origin", "strict-origin-when-cross-origin"):
+        origin_header = "null"
+    else:
+        origin_header = origin
+    full = urllib.parse.urldefrag(page_url)[0]
+    referer = {
+        "no-referrer": None,
+        "no-referrer-when-downgrade": None if downgrade else full,
+        "same-origin": full if same_origin else None,
+        "origin": origin + "/",
+        "strict-origin": None if downgrade else origin + "/",
+        "origin-when-cross-origin": full if same_origin else origin + "/",
+        "strict-origin-when-cross-origin": full if same_origin else (None if downgrade else origin + "/"),
+        "unsafe-url": full,
+    }[policy]
+    headers = {"Origin": origin_header}
+    if referer:
+        headers["Referer"] = referer
+    return headers
+
+
+def _page_text(html):
+    """The readable text of an error page, for the report."""
+    try:
+        document = lxml.html.document_fromstring(html) if html.strip() else None
+    except (etree.ParserError, ValueError):
+        document = None
+    if document is None:
+        text = html.decode("utf-8", "replace")
+    else:
+        for element in document.xpath("//style | //script | //title"):
+            element.drop_tree()
+        text = " ".join(document.itertext())
+    return " ".join(text.split())[:300] or "(empty body)"
+
+
+def fill_sign_in_form(html, page_url, email, password):
+    """The sign-in form filled as a user would: (action URL, form fields). Hidden inputs (the CSRF
+    token among them) are kept; the identity and password fields are filled."""
+    check = "sign-in-form"
+    _, forms = _forms(html, page_url, check)
+    candidates = [f for f in forms if f.xpath(".//input[@type='password']")]
+    if len(candidates) != 1:
+        raise SimulatorError(check, f"expected one form with a password field on {page_url}, found {len(candidates)}")
+    form = candidates[0]
+    if (form.method or "GET").upper() != "POST":
+        raise SimulatorError(check, "the sign-in form does not use POST")
+    password_fields = form.xpath(".//input[@type='password']")
+    identity_fields = [
+        i for i in form.xpath(".//input[@name]")
+        if (i.get("type") or "text").lower() in ("text", "email") and i.get("name")
+    ]
+    if not identity_fields:
+        raise SimulatorError(check, "the sign-in form has no identity (email or user name) field")
+    identity = next((i for i in identity_fields if (i.get("type") or "").lower() == "email"), identity_fields[0])
+    values = [(name, value) for name, value in form.form_values() if name not in (identity.name, password_fields[0].name)]
+    values += [(identity.name, email), (password_fields[0].name, password)]
+    submit = form.xpath(".//*[(self::input or self::button) and @type='submit' and @name]")
+    if submit:
+        values.append((submit[0].get("name"), submit[0].get("value") or ""))
+    action = form.action or page_url
+    return action, values
+
+
+def read_auto_post(html, page_url):
+    """The wresult token from the page that auto-posts back to appru (brief §3.2)."""
+    check = "sign-in-result"
+    document, forms = _forms(html, page_url, check)
+    for form in forms:
+        if form.get("action") == APPRU:
+            if (form.method or "GET").upper() != "POST":
+                raise SimulatorError(check, "the form back to appru does not use POST")
+            token = dict(form.form_values()).get("wresult", "")
+            if not token:
+                raise SimulatorError(check, "the form back to appru has no wresult")
+            return token
+    if any(f.xpath(".//input[@type='password']") for f in forms):
+        errors = " ".join(" ".join(e.text_content().split()) for e in document.xpath(
+            "//*[contains(concat(' ', normalize-space(@class), ' '), ' errorlist ')"
+            " or contains(concat(' ', normalize-space(@class), ' '), ' error ') or @role='alert']"))
+        raise SimulatorError(check, f"the server showed the sign-in form again{': ' + errors if errors else ''}")
+    actions = [f.get("action") for f in forms]
+    raise SimulatorError(check, f"no form posts to {APPRU}; form actions found: {actions}")
+
+
+# --- the client ------------------------------------------------------------------------------------
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Brief §1: a redirect on the enrollment endpoints breaks Windows; report it instead."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+def _ssl_context(verify_tls, ca_file):
+    if not verify_tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(cafile=ca_file)
+
+
+def _random_mac():
+    # Locally administered, unicast: never a real vendor's address.
+    octets = [secrets.randbelow(256) for _ in range(6)]
+    octets[0] = (octets[0] | 0x02) & 0xFE
+    return "".join(f"{o:02X}" for o in octets)
+
+
+class Simulator:
+    """One simulated Windows enrollment. `run()` returns an EnrollmentResult or raises SimulatorError."""
+
+    USER_AGENT = "ENROLLClient"
+    BROWSER_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; WebView/3.0) mdmportal-simulator"
+
+    def __init__(self, base_url, email, password=None, federated=False, hololens=False,
+                 device_enrollment=False, device_id=None, verify_tls=True, ca_file=None,
+                 *, csr_hash="sha1", timeout=30, private_key=None):
+        self.discovery_url = discovery_url(base_url)
+        self.secure = urllib.parse.urlsplit(self.discovery_url).scheme == "https"
+        self.email = email
+        self.password = password
+        self.federated = federated
+        self.hololens = hololens
+        self.device_enrollment = device_enrollment
+        if device_id is not None and not (len(device_id) == 32 and all(c in "0123456789abcdefABCDEF" for c in device_id)):
+            raise SimulatorError("device-id", f"{device_id!r} is not 32 hex digits")
+        self.device_id = (device_id or secrets.token_hex(16)).upper()
+        self.hw_dev_id = secrets.token_hex(32).upper()
+        self.device_name = ("HOLOLENS-" if hololens else "DESKTOP-") + secrets.token_hex(4).upper()[:7]
+        self.csr_hash = csr_hash
+        self.timeout = timeout
+        # Benchmarks pass a pre-generated key so that client-side key generation stays out of the
+        # server's figures; otherwise a fresh key is made as Windows does.
+        self.private_key = private_key
+        context = _ssl_context(verify_tls, ca_file)
+        self._soap = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _RefuseRedirects())
+        self._browser = urllib.request.build_opener(
+            urllib.request.HTTPSHandler(context=context),
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
+        )
+        self.steps = []
+        self.responses = {}
+
+    @property
+    def enrollment_type(self):
+        return "Device" if self.device_enrollment else "Full"
+
+    @property
+    def os_edition(self):
+        return OSEDITION_HOLOLENS if self.hololens else OSEDITION_PRO
+
+    @property
+    def application_version(self):
+        return HOLOLENS_VERSION if self.hololens else PC_VERSION
+
+    # -- HTTP --------------------------------------------------------------------------------------
+
+    def _open(self, opener, request, check):
+        try:
+            response = opener.open(request, timeout=self.timeout)
+            status, headers, body = response.status, response.headers, response.read(MAX_RESPONSE_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            status, headers, body = exc.code, exc.headers, exc.read(MAX_RESPONSE_BYTES + 1)
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise SimulatorError(check, f"cannot reach {request.full_url}: {reason}") from None
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise SimulatorError(check, f"the answer from {request.full_url} is larger than {MAX_RESPONSE_BYTES} bytes")
+        if 300 <= status < 400:
+            raise SimulatorError(check, f"{request.full_url} answered {status} redirecting to {headers.get('Location')!r}; Windows does not follow redirects here")
+        return status, headers, body
+
+    def _timed(self, name, function, *args):
+        started = time.perf_counter()
+        value, detail = function(*args)
+        self.steps.append(Step(name, time.perf_counter() - started, detail))
+        return value
+
+    def _post_soap(self, url, envelope, check):
+        data = etree.tostring(envelope, xml_declaration=False, encoding="utf-8")
+        request = urllib.request.Request(url, data=data, method="POST", headers={
+            "Content-Type": SOAP_CONTENT_TYPE, "User-Agent": self.USER_AGENT, "Accept": "*/*",
+        })
+        status, headers, body = self._open(self._soap, request, check)
+        content_type = headers.get("Content-Type", "")
+        is_soap = content_type.split(";")[0].strip().lower() in ("application/soap+xml", "text/xml")
+        # A fault may come with 500 (SOAP 1.2 allows it); read it rather than report a bare status.
+        if status == 500 and is_soap:
+            return body
+        if status != 200:
+            raise SimulatorError(check, f"{url} answered HTTP {status}: {_page_text(body)}")
+        if content_type.split(";")[0].strip().lower() != "application/soap+xml":
+            raise SimulatorError(f"{check}-content-type", f"Content-Type is {content_type!r}, expected application/soap+xml")
+        if headers.get("Content-Length") is None:
+            raise SimulatorError(f"{check}-content-length", "the answer has no Content-Length (brief §1: never chunked)")
+        return body
+
+    # -- messages ----------------------------------------------------------------------------------
+
+    def _header(self, action, message_id, url, security=None):
+        children = [
+            A.Action(action, **{f"{{{SOAP12_NS}}}mustUnderstand": "1"}),
+            A.MessageID(message_id),
+            A.ReplyTo(A.Address(ANONYMOUS)),
+            A.To(url, **{f"{{{SOAP12_NS}}}mustUnderstand": "1"}),
+        ]
+        if security is not None:
+            children.append(security)
+        return S.Header(*children)
+
+    def _security(self, token):
+        """Brief §3.1 / §3.2: UsernameToken on-premise, the wresult as BinarySecurityToken federated."""
+        must = {f"{{{SOAP12_NS}}}mustUnderstand": "1"}
+        if token is not None:
+            encoded = base64.b64encode(token.encode("utf-8")).decode("ascii")
+            return WSSE.Security(WSSE.BinarySecurityToken(encoded, ValueType=USER_TOKEN, EncodingType=BASE64_BINARY), **must)
+        return WSSE.Security(
+            WSSE.UsernameToken(
+                WSSE.Username(self.email),
+                WSSE.Password(self.password or "", **{f"{{{WSSE_NS}}}Type": PASSWORD_TEXT}),
+                **{f"{{{WSU_NS}}}Id": f"uuid-{uuid.uuid4()}-1"},
+            ),
+            **must,
+        )
+
+    def discover_envelope(self, message_id):
+        D = ElementMaker(namespace=DISCOVERY_NS, nsmap={None: DISCOVERY_NS})
+        request = D.request(
+            D.EmailAddress(self.email),
+            D.RequestVersion(REQUEST_VERSION),
+            D.DeviceType("CIMClient_Windows"),
+            D.ApplicationVersion(self.application_version),
+            D.OSEdition(self.os_edition),
+            D.AuthPolicies(D.AuthPolicy("OnPremise"), D.AuthPolicy("Federated")),
+        )
+        return S.Envelope(self._header(DISCOVER_ACTION, message_id, self.discovery_url), S.Body(D.Discover(request)))
+
+    def policies_envelope(self, message_id, url, token):
+        X = ElementMaker(namespace=XCEP_NS, nsmap={None: XCEP_NS})
+        nil = {f"{{{XSI_NS}}}nil": "true"}
+        body = etree.Element(f"{{{SOAP12_NS}}}Body", nsmap={"xsi": XSI_NS, "xsd": XSD_NS})
+        body.append(X.GetPolicies(X.client(X.lastUpdate(**nil), X.preferredLanguage(**nil)), X.requestFilter(**nil)))
+        return S.Envelope(self._header(GET_POLICIES_ACTION, message_id, url, self._security(token)), body)
+
+    def context_items(self):
+        """Brief §5 AdditionalContext, as a Windows client of the simulated kind sends them."""
+        return [
+            ("UXInitiated", "false" if self.device_enrollment else "true"),
+            ("HWDevID", self.hw_dev_id),
+            ("Locale", "en-US"),
+            ("TargetedUserLoggedIn", "true"),
+            ("OSEdition", self.os_edition),
+            ("DeviceName", self.device_name),
+            ("MAC", _random_mac()),
+            ("DeviceID", self.device_id),
+            ("EnrollmentType", self.enrollment_type),
+            ("DeviceType", "CIMClient_Windows"),
+            ("OSVersion", self.application_version),
+            ("ApplicationVersion", self.application_version),
+            ("NotInOobe", "true"),
+            ("RequestVersion", REQUEST_VERSION),
+        ]
+
+    def enrollment_envelope(self, message_id, url, token, csr_der):
+        T = ElementMaker(namespace=WST_NS, nsmap={"wst": WST_NS, "wsse": WSSE_NS, "ac": AC_NS})
+        AC = ElementMaker(namespace=AC_NS)
+        items = [AC.ContextItem(AC.Value(value), Name=name) for name, value in self.context_items()]
+        rst = T.RequestSecurityToken(
+            T.TokenType(TOKEN_TYPE),
+            T.RequestType(ISSUE),
+            WSSE.BinarySecurityToken(base64.b64encode(csr_der).decode("ascii"), ValueType=PKCS10, EncodingType=BASE64_BINARY),
+            AC.AdditionalContext(*items),
+        )
+        return S.Envelope(self._header(RST_ACTION, message_id, url, self._security(token)), S.Body(rst))
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def probe(self):
+        request = urllib.request.Request(self.discovery_url, method="GET", headers={"User-Agent": self.USER_AGENT})
+        status, _, _ = self._open(self._soap, request, "probe")
+        if status != 200:
+            raise SimulatorError("probe", f"GET {self.discovery_url} answered HTTP {status}, expected 200")
+        return None, "200 OK"
+
+    def discover(self):
+        message_id = new_message_id()
+        body = self._post_soap(self.discovery_url, self.discover_envelope(message_id), "discover")
+        self.responses["discover"] = envelope = parse_xml(body, "discover")
+        discovery = parse_discover_response(envelope, message_id, secure=self.secure)
+        expected = "Federated" if self.federated else "OnPremise"
+        if discovery.auth_policy != expected:
+            hint = "without --federated" if discovery.auth_policy == "OnPremise" else "with --federated"
+            raise SimulatorError("discover-auth-policy", f"the server chose {discovery.auth_policy}, we expected {expected}; run {hint}")
+        return discovery, f"AuthPolicy {discovery.auth_policy}, EnrollmentVersion {discovery.enrollment_version}"
+
+    def sign_in(self, authentication_url):
+        url = sign_in_url(authentication_url, self.email)
+        request = urllib.request.Request(url, headers={"User-Agent": self.BROWSER_AGENT})
+        status, headers, page = self._open(self._browser, request, "sign-in-page")
+        if status != 200:
+            raise SimulatorError("sign-in-page", f"GET {url} answered HTTP {status}: {_page_text(page)}")
+        action, fields = fill_sign_in_form(page, url, self.email, self.password or "")
+        post = urllib.request.Request(action, data=urllib.parse.urlencode(fields).encode(), method="POST", headers={
+            "User-Agent": self.BROWSER_AGENT, "Content-Type": "application/x-www-form-urlencoded",
+            **form_post_headers(url, action, headers.get("Referrer-Policy")),
+        })
+        status, _, result = self._open(self._browser, post, "sign-in")
+        if status != 200:
+            raise SimulatorError("sign-in", f"POST {action} answered HTTP {status}: {_page_text(result)}")
+        return read_auto_post(result, action), "wresult received"
+
+    def get_policies(self, url, token):
+        message_id = new_message_id()
+        body = self._post_soap(url, self.policies_envelope(message_id, url, token), "policies")
+        self.responses["policies"] = envelope = parse_xml(body, "policies")
+        policy = parse_policies_response(envelope, message_id)
+        return policy, f"minimalKeyLength {policy.minimal_key_length}, hash {policy.hash_oid or 'default'}"
+
+    def make_key(self, policy):
+        """The device key, of at least the policy's minimalKeyLength (brief §4)."""
+        size = max(2048, policy.minimal_key_length)
+        if self.private_key is not None:
+            if self.private_key.key_size < size:
+                raise SimulatorError("keygen", f"the given key has {self.private_key.key_size} bits; the policy asks for {size}")
+            return self.private_key, f"given RSA {self.private_key.key_size}"
+        return rsa.generate_private_key(public_exponent=65537, key_size=size), f"RSA {size}"
+
+    def enroll(self, url, token, key):
+        csr = build_windows_csr(key, self.device_id, hash_name=self.csr_hash)
+        message_id = new_message_id()
+        body = self._post_soap(url, self.enrollment_envelope(message_id, url, token, csr), "enroll")
+        self.responses["enroll"] = envelope = parse_xml(body, "enroll")
+        document = parse_enrollment_response(envelope, message_id)
+        provisioning, tree = validate_provisioning_document(
+            document, public_key=key.public_key(), device_id=self.device_id, device_enrollment=self.device_enrollment
+        )
+        subject = provisioning.certificate.subject.rfc4514_string()
+        return (key, provisioning, tree), f"certificate {subject} in My/{provisioning.store_location}"
+
+    def run(self):
+        self.steps, self.responses = [], {}
+        self._timed("probe", self.probe)
+        discovery = self._timed("discover", self.discover)
+        token = None
+        if discovery.auth_policy == "Federated":
+            token = self._timed("sign-in", self.sign_in, discovery.authentication_url)
+        policy = self._timed("policies", self.get_policies, discovery.policy_url, token)
+        key = self._timed("keygen", self.make_key, policy)
+        key, provisioning, tree = self._timed("enroll", self.enroll, discovery.enrollment_url, token, key)
+        return EnrollmentResult(
+            discovery_url=self.discovery_url, device_id=self.device_id, hw_dev_id=self.hw_dev_id,
+            device_name=self.device_name, os_edition=self.os_edition, enrollment_type=self.enrollment_type, discovery=discovery,
+            policy=policy, provisioning=provisioning, private_key=key, provisioning_document=tree,
+            responses=dict(self.responses), steps=list(self.steps),
+        )
