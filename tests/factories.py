@@ -20,12 +20,18 @@ class UserFactory(DjangoModelFactory):
     email = factory.Sequence(lambda n: f"user{n}@example.com")
     display_name = factory.Faker("name")
     language = User.Language.ENGLISH
-    password = factory.django.Password(PASSWORD)
+    password = PASSWORD  # clear text here, hashed in _adjust_kwargs (None = unusable)
 
     class Params:
         french = factory.Trait(language=User.Language.FRENCH)
-        no_password = factory.Trait(password=factory.LazyFunction(lambda: make_password(None)))
+        no_password = factory.Trait(password=None)
         with_mdm_username = factory.Trait(mdm_username=factory.Sequence(lambda n: f"CORP\\user{n}"))
+
+
+    @classmethod
+    def _adjust_kwargs(cls, **kwargs):
+        kwargs["password"] = make_password(kwargs["password"])
+        return kwargs
 
 
 class AdminFactory(UserFactory):

@@ -1,6 +1,7 @@
 from django.utils import timezone
 
 from tests.factories import InvitationFactory, UserFactory
+from tests.factories_enrollment import DeviceFactory
 
 DASHBOARD = "/admin/"
 
@@ -18,8 +19,10 @@ def test_dashboard_refuses_users_without_console_access(client, alice):
     assert response["Location"].startswith("/admin/login/")
 
 
-def test_dashboard_counts_users_pending_invitations_and_shows_no_device_count_yet(console, organisation):
+def test_dashboard_counts_users_pending_invitations_and_enrolled_devices(console, organisation):
     UserFactory.create_batch(3)
+    DeviceFactory()  # its user is the eighth
+    DeviceFactory(user=None, replaced=True)
     InvitationFactory.create_batch(2)  # two more users, each with a pending invitation
     InvitationFactory(revoked=True)
     InvitationFactory(expired=True)
@@ -27,11 +30,11 @@ def test_dashboard_counts_users_pending_invitations_and_shows_no_device_count_ye
     response = console.get(DASHBOARD)
 
     assert response.status_code == 200
-    assert response.context["counts"] == {"users": 7, "pending_invitations": 2, "enrolled_devices": None}
+    assert response.context["counts"] == {"users": 8, "pending_invitations": 2, "enrolled_devices": 1}
     html = response.content.decode()
-    assert '<span class="figure">7</span>' in html
+    assert '<span class="figure">8</span>' in html
     assert '<span class="figure">2</span>' in html
-    assert '<span class="figure">—</span>' in html
+    assert '<span class="figure">1</span>' in html
 
 
 def test_dashboard_offers_the_wizard_until_setup_is_completed(console, organisation):

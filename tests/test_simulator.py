@@ -824,9 +824,6 @@ def test_simulated_pc_enrolls_on_premise_over_http(enrollment_server, carol):
     assert_enrolled(result, carol, kind="pc", enrollment_type="Full", method="onpremise", os_edition=48)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the sign-in page sends Referrer-Policy: no-referrer, so a browser posts its form with Origin: null "
-    "(Fetch standard) and Django's CSRF check answers 403; passes once the page uses same-origin"))
 def test_simulated_pc_enrolls_federated_through_the_sign_in_page(enrollment_server, carol, settings):
     from tests.factories import PASSWORD
 
