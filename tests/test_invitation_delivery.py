@@ -27,7 +27,7 @@ def test_invitation_sent_from_users_action_arrives_with_working_link(
     client.force_login(admin_user)
 
     response = client.post(reverse("admin:invitations_user_changelist"),
-                           {"action": "send_invitation", "_selected_action": [user.pk]})
+                           {"action": "send_invitations", "_selected_action": [user.pk]})
 
     assert response.status_code == 302
     messages = smtp_server.wait_for(1)
