@@ -1,5 +1,5 @@
 """Who is enrolling: the WS-Security header of GetPolicies and RST (brief §3.1 on-premise password,
-§3.2 our federated sign-in token).
+§3.2 our federated sign-in token, §3.4 an Entra ID token, checked in enrollment/entra.py).
 
 A successful on-premise enrollment costs one password hash: GetPolicies verifies the password and
 remembers that (a short-lived cache entry keyed by an HMAC of the user's id, stored hash and the
@@ -24,10 +24,12 @@ logger = logging.getLogger(__name__)
 
 PASSWORD_TEXT = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText"
 USER_TOKEN = "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollment/DeviceEnrollmentUserToken"
+JWT = "urn:ietf:params:oauth:token-type:jwt"
 
 ONPREMISE = "onpremise"
 FEDERATED = "federated"
 PIN = "pin"
+ENTRA = "entra"
 
 TOKEN_SALT = "enrollment.federated-token"
 
@@ -40,11 +42,12 @@ BAD_TOKEN = "Your sign-in has expired or was already used. Start the enrollment 
 
 @dataclass
 class Identity:
-    user: object
-    method: str  # ONPREMISE, PIN or FEDERATED (Device.Method values)
+    user: object  # None for an Entra user not yet in the portal, or a user-less Entra run
+    method: str  # ONPREMISE, PIN, FEDERATED or ENTRA (Device.Method values)
     upn: str  # the name the device signed in with
     token_id: str | None = None  # jti of a federated token, spent by a successful RST
     pin: object = None  # the RegistrationPin used, spent by a successful RST
+    entra: object = None  # entra.EntraClaims of a verified Entra token
 
 
 def authenticate_envelope(request, envelope):
@@ -54,19 +57,32 @@ def authenticate_envelope(request, envelope):
         raise SoapFault(Fault.AUTHENTICATION, "Sign-in information is missing.", log_detail="no wsse:Security")
     username_token = security.find(f"{{{WSSE_NS}}}UsernameToken")
     binary_token = security.find(f"{{{WSSE_NS}}}BinarySecurityToken")
+    value_type = attribute(binary_token, "ValueType", WSSE_NS) if binary_token is not None else ""
     if username_token is not None:
         method = ONPREMISE
-    elif binary_token is not None and attribute(binary_token, "ValueType", WSSE_NS) == USER_TOKEN:
+    elif value_type == USER_TOKEN:
         method = FEDERATED
+    elif value_type == JWT:
+        from . import entra
+
+        return entra.identity(binary_token)
     else:
         raise SoapFault(Fault.INVALID_SECURITY, "The sign-in information could not be read.",
-                        log_detail="no UsernameToken nor UserToken in wsse:Security")
-    if method != settings.ENROLLMENT_AUTH_POLICY:
+                        log_detail="no UsernameToken, UserToken nor JWT in wsse:Security")
+    if method != settings.ENROLLMENT_AUTH_POLICY and not _federated_for_entra(method):
         raise SoapFault(Fault.AUTHENTICATION, "This server does not accept that sign-in method.",
                         log_detail=f"{method} credentials while the policy is {settings.ENROLLMENT_AUTH_POLICY}")
     if method == ONPREMISE:
         return _password_identity(request, username_token)
     return _token_identity(binary_token)
+
+
+def _federated_for_entra(method):
+    """While Entra enrollment is on, discovery answers Federated (enrollment/discovery.py) and sends
+    devices that are not Entra-joined to our sign-in page, whose token is then accepted."""
+    from . import entra
+
+    return method == FEDERATED and entra.enabled()
 
 
 def _password_identity(request, token):

@@ -5,7 +5,7 @@ import re
 
 from django.urls import re_path
 
-from . import federated, views
+from . import federated, terms, views
 
 app_name = "enrollment"
 
@@ -29,4 +29,6 @@ urlpatterns = [
     re_path(service("Policy.svc"), views.policy, name="policy"),
     re_path(service("Enrollment.svc"), views.enrollment, name="enrollment"),
     re_path(service("SignIn"), federated.sign_in, name="signin"),
+    # Pasted once into Entra ID (brief §3.4), so like autodiscovery it carries no enrollment key.
+    re_path(service("TermsOfUse", key=False), terms.terms_of_use, name="terms"),
 ]

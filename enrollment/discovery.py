@@ -1,5 +1,13 @@
 """MS-MDE2 Discover (brief §2): which sign-in Windows uses and where the policy and enrollment
-services are."""
+services are.
+
+Entra ID (brief §3.4): while Entra enrollment is on, a device that offers Federated is answered
+Federated, whatever ENROLLMENT_AUTH_POLICY says, because Entra-joined devices and work accounts can
+only enroll that way. Discovery cannot tell an Entra client from a device whose user typed our
+address (both offer Federated, and we never branch on what the device echoes), so the answer still
+carries AuthenticationServiceUrl, our sign-in page: MS-MDE2 requires it with Federated, Entra
+clients skip it and send their Entra token instead, other devices sign in there with the account
+password. Devices offering only OnPremise (provisioning packages) keep OnPremise."""
 import logging
 from decimal import Decimal, InvalidOperation
 
@@ -10,7 +18,7 @@ from lxml.builder import ElementMaker
 
 from invitations.models import Organisation
 
-from . import soap
+from . import entra, soap
 from .soap import DISCOVERY_NAMESPACES, DISCOVERY_NS, Fault, SoapFault, text
 
 logger = logging.getLogger(__name__)
@@ -69,6 +77,8 @@ def handle(request, envelope, key):
     version = enrollment_version(text(request_element, f"{{{ns}}}RequestVersion"))
     offered = offered_policies(request_element, ns)
     policy = POLICIES[settings.ENROLLMENT_AUTH_POLICY]
+    if policy != FEDERATED and FEDERATED in offered and entra.enabled():
+        policy = FEDERATED
     if policy not in offered:
         raise SoapFault(
             Fault.AUTHORIZATION,
