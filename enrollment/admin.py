@@ -57,3 +57,6 @@ class RegistrationPinAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+# Entra ID enrollment pages (issue 6) live in their own module.
+from . import entra_admin  # noqa: E402,F401

@@ -61,10 +61,12 @@ class ConsoleSite(admin.AdminSite):
         return context
 
     def index(self, request, extra_context=None):
+        from enrollment.models import EntraKeyAlert
         from invitations.dashboard import counts
         from invitations.models import Organisation
 
-        extra_context = {**(extra_context or {}), "counts": counts(), "organisation": Organisation.get()}
+        extra_context = {**(extra_context or {}), "counts": counts(), "organisation": Organisation.get(),
+                         "entra_key_alerts": EntraKeyAlert.objects.open().count()}
         return super().index(request, extra_context)
 
     def get_urls(self):
