@@ -16,13 +16,19 @@ class Command(BaseCommand):
         "(SOAP headers, certificate chain, provisioning document) and the first failed check is "
         "reported with a non-zero exit. SERVER is a host name, https://host, or the full URL ending in "
         "Discovery.svc. Windows itself only enrolls over https with a certificate it already trusts; "
-        "http:// is accepted here for local test servers only."
+        "http:// is accepted here for local test servers only. With --entra-token it enrolls as an Entra "
+        "ID device or work account instead (brief §3.4): no password, the token in GetPolicies and RST, "
+        "and with --entra-terms-url the terms-of-use page first."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("server", help="host, https://host or https://host/EnrollmentServer/…/Discovery.svc")
-        parser.add_argument("--email", required=True, help="the user's email (UPN) typed into Windows")
+        parser.add_argument("--email", help="the user's email (UPN) typed into Windows; with --entra-token, "
+                                             "the token's upn by default")
         parser.add_argument("--password", help="the password or PIN; asked for when omitted on a terminal")
+        parser.add_argument("--entra-token", help="an Entra ID access token (JWT) to enroll with instead of a password")
+        parser.add_argument("--entra-terms-url", help="with --entra-token: accept the terms of use at this URL first "
+                                                      "and send its OpaqueBlob as EnrollmentData")
         parser.add_argument("--federated", action="store_true",
                             help="expect the Federated policy and sign in through the server's sign-in page")
         parser.add_argument("--hololens", action="store_true", help="present as a HoloLens 2 (OSEdition 136)")
@@ -38,9 +44,13 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print a machine-readable result (for benchmarks)")
 
     def handle(self, *, server, email, password, federated, hololens, device_enrollment, device_id,
-               csr_hash, insecure, ca_file, timeout, **options):
+               csr_hash, insecure, ca_file, timeout, entra_token, entra_terms_url, **options):
         as_json = options["json"]
-        if password is None:
+        if entra_terms_url and not entra_token:
+            raise CommandError("--entra-terms-url needs --entra-token")
+        if not entra_token and not email:
+            raise CommandError("--email is required (or --entra-token)")
+        if password is None and not entra_token:
             if not sys.stdin.isatty():
                 raise CommandError("--password is required when not run from a terminal")
             password = getpass.getpass(f"Password for {email}: ")
@@ -48,7 +58,8 @@ class Command(BaseCommand):
             simulator = Simulator(
                 server, email, password, federated=federated, hololens=hololens,
                 device_enrollment=device_enrollment, device_id=device_id, verify_tls=not insecure,
-                ca_file=ca_file, csr_hash=csr_hash, timeout=timeout,
+                ca_file=ca_file, csr_hash=csr_hash, timeout=timeout, entra_token=entra_token,
+                terms_url=entra_terms_url,
             )
             result = simulator.run()
         except SimulatorError as exc:
