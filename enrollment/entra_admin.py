@@ -40,6 +40,10 @@ class EntraSettingsForm(forms.ModelForm):
         help_text=gettext_lazy("One per line: the MDM application's App ID URI (https://… or api://…) and/or "
                                "its Application (client) ID. Version 2 tokens carry the client ID."),
     )
+    jwks_mirror_url = forms.URLField(
+        label=gettext_lazy("JWKS mirror URL"), required=False, max_length=500, assume_scheme="https",
+        help_text=EntraSettings._meta.get_field("jwks_mirror_url").help_text,
+    )
 
     class Meta:
         model = EntraSettings
