@@ -15,7 +15,7 @@ import urllib.request
 
 import jwt
 from django.db import transaction
-from jwt.exceptions import PyJWKError
+from jwt.exceptions import PyJWTError
 
 from invitations.models import AuditEvent
 
@@ -80,7 +80,7 @@ def check_key(key, position):
         raise JwksError(f"{label} is for {key.get('alg')!r}; only RS256 keys are accepted.")
     try:
         public_key = jwt.PyJWK(key, algorithm="RS256").key
-    except (PyJWKError, ValueError, TypeError, KeyError) as exc:
+    except (PyJWTError, ValueError, TypeError, KeyError) as exc:
         raise JwksError(f"{label} is not a valid RSA public key ({exc or type(exc).__name__}).") from None
     if public_key.key_size < MIN_RSA_BITS:
         raise JwksError(f"{label} has {public_key.key_size} bits; at least {MIN_RSA_BITS} are required.")

@@ -32,7 +32,10 @@ def role_permissions(role):
 def sync_roles(sender=None, **kwargs):
     from django.contrib.auth.models import Group
 
-    if sender is not None and sender.name != "invitations":
+    # Once per product app: post_migrate reaches the apps in INSTALLED_APPS order, and each app's
+    # permissions exist only after its own turn, so syncing on "invitations" alone missed the
+    # permissions of models added to later apps in the same migrate.
+    if sender is not None and sender.name not in PRODUCT_APPS:
         return
     for role in ROLES:
         group, _ = Group.objects.get_or_create(name=role)
