@@ -12,13 +12,13 @@ class DeviceAdmin(admin.ModelAdmin):
                     "last_seen_at"]
     list_filter = ["kind", "status", "method", "enrollment_type", ("user", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "device_id", "hw_dev_id", "user__email", "upn", "certificate_serial",
-                     "certificate_thumbprint"]
+                     "certificate_thumbprint", "entra_device_id"]
     list_select_related = ["user"]
     date_hierarchy = "enrolled_at"
     fieldsets = [
         (None, {"fields": ["name", "kind", "status", "user", "upn", "method", "enrollment_type", "enrolled_at",
                            "last_seen_at", "replaced_by"]}),
-        ("Hardware and system", {"fields": ["device_id", "hw_dev_id", "os_version", "os_edition"]}),
+        ("Hardware and system", {"fields": ["device_id", "hw_dev_id", "entra_device_id", "os_version", "os_edition"]}),
         ("Certificate", {"fields": ["certificate_serial", "certificate_thumbprint", "certificate_not_after",
                                     "revoked_at"]}),
         ("Enrollment request", {"fields": ["context_table"]}),

@@ -6,7 +6,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.core.management import CommandError, call_command
 
+from enrollment.entra_checks import check_entra_settings
 from enrollment.models import EntraKeyAlert, EntraSettings, JwksSet
 from invitations.models import AuditEvent
 from tests.console_fixtures import action, messages_of
@@ -269,3 +271,34 @@ def test_alerts_are_listed_for_every_role_and_resolved_by_full_administrators(cl
     alert.refresh_from_db()
     assert alert.resolved_by == full_admin
     assert not EntraKeyAlert.objects.open().exists()
+
+
+# Operators: the cron-friendly command and the system checks.
+
+def test_fetch_command_imports_the_mirror_once(entra, mirror, capsys):
+    url, _answer = mirror
+    EntraSettings.objects.filter(pk=1).update(jwks_mirror_url=url)
+    call_command("fetch_entra_keys")
+    call_command("fetch_entra_keys")
+    out = capsys.readouterr().out
+    assert "Imported 2 keys: new-key-1, new-key-2" in out and "Unchanged" in out
+    assert JwksSet.objects.get().source_url == url
+
+
+def test_fetch_command_fails_loudly_on_a_bad_mirror(entra, mirror):
+    url, answer = mirror
+    answer.update(status=503, body=b"down")
+    with pytest.raises(CommandError, match="HTTP 503"):
+        call_command("fetch_entra_keys", "--url", url)
+    assert not JwksSet.objects.exists()
+
+
+def test_check_warns_when_entra_is_on_without_keys(entra):
+    assert [m.id for m in check_entra_settings(None)] == ["enrollment.W201"]
+    JwksSetFactory()
+    assert check_entra_settings(None) == []
+
+
+def test_check_refuses_a_terms_lifetime_under_a_minute(settings, db):
+    settings.ENROLLMENT_ENTRA_TERMS_SECONDS = 5
+    assert [m.id for m in check_entra_settings(None)] == ["enrollment.E201"]
