@@ -94,10 +94,24 @@ def validate(token):
         raise TokenRejected("no kid in the token header")
     key = entra_keys.find_key(kid)
     if key is None:
-        entra_keys.report_unknown_kid(kid)
+        if _claims_name_us(token, config):
+            entra_keys.report_unknown_kid(kid)
         raise TokenRejected(f"unknown signing key kid={kid[:entra_keys.MAX_KID_LENGTH]!r}")
     claims = _decode(token, key, config)
     return _identity_claims(claims, config)
+
+
+def _claims_name_us(token, config):
+    """Do the token's unverified claims name one of our tenants and audiences? Only such tokens
+    raise an unknown-key alert: anyone can send a token with a made-up kid, and random ones should
+    not bury the real rotation alert."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt_errors.InvalidTokenError:
+        return False
+    audiences = claims.get("aud") if isinstance(claims.get("aud"), list) else [claims.get("aud")]
+    return (str(claims.get("tid", "")).lower() in config.tenant_ids
+            and any(audience in config.accepted_audiences() for audience in audiences))
 
 
 def _decode(token, key, config):

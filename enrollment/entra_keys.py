@@ -27,6 +27,7 @@ MAX_JWKS_BYTES = 256 * 1024  # Microsoft's set is a few kilobytes
 FETCH_TIMEOUT_SECONDS = 10
 MIN_RSA_BITS = 2048
 MAX_KID_LENGTH = 200
+MAX_OPEN_ALERTS = 50  # Microsoft rotates a handful of keys; more open alerts than this is noise
 # Members of a private RSA JWK (RFC 7518 §6.3.2): never stored, never accepted.
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth"}
 
@@ -145,6 +146,8 @@ def find_key(kid):
 
 def report_unknown_kid(kid):
     """A token named a key we do not have: alert the administrators (brief §3.4), who must import
-    Microsoft's current set."""
-    EntraKeyAlert.raise_for(kid[:MAX_KID_LENGTH])
-    logger.warning("Entra token signed with unknown key %r: import Microsoft's current JWKS", kid[:MAX_KID_LENGTH])
+    Microsoft's current set. Open alerts are capped: past the cap only the log hears of new kids."""
+    kid = kid[:MAX_KID_LENGTH]
+    if EntraKeyAlert.objects.open().filter(kid=kid).exists() or EntraKeyAlert.objects.open().count() < MAX_OPEN_ALERTS:
+        EntraKeyAlert.raise_for(kid)
+    logger.warning("Entra token signed with unknown key %r: import Microsoft's current JWKS", kid)

@@ -1,6 +1,6 @@
 """Our PKI and the enrolled devices."""
 from django.conf import settings
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from invitations.models import InvalidTransition
@@ -324,9 +324,15 @@ class EntraKeyAlert(models.Model):
     def raise_for(cls, kid):
         """Open (or bump) the alert for `kid`."""
         now = timezone.now()
-        updated = cls.objects.open().filter(kid=kid).update(last_seen_at=now, occurrences=models.F("occurrences") + 1)
-        if not updated:
-            cls.objects.create(kid=kid, first_seen_at=now, last_seen_at=now)
+        bump = {"last_seen_at": now, "occurrences": models.F("occurrences") + 1}
+        if cls.objects.open().filter(kid=kid).update(**bump):
+            return
+        try:
+            with transaction.atomic():
+                cls.objects.create(kid=kid, first_seen_at=now, last_seen_at=now)
+        except IntegrityError:
+            # Another request opened it first (one open alert per kid): count this one there.
+            cls.objects.open().filter(kid=kid).update(**bump)
 
     def resolve(self, by=None):
         if self.resolved_at is not None:

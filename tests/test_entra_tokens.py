@@ -172,3 +172,16 @@ def test_token_is_refused_while_entra_enrollment_is_switched_off(client, organis
     EntraSettings.objects.filter(pk=1).update(enabled=False)
     token = tokens.make_token()
     assert_refused(send(client, organisation, endpoint, token), "switched off", token)
+
+
+def test_unknown_kid_on_a_token_not_meant_for_us_raises_no_alert(client, organisation):
+    token = tokens.make_token(kid="made-up", aud="https://mdm.fabrikam.com")
+    assert_refused(tokens.get_policies(client, organisation, token), "unknown signing key", token)
+    assert not EntraKeyAlert.objects.exists()
+
+
+def test_open_unknown_kid_alerts_are_capped(client, organisation, monkeypatch):
+    monkeypatch.setattr("enrollment.entra_keys.MAX_OPEN_ALERTS", 2)
+    for kid in ("first", "second", "third", "first"):
+        tokens.get_policies(client, organisation, tokens.make_token(kid=kid))
+    assert sorted(EntraKeyAlert.objects.values_list("kid", "occurrences")) == [("first", 2), ("second", 1)]
