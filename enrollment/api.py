@@ -116,7 +116,8 @@ class PinEnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     """Provisioning-package PIN enrollments: create one (its PIN is in that answer only), follow its
     devices, regenerate its PIN, revoke it, and download its Windows Configuration Designer project."""
 
-    queryset = PinEnrollment.objects.with_device_count().select_related("owner", "created_by")
+    queryset = (PinEnrollment.objects.with_device_count().select_related("owner", "created_by")
+                .order_by("-created_at", "-pk"))
     serializer_class = PinEnrollmentSerializer
     action_permissions = {
         "regenerate": ["enrollment.change_pinenrollment"],

@@ -12,8 +12,8 @@ class Command(BaseCommand):
     help = (
         "Enroll a simulated Windows 10/11 PC (or HoloLens 2) against a running mdmportal server over "
         "real HTTP, as Settings > Access work or school does: discovery probe, Discover, the federated "
-        "sign-in or on-premise password (or, with --pin, a provisioning package's service UPN and PIN),
-GetPolicies and RequestSecurityToken. Every answer is checked "
+        "sign-in or on-premise password (or, with --pin, a provisioning package's service UPN and PIN), "
+        "GetPolicies and RequestSecurityToken. Every answer is checked "
         "(SOAP headers, certificate chain, provisioning document) and the first failed check is "
         "reported with a non-zero exit. SERVER is a host name, https://host, or the full URL ending in "
         "Discovery.svc. Windows itself only enrolls over https with a certificate it already trusts; "
