@@ -187,8 +187,9 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
         pin_enrollment = self._managed(request, pk)
         if request.method != "POST":
             return self._confirm(request, pin_enrollment, "Regenerate the PIN?",
-                                 "Packages built with the current PIN stop enrolling devices at once; devices already "
-                                 "enrolled stay enrolled. You get the new PIN and a new project to rebuild the package.",
+                                 "Packages built with the current PIN stop enrolling devices at once; devices "
+                                 "already enrolled stay enrolled. You get the new PIN and a new project to rebuild "
+                                 "the package.",
                                  "Yes, make a new PIN")
         try:
             pin = ppkg.regenerate(pin_enrollment, actor=request.user, ip=client_ip(request))
@@ -201,7 +202,8 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
         pin_enrollment = self._managed(request, pk)
         if request.method != "POST":
             return self._confirm(request, pin_enrollment, "Revoke this PIN enrollment?",
-                                 "Its packages stop enrolling devices for good; devices already enrolled stay enrolled.",
+                                 "Its packages stop enrolling devices for good; devices already enrolled stay "
+                                 "enrolled.",
                                  "Yes, revoke it")
         try:
             ppkg.revoke(pin_enrollment, actor=request.user, ip=client_ip(request))

@@ -158,7 +158,8 @@ class PinEnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
             raise Conflict("This PIN enrollment is already revoked.") from None
         return Response(PinEnrollmentSerializer(self.get_object()).data)
 
-    @extend_schema(request=None, responses={200: PinEnrollmentSerializer, 409: OpenApiResponse(description="not locked")})
+    @extend_schema(request=None,
+                   responses={200: PinEnrollmentSerializer, 409: OpenApiResponse(description="not locked")})
     @action(detail=True, methods=["post"])
     def unlock(self, request, pk=None):
         pin_enrollment = self.get_object()

@@ -22,7 +22,6 @@ from django.contrib.auth.hashers import check_password, make_password
 from django.core.cache import cache
 from django.db import transaction
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.text import slugify
 
 from invitations.models import AuditEvent, Organisation
@@ -161,7 +160,8 @@ def authenticate(request, pin_enrollment, secret):
     if not _recently_verified(pin_enrollment, secret):
         if not check_password(secret, pin_enrollment.pin_hash):
             _wrong_pin(request, pin_enrollment)
-            raise SoapFault(Fault.AUTHENTICATION, BAD_PIN, log_detail=f"wrong PIN for PIN enrollment {pin_enrollment.pk}")
+            raise SoapFault(Fault.AUTHENTICATION, BAD_PIN,
+                            log_detail=f"wrong PIN for PIN enrollment {pin_enrollment.pk}")
         _remember_verified(pin_enrollment, secret)
         pin_enrollment.record_right_pin()
     if not pin_enrollment.owner.is_active:
@@ -227,6 +227,10 @@ def claim_slot(pin_enrollment, replacing):
 
 
 def record_device(pin_enrollment, device, *, ip=None):
+    if device.enrollment_type != Device.EnrollmentType.FULL:
+        # Brief §10 [U]: packages are expected to enroll Full; accepted either way, but worth knowing.
+        logger.info("PIN enrollment %s: device %s enrolled with EnrollmentType %s", pin_enrollment.pk, device.pk,
+                    device.enrollment_type)
     AuditEvent.record(None, "pin_enrollment.device_enrolled", pin_enrollment, ip=ip, detail={
         "device": device.pk, "device_id": device.device_id, "owner": pin_enrollment.owner_id,
         "configuration_groups": pin_enrollment.configuration_groups,

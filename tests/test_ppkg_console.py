@@ -209,7 +209,8 @@ def test_editing_keeps_the_upn_and_audits(client, enrollment_admin, package, own
     client.force_login(enrollment_admin)
     expires = timezone.localtime(package.expires_at)
     client.post(url(package), {"name": "Kiosks v2", "owner": owner.pk, "configuration_groups": "Kiosks",
-                               "expires_at_0": expires.strftime("%Y-%m-%d"), "expires_at_1": expires.strftime("%H:%M:%S"),
+                               "expires_at_0": expires.strftime("%Y-%m-%d"),
+                               "expires_at_1": expires.strftime("%H:%M:%S"),
                                "max_devices": "20", "upn": "hijack@example.com", "_save": "Save"})
     package.refresh_from_db()
     assert (package.name, package.max_devices, package.upn) == ("Kiosks v2", 20, "enroll-kiosks@example.com")
