@@ -10,7 +10,7 @@ from lxml.builder import ElementMaker
 
 from invitations.models import Organisation
 
-from . import soap
+from . import ppkg, soap
 from .soap import DISCOVERY_NAMESPACES, DISCOVERY_NS, Fault, SoapFault, text
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,9 @@ def handle(request, envelope, key):
     version = enrollment_version(text(request_element, f"{{{ns}}}RequestVersion"))
     offered = offered_policies(request_element, ns)
     policy = POLICIES[settings.ENROLLMENT_AUTH_POLICY]
+    if policy not in offered:
+        # Provisioning packages sign in on-premise whatever the organisation's policy (brief §10).
+        policy = ppkg.discovery_policy(offered) or policy
     if policy not in offered:
         raise SoapFault(
             Fault.AUTHORIZATION,

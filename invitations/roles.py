@@ -30,10 +30,16 @@ def role_permissions(role):
 
 
 def sync_roles(sender=None, **kwargs):
+    from django.apps import apps
+    from django.contrib.auth.management import create_permissions
     from django.contrib.auth.models import Group
 
     if sender is not None and sender.name != "invitations":
         return
+    # post_migrate reaches invitations before the apps listed after it (enrollment, autopilot), whose
+    # permissions would otherwise be missing from the roles on a fresh database.
+    for app_config in apps.get_app_configs():
+        create_permissions(app_config, verbosity=0, using=kwargs.get("using", "default"))
     for role in ROLES:
         group, _ = Group.objects.get_or_create(name=role)
         group.permissions.set(role_permissions(role))

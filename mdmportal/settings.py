@@ -150,6 +150,10 @@ ENROLLMENT_MANAGEMENT_PATH = env("ENROLLMENT_MANAGEMENT_PATH", default="/Managem
 ENROLLMENT_REGISTRATION_SECRET = env("ENROLLMENT_REGISTRATION_SECRET", default="password")
 ENROLLMENT_PIN_LENGTH = env.int("ENROLLMENT_PIN_LENGTH", default=8)  # 6 to 12 digits
 ENROLLMENT_PIN_TTL_HOURS = env.int("ENROLLMENT_PIN_TTL_HOURS", default=7 * 24)
+# Provisioning-package PIN enrollments (enrollment/ppkg.py): this many wrong PINs in a row lock one for
+# ENROLLMENT_PPKG_LOCKOUT_SECONDS, twice as long at each further lockout, at most a day.
+ENROLLMENT_PPKG_FAILURE_LIMIT = env.int("ENROLLMENT_PPKG_FAILURE_LIMIT", default=10)
+ENROLLMENT_PPKG_LOCKOUT_SECONDS = env.int("ENROLLMENT_PPKG_LOCKOUT_SECONDS", default=15 * 60)
 
 # Our CA (enrollment/ca.py). Its private keys are stored as PKCS#8 encrypted with this passphrase.
 # cryptography's BestAvailableEncryption derives the key with PBKDF2-HMAC-SHA256 at only 2048
