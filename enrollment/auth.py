@@ -47,6 +47,7 @@ class Identity:
     upn: str  # the name the device signed in with
     token_id: str | None = None  # jti of a federated token, spent by a successful RST
     pin: object = None  # the RegistrationPin used, spent by a successful RST
+    pin_enrollment: object = None  # the PinEnrollment of a provisioning package (enrollment/ppkg.py)
     entra: object = None  # entra.EntraClaims of a verified Entra token
 
 
@@ -69,12 +70,26 @@ def authenticate_envelope(request, envelope):
     else:
         raise SoapFault(Fault.INVALID_SECURITY, "The sign-in information could not be read.",
                         log_detail="no UsernameToken, UserToken nor JWT in wsse:Security")
+    if method == ONPREMISE:
+        identity = _package_identity(request, username_token)
+        if identity is not None:
+            return identity
     if method != settings.ENROLLMENT_AUTH_POLICY and not _federated_for_entra(method):
         raise SoapFault(Fault.AUTHENTICATION, "This server does not accept that sign-in method.",
                         log_detail=f"{method} credentials while the policy is {settings.ENROLLMENT_AUTH_POLICY}")
     if method == ONPREMISE:
         return _password_identity(request, username_token)
     return _token_identity(binary_token)
+
+
+def _package_identity(request, token):
+    """A provisioning package's identity when the UsernameToken names a PIN enrollment, else None.
+    Packages sign in on-premise whatever the organisation's policy (brief §10)."""
+    from . import ppkg
+
+    username, secret = read_username_token(token)
+    pin_enrollment = ppkg.find(username)
+    return ppkg.authenticate(request, pin_enrollment, secret) if pin_enrollment is not None else None
 
 
 def _federated_for_entra(method):
@@ -86,6 +101,16 @@ def _federated_for_entra(method):
 
 
 def _password_identity(request, token):
+    username, secret = read_username_token(token)
+    if settings.ENROLLMENT_REGISTRATION_SECRET == PIN:
+        user, pin = verify_pin(request, username, secret)
+        return Identity(user=user, method=PIN, upn=username, pin=pin)
+    user = verify_password(request, username, secret)
+    return Identity(user=user, method=ONPREMISE, upn=username)
+
+
+def read_username_token(token):
+    """(Username, secret) of a wsse:UsernameToken (brief §3.1); raises SoapFault."""
     username = text(token, f"{{{WSSE_NS}}}Username")
     password_element = token.find(f"{{{WSSE_NS}}}Password")
     if not username or password_element is None:
@@ -96,12 +121,7 @@ def _password_identity(request, token):
         raise SoapFault(Fault.INVALID_SECURITY, "The sign-in information could not be read.",
                         log_detail=f"password type {password_type!r}")
     # The secret itself is never stripped: spaces may be part of a password.
-    secret = password_element.text or ""
-    if settings.ENROLLMENT_REGISTRATION_SECRET == PIN:
-        user, pin = verify_pin(request, username, secret)
-        return Identity(user=user, method=PIN, upn=username, pin=pin)
-    user = verify_password(request, username, secret)
-    return Identity(user=user, method=ONPREMISE, upn=username)
+    return username, password_element.text or ""
 
 
 def verify_password(request, identity, password):

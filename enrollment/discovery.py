@@ -18,7 +18,7 @@ from lxml.builder import ElementMaker
 
 from invitations.models import Organisation
 
-from . import entra, soap
+from . import entra, ppkg, soap
 from .soap import DISCOVERY_NAMESPACES, DISCOVERY_NS, Fault, SoapFault, text
 
 logger = logging.getLogger(__name__)
@@ -79,6 +79,9 @@ def handle(request, envelope, key):
     policy = POLICIES[settings.ENROLLMENT_AUTH_POLICY]
     if policy != FEDERATED and FEDERATED in offered and entra.enabled():
         policy = FEDERATED
+    if policy not in offered:
+        # Provisioning packages sign in on-premise whatever the organisation's policy (brief §10).
+        policy = ppkg.discovery_policy(offered) or policy
     if policy not in offered:
         raise SoapFault(
             Fault.AUTHORIZATION,

@@ -784,7 +784,8 @@ class Simulator:
 
     def __init__(self, base_url, email, password=None, federated=False, hololens=False,
                  device_enrollment=False, device_id=None, verify_tls=True, ca_file=None,
-                 *, csr_hash="sha1", timeout=30, private_key=None, entra_token=None, terms_url=None):
+                 *, csr_hash="sha1", timeout=30, private_key=None, provisioning_package=False, entra_token=None,
+                 terms_url=None):
         self.discovery_url = discovery_url(base_url)
         self.secure = urllib.parse.urlsplit(self.discovery_url).scheme == "https"
         self.entra_token = entra_token
@@ -799,6 +800,11 @@ class Simulator:
         self.enrollment_data = None
         self.hololens = hololens
         self.device_enrollment = device_enrollment
+        # As a provisioning package's Workplace/Enrollments does (brief §10): OnPremise only, the
+        # service UPN and PIN in the UsernameToken, in the background, EnrollmentType Full [U].
+        self.provisioning_package = provisioning_package
+        if provisioning_package and (federated or device_enrollment or hololens):
+            raise SimulatorError("provisioning-package", "a provisioning package enrolls a PC on-premise, Full")
         if device_id is not None and not (len(device_id) == 32 and all(c in "0123456789abcdefABCDEF" for c in device_id)):
             raise SimulatorError("device-id", f"{device_id!r} is not 32 hex digits")
         self.device_id = (device_id or secrets.token_hex(16)).upper()
@@ -821,6 +827,10 @@ class Simulator:
     @property
     def enrollment_type(self):
         return "Device" if self.device_enrollment else "Full"
+
+    @property
+    def offered_policies(self):
+        return ["OnPremise"] if self.provisioning_package else ["OnPremise", "Federated"]
 
     @property
     def os_edition(self):
@@ -912,7 +922,7 @@ class Simulator:
             D.DeviceType("CIMClient_Windows"),
             D.ApplicationVersion(self.application_version),
             D.OSEdition(self.os_edition),
-            D.AuthPolicies(D.AuthPolicy("OnPremise"), D.AuthPolicy("Federated")),
+            D.AuthPolicies(*[D.AuthPolicy(policy) for policy in self.offered_policies]),
         )
         return S.Envelope(self._header(DISCOVER_ACTION, message_id, self.discovery_url), S.Body(D.Discover(request)))
 
@@ -926,7 +936,7 @@ class Simulator:
     def context_items(self):
         """Brief §5 AdditionalContext, as a Windows client of the simulated kind sends them."""
         return [
-            ("UXInitiated", "false" if self.device_enrollment else "true"),
+            ("UXInitiated", "false" if self.device_enrollment or self.provisioning_package else "true"),
             ("HWDevID", self.hw_dev_id),
             ("Locale", "en-US"),
             ("TargetedUserLoggedIn", "true"),

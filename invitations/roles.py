@@ -30,13 +30,16 @@ def role_permissions(role):
 
 
 def sync_roles(sender=None, **kwargs):
+    from django.apps import apps
+    from django.contrib.auth.management import create_permissions
     from django.contrib.auth.models import Group
 
-    # Once per product app: post_migrate reaches the apps in INSTALLED_APPS order, and each app's
-    # permissions exist only after its own turn, so syncing on "invitations" alone missed the
-    # permissions of models added to later apps in the same migrate.
-    if sender is not None and sender.name not in PRODUCT_APPS:
+    if sender is not None and sender.name != "invitations":
         return
+    # post_migrate reaches invitations before the apps listed after it (enrollment, autopilot), whose
+    # permissions would otherwise be missing from the roles on a fresh database.
+    for app_config in apps.get_app_configs():
+        create_permissions(app_config, verbosity=0, using=kwargs.get("using", "default"))
     for role in ROLES:
         group, _ = Group.objects.get_or_create(name=role)
         group.permissions.set(role_permissions(role))

@@ -89,6 +89,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Benchmark hook: bench/run sets this for the server it starts, to count that server's password
+# hashes (bench/_hashers.py, Django's default PBKDF2 hasher plus a counter). Never set it elsewhere.
+BENCH_PASSWORD_HASH_LOG = env("BENCH_PASSWORD_HASH_LOG", default="")
+if BENCH_PASSWORD_HASH_LOG:
+    PASSWORD_HASHERS = ["bench._hashers.CountingPBKDF2PasswordHasher"]
 LOGIN_URL = "invitations:login"
 LOGIN_REDIRECT_URL = "invitations:enroll"
 
@@ -145,6 +150,10 @@ ENROLLMENT_MANAGEMENT_PATH = env("ENROLLMENT_MANAGEMENT_PATH", default="/Managem
 ENROLLMENT_REGISTRATION_SECRET = env("ENROLLMENT_REGISTRATION_SECRET", default="password")
 ENROLLMENT_PIN_LENGTH = env.int("ENROLLMENT_PIN_LENGTH", default=8)  # 6 to 12 digits
 ENROLLMENT_PIN_TTL_HOURS = env.int("ENROLLMENT_PIN_TTL_HOURS", default=7 * 24)
+# Provisioning-package PIN enrollments (enrollment/ppkg.py): this many wrong PINs in a row lock one for
+# ENROLLMENT_PPKG_LOCKOUT_SECONDS, twice as long at each further lockout, at most a day.
+ENROLLMENT_PPKG_FAILURE_LIMIT = env.int("ENROLLMENT_PPKG_FAILURE_LIMIT", default=10)
+ENROLLMENT_PPKG_LOCKOUT_SECONDS = env.int("ENROLLMENT_PPKG_LOCKOUT_SECONDS", default=15 * 60)
 # Entra ID enrollment (enrollment/entra.py): how long the terms-of-use acceptance handed to Windows
 # (OpaqueBlob, back as EnrollmentData) stays valid; the enrollment follows it within minutes.
 ENROLLMENT_ENTRA_TERMS_SECONDS = env.int("ENROLLMENT_ENTRA_TERMS_SECONDS", default=24 * 60 * 60)

@@ -10,7 +10,8 @@ from factory.django import DjangoModelFactory
 
 from enrollment import ca
 from enrollment.models import (
-    CertificateAuthority, Device, EntraIdentity, EntraKeyAlert, EntraSettings, JwksSet, RegistrationPin,
+    CertificateAuthority, Device, EntraIdentity, EntraKeyAlert, EntraSettings, JwksSet, PinEnrollment,
+    RegistrationPin,
 )
 
 KEY_POOL = 4  # CA keys cycle through this many test keys; consecutive CAs never share one
@@ -127,6 +128,31 @@ class RegistrationPinFactory(DjangoModelFactory):
     class Params:
         expired = factory.Trait(expires_at=factory.LazyFunction(lambda: datetime.now(UTC) - timedelta(minutes=1)))
         revoked = factory.Trait(revoked_at=factory.LazyFunction(lambda: datetime.now(UTC)))
+
+
+PPKG_PIN = "ABCDE-FGHJK-MNPQR-STUVW"
+
+
+class PinEnrollmentFactory(DjangoModelFactory):
+    """A usable provisioning-package PIN enrollment; its clear PIN is `raw` (PPKG_PIN), stored hashed."""
+
+    class Meta:
+        model = PinEnrollment
+        exclude = ["raw"]
+
+    raw = PPKG_PIN
+    name = factory.Sequence(lambda n: f"Lab {n}")
+    upn = factory.Sequence(lambda n: f"enroll-lab-{n}@example.com")
+    pin_hash = factory.LazyAttribute(lambda o: make_password(o.raw))
+    owner = factory.SubFactory("tests.factories.UserFactory")
+    expires_at = factory.LazyFunction(lambda: datetime.now(UTC) + timedelta(days=90))
+    max_devices = 50
+
+    class Params:
+        expired = factory.Trait(expires_at=factory.LazyFunction(lambda: datetime.now(UTC) - timedelta(minutes=1)))
+        revoked = factory.Trait(revoked_at=factory.LazyFunction(lambda: datetime.now(UTC)))
+        locked = factory.Trait(lockouts=1, locked_until=factory.LazyFunction(
+            lambda: datetime.now(UTC) + timedelta(minutes=15)))
 
 
 # Entra ID enrollment (issue 6).

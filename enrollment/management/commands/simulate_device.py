@@ -12,7 +12,8 @@ class Command(BaseCommand):
     help = (
         "Enroll a simulated Windows 10/11 PC (or HoloLens 2) against a running mdmportal server over "
         "real HTTP, as Settings > Access work or school does: discovery probe, Discover, the federated "
-        "sign-in or on-premise password, GetPolicies and RequestSecurityToken. Every answer is checked "
+        "sign-in or on-premise password (or, with --pin, a provisioning package's service UPN and PIN), "
+        "GetPolicies and RequestSecurityToken. Every answer is checked "
         "(SOAP headers, certificate chain, provisioning document) and the first failed check is "
         "reported with a non-zero exit. SERVER is a host name, https://host, or the full URL ending in "
         "Discovery.svc. Windows itself only enrolls over https with a certificate it already trusts; "
@@ -23,10 +24,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("server", help="host, https://host or https://host/EnrollmentServer/…/Discovery.svc")
-        parser.add_argument("--email", help="the user's email (UPN) typed into Windows; with --entra-token, "
-                                             "the token's upn by default")
-        parser.add_argument("--password", help="the password or PIN; asked for when omitted on a terminal")
-        parser.add_argument("--entra-token", help="an Entra ID access token (JWT) to enroll with instead of a password")
+        parser.add_argument("--email", help="the user's email (UPN) typed into Windows, or with --pin the package's "
+                                             "service UPN; with --entra-token, the token's upn by default")
+        secret = parser.add_mutually_exclusive_group()
+        secret.add_argument("--password", help="the password or PIN; asked for when omitted on a terminal")
+        secret.add_argument("--pin", help="enroll as a provisioning package (PPKG) does, in the background with the "
+                                          "service UPN of --email and this PIN of a PIN enrollment (OnPremise, Full)")
+        secret.add_argument("--entra-token", help="an Entra ID access token (JWT) to enroll with instead of a password")
         parser.add_argument("--entra-terms-url", help="with --entra-token: accept the terms of use at this URL first "
                                                       "and send its OpaqueBlob as EnrollmentData")
         parser.add_argument("--federated", action="store_true",
@@ -43,14 +47,19 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=30, help="seconds per HTTP request (default 30)")
         parser.add_argument("--json", action="store_true", help="print a machine-readable result (for benchmarks)")
 
-    def handle(self, *, server, email, password, federated, hololens, device_enrollment, device_id,
+    def handle(self, *, server, email, password, pin, federated, hololens, device_enrollment, device_id,
                csr_hash, insecure, ca_file, timeout, entra_token, entra_terms_url, **options):
         as_json = options["json"]
+        if pin is not None and (federated or hololens or device_enrollment):
+            raise CommandError("--pin enrolls a PC as a provisioning package does: on-premise, user (Full) enrollment; "
+                               "it does not go with --federated, --hololens or --device-enrollment")
         if entra_terms_url and not entra_token:
             raise CommandError("--entra-terms-url needs --entra-token")
         if not entra_token and not email:
             raise CommandError("--email is required (or --entra-token)")
-        if password is None and not entra_token:
+        if pin is not None:
+            password = pin
+        elif password is None and not entra_token:
             if not sys.stdin.isatty():
                 raise CommandError("--password is required when not run from a terminal")
             password = getpass.getpass(f"Password for {email}: ")
@@ -58,8 +67,8 @@ class Command(BaseCommand):
             simulator = Simulator(
                 server, email, password, federated=federated, hololens=hololens,
                 device_enrollment=device_enrollment, device_id=device_id, verify_tls=not insecure,
-                ca_file=ca_file, csr_hash=csr_hash, timeout=timeout, entra_token=entra_token,
-                terms_url=entra_terms_url,
+                ca_file=ca_file, csr_hash=csr_hash, timeout=timeout, provisioning_package=pin is not None,
+                entra_token=entra_token, terms_url=entra_terms_url,
             )
             result = simulator.run()
         except SimulatorError as exc:
