@@ -107,3 +107,14 @@ def test_entra_requests_carry_the_token_as_a_jwt_binary_security_token():
 def test_unreadable_entra_token_is_left_for_the_server_to_refuse():
     assert sim.jwt_claims("not a token") == {} and sim.jwt_claims("a.%%%.c") == {}
     assert Simulator("mdm.example.com", None, entra_token="garbage").email == ""
+
+
+def test_entra_joined_device_checks_in_with_its_certificate(entra_server):
+    from enrollment.models import Device, ManagementSession
+
+    simulator = Simulator(entra_server.url, None, entra_token=tokens.make_token(), device_enrollment=True)
+    result = simulator.run()
+    session = simulator.checkin(result)
+    assert session.auth == "certificate"
+    device = Device.objects.get(device_id=result.device_id)
+    assert ManagementSession.objects.get(device=device).ended_at is not None
