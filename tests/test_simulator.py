@@ -824,10 +824,11 @@ def test_simulated_pc_enrolls_on_premise_over_http(enrollment_server, carol):
     assert_enrolled(result, carol, kind="pc", enrollment_type="Full", method="onpremise", os_edition=48)
 
 
-def test_simulated_pc_enrolls_federated_through_the_sign_in_page(enrollment_server, carol, settings):
+def test_simulated_pc_enrolls_federated_through_the_sign_in_page(enrollment_server, carol):
+    from invitations.models import Organisation
     from tests.factories import PASSWORD
 
-    settings.ENROLLMENT_AUTH_POLICY = "federated"
+    Organisation.objects.filter(pk=Organisation.get().pk).update(auth_policy="federated")
     result = Simulator(enrollment_server.url, "carol@example.com", PASSWORD, federated=True).run()
     assert [step.name for step in result.steps] == ["probe", "discover", "sign-in", "policies", "keygen", "enroll"]
     assert_enrolled(result, carol, kind="pc", enrollment_type="Full", method="federated")
