@@ -23,6 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("server", help="host, https://host or https://host/EnrollmentServer/…/Discovery.svc")
         parser.add_argument("--email", required=True, help="the user's email (UPN) typed into Windows")
         parser.add_argument("--password", help="the password or PIN; asked for when omitted on a terminal")
+        parser.add_argument("--pin", help="the registration PIN, when the sign-in page asks for one (with --federated)")
         parser.add_argument("--federated", action="store_true",
                             help="expect the Federated policy and sign in through the server's sign-in page")
         parser.add_argument("--hololens", action="store_true", help="present as a HoloLens 2 (OSEdition 136)")
@@ -37,7 +38,7 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=30, help="seconds per HTTP request (default 30)")
         parser.add_argument("--json", action="store_true", help="print a machine-readable result (for benchmarks)")
 
-    def handle(self, *, server, email, password, federated, hololens, device_enrollment, device_id,
+    def handle(self, *, server, email, password, pin, federated, hololens, device_enrollment, device_id,
                csr_hash, insecure, ca_file, timeout, **options):
         as_json = options["json"]
         if password is None:
@@ -48,7 +49,7 @@ class Command(BaseCommand):
             simulator = Simulator(
                 server, email, password, federated=federated, hololens=hololens,
                 device_enrollment=device_enrollment, device_id=device_id, verify_tls=not insecure,
-                ca_file=ca_file, csr_hash=csr_hash, timeout=timeout,
+                ca_file=ca_file, csr_hash=csr_hash, timeout=timeout, pin=pin,
             )
             result = simulator.run()
         except SimulatorError as exc:
