@@ -105,17 +105,21 @@ def record_lockout(sender, request, username, ip_address, **kwargs):
     if not username:
         return
     now = getattr(request, "axes_attempt_time", None) or timezone.now()
+    if AccountLockout.objects.filter(account=username, locked_until__gt=now).exists():
+        return
+    level = current_level(username, now)
+    own_failures = AccessAttempt.objects.filter(username=username, attempt_time__gte=now - interval(level)).aggregate(
+        total=Sum("failures_since_start"))["total"] or 0
+    if own_failures < settings.AXES_FAILURE_LIMIT:
+        # The address reached the limit (failures spread over several accounts), not this account.
+        # Audited when it happens, not again at each refused attempt (those record no failure).
+        if getattr(request, "axes_failures_since_start", None) is not None:
+            AuditEvent.record(None, "address.locked_out", ip=ip_address, detail={"last_account": username})
+        return
     with transaction.atomic():
         record, _created = AccountLockout.objects.select_for_update().get_or_create(account=username)
         if record.locked_until is not None and record.locked_until > now:
-            return
-        window_start = now - interval(current_level(username, now))
-        own_failures = AccessAttempt.objects.filter(username=username, attempt_time__gte=window_start).aggregate(
-            total=Sum("failures_since_start"))["total"] or 0
-        if own_failures < settings.AXES_FAILURE_LIMIT:
-            # The address reached the limit (failures spread over several accounts), not this account.
-            AuditEvent.record(None, "address.locked_out", ip=ip_address, detail={"last_account": username})
-            return
+            return  # a concurrent failure recorded this lockout first
         level = current_level(username, now) + 1
         duration = interval(level)
         record.lockouts, record.locked_at, record.locked_until = level, now, now + duration

@@ -127,6 +127,16 @@ def test_another_accounts_longer_lockout_is_not_cut_short(client, organisation, 
     assert fault_of(get_policies(client, organisation, PASSWORD, username=bob.email))[1] == auth.LOCKED_OUT
 
 
+def test_failures_spread_over_accounts_lock_the_address_not_the_accounts(client, organisation, alice, clock):
+    for n in range(6):
+        get_policies(client, organisation, "wrong", username=f"nobody{n}@example.com")
+    assert fault_of(get_policies(client, organisation, PASSWORD))[1] == auth.LOCKED_OUT
+    assert AuditEvent.objects.filter(action="address.locked_out", ip="127.0.0.1").count() == 1
+    assert lockouts() == [] and not AccountLockout.objects.filter(account=alice.email).exists()
+    clock.advance(31)
+    parse(get_policies(client, organisation, PASSWORD))
+
+
 def test_pin_failures_lock_the_account_too(client, organisation, alice, clock):
     organisation.registration_mode = "pin"
     organisation.save()
