@@ -28,6 +28,8 @@ class Command(BaseCommand):
         secret.add_argument("--password", help="the password or PIN; asked for when omitted on a terminal")
         secret.add_argument("--pin", help="enroll as a provisioning package (PPKG) does, in the background with the "
                                           "service UPN of --email and this PIN of a PIN enrollment (OnPremise, Full)")
+        parser.add_argument("--registration-pin",
+                            help="the user's registration PIN, when the sign-in page asks for one (with --federated)")
         parser.add_argument("--federated", action="store_true",
                             help="expect the Federated policy and sign in through the server's sign-in page")
         parser.add_argument("--hololens", action="store_true", help="present as a HoloLens 2 (OSEdition 136)")
@@ -51,7 +53,7 @@ class Command(BaseCommand):
                             help="with --checkin: send the 1226 alert of a user removing the work account")
 
     def handle(self, *, server, email, password, pin, federated, hololens, device_enrollment, device_id,
-               csr_hash, insecure, ca_file, timeout, checkin, digest, unenroll, **options):
+               csr_hash, insecure, ca_file, timeout, checkin, digest, unenroll, registration_pin, **options):
         as_json = options["json"]
         if pin is not None and (federated or hololens or device_enrollment):
             raise CommandError("--pin enrolls a PC as a provisioning package does: on-premise, user (Full) enrollment; "
@@ -69,6 +71,7 @@ class Command(BaseCommand):
                 server, email, password, federated=federated, hololens=hololens,
                 device_enrollment=device_enrollment, device_id=device_id, verify_tls=not insecure,
                 ca_file=ca_file, csr_hash=csr_hash, timeout=timeout, provisioning_package=pin is not None,
+                pin=registration_pin,
             )
             result = simulator.run()
         except SimulatorError as exc:
