@@ -641,9 +641,10 @@ def _page_text(html):
     return " ".join(text.split())[:300] or "(empty body)"
 
 
-def fill_sign_in_form(html, page_url, email, password):
+def fill_sign_in_form(html, page_url, email, password, pin=None):
     """The sign-in form filled as a user would: (action URL, form fields). Hidden inputs (the CSRF
-    token among them) are kept; the identity and password fields are filled."""
+    token among them) are kept; the identity and secret fields are filled: a field named "pin" gets
+    the registration PIN, the other secret field the password."""
     check = "sign-in-form"
     _, forms = _forms(html, page_url, check)
     candidates = [f for f in forms if f.xpath(".//input[@type='password']")]
@@ -652,7 +653,11 @@ def fill_sign_in_form(html, page_url, email, password):
     form = candidates[0]
     if (form.method or "GET").upper() != "POST":
         raise SimulatorError(check, "the sign-in form does not use POST")
-    password_fields = form.xpath(".//input[@type='password']")
+    secret_fields = form.xpath(".//input[@type='password']")
+    pin_fields = [f for f in secret_fields if f.get("name") == "pin"]
+    password_fields = [f for f in secret_fields if f.get("name") != "pin"]
+    if pin_fields and pin is None:
+        raise SimulatorError(check, "the sign-in form asks for a registration PIN; pass --pin")
     identity_fields = [
         i for i in form.xpath(".//input[@name]")
         if (i.get("type") or "text").lower() in ("text", "email") and i.get("name")
@@ -660,8 +665,10 @@ def fill_sign_in_form(html, page_url, email, password):
     if not identity_fields:
         raise SimulatorError(check, "the sign-in form has no identity (email or user name) field")
     identity = next((i for i in identity_fields if (i.get("type") or "").lower() == "email"), identity_fields[0])
-    values = [(name, value) for name, value in form.form_values() if name not in (identity.name, password_fields[0].name)]
-    values += [(identity.name, email), (password_fields[0].name, password)]
+    filled = [(identity.name, email)] + [(f.name, password) for f in password_fields[:1]]
+    filled += [(f.name, pin) for f in pin_fields[:1]]
+    values = [(name, value) for name, value in form.form_values() if name not in {n for n, _ in filled}]
+    values += filled
     submit = form.xpath(".//*[(self::input or self::button) and @type='submit' and @name]")
     if submit:
         values.append((submit[0].get("name"), submit[0].get("value") or ""))
@@ -785,8 +792,8 @@ class Simulator:
 
     def __init__(self, base_url, email, password=None, federated=False, hololens=False,
                  device_enrollment=False, device_id=None, verify_tls=True, ca_file=None,
-                 *, csr_hash="sha1", timeout=30, private_key=None, provisioning_package=False, entra_token=None,
-                 terms_url=None):
+                 *, csr_hash="sha1", timeout=30, private_key=None, provisioning_package=False, pin=None,
+                 entra_token=None, terms_url=None):
         self.discovery_url = discovery_url(base_url)
         self.secure = urllib.parse.urlsplit(self.discovery_url).scheme == "https"
         self.entra_token = entra_token
@@ -796,6 +803,7 @@ class Simulator:
                             if isinstance(self.entra_claims.get(name), str)), "")
         self.email = email if email is not None else claimed_upn
         self.password = password
+        self.pin = pin  # the registration PIN the sign-in page asks for (PIN and password, or PIN only)
         self.federated = federated or bool(entra_token)
         self.terms_url = terms_url
         self.enrollment_data = None
@@ -995,7 +1003,7 @@ class Simulator:
         status, headers, page = self._open(self._browser, request, "sign-in-page")
         if status != 200:
             raise SimulatorError("sign-in-page", f"GET {url} answered HTTP {status}: {_page_text(page)}")
-        action, fields = fill_sign_in_form(page, url, self.email, self.password or "")
+        action, fields = fill_sign_in_form(page, url, self.email, self.password or "", self.pin)
         post = urllib.request.Request(action, data=urllib.parse.urlencode(fields).encode(), method="POST", headers={
             "User-Agent": self.BROWSER_AGENT, "Content-Type": "application/x-www-form-urlencoded",
             **form_post_headers(url, action, headers.get("Referrer-Policy")),

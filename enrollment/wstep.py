@@ -216,7 +216,8 @@ def _enroll(identity, token_request, csr, ip):
         ppkg.record_device(pin_enrollment, device, ip=ip)
     if pin is not None:
         pin.consume(device)
-        AuditEvent.record(user, "registration_pin.consumed", user, ip=ip, detail={"pin": pin.pk, "device": device.pk})
+        AuditEvent.record(user, "registration_pin.used", user, ip=ip, detail={"pin": pin.pk, "device": device.pk,
+                                                                       "method": identity.method})
     for old in earlier:
         old.mark_replaced(device)
         match = "DeviceID" if old.device_id.lower() == device.device_id.lower() else "HWDevID"

@@ -9,7 +9,7 @@ ROLES = [FULL_ADMIN, ENROLLMENT_ADMIN, HELPDESK]
 
 PRODUCT_APPS = ["invitations", "enrollment", "autopilot"]
 # Organisation-wide settings (wizard, regenerate URL, roles themselves) stay with full administrators.
-ENROLLMENT_ADMIN_MODELS = ["user", "invitation", "invitationemail"]
+ENROLLMENT_ADMIN_MODELS = ["user", "invitation", "invitationemail", "usergroup"]
 EVERYONE_VIEWS = ["view_auditevent", "view_organisation", "view_urlrotation"]
 
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from enrollment import ppkg
 from enrollment.models import Device, PinEnrollment
-from invitations.models import AuditEvent
+from invitations.models import AuditEvent, AuthPolicy, Organisation
 from tests.enrollment_soap import (
     NS, discover_body, fault_of, get_policies_body, parse, password_security, post, rst_body, service_url, windows_csr,
 )
@@ -193,7 +193,7 @@ def test_unknown_upn_is_an_ordinary_user_sign_in(client, organisation, ca_chain,
 
 
 def test_federated_organisation_answers_on_premise_to_a_package(client, organisation, ca_chain, package, settings):
-    settings.ENROLLMENT_AUTH_POLICY = "federated"
+    Organisation.objects.update(auth_policy=AuthPolicy.FEDERATED)
     url = service_url(organisation, "discovery")
     root = parse(post(client, url, discover_body(policies=("OnPremise",))))
     assert root.findtext("s:Body/d:DiscoverResponse/d:DiscoverResult/d:AuthPolicy", namespaces=NS) == "OnPremise"
@@ -207,7 +207,7 @@ def test_federated_organisation_answers_on_premise_to_a_package(client, organisa
 
 
 def test_federated_organisation_without_packages_still_refuses_on_premise(client, organisation, ca_chain, settings):
-    settings.ENROLLMENT_AUTH_POLICY = "federated"
+    Organisation.objects.update(auth_policy=AuthPolicy.FEDERATED)
     PinEnrollmentFactory(revoked=True)
     response = post(client, service_url(organisation, "discovery"), discover_body(policies=("OnPremise",)))
     subcode, _reason, _type = fault_of(response)

@@ -5,6 +5,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from enrollment.simulator import Simulator, SimulatorError, SoapFaultError
+from invitations.models import AuthPolicy, Organisation
 from tests.test_simulator import assert_enrolled, enrollment_server  # noqa: F401 (the live server fixture)
 
 UPN = "enroll-lab@example.com"
@@ -36,7 +37,7 @@ def test_simulated_package_enrolls_devices_up_to_the_maximum(enrollment_server, 
 def test_simulated_package_enrolls_in_a_federated_organisation(enrollment_server, package, settings):
     from tests.factories_enrollment import PPKG_PIN
 
-    settings.ENROLLMENT_AUTH_POLICY = "federated"
+    Organisation.objects.update(auth_policy=AuthPolicy.FEDERATED)
     result = Simulator(enrollment_server.url, UPN, PPKG_PIN, provisioning_package=True).run()
     assert [step.name for step in result.steps] == ["probe", "discover", "policies", "keygen", "enroll"]
     assert_enrolled(result, package.owner, method="ppkg")

@@ -33,6 +33,8 @@ class Command(BaseCommand):
         secret.add_argument("--entra-token", help="an Entra ID access token (JWT) to enroll with instead of a password")
         parser.add_argument("--entra-terms-url", help="with --entra-token: accept the terms of use at this URL first "
                                                       "and send its OpaqueBlob as EnrollmentData")
+        parser.add_argument("--registration-pin",
+                            help="the user's registration PIN, when the sign-in page asks for one (with --federated)")
         parser.add_argument("--federated", action="store_true",
                             help="expect the Federated policy and sign in through the server's sign-in page")
         parser.add_argument("--hololens", action="store_true", help="present as a HoloLens 2 (OSEdition 136)")
@@ -56,8 +58,8 @@ class Command(BaseCommand):
                             help="with --checkin: send the 1226 alert of a user removing the work account")
 
     def handle(self, *, server, email, password, pin, federated, hololens, device_enrollment, device_id,
-               csr_hash, insecure, ca_file, timeout, checkin, digest, unenroll, entra_token, entra_terms_url,
-               **options):
+               csr_hash, insecure, ca_file, timeout, checkin, digest, unenroll, registration_pin, entra_token,
+               entra_terms_url, **options):
         as_json = options["json"]
         if pin is not None and (federated or hololens or device_enrollment):
             raise CommandError("--pin enrolls a PC as a provisioning package does: on-premise, user (Full) enrollment; "
@@ -79,7 +81,7 @@ class Command(BaseCommand):
                 server, email, password, federated=federated, hololens=hololens,
                 device_enrollment=device_enrollment, device_id=device_id, verify_tls=not insecure,
                 ca_file=ca_file, csr_hash=csr_hash, timeout=timeout, provisioning_package=pin is not None,
-                entra_token=entra_token, terms_url=entra_terms_url,
+                pin=registration_pin, entra_token=entra_token, terms_url=entra_terms_url,
             )
             result = simulator.run()
         except SimulatorError as exc:
