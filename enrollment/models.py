@@ -115,7 +115,21 @@ class Device(models.Model):
                                      help_text="b64(md5(provider:secret)) to authenticate to the device")
     client_nonce = models.CharField(max_length=64, editable=False)
     enrolled_at = models.DateTimeField(default=timezone.now, db_index=True)
-    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True, help_text="Last OMA-DM session message")
+    unenrolled_at = models.DateTimeField(null=True, blank=True)
+    login_status = models.CharField(max_length=16, blank=True,
+                                    help_text="Last 1224 com.microsoft/MDM/LoginStatus: user, others or none")
+    # Inventory (brief §7 "Inventory"), collected over OMA-DM by enrollment/inventory.py.
+    manufacturer = models.CharField(max_length=255, blank=True)
+    model = models.CharField(max_length=255, blank=True)
+    serial_number = models.CharField(max_length=255, blank=True, db_index=True)
+    os_platform = models.CharField("OS platform", max_length=255, blank=True)
+    architecture = models.CharField(max_length=32, blank=True)
+    total_ram_mb = models.PositiveIntegerField("RAM (MB)", null=True, blank=True)
+    hardware_data = models.TextField("DeviceHardwareData", blank=True, help_text="Autopilot hardware hash")
+    inventory = models.JSONField(default=dict, blank=True, help_text="Every inventory node read, by LocURI")
+    inventory_requested_at = models.DateTimeField(null=True, blank=True)
+    inventory_at = models.DateTimeField("inventory received", null=True, blank=True)
 
     objects = DeviceQuerySet.as_manager()
 
@@ -136,6 +150,16 @@ class Device(models.Model):
             raise InvalidTransition(self.status, self.Status.REPLACED)
         self.status, self.replaced_by, self.revoked_at = self.Status.REPLACED, by, timezone.now()
         self.save(update_fields=["status", "replaced_by", "revoked_at"])
+
+    def mark_unenrolled(self):
+        """The user removed the work account (1226 unenrollment alert): the certificate is revoked and
+        the queue closed."""
+        if self.status != self.Status.ENROLLED:
+            raise InvalidTransition(self.status, self.Status.UNENROLLED)
+        now = timezone.now()
+        self.status, self.unenrolled_at, self.revoked_at = self.Status.UNENROLLED, now, now
+        self.save(update_fields=["status", "unenrolled_at", "revoked_at"])
+        self.commands.pending().update(status=DeviceCommand.Status.CANCELLED, completed_at=now)
 
 
 class RegistrationPinQuerySet(models.QuerySet):
@@ -180,3 +204,111 @@ class RegistrationPin(models.Model):
             raise InvalidTransition("unusable", "revoked")
         self.revoked_at = timezone.now()
         self.save(update_fields=["revoked_at"])
+
+
+class ManagementSession(models.Model):
+    """One OMA-DM session of a device (brief §7): the SessionID it chose, our MsgID counter and what
+    we need to answer a retransmitted message. The commands sent in it point here."""
+
+    class Auth(models.TextChoices):
+        CERTIFICATE = "certificate", "Client certificate"
+        DIGEST = "digest", "OMA-DM digest"
+
+    device = models.ForeignKey(Device, related_name="sessions", on_delete=models.CASCADE)
+    session_id = models.CharField("SessionID", max_length=64)
+    auth = models.CharField(max_length=16, choices=Auth.choices)
+    server_msg_id = models.PositiveIntegerField("our last MsgID", default=0)
+    client_msg_id = models.PositiveIntegerField("device's last MsgID", default=0)
+    messages = models.PositiveIntegerField(default=0)
+    last_request_hash = models.CharField(max_length=64, blank=True, editable=False)
+    last_reply = models.BinaryField(blank=True, editable=False)
+    events = models.JSONField(default=list, blank=True, help_text="Alerts the device sent (1224, 1226...)")
+    started_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        indexes = [models.Index(fields=["device", "session_id", "ended_at"])]
+
+    def __str__(self):
+        return f"Session {self.session_id} of {self.device}"
+
+
+class DeviceCommandQuerySet(models.QuerySet):
+    def pending(self):
+        return self.filter(status__in=[DeviceCommand.Status.QUEUED, DeviceCommand.Status.SENT])
+
+    def history(self):
+        return self.exclude(status__in=[DeviceCommand.Status.QUEUED, DeviceCommand.Status.SENT])
+
+
+class DeviceCommand(models.Model):
+    """One OMA-DM command for one device (brief §7 "Command shapes"), queued by an administrator, a
+    policy or the inventory, delivered at the device's next check-in in `pk` order (the sequence), and
+    closed by the device's Status. Created through enrollment.commands.queue()."""
+
+    class Verb(models.TextChoices):
+        GET = "Get"
+        REPLACE = "Replace"
+        ADD = "Add"
+        DELETE = "Delete"
+        EXEC = "Exec"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        SUCCEEDED = "succeeded", "Acknowledged"
+        FAILED = "failed", "Failed"
+        TIMED_OUT = "timed_out", "Timed out"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINAL = {Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.CANCELLED}
+
+    device = models.ForeignKey(Device, related_name="commands", on_delete=models.CASCADE)
+    verb = models.CharField(max_length=8, choices=Verb.choices)
+    target = models.CharField("LocURI", max_length=1024)
+    format = models.CharField(max_length=8, blank=True)
+    type = models.CharField(max_length=255, blank=True)
+    data = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    status_code = models.PositiveIntegerField("device status code", null=True, blank=True)
+    result_data = models.TextField(blank=True)
+    result_format = models.CharField(max_length=16, blank=True)
+    note = models.CharField(max_length=255, blank=True, help_text="Why the server closed it, if it did")
+    queued_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+                                  on_delete=models.SET_NULL)
+    source = models.CharField(max_length=100, blank=True, db_index=True,
+                              help_text='Who asked: "console:reboot", "policy:<id>", "inventory"...')
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times sent")
+    session = models.ForeignKey(ManagementSession, null=True, blank=True, related_name="commands",
+                                on_delete=models.SET_NULL, help_text="The session it was last sent in")
+    msg_id = models.PositiveIntegerField("our MsgID", null=True, blank=True)
+    cmd_id = models.PositiveIntegerField("our CmdID", null=True, blank=True)
+
+    objects = DeviceCommandQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [
+            models.Index(fields=["device", "status"]),
+            models.Index(fields=["session", "msg_id", "cmd_id"]),
+        ]
+
+    def __str__(self):
+        return f"{self.verb} {self.target}"
+
+    @property
+    def is_pending(self):
+        return self.status in (self.Status.QUEUED, self.Status.SENT)
+
+    def cancel(self):
+        """Only a command the device has not been sent yet can be withdrawn."""
+        if self.status != self.Status.QUEUED:
+            raise InvalidTransition(self.status, self.Status.CANCELLED)
+        self.status, self.completed_at = self.Status.CANCELLED, timezone.now()
+        self.save(update_fields=["status", "completed_at"])

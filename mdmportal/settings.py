@@ -146,6 +146,21 @@ ENROLLMENT_REGISTRATION_SECRET = env("ENROLLMENT_REGISTRATION_SECRET", default="
 ENROLLMENT_PIN_LENGTH = env.int("ENROLLMENT_PIN_LENGTH", default=8)  # 6 to 12 digits
 ENROLLMENT_PIN_TTL_HOURS = env.int("ENROLLMENT_PIN_TTL_HOURS", default=7 * 24)
 
+# OMA-DM management (brief §7; enrollment/omadm.py). nginx verifies the TLS client certificate and
+# forwards it URL-escaped in X-SSL-Client-Cert; that header is believed only from these addresses
+# (IPs or networks) and ignored, with an audit entry, from anyone else.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=["127.0.0.1", "::1"])
+# Bounded work per request: our commands per reply, messages per session, bytes kept per Results item.
+ENROLLMENT_COMMANDS_PER_MESSAGE = env.int("ENROLLMENT_COMMANDS_PER_MESSAGE", default=50)
+ENROLLMENT_SESSION_MAX_MESSAGES = env.int("ENROLLMENT_SESSION_MAX_MESSAGES", default=30)
+ENROLLMENT_MAX_RESULT_BYTES = env.int("ENROLLMENT_MAX_RESULT_BYTES", default=64 * 1024)
+# A command sent but never answered is sent again at most this many times in all, then failed.
+ENROLLMENT_COMMAND_MAX_ATTEMPTS = env.int("ENROLLMENT_COMMAND_MAX_ATTEMPTS", default=2)
+# Queued commands not delivered within this many days time out (queue(..., expires_in=) overrides).
+ENROLLMENT_COMMAND_TTL_DAYS = env.int("ENROLLMENT_COMMAND_TTL_DAYS", default=30)
+# The inventory (DevInfo/DevDetail) is read at the first session and then at most this often.
+ENROLLMENT_INVENTORY_INTERVAL_HOURS = env.int("ENROLLMENT_INVENTORY_INTERVAL_HOURS", default=24)
+
 # Our CA (enrollment/ca.py). Its private keys are stored as PKCS#8 encrypted with this passphrase.
 # cryptography's BestAvailableEncryption derives the key with PBKDF2-HMAC-SHA256 at only 2048
 # iterations, so use a long random value (e.g. `openssl rand -base64 32`). Left empty, a passphrase
