@@ -3,11 +3,13 @@ created only by enrollment, never by hand."""
 from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
+from .admin_actions import DeviceActionsMixin
+from .admin_configuration import ConfigurationGroupAdmin  # noqa: F401  (registers the groups' pages)
 from .models import Device, RegistrationPin
 
 
 @admin.register(Device)
-class DeviceAdmin(admin.ModelAdmin):
+class DeviceAdmin(DeviceActionsMixin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "user", "status", "method", "enrollment_type", "os_version", "enrolled_at",
                     "last_seen_at"]
     list_filter = ["kind", "status", "method", "enrollment_type", ("user", admin.RelatedOnlyFieldListFilter)]

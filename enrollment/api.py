@@ -3,6 +3,7 @@ from django.urls import include, path
 from rest_framework import serializers, viewsets
 from rest_framework.routers import SimpleRouter
 
+from . import api_actions, api_configuration
 from .models import Device
 
 
@@ -36,4 +37,13 @@ class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
 
 router = SimpleRouter()
 router.register("devices", DeviceViewSet, basename="device")
-urlpatterns = [path("", include(router.urls))]
+router.register("configuration-groups", api_configuration.ConfigurationGroupViewSet, basename="configuration-group")
+router.register("configuration-settings", api_configuration.GroupSettingViewSet, basename="configuration-setting")
+urlpatterns = [
+    path("devices/actions/<slug:name>/", api_actions.BulkDeviceActionView.as_view(), name="device-bulk-action"),
+    path("devices/<int:pk>/actions/<slug:name>/", api_actions.DeviceActionView.as_view(), name="device-action"),
+    path("devices/<int:pk>/configuration/", api_actions.DeviceConfigurationView.as_view(),
+         name="device-configuration"),
+    path("configuration-catalogue/", api_configuration.CatalogueView.as_view(), name="configuration-catalogue"),
+    path("", include(router.urls)),
+]
