@@ -153,7 +153,7 @@ def unenroll_target():
     return f"./Vendor/MSFT/DMClient/Provider/{settings.ENROLLMENT_PROVIDER_ID}/Unenroll"
 
 
-def run(name, devices, actor, *, ip=None, via="console", **params):
+def run(name, devices, actor, /, *, ip=None, via="console", **params):
     """Run action `name` on `devices` for `actor` (who must hold its permission). Raises ActionRefused
     before anything is queued when the request itself is wrong; devices that can no longer be
     managed are skipped, each with its reason. All or nothing: one transaction."""

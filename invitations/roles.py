@@ -32,7 +32,9 @@ def role_permissions(role):
 def sync_roles(sender=None, **kwargs):
     from django.contrib.auth.models import Group
 
-    if sender is not None and sender.name != "invitations":
+    # Again after each product app: its permissions are created by its own post_migrate, after
+    # invitations' on a fresh database, and would otherwise reach the roles only at the next migrate.
+    if sender is not None and sender.name not in PRODUCT_APPS:
         return
     for role in ROLES:
         group, _ = Group.objects.get_or_create(name=role)
