@@ -1,8 +1,15 @@
-"""Background work of the device management side: ids in, domain call."""
+"""Background work of the enrollment app: ids in, domain call (enrollment/commands.py, reconcile.py,
+actions.py)."""
 from celery import shared_task
 
-from . import actions, reconcile
+from . import actions, commands, reconcile
 from .models import Device
+
+
+@shared_task
+def expire_commands():
+    """Commands of devices that stopped checking in still time out, visibly, on schedule."""
+    return commands.expire_overdue()
 
 
 @shared_task
