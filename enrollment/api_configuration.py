@@ -9,6 +9,8 @@
     /api/v1/configuration-catalogue/              GET the named settings
 
 Every change is audited and reconciles the devices it affects after commit."""
+import copy
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -41,7 +43,9 @@ class GroupSettingSerializer(serializers.ModelSerializer):
         validators = []  # uniqueness is checked below, with the catalogue's LocURI filled in
 
     def validate(self, data):
-        instance = GroupSetting(**{**self._current(), **data})
+        instance = copy.copy(self.instance) if self.instance is not None else GroupSetting()
+        for name, value in data.items():
+            setattr(instance, name, value)
         if instance.key:
             entry = catalogue.CATALOGUE.get(instance.key)
             instance.loc_uri, instance.format = entry.loc_uri, entry.format
@@ -51,12 +55,6 @@ class GroupSettingSerializer(serializers.ModelSerializer):
             raise ValidationError(error.message_dict) from None
         return {f: getattr(instance, f) for f in ("group", "key", "loc_uri", "format", "value", "verb", "removal",
                                                     "reset_value")}
-
-    def _current(self):
-        if self.instance is None:
-            return {}
-        return {f: getattr(self.instance, f) for f in ("pk", "group", "key", "loc_uri", "format", "value", "verb",
-                                                         "removal", "reset_value")}
 
 
 class ConfigurationGroupSerializer(serializers.ModelSerializer):
