@@ -8,3 +8,8 @@ class EnrollmentConfig(AppConfig):
     def ready(self):
         from . import checks  # noqa: F401  (registers the CA system checks)
         from . import device_checks  # noqa: F401  (registers the enrollment settings checks)
+        from django.db.models.signals import post_save
+
+        from . import reconcile
+
+        post_save.connect(reconcile.device_saved, sender="enrollment.Device", dispatch_uid="reconcile-new-device")

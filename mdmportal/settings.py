@@ -177,6 +177,9 @@ ENROLLMENT_COMMAND_MAX_ATTEMPTS = env.int("ENROLLMENT_COMMAND_MAX_ATTEMPTS", def
 ENROLLMENT_COMMAND_TTL_DAYS = env.int("ENROLLMENT_COMMAND_TTL_DAYS", default=30)
 # The inventory (DevInfo/DevDetail) is read at the first session and then at most this often.
 ENROLLMENT_INVENTORY_INTERVAL_HOURS = env.int("ENROLLMENT_INVENTORY_INTERVAL_HOURS", default=24)
+# Device actions (enrollment/actions.py): at most this many devices wiped by one action, so that a
+# slip in a selection cannot reset the whole fleet.
+ENROLLMENT_WIPE_LIMIT = env.int("ENROLLMENT_WIPE_LIMIT", default=10)
 
 # Our CA (enrollment/ca.py). Its private keys are stored as PKCS#8 encrypted with this passphrase.
 # cryptography's BestAvailableEncryption derives the key with PBKDF2-HMAC-SHA256 at only 2048
@@ -213,6 +216,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "enrollment.tasks.expire_commands",
         "schedule": 15 * 60.0,
     },
+    "finish-device-retirements": {
+        "task": "enrollment.tasks.finish_retirements",
+        "schedule": 60.0,
+    },
 }
 
 if REDIS_URL:
@@ -235,6 +242,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Users, invitations and enrollment of Windows PCs and HoloLens 2.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Configuration group rules reuse the device's choices: one enum each in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "DeviceKindEnum": "enrollment.models.Device.Kind",
+        "DeviceMethodEnum": "enrollment.models.Device.Method",
+        "DeviceEnrollmentTypeEnum": "enrollment.models.Device.EnrollmentType",
+    },
 }
 
 # Behind nginx: trust X-Forwarded-Proto for request.is_secure().
