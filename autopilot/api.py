@@ -27,6 +27,7 @@ def _with_changes(model, instance, attrs):
     if instance is not None:
         for field in model._meta.concrete_fields:
             setattr(obj, field.attname, getattr(instance, field.attname))
+        obj._state.adding = False
     for name, value in attrs.items():
         setattr(obj, name, value)
     return obj
@@ -53,9 +54,10 @@ class EssentialAppSerializer(serializers.ModelSerializer):
 
 
 class ProfileSerializer(serializers.ModelSerializer):
-    group_tags = serializers.ListField(child=serializers.CharField(max_length=128), required=False,
+    group_tags = serializers.ListField(child=serializers.CharField(max_length=128), required=False, write_only=True,
                                        help_text="Devices imported with one of these tags get this profile")
-    configuration_groups = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
+    configuration_groups = serializers.ListField(child=serializers.CharField(max_length=200), required=False,
+                                                 write_only=True)
     essential_apps = EssentialAppSerializer(many=True, read_only=True)
 
     class Meta:
@@ -98,7 +100,6 @@ class ProfileSerializer(serializers.ModelSerializer):
         profile = _with_changes(Profile, self.instance, attrs)
         try:
             profile.clean()
-            profile.validate_unique()
             profile.validate_constraints()
         except DjangoValidationError as exc:
             raise model_errors(exc) from None

@@ -32,7 +32,9 @@ def role_permissions(role):
 def sync_roles(sender=None, **kwargs):
     from django.contrib.auth.models import Group
 
-    if sender is not None and sender.name != "invitations":
+    # After each product app's own permissions exist: those of apps listed after invitations in
+    # INSTALLED_APPS are created by their own post_migrate, later than invitations'.
+    if sender is not None and sender.name not in PRODUCT_APPS:
         return
     for role in ROLES:
         group, _ = Group.objects.get_or_create(name=role)
