@@ -98,12 +98,6 @@ class UploadForm(forms.Form):
     file = forms.FileField(label="CSV file", help_text="The file Windows (Get-WindowsAutopilotInfo) or your "
                                                       "reseller produced. Any size.")
 
-    def clean_file(self):
-        upload = self.cleaned_data["file"]
-        if not upload.size:
-            raise forms.ValidationError("The file is empty.")
-        return upload
-
 
 @admin.register(DeviceImport)
 class DeviceImportAdmin(admin.ModelAdmin):

@@ -191,11 +191,6 @@ class DeviceImportSerializer(serializers.ModelSerializer):
 class UploadSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="The CSV file Windows produces")
 
-    def validate_file(self, upload):
-        if not upload.size:
-            raise serializers.ValidationError("The file is empty.")
-        return upload
-
 
 class ImportRowSerializer(serializers.ModelSerializer):
     class Meta:
