@@ -246,7 +246,7 @@ class AutopilotDeviceSerializer(serializers.ModelSerializer):
             cache[device.pk] = resolver(device)
         return cache[device.pk]
 
-    def get_state(self, device):
+    def get_state(self, device) -> str:
         enrolled = getattr(device, "is_enrolled", None)
         if enrolled is None:
             enrolled = device.enrollments.filter(device__status="enrolled").exists()

@@ -344,3 +344,17 @@ def test_api_adds_a_store_app(enrollment_api):
         "store_id": "Microsoft.CompanyPortal_8wekyb3d8bbwe"}, format="json")
     assert response.status_code == 201, response.json()
     assert profile.essential_apps.get().name == "Company Portal"
+
+
+@pytest.mark.parametrize("tenant_id, domain, error", [
+    ("", "", None),
+    (TENANT_ID, TENANT_DOMAIN, None),
+    (TENANT_ID, "", "autopilot.E001"),
+    ("", TENANT_DOMAIN, "autopilot.E001"),
+    ("contoso", TENANT_DOMAIN, "autopilot.E002"),
+])
+def test_tenant_settings_are_checked(settings, tenant_id, domain, error):
+    from autopilot.checks import check_tenant
+
+    settings.AUTOPILOT_TENANT_ID, settings.AUTOPILOT_TENANT_DOMAIN = tenant_id, domain
+    assert [message.id for message in check_tenant(None)] == ([error] if error else [])
