@@ -720,8 +720,11 @@ class Simulator:
 
     def __init__(self, base_url, email, password=None, federated=False, hololens=False,
                  device_enrollment=False, device_id=None, verify_tls=True, ca_file=None,
-                 *, csr_hash="sha1", timeout=30, private_key=None, provisioning_package=False, pin=None):
+                 *, csr_hash="sha1", timeout=30, private_key=None, provisioning_package=False, pin=None,
+                 context_items=None):
         self.discovery_url = discovery_url(base_url)
+        # Extra (name, value) context items sent with the enrollment, e.g. Autopilot's (brief §9).
+        self.extra_context_items = list(context_items or [])
         self.secure = urllib.parse.urlsplit(self.discovery_url).scheme == "https"
         self.email = email
         self.password = password
@@ -876,6 +879,7 @@ class Simulator:
             ("ApplicationVersion", self.application_version),
             ("NotInOobe", "true"),
             ("RequestVersion", REQUEST_VERSION),
+            *self.extra_context_items,
         ]
 
     def enrollment_envelope(self, message_id, url, token, csr_der):

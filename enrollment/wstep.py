@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from lxml import etree
 from lxml.builder import ElementMaker
 
+from autopilot import matching as autopilot_matching
 from invitations import sending
 from invitations.models import AuditEvent, Organisation
 
@@ -143,6 +144,7 @@ def handle(request, envelope, key):
             "reason": fault.log_detail or fault.reason, "device_id": token_request.device_id,
         })
         raise
+    autopilot_matching.link_enrolled_device(device, token_request.items)
     logger.info("enrollment: %s device %s (%s) enrolled for user %s", envelope.activity_id, device.pk,
                 device.device_id, device.user_id)
     return response_envelope(envelope, document)

@@ -190,6 +190,11 @@ CA_KEY_PASSPHRASE = env("CA_KEY_PASSPHRASE", default="")
 # Lifetime of issued device certificates (brief §5: one year by default).
 DEVICE_CERT_VALIDITY_DAYS = env.int("DEVICE_CERT_VALIDITY_DAYS", default=365)
 
+# Windows Autopilot: the Microsoft Entra tenant written into offline profile files
+# (AutopilotConfigurationFile.json), its id (a GUID) and its domain (contoso.onmicrosoft.com).
+AUTOPILOT_TENANT_ID = env("AUTOPILOT_TENANT_ID", default="")
+AUTOPILOT_TENANT_DOMAIN = env("AUTOPILOT_TENANT_DOMAIN", default="")
+
 # Celery: Redis when REDIS_URL is set, otherwise tasks run in-process.
 REDIS_URL = env("REDIS_URL", default="")
 CELERY_BROKER_URL = REDIS_URL or "memory://"
