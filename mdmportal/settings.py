@@ -199,6 +199,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "invitations.tasks.sweep_queued_emails",
         "schedule": 60.0,
     },
+    "expire-device-commands": {
+        "task": "enrollment.tasks.expire_commands",
+        "schedule": 15 * 60.0,
+    },
 }
 
 if REDIS_URL:

@@ -91,3 +91,12 @@ def test_unenrolling_a_device_revokes_it_and_closes_its_queue():
     assert device.status == device.Status.UNENROLLED and device.revoked_at and device.unenrolled_at
     assert command.status == DeviceCommand.Status.CANCELLED
     assert device.revoked_at <= timezone.now()
+
+
+def test_expiry_task_times_out_commands_of_devices_that_never_check_in():
+    from enrollment.tasks import expire_commands
+
+    stale = DeviceCommandFactory(expired=True)
+    assert expire_commands.delay().get() == 1
+    stale.refresh_from_db()
+    assert stale.status == DeviceCommand.Status.TIMED_OUT

@@ -36,10 +36,20 @@ class Command(BaseCommand):
         tls.add_argument("--ca-file", help="PEM file of the CA that signed the server's TLS certificate")
         parser.add_argument("--timeout", type=float, default=30, help="seconds per HTTP request (default 30)")
         parser.add_argument("--json", action="store_true", help="print a machine-readable result (for benchmarks)")
+        parser.add_argument("--checkin", action="store_true",
+                            help="after enrolling, run one OMA-DM session: package 1, answer every command "
+                                 "(Results from a small fake DevInfo/DevDetail tree) until the server ends it")
+        parser.add_argument("--digest", action="store_true",
+                            help="with --checkin: authenticate with the APPSRV digest instead of the client "
+                                 "certificate header nginx would forward")
+        parser.add_argument("--unenroll", action="store_true",
+                            help="with --checkin: send the 1226 alert of a user removing the work account")
 
     def handle(self, *, server, email, password, federated, hololens, device_enrollment, device_id,
-               csr_hash, insecure, ca_file, timeout, **options):
+               csr_hash, insecure, ca_file, timeout, checkin, digest, unenroll, **options):
         as_json = options["json"]
+        if (digest or unenroll) and not checkin:
+            raise CommandError("--digest and --unenroll go with --checkin")
         if password is None:
             if not sys.stdin.isatty():
                 raise CommandError("--password is required when not run from a terminal")
@@ -55,10 +65,33 @@ class Command(BaseCommand):
             if as_json:
                 self.stdout.write(_dumps(_failure(exc)))
             raise CommandError(f"enrollment failed at {exc}") from None
+        session = None
+        if checkin:
+            try:
+                session = simulator.checkin(result, digest=digest, unenroll=unenroll)
+            except SimulatorError as exc:
+                if as_json:
+                    self.stdout.write(_dumps({**result.as_dict(), "checkin": _failure(exc)}))
+                raise CommandError(f"check-in failed at {exc}") from None
         if as_json:
-            self.stdout.write(_dumps(result.as_dict()))
+            data = result.as_dict()
+            if session is not None:
+                data["checkin"] = session.as_dict()
+            self.stdout.write(_dumps(data))
             return
         self._summary(result)
+        if session is not None:
+            self._checkin_summary(session)
+
+    def _checkin_summary(self, session):
+        self.stdout.write(f"OMA-DM session {session.session_id} ({session.auth}):")
+        for message in session.messages:
+            self.stdout.write(f"  {message.describe()}")
+            for (verb, cmd_id, target, fmt, data), answer in zip(message.commands, message.answers):
+                shown = f" = {data[:40]!r}" if data else ""
+                self.stdout.write(f"    {cmd_id:>3} {verb} {target}{shown} -> {answer}")
+        self.stdout.write(self.style.SUCCESS(f"Session ended after {len(session.messages)} server message(s); "
+                                             "MsgID/MsgRef/CmdRef bookkeeping checked."))
 
     def _summary(self, result):
         cert = result.certificate
