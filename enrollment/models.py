@@ -1,5 +1,6 @@
 """Our PKI and the enrolled devices."""
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -72,6 +73,7 @@ class Device(models.Model):
         ONPREMISE = "onpremise", "Password (on-premise)"
         FEDERATED = "federated", "Federated sign-in page"
         PIN = "pin", "One-time registration PIN"
+        PPKG = "ppkg", "Provisioning package"
 
     class Status(models.TextChoices):
         ENROLLED = "enrolled", "Enrolled"
@@ -109,6 +111,10 @@ class Device(models.Model):
     context_items = models.JSONField(
         default=list, blank=True,
         help_text="AdditionalContext of the enrollment request as [name, value] pairs, in order (MAC repeats)",
+    )
+    pin_enrollment = models.ForeignKey(
+        "PinEnrollment", null=True, blank=True, related_name="devices", on_delete=models.PROTECT,
+        help_text="The provisioning package (PIN enrollment) this device enrolled with",
     )
     federated_token_id = models.CharField(
         max_length=64, unique=True, null=True, blank=True, editable=False,
@@ -242,6 +248,140 @@ class RegistrationPin(models.Model):
         self.revoked_at = timezone.now()
         self.save(update_fields=["revoked_at"])
 
+
+class PinEnrollmentQuerySet(models.QuerySet):
+    def usable(self):
+        """Not revoked and not expired (a locked or used-up one is still "usable" later)."""
+        return self.filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
+
+    def with_device_count(self):
+        return self.annotate(devices_used=models.Count(
+            "devices", filter=~models.Q(devices__status=Device.Status.REPLACED)))
+
+
+class PinEnrollment(models.Model):
+    """Bulk enrollment from a provisioning package (issue 6, brief §10): a service identity (UPN) and
+    a server-generated PIN that a Windows Configuration Designer package carries as
+    Workplace/Enrollments/{UPN}/Secret, so that many devices enroll on-premise with it.
+
+    The PIN is shown once and stored only as a password hash. Devices enrolled with it belong to
+    `owner`; the enrollment stops at `max_devices`, at `expires_at` and when revoked. Repeated wrong
+    PINs lock it for a while, longer each time (enrollment/ppkg.py)."""
+
+    name = models.CharField(max_length=200)
+    upn = models.EmailField(
+        "service identity (UPN)", max_length=254, unique=True,
+        help_text="The name the package signs in with (wsse:Username), e.g. enroll-lab@example.com",
+    )
+    pin_hash = models.CharField(max_length=128, editable=False)
+    pin_generation = models.PositiveIntegerField(
+        default=1, editable=False, help_text="1 for the first PIN, +1 per regeneration (the package version)")
+    pin_changed_at = models.DateTimeField(default=timezone.now, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="pin_enrollments", on_delete=models.PROTECT,
+                              help_text="The user the enrolled devices are attributed to")
+    # Configuration groups (issue 4) are built elsewhere: their names are kept here until the
+    # group model exists, then become a link to it.
+    configuration_groups = models.JSONField(
+        default=list, blank=True, help_text="Names of the configuration groups enrolled devices join")
+    expires_at = models.DateTimeField()
+    max_devices = models.PositiveIntegerField("maximum devices", validators=[MinValueValidator(1)])
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    failed_attempts = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Wrong PINs since the last success or lockout")
+    lockouts = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Lockouts since the PIN was made or unlocked (each lasts longer)")
+    locked_until = models.DateTimeField(null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+                                   on_delete=models.SET_NULL, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PinEnrollmentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = "PIN enrollment"
+
+    def __str__(self):
+        return f"{self.name} ({self.upn})"
+
+    def save(self, *args, **kwargs):
+        # Compared case-insensitively by Windows and by us: stored lower-case so `unique` holds.
+        self.upn = self.upn.strip().lower()
+        super().save(*args, **kwargs)
+
+    @property
+    def is_revoked(self):
+        return self.revoked_at is not None
+
+    @property
+    def is_expired(self):
+        return self.expires_at <= timezone.now()
+
+    @property
+    def is_usable(self):
+        return not self.is_revoked and not self.is_expired
+
+    @property
+    def is_locked(self):
+        return self.locked_until is not None and self.locked_until > timezone.now()
+
+    def used_count(self):
+        """Devices enrolled with it, re-enrollments of the same hardware counted once."""
+        annotated = getattr(self, "devices_used", None)
+        if annotated is not None:
+            return annotated
+        return self.devices.exclude(status=Device.Status.REPLACED).count()
+
+    @property
+    def status(self):
+        if self.is_revoked:
+            return "revoked"
+        if self.is_expired:
+            return "expired"
+        if self.is_locked:
+            return "locked"
+        return "used up" if self.used_count() >= self.max_devices else "active"
+
+    def replace_pin(self, pin_hash):
+        """A new PIN: the old one stops working at once, and so does any lockout."""
+        if self.is_revoked:
+            raise InvalidTransition("revoked", "new PIN")
+        self.pin_hash, self.pin_changed_at = pin_hash, timezone.now()
+        self.pin_generation += 1
+        self.failed_attempts, self.lockouts, self.locked_until = 0, 0, None
+        self.save(update_fields=["pin_hash", "pin_changed_at", "pin_generation", "failed_attempts", "lockouts",
+                                 "locked_until", "updated_at"])
+
+    def revoke(self):
+        if self.is_revoked:
+            raise InvalidTransition("revoked", "revoked")
+        self.revoked_at = timezone.now()
+        self.save(update_fields=["revoked_at", "updated_at"])
+
+    def unlock(self):
+        if not self.is_locked and not self.failed_attempts:
+            raise InvalidTransition("unlocked", "unlocked")
+        self.failed_attempts, self.lockouts, self.locked_until = 0, 0, None
+        self.save(update_fields=["failed_attempts", "lockouts", "locked_until", "updated_at"])
+
+    def record_wrong_pin(self, *, limit, lockout):
+        """Count a wrong PIN (call on a row locked with select_for_update). Returns the lockout
+        duration when this failure locks it, else None. `lockout(n)` is the duration of the n-th."""
+        self.failed_attempts += 1
+        duration = None
+        if self.failed_attempts >= limit:
+            duration = lockout(self.lockouts + 1)
+            self.locked_until = timezone.now() + duration
+            self.lockouts += 1
+            self.failed_attempts = 0
+        self.save(update_fields=["failed_attempts", "lockouts", "locked_until"])
+        return duration
+
+    def record_right_pin(self):
+        if self.failed_attempts:
+            self.failed_attempts = 0
+            self.save(update_fields=["failed_attempts"])
 
 class ManagementSession(models.Model):
     """One OMA-DM session of a device (brief §7): the SessionID it chose, our MsgID counter and what

@@ -748,9 +748,10 @@ def _page_text(html):
     return " ".join(text.split())[:300] or "(empty body)"
 
 
-def fill_sign_in_form(html, page_url, email, password):
+def fill_sign_in_form(html, page_url, email, password, pin=None):
     """The sign-in form filled as a user would: (action URL, form fields). Hidden inputs (the CSRF
-    token among them) are kept; the identity and password fields are filled."""
+    token among them) are kept; the identity and secret fields are filled: a field named "pin" gets
+    the registration PIN, the other secret field the password."""
     check = "sign-in-form"
     _, forms = _forms(html, page_url, check)
     candidates = [f for f in forms if f.xpath(".//input[@type='password']")]
@@ -759,7 +760,11 @@ def fill_sign_in_form(html, page_url, email, password):
     form = candidates[0]
     if (form.method or "GET").upper() != "POST":
         raise SimulatorError(check, "the sign-in form does not use POST")
-    password_fields = form.xpath(".//input[@type='password']")
+    secret_fields = form.xpath(".//input[@type='password']")
+    pin_fields = [f for f in secret_fields if f.get("name") == "pin"]
+    password_fields = [f for f in secret_fields if f.get("name") != "pin"]
+    if pin_fields and pin is None:
+        raise SimulatorError(check, "the sign-in form asks for a registration PIN; pass --pin")
     identity_fields = [
         i for i in form.xpath(".//input[@name]")
         if (i.get("type") or "text").lower() in ("text", "email") and i.get("name")
@@ -767,8 +772,10 @@ def fill_sign_in_form(html, page_url, email, password):
     if not identity_fields:
         raise SimulatorError(check, "the sign-in form has no identity (email or user name) field")
     identity = next((i for i in identity_fields if (i.get("type") or "").lower() == "email"), identity_fields[0])
-    values = [(name, value) for name, value in form.form_values() if name not in (identity.name, password_fields[0].name)]
-    values += [(identity.name, email), (password_fields[0].name, password)]
+    filled = [(identity.name, email)] + [(f.name, password) for f in password_fields[:1]]
+    filled += [(f.name, pin) for f in pin_fields[:1]]
+    values = [(name, value) for name, value in form.form_values() if name not in {n for n, _ in filled}]
+    values += filled
     submit = form.xpath(".//*[(self::input or self::button) and @type='submit' and @name]")
     if submit:
         values.append((submit[0].get("name"), submit[0].get("value") or ""))
@@ -830,14 +837,20 @@ class Simulator:
 
     def __init__(self, base_url, email, password=None, federated=False, hololens=False,
                  device_enrollment=False, device_id=None, verify_tls=True, ca_file=None,
-                 *, csr_hash="sha1", timeout=30, private_key=None):
+                 *, csr_hash="sha1", timeout=30, private_key=None, provisioning_package=False, pin=None):
         self.discovery_url = discovery_url(base_url)
         self.secure = urllib.parse.urlsplit(self.discovery_url).scheme == "https"
         self.email = email
         self.password = password
+        self.pin = pin  # the registration PIN the sign-in page asks for (PIN and password, or PIN only)
         self.federated = federated
         self.hololens = hololens
         self.device_enrollment = device_enrollment
+        # As a provisioning package's Workplace/Enrollments does (brief §10): OnPremise only, the
+        # service UPN and PIN in the UsernameToken, in the background, EnrollmentType Full [U].
+        self.provisioning_package = provisioning_package
+        if provisioning_package and (federated or device_enrollment or hololens):
+            raise SimulatorError("provisioning-package", "a provisioning package enrolls a PC on-premise, Full")
         if device_id is not None and not (len(device_id) == 32 and all(c in "0123456789abcdefABCDEF" for c in device_id)):
             raise SimulatorError("device-id", f"{device_id!r} is not 32 hex digits")
         self.device_id = (device_id or secrets.token_hex(16)).upper()
@@ -862,6 +875,10 @@ class Simulator:
     @property
     def enrollment_type(self):
         return "Device" if self.device_enrollment else "Full"
+
+    @property
+    def offered_policies(self):
+        return ["OnPremise"] if self.provisioning_package else ["OnPremise", "Federated"]
 
     @property
     def os_edition(self):
@@ -949,7 +966,7 @@ class Simulator:
             D.DeviceType("CIMClient_Windows"),
             D.ApplicationVersion(self.application_version),
             D.OSEdition(self.os_edition),
-            D.AuthPolicies(D.AuthPolicy("OnPremise"), D.AuthPolicy("Federated")),
+            D.AuthPolicies(*[D.AuthPolicy(policy) for policy in self.offered_policies]),
         )
         return S.Envelope(self._header(DISCOVER_ACTION, message_id, self.discovery_url), S.Body(D.Discover(request)))
 
@@ -963,7 +980,7 @@ class Simulator:
     def context_items(self):
         """Brief §5 AdditionalContext, as a Windows client of the simulated kind sends them."""
         return [
-            ("UXInitiated", "false" if self.device_enrollment else "true"),
+            ("UXInitiated", "false" if self.device_enrollment or self.provisioning_package else "true"),
             ("HWDevID", self.hw_dev_id),
             ("Locale", "en-US"),
             ("TargetedUserLoggedIn", "true"),
@@ -1048,7 +1065,7 @@ class Simulator:
         status, headers, page = self._open(self._browser, request, "sign-in-page")
         if status != 200:
             raise SimulatorError("sign-in-page", f"GET {url} answered HTTP {status}: {_page_text(page)}")
-        action, fields = fill_sign_in_form(page, url, self.email, self.password or "")
+        action, fields = fill_sign_in_form(page, url, self.email, self.password or "", self.pin)
         post = urllib.request.Request(action, data=urllib.parse.urlencode(fields).encode(), method="POST", headers={
             "User-Agent": self.BROWSER_AGENT, "Content-Type": "application/x-www-form-urlencoded",
             **form_post_headers(url, action, headers.get("Referrer-Policy")),

@@ -11,7 +11,9 @@ from django.contrib.auth.hashers import make_password
 from factory.django import DjangoModelFactory
 
 from enrollment import ca
-from enrollment.models import CertificateAuthority, Device, DeviceCommand, ManagementSession, RegistrationPin
+from enrollment.models import (
+    CertificateAuthority, Device, DeviceCommand, ManagementSession, PinEnrollment, RegistrationPin,
+)
 
 KEY_POOL = 4  # CA keys cycle through this many test keys; consecutive CAs never share one
 
@@ -127,6 +129,30 @@ class RegistrationPinFactory(DjangoModelFactory):
         expired = factory.Trait(expires_at=factory.LazyFunction(lambda: datetime.now(UTC) - timedelta(minutes=1)))
         revoked = factory.Trait(revoked_at=factory.LazyFunction(lambda: datetime.now(UTC)))
 
+
+PPKG_PIN = "ABCDE-FGHJK-MNPQR-STUVW"
+
+
+class PinEnrollmentFactory(DjangoModelFactory):
+    """A usable provisioning-package PIN enrollment; its clear PIN is `raw` (PPKG_PIN), stored hashed."""
+
+    class Meta:
+        model = PinEnrollment
+        exclude = ["raw"]
+
+    raw = PPKG_PIN
+    name = factory.Sequence(lambda n: f"Lab {n}")
+    upn = factory.Sequence(lambda n: f"enroll-lab-{n}@example.com")
+    pin_hash = factory.LazyAttribute(lambda o: make_password(o.raw))
+    owner = factory.SubFactory("tests.factories.UserFactory")
+    expires_at = factory.LazyFunction(lambda: datetime.now(UTC) + timedelta(days=90))
+    max_devices = 50
+
+    class Params:
+        expired = factory.Trait(expires_at=factory.LazyFunction(lambda: datetime.now(UTC) - timedelta(minutes=1)))
+        revoked = factory.Trait(revoked_at=factory.LazyFunction(lambda: datetime.now(UTC)))
+        locked = factory.Trait(lockouts=1, locked_until=factory.LazyFunction(
+            lambda: datetime.now(UTC) + timedelta(minutes=15)))
 
 def certified_device(key_index=0, **kwargs):
     """An enrolled Device holding a real certificate from the active issuing CA (create_ca_chain()

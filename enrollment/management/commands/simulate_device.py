@@ -12,7 +12,8 @@ class Command(BaseCommand):
     help = (
         "Enroll a simulated Windows 10/11 PC (or HoloLens 2) against a running mdmportal server over "
         "real HTTP, as Settings > Access work or school does: discovery probe, Discover, the federated "
-        "sign-in or on-premise password, GetPolicies and RequestSecurityToken. Every answer is checked "
+        "sign-in or on-premise password (or, with --pin, a provisioning package's service UPN and PIN), "
+        "GetPolicies and RequestSecurityToken. Every answer is checked "
         "(SOAP headers, certificate chain, provisioning document) and the first failed check is "
         "reported with a non-zero exit. SERVER is a host name, https://host, or the full URL ending in "
         "Discovery.svc. Windows itself only enrolls over https with a certificate it already trusts; "
@@ -21,8 +22,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("server", help="host, https://host or https://host/EnrollmentServer/…/Discovery.svc")
-        parser.add_argument("--email", required=True, help="the user's email (UPN) typed into Windows")
-        parser.add_argument("--password", help="the password or PIN; asked for when omitted on a terminal")
+        parser.add_argument("--email", required=True,
+                            help="the user's email (UPN) typed into Windows, or with --pin the package's service UPN")
+        secret = parser.add_mutually_exclusive_group()
+        secret.add_argument("--password", help="the password or PIN; asked for when omitted on a terminal")
+        secret.add_argument("--pin", help="enroll as a provisioning package (PPKG) does, in the background with the "
+                                          "service UPN of --email and this PIN of a PIN enrollment (OnPremise, Full)")
+        parser.add_argument("--registration-pin",
+                            help="the user's registration PIN, when the sign-in page asks for one (with --federated)")
         parser.add_argument("--federated", action="store_true",
                             help="expect the Federated policy and sign in through the server's sign-in page")
         parser.add_argument("--hololens", action="store_true", help="present as a HoloLens 2 (OSEdition 136)")
@@ -52,12 +59,17 @@ class Command(BaseCommand):
         parser.add_argument("--unenroll", action="store_true",
                             help="with --checkin: send the 1226 alert of a user removing the work account")
 
-    def handle(self, *, server, email, password, federated, hololens, device_enrollment, device_id,
-               csr_hash, insecure, ca_file, timeout, renew, checkin, digest, unenroll, **options):
+    def handle(self, *, server, email, password, pin, federated, hololens, device_enrollment, device_id,
+               csr_hash, insecure, ca_file, timeout, renew, checkin, digest, unenroll, registration_pin, **options):
         as_json = options["json"]
+        if pin is not None and (federated or hololens or device_enrollment):
+            raise CommandError("--pin enrolls a PC as a provisioning package does: on-premise, user (Full) enrollment; "
+                               "it does not go with --federated, --hololens or --device-enrollment")
         if (digest or unenroll) and not checkin:
             raise CommandError("--digest and --unenroll go with --checkin")
-        if password is None:
+        if pin is not None:
+            password = pin
+        elif password is None:
             if not sys.stdin.isatty():
                 raise CommandError("--password is required when not run from a terminal")
             password = getpass.getpass(f"Password for {email}: ")
@@ -65,7 +77,8 @@ class Command(BaseCommand):
             simulator = Simulator(
                 server, email, password, federated=federated, hololens=hololens,
                 device_enrollment=device_enrollment, device_id=device_id, verify_tls=not insecure,
-                ca_file=ca_file, csr_hash=csr_hash, timeout=timeout,
+                ca_file=ca_file, csr_hash=csr_hash, timeout=timeout, provisioning_package=pin is not None,
+                pin=registration_pin,
             )
             result = simulator.run()
         except SimulatorError as exc:

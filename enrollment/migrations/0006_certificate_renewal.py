@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('enrollment', '0004_management'),
+        ('enrollment', '0005_merge_0004_management_0004_pin_enrollments'),
     ]
 
     operations = [

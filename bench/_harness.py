@@ -1,0 +1,191 @@
+"""What bench/run and the workloads share: preparing the services, reporting rows, the final table.
+
+bench/run calls the command-line side (`python -m bench._harness prepare|port|wait|table`);
+workloads import `setup_django`, `server_url`, `workers`, `report`, `log`, `median_seconds`.
+
+A workload reports rows by appending JSON lines to the file named by BENCH_RESULTS; bench/run turns
+all of them into one table once every workload has run.
+"""
+import json
+import os
+import socket
+import statistics
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+COLUMNS = ("workload", "figure", "target", "floor (same run)", "result")
+
+
+class BenchError(Exception):
+    """A setup problem the operator must fix; printed without a traceback."""
+
+
+# --- for workloads -------------------------------------------------------------------------------
+
+def setup_django():
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mdmportal.settings")
+    import django
+
+    django.setup()
+
+
+def server_url(profile):
+    """Base URL of the bench server started for `profile` (bench/run exports BENCH_URL_<PROFILE>)."""
+    name = f"BENCH_URL_{profile.upper()}"
+    url = os.environ.get(name, "")
+    if not url:
+        raise BenchError(f"{name} is not set: run the workloads through bench/run, which starts the servers")
+    if urllib.parse.urlsplit(url).hostname not in LOCAL_HOSTS:
+        raise BenchError(f"{name}={url} is not on 127.0.0.1: the benchmarks only talk to this machine")
+    return url
+
+
+def workers():
+    """gunicorn workers per bench server."""
+    return int(os.environ.get("BENCH_WORKERS") or os.cpu_count() or 1)
+
+
+def cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def report(workload, figure, target="", floor="", result=""):
+    """One row of the final table."""
+    row = dict(zip(COLUMNS, (workload, figure, target, floor, result)))
+    path = os.environ.get("BENCH_RESULTS")
+    if path:
+        with open(path, "a", encoding="utf-8") as results:
+            results.write(json.dumps(row) + "\n")
+    log(" | ".join(str(value) for value in row.values()))
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def median_seconds(function, repeat):
+    """Median wall time of `repeat` calls of function()."""
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+# --- for bench/run ---------------------------------------------------------------------------------
+
+def _require_local(variable, url):
+    host = urllib.parse.urlsplit(url).hostname
+    if host not in LOCAL_HOSTS:
+        raise BenchError(f"{variable} points at {host!r}: the benchmarks only talk to 127.0.0.1")
+
+
+def prepare(recreate):
+    """Check that PostgreSQL and Redis answer; (re)create the bench database."""
+    import psycopg
+    import redis
+
+    database_url = os.environ["DATABASE_URL"]
+    redis_url = os.environ["REDIS_URL"]
+    _require_local("DATABASE_URL", database_url)
+    _require_local("REDIS_URL", redis_url)
+    parts = urllib.parse.urlsplit(database_url)
+    if parts.scheme not in ("postgres", "postgresql", "pgsql"):
+        raise BenchError(f"DATABASE_URL must be a PostgreSQL URL (postgres://...), not {parts.scheme}://")
+    name = parts.path.lstrip("/")
+    if not name:
+        raise BenchError("DATABASE_URL names no database")
+    maintenance = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
+    try:
+        with psycopg.connect(maintenance, autocommit=True, connect_timeout=5) as connection:
+            exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+            if exists and recreate:
+                connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+                exists = None
+            if not exists:
+                connection.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as error:
+        raise BenchError(f"PostgreSQL is not reachable at {parts.hostname}:{parts.port or 5432} "
+                         f"({str(error).strip().splitlines()[0]}); start it or set DATABASE_URL") from None
+    try:
+        redis.Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=3).ping()
+    except redis.RedisError as error:
+        raise BenchError(f"Redis is not reachable at {redis_url} ({error}); start it or set REDIS_URL") from None
+    log(f"database {name} {'re-created' if recreate else 'ready'}; Redis answers at {redis_url}")
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_serving(url, pid, timeout):
+    """Poll the discovery probe until the server answers 200; fail if its process died."""
+    deadline = time.monotonic() + timeout
+    probe = url.rstrip("/") + "/EnrollmentServer/Discovery.svc"
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            raise BenchError(f"the server for {url} exited while starting") from None
+        try:
+            with urllib.request.urlopen(probe, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    raise BenchError(f"the server for {url} did not answer within {timeout} s")
+
+
+def table(results_path, failed):
+    """The Markdown table of every reported row, plus one row per workload that failed."""
+    rows = []
+    if os.path.exists(results_path):
+        with open(results_path, encoding="utf-8") as results:
+            rows = [json.loads(line) for line in results if line.strip()]
+    for name in failed:
+        rows.append(dict(zip(COLUMNS, (name, "—", "—", "—", "FAILED (see its output above)"))))
+    cells = [list(COLUMNS)] + [[str(row.get(column, "")) for column in COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+
+    def line(values):
+        return "| " + " | ".join(value.ljust(width) for value, width in zip(values, widths)) + " |"
+
+    lines = [line(cells[0]), "|" + "|".join("-" * (width + 2) for width in widths) + "|"]
+    lines += [line(values) for values in cells[1:]]
+    return "\n".join(lines)
+
+
+def main(argv):
+    command, *args = argv
+    if command == "prepare":
+        prepare(recreate=args == ["--recreate"])
+    elif command == "port":
+        print(free_port())
+    elif command == "wait":
+        url, pid, timeout = args
+        wait_until_serving(url, int(pid), float(timeout))
+    elif command == "table":
+        results_path, *failed = args
+        print(table(results_path, failed))
+    else:
+        raise BenchError(f"unknown command {command!r}")
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except BenchError as error:
+        print(f"bench: {error}", file=sys.stderr)
+        sys.exit(2)
