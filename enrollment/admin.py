@@ -80,7 +80,7 @@ class DeviceAdmin(DeviceActionsMixin, admin.ModelAdmin):
                                             "os_version", "os_edition", "os_platform", "architecture", "total_ram_mb",
                                             "hardware_data_excerpt", "inventory_at"]}),
         ("Certificate", {"fields": ["certificate_serial", "certificate_thumbprint", "certificate_not_after",
-                                    "revoked_at"]}),
+                                    "certificate_renewed_at", "previous_certificate_serial", "revoked_at"]}),
         ("Enrollment request", {"fields": ["context_table"]}),
     ]
 

@@ -102,6 +102,12 @@ class Device(models.Model):
     certificate_thumbprint = models.CharField(max_length=40, unique=True,
                                               help_text="Uppercase hex SHA-1 of the DER certificate")
     certificate_not_after = models.DateTimeField()
+    certificate_renewed_at = models.DateTimeField(null=True, blank=True, help_text="Last ROBO renewal")
+    previous_certificate_serial = models.CharField(
+        max_length=64, blank=True, db_index=True, editable=False,
+        help_text="The certificate the last renewal replaced, accepted until the device presents the new one",
+    )
+    previous_certificate_thumbprint = models.CharField(max_length=40, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
     context_items = models.JSONField(
         default=list, blank=True,
@@ -164,6 +170,37 @@ class Device(models.Model):
             raise InvalidTransition(self.status, self.Status.REPLACED)
         self.status, self.replaced_by, self.revoked_at = self.Status.REPLACED, by, timezone.now()
         self.save(update_fields=["status", "replaced_by", "revoked_at"])
+
+    def renew_certificate(self, *, serial, thumbprint, not_after, renewed_from):
+        """A ROBO renewal (brief §6, enrollment/renewal.py) issued the certificate `serial` to replace
+        the one whose serial is `renewed_from`.
+
+        Windows swaps to the new certificate as soon as it reads our answer; if the answer is lost
+        on the way, the device keeps the old one. So the certificate it renewed from stays accepted
+        (the "previous" one) until the device first presents the new one (confirm_certificate), and
+        a renewal signed by that previous certificate again replaces the new certificate the device
+        never received. Any other certificate no longer counts."""
+        if self.status != self.Status.ENROLLED or self.revoked_at is not None:
+            raise InvalidTransition(self.status, "renewed")
+        if renewed_from == self.certificate_serial:
+            self.previous_certificate_serial = self.certificate_serial
+            self.previous_certificate_thumbprint = self.certificate_thumbprint
+        elif not renewed_from or renewed_from != self.previous_certificate_serial:
+            raise InvalidTransition("renewed from a certificate it does not hold", "renewed")
+        self.certificate_serial, self.certificate_thumbprint, self.certificate_not_after = serial, thumbprint, not_after
+        self.certificate_renewed_at = timezone.now()
+        self.save(update_fields=["certificate_serial", "certificate_thumbprint", "certificate_not_after",
+                                 "certificate_renewed_at", "previous_certificate_serial",
+                                 "previous_certificate_thumbprint"])
+
+    def confirm_certificate(self):
+        """The device presented its current certificate: the one it was renewed from is retired for
+        good. Returns the retired serial, or "" when there was none."""
+        retired = self.previous_certificate_serial
+        if retired:
+            self.previous_certificate_serial = self.previous_certificate_thumbprint = ""
+            self.save(update_fields=["previous_certificate_serial", "previous_certificate_thumbprint"])
+        return retired
 
     def mark_unenrolled(self):
         """The user removed the work account (1226 unenrollment alert): the certificate is revoked and

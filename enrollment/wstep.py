@@ -75,10 +75,6 @@ def parse_request(body):
         raise SoapFault(Fault.MESSAGE_FORMAT, BAD_REQUEST, log_detail=f"body element {body.tag}")
     token_type = soap.text(body, f"{{{WST_NS}}}TokenType")
     request_type = soap.text(body, f"{{{WST_NS}}}RequestType")
-    if request_type == RENEW:
-        # Renewal (brief §6) is not served yet, and the provisioning document does not offer it.
-        raise SoapFault(Fault.AUTHORIZATION, "This server does not renew certificates yet: enroll again.",
-                        error_type=ErrorType.NOT_ELIGIBLE_TO_RENEW, log_detail="Renew request")
     if token_type != TOKEN_TYPE or request_type != ISSUE:
         raise SoapFault(Fault.MESSAGE_FORMAT, BAD_REQUEST,
                         log_detail=f"TokenType {token_type!r} RequestType {request_type!r}")
@@ -226,9 +222,16 @@ def _enroll(identity, token_request, csr, ip):
     return device, document
 
 
-def issue(identity, token_request, csr):
+def is_renewal(body):
+    """Is this RST a renewal (RequestType Renew, brief §6; served by enrollment/renewal.py)?"""
+    return (etree.QName(body) == etree.QName(WST_NS, "RequestSecurityToken")
+            and soap.text(body, f"{{{WST_NS}}}RequestType") == RENEW)
+
+
+def issue_certificate(public_key, common_name):
+    """A device certificate and the active (root, issuing) chain; CA trouble becomes the right fault."""
     try:
-        certificate = ca.issue_device_certificate(csr.public_key, token_request.device_id)
+        certificate = ca.issue_device_certificate(public_key, common_name)
         root, issuing = ca.active_chain()
     except ca.CaNotInitialised:
         raise SoapFault(Fault.ENROLLMENT_SERVER, "The enrollment server is not set up yet. Contact your "
@@ -238,6 +241,11 @@ def issue(identity, token_request, csr):
                         "Contact your administrator.", log_detail=f"CA: {exc}") from None
     except ValueError as exc:
         raise SoapFault(Fault.CERTIFICATE_REQUEST, BAD_CSR, log_detail=f"issue: {exc}") from None
+    return certificate, root, issuing
+
+
+def issue(identity, token_request, csr):
+    certificate, root, issuing = issue_certificate(csr.public_key, token_request.device_id)
     organisation = Organisation.get()
     document = provisioning.build_document(
         root=root, issuing=issuing, device_cert=certificate,
@@ -249,6 +257,8 @@ def issue(identity, token_request, csr):
         management_url=organisation.base_url + settings.ENROLLMENT_MANAGEMENT_PATH,
         client_secret=secrets.token_urlsafe(24),
         server_secret=secrets.token_urlsafe(24),
+        renew_period_days=settings.ENROLLMENT_RENEW_PERIOD_DAYS,
+        retry_interval_days=settings.ENROLLMENT_RENEW_RETRY_DAYS,
     )
     return certificate, document
 

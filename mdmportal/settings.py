@@ -189,6 +189,13 @@ ENROLLMENT_WIPE_LIMIT = env.int("ENROLLMENT_WIPE_LIMIT", default=10)
 CA_KEY_PASSPHRASE = env("CA_KEY_PASSPHRASE", default="")
 # Lifetime of issued device certificates (brief §5: one year by default).
 DEVICE_CERT_VALIDITY_DAYS = env.int("DEVICE_CERT_VALIDITY_DAYS", default=365)
+# ROBO certificate renewal (brief §5.1 WSTEP/Renew, §6; enrollment/renewal.py). Windows asks for a new
+# certificate this many days before its certificate expires (written into the provisioning document at
+# enrollment, so a change reaches only devices enrolled afterwards) and retries every RETRY days until
+# it expires; the server renews only inside that window. Windows wants 1 <= RETRY <= PERIOD <= 1000,
+# and PERIOD must stay below the validity or devices would renew at every check.
+ENROLLMENT_RENEW_PERIOD_DAYS = env.int("ENROLLMENT_RENEW_PERIOD_DAYS", default=60)
+ENROLLMENT_RENEW_RETRY_DAYS = env.int("ENROLLMENT_RENEW_RETRY_DAYS", default=4)
 
 # Windows Autopilot: the Microsoft Entra tenant written into offline profile files
 # (AutopilotConfigurationFile.json), its id (a GUID) and its domain (contoso.onmicrosoft.com).
