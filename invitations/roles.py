@@ -30,9 +30,14 @@ def role_permissions(role):
 
 
 def sync_roles(sender=None, **kwargs):
+    from django.apps import apps
     from django.contrib.auth.models import Group
 
-    if sender is not None and sender.name != "invitations":
+    # post_migrate is sent once per app, in INSTALLED_APPS order, and each app's permissions are created
+    # by its own signal: only after the last app's are they all there (enrollment and autopilot come
+    # after invitations), so a fresh install would otherwise give the roles no device permissions.
+    last_app = [config for config in apps.get_app_configs() if config.models_module is not None][-1]
+    if sender is not None and sender.label != last_app.label:
         return
     for role in ROLES:
         group, _ = Group.objects.get_or_create(name=role)

@@ -34,6 +34,24 @@ def in_process_tasks(request, settings):
 
 
 @pytest.fixture
+def http_live_server(settings, transactional_db):
+    """A live server on plain HTTP (the test client's settings), for real clients: the device simulator,
+    the browser tests.
+
+    pytest-django's `live_server` is session-wide and builds its middleware stack when it starts, so
+    it would keep the HTTPS redirect and secure-only cookies of the default settings; this one starts
+    after the plain-HTTP settings below are in place."""
+    from pytest_django.live_server_helper import LiveServer
+
+    settings.SECURE_SSL_REDIRECT = False
+    settings.CSRF_COOKIE_SECURE = False
+    settings.SESSION_COOKIE_SECURE = False
+    server = LiveServer("localhost:0")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def organisation(db):
     return OrganisationFactory()
 
