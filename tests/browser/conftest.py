@@ -14,7 +14,11 @@ from tests.services import service_missing
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; never a browser downloaded by `playwright install`
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
+VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800},
+             "console": {"width": 1440, "height": 900}}
+# The console's navigation sidebar starts closed (Django admin keeps that choice in localStorage), as an
+# administrator reading a wide table has it: the device list's columns then fit on the page.
+CLOSED_NAV_SIDEBAR = "localStorage.setItem('django.admin.navSidebarIsOpen', 'false')"
 
 
 @pytest.fixture(scope="package")
@@ -53,13 +57,16 @@ def portal(http_live_server, settings, organisation):
 
 @pytest.fixture
 def open_page(browser, portal):
-    """Opens a page in a new browser context: `open_page("phone")`, `open_page(java_script_enabled=False)`."""
+    """Opens a page in a new browser context: `open_page("phone")`, `open_page("console")` for the console,
+    `open_page(java_script_enabled=False)`."""
     contexts = []
 
     def open_page(viewport="desktop", **options):
         options = {"locale": "en-US", **options}
         context = browser.new_context(base_url=portal.url, viewport=VIEWPORTS[viewport], **options)
         context.set_default_timeout(10_000)
+        if viewport == "console":
+            context.add_init_script(CLOSED_NAV_SIDEBAR)
         contexts.append(context)
         return context.new_page()
 

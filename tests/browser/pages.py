@@ -60,3 +60,30 @@ def assert_fits_horizontally(page, locator):
     box = locator.bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= width, (box, width)
     assert locator.evaluate("element => element.scrollWidth <= element.clientWidth")
+
+
+def assert_enrollment_page(page, user, enrollment_url):
+    """Everything a user needs to enroll, visible on the page whatever the viewport."""
+    heading = page.get_by_role("heading", name="Enroll your device", exact=True)
+    expect(heading).to_be_visible()
+    header = page.locator(".site-header").bounding_box()
+    assert heading.bounding_box()["y"] - (header["y"] + header["height"]) >= 16, "the title touches the header"
+    server_address = page.locator("#server-address")
+    expect(server_address).to_have_text(enrollment_url)
+    expect(server_address).to_be_in_viewport()
+    assert_fits_horizontally(page, server_address)
+    expect(page.locator(".details")).to_contain_text(user.email)
+    expect(page.get_by_role("heading", name="Windows 10 and Windows 11")).to_be_visible()
+    expect(page.get_by_role("heading", name="HoloLens 2")).to_be_visible()
+    expect(page.locator("#windows-title + .steps > li")).to_have_count(7)
+    expect(page.locator("#hololens-title + .steps > li")).to_have_count(6)
+    expect(page.get_by_role("link", name="Enroll this device")).to_be_visible()
+    assert enrollment_link_values(page) == {"mode": "mdm", "username": user.enrollment_username,
+                                            "servername": enrollment_url}
+
+
+def assert_copy_button_copies(page, text):
+    """The Copy button puts `text` on the clipboard and says so (the context must allow the clipboard)."""
+    page.get_by_role("button", name="Copy", exact=True).click()
+    expect(page.locator(".copy-status")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == text

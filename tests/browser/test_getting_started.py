@@ -9,7 +9,7 @@ pytestmark = pytest.mark.browser
 
 
 def test_new_full_administrator_sets_up_the_organisation_and_invites_the_first_users(open_page, full_admin):
-    page = open_page()
+    page = open_page("console")
     sign_in_console(page, full_admin)
     expect(page.locator("#getting-started")).to_contain_text("Welcome: let's get your organisation ready")
     page.get_by_role("link", name="Start the getting-started wizard").click()
