@@ -7,6 +7,7 @@ or Playwright the tests are skipped with a reason naming what is missing; with C
 import os
 from pathlib import Path
 
+import factory.random
 import pytest
 
 from tests.services import service_missing
@@ -46,6 +47,13 @@ def browser():
             del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(autouse=True)
+def same_fake_data_every_run():
+    """Faker's names and keys repeat from run to run, so regenerated screenshots change only when the
+    pages do."""
+    factory.random.reseed_random("mdmportal browser tests")
 
 
 @pytest.fixture

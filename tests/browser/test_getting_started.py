@@ -17,7 +17,6 @@ def test_new_full_administrator_sets_up_the_organisation_and_invites_the_first_u
     expect(page.get_by_role("heading", name="What is your organisation called?")).to_be_visible()
     expect(page.locator(".wizard-steps [aria-current=step]")).to_have_text("Organisation")
     page.get_by_label("Organisation name").fill("Fabrikam")
-    screenshot(page, "wizard-organisation")
     page.get_by_role("button", name="Next").click()
 
     expect(page.get_by_role("heading", name="Which host name do devices enroll with?")).to_be_visible()
