@@ -122,6 +122,14 @@ def step_summary(enrolled):
     return ", ".join(f"{name} {statistics.mean(times) * 1000:.0f} ms" for name, times in steps.items())
 
 
+def set_auth_policy(policy):
+    """The organisation's sign-in method (a console setting, read by every request): the modes run one
+    after the other against the shared database."""
+    from invitations.models import Organisation
+
+    Organisation.objects.filter(pk=Organisation.get().pk).update(auth_policy=policy)
+
+
 def run_mode(label, profile, federated, method, run_id, password_hash):
     from bench._hashers import hashes_counted
 
@@ -129,6 +137,7 @@ def run_mode(label, profile, federated, method, run_id, password_hash):
     hash_log = os.environ.get(f"BENCH_HASH_LOG_{profile.upper()}", "")
     if not hash_log:
         raise BenchError(f"BENCH_HASH_LOG_{profile.upper()} is not set: run this through bench/run")
+    set_auth_policy(profile)
     warm = clients()
     users = seed_users(run_id, profile, ENROLLMENTS + warm, password_hash)
     keys = new_keys(ENROLLMENTS + warm)

@@ -1,28 +1,92 @@
-"""Console pages for enrolled devices: a filtered list and a read-only detail page. Devices are
-created only by enrollment, never by hand."""
-from django.contrib import admin
+"""Console pages for enrolled devices (a filtered list and a read-only detail page with the command
+queue; devices are created only by enrollment, never by hand), device commands, registration PINs
+and provisioning-package PIN enrollments."""
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 
-from .models import Device, RegistrationPin
+from invitations.models import AuditEvent, InvalidTransition
+from mdmportal.console import client_ip
+
+from . import commands, ppkg, wcd
+from .console_forms import PinEnrollmentForm
+from .models import Device, DeviceCommand, PinEnrollment, RegistrationPin
+
+
+def _result(command):
+    text = command.result_data or command.note
+    return Truncator(text).chars(80) if text else "—"
+
+
+class DeviceCommandInline(admin.TabularInline):
+    """The device's queue and history, newest first (issue 4 item 3)."""
+
+    model = DeviceCommand
+    verbose_name_plural = "Commands (queue and history)"
+    fields = ["sequence", "verb", "target", "status", "status_code", "result", "source", "queued_by", "created_at",
+              "sent_at", "completed_at", "expires_at", "cancel_link"]
+    readonly_fields = fields
+    ordering = ["-pk"]
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    @admin.display(description="#")
+    def sequence(self, command):
+        return command.pk
+
+    @admin.display(description="Result")
+    def result(self, command):
+        return _result(command)
+
+    @admin.display(description="")
+    def cancel_link(self, command):
+        if command.status != DeviceCommand.Status.QUEUED:
+            return ""
+        return format_html('<a class="button" href="{}">Cancel</a>',
+                           reverse("admin:enrollment_devicecommand_cancel", args=[command.pk]))
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("queued_by")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "kind", "user", "status", "method", "enrollment_type", "os_version", "enrolled_at",
-                    "last_seen_at"]
-    list_filter = ["kind", "status", "method", "enrollment_type", ("user", admin.RelatedOnlyFieldListFilter)]
+    list_display = ["__str__", "kind", "user", "status", "method", "enrollment_type", "os_version", "model",
+                    "enrolled_at", "last_seen_at"]
+    list_filter = ["kind", "status", "method", "enrollment_type", ("user", admin.RelatedOnlyFieldListFilter),
+                   ("pin_enrollment", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "device_id", "hw_dev_id", "user__email", "upn", "certificate_serial",
-                     "certificate_thumbprint"]
+                     "certificate_thumbprint", "serial_number", "model"]
     list_select_related = ["user"]
     date_hierarchy = "enrolled_at"
     fieldsets = [
-        (None, {"fields": ["name", "kind", "status", "user", "upn", "method", "enrollment_type", "enrolled_at",
-                           "last_seen_at", "replaced_by"]}),
-        ("Hardware and system", {"fields": ["device_id", "hw_dev_id", "os_version", "os_edition"]}),
+        (None, {"fields": ["name", "kind", "status", "user", "upn", "method", "pin_enrollment", "enrollment_type",
+                           "enrolled_at", "last_seen_at", "login_status", "unenrolled_at", "replaced_by"]}),
+        ("Hardware and system", {"fields": ["device_id", "hw_dev_id", "manufacturer", "model", "serial_number",
+                                            "os_version", "os_edition", "os_platform", "architecture", "total_ram_mb",
+                                            "hardware_data_excerpt", "inventory_at"]}),
         ("Certificate", {"fields": ["certificate_serial", "certificate_thumbprint", "certificate_not_after",
                                     "revoked_at"]}),
         ("Enrollment request", {"fields": ["context_table"]}),
     ]
+
+    inlines = [DeviceCommandInline]
+
+    @admin.display(description="DeviceHardwareData")
+    def hardware_data_excerpt(self, device):
+        return Truncator(device.hardware_data).chars(60) if device.hardware_data else "—"
 
     @admin.display(description="Context items")
     def context_table(self, device):
@@ -57,3 +121,237 @@ class RegistrationPinAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(PinEnrollment)
+class PinEnrollmentAdmin(admin.ModelAdmin):
+    """Provisioning-package enrollments (issue 6). Creating one or regenerating its PIN shows the PIN
+    once, with its Windows Configuration Designer project; it is stored only as a hash, so later the
+    project can be rebuilt only by typing the PIN again."""
+
+    form = PinEnrollmentForm
+    list_display = ["name", "upn", "owner", "usage", "expires_at", "status_display"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "upn", "owner__email"]
+    list_select_related = ["owner"]
+    autocomplete_fields = ["owner"]
+    change_form_template = "admin/enrollment/pinenrollment/change_form.html"
+    EDITABLE = ["name", "upn", "owner", "configuration_groups", "expires_at", "max_devices"]
+    SHOWN = ["status_display", "usage", "lock_state", "created_by", "created_at", "pin_changed_at", "revoked_at",
+             "devices_table"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_device_count()
+
+    def get_fields(self, request, obj=None):
+        return self.EDITABLE if obj is None else [*self.EDITABLE, *self.SHOWN]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The UPN is in every package built for it: changing it would orphan them.
+        return [] if obj is None else ["upn", *self.SHOWN]
+
+    def has_delete_permission(self, request, obj=None):
+        # Devices keep pointing at the enrollment they came from: revoke instead.
+        return False
+
+    @admin.display(description="used / maximum")
+    def usage(self, pin_enrollment):
+        return f"{pin_enrollment.used_count()} / {pin_enrollment.max_devices}"
+
+    @admin.display(description="status")
+    def status_display(self, pin_enrollment):
+        return pin_enrollment.status
+
+    @admin.display(description="wrong PINs")
+    def lock_state(self, pin_enrollment):
+        if pin_enrollment.is_locked:
+            return format_html("<strong>Locked until {}</strong> (lockout {} in a row)",
+                               pin_enrollment.locked_until.strftime("%Y-%m-%d %H:%M %Z"), pin_enrollment.lockouts)
+        return f"{pin_enrollment.failed_attempts} since the last right PIN"
+
+    @admin.display(description="enrolled devices")
+    def devices_table(self, pin_enrollment):
+        devices = list(pin_enrollment.devices.select_related("user")[:50])
+        if not devices:
+            return "—"
+        rows = format_html_join("", "<tr><td><a href=\"{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (reverse("admin:enrollment_device_change", args=[d.pk]), d, d.device_id, d.get_status_display(),
+             d.enrolled_at.strftime("%Y-%m-%d %H:%M")) for d in devices))
+        all_url = reverse("admin:enrollment_device_changelist") + f"?pin_enrollment__id__exact={pin_enrollment.pk}"
+        return format_html('<table><tr><th>Name</th><th>DeviceID</th><th>Status</th><th>Enrolled</th></tr>{}</table>'
+                           '<p><a href="{}">All devices of this PIN enrollment</a></p>', rows, all_url)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            AuditEvent.record(request.user, "pin_enrollment.changed", obj, ip=client_ip(request),
+                              detail={"fields": form.changed_data})
+            return
+        # In memory only, for the one-time page that response_add renders.
+        obj.issued_pin = ppkg.issue(obj, actor=request.user, ip=client_ip(request))
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return self._pin_page(request, obj, obj.issued_pin, created=True)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        pin_enrollment = self.get_object(request, object_id)
+        extra_context = {
+            **(extra_context or {}),
+            "can_manage": pin_enrollment is not None and self.has_change_permission(request, pin_enrollment),
+            "alerts": AuditEvent.objects.filter(action="pin_enrollment.locked", target_type=PinEnrollment._meta.label,
+                                                target_id=str(object_id))[:5],
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        views = [
+            ("regenerate/", self.regenerate_view, "regenerate"),
+            ("revoke/", self.revoke_view, "revoke"),
+            ("unlock/", self.unlock_view, "unlock"),
+            ("wcd-project/", self.wcd_project_view, "wcd_project"),
+        ]
+        return [path(f"<int:pk>/{route}", self.admin_site.admin_view(view), name=f"enrollment_pinenrollment_{name}")
+                for route, view, name in views] + super().get_urls()
+
+    def _managed(self, request, pk):
+        pin_enrollment = get_object_or_404(PinEnrollment.objects.with_device_count(), pk=pk)
+        if not self.has_change_permission(request, pin_enrollment):
+            raise PermissionDenied
+        return pin_enrollment
+
+    def _back(self, pin_enrollment):
+        return redirect("admin:enrollment_pinenrollment_change", pin_enrollment.pk)
+
+    def _confirm(self, request, pin_enrollment, title, explanation, button):
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "title": title,
+                   "pin_enrollment": pin_enrollment, "explanation": explanation, "button": button}
+        return TemplateResponse(request, "admin/enrollment/pinenrollment/confirm.html", context)
+
+    def _pin_page(self, request, pin_enrollment, pin, *, created):
+        context = {
+            **self.admin_site.each_context(request), "opts": self.opts, "pin_enrollment": pin_enrollment,
+            "pin": pin, "created": created, "discovery_url": ppkg.discovery_url(),
+            "title": "PIN enrollment created" if created else "New PIN",
+        }
+        return TemplateResponse(request, "admin/enrollment/pinenrollment/pin_once.html", context)
+
+    def regenerate_view(self, request, pk):
+        pin_enrollment = self._managed(request, pk)
+        if request.method != "POST":
+            return self._confirm(request, pin_enrollment, "Regenerate the PIN?",
+                                 "Packages built with the current PIN stop enrolling devices at once; devices "
+                                 "already enrolled stay enrolled. You get the new PIN and a new project to rebuild "
+                                 "the package.",
+                                 "Yes, make a new PIN")
+        try:
+            pin = ppkg.regenerate(pin_enrollment, actor=request.user, ip=client_ip(request))
+        except InvalidTransition:
+            self.message_user(request, "A revoked PIN enrollment gets no new PIN.", messages.ERROR)
+            return self._back(pin_enrollment)
+        return self._pin_page(request, pin_enrollment, pin, created=False)
+
+    def revoke_view(self, request, pk):
+        pin_enrollment = self._managed(request, pk)
+        if request.method != "POST":
+            return self._confirm(request, pin_enrollment, "Revoke this PIN enrollment?",
+                                 "Its packages stop enrolling devices for good; devices already enrolled stay "
+                                 "enrolled.",
+                                 "Yes, revoke it")
+        try:
+            ppkg.revoke(pin_enrollment, actor=request.user, ip=client_ip(request))
+            self.message_user(request, f"{pin_enrollment} is revoked.", messages.SUCCESS)
+        except InvalidTransition:
+            self.message_user(request, "This PIN enrollment was already revoked.", messages.WARNING)
+        return self._back(pin_enrollment)
+
+    def unlock_view(self, request, pk):
+        pin_enrollment = self._managed(request, pk)
+        if request.method != "POST":
+            return self._confirm(request, pin_enrollment, "Unlock this PIN enrollment?",
+                                 "Devices may try its PIN again at once, and the count of wrong PINs starts over. If "
+                                 "someone is guessing the PIN, regenerate it instead.", "Yes, unlock it")
+        try:
+            ppkg.unlock(pin_enrollment, actor=request.user, ip=client_ip(request))
+            self.message_user(request, f"{pin_enrollment} is unlocked.", messages.SUCCESS)
+        except InvalidTransition:
+            self.message_user(request, "This PIN enrollment is not locked.", messages.WARNING)
+        return self._back(pin_enrollment)
+
+    def wcd_project_view(self, request, pk):
+        """The project zip, for the PIN posted with it (the one-time page posts it; later an
+        administrator types it). POST only: the PIN never goes into a URL or a log."""
+        pin_enrollment = self._managed(request, pk)
+        if request.method != "POST":
+            return self._back(pin_enrollment)
+        pin = request.POST.get("pin", "").strip()
+        if not pin_enrollment.is_usable:
+            self.message_user(request, "This PIN enrollment is revoked or expired: a package would not enroll.",
+                              messages.ERROR)
+            return self._back(pin_enrollment)
+        if not ppkg.pin_matches(pin_enrollment, pin):
+            self.message_user(request, "That is not this PIN enrollment's current PIN: no project was made.",
+                              messages.ERROR)
+            return self._back(pin_enrollment)
+        filename, data = wcd.project_zip(pin_enrollment, pin)
+        AuditEvent.record(request.user, "pin_enrollment.project_downloaded", pin_enrollment, ip=client_ip(request))
+        response = HttpResponse(data, content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+
+@admin.action(description="Cancel the selected queued commands", permissions=["change"])
+def cancel_commands(modeladmin, request, queryset):
+    cancelled = 0
+    for command in queryset.filter(status=DeviceCommand.Status.QUEUED):
+        try:
+            commands.cancel(command, request.user, ip=request.META.get("REMOTE_ADDR"))
+            cancelled += 1
+        except InvalidTransition:
+            pass  # sent to the device meanwhile
+    modeladmin.message_user(request, f"Cancelled {cancelled} command(s).", messages.SUCCESS)
+
+
+@admin.register(DeviceCommand)
+class DeviceCommandAdmin(admin.ModelAdmin):
+    """Every device's commands, filterable; commands are queued by actions, policies and inventory."""
+
+    list_display = ["pk", "device", "verb", "target", "status", "status_code", "source", "queued_by", "created_at",
+                    "completed_at"]
+    list_filter = ["status", "verb", "source"]
+    search_fields = ["target", "device__name", "device__device_id", "source"]
+    list_select_related = ["device", "queued_by"]
+    actions = [cancel_commands]
+    readonly_fields = ["device", "verb", "target", "format", "type", "data", "status", "status_code", "result_data",
+                       "result_format", "note", "queued_by", "source", "created_at", "sent_at", "completed_at",
+                       "expires_at", "attempts", "session", "msg_id", "cmd_id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # Commands are never edited; "change" stands for cancelling (the action and the cancel page).
+        return super().has_change_permission(request, obj) if obj is None else False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.cancel_view)
+        return [path("<int:pk>/cancel/", view, name="enrollment_devicecommand_cancel"), *super().get_urls()]
+
+    def cancel_view(self, request, pk):
+        if not super().has_change_permission(request):
+            raise PermissionDenied
+        command = get_object_or_404(DeviceCommand.objects.select_related("device"), pk=pk)
+        device_page = reverse("admin:enrollment_device_change", args=[command.device_id])
+        if request.method == "POST":
+            try:
+                commands.cancel(command, request.user, ip=request.META.get("REMOTE_ADDR"))
+                self.message_user(request, f"Cancelled {command}.", messages.SUCCESS)
+            except InvalidTransition:
+                self.message_user(request, f"{command} was already {command.get_status_display().lower()}.",
+                                  messages.WARNING)
+            return redirect(device_page)
+        context = {**self.admin_site.each_context(request), "command": command, "device_page": device_page,
+                   "title": "Cancel a command", "opts": self.model._meta}
+        return TemplateResponse(request, "admin/enrollment/devicecommand/cancel.html", context)

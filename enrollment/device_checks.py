@@ -25,9 +25,4 @@ def check_enrollment_settings(app_configs, **kwargs):
         errors.append(Error("ENROLLMENT_PROVIDER_ID is empty or not printable", id="enrollment.E103"))
     if not settings.ENROLLMENT_MANAGEMENT_PATH.startswith("/"):
         errors.append(Error("ENROLLMENT_MANAGEMENT_PATH must start with /", id="enrollment.E104"))
-    if settings.ENROLLMENT_REGISTRATION_SECRET not in ("password", "pin"):
-        errors.append(Error(f"ENROLLMENT_REGISTRATION_SECRET is {settings.ENROLLMENT_REGISTRATION_SECRET!r}",
-                            hint="Use password or pin.", id="enrollment.E105"))
-    if not 6 <= settings.ENROLLMENT_PIN_LENGTH <= 12:
-        errors.append(Error("ENROLLMENT_PIN_LENGTH must be between 6 and 12", id="enrollment.E106"))
     return errors

@@ -1,8 +1,9 @@
-"""Device-facing URLs (SOAP/XML, CSRF-exempt). Paths are matched case-insensitively and never get a
+"""Device-facing URLs (SOAP and SyncML, CSRF-exempt). Paths are matched case-insensitively and never get a
 slash redirect: Windows does not follow a 301 (brief §1). Every service URL except the fixed
 autodiscovery one carries the organisation's enrollment key, so regenerating it stops them all."""
 import re
 
+from django.conf import settings
 from django.urls import re_path
 
 from . import federated, views
@@ -29,4 +30,7 @@ urlpatterns = [
     re_path(service("Policy.svc"), views.policy, name="policy"),
     re_path(service("Enrollment.svc"), views.enrollment, name="enrollment"),
     re_path(service("SignIn"), federated.sign_in, name="signin"),
+    # The management address is written into the provisioning document (ADDR), keyless: devices keep
+    # it for their whole enrollment, across enrollment-URL rotations.
+    re_path(rf"^{anycase(settings.ENROLLMENT_MANAGEMENT_PATH.lstrip('/'))}$", views.management, name="management"),
 ]

@@ -4,13 +4,15 @@ import logging
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.urls import reverse
 from lxml import etree
 from lxml.builder import ElementMaker
 
 from invitations.models import Organisation
+from invitations.registration import effective_registration_settings
 
-from . import soap
+from . import ppkg, soap
 from .soap import DISCOVERY_NAMESPACES, DISCOVERY_NS, Fault, SoapFault, text
 
 logger = logging.getLogger(__name__)
@@ -20,7 +22,7 @@ D = ElementMaker(namespace=DISCOVERY_NS, nsmap={None: DISCOVERY_NS})
 ONPREMISE = "OnPremise"
 FEDERATED = "Federated"
 CERTIFICATE = "Certificate"
-# ENROLLMENT_AUTH_POLICY setting -> the AuthPolicy we answer.
+# Organisation.auth_policy -> the AuthPolicy we answer.
 POLICIES = {"onpremise": ONPREMISE, "federated": FEDERATED}
 KNOWN_POLICIES = {p.lower(): p for p in (ONPREMISE, FEDERATED, CERTIFICATE)}
 
@@ -57,6 +59,12 @@ def service_url(base_url, name, key):
     return base_url + reverse(f"enrollment:{name}", kwargs={"key": key})
 
 
+def needs_sign_in_page(email):
+    """Whether the account Windows names in EmailAddress (may be empty) enrolls with PIN and password."""
+    user = get_user_model().objects.for_login(email) if email else None
+    return user is not None and effective_registration_settings(user).needs_sign_in_page
+
+
 def handle(request, envelope, key):
     discover = envelope.body
     ns = etree.QName(discover).namespace
@@ -68,7 +76,25 @@ def handle(request, envelope, key):
         raise SoapFault(Fault.MESSAGE_FORMAT, "The enrollment request is not valid.", log_detail="no request")
     version = enrollment_version(text(request_element, f"{{{ns}}}RequestVersion"))
     offered = offered_policies(request_element, ns)
-    policy = POLICIES[settings.ENROLLMENT_AUTH_POLICY]
+    email = text(request_element, f"{{{ns}}}EmailAddress")
+    organisation = Organisation.get()
+    policy = POLICIES[organisation.auth_policy]
+    if policy == ONPREMISE and needs_sign_in_page(email):
+        # "PIN and password": Windows' on-premise flow (brief §3.1) has a single secret box, whose value
+        # travels as the UsernameToken password, so it cannot carry two secrets. The federated flow
+        # (brief §3.2) opens our sign-in page, which asks for both; its token then stands for them in
+        # GetPolicies and RST. So these users get Federated even when the organisation is on-premise.
+        if FEDERATED not in offered:
+            raise SoapFault(
+                Fault.AUTHORIZATION,
+                "Your account enrolls with a registration PIN and your password, typed on the organisation's "
+                "sign-in page, and this device did not offer web sign-in. Ask your administrator for help.",
+                error_type=soap.ErrorType.NOT_SUPPORTED, log_detail=f"PIN and password user; offered {sorted(offered)}",
+            )
+        policy = FEDERATED
+    if policy not in offered:
+        # Provisioning packages sign in on-premise whatever the organisation's policy (brief §10).
+        policy = ppkg.discovery_policy(offered) or policy
     if policy not in offered:
         raise SoapFault(
             Fault.AUTHORIZATION,
@@ -76,9 +102,8 @@ def handle(request, envelope, key):
             error_type=soap.ErrorType.NOT_SUPPORTED, log_detail=f"offered {sorted(offered)}",
         )
     logger.info("discover: %s answered %s v%s (email %s, OS edition %s)", envelope.activity_id, policy, version,
-                text(request_element, f"{{{ns}}}EmailAddress") or "-",
-                text(request_element, f"{{{ns}}}OSEdition") or "-")
-    base_url = Organisation.get().base_url
+                email or "-", text(request_element, f"{{{ns}}}OSEdition") or "-")
+    base_url = organisation.base_url
     result = D.DiscoverResult(
         D.AuthPolicy(policy),
         D.EnrollmentVersion(version),

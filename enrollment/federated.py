@@ -11,9 +11,12 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from invitations import lockout
 from invitations.models import AuditEvent
+from invitations.registration import effective_registration_settings
 
 from . import auth
+from .soap import SoapFault
 from .views import RETIRED_MESSAGE, key_state
 
 logger = logging.getLogger(__name__)
@@ -24,8 +27,25 @@ MAX_APPRU = 2048
 
 class SignInForm(forms.Form):
     username = forms.CharField(label="Email or user name", max_length=254)
-    password = forms.CharField(label="Password", strip=False, widget=forms.PasswordInput, max_length=4096)
     appru = forms.CharField(widget=forms.HiddenInput, max_length=MAX_APPRU)
+
+    def __init__(self, *args, policy, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.policy = policy
+        if policy.requires_password:
+            self.fields["password"] = forms.CharField(label="Password", strip=False, max_length=4096,
+                                                      widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+        if policy.requires_pin:
+            self.fields["pin"] = forms.CharField(
+                label="Registration PIN", max_length=64,
+                help_text="The one-time PIN from your invitation email or your enrollment page.",
+                widget=forms.PasswordInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+            )
+
+
+def policy_for(identity):
+    user = get_user_model().objects.for_login(identity) if identity else None
+    return effective_registration_settings(user)
 
 
 def valid_appru(value):
@@ -63,28 +83,42 @@ def sign_in(request, key):
             "message": "This page can only be opened by Windows while enrolling a device (invalid return address).",
         }, status=400)
     if request.method == "GET":
-        form = SignInForm(initial={"appru": appru, "username": request.GET.get("login_hint", "")[:254]})
+        hint = request.GET.get("login_hint", "")[:254]
+        form = SignInForm(initial={"appru": appru, "username": hint}, policy=policy_for(hint))
         return render_page(request, "enrollment/signin.html", {"form": form})
-    form = SignInForm(request.POST)
+    form = SignInForm(request.POST, policy=policy_for(request.POST.get("username", "")[:254]))
     error = None
     if form.is_valid():
-        user, error = check_credentials(request, form.cleaned_data["username"], form.cleaned_data["password"])
-        if user is not None:
-            AuditEvent.record(user, "enrollment.signed_in", user, ip=request.META.get("REMOTE_ADDR"))
+        data = form.cleaned_data
+        try:
+            user, pin = check_credentials(request, data["username"], form.policy, data.get("password"), data.get("pin"))
+        except SoapFault as refusal:
+            error = refusal.reason
+            AuditEvent.record(None, "enrollment.signin_failed", ip=request.META.get("REMOTE_ADDR"),
+                              detail={"reason": refusal.log_detail or refusal.reason})
+        else:
+            AuditEvent.record(user, "enrollment.signed_in", user, ip=request.META.get("REMOTE_ADDR"),
+                              detail={"mode": form.policy.mode})
             return render_page(request, "enrollment/signin_done.html", {
-                "appru": appru, "wresult": auth.issue_token(user),
+                "appru": appru, "wresult": auth.issue_token(user, pin),
             })
     return render_page(request, "enrollment/signin.html", {"form": form, "error": error}, status=200)
 
 
-def check_credentials(request, identity, password):
-    """(user, None) or (None, message for the page). One password hash, through django-axes."""
-    user = get_user_model().objects.for_login(identity)
-    authenticated, locked_out = auth.authenticate_with_lockout(request, user.email if user else identity, password)
-    if locked_out:
-        return None, auth.LOCKED_OUT
-    if authenticated is None:
-        if user is not None and not user.is_active and user.check_password(password):
-            return None, auth.NOT_ALLOWED
-        return None, auth.BAD_CREDENTIALS
-    return authenticated, None
+def check_credentials(request, identity, policy, password, pin):
+    """(user, RegistrationPin or None) when every secret the user's mode needs is right; raises
+    SoapFault (whose reason the page shows) otherwise. Each secret goes through django-axes, and for
+    "PIN and password" the page never says which of the two was wrong."""
+    registration_pin = None
+    try:
+        if policy.requires_password:
+            user = auth.verify_password(request, identity, password, complete=not policy.requires_pin)
+        if policy.requires_pin:
+            user, registration_pin = auth.verify_pin(request, identity, pin, complete=not policy.requires_password)
+    except SoapFault as fault:
+        if policy.requires_password and policy.requires_pin and fault.reason in (auth.BAD_CREDENTIALS, auth.BAD_PIN):
+            fault.reason = auth.BAD_PIN_OR_PASSWORD
+        raise
+    if policy.requires_pin and policy.requires_password:
+        lockout.reset_after_success(request, user.email)
+    return user, registration_pin

@@ -1,5 +1,6 @@
 """Our PKI and the enrolled devices."""
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -72,6 +73,7 @@ class Device(models.Model):
         ONPREMISE = "onpremise", "Password (on-premise)"
         FEDERATED = "federated", "Federated sign-in page"
         PIN = "pin", "One-time registration PIN"
+        PPKG = "ppkg", "Provisioning package"
 
     class Status(models.TextChoices):
         ENROLLED = "enrolled", "Enrolled"
@@ -104,6 +106,10 @@ class Device(models.Model):
         default=list, blank=True,
         help_text="AdditionalContext of the enrollment request as [name, value] pairs, in order (MAC repeats)",
     )
+    pin_enrollment = models.ForeignKey(
+        "PinEnrollment", null=True, blank=True, related_name="devices", on_delete=models.PROTECT,
+        help_text="The provisioning package (PIN enrollment) this device enrolled with",
+    )
     federated_token_id = models.CharField(
         max_length=64, unique=True, null=True, blank=True, editable=False,
         help_text="jti of the sign-in token spent by this enrollment (a token enrolls once)",
@@ -115,7 +121,21 @@ class Device(models.Model):
                                      help_text="b64(md5(provider:secret)) to authenticate to the device")
     client_nonce = models.CharField(max_length=64, editable=False)
     enrolled_at = models.DateTimeField(default=timezone.now, db_index=True)
-    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True, help_text="Last OMA-DM session message")
+    unenrolled_at = models.DateTimeField(null=True, blank=True)
+    login_status = models.CharField(max_length=16, blank=True,
+                                    help_text="Last 1224 com.microsoft/MDM/LoginStatus: user, others or none")
+    # Inventory (brief §7 "Inventory"), collected over OMA-DM by enrollment/inventory.py.
+    manufacturer = models.CharField(max_length=255, blank=True)
+    model = models.CharField(max_length=255, blank=True)
+    serial_number = models.CharField(max_length=255, blank=True, db_index=True)
+    os_platform = models.CharField("OS platform", max_length=255, blank=True)
+    architecture = models.CharField(max_length=32, blank=True)
+    total_ram_mb = models.PositiveIntegerField("RAM (MB)", null=True, blank=True)
+    hardware_data = models.TextField("DeviceHardwareData", blank=True, help_text="Autopilot hardware hash")
+    inventory = models.JSONField(default=dict, blank=True, help_text="Every inventory node read, by LocURI")
+    inventory_requested_at = models.DateTimeField(null=True, blank=True)
+    inventory_at = models.DateTimeField("inventory received", null=True, blank=True)
 
     objects = DeviceQuerySet.as_manager()
 
@@ -136,6 +156,16 @@ class Device(models.Model):
             raise InvalidTransition(self.status, self.Status.REPLACED)
         self.status, self.replaced_by, self.revoked_at = self.Status.REPLACED, by, timezone.now()
         self.save(update_fields=["status", "replaced_by", "revoked_at"])
+
+    def mark_unenrolled(self):
+        """The user removed the work account (1226 unenrollment alert): the certificate is revoked and
+        the queue closed."""
+        if self.status != self.Status.ENROLLED:
+            raise InvalidTransition(self.status, self.Status.UNENROLLED)
+        now = timezone.now()
+        self.status, self.unenrolled_at, self.revoked_at = self.Status.UNENROLLED, now, now
+        self.save(update_fields=["status", "unenrolled_at", "revoked_at"])
+        self.commands.pending().update(status=DeviceCommand.Status.CANCELLED, completed_at=now)
 
 
 class RegistrationPinQuerySet(models.QuerySet):
@@ -180,3 +210,245 @@ class RegistrationPin(models.Model):
             raise InvalidTransition("unusable", "revoked")
         self.revoked_at = timezone.now()
         self.save(update_fields=["revoked_at"])
+
+
+class PinEnrollmentQuerySet(models.QuerySet):
+    def usable(self):
+        """Not revoked and not expired (a locked or used-up one is still "usable" later)."""
+        return self.filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
+
+    def with_device_count(self):
+        return self.annotate(devices_used=models.Count(
+            "devices", filter=~models.Q(devices__status=Device.Status.REPLACED)))
+
+
+class PinEnrollment(models.Model):
+    """Bulk enrollment from a provisioning package (issue 6, brief §10): a service identity (UPN) and
+    a server-generated PIN that a Windows Configuration Designer package carries as
+    Workplace/Enrollments/{UPN}/Secret, so that many devices enroll on-premise with it.
+
+    The PIN is shown once and stored only as a password hash. Devices enrolled with it belong to
+    `owner`; the enrollment stops at `max_devices`, at `expires_at` and when revoked. Repeated wrong
+    PINs lock it for a while, longer each time (enrollment/ppkg.py)."""
+
+    name = models.CharField(max_length=200)
+    upn = models.EmailField(
+        "service identity (UPN)", max_length=254, unique=True,
+        help_text="The name the package signs in with (wsse:Username), e.g. enroll-lab@example.com",
+    )
+    pin_hash = models.CharField(max_length=128, editable=False)
+    pin_generation = models.PositiveIntegerField(
+        default=1, editable=False, help_text="1 for the first PIN, +1 per regeneration (the package version)")
+    pin_changed_at = models.DateTimeField(default=timezone.now, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="pin_enrollments", on_delete=models.PROTECT,
+                              help_text="The user the enrolled devices are attributed to")
+    # Configuration groups (issue 4) are built elsewhere: their names are kept here until the
+    # group model exists, then become a link to it.
+    configuration_groups = models.JSONField(
+        default=list, blank=True, help_text="Names of the configuration groups enrolled devices join")
+    expires_at = models.DateTimeField()
+    max_devices = models.PositiveIntegerField("maximum devices", validators=[MinValueValidator(1)])
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    failed_attempts = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Wrong PINs since the last success or lockout")
+    lockouts = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Lockouts since the PIN was made or unlocked (each lasts longer)")
+    locked_until = models.DateTimeField(null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+                                   on_delete=models.SET_NULL, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PinEnrollmentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = "PIN enrollment"
+
+    def __str__(self):
+        return f"{self.name} ({self.upn})"
+
+    def save(self, *args, **kwargs):
+        # Compared case-insensitively by Windows and by us: stored lower-case so `unique` holds.
+        self.upn = self.upn.strip().lower()
+        super().save(*args, **kwargs)
+
+    @property
+    def is_revoked(self):
+        return self.revoked_at is not None
+
+    @property
+    def is_expired(self):
+        return self.expires_at <= timezone.now()
+
+    @property
+    def is_usable(self):
+        return not self.is_revoked and not self.is_expired
+
+    @property
+    def is_locked(self):
+        return self.locked_until is not None and self.locked_until > timezone.now()
+
+    def used_count(self):
+        """Devices enrolled with it, re-enrollments of the same hardware counted once."""
+        annotated = getattr(self, "devices_used", None)
+        if annotated is not None:
+            return annotated
+        return self.devices.exclude(status=Device.Status.REPLACED).count()
+
+    @property
+    def status(self):
+        if self.is_revoked:
+            return "revoked"
+        if self.is_expired:
+            return "expired"
+        if self.is_locked:
+            return "locked"
+        return "used up" if self.used_count() >= self.max_devices else "active"
+
+    def replace_pin(self, pin_hash):
+        """A new PIN: the old one stops working at once, and so does any lockout."""
+        if self.is_revoked:
+            raise InvalidTransition("revoked", "new PIN")
+        self.pin_hash, self.pin_changed_at = pin_hash, timezone.now()
+        self.pin_generation += 1
+        self.failed_attempts, self.lockouts, self.locked_until = 0, 0, None
+        self.save(update_fields=["pin_hash", "pin_changed_at", "pin_generation", "failed_attempts", "lockouts",
+                                 "locked_until", "updated_at"])
+
+    def revoke(self):
+        if self.is_revoked:
+            raise InvalidTransition("revoked", "revoked")
+        self.revoked_at = timezone.now()
+        self.save(update_fields=["revoked_at", "updated_at"])
+
+    def unlock(self):
+        if not self.is_locked and not self.failed_attempts:
+            raise InvalidTransition("unlocked", "unlocked")
+        self.failed_attempts, self.lockouts, self.locked_until = 0, 0, None
+        self.save(update_fields=["failed_attempts", "lockouts", "locked_until", "updated_at"])
+
+    def record_wrong_pin(self, *, limit, lockout):
+        """Count a wrong PIN (call on a row locked with select_for_update). Returns the lockout
+        duration when this failure locks it, else None. `lockout(n)` is the duration of the n-th."""
+        self.failed_attempts += 1
+        duration = None
+        if self.failed_attempts >= limit:
+            duration = lockout(self.lockouts + 1)
+            self.locked_until = timezone.now() + duration
+            self.lockouts += 1
+            self.failed_attempts = 0
+        self.save(update_fields=["failed_attempts", "lockouts", "locked_until"])
+        return duration
+
+    def record_right_pin(self):
+        if self.failed_attempts:
+            self.failed_attempts = 0
+            self.save(update_fields=["failed_attempts"])
+
+class ManagementSession(models.Model):
+    """One OMA-DM session of a device (brief §7): the SessionID it chose, our MsgID counter and what
+    we need to answer a retransmitted message. The commands sent in it point here."""
+
+    class Auth(models.TextChoices):
+        CERTIFICATE = "certificate", "Client certificate"
+        DIGEST = "digest", "OMA-DM digest"
+
+    device = models.ForeignKey(Device, related_name="sessions", on_delete=models.CASCADE)
+    session_id = models.CharField("SessionID", max_length=64)
+    auth = models.CharField(max_length=16, choices=Auth.choices)
+    server_msg_id = models.PositiveIntegerField("our last MsgID", default=0)
+    client_msg_id = models.PositiveIntegerField("device's last MsgID", default=0)
+    messages = models.PositiveIntegerField(default=0)
+    last_request_hash = models.CharField(max_length=64, blank=True, editable=False)
+    last_reply = models.BinaryField(blank=True, editable=False)
+    events = models.JSONField(default=list, blank=True, help_text="Alerts the device sent (1224, 1226...)")
+    started_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        indexes = [models.Index(fields=["device", "session_id", "ended_at"])]
+
+    def __str__(self):
+        return f"Session {self.session_id} of {self.device}"
+
+
+class DeviceCommandQuerySet(models.QuerySet):
+    def pending(self):
+        return self.filter(status__in=[DeviceCommand.Status.QUEUED, DeviceCommand.Status.SENT])
+
+    def history(self):
+        return self.exclude(status__in=[DeviceCommand.Status.QUEUED, DeviceCommand.Status.SENT])
+
+
+class DeviceCommand(models.Model):
+    """One OMA-DM command for one device (brief §7 "Command shapes"), queued by an administrator, a
+    policy or the inventory, delivered at the device's next check-in in `pk` order (the sequence), and
+    closed by the device's Status. Created through enrollment.commands.queue()."""
+
+    class Verb(models.TextChoices):
+        GET = "Get"
+        REPLACE = "Replace"
+        ADD = "Add"
+        DELETE = "Delete"
+        EXEC = "Exec"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        SUCCEEDED = "succeeded", "Acknowledged"
+        FAILED = "failed", "Failed"
+        TIMED_OUT = "timed_out", "Timed out"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINAL = {Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.CANCELLED}
+
+    device = models.ForeignKey(Device, related_name="commands", on_delete=models.CASCADE)
+    verb = models.CharField(max_length=8, choices=Verb.choices)
+    target = models.CharField("LocURI", max_length=1024)
+    format = models.CharField(max_length=8, blank=True)
+    type = models.CharField(max_length=255, blank=True)
+    data = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    status_code = models.PositiveIntegerField("device status code", null=True, blank=True)
+    result_data = models.TextField(blank=True)
+    result_format = models.CharField(max_length=16, blank=True)
+    note = models.CharField(max_length=255, blank=True, help_text="Why the server closed it, if it did")
+    queued_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+                                  on_delete=models.SET_NULL)
+    source = models.CharField(max_length=100, blank=True, db_index=True,
+                              help_text='Who asked: "console:reboot", "policy:<id>", "inventory"...')
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times sent")
+    session = models.ForeignKey(ManagementSession, null=True, blank=True, related_name="commands",
+                                on_delete=models.SET_NULL, help_text="The session it was last sent in")
+    msg_id = models.PositiveIntegerField("our MsgID", null=True, blank=True)
+    cmd_id = models.PositiveIntegerField("our CmdID", null=True, blank=True)
+
+    objects = DeviceCommandQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [
+            models.Index(fields=["device", "status"]),
+            models.Index(fields=["session", "msg_id", "cmd_id"]),
+        ]
+
+    def __str__(self):
+        return f"{self.verb} {self.target}"
+
+    @property
+    def is_pending(self):
+        return self.status in (self.Status.QUEUED, self.Status.SENT)
+
+    def cancel(self):
+        """Only a command the device has not been sent yet can be withdrawn."""
+        if self.status != self.Status.QUEUED:
+            raise InvalidTransition(self.status, self.Status.CANCELLED)
+        self.status, self.completed_at = self.Status.CANCELLED, timezone.now()
+        self.save(update_fields=["status", "completed_at"])

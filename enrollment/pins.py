@@ -1,39 +1,56 @@
-"""One-time registration PINs (issue 3 item 3), the secret a user types in Windows' password box
-when the organisation enrolls with PINs instead of account passwords.
+"""One-time registration PINs (issue 3 item 3): the secret a user types instead of, or with, the
+account password when their registration settings ask for one (invitations/registration.py).
 
-Issuing shows the PIN once (the caller puts it in the invitation email or on the enrollment page);
-only a password hash is stored. A PIN proves nothing after it expires, is revoked or has enrolled a
-device. Checking goes through django.contrib.auth.authenticate(), so django-axes locks the account
-and the address after repeated failures exactly as for passwords, and records every failure.
+A PIN is generated here with the user's effective length and lifetime, shown once (in the invitation
+email, or on the user's enrollment page), and stored only as a password hash. It proves nothing after
+it expires, is replaced or has enrolled a device. Checking goes through django.contrib.auth.authenticate(),
+so django-axes locks the account and the address after repeated failures exactly as for passwords.
 """
 import secrets
 import string
-from datetime import timedelta
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
 from django.utils import timezone
 
 from invitations.models import AuditEvent
+from invitations.registration import effective_registration_settings
 
 from .models import RegistrationPin
 
 
-def issue(user, *, actor=None, ip=None):
+class RenewalNotAllowed(Exception):
+    """The user's registration settings do not let them request a PIN themselves."""
+
+
+def issue(user, *, actor=None, ip=None, renewal=False):
     """A new PIN for `user`, replacing any usable one. Returns (RegistrationPin, the PIN in clear)."""
-    raw = "".join(secrets.choice(string.digits) for _ in range(settings.ENROLLMENT_PIN_LENGTH))
+    policy = effective_registration_settings(user)
+    raw = "".join(secrets.choice(string.digits) for _ in range(policy.pin_length))
     with transaction.atomic():
         for previous in RegistrationPin.objects.select_for_update().usable().filter(user=user):
             previous.revoke()
         pin = RegistrationPin.objects.create(
             user=user, pin_hash=make_password(raw), created_by=actor if getattr(actor, "is_authenticated", False)
-            else None, expires_at=timezone.now() + timedelta(hours=settings.ENROLLMENT_PIN_TTL_HOURS),
+            else None, expires_at=timezone.now() + policy.pin_lifetime,
         )
-        AuditEvent.record(actor, "registration_pin.issued", user, ip=ip, detail={"pin": pin.pk,
-                                                                                 "expires_at": pin.expires_at.isoformat()})
+        AuditEvent.record(actor, "registration_pin.renewed" if renewal else "registration_pin.issued", user, ip=ip,
+                          detail={"pin": pin.pk, "expires_at": pin.expires_at.isoformat(), "length": policy.pin_length,
+                                  "group": policy.group.name if policy.group else None})
     return pin, raw
+
+
+def renew(user, *, ip=None):
+    """The user asked for a new PIN on their enrollment page. Raises RenewalNotAllowed."""
+    policy = effective_registration_settings(user)
+    if not (policy.requires_pin and policy.renewal_allowed):
+        raise RenewalNotAllowed(user.pk)
+    return issue(user, actor=user, ip=ip, renewal=True)
+
+
+def usable_pin(user):
+    return RegistrationPin.objects.usable().filter(user=user).first()
 
 
 def matching_pin(user, raw):

@@ -11,6 +11,7 @@ a client that shared the server's literals could not catch a typo in them.
 """
 import base64
 import binascii
+import hashlib
 import http.cookiejar
 import secrets
 import ssl
@@ -630,9 +631,10 @@ def _page_text(html):
     return " ".join(text.split())[:300] or "(empty body)"
 
 
-def fill_sign_in_form(html, page_url, email, password):
+def fill_sign_in_form(html, page_url, email, password, pin=None):
     """The sign-in form filled as a user would: (action URL, form fields). Hidden inputs (the CSRF
-    token among them) are kept; the identity and password fields are filled."""
+    token among them) are kept; the identity and secret fields are filled: a field named "pin" gets
+    the registration PIN, the other secret field the password."""
     check = "sign-in-form"
     _, forms = _forms(html, page_url, check)
     candidates = [f for f in forms if f.xpath(".//input[@type='password']")]
@@ -641,7 +643,11 @@ def fill_sign_in_form(html, page_url, email, password):
     form = candidates[0]
     if (form.method or "GET").upper() != "POST":
         raise SimulatorError(check, "the sign-in form does not use POST")
-    password_fields = form.xpath(".//input[@type='password']")
+    secret_fields = form.xpath(".//input[@type='password']")
+    pin_fields = [f for f in secret_fields if f.get("name") == "pin"]
+    password_fields = [f for f in secret_fields if f.get("name") != "pin"]
+    if pin_fields and pin is None:
+        raise SimulatorError(check, "the sign-in form asks for a registration PIN; pass --pin")
     identity_fields = [
         i for i in form.xpath(".//input[@name]")
         if (i.get("type") or "text").lower() in ("text", "email") and i.get("name")
@@ -649,8 +655,10 @@ def fill_sign_in_form(html, page_url, email, password):
     if not identity_fields:
         raise SimulatorError(check, "the sign-in form has no identity (email or user name) field")
     identity = next((i for i in identity_fields if (i.get("type") or "").lower() == "email"), identity_fields[0])
-    values = [(name, value) for name, value in form.form_values() if name not in (identity.name, password_fields[0].name)]
-    values += [(identity.name, email), (password_fields[0].name, password)]
+    filled = [(identity.name, email)] + [(f.name, password) for f in password_fields[:1]]
+    filled += [(f.name, pin) for f in pin_fields[:1]]
+    values = [(name, value) for name, value in form.form_values() if name not in {n for n, _ in filled}]
+    values += filled
     submit = form.xpath(".//*[(self::input or self::button) and @type='submit' and @name]")
     if submit:
         values.append((submit[0].get("name"), submit[0].get("value") or ""))
@@ -712,19 +720,26 @@ class Simulator:
 
     def __init__(self, base_url, email, password=None, federated=False, hololens=False,
                  device_enrollment=False, device_id=None, verify_tls=True, ca_file=None,
-                 *, csr_hash="sha1", timeout=30, private_key=None):
+                 *, csr_hash="sha1", timeout=30, private_key=None, provisioning_package=False, pin=None):
         self.discovery_url = discovery_url(base_url)
         self.secure = urllib.parse.urlsplit(self.discovery_url).scheme == "https"
         self.email = email
         self.password = password
+        self.pin = pin  # the registration PIN the sign-in page asks for (PIN and password, or PIN only)
         self.federated = federated
         self.hololens = hololens
         self.device_enrollment = device_enrollment
+        # As a provisioning package's Workplace/Enrollments does (brief §10): OnPremise only, the
+        # service UPN and PIN in the UsernameToken, in the background, EnrollmentType Full [U].
+        self.provisioning_package = provisioning_package
+        if provisioning_package and (federated or device_enrollment or hololens):
+            raise SimulatorError("provisioning-package", "a provisioning package enrolls a PC on-premise, Full")
         if device_id is not None and not (len(device_id) == 32 and all(c in "0123456789abcdefABCDEF" for c in device_id)):
             raise SimulatorError("device-id", f"{device_id!r} is not 32 hex digits")
         self.device_id = (device_id or secrets.token_hex(16)).upper()
         self.hw_dev_id = secrets.token_hex(32).upper()
         self.device_name = ("HOLOLENS-" if hololens else "DESKTOP-") + secrets.token_hex(4).upper()[:7]
+        self.serial_number = secrets.token_hex(6).upper()
         self.csr_hash = csr_hash
         self.timeout = timeout
         # Benchmarks pass a pre-generated key so that client-side key generation stays out of the
@@ -742,6 +757,10 @@ class Simulator:
     @property
     def enrollment_type(self):
         return "Device" if self.device_enrollment else "Full"
+
+    @property
+    def offered_policies(self):
+        return ["OnPremise"] if self.provisioning_package else ["OnPremise", "Federated"]
 
     @property
     def os_edition(self):
@@ -829,7 +848,7 @@ class Simulator:
             D.DeviceType("CIMClient_Windows"),
             D.ApplicationVersion(self.application_version),
             D.OSEdition(self.os_edition),
-            D.AuthPolicies(D.AuthPolicy("OnPremise"), D.AuthPolicy("Federated")),
+            D.AuthPolicies(*[D.AuthPolicy(policy) for policy in self.offered_policies]),
         )
         return S.Envelope(self._header(DISCOVER_ACTION, message_id, self.discovery_url), S.Body(D.Discover(request)))
 
@@ -843,7 +862,7 @@ class Simulator:
     def context_items(self):
         """Brief §5 AdditionalContext, as a Windows client of the simulated kind sends them."""
         return [
-            ("UXInitiated", "false" if self.device_enrollment else "true"),
+            ("UXInitiated", "false" if self.device_enrollment or self.provisioning_package else "true"),
             ("HWDevID", self.hw_dev_id),
             ("Locale", "en-US"),
             ("TargetedUserLoggedIn", "true"),
@@ -897,7 +916,7 @@ class Simulator:
         status, headers, page = self._open(self._browser, request, "sign-in-page")
         if status != 200:
             raise SimulatorError("sign-in-page", f"GET {url} answered HTTP {status}: {_page_text(page)}")
-        action, fields = fill_sign_in_form(page, url, self.email, self.password or "")
+        action, fields = fill_sign_in_form(page, url, self.email, self.password or "", self.pin)
         post = urllib.request.Request(action, data=urllib.parse.urlencode(fields).encode(), method="POST", headers={
             "User-Agent": self.BROWSER_AGENT, "Content-Type": "application/x-www-form-urlencoded",
             **form_post_headers(url, action, headers.get("Referrer-Policy")),
@@ -935,6 +954,12 @@ class Simulator:
         subject = provisioning.certificate.subject.rfc4514_string()
         return (key, provisioning, tree), f"certificate {subject} in My/{provisioning.store_location}"
 
+    def checkin(self, result, *, digest=False, unenroll=False):
+        """One OMA-DM session after `result` (from run()): package 1 with the client certificate as
+        nginx forwards it (or the APPSRV digest), a plausible answer to every command, until the
+        server's Status-only reply. Returns a CheckinResult; raises SimulatorError."""
+        return ManagementClient(self, result, digest=digest, unenroll=unenroll).run()
+
     def run(self):
         self.steps, self.responses = [], {}
         self._timed("probe", self.probe)
@@ -951,3 +976,251 @@ class Simulator:
             policy=policy, provisioning=provisioning, private_key=key, provisioning_document=tree,
             responses=dict(self.responses), steps=list(self.steps),
         )
+
+
+# --- OMA-DM check-in (brief §7) ---------------------------------------------------------------------
+# Spelled out again on purpose (see the module docstring): the client's literals are its own.
+
+SYNCML_NS = "SYNCML:SYNCML1.2"
+METINF_NS = "syncml:metinf"
+SYNCML_CONTENT_TYPE = "application/vnd.syncml.dm+xml"
+OMADM_USER_AGENT = "MSFT OMA DM Client/1.2.0.1"
+MANAGEMENT_QUERY = "mode=Maintenance&Platform=WoA"
+LOGIN_STATUS_TYPE = "com.microsoft/MDM/LoginStatus"
+UNENROLL_TYPE = "com.microsoft:mdm.unenrollment.userrequest"
+AUTH_MD5_TYPE = "syncml:auth-md5"
+CLIENT_CERT_HEADER = "X-SSL-Client-Cert"
+SERVER_VERBS = ("Get", "Replace", "Add", "Delete", "Exec", "Atomic", "Sequence")
+MAX_SESSION_MESSAGES = 50
+
+SML = ElementMaker(namespace=SYNCML_NS, nsmap={None: SYNCML_NS})
+MET = ElementMaker(namespace=METINF_NS, nsmap={None: METINF_NS})
+_SML = {"s": SYNCML_NS, "m": METINF_NS}
+
+
+def fake_device_tree(simulator, hololens=False):
+    """A small DevInfo/DevDetail tree of the kind of device simulated (values as Windows reports them)."""
+    tree = {
+        "./DevInfo/DevId": simulator.device_id,
+        "./DevInfo/Man": "Microsoft Corporation",
+        "./DevInfo/Mod": "HoloLens 2" if hololens else "Surface Laptop 5",
+        "./DevInfo/DmV": "1.3",
+        "./DevInfo/Lang": "en-US",
+        "./DevDetail/SwV": simulator.application_version,
+        "./DevDetail/OEM": "Microsoft Corporation",
+        "./DevDetail/HwV": "1.0",
+        "./DevDetail/FwV": "22.11.0",
+        "./DevDetail/DevTyp": "HoloLens 2" if hololens else "Surface Laptop 5",
+        "./DevDetail/Ext/Microsoft/DeviceName": simulator.device_name,
+        "./DevDetail/Ext/Microsoft/DNSComputerName": simulator.device_name,
+        "./DevDetail/Ext/Microsoft/OSPlatform": "Windows Holographic for Business" if hololens else "Windows 11 Pro",
+        "./DevDetail/Ext/Microsoft/SMBIOSSerialNumber": simulator.serial_number,
+        "./DevDetail/Ext/Microsoft/ProcessorArchitecture": "12" if hololens else "9",
+        "./DevDetail/Ext/Microsoft/TotalRAM": "4096" if hololens else "16384",
+        "./DevDetail/Ext/DeviceHardwareData": base64.b64encode(simulator.hw_dev_id.encode()).decode(),
+        "./Vendor/MSFT/DeviceStatus/OS/Edition": simulator.os_edition,
+    }
+    return tree
+
+
+@dataclass
+class ServerMessage:
+    """One reply of the server, as the simulated device read it."""
+
+    msg_id: int
+    header_code: str
+    statuses: list  # (CmdRef, Cmd, code) for our commands
+    commands: list  # (verb, CmdID, LocURI, Format, Data)
+    answers: list = field(default_factory=list)  # our Status code per command, same order
+
+    def describe(self):
+        received = ", ".join(f"{verb} {target}" for verb, _, target, _, _ in self.commands) or "no command (session ends)"
+        return f"message {self.msg_id}: SyncHdr {self.header_code}; {received}"
+
+
+@dataclass
+class CheckinResult:
+    session_id: str
+    auth: str
+    messages: list
+
+    @property
+    def commands(self):
+        return [command for message in self.messages for command in message.commands]
+
+    def as_dict(self):
+        return {
+            "ok": True, "session_id": self.session_id, "auth": self.auth,
+            "messages": [{"msg_id": m.msg_id, "header_status": m.header_code,
+                          "commands": [{"verb": v, "cmd_id": c, "target": t, "format": f, "data": d, "answer": a}
+                                       for (v, c, t, f, d), a in zip(m.commands, m.answers)]}
+                         for m in self.messages],
+        }
+
+
+def appsrv_credentials(tree):
+    """(AAUTHNAME, AAUTHSECRET, AAUTHDATA) of the APPSRV APPAUTH block of a provisioning document."""
+    for block in tree.getroot().iter("characteristic"):
+        if block.get("type") != "APPAUTH":
+            continue
+        parms = _parms(block)
+        if parms.get("AAUTHLEVEL") == "APPSRV":
+            return parms.get("AAUTHNAME") or "", parms.get("AAUTHSECRET") or "", parms.get("AAUTHDATA") or ""
+    raise SimulatorError("checkin-appauth", "the provisioning document has no APPSRV APPAUTH block")
+
+
+def md5_credentials(name, secret, nonce_b64):
+    """OMA-DM syncml:auth-md5: b64(md5(b64(md5("name:secret")) + ":" + nonce))."""
+    inner = base64.b64encode(hashlib.md5(f"{name}:{secret}".encode()).digest())
+    nonce = base64.b64decode(nonce_b64)
+    return base64.b64encode(hashlib.md5(inner + b":" + nonce).digest()).decode()
+
+
+class ManagementClient:
+    """The OMA-DM side of a simulated Windows device: one session per `run()`."""
+
+    def __init__(self, simulator, result, *, digest=False, unenroll=False, hololens=None):
+        self.simulator, self.result = simulator, result
+        self.digest, self.unenroll = digest, unenroll
+        self.tree = fake_device_tree(simulator, simulator.hololens if hololens is None else hololens)
+        self.name, self.secret, self.nonce = appsrv_credentials(result.provisioning_document)
+        url = result.provisioning.management_url
+        self.url = f"{url}{'&' if '?' in url else '?'}{MANAGEMENT_QUERY}"
+        self.session_id = format(secrets.randbelow(0xFFFF) + 1, "X")
+        self.msg_id = 0
+
+    def _header(self, with_credentials):
+        children = [SML.VerDTD("1.2"), SML.VerProto("DM/1.2"), SML.SessionID(self.session_id),
+                    SML.MsgID(str(self.msg_id)), SML.Target(SML.LocURI(self.result.provisioning.management_url)),
+                    SML.Source(SML.LocURI(self.simulator.device_id))]
+        if with_credentials:
+            cred = md5_credentials(self.name, self.secret, self.nonce)
+            children.append(SML.Cred(SML.Meta(MET.Format("b64"), MET.Type(AUTH_MD5_TYPE)), SML.Data(cred)))
+        return SML.SyncHdr(*children)
+
+    def package1(self):
+        """Brief §7 package 1: 1201, 1224 LoginStatus, Replace of DevInfo (and 1226 when unenrolling)."""
+        body = [
+            SML.Alert(SML.CmdID("2"), SML.Data("1201")),
+            SML.Alert(SML.CmdID("3"), SML.Data("1224"), SML.Item(SML.Meta(MET.Type(LOGIN_STATUS_TYPE)), SML.Data("user"))),
+            SML.Replace(SML.CmdID("4"), *[SML.Item(SML.Source(SML.LocURI(uri)), SML.Data(self.tree[uri]))
+                                          for uri in ("./DevInfo/DevId", "./DevInfo/Man", "./DevInfo/Mod",
+                                                      "./DevInfo/DmV", "./DevInfo/Lang")]),
+        ]
+        if self.unenroll:
+            body.append(SML.Alert(SML.CmdID("5"), SML.Data("1226"), SML.Item(
+                SML.Source(SML.LocURI(f"./Vendor/MSFT/DMClient/Provider/{self.result.provisioning.provider_id}/Unenroll")),
+                SML.Meta(MET.Type(UNENROLL_TYPE), MET.Format("int")), SML.Data("1"))))
+        return body, {"2": "Alert", "3": "Alert", "4": "Replace", **({"5": "Alert"} if self.unenroll else {})}
+
+    def post(self, body, with_credentials):
+        self.msg_id += 1
+        document = SML.SyncML(self._header(with_credentials), SML.SyncBody(*body, SML.Final()))
+        data = etree.tostring(document, xml_declaration=True, encoding="utf-8")
+        headers = {"Content-Type": SYNCML_CONTENT_TYPE, "User-Agent": OMADM_USER_AGENT}
+        if not self.digest:
+            # What nginx forwards after verifying the TLS client certificate ($ssl_client_escaped_cert).
+            pem = self.result.certificate.public_bytes(serialization.Encoding.PEM).decode()
+            headers[CLIENT_CERT_HEADER] = urllib.parse.quote(pem)
+        request = urllib.request.Request(self.url, data=data, method="POST", headers=headers)
+        status, response_headers, content = self.simulator._open(self.simulator._soap, request, "checkin")
+        if status != 200:
+            raise SimulatorError("checkin-http", f"{self.url} answered HTTP {status}: {_page_text(content)}")
+        if response_headers.get("Content-Type", "").split(";")[0].strip().lower() != SYNCML_CONTENT_TYPE:
+            raise SimulatorError("checkin-content-type", f"Content-Type is {response_headers.get('Content-Type')!r}")
+        if response_headers.get("Content-Length") is None:
+            raise SimulatorError("checkin-content-length", "the answer has no Content-Length")
+        return content
+
+    def read(self, content, sent, expected_msg_id):
+        """Brief §7 reply rules 1-4, checked; returns a ServerMessage."""
+        root = parse_xml(content, "checkin")
+        if root.tag != f"{{{SYNCML_NS}}}SyncML":
+            raise SimulatorError("checkin", f"the answer is <{root.tag}>, not SyncML 1.2")
+        header = root.find("s:SyncHdr", _SML)
+        body = root.find("s:SyncBody", _SML)
+        if header is None or body is None:
+            raise SimulatorError("checkin", "SyncHdr or SyncBody missing")
+        value = lambda element, path: _text(element.find(path, _SML))  # noqa: E731
+        if value(header, "s:SessionID") != self.session_id or value(header, "s:VerProto") != "DM/1.2":
+            raise SimulatorError("checkin-header", "the reply does not carry our SessionID and DM/1.2")
+        if value(header, "s:Target/s:LocURI") != self.simulator.device_id:
+            raise SimulatorError("checkin-header", "the reply's Target is not our DeviceID")
+        msg_id = value(header, "s:MsgID")
+        if msg_id != str(expected_msg_id):
+            raise SimulatorError("checkin-msgid", f"server MsgID {msg_id!r}, expected {expected_msg_id}")
+        elements = list(body)
+        statuses = [e for e in elements if etree.QName(e).localname == "Status"]
+        cmd_ids = [value(e, "s:CmdID") for e in elements if etree.QName(e).localname != "Final"]
+        if len(set(cmd_ids)) != len(cmd_ids):
+            raise SimulatorError("checkin-cmdid", f"CmdIDs repeat in one message: {cmd_ids}")
+        if not statuses or value(statuses[0], "s:Cmd") != "SyncHdr" or value(statuses[0], "s:CmdRef") != "0":
+            raise SimulatorError("checkin-status", "the first element is not the Status of our SyncHdr")
+        for status in statuses:
+            if value(status, "s:MsgRef") != str(self.msg_id):
+                raise SimulatorError("checkin-msgref", f"a Status has MsgRef {value(status, 's:MsgRef')}, our MsgID is {self.msg_id}")
+        answered = {value(s, "s:CmdRef"): (value(s, "s:Cmd"), value(s, "s:Data")) for s in statuses[1:]}
+        if set(answered) != set(sent) or any(answered[ref][0] != name for ref, name in sent.items()):
+            raise SimulatorError("checkin-statuses", f"Statuses for {sorted(answered)}, expected one per command {sorted(sent)}")
+        header_status = statuses[0]
+        nonce = value(header_status, "s:Chal/s:Meta/m:NextNonce")
+        if nonce:
+            self.nonce = nonce
+        commands = []
+        for element in elements:
+            name = etree.QName(element).localname
+            if name in SERVER_VERBS:
+                items = element.findall("s:Item", _SML)
+                if len(items) != 1:
+                    raise SimulatorError("checkin-items", f"{name} {value(element, 's:CmdID')} has {len(items)} Items, expected one")
+                target = value(items[0], "s:Target/s:LocURI")
+                if target.startswith("/"):
+                    raise SimulatorError("checkin-locuri", f"LocURI {target!r} starts with '/'")
+                commands.append((name, value(element, "s:CmdID"), target, value(items[0], "s:Meta/m:Format"),
+                                 value(items[0], "s:Data")))
+        if body.find("s:Final", _SML) is None:
+            raise SimulatorError("checkin-final", "the reply has no Final")
+        return ServerMessage(int(msg_id), value(header_status, "s:Data"), [(r, c, d) for r, (c, d) in answered.items()], commands)
+
+    def respond(self, message):
+        """A Status for the SyncHdr and per command; a Results per successful Get."""
+        body = [SML.Status(SML.CmdID("1"), SML.MsgRef(str(message.msg_id)), SML.CmdRef("0"), SML.Cmd("SyncHdr"),
+                           SML.Data("200"))]
+        cmd_id = 2
+        for verb, ref, target, _format, _data in message.commands:
+            code = "404" if verb == "Get" and target not in self.tree else "200"
+            message.answers.append(code)
+            body.append(SML.Status(SML.CmdID(str(cmd_id)), SML.MsgRef(str(message.msg_id)), SML.CmdRef(ref),
+                                   SML.Cmd(verb), SML.Data(code)))
+            cmd_id += 1
+        for verb, ref, target, _format, _data in message.commands:
+            if verb == "Get" and target in self.tree:
+                body.append(SML.Results(SML.CmdID(str(cmd_id)), SML.MsgRef(str(message.msg_id)), SML.CmdRef(ref),
+                                        SML.Item(SML.Source(SML.LocURI(target)), SML.Meta(MET.Format("chr")),
+                                                 SML.Data(self.tree[target]))))
+                cmd_id += 1
+        return body
+
+    def run(self):
+        body, sent = self.package1()
+        content = self.post(body, with_credentials=self.digest)
+        messages = []
+        challenged = False
+        while True:
+            message = self.read(content, sent, expected_msg_id=len(messages) + 1)
+            messages.append(message)
+            if message.header_code in ("401", "407"):
+                if challenged or not self.digest:
+                    raise SimulatorError("checkin-auth", f"the server refused our credentials (SyncHdr {message.header_code})")
+                challenged = True
+                body, sent = self.package1()
+                content = self.post(body, with_credentials=True)
+                continue
+            if message.header_code not in ("200", "212"):
+                raise SimulatorError("checkin-auth", f"SyncHdr Status {message.header_code}")
+            if not message.commands:
+                return CheckinResult(self.session_id, "digest" if self.digest else "certificate", messages)
+            if len(messages) >= MAX_SESSION_MESSAGES:
+                raise SimulatorError("checkin-endless", f"the session did not end after {MAX_SESSION_MESSAGES} messages")
+            body, sent = self.respond(message), {}
+            content = self.post(body, with_credentials=False)

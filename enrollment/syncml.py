@@ -110,11 +110,13 @@ def _command(element, ns, depth=0):
         meta_type=_text(element, "s:Meta/m:Type", ns),
         items=[_item(i, ns) for i in element.findall("s:Item", ns)],
     )
+    if name not in CLIENT_COMMANDS:
+        return Command(name=name, cmd_id=command.cmd_id)
     if name in ("Atomic", "Sequence"):
         if depth:
             raise SyncMLError("nested Atomic/Sequence")
         command.children = [_command(child, ns, depth + 1) for child in element
-                            if etree.QName(child).localname in CLIENT_COMMANDS]
+                            if isinstance(child.tag, str) and etree.QName(child).localname in CLIENT_COMMANDS]
     return command
 
 
@@ -149,7 +151,11 @@ def parse(body):
     )
     if not header.session_id or not header.msg_id.isdigit() or not header.source:
         raise SyncMLError("SyncHdr needs SessionID, a numeric MsgID and a Source")
-    commands = [_command(child, ns) for child in body_el if etree.QName(child).localname in CLIENT_COMMANDS]
+    children = [child for child in body_el if isinstance(child.tag, str) and etree.QName(child).localname != "Final"]
+    if len(children) > MAX_COMMANDS:
+        raise SyncMLError("too many commands")
+    # Unknown elements are kept (as a Command with only a name and CmdID) so that they get a Status.
+    commands = [_command(child, ns) for child in children]
     if len(commands) > MAX_COMMANDS:
         raise SyncMLError("too many commands")
     final = body_el.find("s:Final", ns) is not None
@@ -207,8 +213,10 @@ def _outgoing(cmd_id, command):
     return getattr(S, command.verb)(S.CmdID(str(cmd_id)), S.Item(*item))
 
 
-def build(*, request_header, msg_id, server_url, statuses, commands=(), final=True):
-    """Our reply: SyncHdr, Statuses first (SyncHdr's as CmdID 1), then commands, then Final.
+def build(*, request_header, msg_id, server_url, statuses, commands=(), alerts=(), final=True):
+    """Our reply: SyncHdr, Statuses first (SyncHdr's as CmdID 1), then Alerts (codes, e.g. 1222
+    "next message"), then commands, then Final. `commands` are Outgoing or anything with the same
+    attributes (a DeviceCommand).
 
     Returns (bytes, {cmd_id: command}) so the caller can match the device's Statuses later."""
     header = S.SyncHdr(
@@ -220,6 +228,9 @@ def build(*, request_header, msg_id, server_url, statuses, commands=(), final=Tr
     cmd_id = 1
     for status in statuses:
         body.append(_status(cmd_id, status))
+        cmd_id += 1
+    for code in alerts:
+        body.append(S.Alert(S.CmdID(str(cmd_id)), S.Data(str(code))))
         cmd_id += 1
     for command in commands:
         body.append(_outgoing(cmd_id, command))

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_http_methods
 from invitations.models import Organisation
 
 from . import discovery as discovery_service
+from . import omadm
 from . import policy as policy_service
 from . import soap
 from . import wstep
@@ -75,3 +76,10 @@ def policy(request, key):
 @require_http_methods(["POST"])
 def enrollment(request, key):
     return serve(request, "enrollment", key)
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+def management(request):
+    """OMA-DM sessions of enrolled devices (brief §7); the query string Windows appends is ignored."""
+    return omadm.serve(request)

@@ -17,7 +17,7 @@ from lxml.builder import ElementMaker
 from invitations import sending
 from invitations.models import AuditEvent, Organisation
 
-from . import auth, ca, provisioning, soap
+from . import auth, ca, ppkg, provisioning, soap
 from .csr import CsrError, parse_csr
 from .models import Device, RegistrationPin
 from .soap import AC_NS, ENROLLMENT_NS, PARSER, SOAP_NS, WSA_NS, WSSE_NS, WST_NS, WSU_NS, ErrorType, Fault, SoapFault
@@ -166,8 +166,10 @@ def _enroll(identity, token_request, csr, ip):
     user = get_user_model().objects.select_for_update().get(pk=identity.user.pk)
     earlier = list(Device.objects.same_hardware(token_request.device_id, token_request.hw_dev_id)
                    .select_for_update())
+    # A provisioning package counts against its own maximum, not its owner's device limit.
+    pin_enrollment = ppkg.claim_slot(identity.pin_enrollment, earlier) if identity.pin_enrollment else None
     live = Device.objects.enrolled().filter(user=user).exclude(pk__in=[d.pk for d in earlier]).count()
-    if live >= user.device_limit:
+    if pin_enrollment is None and live >= user.device_limit:
         raise SoapFault(Fault.AUTHORIZATION, "You have reached your device limit. Remove a device or ask your "
                         "administrator to raise the limit.", error_type=ErrorType.DEVICE_CAP_REACHED,
                         log_detail=f"user {user.pk} has {live} of {user.device_limit} devices")
@@ -197,11 +199,15 @@ def _enroll(identity, token_request, csr, ip):
         certificate_not_after=certificate.not_valid_after_utc,
         context_items=token_request.items,
         federated_token_id=identity.token_id,
+        pin_enrollment=pin_enrollment,
         **appauth,
     )
+    if pin_enrollment is not None:
+        ppkg.record_device(pin_enrollment, device, ip=ip)
     if pin is not None:
         pin.consume(device)
-        AuditEvent.record(user, "registration_pin.consumed", user, ip=ip, detail={"pin": pin.pk, "device": device.pk})
+        AuditEvent.record(user, "registration_pin.used", user, ip=ip, detail={"pin": pin.pk, "device": device.pk,
+                                                                       "method": identity.method})
     for old in earlier:
         old.mark_replaced(device)
         match = "DeviceID" if old.device_id.lower() == device.device_id.lower() else "HWDevID"
@@ -213,7 +219,7 @@ def _enroll(identity, token_request, csr, ip):
         "device_id": device.device_id, "method": device.method, "type": device.enrollment_type,
         "kind": device.kind, "certificate": device.certificate_serial,
     })
-    if first_device:
+    if first_device and pin_enrollment is None:
         sending.mark_enrollment_completed(user)
     return device, document
 

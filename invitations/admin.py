@@ -6,7 +6,7 @@ hidden button is also a refused request.
 from django.contrib import admin, messages
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -17,8 +17,13 @@ from django.utils.translation import gettext_lazy, ngettext
 from mdmportal.console import AuditedAdminMixin, client_ip, is_full_admin
 
 from . import sending, user_import
-from .console_forms import AdministratorChangeForm, CsvImportForm, OrganisationForm, UserAddForm, UserChangeForm
-from .models import AuditEvent, Invitation, InvitationEmail, InvalidTransition, Organisation, UrlRotation, User
+from .console_forms import (
+    AdministratorChangeForm, CsvImportForm, OrganisationForm, UserAddForm, UserChangeForm, UserGroupForm,
+)
+from .models import (
+    AuditEvent, Invitation, InvitationEmail, InvalidTransition, Organisation, RegistrationSettings, UrlRotation, User,
+    UserGroup,
+)
 from .roles import ROLES
 
 # Roles are fixed and re-synced after every migrate; they are given on the user's form, not edited.
@@ -74,12 +79,15 @@ class UserAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:
-            fields = ["email", "mdm_username", "display_name", "language", "device_limit"]
+            fields = ["email", "mdm_username", "display_name", "language", "device_limit", "user_groups"]
             if self.has_send_invitation_permission(request):
                 fields.append("send_invitation")
             return [(None, {"fields": fields})]
         return [
             (None, {"fields": ["email", "mdm_username", "display_name", "language", "device_limit", "is_active"]}),
+            # A form field when editable; read-only pages show the names (the reverse relation has no widget).
+            (_("Registration"), {"fields": ["user_groups" if self.has_change_permission(request, obj)
+                                            else "user_group_list"]}),
             (_("Console access"), {"fields": ["is_staff", "role"]}),
             (_("History"), {"fields": ["date_joined", "last_login"]}),
         ]
@@ -131,6 +139,10 @@ class UserAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def invitation_status(self, user):
         latest = next(iter(user.invitations.all()), None)
         return STATUS_LABELS[latest.display_status] if latest else "—"
+
+    @admin.display(description=gettext_lazy("user groups"))
+    def user_group_list(self, user):
+        return ", ".join(group.name for group in user.user_groups.all()) or "—"
 
     @admin.display(description=gettext_lazy("role"))
     def role(self, user):
@@ -277,8 +289,16 @@ class InvitationAdmin(admin.ModelAdmin):
 @admin.register(Organisation)
 class OrganisationAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = OrganisationForm
-    fields = ["name", "enrollment_base_url", "current_enrollment_url", "enrollment_url_version",
-              "setup_completed_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "enrollment_base_url", "current_enrollment_url", "enrollment_url_version",
+                           "setup_completed_at"]}),
+        (gettext_lazy("Enrollment sign-in"), {"fields": ["auth_policy"]}),
+        (gettext_lazy("Registration authentication (default)"), {
+            "fields": RegistrationSettings.REGISTRATION_FIELDS,
+            "description": gettext_lazy("For users in no user group. “PIN and password” always uses the "
+                                        "sign-in page, since Windows' own box takes only one secret."),
+        }),
+    ]
     readonly_fields = ["current_enrollment_url", "enrollment_url_version", "setup_completed_at"]
     change_form_template = "admin/invitations/organisation/change_form.html"
 
@@ -349,6 +369,29 @@ class OrganisationAdmin(AuditedAdminMixin, admin.ModelAdmin):
             "refresh": any(rotation.finished_at is None for rotation in rotations),
         }
         return TemplateResponse(request, "admin/invitations/organisation/rotations.html", context)
+
+
+@admin.register(UserGroup)
+class UserGroupAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """User groups with their own registration authentication settings."""
+
+    form = UserGroupForm
+    list_display = ["name", "priority", "registration_mode", "pin_length", "pin_lifetime_hours",
+                    "pin_renewal_allowed", "member_count"]
+    search_fields = ["name", "members__email"]
+    filter_horizontal = ["members"]
+    fieldsets = [
+        (None, {"fields": ["name", "priority"]}),
+        (gettext_lazy("Registration authentication"), {"fields": RegistrationSettings.REGISTRATION_FIELDS}),
+        (gettext_lazy("Members"), {"fields": ["members"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(member_total=Count("members"))
+
+    @admin.display(description=gettext_lazy("members"), ordering="member_total")
+    def member_count(self, group):
+        return group.member_total
 
 
 @admin.register(AuditEvent)

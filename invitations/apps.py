@@ -9,6 +9,6 @@ class InvitationsConfig(AppConfig):
     def ready(self):
         from mdmportal import checks  # noqa: F401  (registers the deployment checks)
 
-        from . import roles
+        from . import lockout, roles  # noqa: F401  (lockout connects its signal receivers)
 
         post_migrate.connect(roles.sync_roles, dispatch_uid="invitations.sync_roles")

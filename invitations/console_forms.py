@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from . import user_import
-from .models import Organisation, User
+from .models import AuthPolicy, Organisation, RegistrationSettings, User, UserGroup
 from .roles import ROLES
 
 MAX_CSV_BYTES = 5 * 1024 * 1024
@@ -61,7 +61,35 @@ class UserFieldsMixin:
         return name
 
 
-class UserAddForm(UserFieldsMixin, forms.ModelForm):
+class UserGroupsField(forms.ModelMultipleChoiceField):
+    """Membership of the user groups (registration settings), edited from the user's side."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            queryset=UserGroup.objects.all(), required=False, label=gettext_lazy("User groups"),
+            widget=forms.CheckboxSelectMultiple,
+            help_text=gettext_lazy("Their registration settings apply instead of the organisation's default; "
+                                   "in several groups, the one with the lowest priority number wins."),
+            **kwargs,
+        )
+
+
+class UserGroupsMixin:
+    """Loads and saves the `user_groups` field (the reverse side of UserGroup.members), which each form
+    declares (the admin only accepts declared fields)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial.setdefault("user_groups", list(self.instance.user_groups.values_list("pk", flat=True)))
+
+    def _save_m2m(self):
+        super()._save_m2m()
+        self.instance.user_groups.set(self.cleaned_data.get("user_groups") or [])
+
+
+class UserAddForm(UserFieldsMixin, UserGroupsMixin, forms.ModelForm):
+    user_groups = UserGroupsField()
     send_invitation = forms.BooleanField(
         label=gettext_lazy("Send invitation"), required=False, initial=True,
         help_text=gettext_lazy("Email the user an invitation link and the enrollment URL once saved."),
@@ -80,8 +108,10 @@ class UserAddForm(UserFieldsMixin, forms.ModelForm):
         return user
 
 
-class UserChangeForm(UserFieldsMixin, forms.ModelForm):
+class UserChangeForm(UserFieldsMixin, UserGroupsMixin, forms.ModelForm):
     """The fields any administrator with change permission edits."""
+
+    user_groups = UserGroupsField()
 
     class Meta:
         model = User
@@ -134,11 +164,19 @@ class OrganisationForm(forms.ModelForm):
 
     class Meta:
         model = Organisation
-        fields = ["name", "enrollment_base_url"]
+        fields = ["name", "enrollment_base_url", "auth_policy", *RegistrationSettings.REGISTRATION_FIELDS]
+        widgets = {"auth_policy": forms.RadioSelect, "registration_mode": forms.RadioSelect}
 
     def clean_enrollment_base_url(self):
         value = self.cleaned_data["enrollment_base_url"].strip()
         return normalise_enrollment_host(value) if value else ""
+
+
+class UserGroupForm(forms.ModelForm):
+    class Meta:
+        model = UserGroup
+        fields = ["name", "priority", *RegistrationSettings.REGISTRATION_FIELDS, "members"]
+        widgets = {"registration_mode": forms.RadioSelect}
 
 
 class CsvImportForm(forms.Form):
@@ -168,6 +206,12 @@ class EnrollmentHostForm(forms.Form):
         label=gettext_lazy("Enrollment host name"), max_length=200,
         help_text=gettext_lazy("The name devices reach this server at, e.g. enterpriseenrollment.contoso.com "
                                "(or https://enterpriseenrollment.contoso.com)."),
+    )
+    auth_policy = forms.ChoiceField(
+        label=gettext_lazy("Sign-in method"), choices=AuthPolicy.choices, widget=forms.RadioSelect, required=False,
+        help_text=gettext_lazy("On-premise: users type their password (or registration PIN) in Windows. "
+                               "Federated: Windows opens this portal's sign-in page. You can change it later "
+                               "on the Organisation page."),
     )
 
     def clean_host(self):

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import Q
 from django.urls import reverse
@@ -96,8 +97,53 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.mdm_username or self.email
 
 
-class Organisation(models.Model):
-    """The one organisation this portal serves (a singleton row, pk=1)."""
+class AuthPolicy(models.TextChoices):
+    """How Windows signs the user in (brief §3): the secret typed in Windows itself, or our web page."""
+
+    ONPREMISE = "onpremise", _("On-premise: the user types the secret in Windows")
+    FEDERATED = "federated", _("Federated: Windows opens our sign-in page")
+
+
+class RegistrationMode(models.TextChoices):
+    """What a user proves to enroll a device (Ivanti's registration authentication settings)."""
+
+    PASSWORD = "password", _("Password")
+    PIN = "pin", _("Registration PIN only")
+    PIN_AND_PASSWORD = "pin_and_password", _("PIN and password")
+
+
+def default_auth_policy():
+    """A new organisation starts with the server's ENROLLMENT_AUTH_POLICY; the console changes it."""
+    return settings.ENROLLMENT_AUTH_POLICY
+
+
+class RegistrationSettings(models.Model):
+    """Registration authentication settings: the organisation's defaults, and a user group's."""
+
+    registration_mode = models.CharField(_("registration authentication"), max_length=16,
+                                         choices=RegistrationMode.choices, default=RegistrationMode.PASSWORD)
+    pin_length = models.PositiveSmallIntegerField(
+        _("PIN length"), default=8, validators=[MinValueValidator(6), MaxValueValidator(12)],
+        help_text=_("Digits in a registration PIN, 6 to 12."),
+    )
+    pin_lifetime_hours = models.PositiveIntegerField(
+        _("PIN lifetime (hours)"), default=7 * 24, validators=[MinValueValidator(1), MaxValueValidator(90 * 24)],
+        help_text=_("How long a registration PIN can be used after it is issued."),
+    )
+    pin_renewal_allowed = models.BooleanField(
+        _("users may request a new PIN"), default=True,
+        help_text=_("Shows a “Request a new PIN” button on the user's enrollment page."),
+    )
+
+    REGISTRATION_FIELDS = ["registration_mode", "pin_length", "pin_lifetime_hours", "pin_renewal_allowed"]
+
+    class Meta:
+        abstract = True
+
+
+class Organisation(RegistrationSettings):
+    """The one organisation this portal serves (a singleton row, pk=1). Its registration settings are
+    the default for users in no user group."""
 
     name = models.CharField(_("organisation name"), max_length=200, default="My organisation")
     enrollment_base_url = models.URLField(
@@ -107,6 +153,8 @@ class Organisation(models.Model):
     enrollment_key = models.CharField(max_length=64, editable=False)
     enrollment_url_version = models.PositiveIntegerField(default=1, editable=False)
     setup_completed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    auth_policy = models.CharField(_("sign-in method"), max_length=16, choices=AuthPolicy.choices,
+                                   default=default_auth_policy)
 
     class Meta:
         permissions = [("regenerate_enrollment_url", "Can regenerate the enrollment URL")]
@@ -156,6 +204,38 @@ class Organisation(models.Model):
             transaction.on_commit(lambda: tasks.reissue_invitations.delay(rotation.pk))
         self.refresh_from_db()
         return rotation
+
+
+class UserGroup(RegistrationSettings):
+    """Users who enroll with other registration settings than the organisation's default. A user in
+    several groups gets the settings of the group with the lowest priority number."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    priority = models.PositiveIntegerField(
+        _("priority"), default=100, help_text=_("When a user is in several groups, the lowest number wins."),
+    )
+    members = models.ManyToManyField(User, related_name="user_groups", blank=True, verbose_name=_("members"))
+
+    class Meta:
+        ordering = ["priority", "name"]
+        verbose_name = _("user group")
+        verbose_name_plural = _("user groups")
+
+    def __str__(self):
+        return self.name
+
+
+class AccountLockout(models.Model):
+    """How many times in a row an account was locked out, so that each lockout lasts longer than the
+    last (invitations/lockout.py). The failed attempts themselves are django-axes' AccessAttempt rows."""
+
+    account = models.CharField(max_length=255, unique=True, help_text="The email (or the name typed, if unknown)")
+    lockouts = models.PositiveIntegerField(default=0)
+    locked_at = models.DateTimeField(null=True, blank=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.account}: {self.lockouts} lockout(s)"
 
 
 class RetiredEnrollmentKey(models.Model):

@@ -9,7 +9,7 @@ ROLES = [FULL_ADMIN, ENROLLMENT_ADMIN, HELPDESK]
 
 PRODUCT_APPS = ["invitations", "enrollment", "autopilot"]
 # Organisation-wide settings (wizard, regenerate URL, roles themselves) stay with full administrators.
-ENROLLMENT_ADMIN_MODELS = ["user", "invitation", "invitationemail"]
+ENROLLMENT_ADMIN_MODELS = ["user", "invitation", "invitationemail", "usergroup"]
 EVERYONE_VIEWS = ["view_auditevent", "view_organisation", "view_urlrotation"]
 
 
@@ -31,14 +31,15 @@ def role_permissions(role):
 
 def sync_roles(sender=None, **kwargs):
     from django.apps import apps
+    from django.contrib.auth.management import create_permissions
     from django.contrib.auth.models import Group
 
-    # post_migrate is sent once per app, in INSTALLED_APPS order, and each app's permissions are created
-    # by its own signal: only after the last app's are they all there (enrollment and autopilot come
-    # after invitations), so a fresh install would otherwise give the roles no device permissions.
-    last_app = [config for config in apps.get_app_configs() if config.models_module is not None][-1]
-    if sender is not None and sender.label != last_app.label:
+    if sender is not None and sender.name != "invitations":
         return
+    # post_migrate reaches invitations before the apps listed after it (enrollment, autopilot), whose
+    # permissions would otherwise be missing from the roles on a fresh database.
+    for app_config in apps.get_app_configs():
+        create_permissions(app_config, verbosity=0, using=kwargs.get("using", "default"))
     for role in ROLES:
         group, _ = Group.objects.get_or_create(name=role)
         group.permissions.set(role_permissions(role))

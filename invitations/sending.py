@@ -13,7 +13,10 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 
+from enrollment import pins
+
 from .models import AuditEvent, Invitation, InvitationEmail, InvalidTransition, Organisation, hash_token
+from .registration import effective_registration_settings
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +115,17 @@ def deliver(email_id):
     if claimed is None:
         return False
     email, raw = claimed
+    # The registration PIN is made here, as the email goes out, so it never travels through the broker
+    # and each email shows a PIN nobody else has seen (a resend replaces the previous PIN).
+    pin = _pin_for_email(email.invitation.user)
     try:
-        build_message(email, raw).send(fail_silently=False)
+        build_message(email, raw, pin).send(fail_silently=False)
     except Exception:
-        # Not sent: give the row back to the queue so the retry (or the sweep) can send it.
+        # Not sent: give the row back to the queue so the retry (or the sweep) can send it, and drop
+        # the PIN nobody saw.
         InvitationEmail.objects.filter(pk=email.pk).update(status=InvitationEmail.Status.QUEUED)
+        if pin is not None and pin[0].is_usable:
+            pin[0].revoke()
         raise
     now = timezone.now()
     InvitationEmail.objects.filter(pk=email.pk).update(status=InvitationEmail.Status.SENT, sent_at=now, error="")
@@ -143,11 +152,23 @@ def record_failure(email_id, exc, *, final):
         AuditEvent.record(None, "invitation.email_failed", email.invitation, detail={"reason": reason})
 
 
-def build_message(email, raw_token):
+def _pin_for_email(user):
+    """(RegistrationPin, PIN in clear) when the user's registration settings ask for a PIN, else None."""
+    if not effective_registration_settings(user).requires_pin:
+        return None
+    return pins.issue(user)
+
+
+def build_message(email, raw_token, pin=None):
+    """The invitation email; `pin` is (RegistrationPin, PIN in clear) when the user enrolls with one."""
     invitation = email.invitation
     user = invitation.user
     org = Organisation.get()
+    policy = effective_registration_settings(user)
     context = {
+        "registration": policy,
+        "pin": pin[1] if pin else None,
+        "pin_expires_at": pin[0].expires_at if pin else None,
         "user": user,
         "organisation": org,
         "invitation": invitation,

@@ -10,4 +10,5 @@ urlpatterns = [
     path("logout", views.logout, name="logout"),
     path("invite/<str:token>", views.accept, name="accept"),
     path("enroll", views.enroll, name="enroll"),
+    path("enroll/pin", views.request_pin, name="request_pin"),
 ]

@@ -10,10 +10,15 @@ from django.db import transaction
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from enrollment import pins
 
 from . import sending
 from .models import InvalidTransition, Invitation, Organisation
 from .portal_forms import ContinueForm, InvitationSetPasswordForm, InvitationSignInForm, SignInForm
+from .registration import effective_registration_settings
 
 # The backend that checks passwords; login() must be told which one when it is not authenticate()'s pick.
 PASSWORD_BACKEND = "django.contrib.auth.backends.ModelBackend"
@@ -80,12 +85,39 @@ def accept(request, token):
     return _render_in_language(request, invitee, template, context)
 
 
+@never_cache
 @login_required
 def enroll(request):
-    """What the user needs to enroll a Windows PC or a HoloLens 2, in the user's language."""
+    """What the user needs to enroll a Windows PC or a HoloLens 2, in the user's language. A user who
+    enrolls with a registration PIN and has none usable gets one, shown this once."""
+    new_pin = None
+    if effective_registration_settings(request.user).requires_pin and pins.usable_pin(request.user) is None:
+        new_pin = pins.issue(request.user, actor=request.user, ip=get_client_ip_address(request))
+    return _enroll_page(request, new_pin)
+
+
+@never_cache
+@login_required
+@require_POST
+def request_pin(request):
+    """"Request a new PIN": replaces the user's PIN and shows the new one once (rendered, not
+    redirected, so the PIN in clear is never stored to survive a redirect)."""
+    try:
+        new_pin = pins.renew(request.user, ip=get_client_ip_address(request))
+    except pins.RenewalNotAllowed:
+        return _enroll_page(request, None, renewal_refused=True, status=403)
+    return _enroll_page(request, new_pin)
+
+
+def _enroll_page(request, new_pin, renewal_refused=False, status=200):
     user = request.user
     organisation = Organisation.get()
+    registration = effective_registration_settings(user)
     context = {
+        "registration": registration,
+        "renewal_refused": renewal_refused,
+        "new_pin": new_pin[1] if new_pin else None,
+        "pin": new_pin[0] if new_pin else (pins.usable_pin(user) if registration.requires_pin else None),
         "organisation": organisation,
         "enrollment_url": organisation.enrollment_url,
         "email": user.email,
@@ -93,7 +125,7 @@ def enroll(request):
         "username_differs": user.enrollment_username.lower() != user.email.lower(),
         "one_click_url": enrollment_link(user.enrollment_username, organisation.enrollment_url),
     }
-    return _render_in_language(request, user, "invitations/enroll.html", context)
+    return _render_in_language(request, user, "invitations/enroll.html", context, status=status)
 
 
 def enrollment_link(username, server_url):

@@ -54,10 +54,13 @@ def enrollment_step(request):
     state = request.session.get(SESSION_KEY, {})
     if "name" not in state:
         return redirect("admin:getting_started")
-    host = state.get("host") or Organisation.get().enrollment_base_url
-    form = EnrollmentHostForm(request.POST or None, initial={"host": host})
+    organisation = Organisation.get()
+    host = state.get("host") or organisation.enrollment_base_url
+    form = EnrollmentHostForm(request.POST or None, initial={
+        "host": host, "auth_policy": state.get("auth_policy") or organisation.auth_policy})
     if request.method == "POST" and form.is_valid():
-        request.session[SESSION_KEY] = {**state, "host": form.cleaned_data["host"]}
+        request.session[SESSION_KEY] = {**state, "host": form.cleaned_data["host"],
+                                        "auth_policy": form.cleaned_data["auth_policy"] or organisation.auth_policy}
         return redirect("admin:getting_started_users")
     return _render_step(request, 1, form, _("Which host name do devices enroll with?"))
 
@@ -100,10 +103,12 @@ def _finish(request, state, form):
     with transaction.atomic():
         organisation = Organisation.objects.select_for_update().get(pk=Organisation.get().pk)
         organisation.name, organisation.enrollment_base_url = state["name"], state["host"]
+        organisation.auth_policy = state.get("auth_policy") or organisation.auth_policy
         organisation.setup_completed_at = organisation.setup_completed_at or timezone.now()
-        organisation.save(update_fields=["name", "enrollment_base_url", "setup_completed_at"])
+        organisation.save(update_fields=["name", "enrollment_base_url", "auth_policy", "setup_completed_at"])
         AuditEvent.record(request.user, "organisation.set_up", organisation, ip=ip,
-                          detail={"name": state["name"], "enrollment_base_url": state["host"]})
+                          detail={"name": state["name"], "enrollment_base_url": state["host"],
+                                  "auth_policy": organisation.auth_policy})
         if not rows:
             return {"users": [], "invited": False}
         report = user_import.import_users(rows, actor=request.user, ip=ip, send_invitations=send,

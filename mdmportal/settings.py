@@ -97,12 +97,23 @@ if BENCH_PASSWORD_HASH_LOG:
 LOGIN_URL = "invitations:login"
 LOGIN_REDIRECT_URL = "invitations:enroll"
 
-# Sign-in lockout (django-axes): per account and, separately, per client address.
+# Sign-in lockout (django-axes): per account and, separately, per client address, on every form and
+# enrollment endpoint that takes a password or a registration PIN. As Ivanti does, an account is locked
+# for SIGNIN_LOCKOUT_SECONDS after SIGNIN_FAILURE_LIMIT failures; each further lockout lasts twice as
+# long, up to SIGNIN_LOCKOUT_MAX_SECONDS, until a successful sign-in or SIGNIN_LOCKOUT_RESET_HOURS
+# without a lockout (invitations/lockout.py).
 AXES_FAILURE_LIMIT = env.int("SIGNIN_FAILURE_LIMIT", default=6)
-AXES_COOLOFF_TIME = timedelta(seconds=env.int("SIGNIN_LOCKOUT_SECONDS", default=300))
+SIGNIN_LOCKOUT_SECONDS = env.int("SIGNIN_LOCKOUT_SECONDS", default=30)
+SIGNIN_LOCKOUT_MAX_SECONDS = env.int("SIGNIN_LOCKOUT_MAX_SECONDS", default=60 * 60)
+SIGNIN_LOCKOUT_RESET_HOURS = env.int("SIGNIN_LOCKOUT_RESET_HOURS", default=24)
+AXES_COOLOFF_TIME = "invitations.lockout.cool_off"
+AXES_HANDLER = "invitations.lockout.GrowingLockoutHandler"
+# A lockout lasts its interval from the failure that caused it; attempts while locked do not extend it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 AXES_RESET_ON_SUCCESS = True
 AXES_USERNAME_CALLABLE = "invitations.lockout.account_for_lockout"
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "pin"]
 AXES_LOCKOUT_TEMPLATE = "invitations/locked_out.html"
 AXES_IPWARE_PROXY_COUNT = env.int("PROXY_COUNT", default=0)
 AXES_VERBOSE = False
@@ -131,8 +142,8 @@ INVITATION_SWEEP_AFTER_SECONDS = env.int("INVITATION_SWEEP_AFTER_SECONDS", defau
 # Windows enrollment, device side (enrollment/device_urls.py; literals from the Windows MDM protocol brief).
 # PROVIDER-ID of the provisioning document and the DMClient node: never change it once devices enrolled.
 ENROLLMENT_PROVIDER_ID = env("ENROLLMENT_PROVIDER_ID", default="mdmportal")
-# The sign-in Windows is told to use (brief §3): "onpremise" (password in the SOAP calls) or
-# "federated" (our sign-in page). An organisation-wide choice; the console has no field for it yet.
+# The sign-in method (brief §3) a new organisation starts with: "onpremise" (the secret in the SOAP
+# calls) or "federated" (our sign-in page). Afterwards it is the organisation's field in the console.
 ENROLLMENT_AUTH_POLICY = env("ENROLLMENT_AUTH_POLICY", default="onpremise")
 # Highest EnrollmentVersion we answer (brief §2: min(ours, RequestVersion)); 5.0 and up makes Windows
 # send TPM attestation items, which we do not verify, so 4.0 as Fleet does in production.
@@ -145,11 +156,27 @@ ENROLLMENT_FEDERATED_TOKEN_SECONDS = env.int("ENROLLMENT_FEDERATED_TOKEN_SECONDS
 ENROLLMENT_PASSWORD_CACHE_SECONDS = env.int("ENROLLMENT_PASSWORD_CACHE_SECONDS", default=5 * 60)
 # Path of the OMA-DM endpoint written into the provisioning document (ADDR), on the enrollment host.
 ENROLLMENT_MANAGEMENT_PATH = env("ENROLLMENT_MANAGEMENT_PATH", default="/ManagementServer/MDM.svc")
-# What users type in Windows' password box for an on-premise enrollment: "password" (their account
-# password) or "pin" (a one-time registration PIN, enrollment/pins.py), and the PINs' shape.
-ENROLLMENT_REGISTRATION_SECRET = env("ENROLLMENT_REGISTRATION_SECRET", default="password")
-ENROLLMENT_PIN_LENGTH = env.int("ENROLLMENT_PIN_LENGTH", default=8)  # 6 to 12 digits
-ENROLLMENT_PIN_TTL_HOURS = env.int("ENROLLMENT_PIN_TTL_HOURS", default=7 * 24)
+# Password, registration PIN or both, and the PINs' length and lifetime, are registration settings of
+# the organisation and of user groups (invitations/registration.py), edited in the console.
+# Provisioning-package PIN enrollments (enrollment/ppkg.py): this many wrong PINs in a row lock one for
+# ENROLLMENT_PPKG_LOCKOUT_SECONDS, twice as long at each further lockout, at most a day.
+ENROLLMENT_PPKG_FAILURE_LIMIT = env.int("ENROLLMENT_PPKG_FAILURE_LIMIT", default=10)
+ENROLLMENT_PPKG_LOCKOUT_SECONDS = env.int("ENROLLMENT_PPKG_LOCKOUT_SECONDS", default=15 * 60)
+
+# OMA-DM management (brief §7; enrollment/omadm.py). nginx verifies the TLS client certificate and
+# forwards it URL-escaped in X-SSL-Client-Cert; that header is believed only from these addresses
+# (IPs or networks) and ignored, with an audit entry, from anyone else.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=["127.0.0.1", "::1"])
+# Bounded work per request: our commands per reply, messages per session, bytes kept per Results item.
+ENROLLMENT_COMMANDS_PER_MESSAGE = env.int("ENROLLMENT_COMMANDS_PER_MESSAGE", default=50)
+ENROLLMENT_SESSION_MAX_MESSAGES = env.int("ENROLLMENT_SESSION_MAX_MESSAGES", default=30)
+ENROLLMENT_MAX_RESULT_BYTES = env.int("ENROLLMENT_MAX_RESULT_BYTES", default=64 * 1024)
+# A command sent but never answered is sent again at most this many times in all, then failed.
+ENROLLMENT_COMMAND_MAX_ATTEMPTS = env.int("ENROLLMENT_COMMAND_MAX_ATTEMPTS", default=2)
+# Queued commands not delivered within this many days time out (queue(..., expires_in=) overrides).
+ENROLLMENT_COMMAND_TTL_DAYS = env.int("ENROLLMENT_COMMAND_TTL_DAYS", default=30)
+# The inventory (DevInfo/DevDetail) is read at the first session and then at most this often.
+ENROLLMENT_INVENTORY_INTERVAL_HOURS = env.int("ENROLLMENT_INVENTORY_INTERVAL_HOURS", default=24)
 
 # Our CA (enrollment/ca.py). Its private keys are stored as PKCS#8 encrypted with this passphrase.
 # cryptography's BestAvailableEncryption derives the key with PBKDF2-HMAC-SHA256 at only 2048
@@ -181,6 +208,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-queued-invitations": {
         "task": "invitations.tasks.sweep_queued_emails",
         "schedule": 60.0,
+    },
+    "expire-device-commands": {
+        "task": "enrollment.tasks.expire_commands",
+        "schedule": 15 * 60.0,
     },
 }
 

@@ -7,7 +7,10 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 from factory.django import DjangoModelFactory
 
-from invitations.models import AuditEvent, Invitation, InvitationEmail, Organisation, RetiredEnrollmentKey, UrlRotation, User
+from invitations.models import (
+    AccountLockout, AuditEvent, AuthPolicy, Invitation, InvitationEmail, Organisation, RegistrationMode,
+    RetiredEnrollmentKey, UrlRotation, User, UserGroup,
+)
 
 PASSWORD = "correct horse battery staple"
 
@@ -50,6 +53,11 @@ class OrganisationFactory(DjangoModelFactory):
     enrollment_base_url = "https://enterpriseenrollment.contoso.com"
     enrollment_key = factory.Faker("pystr", min_chars=16, max_chars=16)
 
+    class Params:
+        federated = factory.Trait(auth_policy=AuthPolicy.FEDERATED)
+        pin_only = factory.Trait(registration_mode=RegistrationMode.PIN)
+        pin_and_password = factory.Trait(registration_mode=RegistrationMode.PIN_AND_PASSWORD)
+
 
 class RetiredEnrollmentKeyFactory(DjangoModelFactory):
     class Meta:
@@ -84,6 +92,34 @@ class InvitationEmailFactory(DjangoModelFactory):
         model = InvitationEmail
 
     invitation = factory.SubFactory(InvitationFactory)
+
+
+class UserGroupFactory(DjangoModelFactory):
+    """A user group with its registration settings; pass `members=[...]` to fill it."""
+
+    class Meta:
+        model = UserGroup
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"Group {n}")
+    priority = factory.Sequence(lambda n: 10 + n)
+
+    class Params:
+        pin_only = factory.Trait(registration_mode=RegistrationMode.PIN)
+        pin_and_password = factory.Trait(registration_mode=RegistrationMode.PIN_AND_PASSWORD)
+        no_renewal = factory.Trait(pin_renewal_allowed=False)
+
+    @factory.post_generation
+    def members(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.members.set(extracted)
+
+
+class AccountLockoutFactory(DjangoModelFactory):
+    class Meta:
+        model = AccountLockout
+
+    account = factory.Sequence(lambda n: f"user{n}@example.com")
 
 
 class AuditEventFactory(DjangoModelFactory):

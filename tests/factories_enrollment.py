@@ -1,5 +1,7 @@
 """One factory per model of the enrollment app."""
 import functools
+import secrets
+import urllib.parse
 from datetime import UTC, datetime, timedelta
 
 import factory
@@ -9,7 +11,9 @@ from django.contrib.auth.hashers import make_password
 from factory.django import DjangoModelFactory
 
 from enrollment import ca
-from enrollment.models import CertificateAuthority, Device, RegistrationPin
+from enrollment.models import (
+    CertificateAuthority, Device, DeviceCommand, ManagementSession, PinEnrollment, RegistrationPin,
+)
 
 KEY_POOL = 4  # CA keys cycle through this many test keys; consecutive CAs never share one
 
@@ -124,3 +128,76 @@ class RegistrationPinFactory(DjangoModelFactory):
     class Params:
         expired = factory.Trait(expires_at=factory.LazyFunction(lambda: datetime.now(UTC) - timedelta(minutes=1)))
         revoked = factory.Trait(revoked_at=factory.LazyFunction(lambda: datetime.now(UTC)))
+
+
+PPKG_PIN = "ABCDE-FGHJK-MNPQR-STUVW"
+
+
+class PinEnrollmentFactory(DjangoModelFactory):
+    """A usable provisioning-package PIN enrollment; its clear PIN is `raw` (PPKG_PIN), stored hashed."""
+
+    class Meta:
+        model = PinEnrollment
+        exclude = ["raw"]
+
+    raw = PPKG_PIN
+    name = factory.Sequence(lambda n: f"Lab {n}")
+    upn = factory.Sequence(lambda n: f"enroll-lab-{n}@example.com")
+    pin_hash = factory.LazyAttribute(lambda o: make_password(o.raw))
+    owner = factory.SubFactory("tests.factories.UserFactory")
+    expires_at = factory.LazyFunction(lambda: datetime.now(UTC) + timedelta(days=90))
+    max_devices = 50
+
+    class Params:
+        expired = factory.Trait(expires_at=factory.LazyFunction(lambda: datetime.now(UTC) - timedelta(minutes=1)))
+        revoked = factory.Trait(revoked_at=factory.LazyFunction(lambda: datetime.now(UTC)))
+        locked = factory.Trait(lockouts=1, locked_until=factory.LazyFunction(
+            lambda: datetime.now(UTC) + timedelta(minutes=15)))
+
+def certified_device(key_index=0, **kwargs):
+    """An enrolled Device holding a real certificate from the active issuing CA (create_ca_chain()
+    first): (device, certificate)."""
+    device_id = kwargs.pop("device_id", None) or secrets.token_hex(16).upper()
+    cert = ca.issue_device_certificate(rsa_key(10 + key_index).public_key(), device_id)
+    device = DeviceFactory(device_id=device_id, certificate_serial=ca.serial_hex(cert),
+                           certificate_thumbprint=ca.thumbprint(cert),
+                           certificate_not_after=cert.not_valid_after_utc, **kwargs)
+    return device, cert
+
+
+def certificate_header(cert):
+    """The X-SSL-Client-Cert value nginx sends ($ssl_client_escaped_cert: URL-escaped PEM)."""
+    return urllib.parse.quote(cert.public_bytes(serialization.Encoding.PEM).decode())
+
+
+class ManagementSessionFactory(DjangoModelFactory):
+    class Meta:
+        model = ManagementSession
+
+    device = factory.SubFactory(DeviceFactory)
+    session_id = factory.Sequence(lambda n: f"{n + 1:X}")
+    auth = ManagementSession.Auth.CERTIFICATE
+
+
+class DeviceCommandFactory(DjangoModelFactory):
+    """A queued Get; traits for the other states."""
+
+    class Meta:
+        model = DeviceCommand
+
+    device = factory.SubFactory(DeviceFactory)
+    verb = DeviceCommand.Verb.GET
+    target = "./DevDetail/SwV"
+    source = "test"
+    expires_at = factory.LazyFunction(lambda: datetime.now(UTC) + timedelta(days=30))
+
+    class Params:
+        reboot = factory.Trait(verb=DeviceCommand.Verb.EXEC, target="./Device/Vendor/MSFT/Reboot/RebootNow",
+                               format="null", source="console:reboot")
+        sent = factory.Trait(status=DeviceCommand.Status.SENT, attempts=1,
+                             sent_at=factory.LazyFunction(lambda: datetime.now(UTC)),
+                             session=factory.SubFactory(ManagementSessionFactory, device=factory.SelfAttribute("..device")),
+                             msg_id=1, cmd_id=factory.Sequence(lambda n: n + 2))
+        succeeded = factory.Trait(status=DeviceCommand.Status.SUCCEEDED, status_code=200,
+                                  completed_at=factory.LazyFunction(lambda: datetime.now(UTC)))
+        expired = factory.Trait(expires_at=factory.LazyFunction(lambda: datetime.now(UTC) - timedelta(minutes=1)))

@@ -15,8 +15,9 @@ def change_url(organisation):
 
 
 def org_form(**fields):
-    return {"name": "Contoso", "enrollment_base_url": "https://enterpriseenrollment.contoso.com", "_save": "Save",
-            **fields}
+    return {"name": "Contoso", "enrollment_base_url": "https://enterpriseenrollment.contoso.com",
+            "auth_policy": "onpremise", "registration_mode": "password", "pin_length": "8", "pin_lifetime_hours": "168",
+            "pin_renewal_allowed": "on", "_save": "Save", **fields}
 
 
 def test_organisation_page_redirects_anonymous(client, organisation):

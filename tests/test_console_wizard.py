@@ -137,4 +137,5 @@ def test_wizard_prefills_the_current_organisation(console, organisation):
     response = console.get(START)
     assert response.context["form"].initial == {"name": "Contoso"}
     console.post(START, {"name": "Contoso"})
-    assert console.get(ENROLLMENT).context["form"].initial == {"host": "https://enterpriseenrollment.contoso.com"}
+    assert console.get(ENROLLMENT).context["form"].initial == {"host": "https://enterpriseenrollment.contoso.com",
+                                                               "auth_policy": "onpremise"}

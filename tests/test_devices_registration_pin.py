@@ -1,8 +1,10 @@
+from datetime import timedelta
 from unittest import mock
 
 import pytest
 from django.contrib.auth.hashers import MD5PasswordHasher
 from django.urls import reverse
+from django.utils import timezone
 
 from enrollment import pins
 from enrollment.models import Device, RegistrationPin
@@ -17,8 +19,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def pin_mode(settings):
-    settings.ENROLLMENT_REGISTRATION_SECRET = "pin"
+def pin_mode(organisation):
+    organisation.registration_mode = "pin"
+    organisation.save(update_fields=["registration_mode"])
 
 
 @pytest.fixture
@@ -31,8 +34,9 @@ def enroll(client, organisation, secret, device_key=40):
     return post(client, service_url(organisation, "enrollment"), body)
 
 
-def test_issue_makes_a_hashed_pin_of_the_configured_length_and_replaces_the_previous(alice, settings):
-    settings.ENROLLMENT_PIN_LENGTH = 10
+def test_issue_makes_a_hashed_pin_of_the_configured_length_and_replaces_the_previous(alice, organisation):
+    organisation.pin_length, organisation.pin_lifetime_hours = 10, 2
+    organisation.save(update_fields=["pin_length", "pin_lifetime_hours"])
     first, _ = pins.issue(alice)
     pin, raw = pins.issue(alice)
     assert len(raw) == 10 and raw.isdigit()
@@ -40,6 +44,7 @@ def test_issue_makes_a_hashed_pin_of_the_configured_length_and_replaces_the_prev
     first.refresh_from_db()
     assert first.revoked_at is not None
     assert list(RegistrationPin.objects.usable()) == [pin]
+    assert timedelta(minutes=119) < pin.expires_at - timezone.now() <= timedelta(hours=2)
     assert AuditEvent.objects.filter(action="registration_pin.issued").count() == 2
 
 
@@ -53,7 +58,7 @@ def test_pin_enrolls_once_and_is_spent(client, organisation, ca_chain, alice):
     assert device.method == Device.Method.PIN
     pin = RegistrationPin.objects.get()
     assert pin.consumed_by == device and pin.consumed_at is not None
-    assert AuditEvent.objects.filter(action="registration_pin.consumed").exists()
+    assert AuditEvent.objects.filter(action="registration_pin.used", detail__device=device.pk).exists()
 
     subcode, _reason, _type = fault_of(enroll(client, organisation, raw, device_key=41))
     assert subcode == "s:Authentication"

@@ -15,6 +15,11 @@ def result(response):
     return root, root.find("s:Body/d:DiscoverResponse/d:DiscoverResult", NS)
 
 
+def federate(organisation):
+    organisation.auth_policy = "federated"
+    organisation.save(update_fields=["auth_policy"])
+
+
 def test_probe_answers_empty_200_without_redirect(client, organisation):
     response = client.get(AUTODISCOVERY, secure=True)
     assert response.status_code == 200
@@ -85,16 +90,16 @@ def test_discover_on_versioned_url_keeps_that_key(client, organisation):
     assert organisation.enrollment_key in discover_result.findtext("d:EnrollmentServiceUrl", namespaces=NS)
 
 
-def test_discover_answers_federated_with_sign_in_url_when_chosen(client, organisation, settings):
-    settings.ENROLLMENT_AUTH_POLICY = "federated"
+def test_discover_answers_federated_with_sign_in_url_when_chosen(client, organisation):
+    federate(organisation)
     _root, discover_result = result(post(client, AUTODISCOVERY, discover_body(policies=("OnPremise", "Federated"))))
     assert discover_result.findtext("d:AuthPolicy", namespaces=NS) == "Federated"
     assert discover_result.findtext("d:AuthenticationServiceUrl", namespaces=NS) == \
         f"https://enterpriseenrollment.contoso.com/EnrollmentServer/{organisation.enrollment_key}/SignIn"
 
 
-def test_discover_faults_when_our_policy_was_not_offered(client, organisation, settings):
-    settings.ENROLLMENT_AUTH_POLICY = "federated"
+def test_discover_faults_when_our_policy_was_not_offered(client, organisation):
+    federate(organisation)
     subcode, reason, error_type = fault_of(post(client, AUTODISCOVERY, discover_body(policies=("OnPremise",))))
     assert subcode == "s:Authorization"
     assert error_type == "NotSupported"

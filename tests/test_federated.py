@@ -18,8 +18,9 @@ APPRU = "ms-app://windows.immersivecontrolpanel"
 
 
 @pytest.fixture(autouse=True)
-def federated(settings):
-    settings.ENROLLMENT_AUTH_POLICY = "federated"
+def federated(organisation):
+    organisation.auth_policy = "federated"
+    organisation.save(update_fields=["auth_policy"])
 
 
 @pytest.fixture
@@ -174,8 +175,9 @@ def test_token_of_a_disabled_user_is_refused(client, organisation, alice):
     assert subcode == "s:Authorization"
 
 
-def test_token_is_refused_when_passwords_are_the_policy(client, organisation, alice, settings):
-    settings.ENROLLMENT_AUTH_POLICY = "onpremise"
+def test_token_is_refused_when_passwords_are_the_policy(client, organisation, alice):
+    organisation.auth_policy = "onpremise"
+    organisation.save(update_fields=["auth_policy"])
     token = auth.issue_token(alice)
     subcode, _reason, _type = fault_of(post(client, service_url(organisation, "policy"), get_policies_token_body(token)))
     assert subcode == "s:Authentication"

@@ -72,8 +72,9 @@ def test_get_policies_with_unreadable_security_header_is_invalid_security(client
     assert subcode == "a:InvalidSecurity"
 
 
-def test_get_policies_refuses_passwords_when_federated_sign_in_is_chosen(client, url, alice, settings):
-    settings.ENROLLMENT_AUTH_POLICY = "federated"
+def test_get_policies_refuses_passwords_when_federated_sign_in_is_chosen(client, url, alice, organisation):
+    organisation.auth_policy = "federated"
+    organisation.save(update_fields=["auth_policy"])
     subcode, _reason, _type = fault_of(post(client, url, get_policies_body("alice@example.com", PASSWORD)))
     assert subcode == "s:Authentication"
 

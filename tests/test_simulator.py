@@ -811,13 +811,37 @@ def test_simulated_pc_enrolls_on_premise_over_http(enrollment_server, carol):
     assert_enrolled(result, carol, kind="pc", enrollment_type="Full", method="onpremise", os_edition=48)
 
 
-def test_simulated_pc_enrolls_federated_through_the_sign_in_page(enrollment_server, carol, settings):
+def test_simulated_pc_enrolls_federated_through_the_sign_in_page(enrollment_server, carol):
+    from invitations.models import Organisation
     from tests.factories import PASSWORD
 
-    settings.ENROLLMENT_AUTH_POLICY = "federated"
+    Organisation.objects.filter(pk=Organisation.get().pk).update(auth_policy="federated")
     result = Simulator(enrollment_server.url, "carol@example.com", PASSWORD, federated=True).run()
     assert [step.name for step in result.steps] == ["probe", "discover", "sign-in", "policies", "keygen", "enroll"]
     assert_enrolled(result, carol, kind="pc", enrollment_type="Full", method="federated")
+
+
+def test_simulated_pc_enrolls_with_pin_and_password_through_the_sign_in_page(enrollment_server, carol):
+    from enrollment import pins
+    from enrollment.models import RegistrationPin
+    from tests.factories import PASSWORD, UserGroupFactory
+
+    UserGroupFactory(pin_and_password=True, members=[carol])
+    _pin, raw = pins.issue(carol)
+    result = Simulator(enrollment_server.url, "carol@example.com", PASSWORD, federated=True, pin=raw).run()
+    assert result.discovery.auth_policy == "Federated"  # although the organisation is on-premise
+    device = assert_enrolled(result, carol, method="federated")
+    assert RegistrationPin.objects.get().consumed_by == device
+
+
+def test_simulated_pc_enrolls_on_premise_with_a_registration_pin(enrollment_server, carol):
+    from enrollment import pins
+    from tests.factories import UserGroupFactory
+
+    UserGroupFactory(pin_only=True, members=[carol])
+    _pin, raw = pins.issue(carol)
+    result = Simulator(enrollment_server.url, "carol@example.com", raw).run()
+    assert_enrolled(result, carol, method="pin")
 
 
 def test_simulated_hololens_enrolls_through_the_organisations_enrollment_url(enrollment_server, carol):

@@ -12,7 +12,8 @@ class Command(BaseCommand):
     help = (
         "Enroll a simulated Windows 10/11 PC (or HoloLens 2) against a running mdmportal server over "
         "real HTTP, as Settings > Access work or school does: discovery probe, Discover, the federated "
-        "sign-in or on-premise password, GetPolicies and RequestSecurityToken. Every answer is checked "
+        "sign-in or on-premise password (or, with --pin, a provisioning package's service UPN and PIN), "
+        "GetPolicies and RequestSecurityToken. Every answer is checked "
         "(SOAP headers, certificate chain, provisioning document) and the first failed check is "
         "reported with a non-zero exit. SERVER is a host name, https://host, or the full URL ending in "
         "Discovery.svc. Windows itself only enrolls over https with a certificate it already trusts; "
@@ -21,8 +22,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("server", help="host, https://host or https://host/EnrollmentServer/…/Discovery.svc")
-        parser.add_argument("--email", required=True, help="the user's email (UPN) typed into Windows")
-        parser.add_argument("--password", help="the password or PIN; asked for when omitted on a terminal")
+        parser.add_argument("--email", required=True,
+                            help="the user's email (UPN) typed into Windows, or with --pin the package's service UPN")
+        secret = parser.add_mutually_exclusive_group()
+        secret.add_argument("--password", help="the password or PIN; asked for when omitted on a terminal")
+        secret.add_argument("--pin", help="enroll as a provisioning package (PPKG) does, in the background with the "
+                                          "service UPN of --email and this PIN of a PIN enrollment (OnPremise, Full)")
+        parser.add_argument("--registration-pin",
+                            help="the user's registration PIN, when the sign-in page asks for one (with --federated)")
         parser.add_argument("--federated", action="store_true",
                             help="expect the Federated policy and sign in through the server's sign-in page")
         parser.add_argument("--hololens", action="store_true", help="present as a HoloLens 2 (OSEdition 136)")
@@ -36,11 +43,26 @@ class Command(BaseCommand):
         tls.add_argument("--ca-file", help="PEM file of the CA that signed the server's TLS certificate")
         parser.add_argument("--timeout", type=float, default=30, help="seconds per HTTP request (default 30)")
         parser.add_argument("--json", action="store_true", help="print a machine-readable result (for benchmarks)")
+        parser.add_argument("--checkin", action="store_true",
+                            help="after enrolling, run one OMA-DM session: package 1, answer every command "
+                                 "(Results from a small fake DevInfo/DevDetail tree) until the server ends it")
+        parser.add_argument("--digest", action="store_true",
+                            help="with --checkin: authenticate with the APPSRV digest instead of the client "
+                                 "certificate header nginx would forward")
+        parser.add_argument("--unenroll", action="store_true",
+                            help="with --checkin: send the 1226 alert of a user removing the work account")
 
-    def handle(self, *, server, email, password, federated, hololens, device_enrollment, device_id,
-               csr_hash, insecure, ca_file, timeout, **options):
+    def handle(self, *, server, email, password, pin, federated, hololens, device_enrollment, device_id,
+               csr_hash, insecure, ca_file, timeout, checkin, digest, unenroll, registration_pin, **options):
         as_json = options["json"]
-        if password is None:
+        if pin is not None and (federated or hololens or device_enrollment):
+            raise CommandError("--pin enrolls a PC as a provisioning package does: on-premise, user (Full) enrollment; "
+                               "it does not go with --federated, --hololens or --device-enrollment")
+        if (digest or unenroll) and not checkin:
+            raise CommandError("--digest and --unenroll go with --checkin")
+        if pin is not None:
+            password = pin
+        elif password is None:
             if not sys.stdin.isatty():
                 raise CommandError("--password is required when not run from a terminal")
             password = getpass.getpass(f"Password for {email}: ")
@@ -48,17 +70,41 @@ class Command(BaseCommand):
             simulator = Simulator(
                 server, email, password, federated=federated, hololens=hololens,
                 device_enrollment=device_enrollment, device_id=device_id, verify_tls=not insecure,
-                ca_file=ca_file, csr_hash=csr_hash, timeout=timeout,
+                ca_file=ca_file, csr_hash=csr_hash, timeout=timeout, provisioning_package=pin is not None,
+                pin=registration_pin,
             )
             result = simulator.run()
         except SimulatorError as exc:
             if as_json:
                 self.stdout.write(_dumps(_failure(exc)))
             raise CommandError(f"enrollment failed at {exc}") from None
+        session = None
+        if checkin:
+            try:
+                session = simulator.checkin(result, digest=digest, unenroll=unenroll)
+            except SimulatorError as exc:
+                if as_json:
+                    self.stdout.write(_dumps({**result.as_dict(), "checkin": _failure(exc)}))
+                raise CommandError(f"check-in failed at {exc}") from None
         if as_json:
-            self.stdout.write(_dumps(result.as_dict()))
+            data = result.as_dict()
+            if session is not None:
+                data["checkin"] = session.as_dict()
+            self.stdout.write(_dumps(data))
             return
         self._summary(result)
+        if session is not None:
+            self._checkin_summary(session)
+
+    def _checkin_summary(self, session):
+        self.stdout.write(f"OMA-DM session {session.session_id} ({session.auth}):")
+        for message in session.messages:
+            self.stdout.write(f"  {message.describe()}")
+            for (verb, cmd_id, target, fmt, data), answer in zip(message.commands, message.answers):
+                shown = f" = {data[:40]!r}" if data else ""
+                self.stdout.write(f"    {cmd_id:>3} {verb} {target}{shown} -> {answer}")
+        self.stdout.write(self.style.SUCCESS(f"Session ended after {len(session.messages)} server message(s); "
+                                             "MsgID/MsgRef/CmdRef bookkeeping checked."))
 
     def _summary(self, result):
         cert = result.certificate

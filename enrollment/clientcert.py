@@ -1,0 +1,87 @@
+"""Which device is talking: the TLS client certificate forwarded by nginx (brief §7 "HTTP").
+
+nginx terminates TLS with `ssl_verify_client optional_no_ca` and passes the certificate it received
+as `proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;` (URL-escaped PEM). Anyone can send
+that header, so it is believed only when the request comes from an address in TRUSTED_PROXIES
+(loopback by default); from anywhere else it is ignored and audited. The certificate must then be
+one our issuing CA signed, within its validity, and the current certificate of a live enrollment.
+"""
+import ipaddress
+import logging
+import urllib.parse
+from datetime import UTC, datetime
+
+from cryptography import x509
+from django.conf import settings
+
+from invitations.models import AuditEvent
+
+from . import ca
+from .models import Device
+
+logger = logging.getLogger(__name__)
+
+HEADER = "HTTP_X_SSL_CLIENT_CERT"
+MAX_HEADER = 16 * 1024
+
+
+class ClientCertError(Exception):
+    """The certificate does not identify a device we manage. `reason` is for logs and audit only."""
+
+    def __init__(self, reason, device=None):
+        super().__init__(reason)
+        self.reason = reason
+        self.device = device
+
+
+def trusted_proxy(address):
+    """Is `address` one of TRUSTED_PROXIES (addresses or networks)?"""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    for entry in settings.TRUSTED_PROXIES:
+        try:
+            if ip in ipaddress.ip_network(entry.strip(), strict=False):
+                return True
+        except ValueError:
+            logger.error("TRUSTED_PROXIES entry %r is not an address or network", entry)
+    return False
+
+
+def certificate_from_request(request):
+    """The client certificate nginx forwarded, or None. A header from an untrusted address is
+    ignored (and audited); an unreadable one from the proxy counts as no certificate."""
+    value = request.META.get(HEADER, "")
+    if not value:
+        return None
+    remote = request.META.get("REMOTE_ADDR", "")
+    if not trusted_proxy(remote):
+        logger.warning("ignored %s from untrusted address %s", HEADER, remote)
+        AuditEvent.record(None, "management.untrusted_certificate_header", ip=remote or None,
+                          detail={"remote_addr": remote})
+        return None
+    if len(value) > MAX_HEADER:
+        logger.warning("client certificate header of %s bytes ignored", len(value))
+        return None
+    try:
+        return x509.load_pem_x509_certificate(urllib.parse.unquote(value).encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        logger.warning("client certificate header is not a PEM certificate")
+        return None
+
+
+def device_for_certificate(cert):
+    """The enrolled Device whose current certificate `cert` is; raises ClientCertError."""
+    if not ca.verify_issued(cert):
+        raise ClientCertError("certificate not issued by our CA")
+    now = datetime.now(UTC)
+    if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
+        raise ClientCertError("certificate expired or not yet valid")
+    serial, thumbprint = ca.serial_hex(cert), ca.thumbprint(cert)
+    device = Device.objects.filter(certificate_serial=serial).first()
+    if device is None or device.certificate_thumbprint != thumbprint:
+        raise ClientCertError(f"unknown certificate serial {serial}")
+    if device.status != Device.Status.ENROLLED or device.revoked_at is not None:
+        raise ClientCertError(f"certificate of a {device.status} device (revoked)", device=device)
+    return device

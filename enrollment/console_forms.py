@@ -1,0 +1,75 @@
+"""Forms of the enrollment console pages."""
+from datetime import timedelta
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from . import ppkg
+from .models import PinEnrollment
+
+
+def clean_group_names(value):
+    """Configuration group names, from "a, b" or a list: stripped, empty ones and repeats dropped."""
+    names = value.split(",") if isinstance(value, str) else list(value or [])
+    seen = []
+    for name in (str(n).strip() for n in names):
+        if name and name not in seen:
+            seen.append(name)
+    return seen
+
+
+def check_upn_is_free(upn, instance=None):
+    """A service identity must name nothing else: the enrollment service tries PIN enrollments first,
+    so a user's email or MDM username here would lock that user out of enrolling."""
+    others = PinEnrollment.objects.exclude(pk=instance.pk) if instance is not None else PinEnrollment.objects.all()
+    if others.filter(upn__iexact=upn).exists():
+        raise forms.ValidationError("Another PIN enrollment already uses this service identity.")
+    if get_user_model().objects.for_login(upn) is not None:
+        raise forms.ValidationError("This is a user's email or MDM username: choose a name of its own.")
+
+
+class PinEnrollmentForm(forms.ModelForm):
+    configuration_groups = forms.CharField(
+        required=False, help_text="Names of the configuration groups the devices join, separated by commas.")
+
+    class Meta:
+        model = PinEnrollment
+        fields = ["name", "upn", "owner", "configuration_groups", "expires_at", "max_devices"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "upn" in self.fields:
+            self.fields["upn"].required = False
+            self.fields["upn"].help_text = (
+                f"The name the package signs in with. Leave empty for enroll-<name>@{ppkg.default_domain()}.")
+        if "owner" in self.fields:
+            self.fields["owner"].queryset = get_user_model().objects.filter(is_active=True)
+        if self.instance.pk is None:
+            self.initial.setdefault("expires_at", timezone.now() + timedelta(days=ppkg.DEFAULT_VALIDITY_DAYS))
+            self.initial.setdefault("max_devices", ppkg.DEFAULT_MAX_DEVICES)
+        else:
+            self.initial["configuration_groups"] = ", ".join(self.instance.configuration_groups)
+
+    def clean_configuration_groups(self):
+        return clean_group_names(self.cleaned_data["configuration_groups"])
+
+    def clean_expires_at(self):
+        expires_at = self.cleaned_data["expires_at"]
+        if expires_at <= timezone.now() and "expires_at" in self.changed_data:
+            raise forms.ValidationError("Choose a moment in the future.")
+        return expires_at
+
+    def clean(self):
+        cleaned = super().clean()
+        if "upn" in self.fields and not self.errors:
+            cleaned["upn"] = (cleaned.get("upn") or ppkg.default_upn(cleaned["name"])).strip().lower()
+            try:
+                check_upn_is_free(cleaned["upn"], self.instance if self.instance.pk else None)
+            except forms.ValidationError as error:
+                self.add_error("upn", error)
+        return cleaned
+
+    def validate_unique(self):
+        # check_upn_is_free covers the UPN, case-insensitively, with a clearer message.
+        pass

@@ -1,0 +1,95 @@
+"""Device inventory over OMA-DM (brief §7 "Inventory", DevInfo and DevDetail CSPs).
+
+At the first session and then every ENROLLMENT_INVENTORY_INTERVAL_HOURS, a Get per node below is
+queued (source "inventory"); the Results are written to the Device as they come back. Package 1's
+Replace of ./DevInfo nodes feeds the same fields for free.
+"""
+from datetime import timedelta
+
+from django.conf import settings
+
+from .models import Device, DeviceCommand
+
+SOURCE = "inventory"
+
+# LocURI -> Device field ("" = kept in Device.inventory only).
+NODES = {
+    "./DevInfo/DevId": "",
+    "./DevInfo/Man": "manufacturer",
+    "./DevInfo/Mod": "model",
+    "./DevInfo/DmV": "",
+    "./DevInfo/Lang": "",
+    "./DevDetail/SwV": "os_version",
+    "./DevDetail/OEM": "",
+    "./DevDetail/HwV": "",
+    "./DevDetail/FwV": "",
+    "./DevDetail/DevTyp": "",
+    "./DevDetail/Ext/Microsoft/DeviceName": "name",
+    "./DevDetail/Ext/Microsoft/DNSComputerName": "",
+    "./DevDetail/Ext/Microsoft/OSPlatform": "os_platform",
+    "./DevDetail/Ext/Microsoft/SMBIOSSerialNumber": "serial_number",
+    "./DevDetail/Ext/Microsoft/ProcessorArchitecture": "architecture",
+    "./DevDetail/Ext/Microsoft/TotalRAM": "total_ram_mb",
+    "./DevDetail/Ext/DeviceHardwareData": "hardware_data",
+    "./Vendor/MSFT/DeviceStatus/OS/Edition": "os_edition",
+}
+
+# SYSTEM_INFO.wProcessorArchitecture values that ProcessorArchitecture reports.
+ARCHITECTURES = {"0": "x86", "5": "ARM", "6": "IA64", "9": "x64", "12": "ARM64"}
+
+MAX_VALUE = 16 * 1024  # DeviceHardwareData is a few KB of base64; anything larger is not kept
+
+
+def due(device, now):
+    interval = timedelta(hours=settings.ENROLLMENT_INVENTORY_INTERVAL_HOURS)
+    return device.inventory_requested_at is None or device.inventory_requested_at <= now - interval
+
+
+def gets(device, now):
+    """Unsaved Get commands for every inventory node (the caller bulk-creates them)."""
+    expires = now + timedelta(hours=settings.ENROLLMENT_INVENTORY_INTERVAL_HOURS)
+    return [DeviceCommand(device=device, verb=DeviceCommand.Verb.GET, target=target, source=SOURCE,
+                          created_at=now, expires_at=expires) for target in NODES]
+
+
+def apply(device, values, now):
+    """Write {LocURI: value} into the device's inventory; returns the changed field names."""
+    known = {uri: value.strip()[:MAX_VALUE] for uri, value in values.items() if uri in NODES}
+    if not known:
+        return []
+    device.inventory = {**device.inventory, **known}
+    changed = {"inventory", "inventory_at"}
+    device.inventory_at = now
+    for uri, value in known.items():
+        field = NODES[uri]
+        if not field or not value:
+            continue
+        converted = _convert(field, value)
+        if converted is None:
+            continue
+        if field in ("name", "os_version", "manufacturer", "model", "serial_number", "os_platform"):
+            converted = converted[:Device._meta.get_field(field).max_length]
+        setattr(device, field, converted)
+        changed.add(field)
+    kind = recognise_kind(device)
+    if kind != device.kind:
+        device.kind = kind
+        changed.add("kind")
+    return sorted(changed)
+
+
+def _convert(field, value):
+    if field in ("total_ram_mb", "os_edition"):
+        return int(value) if value.isdigit() and len(value) < 10 else None
+    if field == "architecture":
+        return ARCHITECTURES.get(value, value[:32])
+    return value
+
+
+def recognise_kind(device):
+    """HoloLens 2 from its model, platform or Holographic edition (brief §8)."""
+    if "hololens" in device.model.lower() or "holographic" in device.os_platform.lower():
+        return Device.Kind.HOLOLENS
+    if device.os_edition == Device.HOLOGRAPHIC_EDITION:
+        return Device.Kind.HOLOLENS
+    return device.kind

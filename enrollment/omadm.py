@@ -1,0 +1,486 @@
+"""OMA-DM management sessions: POST /ManagementServer/MDM.svc (brief §7; MS-MDM, OMA-DM 1.2).
+
+One request = one SyncML message from the device, one reply from us:
+
+1. HTTP checks: XML SyncML only (WBXML → 415), body cap (413), well-formed SyncML (400).
+2. Who is talking (`identify`): the client certificate nginx forwarded (enrollment/clientcert.py);
+   without one, the OMA-DM digest made with the APPSRV secret of the enrollment (brief §5.1
+   APPAUTH, `syncml:auth-md5` or `syncml:auth-basic`), challenged with a fresh nonce. Refusals are
+   HTTP 403 with an audit entry; digest failures are a SyncHdr 401/407 with a `Chal` (audited).
+3. The session (`Conversation`): a ManagementSession row per (device, SessionID) holds our MsgID
+   counter, the device's last MsgID and our last reply, so a retransmitted message gets the same
+   answer and a replayed MsgID gets a 400 without touching anything. Reply rules of brief §7:
+   SyncHdr Status first, a Status for every client command except Status/Results, then our queued
+   commands (enrollment/commands.py) in sequence order, then Final. A reply with no command ends the
+   session. Statuses and Results are matched to our commands by (session, MsgRef, CmdRef).
+
+Work per request is bounded: MAX_COMMANDS client commands per message (syncml.py),
+ENROLLMENT_COMMANDS_PER_MESSAGE of ours per reply, ENROLLMENT_SESSION_MAX_MESSAGES per session,
+and a fixed number of SQL queries per message (bulk reads and updates, never one per command).
+"""
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import transaction
+from django.http import HttpResponse
+from django.utils import timezone
+
+from invitations.models import AuditEvent
+
+from . import clientcert, inventory, syncml
+from .commands import expire_overdue
+from .models import Device, DeviceCommand, ManagementSession
+
+logger = logging.getLogger(__name__)
+
+# Alert codes (brief §7; MS-MDM 2.2.7.2).
+SERVER_INITIATED, CLIENT_INITIATED = "1200", "1201"
+NEXT_MESSAGE, ABORT, CLIENT_EVENT, GENERIC_ALERT = "1222", "1223", "1224", "1226"
+KNOWN_ALERTS = {SERVER_INITIATED, CLIENT_INITIATED, NEXT_MESSAGE, ABORT, CLIENT_EVENT, GENERIC_ALERT}
+LOGIN_STATUS = "com.microsoft/MDM/LoginStatus"
+LOGIN_VALUES = {"user", "others", "none"}
+UNENROLL_REQUEST = "com.microsoft:mdm.unenrollment.userrequest"
+AUTH_MD5, AUTH_BASIC = "syncml:auth-md5", "syncml:auth-basic"
+
+# Status codes (brief §7).
+OK, AUTH_ACCEPTED, BAD_REQUEST, INVALID_CREDENTIALS, NOT_SUPPORTED, MISSING_CREDENTIALS = 200, 212, 400, 401, 406, 407
+
+# An open session with no message for this long is over: its unanswered commands go back to queued.
+SESSION_IDLE = timedelta(minutes=10)
+MAX_EVENTS = 50
+MAX_MSG_ID = 2**31 - 1
+USER_SCOPE = "./User/"
+
+
+class Refused(Exception):
+    """Not a device we talk to: HTTP `http_status`, audited with `reason`."""
+
+    def __init__(self, http_status, reason, device=None):
+        super().__init__(reason)
+        self.http_status, self.reason, self.device = http_status, reason, device
+
+
+@dataclass
+class Caller:
+    device: Device
+    auth: str  # ManagementSession.Auth value, "" while a digest challenge is pending
+    header_code: int = OK
+    next_nonce: str = ""  # NextNonce for the SyncHdr Status Chal
+    challenge_reason: str = ""
+
+    @property
+    def challenged(self):
+        return self.header_code in (INVALID_CREDENTIALS, MISSING_CREDENTIALS)
+
+
+def serve(request):
+    """The view's whole job; never raises for bad input."""
+    content_type = (request.content_type or "").lower()
+    if content_type != syncml.CONTENT_TYPE:
+        logger.info("management: refused Content-Type %r", content_type)
+        return _plain(415, f"Send SyncML as {syncml.CONTENT_TYPE} (WBXML is not supported).")
+    cap = min(settings.ENROLLMENT_MAX_BODY_BYTES, syncml.MAX_BODY)
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > cap:
+        return _plain(413, "Message too large.")
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return _plain(413, "Message too large.")
+    if len(body) > cap:
+        return _plain(413, "Message too large.")
+    try:
+        message = syncml.parse(body)
+        _check_header(message.header)
+    except syncml.SyncMLError as exc:
+        logger.info("management: malformed SyncML from %s: %s", request.META.get("REMOTE_ADDR"), exc)
+        return _plain(400, "Malformed SyncML message.")
+    ip = request.META.get("REMOTE_ADDR") or None
+    try:
+        caller = identify(request, message)
+    except Refused as refused:
+        logger.warning("management: refused %s (Source %s): %s", ip, message.header.source[:64], refused.reason)
+        AuditEvent.record(None, "management.refused", refused.device, ip=ip, detail={
+            "reason": refused.reason, "source": message.header.source[:64], "http_status": refused.http_status})
+        return _plain(refused.http_status, "This device is not allowed to talk to this server.")
+    if caller.challenged:
+        AuditEvent.record(None, "management.challenged", caller.device, ip=ip, detail={
+            "reason": caller.challenge_reason, "status": caller.header_code})
+    reply = Conversation(caller, message, body, server_url=request.build_absolute_uri(request.path), ip=ip).run()
+    response = HttpResponse(reply, content_type=syncml.CONTENT_TYPE)
+    response["Content-Length"] = str(len(reply))
+    return response
+
+
+def _plain(status, text):
+    response = HttpResponse(text + "\n", status=status, content_type="text/plain; charset=utf-8")
+    response["Content-Length"] = str(len(response.content))
+    return response
+
+
+def _check_header(header):
+    if len(header.session_id) > 64 or not header.session_id.isprintable():
+        raise syncml.SyncMLError("SessionID too long")
+    if int(header.msg_id) > MAX_MSG_ID or int(header.msg_id) < 1:
+        raise syncml.SyncMLError("MsgID out of range")
+    if len(header.source) > 255:
+        raise syncml.SyncMLError("Source too long")
+
+
+# --- who is talking -------------------------------------------------------------------------------
+
+def identify(request, message):
+    """Caller for a device we manage; raises Refused. Brief §7 "HTTP" and reply rule 7."""
+    source = message.header.source
+    cert = clientcert.certificate_from_request(request)
+    if cert is not None:
+        try:
+            device = clientcert.device_for_certificate(cert)
+        except clientcert.ClientCertError as exc:
+            raise Refused(403, exc.reason, exc.device) from None
+        if source.lower() != device.device_id.lower():
+            if Device.objects.enrolled().filter(device_id__iexact=source).exclude(pk=device.pk).exists():
+                raise Refused(403, f"certificate of device {device.pk} used with the Source of another device", device)
+            logger.warning("management: device %s sent SyncHdr Source %r, which names no device", device.pk, source[:64])
+        return Caller(device, ManagementSession.Auth.CERTIFICATE)
+    device = Device.objects.enrolled().filter(device_id__iexact=source).first()
+    if device is None:
+        raise Refused(403, "no client certificate and no enrolled device of that DeviceID")
+    return _digest_caller(device, message.header)
+
+
+def _digest_caller(device, header):
+    if not header.cred_data:
+        if header.msg_id != "1" and ManagementSession.objects.filter(
+                device=device, session_id=header.session_id, auth=ManagementSession.Auth.DIGEST,
+                ended_at__isnull=True, updated_at__gte=timezone.now() - SESSION_IDLE).exists():
+            # OMA-DM: after 212 the client does not repeat its credentials for the rest of the session.
+            return Caller(device, ManagementSession.Auth.DIGEST)
+        return _challenge(device, MISSING_CREDENTIALS, "no client certificate and no credentials")
+    if not digest_matches(device, header):
+        return _challenge(device, INVALID_CREDENTIALS, f"wrong {header.cred_type or 'unknown'} credentials")
+    # The nonce is spent: the next session must answer a new one.
+    return Caller(device, ManagementSession.Auth.DIGEST, AUTH_ACCEPTED, next_nonce=_new_nonce(device))
+
+
+def digest_matches(device, header):
+    """OMA-DM Security: md5 digest = b64(md5(b64(md5("name:secret")) + ":" + nonce)); basic =
+    b64("name:secret"). Device keeps only b64(md5("name:secret")) (see Device)."""
+    if not device.appsrv_digest:
+        return False
+    if header.cred_type == AUTH_MD5:
+        try:
+            nonce = base64.b64decode(device.appsrv_nonce, validate=True)
+        except binascii.Error:
+            return False
+        expected = base64.b64encode(hashlib.md5(device.appsrv_digest.encode() + b":" + nonce).digest()).decode()
+        return hmac.compare_digest(expected, header.cred_data)
+    if header.cred_type == AUTH_BASIC:
+        try:
+            pair = base64.b64decode(header.cred_data, validate=True)
+        except binascii.Error:
+            return False
+        name = pair.partition(b":")[0].decode("utf-8", "replace")
+        digest = base64.b64encode(hashlib.md5(pair).digest()).decode()
+        return name.lower() == device.device_id.lower() and hmac.compare_digest(digest, device.appsrv_digest)
+    return False
+
+
+def _challenge(device, code, reason):
+    return Caller(device, "", code, next_nonce=_new_nonce(device), challenge_reason=reason)
+
+
+def _new_nonce(device):
+    device.appsrv_nonce = base64.b64encode(secrets.token_bytes(16)).decode()
+    return device.appsrv_nonce
+
+
+# --- the session ----------------------------------------------------------------------------------
+
+@dataclass
+class Conversation:
+    caller: Caller
+    message: syncml.Message
+    body: bytes
+    server_url: str
+    ip: str | None = None
+    statuses: list = field(default_factory=list)
+    device_fields: set = field(default_factory=set)
+    inventory_values: dict = field(default_factory=dict)
+    events: list = field(default_factory=list)
+    ending: bool = False
+
+    @property
+    def device(self):
+        return self.caller.device
+
+    @property
+    def header(self):
+        return self.message.header
+
+    def run(self):
+        self.now = timezone.now()
+        digest = hashlib.sha256(self.body).hexdigest()
+        if self.caller.next_nonce:
+            self.device_fields.add("appsrv_nonce")
+        with transaction.atomic():
+            session = self.open_session(digest)
+            if isinstance(session, bytes):
+                self.save_device()
+                return session
+            if self.caller.challenged:
+                reply = self.reply(session, commands=[])
+            else:
+                reply = self.converse(session)
+            session.last_request_hash, session.last_reply, session.updated_at = digest, reply, self.now
+            session.save()
+            self.save_device()
+        return reply
+
+    def open_session(self, digest):
+        """This message's ManagementSession, or the bytes to answer with (retransmission/duplicate)."""
+        msg_id = int(self.header.msg_id)
+        session = (ManagementSession.objects.select_for_update()
+                   .filter(device=self.device, session_id=self.header.session_id, ended_at__isnull=True)
+                   .order_by("-pk").first())
+        if session is not None and msg_id <= session.client_msg_id:
+            if msg_id == session.client_msg_id and digest == session.last_request_hash:
+                logger.info("management: device %s retransmitted message %s; same answer", self.device.pk, msg_id)
+                return bytes(session.last_reply)
+            if msg_id != 1:
+                logger.warning("management: device %s reused MsgID %s in session %s", self.device.pk, msg_id, session.pk)
+                return self.refuse_duplicate(session)
+            self.close(session)  # the device started over with the same SessionID
+            session = None
+        if session is None:
+            self.close_idle_sessions()
+            session = ManagementSession.objects.create(
+                device=self.device, session_id=self.header.session_id, auth=self.caller.auth,
+                started_at=self.now, updated_at=self.now)
+        session.client_msg_id = msg_id
+        session.messages += 1
+        if self.caller.auth:
+            session.auth = self.caller.auth
+        return session
+
+    def refuse_duplicate(self, session):
+        """SyncHdr 400, no commands; nothing is recorded, so the session carries on untouched."""
+        status = syncml.Status(self.header.msg_id, "0", "SyncHdr", BAD_REQUEST)
+        reply, _ = syncml.build(request_header=self.header, msg_id=session.server_msg_id + 1,
+                                server_url=self.server_url, statuses=[status])
+        return reply
+
+    def close(self, session):
+        session.ended_at = self.now
+        session.save(update_fields=["ended_at"])
+        requeue_unanswered(DeviceCommand.objects.filter(session=session), self.now)
+
+    def close_idle_sessions(self):
+        idle = ManagementSession.objects.filter(device=self.device, ended_at__isnull=True,
+                                                updated_at__lt=self.now - SESSION_IDLE)
+        if idle.update(ended_at=self.now):
+            requeue_unanswered(DeviceCommand.objects.filter(device=self.device, session__ended_at__isnull=False),
+                               self.now)
+
+    def converse(self, session):
+        self.apply_answers(session)
+        for command in self.message.commands:
+            if command.name not in ("Status", "Results"):
+                self.answer(command)
+        if self.inventory_values:
+            self.device_fields.update(inventory.apply(self.device, self.inventory_values, self.now))
+        self.device.last_seen_at = self.now
+        self.device_fields.add("last_seen_at")
+        session.events = (session.events + self.events)[:MAX_EVENTS]
+        if not self.message.final:
+            # The device has more to send in this package: ask for it, send nothing yet.
+            return self.reply(session, commands=[], alerts=[NEXT_MESSAGE])
+        if self.ending or self.device.status != Device.Status.ENROLLED:
+            outgoing = []
+        elif session.messages > settings.ENROLLMENT_SESSION_MAX_MESSAGES:
+            logger.warning("management: session %s reached %s messages; ending it", session.pk, session.messages)
+            outgoing = []
+        else:
+            outgoing = self.next_commands()
+        reply = self.reply(session, commands=outgoing)
+        if not outgoing:
+            # A Status-only reply ends the session (brief §7 rule 6).
+            session.ended_at = self.now
+            requeue_unanswered(DeviceCommand.objects.filter(session=session), self.now)
+        return reply
+
+    def reply(self, session, *, commands, alerts=()):
+        session.server_msg_id += 1
+        header_status = syncml.Status(self.header.msg_id, "0", "SyncHdr", self.caller.header_code,
+                                      chal_nonce=self.caller.next_nonce)
+        reply, sent = syncml.build(request_header=self.header, msg_id=session.server_msg_id,
+                                   server_url=self.server_url, statuses=[header_status, *self.statuses],
+                                   commands=commands, alerts=alerts, final=not alerts)
+        if sent:
+            for cmd_id, command in sent.items():
+                command.status, command.session, command.msg_id = DeviceCommand.Status.SENT, session, session.server_msg_id
+                command.cmd_id, command.sent_at, command.attempts = int(cmd_id), self.now, command.attempts + 1
+            DeviceCommand.objects.bulk_update(list(sent.values()),
+                                              ["status", "session", "msg_id", "cmd_id", "sent_at", "attempts"])
+        return reply
+
+    # -- the device's Statuses and Results for our commands (brief §7 rule 5) ----------------------
+
+    def apply_answers(self, session):
+        answers = [c for c in self.message.commands if c.name in ("Status", "Results")]
+        refs = {ref for ref in (_ref(c) for c in answers) if ref is not None}
+        if not refs:
+            return
+        candidates = DeviceCommand.objects.filter(
+            session=session, status=DeviceCommand.Status.SENT,
+            msg_id__in={m for m, _ in refs}, cmd_id__in={c for _, c in refs})
+        by_ref = {(c.msg_id, c.cmd_id): c for c in candidates}
+        touched = {}
+        for answer in answers:
+            ref = _ref(answer)
+            command = by_ref.get(ref) if ref else None
+            if command is None:
+                if answer.cmd_ref != "0":
+                    # Brief §7 rule 3: some clients acknowledge things we never sent; never an error.
+                    logger.info("management: device %s sent a %s for MsgRef %s CmdRef %s, which we never sent",
+                                self.device.pk, answer.name, answer.msg_ref[:16], answer.cmd_ref[:16])
+                continue
+            if answer.name == "Status":
+                _close(command, answer.data, self.now)
+            else:
+                self.store_result(command, answer)
+            touched[command.pk] = command
+        if touched:
+            DeviceCommand.objects.bulk_update(
+                list(touched.values()), ["status", "status_code", "completed_at", "result_data", "result_format", "note"])
+
+    def store_result(self, command, results):
+        item = results.items[0] if results.items else syncml.Item()
+        if len(item.data.encode()) > settings.ENROLLMENT_MAX_RESULT_BYTES:
+            command.result_data, command.result_format = "", item.format[:16]
+            command.note = f"Result of {len(item.data.encode())} bytes not kept (limit {settings.ENROLLMENT_MAX_RESULT_BYTES})"
+            logger.warning("management: device %s sent an oversized result for command %s", self.device.pk, command.pk)
+            return
+        command.result_data, command.result_format = item.data, item.format[:16]
+        if command.source == inventory.SOURCE:
+            self.inventory_values[command.target] = item.data
+
+    # -- the device's own commands (brief §7 rules 2-3) --------------------------------------------
+
+    def answer(self, command):
+        code = self.handle(command) if command.cmd_id else BAD_REQUEST
+        self.statuses.append(syncml.Status(self.header.msg_id, command.cmd_id[:16], command.name[:32], code))
+        for child in command.children:
+            self.answer(child)
+
+    def handle(self, command):
+        if command.name == "Alert":
+            return self.alert(command)
+        if command.name == "Replace":
+            # Package 1 reports ./DevInfo nodes unasked: the same inventory fields.
+            for item in command.items:
+                if item.source:
+                    self.inventory_values[item.source] = item.data
+            return OK
+        if command.name in ("Atomic", "Sequence"):
+            return OK
+        if command.name in syncml.CLIENT_COMMANDS:
+            return NOT_SUPPORTED  # a Get/Add/Delete/Exec aimed at the server
+        logger.info("management: device %s sent an unknown command <%s>", self.device.pk, command.name[:32])
+        return BAD_REQUEST
+
+    def alert(self, command):
+        code = command.data
+        if code not in KNOWN_ALERTS:
+            self.record(code, "", command.data)
+            return NOT_SUPPORTED
+        if code == ABORT:
+            self.record(code, "", "")
+            self.ending = True
+        elif code == CLIENT_EVENT:
+            for item in command.items or [syncml.Item()]:
+                self.client_event(item.type or command.meta_type, item.data)
+        elif code == GENERIC_ALERT:
+            for item in command.items:
+                self.generic_alert(item)
+        return OK
+
+    def client_event(self, event_type, data):
+        if event_type == LOGIN_STATUS and data in LOGIN_VALUES:
+            self.device.login_status = data
+            self.device_fields.add("login_status")
+            return
+        self.record(CLIENT_EVENT, event_type, data)
+
+    def generic_alert(self, item):
+        """Brief §7: 1226 carries async CSP results and the user's unenrollment."""
+        self.record(GENERIC_ALERT, item.type, item.data, item.source)
+        if item.type != UNENROLL_REQUEST:
+            return
+        self.ending = True
+        if self.device.status != Device.Status.ENROLLED:
+            return
+        self.device.mark_unenrolled()
+        logger.info("management: device %s unenrolled by its user", self.device.pk)
+        AuditEvent.record(None, "device.unenrolled", self.device, ip=self.ip, detail={
+            "by": "user on the device", "alert": GENERIC_ALERT, "certificate": self.device.certificate_serial})
+
+    def record(self, alert, event_type, data, source=""):
+        if len(self.events) < MAX_EVENTS:
+            self.events.append({"alert": alert[:8], "type": event_type[:200], "data": data[:500],
+                                "source": source[:200], "at": self.now.isoformat()})
+
+    # -- our commands ------------------------------------------------------------------------------
+
+    def next_commands(self):
+        expire_overdue(self.device, self.now)
+        if inventory.due(self.device, self.now):
+            DeviceCommand.objects.bulk_create(inventory.gets(self.device, self.now))
+            self.device.inventory_requested_at = self.now
+            self.device_fields.add("inventory_requested_at")
+        queued = DeviceCommand.objects.filter(device=self.device, status=DeviceCommand.Status.QUEUED,
+                                              expires_at__gt=self.now)
+        if self.device.login_status != "user":
+            queued = queued.exclude(target__startswith=USER_SCOPE)  # brief §7: held until a user is signed in
+        # skip_locked: a concurrent session of the same device takes the other commands, never these.
+        return list(queued.order_by("pk").select_for_update(skip_locked=True)[:settings.ENROLLMENT_COMMANDS_PER_MESSAGE])
+
+    def save_device(self):
+        if self.device_fields:
+            self.device.save(update_fields=sorted(self.device_fields))
+
+
+def _ref(answer):
+    if not (answer.msg_ref.isdigit() and answer.cmd_ref.isdigit()):
+        return None
+    if len(answer.msg_ref) > 9 or len(answer.cmd_ref) > 9:
+        return None
+    return int(answer.msg_ref), int(answer.cmd_ref)
+
+
+def _close(command, data, now):
+    code = int(data) if data.isdigit() and len(data) < 5 else None
+    succeeded = code is not None and 200 <= code < 300 and code not in (214, 215, 216)
+    command.status = DeviceCommand.Status.SUCCEEDED if succeeded else DeviceCommand.Status.FAILED
+    command.status_code, command.completed_at = code, now
+
+
+def requeue_unanswered(commands, now):
+    """Commands sent but never answered go back to the queue, up to ENROLLMENT_COMMAND_MAX_ATTEMPTS
+    sends in all; then they fail. Never touches an acknowledged command."""
+    limit = settings.ENROLLMENT_COMMAND_MAX_ATTEMPTS
+    sent = commands.filter(status=DeviceCommand.Status.SENT)
+    sent.filter(attempts__gte=limit).update(status=DeviceCommand.Status.FAILED, completed_at=now,
+                                            note=f"No answer from the device after {limit} sends")
+    sent.filter(attempts__lt=limit).update(status=DeviceCommand.Status.QUEUED)

@@ -1,0 +1,237 @@
+"""Provisioning-package enrollment with a PIN (issue 6, brief §10): PIN enrollments are made, their
+PIN replaced or revoked here, and the enrollment service asks here whether a UsernameToken is a
+package's and whether one more device may enroll with it.
+
+A package carries Workplace/Enrollments/{UPN} with AuthPolicy OnPremise and the PIN as Secret, so the
+UPN and the PIN arrive verbatim in wsse:UsernameToken of GetPolicies and RST (brief §3.1, §10). One
+PIN enrolls many devices: it is never spent, only counted against the maximum. Checking it costs one
+password hash per enrollment (GetPolicies verifies, the RST that follows finds the verification
+remembered, as enrollment/auth.py does for passwords). Wrong PINs are counted on the PIN enrollment
+itself, not through django-axes: its UPN is no user account. Enough of them in a row lock it, for a
+little longer each time, and raise an alert (an audit event shown on its console page).
+"""
+import hashlib
+import hmac
+import logging
+import secrets
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.auth.hashers import check_password, make_password
+from django.core.cache import cache
+from django.db import transaction
+from django.urls import reverse
+from django.utils.text import slugify
+
+from invitations.models import AuditEvent, Organisation
+
+from .models import Device, PinEnrollment
+from .soap import ErrorType, Fault, SoapFault
+
+logger = logging.getLogger(__name__)
+
+# 20 characters of an alphabet without look-alikes (no 0/O, 1/I/L), in groups of five: 100 bits, so
+# the lockout is a second line of defence. Nobody types it: it goes into the package.
+PIN_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+PIN_GROUPS, PIN_GROUP_LENGTH = 4, 5
+DEFAULT_VALIDITY_DAYS = 90
+DEFAULT_MAX_DEVICES = 50
+LONGEST_LOCKOUT = timedelta(days=1)
+
+BAD_PIN = "The enrollment package's user name or PIN is incorrect."
+LOCKED_OUT = "This enrollment package is locked after repeated wrong PINs. Windows will try again later."
+NO_LONGER_VALID = "This enrollment package has expired or was revoked. Ask your administrator for a new one."
+CAP_REACHED = "This enrollment package has enrolled as many devices as it may. Ask your administrator."
+OWNER_INACTIVE = "The account this enrollment package enrolls devices for is disabled. Contact your administrator."
+
+
+def new_pin():
+    groups = ("".join(secrets.choice(PIN_ALPHABET) for _ in range(PIN_GROUP_LENGTH)) for _ in range(PIN_GROUPS))
+    return "-".join(groups)
+
+
+def default_domain():
+    """The organisation's domain as its enrollment host suggests it: enterpriseenrollment.example.com
+    (the autodiscovery name, brief §1) gives example.com."""
+    host = urlsplit(Organisation.get().base_url).hostname or "localhost"
+    prefix = "enterpriseenrollment."
+    return host[len(prefix):] if host.startswith(prefix) and host.count(".") > 1 else host
+
+
+def default_upn(name):
+    tag = slugify(name)[:40].strip("-") or "devices"
+    return f"enroll-{tag}@{default_domain()}"
+
+
+def discovery_url():
+    """DiscoveryServiceFullUrl of the package: the fixed autodiscovery path on the organisation's
+    enrollment host. Not the versioned enrollment URL: regenerating that one is meant to stop pending
+    invitations, whereas a package already pushed to devices is stopped by revoking it."""
+    return Organisation.get().base_url + reverse("enrollment:autodiscovery")
+
+
+def create(*, name, owner, expires_at, max_devices, upn="", configuration_groups=(), actor=None, ip=None):
+    """A new PIN enrollment. Returns (PinEnrollment, the PIN in clear: show it once, never store it)."""
+    pin_enrollment = PinEnrollment(name=name, upn=upn or default_upn(name), owner=owner, expires_at=expires_at,
+                                   max_devices=max_devices, configuration_groups=list(configuration_groups))
+    return pin_enrollment, issue(pin_enrollment, actor=actor, ip=ip)
+
+
+def issue(pin_enrollment, *, actor=None, ip=None):
+    """Give an unsaved PinEnrollment its first PIN and save it. Returns the PIN in clear."""
+    if pin_enrollment.pk is not None:
+        raise ValueError("issue() makes new PIN enrollments; use regenerate() for an existing one")
+    pin = new_pin()
+    pin_enrollment.upn = pin_enrollment.upn or default_upn(pin_enrollment.name)
+    pin_enrollment.pin_hash = make_password(pin)
+    pin_enrollment.created_by = actor if getattr(actor, "is_authenticated", False) else None
+    pin_enrollment.save()
+    AuditEvent.record(actor, "pin_enrollment.created", pin_enrollment, ip=ip, detail={
+        "upn": pin_enrollment.upn, "owner": pin_enrollment.owner.email, "max_devices": pin_enrollment.max_devices,
+        "expires_at": pin_enrollment.expires_at.isoformat(),
+        "configuration_groups": pin_enrollment.configuration_groups,
+    })
+    return pin
+
+
+def regenerate(pin_enrollment, *, actor=None, ip=None):
+    """Replace the PIN (packages built with the old one stop enrolling). Returns the new PIN in clear;
+    raises InvalidTransition when revoked."""
+    pin = new_pin()
+    with transaction.atomic():
+        locked = PinEnrollment.objects.select_for_update().get(pk=pin_enrollment.pk)
+        locked.replace_pin(make_password(pin))
+        AuditEvent.record(actor, "pin_enrollment.pin_regenerated", locked, ip=ip,
+                          detail={"generation": locked.pin_generation})
+    pin_enrollment.refresh_from_db()
+    return pin
+
+
+def revoke(pin_enrollment, *, actor=None, ip=None):
+    """Stop it enrolling devices (those enrolled stay); raises InvalidTransition when already revoked."""
+    with transaction.atomic():
+        locked = PinEnrollment.objects.select_for_update().get(pk=pin_enrollment.pk)
+        locked.revoke()
+        AuditEvent.record(actor, "pin_enrollment.revoked", locked, ip=ip,
+                          detail={"devices": locked.used_count()})
+    pin_enrollment.refresh_from_db()
+
+
+def unlock(pin_enrollment, *, actor=None, ip=None):
+    with transaction.atomic():
+        locked = PinEnrollment.objects.select_for_update().get(pk=pin_enrollment.pk)
+        locked.unlock()
+        AuditEvent.record(actor, "pin_enrollment.unlocked", locked, ip=ip)
+    pin_enrollment.refresh_from_db()
+
+
+def pin_matches(pin_enrollment, pin):
+    """Whether `pin` is its current PIN (constant-time, one hash): to rebuild its package later."""
+    return bool(pin) and check_password(pin, pin_enrollment.pin_hash)
+
+
+def lockout_duration(number):
+    """The n-th lockout in a row lasts twice as long as the one before, at most a day."""
+    first = timedelta(seconds=settings.ENROLLMENT_PPKG_LOCKOUT_SECONDS)
+    return min(first * 2 ** min(number - 1, 16), LONGEST_LOCKOUT)
+
+
+# --- the enrollment service's side -------------------------------------------------------------------
+
+def find(username):
+    """The PIN enrollment whose UPN is `username`, or None (then it is an ordinary user's name)."""
+    username = (username or "").strip()
+    if not username:
+        return None
+    return PinEnrollment.objects.select_related("owner").filter(upn__iexact=username).first()
+
+
+def authenticate(request, pin_enrollment, secret):
+    """The auth.Identity a package's UsernameToken stands for; raises SoapFault (brief §3.1, §10)."""
+    from .auth import Identity
+
+    if pin_enrollment.is_revoked or pin_enrollment.is_expired:
+        state = "revoked" if pin_enrollment.is_revoked else "expired"
+        raise SoapFault(Fault.AUTHENTICATION, NO_LONGER_VALID, log_detail=f"PIN enrollment {pin_enrollment.pk} {state}")
+    if pin_enrollment.is_locked:
+        raise SoapFault(Fault.AUTHENTICATION, LOCKED_OUT,
+                        log_detail=f"PIN enrollment {pin_enrollment.pk} locked until {pin_enrollment.locked_until}")
+    if not _recently_verified(pin_enrollment, secret):
+        if not check_password(secret, pin_enrollment.pin_hash):
+            _wrong_pin(request, pin_enrollment)
+            raise SoapFault(Fault.AUTHENTICATION, BAD_PIN,
+                            log_detail=f"wrong PIN for PIN enrollment {pin_enrollment.pk}")
+        _remember_verified(pin_enrollment, secret)
+        pin_enrollment.record_right_pin()
+    if not pin_enrollment.owner.is_active:
+        raise SoapFault(Fault.AUTHORIZATION, OWNER_INACTIVE,
+                        log_detail=f"owner {pin_enrollment.owner_id} of PIN enrollment {pin_enrollment.pk} inactive")
+    return Identity(user=pin_enrollment.owner, method=Device.Method.PPKG, upn=pin_enrollment.upn,
+                    pin_enrollment=pin_enrollment)
+
+
+def _wrong_pin(request, pin_enrollment):
+    ip = request.META.get("REMOTE_ADDR") or None
+    with transaction.atomic():
+        locked = PinEnrollment.objects.select_for_update().get(pk=pin_enrollment.pk)
+        duration = locked.record_wrong_pin(limit=settings.ENROLLMENT_PPKG_FAILURE_LIMIT, lockout=lockout_duration)
+        if duration is not None:
+            # The administrators' alert: shown on the PIN enrollment's console page.
+            AuditEvent.record(None, "pin_enrollment.locked", locked, ip=ip, detail={
+                "locked_until": locked.locked_until.isoformat(), "seconds": int(duration.total_seconds()),
+                "lockout": locked.lockouts, "failures": settings.ENROLLMENT_PPKG_FAILURE_LIMIT,
+            })
+            logger.warning("PIN enrollment %s locked for %s after %s wrong PINs (last from %s)", locked.pk, duration,
+                           settings.ENROLLMENT_PPKG_FAILURE_LIMIT, ip)
+
+
+def _verification_key(pin_enrollment, secret):
+    # As auth._verification_key: the stored hash is part of the message, so a new PIN voids the entry.
+    message = f"ppkg:{pin_enrollment.pk}:{pin_enrollment.pin_hash}:{secret}".encode()
+    digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+    return f"enrollment:verified:{digest}"
+
+
+def _remember_verified(pin_enrollment, secret):
+    cache.set(_verification_key(pin_enrollment, secret), True, settings.ENROLLMENT_PASSWORD_CACHE_SECONDS)
+
+
+def _recently_verified(pin_enrollment, secret):
+    return bool(cache.get(_verification_key(pin_enrollment, secret)))
+
+
+def discovery_policy(offered):
+    """OnPremise for a device that offers it while the organisation signs users in another way, as
+    long as a package may enroll: packages always sign in on-premise (brief §2 "pick a policy the
+    client offered"). None otherwise."""
+    if "OnPremise" in offered and PinEnrollment.objects.usable().exists():
+        return "OnPremise"
+    return None
+
+
+def claim_slot(pin_enrollment, replacing):
+    """Inside the enrollment's transaction: lock the PIN enrollment and check that this device may
+    still enroll with it. Concurrent devices queue on the row lock, so the maximum holds. A
+    re-enrollment of hardware it already enrolled (in `replacing`) takes no new slot."""
+    locked = PinEnrollment.objects.select_for_update().get(pk=pin_enrollment.pk)
+    if not locked.is_usable or locked.pin_hash != pin_enrollment.pin_hash:
+        raise SoapFault(Fault.AUTHENTICATION, NO_LONGER_VALID,
+                        log_detail=f"PIN enrollment {locked.pk} revoked, expired or given a new PIN meanwhile")
+    again = sum(1 for device in replacing if device.pin_enrollment_id == locked.pk)
+    used = locked.devices.exclude(status=Device.Status.REPLACED).count()
+    if used - again >= locked.max_devices:
+        raise SoapFault(Fault.AUTHORIZATION, CAP_REACHED, error_type=ErrorType.DEVICE_CAP_REACHED,
+                        log_detail=f"PIN enrollment {locked.pk} has enrolled {used} of {locked.max_devices}")
+    return locked
+
+
+def record_device(pin_enrollment, device, *, ip=None):
+    if device.enrollment_type != Device.EnrollmentType.FULL:
+        # Brief §10 [U]: packages are expected to enroll Full; accepted either way, but worth knowing.
+        logger.info("PIN enrollment %s: device %s enrolled with EnrollmentType %s", pin_enrollment.pk, device.pk,
+                    device.enrollment_type)
+    AuditEvent.record(None, "pin_enrollment.device_enrolled", pin_enrollment, ip=ip, detail={
+        "device": device.pk, "device_id": device.device_id, "owner": pin_enrollment.owner_id,
+        "configuration_groups": pin_enrollment.configuration_groups,
+    })

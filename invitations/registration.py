@@ -1,0 +1,48 @@
+"""Registration authentication settings (issue 3 item 3, as Ivanti has them): what a user proves to
+enroll a device (password, a one-time registration PIN, or both) and the shape of their PINs.
+
+The organisation holds the default; a user group overrides it for its members. This module is the one
+place that decides which settings apply to a user.
+"""
+from dataclasses import dataclass
+from datetime import timedelta
+
+from .models import Organisation, RegistrationMode, UserGroup
+
+
+@dataclass(frozen=True)
+class RegistrationPolicy:
+    mode: str
+    pin_length: int
+    pin_lifetime: timedelta
+    renewal_allowed: bool
+    group: UserGroup | None = None  # None: the organisation's default
+
+    @property
+    def requires_pin(self):
+        return self.mode in (RegistrationMode.PIN, RegistrationMode.PIN_AND_PASSWORD)
+
+    @property
+    def requires_password(self):
+        return self.mode in (RegistrationMode.PASSWORD, RegistrationMode.PIN_AND_PASSWORD)
+
+    @property
+    def needs_sign_in_page(self):
+        """Two secrets do not fit Windows' single on-premise password box (see enrollment/discovery.py)."""
+        return self.mode == RegistrationMode.PIN_AND_PASSWORD
+
+    @classmethod
+    def of(cls, source, group=None):
+        return cls(mode=source.registration_mode, pin_length=source.pin_length,
+                   pin_lifetime=timedelta(hours=source.pin_lifetime_hours),
+                   renewal_allowed=source.pin_renewal_allowed, group=group)
+
+
+def effective_registration_settings(user):
+    """The settings of the user's highest-priority group, else the organisation's default. `user` may
+    be None (an unknown name typed at sign-in): unknown accounts look like default ones."""
+    if user is not None and user.pk is not None:
+        group = UserGroup.objects.filter(members=user).order_by("priority", "name").first()
+        if group is not None:
+            return RegistrationPolicy.of(group, group)
+    return RegistrationPolicy.of(Organisation.get())
