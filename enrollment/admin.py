@@ -14,6 +14,8 @@ from invitations.models import AuditEvent, InvalidTransition
 from mdmportal.console import client_ip
 
 from . import commands, ppkg, wcd
+from .admin_actions import DeviceActionsMixin
+from .admin_configuration import ConfigurationGroupAdmin  # noqa: F401  (registers the groups' pages)
 from .console_forms import PinEnrollmentForm
 from .models import Device, DeviceCommand, PinEnrollment, RegistrationPin
 
@@ -62,7 +64,7 @@ class DeviceCommandInline(admin.TabularInline):
 
 
 @admin.register(Device)
-class DeviceAdmin(admin.ModelAdmin):
+class DeviceAdmin(DeviceActionsMixin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "user", "status", "method", "enrollment_type", "os_version", "model",
                     "enrolled_at", "last_seen_at"]
     list_filter = ["kind", "status", "method", "enrollment_type", ("user", admin.RelatedOnlyFieldListFilter),
@@ -78,7 +80,7 @@ class DeviceAdmin(admin.ModelAdmin):
                                             "serial_number", "os_version", "os_edition", "os_platform", "architecture",
                                             "total_ram_mb", "hardware_data_excerpt", "inventory_at"]}),
         ("Certificate", {"fields": ["certificate_serial", "certificate_thumbprint", "certificate_not_after",
-                                    "revoked_at"]}),
+                                    "certificate_renewed_at", "previous_certificate_serial", "revoked_at"]}),
         ("Enrollment request", {"fields": ["context_table"]}),
     ]
 

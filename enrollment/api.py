@@ -15,7 +15,7 @@ from rest_framework.routers import SimpleRouter
 from invitations.models import AuditEvent, InvalidTransition
 from mdmportal.api import client_ip
 
-from . import ppkg, wcd
+from . import api_actions, api_configuration, ppkg, wcd
 from .console_forms import check_upn_is_free, clean_group_names
 from .models import Device, DeviceCommand, PinEnrollment
 
@@ -225,4 +225,13 @@ class PinEnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
 router = SimpleRouter()
 router.register("devices", DeviceViewSet, basename="device")
 router.register("pin-enrollments", PinEnrollmentViewSet, basename="pin-enrollment")
-urlpatterns = [path("", include(router.urls))]
+router.register("configuration-groups", api_configuration.ConfigurationGroupViewSet, basename="configuration-group")
+router.register("configuration-settings", api_configuration.GroupSettingViewSet, basename="configuration-setting")
+urlpatterns = [
+    path("devices/actions/<slug:name>/", api_actions.BulkDeviceActionView.as_view(), name="device-bulk-action"),
+    path("devices/<int:pk>/actions/<slug:name>/", api_actions.DeviceActionView.as_view(), name="device-action"),
+    path("devices/<int:pk>/configuration/", api_actions.DeviceConfigurationView.as_view(),
+         name="device-configuration"),
+    path("configuration-catalogue/", api_configuration.CatalogueView.as_view(), name="configuration-catalogue"),
+    path("", include(router.urls)),
+]

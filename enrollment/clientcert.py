@@ -4,7 +4,8 @@ nginx terminates TLS with `ssl_verify_client optional_no_ca` and passes the cert
 as `proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;` (URL-escaped PEM). Anyone can send
 that header, so it is believed only when the request comes from an address in TRUSTED_PROXIES
 (loopback by default); from anywhere else it is ignored and audited. The certificate must then be
-one our issuing CA signed, within its validity, and the current certificate of a live enrollment.
+one our issuing CA signed, within its validity, and the current certificate of a live enrollment, or
+the one its last renewal replaced until the device first presents the new one (Device.renew_certificate).
 """
 import ipaddress
 import logging
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 from django.conf import settings
+from django.db.models import Q
 
 from invitations.models import AuditEvent
 
@@ -79,9 +81,17 @@ def device_for_certificate(cert):
     if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
         raise ClientCertError("certificate expired or not yet valid")
     serial, thumbprint = ca.serial_hex(cert), ca.thumbprint(cert)
-    device = Device.objects.filter(certificate_serial=serial).first()
-    if device is None or device.certificate_thumbprint != thumbprint:
+    device = Device.objects.filter(Q(certificate_serial=serial) | Q(previous_certificate_serial=serial)).first()
+    current = device is not None and (device.certificate_serial, device.certificate_thumbprint) == (serial, thumbprint)
+    previous = device is not None and (device.previous_certificate_serial,
+                                       device.previous_certificate_thumbprint) == (serial, thumbprint)
+    if not (current or previous):
         raise ClientCertError(f"unknown certificate serial {serial}")
     if device.status != Device.Status.ENROLLED or device.revoked_at is not None:
         raise ClientCertError(f"certificate of a {device.status} device (revoked)", device=device)
+    if current and device.previous_certificate_serial:
+        # The first use of a renewed certificate: the device has switched, the old one is done.
+        retired = device.confirm_certificate()
+        AuditEvent.record(None, "device.certificate_switched", device, detail={"retired_certificate": retired,
+                                                                               "certificate": serial})
     return device

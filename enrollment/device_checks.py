@@ -25,4 +25,24 @@ def check_enrollment_settings(app_configs, **kwargs):
         errors.append(Error("ENROLLMENT_PROVIDER_ID is empty or not printable", id="enrollment.E103"))
     if not settings.ENROLLMENT_MANAGEMENT_PATH.startswith("/"):
         errors.append(Error("ENROLLMENT_MANAGEMENT_PATH must start with /", id="enrollment.E104"))
+    errors.extend(check_renewal_schedule())
+    return errors
+
+
+def check_renewal_schedule():
+    """WSTEP/Renew (brief §5.1): Windows refuses a schedule outside 1 <= RetryInterval <= RenewPeriod
+    <= 1000 days, and a RenewPeriod as long as the certificate would make every device renew at once."""
+    period, retry = settings.ENROLLMENT_RENEW_PERIOD_DAYS, settings.ENROLLMENT_RENEW_RETRY_DAYS
+    errors = []
+    if not 1 <= retry <= period <= 1000:
+        errors.append(Error(
+            f"ENROLLMENT_RENEW_RETRY_DAYS ({retry}) and ENROLLMENT_RENEW_PERIOD_DAYS ({period}) are not a valid "
+            "renewal schedule", hint="Windows needs 1 <= retry <= period <= 1000 days, e.g. 4 and 60.",
+            id="enrollment.E107"))
+    if period >= settings.DEVICE_CERT_VALIDITY_DAYS:
+        errors.append(Error(
+            f"ENROLLMENT_RENEW_PERIOD_DAYS ({period}) is not shorter than DEVICE_CERT_VALIDITY_DAYS "
+            f"({settings.DEVICE_CERT_VALIDITY_DAYS}): devices would renew as soon as they enroll.",
+            hint="Keep the renewal period well below the certificate validity (60 of 365 days by default).",
+            id="enrollment.E108"))
     return errors

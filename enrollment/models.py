@@ -1,6 +1,7 @@
 """Our PKI and the enrolled devices."""
 from django.conf import settings
 from django.core.validators import MinValueValidator
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
@@ -102,6 +103,12 @@ class Device(models.Model):
     certificate_thumbprint = models.CharField(max_length=40, unique=True,
                                               help_text="Uppercase hex SHA-1 of the DER certificate")
     certificate_not_after = models.DateTimeField()
+    certificate_renewed_at = models.DateTimeField(null=True, blank=True, help_text="Last ROBO renewal")
+    previous_certificate_serial = models.CharField(
+        max_length=64, blank=True, db_index=True, editable=False,
+        help_text="The certificate the last renewal replaced, accepted until the device presents the new one",
+    )
+    previous_certificate_thumbprint = models.CharField(max_length=40, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
     context_items = models.JSONField(
         default=list, blank=True,
@@ -147,6 +154,13 @@ class Device(models.Model):
     class Meta:
         ordering = ["-enrolled_at", "-pk"]
         indexes = [models.Index(fields=["user", "status"])]
+        # Destructive device actions (enrollment/actions.py) each have their own permission; sync,
+        # reboot and rename need change_device.
+        permissions = [
+            ("wipe_device", "Can wipe devices"),
+            ("retire_device", "Can retire devices"),
+            ("send_custom_command", "Can send custom OMA-DM commands to devices"),
+        ]
 
     def __str__(self):
         return self.name or self.device_id
@@ -162,6 +176,37 @@ class Device(models.Model):
         self.status, self.replaced_by, self.revoked_at = self.Status.REPLACED, by, timezone.now()
         self.save(update_fields=["status", "replaced_by", "revoked_at"])
 
+    def renew_certificate(self, *, serial, thumbprint, not_after, renewed_from):
+        """A ROBO renewal (brief §6, enrollment/renewal.py) issued the certificate `serial` to replace
+        the one whose serial is `renewed_from`.
+
+        Windows swaps to the new certificate as soon as it reads our answer; if the answer is lost
+        on the way, the device keeps the old one. So the certificate it renewed from stays accepted
+        (the "previous" one) until the device first presents the new one (confirm_certificate), and
+        a renewal signed by that previous certificate again replaces the new certificate the device
+        never received. Any other certificate no longer counts."""
+        if self.status != self.Status.ENROLLED or self.revoked_at is not None:
+            raise InvalidTransition(self.status, "renewed")
+        if renewed_from == self.certificate_serial:
+            self.previous_certificate_serial = self.certificate_serial
+            self.previous_certificate_thumbprint = self.certificate_thumbprint
+        elif not renewed_from or renewed_from != self.previous_certificate_serial:
+            raise InvalidTransition("renewed from a certificate it does not hold", "renewed")
+        self.certificate_serial, self.certificate_thumbprint, self.certificate_not_after = serial, thumbprint, not_after
+        self.certificate_renewed_at = timezone.now()
+        self.save(update_fields=["certificate_serial", "certificate_thumbprint", "certificate_not_after",
+                                 "certificate_renewed_at", "previous_certificate_serial",
+                                 "previous_certificate_thumbprint"])
+
+    def confirm_certificate(self):
+        """The device presented its current certificate: the one it was renewed from is retired for
+        good. Returns the retired serial, or "" when there was none."""
+        retired = self.previous_certificate_serial
+        if retired:
+            self.previous_certificate_serial = self.previous_certificate_thumbprint = ""
+            self.save(update_fields=["previous_certificate_serial", "previous_certificate_thumbprint"])
+        return retired
+
     def mark_unenrolled(self):
         """The user removed the work account (1226 unenrollment alert): the certificate is revoked and
         the queue closed."""
@@ -171,6 +216,17 @@ class Device(models.Model):
         self.status, self.unenrolled_at, self.revoked_at = self.Status.UNENROLLED, now, now
         self.save(update_fields=["status", "unenrolled_at", "revoked_at"])
         self.commands.pending().update(status=DeviceCommand.Status.CANCELLED, completed_at=now)
+
+    def mark_retired(self):
+        """An administrator retired the device (enrollment/actions.py): its certificate is revoked, so it
+        can no longer check in, and what is still queued for it is cancelled."""
+        if self.status != self.Status.ENROLLED:
+            raise InvalidTransition(self.status, self.Status.RETIRED)
+        now = timezone.now()
+        self.status, self.unenrolled_at, self.revoked_at = self.Status.RETIRED, now, now
+        self.save(update_fields=["status", "unenrolled_at", "revoked_at"])
+        self.commands.pending().update(status=DeviceCommand.Status.CANCELLED, completed_at=now,
+                                       note="The device was retired")
 
 
 class RegistrationPinQuerySet(models.QuerySet):
@@ -457,6 +513,232 @@ class DeviceCommand(models.Model):
             raise InvalidTransition(self.status, self.Status.CANCELLED)
         self.status, self.completed_at = self.Status.CANCELLED, timezone.now()
         self.save(update_fields=["status", "completed_at"])
+
+
+# Formats a setting's value can have (brief §7): node and null carry no value to configure.
+SETTING_FORMATS = ("chr", "int", "bool", "b64", "xml", "float", "date", "time")
+
+
+def value_problem(format, value):
+    """Why `value` is not a valid `format` value for Windows, or "" when it is."""
+    import base64
+    import binascii
+    import re
+
+    if format == "int" and not re.fullmatch(r"-?[0-9]{1,10}", value):
+        return "An int setting takes a whole number, e.g. 0 or 1."
+    if format == "bool" and value not in ("true", "false"):
+        return "A bool setting takes true or false (lower case)."
+    if format == "float" and not re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", value):
+        return "A float setting takes a number such as 1.5."
+    if format == "b64":
+        try:
+            base64.b64decode(value, validate=True)
+        except binascii.Error:
+            return "A b64 setting takes base64 data."
+    return ""
+
+
+class ConfigurationGroup(models.Model):
+    """Devices that receive the same settings (issue 4 item 6). A device is a member by hand, through
+    its user, or by the group's rule; enrollment/reconcile.py turns memberships and settings into
+    commands. When two groups of a device set the same LocURI, the group with the lower priority
+    number wins (then the older group): one predictable rule the console states next to the field."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    priority = models.PositiveIntegerField(
+        default=100, help_text="When groups of a device set the same LocURI, the lower number wins (ties: the older group)")
+    devices = models.ManyToManyField(Device, blank=True, related_name="configuration_groups",
+                                     verbose_name="devices added by hand")
+    users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="configuration_groups",
+                                   help_text="All enrolled devices of these users are members")
+    # The membership rule: structured fields ANDed together, no expression language to evaluate.
+    rule_enabled = models.BooleanField("membership by rule", default=False,
+                                       help_text="Enrolled devices matching every filled rule field are members "
+                                                 "(no field filled: every enrolled device)")
+    rule_kind = models.CharField("kind", max_length=16, choices=Device.Kind.choices, blank=True)
+    rule_os_version_prefix = models.CharField("OS version starts with", max_length=64, blank=True,
+                                              help_text="e.g. 10.0.22631 for Windows 11 23H2")
+    rule_method = models.CharField("enrollment method", max_length=16, choices=Device.Method.choices, blank=True)
+    rule_enrollment_type = models.CharField("enrollment type", max_length=8, choices=Device.EnrollmentType.choices,
+                                            blank=True)
+    rule_name_pattern = models.CharField("device name pattern", max_length=100, blank=True,
+                                         help_text="Shell-style, case-insensitive: LAB-* or KIOSK-?? (* any text, ? one character)")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "pk"]
+
+    def __str__(self):
+        return self.name
+
+    def matches_rule(self, device):
+        import fnmatch
+
+        if not self.rule_enabled:
+            return False
+        checks = [
+            not self.rule_kind or device.kind == self.rule_kind,
+            not self.rule_method or device.method == self.rule_method,
+            not self.rule_enrollment_type or device.enrollment_type == self.rule_enrollment_type,
+            device.os_version.startswith(self.rule_os_version_prefix),
+            not self.rule_name_pattern or fnmatch.fnmatchcase(device.name.upper(), self.rule_name_pattern.upper()),
+        ]
+        return all(checks)
+
+    def member_reasons(self):
+        """{device pk: "hand" | "user" | "rule"} for every enrolled member (the first reason found)."""
+        enrolled = Device.objects.enrolled()
+        reasons = {}
+        for pk in enrolled.filter(configuration_groups=self).values_list("pk", flat=True):
+            reasons.setdefault(pk, "hand")
+        for pk in enrolled.filter(user__configuration_groups=self).values_list("pk", flat=True):
+            reasons.setdefault(pk, "user")
+        if self.rule_enabled:
+            candidates = enrolled.filter(os_version__startswith=self.rule_os_version_prefix)
+            for field in ("kind", "method", "enrollment_type"):
+                if getattr(self, f"rule_{field}"):
+                    candidates = candidates.filter(**{field: getattr(self, f"rule_{field}")})
+            for device in candidates.only("pk", "name", "kind", "method", "enrollment_type", "os_version"):
+                if self.matches_rule(device):
+                    reasons.setdefault(device.pk, "rule")
+        return reasons
+
+    def members(self):
+        return Device.objects.filter(pk__in=list(self.member_reasons()))
+
+
+class GroupSetting(models.Model):
+    """One setting of a group: a catalogue entry (enrollment/catalogue.py) or a raw OMA-URI. The LocURI,
+    format and removal plan of catalogue entries are copied from the catalogue when saved, so the
+    reconciler treats both kinds alike."""
+
+    class Verb(models.TextChoices):
+        REPLACE = "Replace"
+        ADD = "Add"
+
+    class Removal(models.TextChoices):
+        DELETE = "delete", "Delete the node (policy → not configured)"
+        RESET = "reset", "Replace with the reset value"
+        LEAVE = "leave", "Leave the device as it is"
+
+    group = models.ForeignKey(ConfigurationGroup, related_name="settings", on_delete=models.CASCADE)
+    key = models.CharField("setting", max_length=64, blank=True, help_text="Catalogue entry; empty for a raw OMA-URI")
+    loc_uri = models.CharField("LocURI", max_length=1024)
+    format = models.CharField(max_length=8, default="int")
+    value = models.TextField(blank=True)
+    verb = models.CharField(max_length=8, choices=Verb.choices, default=Verb.REPLACE,
+                            help_text="Command that sets the value the first time (Add for nodes that must be created)")
+    removal = models.CharField(max_length=8, choices=Removal.choices, default=Removal.DELETE,
+                               help_text="What happens on the device when the setting no longer applies to it")
+    reset_value = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["group", "pk"]
+        constraints = [models.UniqueConstraint(fields=["group", "loc_uri"], name="one_value_per_locuri_per_group")]
+
+    def __str__(self):
+        return f"{self.label}: {self.value}"
+
+    @property
+    def label(self):
+        from .catalogue import CATALOGUE
+
+        entry = CATALOGUE.get(self.key)
+        return entry.label if entry else self.loc_uri
+
+    def clean(self):
+        """A catalogue entry takes its node, format and removal from the catalogue and must use one of
+        its values; a raw setting must be a command Windows understands (brief §7 "Command shapes")."""
+        from .catalogue import CATALOGUE
+        from .commands import CommandError, validate
+
+        if self.key:
+            entry = CATALOGUE.get(self.key)
+            if entry is None:
+                raise ValidationError({"key": f"Unknown setting {self.key!r}."})
+            if self.value not in dict(entry.choices):
+                allowed = ", ".join(f"{value} ({meaning})" for value, meaning in entry.choices)
+                raise ValidationError({"value": f"{entry.label} takes one of: {allowed}."})
+            self.loc_uri, self.format, self.verb = entry.loc_uri, entry.format, self.Verb.REPLACE
+            self.removal, self.reset_value = entry.removal, entry.reset_value
+            return
+        if self.format not in SETTING_FORMATS:
+            raise ValidationError({"format": f"Use one of: {', '.join(SETTING_FORMATS)}."})
+        try:
+            validate(self.verb, self.loc_uri, self.format, self.value)
+        except CommandError as error:
+            raise ValidationError({"loc_uri": str(error)}) from None
+        problem = value_problem(self.format, self.value)
+        if problem:
+            raise ValidationError({"value": problem})
+        if self.removal == self.Removal.RESET:
+            problem = value_problem(self.format, self.reset_value)
+            if problem:
+                raise ValidationError({"reset_value": problem})
+        elif self.reset_value:
+            raise ValidationError({"reset_value": "Only a setting removed by \"Replace with the reset value\" has one."})
+
+
+class DeviceSettingState(models.Model):
+    """Where one LocURI of one device stands with respect to its groups: the value we want there, the
+    command carrying it and, through that command's status, pending / applied / failed. Kept by
+    enrollment/reconcile.py; the state is read from the command, so it is never stale."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPLIED = "applied", "Applied"
+        FAILED = "failed", "Failed"
+        REMOVING = "removing", "Being removed"
+        REMOVED = "removed", "Removed"
+
+    device = models.ForeignKey(Device, related_name="setting_states", on_delete=models.CASCADE)
+    loc_uri = models.CharField("LocURI", max_length=1024)
+    label = models.CharField(max_length=255)
+    format = models.CharField(max_length=8)
+    value = models.TextField(blank=True)
+    removal = models.CharField(max_length=8, choices=GroupSetting.Removal.choices)
+    reset_value = models.CharField(max_length=255, blank=True)
+    group = models.ForeignKey(ConfigurationGroup, null=True, blank=True, related_name="device_states",
+                              on_delete=models.SET_NULL, help_text="The group the value comes from")
+    command = models.ForeignKey("DeviceCommand", null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
+    removing = models.BooleanField(default=False, help_text="The setting left the device: the command removes it")
+    applied_once = models.BooleanField(default=False, help_text="A value of this setting reached the device")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["device", "loc_uri"]
+        constraints = [models.UniqueConstraint(fields=["device", "loc_uri"], name="one_state_per_device_locuri")]
+
+    def __str__(self):
+        return f"{self.label} on {self.device}"
+
+    @property
+    def state(self):
+        command = self.command
+        if command is None or command.is_pending:
+            return self.State.REMOVING if self.removing else self.State.PENDING
+        if command.status == DeviceCommand.Status.SUCCEEDED or (self.removing and command.status_code == 404):
+            # A Delete answered 404 found nothing to remove: the goal is reached all the same.
+            return self.State.REMOVED if self.removing else self.State.APPLIED
+        return self.State.FAILED
+
+    @property
+    def state_display(self):
+        return self.State(self.state).label
+
+    @property
+    def failure(self):
+        """Why a failed setting failed: the device's status code, or the server's note."""
+        if self.state != self.State.FAILED:
+            return ""
+        if self.command.status_code is not None:
+            return f"Status {self.command.status_code}"
+        return self.command.note or self.command.get_status_display()
 
 
 # Microsoft Entra ID standard enrollment (issue 6, brief §3.4).

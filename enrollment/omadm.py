@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from invitations.models import AuditEvent
 
-from . import clientcert, inventory, syncml
+from . import clientcert, inventory, reconcile, syncml
 from .commands import expire_overdue
 from .models import Device, DeviceCommand, ManagementSession
 
@@ -312,7 +312,7 @@ class Conversation:
             logger.warning("management: session %s reached %s messages; ending it", session.pk, session.messages)
             outgoing = []
         else:
-            outgoing = self.next_commands()
+            outgoing = self.next_commands(session_start=session.messages == 1)
         reply = self.reply(session, commands=outgoing)
         if not outgoing:
             # A Status-only reply ends the session (brief §7 rule 6).
@@ -443,8 +443,12 @@ class Conversation:
 
     # -- our commands ------------------------------------------------------------------------------
 
-    def next_commands(self):
+    def next_commands(self, *, session_start):
         expire_overdue(self.device, self.now)
+        if session_start:
+            # Groups the device joined by rule since its last session (new name, OS version) send
+            # their settings in this one; once per session keeps the per-message queries fixed.
+            reconcile.checked_in(self.device)
         if inventory.due(self.device, self.now):
             DeviceCommand.objects.bulk_create(inventory.gets(self.device, self.now))
             self.device.inventory_requested_at = self.now

@@ -19,8 +19,6 @@ NIL = {f"{{{XSI_NS}}}nil": "true"}
 MINIMAL_KEY_LENGTH = 2048
 SHA256 = ("2.16.840.1.101.3.4.2.1", "szOID_NIST_sha256")
 DAY = 24 * 60 * 60
-# Windows starts renewing this long before expiry (kept with WSTEP/RenewPeriod, brief §5.1).
-RENEWAL_DAYS = 60
 
 
 def nil(name):
@@ -34,7 +32,8 @@ def policies_response():
         X.policySchema("3"),
         X.certificateValidity(
             X.validityPeriodSeconds(str(validity_days * DAY)),
-            X.renewalPeriodSeconds(str(RENEWAL_DAYS * DAY)),
+            # The same window the provisioning document's WSTEP/Renew/RenewPeriod gives (brief §5.1).
+            X.renewalPeriodSeconds(str(settings.ENROLLMENT_RENEW_PERIOD_DAYS * DAY)),
         ),
         X.permission(X.enroll("true"), X.autoEnroll("false")),
         X.privateKeyAttributes(

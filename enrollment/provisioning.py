@@ -3,7 +3,9 @@
 
 Only three kinds of top-level characteristic appear, in this order: CertificateStore (root under
 Root/System, issuing CA under CA/System, then the device certificate under My/User or My/System,
-as Intune emits them: some clients take certificates by position), APPLICATION and DMClient.
+as Intune emits them: some clients take certificates by position, and the ROBO renewal schedule
+under My/WSTEP/Renew), APPLICATION and DMClient. A renewal's document holds only the
+CertificateStore and APPLICATION/PROVIDER-ID (brief §6).
 Every value goes through lxml, which escapes it; nothing is concatenated into XML.
 """
 import base64
@@ -42,33 +44,73 @@ E = ElementMaker()
 
 def build_document(*, root, issuing, device_cert: x509.Certificate, enrollment_type: str, device_id: str,
                    upn: str, device_name: str, provider_id: str, management_url: str,
-                   client_secret: str, server_secret: str) -> bytes:
+                   client_secret: str, server_secret: str, renew_period_days: int, retry_interval_days: int) -> bytes:
     """The provisioning document as UTF-8 bytes (no XML declaration), ready to base64 into the RSTR.
 
     `root` and `issuing` are certificates (or CertificateAuthority rows); `enrollment_type` is the
     RST context item (`Full` or `Device`); `client_secret`/`server_secret` are the CLIENT/APPSRV
     APPAUTH secrets the caller keeps for the SyncML digest fallback. The AAUTHDATA nonces are fresh
-    random values: a Windows 11 enrollment failed without them (brief §5.1)."""
+    random values: a Windows 11 enrollment failed without them (brief §5.1). `renew_period_days` and
+    `retry_interval_days` are the ROBO renewal schedule (CertificateStore CSP My/WSTEP/Renew)."""
     if enrollment_type not in ENROLLMENT_TYPES:
         raise ValueError(f"unknown enrollment type {enrollment_type!r}")
     for name, value in (("device_id", device_id), ("provider_id", provider_id), ("management_url", management_url),
                         ("client_secret", client_secret), ("server_secret", server_secret)):
         if not value:
             raise ValueError(f"{name} is required")
+    if not 1 <= retry_interval_days <= renew_period_days <= 1000:
+        # CertificateStore CSP: both 1-1000 days and RetryInterval <= RenewPeriod, else the device errors.
+        raise ValueError("the renewal schedule needs 1 <= retry_interval_days <= renew_period_days <= 1000")
     store = ENROLLMENT_TYPES[enrollment_type]
+    renewal = _renewal_schedule(renew_period_days, retry_interval_days)
     doc = E("wap-provisioningdoc", {"version": "1.1"},
-            _certificate_store(_certificate(root), _certificate(issuing), device_cert, store),
+            _certificate_store(_certificate(root), _certificate(issuing), device_cert, store, renewal),
             _application(device_cert, store, device_id, provider_id, management_url, client_secret, server_secret),
             _dmclient(enrollment_type, device_id, upn, device_name, provider_id))
     return etree.tostring(doc, encoding="utf-8", xml_declaration=False)
 
 
-def _certificate_store(root, issuing, device_cert, store):
+def build_renewal_document(*, root, issuing, device_cert: x509.Certificate, enrollment_type: str,
+                           provider_id: str) -> bytes:
+    """The document answering a ROBO renewal (brief §6, Microsoft's "Certificate Renewal" page): the
+    new certificate in the store it enrolled into, with the chain, and APPLICATION/PROVIDER-ID naming
+    the enrollment it belongs to. Nothing else: the account, its secrets and the schedule stay."""
+    if enrollment_type not in ENROLLMENT_TYPES:
+        raise ValueError(f"unknown enrollment type {enrollment_type!r}")
+    if not provider_id:
+        raise ValueError("provider_id is required")
+    store = ENROLLMENT_TYPES[enrollment_type]
+    doc = E("wap-provisioningdoc", {"version": "1.1"},
+            _certificate_store(_certificate(root), _certificate(issuing), device_cert, store),
+            _characteristic("APPLICATION", _parm("PROVIDER-ID", provider_id)))
+    return etree.tostring(doc, encoding="utf-8", xml_declaration=False)
+
+
+def _certificate_store(root, issuing, device_cert, store, renewal=None):
+    # WSTEP sits beside User/System under My (CertificateStore CSP: ./Vendor/MSFT/CertificateStore/My/WSTEP).
+    my = _characteristic("My", _characteristic(store, _encoded(device_cert), _characteristic("PrivateKeyContainer")))
+    if renewal is not None:
+        my.append(renewal)
     return _characteristic(
         "CertificateStore",
         _characteristic("Root", _characteristic("System", _encoded(root))),
         _characteristic("CA", _characteristic("System", _encoded(issuing))),
-        _characteristic("My", _characteristic(store, _encoded(device_cert), _characteristic("PrivateKeyContainer"))),
+        my,
+    )
+
+
+def _renewal_schedule(renew_period_days, retry_interval_days):
+    """My/WSTEP/Renew (brief §5.1): we serve ROBO renewals (enrollment/renewal.py); Windows starts
+    RenewPeriod days before expiry and retries every RetryInterval days. An on-premise enrollment
+    would otherwise renew by prompting the user for a password, which we do not serve."""
+    return _characteristic(
+        "WSTEP",
+        _characteristic(
+            "Renew",
+            _parm("ROBOSupport", "true", "boolean"),
+            _parm("RenewPeriod", str(renew_period_days), "integer"),
+            _parm("RetryInterval", str(retry_interval_days), "integer"),
+        ),
     )
 
 

@@ -4,7 +4,8 @@ It does what a Windows 10/11 PC or a HoloLens 2 does when the user types an emai
 address in Settings > Accounts > Access work or school: the discovery probe and Discover (brief §2),
 the federated sign-in (§3.2) or the on-premise UsernameToken (§3.1), GetPolicies (§4), and the
 RequestSecurityToken with a Windows-shaped CSR (§5), then checks every answer as strictly as the
-brief describes it, down to the provisioning document (§5.1, conformance test 4).
+brief describes it, down to the provisioning document (§5.1, conformance test 4). Afterwards it can
+renew its certificate as Windows' ROBO renewal does (§6) and check in over OMA-DM (§7).
 
 With an Entra ID token (§3.4) it plays an Entra-joined PC or a work account instead: optionally the
 terms-of-use page (Bearer token in, OpaqueBlob out, sent back as the EnrollmentData item), then
@@ -18,14 +19,16 @@ import binascii
 import hashlib
 import http.cookiejar
 import json
+import os
 import secrets
 import ssl
+import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import lxml.html
@@ -33,6 +36,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lxml import etree
 from lxml.builder import ElementMaker
@@ -68,6 +72,8 @@ BASE64_BINARY = f"{WSSE_NS}#base64binary"
 TOKEN_TYPE = "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollment/DeviceEnrollmentToken"
 PROV_DOC = "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollment/DeviceEnrollmentProvisionDoc"
 ISSUE = f"{WST_NS}/Issue"
+RENEW = f"{WST_NS}/Renew"
+PKCS7 = f"{ENROLLMENT_NS}#PKCS7"
 ANONYMOUS = f"{WSA_NS}/anonymous"
 
 # Brief §3.2: the value Windows' web-auth broker passes as appru.
@@ -135,6 +141,15 @@ class Policy:
 
 
 @dataclass
+class RenewalSchedule:
+    """CertificateStore/My/WSTEP/Renew of the provisioning document (brief §5.1)."""
+
+    robo_support: bool
+    renew_period: int  # days before expiry
+    retry_interval: int  # days
+
+
+@dataclass
 class Provisioning:
     root: x509.Certificate
     issuing: x509.Certificate
@@ -142,6 +157,27 @@ class Provisioning:
     store_location: str
     provider_id: str
     management_url: str
+    renewal: RenewalSchedule | None = None
+
+
+@dataclass
+class RenewalResult:
+    previous: x509.Certificate
+    certificate: x509.Certificate
+    private_key: rsa.RSAPrivateKey
+    enrollment: "EnrollmentResult"  # the enrollment as it stands now: new certificate and key
+    seconds: float
+
+    def as_dict(self):
+        return {
+            "ok": True,
+            "previous_serial": format(self.previous.serial_number, "X"),
+            "serial": format(self.certificate.serial_number, "X"),
+            "thumbprint": thumbprint(self.certificate),
+            "subject": self.certificate.subject.rfc4514_string(),
+            "not_after": self.certificate.not_valid_after_utc.isoformat(),
+            "seconds": round(self.seconds, 4),
+        }
 
 
 @dataclass
@@ -373,9 +409,9 @@ def _attribute(element, name):
     return element.get(name) or element.get(f"{{{WSSE_NS}}}{name}")
 
 
-def parse_enrollment_response(body, message_id):
-    """Brief §5: the RSTRC; returns the decoded provisioning document bytes."""
-    check = "enroll"
+def parse_enrollment_response(body, message_id, *, check="enroll"):
+    """Brief §5: the RSTRC (of an enrollment, or of a renewal, §6); returns the decoded provisioning
+    document bytes."""
     soap_body = read_envelope(body, action=RSTRC_ACTION, message_id=message_id, check=check)
     rstr = soap_body.find(f"{{{WST_NS}}}RequestSecurityTokenResponseCollection/{{{WST_NS}}}RequestSecurityTokenResponse")
     if rstr is None:
@@ -427,11 +463,11 @@ def _certificate_entries(root):
     for block in _characteristics(root, "CertificateStore"):
         for store in _characteristics(block):
             kind = store.get("type")
-            if kind == "WSTEP":
-                continue
             if kind not in ("Root", "CA", "My"):
                 raise SimulatorError("provisioning-certificate-store", f"unexpected certificate store {kind!r}")
             for location in _characteristics(store):
+                if kind == "My" and location.get("type") == "WSTEP":
+                    continue  # the renewal schedule, read by _renewal_schedule
                 where = f"{kind}/{location.get('type')}"
                 certs = [c for c in _characteristics(location) if c.get("type") != "PrivateKeyContainer"]
                 if len(certs) != 1:
@@ -536,6 +572,30 @@ def _check_dmclient(root, provider_id):
         raise SimulatorError("provisioning-poll", "the endless poll interval is 1 minute or less")
 
 
+def _renewal_schedule(root):
+    """My/WSTEP/Renew, checked as the CertificateStore CSP constrains it (both 1-1000 days,
+    RetryInterval <= RenewPeriod), or None when the server does not offer renewal."""
+    blocks = [renew for block in _characteristics(root, "CertificateStore") for my in _characteristics(block, "My")
+              for wstep in _characteristics(my, "WSTEP") for renew in _characteristics(wstep, "Renew")]
+    if not blocks:
+        return None
+    if len(blocks) > 1:
+        raise SimulatorError("provisioning-renewal", f"{len(blocks)} My/WSTEP/Renew blocks, expected one")
+    parms = {p.get("name"): (p.get("value"), p.get("datatype")) for p in blocks[0] if p.tag == "parm"}
+    robo, robo_type = parms.get("ROBOSupport", ("true", "boolean"))
+    if robo not in ("true", "false") or robo_type != "boolean":
+        raise SimulatorError("provisioning-renewal", f"ROBOSupport is {robo!r} ({robo_type}), expected a boolean")
+    days = {}
+    for name, default in (("RenewPeriod", "42"), ("RetryInterval", "7")):  # the CSP's defaults
+        value, datatype = parms.get(name, (default, "integer"))
+        if datatype != "integer" or not (value or "").isdigit() or not 1 <= int(value) <= 1000:
+            raise SimulatorError("provisioning-renewal", f"{name} is {value!r} ({datatype}), expected 1-1000 days")
+        days[name] = int(value)
+    if days["RetryInterval"] > days["RenewPeriod"]:
+        raise SimulatorError("provisioning-renewal", f"RetryInterval {days['RetryInterval']} exceeds RenewPeriod {days['RenewPeriod']}")
+    return RenewalSchedule(robo == "true", days["RenewPeriod"], days["RetryInterval"])
+
+
 def validate_provisioning_document(document, *, public_key, device_id, device_enrollment=False, subject=None):
     """Every check of brief §5.1 / conformance test 4. Returns (Provisioning, lxml tree). `subject`
     is the expected certificate CN when it is not the DeviceID (the Entra device id of an Entra join)."""
@@ -565,7 +625,64 @@ def validate_provisioning_document(document, *, public_key, device_id, device_en
 
     provider_id, address = _check_application(root, device_enrollment=device_enrollment)
     _check_dmclient(root, provider_id)
-    return Provisioning(root_cert, issuing, client, location, provider_id, address), root.getroottree()
+    renewal = _renewal_schedule(root)
+    return Provisioning(root_cert, issuing, client, location, provider_id, address, renewal), root.getroottree()
+
+
+def validate_renewal_document(document, *, public_key, previous, provisioning, device_enrollment=False):
+    """Brief §6: the answer to a renewal holds only the CertificateStore and APPLICATION/PROVIDER-ID
+    of our enrollment; its client certificate carries our new key and the old certificate's subject,
+    expires no earlier, and chains to the root we were given at enrollment. Returns the new certificate."""
+    root = parse_xml(document, "renewal-document")
+    if root.tag != "wap-provisioningdoc":
+        raise SimulatorError("renewal-document", f"the root element is <{root.tag}>, expected <wap-provisioningdoc>")
+    kinds = [c.get("type") for c in _characteristics(root)]
+    if kinds != ["CertificateStore", "APPLICATION"]:
+        raise SimulatorError("renewal-document", f"top-level characteristics {kinds}; a renewal answer holds only "
+                             "CertificateStore and APPLICATION")
+    application = _characteristics(root, "APPLICATION")[0]
+    if _parms(application) != {"PROVIDER-ID": provisioning.provider_id} or _characteristics(application):
+        raise SimulatorError("renewal-provider-id", f"APPLICATION holds {sorted(_parms(application))}, expected only "
+                             f"PROVIDER-ID {provisioning.provider_id!r}")
+    location = "System" if device_enrollment else "User"
+    entries = _certificate_entries(root)
+    clients = [(loc, cert, element) for store, loc, cert, element in entries if store == "My"]
+    if [loc for loc, _, _ in clients] != [location]:
+        raise SimulatorError("renewal-certificate-store", f"client certificates in {[f'My/{loc}' for loc, _, _ in clients]}, "
+                             f"expected one in My/{location}")
+    _, client, my_location = clients[0]
+    if not _characteristics(my_location, "PrivateKeyContainer"):
+        raise SimulatorError("provisioning-private-key-container", f"My/{location} has no PrivateKeyContainer")
+    issuing = next((cert for store, _, cert, _ in entries if store == "CA"), provisioning.issuing)
+    for store, _, cert, _ in entries:
+        if store == "Root" and cert != provisioning.root:
+            raise SimulatorError("renewal-chain", "the answer carries a root other than the one we trust")
+    _verify_issued(issuing, provisioning.root, "the issuing CA is not signed by the root we trust")
+    _verify_issued(client, issuing, "the new certificate is not signed by the issuing CA")
+    common_names = [a.value for a in previous.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    _check_client_certificate(client, public_key=public_key, device_id=common_names[0] if common_names else "")
+    if client.subject != previous.subject:
+        raise SimulatorError("renewal-subject", f"the new certificate is for {client.subject.rfc4514_string()}, "
+                             f"the old one for {previous.subject.rfc4514_string()}")
+    if client.serial_number == previous.serial_number:
+        raise SimulatorError("renewal-serial", "the new certificate has the old one's serial number")
+    if client.not_valid_after_utc < previous.not_valid_after_utc:
+        raise SimulatorError("renewal-expiry", f"the new certificate expires {client.not_valid_after_utc}, before "
+                             f"the old one ({previous.not_valid_after_utc})")
+    return client
+
+
+def signed_renewal_request(certificate, private_key, csr_der):
+    """The PKCS#7 of a ROBO renewal (brief §6; MS-WCCE 3.1.1.4.3.2.1): SignedData around the new
+    PKCS#10, signed by the key of the certificate being renewed, which it carries."""
+    builder = pkcs7.PKCS7SignatureBuilder().set_data(csr_der).add_signer(certificate, private_key, hashes.SHA256())
+    return builder.sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
+
+
+def client_certificate_header(certificate):
+    """The X-SSL-Client-Cert value nginx forwards after verifying a TLS client certificate
+    ($ssl_client_escaped_cert: the URL-escaped PEM)."""
+    return urllib.parse.quote(certificate.public_bytes(serialization.Encoding.PEM).decode())
 
 
 # --- federated sign-in (brief §3.2) ----------------------------------------------------------------
@@ -793,8 +910,10 @@ class Simulator:
     def __init__(self, base_url, email, password=None, federated=False, hololens=False,
                  device_enrollment=False, device_id=None, verify_tls=True, ca_file=None,
                  *, csr_hash="sha1", timeout=30, private_key=None, provisioning_package=False, pin=None,
-                 entra_token=None, terms_url=None):
+                 context_items=None, entra_token=None, terms_url=None):
         self.discovery_url = discovery_url(base_url)
+        # Extra (name, value) context items sent with the enrollment, e.g. Autopilot's (brief §9).
+        self.extra_context_items = list(context_items or [])
         self.secure = urllib.parse.urlsplit(self.discovery_url).scheme == "https"
         self.entra_token = entra_token
         self.entra_claims = jwt_claims(entra_token) if entra_token else {}
@@ -825,6 +944,7 @@ class Simulator:
         # Benchmarks pass a pre-generated key so that client-side key generation stays out of the
         # server's figures; otherwise a fresh key is made as Windows does.
         self.private_key = private_key
+        self._verify_tls, self._ca_file = verify_tls, ca_file
         context = _ssl_context(verify_tls, ca_file)
         self._soap = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _RefuseRedirects())
         self._browser = urllib.request.build_opener(
@@ -873,12 +993,12 @@ class Simulator:
         self.steps.append(Step(name, time.perf_counter() - started, detail))
         return value
 
-    def _post_soap(self, url, envelope, check):
+    def _post_soap(self, url, envelope, check, *, headers=None, opener=None):
         data = etree.tostring(envelope, xml_declaration=False, encoding="utf-8")
         request = urllib.request.Request(url, data=data, method="POST", headers={
-            "Content-Type": SOAP_CONTENT_TYPE, "User-Agent": self.USER_AGENT, "Accept": "*/*",
+            "Content-Type": SOAP_CONTENT_TYPE, "User-Agent": self.USER_AGENT, "Accept": "*/*", **(headers or {}),
         })
-        status, headers, body = self._open(self._soap, request, check)
+        status, headers, body = self._open(opener or self._soap, request, check)
         content_type = headers.get("Content-Type", "")
         is_soap = content_type.split(";")[0].strip().lower() in ("application/soap+xml", "text/xml")
         # A fault may come with 500 (SOAP 1.2 allows it); read it rather than report a bare status.
@@ -960,6 +1080,7 @@ class Simulator:
             ("ApplicationVersion", self.application_version),
             ("NotInOobe", "true"),
             ("RequestVersion", REQUEST_VERSION),
+            *self.extra_context_items,
         ] + ([("EnrollmentData", self.enrollment_data)] if self.enrollment_data else [])
 
     def enrollment_envelope(self, message_id, url, token, csr_der):
@@ -973,6 +1094,37 @@ class Simulator:
             AC.AdditionalContext(*items),
         )
         return S.Envelope(self._header(RST_ACTION, message_id, url, self._security(token)), S.Body(rst))
+
+    def renewal_envelope(self, message_id, url, signed_request):
+        """Brief §6: RequestType Renew and the PKCS#7, no user token (the TLS client certificate is the
+        credential); the context items Microsoft's renewal sample sends, plus our DeviceID."""
+        T = ElementMaker(namespace=WST_NS, nsmap={"wst": WST_NS, "wsse": WSSE_NS, "ac": AC_NS})
+        AC = ElementMaker(namespace=AC_NS)
+        items = [("DeviceType", "CIMClient_Windows"), ("ApplicationVersion", self.application_version),
+                 ("DeviceID", self.device_id)]
+        rst = T.RequestSecurityToken(
+            T.TokenType(TOKEN_TYPE),
+            T.RequestType(RENEW),
+            WSSE.BinarySecurityToken(base64.b64encode(signed_request).decode("ascii"), ValueType=PKCS7,
+                                     EncodingType=BASE64_BINARY),
+            AC.AdditionalContext(*[AC.ContextItem(AC.Value(value), Name=name) for name, value in items]),
+        )
+        return S.Envelope(self._header(RST_ACTION, message_id, url), S.Body(rst))
+
+    def _client_tls_opener(self, certificate, private_key):
+        """Over https, present the client certificate in the TLS handshake as Windows does (nginx then
+        forwards it); ssl only loads a key pair from files, so they live in a private temporary folder
+        for the time it takes to load them."""
+        context = _ssl_context(self._verify_tls, self._ca_file)
+        with tempfile.TemporaryDirectory() as folder:
+            cert_file, key_file = os.path.join(folder, "client.pem"), os.path.join(folder, "client.key")
+            with open(cert_file, "wb") as out:
+                out.write(certificate.public_bytes(serialization.Encoding.PEM))
+            with open(os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+                out.write(private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption()))
+            context.load_cert_chain(cert_file, key_file)
+        return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _RefuseRedirects())
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -1071,6 +1223,36 @@ class Simulator:
         )
         subject = provisioning.certificate.subject.rfc4514_string()
         return (key, provisioning, tree), f"certificate {subject} in My/{provisioning.store_location}"
+
+    def renew(self, result):
+        """ROBO certificate renewal (brief §6) of the enrollment `result` (from run() or an earlier
+        renew()): a fresh key and Windows-style CSR, wrapped in a PKCS#7 signed by the current key,
+        posted to the enrollment service with the current certificate as the client certificate (in
+        the header nginx would forward; over https also in the TLS handshake). Returns a
+        RenewalResult whose `enrollment` carries the new certificate and key; raises SimulatorError
+        (SoapFaultError when the server refuses)."""
+        schedule = result.provisioning.renewal
+        if schedule is None or not schedule.robo_support:
+            raise SimulatorError("renew-not-offered", "the provisioning document does not offer ROBO renewal "
+                                 "(CertificateStore/My/WSTEP/Renew/ROBOSupport)")
+        started = time.perf_counter()
+        previous, current_key = result.certificate, result.private_key
+        key = rsa.generate_private_key(public_exponent=65537, key_size=max(2048, current_key.key_size))
+        csr = build_windows_csr(key, self.device_id, hash_name=self.csr_hash)
+        signed = signed_renewal_request(previous, current_key, csr)
+        url = result.discovery.enrollment_url
+        message_id = new_message_id()
+        opener = self._client_tls_opener(previous, current_key) if self.secure else None
+        body = self._post_soap(url, self.renewal_envelope(message_id, url, signed), "renew",
+                               headers={CLIENT_CERT_HEADER: client_certificate_header(previous)}, opener=opener)
+        self.responses["renew"] = envelope = parse_xml(body, "renew")
+        document = parse_enrollment_response(envelope, message_id, check="renew")
+        certificate = validate_renewal_document(document, public_key=key.public_key(), previous=previous,
+                                                provisioning=result.provisioning,
+                                                device_enrollment=self.device_enrollment)
+        enrollment = replace(result, private_key=key, provisioning=replace(result.provisioning, certificate=certificate))
+        return RenewalResult(previous=previous, certificate=certificate, private_key=key, enrollment=enrollment,
+                             seconds=time.perf_counter() - started)
 
     def checkin(self, result, *, digest=False, unenroll=False):
         """One OMA-DM session after `result` (from run()): package 1 with the client certificate as

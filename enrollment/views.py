@@ -11,6 +11,7 @@ from invitations.models import Organisation
 from . import discovery as discovery_service
 from . import omadm
 from . import policy as policy_service
+from . import renewal
 from . import soap
 from . import wstep
 
@@ -19,10 +20,18 @@ logger = logging.getLogger(__name__)
 RETIRED_MESSAGE = ("This enrollment address is no longer valid. Ask your administrator for a new invitation "
                    "and use the address it gives.")
 
+
+def request_token(request, envelope, key):
+    """The RST carries enrollments (RequestType Issue, brief §5) and ROBO renewals (Renew, §6)."""
+    if wstep.is_renewal(envelope.body):
+        return renewal.handle(request, envelope, key)
+    return wstep.handle(request, envelope, key)
+
+
 SERVICES = {
     "discovery": soap.Service("discovery", soap.DISCOVER, soap.DISCOVER_RESPONSE, discovery_service.handle),
     "policy": soap.Service("policy", soap.GET_POLICIES, soap.GET_POLICIES_RESPONSE, policy_service.handle),
-    "enrollment": soap.Service("enrollment", soap.REQUEST_TOKEN, soap.REQUEST_TOKEN_RESPONSE, wstep.handle),
+    "enrollment": soap.Service("enrollment", soap.REQUEST_TOKEN, soap.REQUEST_TOKEN_RESPONSE, request_token),
 }
 
 
@@ -35,6 +44,10 @@ def key_state(key):
 
 
 def refuse_retired_key(request, envelope, key):
+    if envelope.action == soap.REQUEST_TOKEN and wstep.is_renewal(envelope.body):
+        # A new key stops new enrollments, not the renewals of devices enrolled through the old one:
+        # they keep the URL they enrolled with and prove who they are by their certificate.
+        return renewal.handle(request, envelope, key)
     raise soap.SoapFault(soap.Fault.AUTHORIZATION, RETIRED_MESSAGE, error_type=soap.ErrorType.CUSTOM_SERVER_ERROR,
                          log_detail="retired enrollment key")
 

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from lxml import etree
 from lxml.builder import ElementMaker
 
+from autopilot import matching as autopilot_matching
 from invitations import sending
 from invitations.models import AuditEvent, Organisation
 
@@ -74,10 +75,6 @@ def parse_request(body):
         raise SoapFault(Fault.MESSAGE_FORMAT, BAD_REQUEST, log_detail=f"body element {body.tag}")
     token_type = soap.text(body, f"{{{WST_NS}}}TokenType")
     request_type = soap.text(body, f"{{{WST_NS}}}RequestType")
-    if request_type == RENEW:
-        # Renewal (brief §6) is not served yet, and the provisioning document does not offer it.
-        raise SoapFault(Fault.AUTHORIZATION, "This server does not renew certificates yet: enroll again.",
-                        error_type=ErrorType.NOT_ELIGIBLE_TO_RENEW, log_detail="Renew request")
     if token_type != TOKEN_TYPE or request_type != ISSUE:
         raise SoapFault(Fault.MESSAGE_FORMAT, BAD_REQUEST,
                         log_detail=f"TokenType {token_type!r} RequestType {request_type!r}")
@@ -145,6 +142,7 @@ def handle(request, envelope, key):
             "reason": fault.log_detail or fault.reason, "device_id": token_request.device_id,
         })
         raise
+    autopilot_matching.link_enrolled_device(device, token_request.items)
     logger.info("enrollment: %s device %s (%s) enrolled for user %s", envelope.activity_id, device.pk,
                 device.device_id, device.user_id or "-")
     return response_envelope(envelope, document)
@@ -234,9 +232,16 @@ def _enroll(identity, token_request, csr, ip):
     return device, document
 
 
-def issue(identity, token_request, csr):
+def is_renewal(body):
+    """Is this RST a renewal (RequestType Renew, brief §6; served by enrollment/renewal.py)?"""
+    return (etree.QName(body) == etree.QName(WST_NS, "RequestSecurityToken")
+            and soap.text(body, f"{{{WST_NS}}}RequestType") == RENEW)
+
+
+def issue_certificate(public_key, common_name):
+    """A device certificate and the active (root, issuing) chain; CA trouble becomes the right fault."""
     try:
-        certificate = ca.issue_device_certificate(csr.public_key, entra.certificate_name(identity, token_request))
+        certificate = ca.issue_device_certificate(public_key, common_name)
         root, issuing = ca.active_chain()
     except ca.CaNotInitialised:
         raise SoapFault(Fault.ENROLLMENT_SERVER, "The enrollment server is not set up yet. Contact your "
@@ -246,6 +251,12 @@ def issue(identity, token_request, csr):
                         "Contact your administrator.", log_detail=f"CA: {exc}") from None
     except ValueError as exc:
         raise SoapFault(Fault.CERTIFICATE_REQUEST, BAD_CSR, log_detail=f"issue: {exc}") from None
+    return certificate, root, issuing
+
+
+def issue(identity, token_request, csr):
+    common_name = entra.certificate_name(identity, token_request)
+    certificate, root, issuing = issue_certificate(csr.public_key, common_name)
     organisation = Organisation.get()
     document = provisioning.build_document(
         root=root, issuing=issuing, device_cert=certificate,
@@ -257,6 +268,8 @@ def issue(identity, token_request, csr):
         management_url=organisation.base_url + settings.ENROLLMENT_MANAGEMENT_PATH,
         client_secret=secrets.token_urlsafe(24),
         server_secret=secrets.token_urlsafe(24),
+        renew_period_days=settings.ENROLLMENT_RENEW_PERIOD_DAYS,
+        retry_interval_days=settings.ENROLLMENT_RENEW_RETRY_DAYS,
     )
     return certificate, document
 

@@ -37,7 +37,7 @@ def sync_roles(sender=None, **kwargs):
     if sender is not None and sender.name != "invitations":
         return
     # post_migrate reaches invitations before the apps listed after it (enrollment, autopilot), whose
-    # permissions would otherwise be missing from the roles on a fresh database.
+    # permissions would otherwise be missing from the roles on a fresh database: create them first.
     for app_config in apps.get_app_configs():
         create_permissions(app_config, verbosity=0, using=kwargs.get("using", "default"))
     for role in ROLES:

@@ -20,4 +20,5 @@ urlpatterns = [
          name="enrollment-url-regenerate"),
     path("", include(router.urls)),
     path("", include("enrollment.api")),
+    path("autopilot/", include("autopilot.api")),
 ]

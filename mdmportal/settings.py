@@ -180,6 +180,9 @@ ENROLLMENT_COMMAND_MAX_ATTEMPTS = env.int("ENROLLMENT_COMMAND_MAX_ATTEMPTS", def
 ENROLLMENT_COMMAND_TTL_DAYS = env.int("ENROLLMENT_COMMAND_TTL_DAYS", default=30)
 # The inventory (DevInfo/DevDetail) is read at the first session and then at most this often.
 ENROLLMENT_INVENTORY_INTERVAL_HOURS = env.int("ENROLLMENT_INVENTORY_INTERVAL_HOURS", default=24)
+# Device actions (enrollment/actions.py): at most this many devices wiped by one action, so that a
+# slip in a selection cannot reset the whole fleet.
+ENROLLMENT_WIPE_LIMIT = env.int("ENROLLMENT_WIPE_LIMIT", default=10)
 
 # Our CA (enrollment/ca.py). Its private keys are stored as PKCS#8 encrypted with this passphrase.
 # cryptography's BestAvailableEncryption derives the key with PBKDF2-HMAC-SHA256 at only 2048
@@ -189,6 +192,18 @@ ENROLLMENT_INVENTORY_INTERVAL_HOURS = env.int("ENROLLMENT_INVENTORY_INTERVAL_HOU
 CA_KEY_PASSPHRASE = env("CA_KEY_PASSPHRASE", default="")
 # Lifetime of issued device certificates (brief §5: one year by default).
 DEVICE_CERT_VALIDITY_DAYS = env.int("DEVICE_CERT_VALIDITY_DAYS", default=365)
+# ROBO certificate renewal (brief §5.1 WSTEP/Renew, §6; enrollment/renewal.py). Windows asks for a new
+# certificate this many days before its certificate expires (written into the provisioning document at
+# enrollment, so a change reaches only devices enrolled afterwards) and retries every RETRY days until
+# it expires; the server renews only inside that window. Windows wants 1 <= RETRY <= PERIOD <= 1000,
+# and PERIOD must stay below the validity or devices would renew at every check.
+ENROLLMENT_RENEW_PERIOD_DAYS = env.int("ENROLLMENT_RENEW_PERIOD_DAYS", default=60)
+ENROLLMENT_RENEW_RETRY_DAYS = env.int("ENROLLMENT_RENEW_RETRY_DAYS", default=4)
+
+# Windows Autopilot: the Microsoft Entra tenant written into offline profile files
+# (AutopilotConfigurationFile.json), its id (a GUID) and its domain (contoso.onmicrosoft.com).
+AUTOPILOT_TENANT_ID = env("AUTOPILOT_TENANT_ID", default="")
+AUTOPILOT_TENANT_DOMAIN = env("AUTOPILOT_TENANT_DOMAIN", default="")
 
 # Celery: Redis when REDIS_URL is set, otherwise tasks run in-process.
 REDIS_URL = env("REDIS_URL", default="")
@@ -216,6 +231,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "enrollment.tasks.expire_commands",
         "schedule": 15 * 60.0,
     },
+    "finish-device-retirements": {
+        "task": "enrollment.tasks.finish_retirements",
+        "schedule": 60.0,
+    },
 }
 
 if REDIS_URL:
@@ -238,6 +257,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Users, invitations and enrollment of Windows PCs and HoloLens 2.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Configuration group rules reuse the device's choices: one enum each in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "DeviceKindEnum": "enrollment.models.Device.Kind",
+        "DeviceMethodEnum": "enrollment.models.Device.Method",
+        "DeviceEnrollmentTypeEnum": "enrollment.models.Device.EnrollmentType",
+    },
 }
 
 # Behind nginx: trust X-Forwarded-Proto for request.is_secure().

@@ -34,6 +34,33 @@ def in_process_tasks(request, settings):
 
 
 @pytest.fixture
+def http_live_server(settings, transactional_db):
+    """A live server on plain HTTP (the test client's settings), for real clients: the device simulator,
+    the browser tests.
+
+    pytest-django's `live_server` is session-wide and builds its middleware stack when it starts, so
+    it would keep the HTTPS redirect and secure-only cookies of the default settings; this one starts
+    after the plain-HTTP settings below are in place."""
+    from django.core.servers.basehttp import ThreadedWSGIServer
+    from pytest_django.live_server_helper import LiveServer
+
+    class WaitingWSGIServer(ThreadedWSGIServer):
+        # Join the request threads on stop (socketserver's block_on_close): a browser's kept-alive
+        # connection ends a moment after its page closes, and its thread would then touch the test
+        # database (an in-memory SQLite connection shared with the server) after the test.
+        daemon_threads = False
+
+    settings.SECURE_SSL_REDIRECT = False
+    settings.CSRF_COOKIE_SECURE = False
+    settings.SESSION_COOKIE_SECURE = False
+    server = LiveServer("localhost:0", start=False)
+    server.thread.server_class = WaitingWSGIServer
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def organisation(db):
     return OrganisationFactory()
 

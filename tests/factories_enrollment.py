@@ -12,8 +12,8 @@ from factory.django import DjangoModelFactory
 
 from enrollment import ca
 from enrollment.models import (
-    CertificateAuthority, Device, DeviceCommand, EntraIdentity, EntraKeyAlert, EntraSettings, JwksSet,
-    ManagementSession, PinEnrollment, RegistrationPin,
+    CertificateAuthority, ConfigurationGroup, Device, DeviceCommand, DeviceSettingState, EntraIdentity,
+    EntraKeyAlert, EntraSettings, GroupSetting, JwksSet, ManagementSession, PinEnrollment, RegistrationPin,
 )
 
 KEY_POOL = 4  # CA keys cycle through this many test keys; consecutive CAs never share one
@@ -203,6 +203,64 @@ class DeviceCommandFactory(DjangoModelFactory):
         succeeded = factory.Trait(status=DeviceCommand.Status.SUCCEEDED, status_code=200,
                                   completed_at=factory.LazyFunction(lambda: datetime.now(UTC)))
         expired = factory.Trait(expires_at=factory.LazyFunction(lambda: datetime.now(UTC) - timedelta(minutes=1)))
+
+
+class ConfigurationGroupFactory(DjangoModelFactory):
+    """A group without members or settings; `everyone=True` for a rule matching every enrolled device."""
+
+    class Meta:
+        model = ConfigurationGroup
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"Group {n}")
+    priority = 100
+
+    class Params:
+        everyone = factory.Trait(rule_enabled=True)
+
+    @factory.post_generation
+    def members(group, create, devices, **kwargs):
+        if create and devices:
+            group.devices.add(*devices)
+
+
+class GroupSettingFactory(DjangoModelFactory):
+    """A catalogue setting (camera blocked); traits for TenantLockdown and a raw OMA-URI."""
+
+    class Meta:
+        model = GroupSetting
+
+    group = factory.SubFactory(ConfigurationGroupFactory)
+    key = "allow_camera"
+    value = "0"
+
+    class Params:
+        tenant_lockdown = factory.Trait(key="tenant_lockdown", value="true")
+        raw = factory.Trait(key="", loc_uri="./Device/Vendor/MSFT/Policy/Config/Bluetooth/AllowAdvertising",
+                            format="int", value="0")
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        setting = model_class(*args, **kwargs)
+        if setting.key:
+            setting.loc_uri = "x"  # replaced by clean() from the catalogue
+        setting.full_clean()
+        setting.save()
+        return setting
+
+
+class DeviceSettingStateFactory(DjangoModelFactory):
+    class Meta:
+        model = DeviceSettingState
+
+    device = factory.SubFactory(DeviceFactory)
+    loc_uri = "./Device/Vendor/MSFT/Policy/Config/Camera/AllowCamera"
+    label = "Allow camera"
+    format = "int"
+    value = "0"
+    removal = GroupSetting.Removal.DELETE
+    command = factory.SubFactory(DeviceCommandFactory, device=factory.SelfAttribute("..device"), verb="Replace",
+                                 target=factory.SelfAttribute("..loc_uri"), format="int", data="0")
 
 
 # Entra ID enrollment (issue 6).

@@ -351,7 +351,8 @@ def test_queries_per_message_do_not_grow_with_devices_or_commands(client, chain,
         DeviceFactory.create_batch(count)
         for i in range(count):
             commands.queue(device, "Get", f"./DevDetail/Node{i}")
-        with django_assert_max_num_queries(14):
+        # The session's first message also reconciles the device's configuration (a fixed few more).
+        with django_assert_max_num_queries(19):
             first = checkin(client, device, cert)
         assert len(first.commands) == count
         with django_assert_max_num_queries(14):
@@ -471,3 +472,17 @@ def test_huge_result_is_not_kept_but_the_status_is(client, pc, settings):
                                   sml.results(3, 1, cmd_id, get.target, "A" * 5000)], msg=2)
     get.refresh_from_db()
     assert get.status == DeviceCommand.Status.SUCCEEDED and get.result_data == "" and "not kept" in get.note
+
+
+def test_a_session_start_sends_the_settings_of_a_group_the_device_joined_by_rule_since(client, pc):
+    from tests.factories_enrollment import ConfigurationGroupFactory, GroupSettingFactory
+
+    device, cert = pc
+    GroupSettingFactory(tenant_lockdown=True,
+                        group=ConfigurationGroupFactory(rule_enabled=True, rule_name_pattern="LAB-*"))
+    Device.objects.filter(pk=device.pk).update(name="LAB-7")  # renamed since: no reconcile ran
+
+    checkin(client, device, cert)
+
+    sent = DeviceCommand.objects.get(device=device, target="./Vendor/MSFT/TenantLockdown/RequireNetworkInOOBE")
+    assert (sent.status, sent.data) == (DeviceCommand.Status.SENT, "true")

@@ -6,7 +6,7 @@ from cryptography import x509
 from lxml import etree
 
 from enrollment import ca
-from enrollment.provisioning import build_document
+from enrollment.provisioning import build_document, build_renewal_document
 from tests.factories_enrollment import create_ca_chain, rsa_key
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +34,7 @@ def document(issued, **overrides):
         root=root, issuing=issuing, device_cert=device_cert, enrollment_type="Full", device_id=DEVICE_ID,
         upn="alice@example.com", device_name="DESKTOP-ALICE", provider_id="mdmportal",
         management_url="https://mdm.example.com/ManagementServer/MDM.svc",
-        client_secret="client-secret", server_secret="server-secret",
+        client_secret="client-secret", server_secret="server-secret", renew_period_days=60, retry_interval_days=4,
     )
     arguments.update(overrides)
     return etree.fromstring(build_document(**arguments))
@@ -78,7 +78,7 @@ def test_certificate_store_holds_root_ca_then_device_certificate(issued):
     assert types(ca_node) == [ca.thumbprint(issuing)]
     assert encoded(ca_node[0]) == issuing
     my = only(store, "characteristic[@type='My']")
-    assert types(my) == ["User"]  # no WSTEP/Renew until renewal is served
+    assert types(my) == ["User", "WSTEP"]
     user = my[0]
     assert types(user) == [ca.thumbprint(device_cert), "PrivateKeyContainer"]
     assert encoded(user[0]) == device_cert
@@ -89,7 +89,7 @@ def test_device_enrollment_puts_the_certificate_in_the_system_store(issued):
     doc = document(issued, enrollment_type="Device")
 
     my = only(doc, "characteristic[@type='CertificateStore']/characteristic[@type='My']")
-    assert types(my) == ["System"]
+    assert types(my) == ["System", "WSTEP"]
     assert types(my[0])[1] == "PrivateKeyContainer"
     criteria = only(doc, "characteristic[@type='APPLICATION']/parm[@name='SSLCLIENTCERTSEARCHCRITERIA']")
     assert criteria.get("value").endswith("&Stores=My%5CSystem")
@@ -121,7 +121,7 @@ def test_search_criteria_ampersand_is_escaped_in_the_xml(issued):
     raw = build_document(
         root=root, issuing=issuing, device_cert=device_cert, enrollment_type="Full", device_id=DEVICE_ID, upn="",
         device_name="", provider_id="mdmportal", management_url="https://mdm.example.com/ManagementServer/MDM.svc",
-        client_secret="c", server_secret="s",
+        client_secret="c", server_secret="s", renew_period_days=60, retry_interval_days=4,
     )
 
     assert f'value="Subject=CN%3D{DEVICE_ID}&amp;Stores=My%5CUser"'.encode() in raw
@@ -197,3 +197,46 @@ def test_certificate_authority_rows_are_accepted_for_the_chain(issued):
 def test_missing_or_unknown_values_are_refused(issued, override):
     with pytest.raises(ValueError):
         document(issued, **override)
+
+
+def test_robo_renewal_schedule_sits_under_my_wstep_renew(issued):
+    doc = document(issued, renew_period_days=45, retry_interval_days=5)
+
+    renew = only(doc, "characteristic[@type='CertificateStore']/characteristic[@type='My']"
+                      "/characteristic[@type='WSTEP']/characteristic[@type='Renew']")
+    assert parm_items(renew) == [
+        ("ROBOSupport", "true", "boolean"),
+        ("RenewPeriod", "45", "integer"),
+        ("RetryInterval", "5", "integer"),
+    ]
+    assert len(doc.xpath("//characteristic[@type='WSTEP']")) == 1
+
+
+@pytest.mark.parametrize("period, retry", [(0, 0), (60, 0), (60, 61), (1001, 4)])
+def test_a_renewal_schedule_windows_would_refuse_is_refused(issued, period, retry):
+    with pytest.raises(ValueError, match="renewal schedule"):
+        document(issued, renew_period_days=period, retry_interval_days=retry)
+
+
+@pytest.mark.parametrize("enrollment_type, store", [("Full", "User"), ("Device", "System")])
+def test_renewal_document_holds_only_the_certificates_and_the_provider_id(issued, enrollment_type, store):
+    root, issuing, device_cert = issued
+
+    doc = etree.fromstring(build_renewal_document(root=root, issuing=issuing, device_cert=device_cert,
+                                                  enrollment_type=enrollment_type, provider_id="mdmportal"))
+
+    assert types(doc) == ["CertificateStore", "APPLICATION"]
+    assert types(doc[0]) == ["Root", "CA", "My"]
+    my = only(doc, "characteristic[@type='CertificateStore']/characteristic[@type='My']")
+    assert types(my) == [store]
+    assert types(my[0]) == [ca.thumbprint(device_cert), "PrivateKeyContainer"]
+    assert encoded(my[0][0]) == device_cert
+    assert parm_items(doc[1]) == [("PROVIDER-ID", "mdmportal", None)]
+    assert types(doc[1]) == []
+
+
+def test_renewal_document_refuses_an_unknown_enrollment_type(issued):
+    root, issuing, device_cert = issued
+    with pytest.raises(ValueError):
+        build_renewal_document(root=root, issuing=issuing, device_cert=device_cert, enrollment_type="Partial",
+                               provider_id="mdmportal")

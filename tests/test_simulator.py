@@ -766,27 +766,14 @@ def test_sign_in_post_to_plain_http_from_https_sends_a_null_origin():
 # --- end to end: the simulator against the real endpoints over HTTP ---------------------------------
 
 @pytest.fixture
-def enrollment_server(settings, transactional_db):
-    """A live server with our CA, reachable over plain HTTP.
-
-    pytest-django's `live_server` is session-wide and builds its middleware stack when it starts, so
-    it would keep the HTTPS redirect and secure-only cookies of the default settings; this one starts
-    after the plain-HTTP settings below are in place."""
-    from pytest_django.live_server_helper import LiveServer
-
+def enrollment_server(http_live_server):
+    """A live server with our CA, reachable over plain HTTP."""
     from tests.factories import OrganisationFactory
     from tests.factories_enrollment import CertificateAuthorityFactory
 
-    settings.SECURE_SSL_REDIRECT = False
-    settings.CSRF_COOKIE_SECURE = False
-    settings.SESSION_COOKIE_SECURE = False
-    server = LiveServer("localhost:0")
-    try:
-        OrganisationFactory(enrollment_base_url=server.url)
-        CertificateAuthorityFactory(issuing=True)
-        yield server
-    finally:
-        server.stop()
+    OrganisationFactory(enrollment_base_url=http_live_server.url)
+    CertificateAuthorityFactory(issuing=True)
+    return http_live_server
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from lxml import etree
 
 from enrollment.models import Device
 from enrollment.soap import REQUEST_TOKEN_RESPONSE
-from enrollment.wstep import PROVISIONING_DOC, RENEW
+from enrollment.wstep import PROVISIONING_DOC
 from invitations.models import AuditEvent, Invitation
 from tests.enrollment_soap import (
     DEVICE_ID, HW_DEV_ID, NS, b64, fault_of, get_policies_body, parse, password_security, post, rst_body,
@@ -269,12 +269,6 @@ def test_missing_device_id_or_bad_enrollment_type_is_invalid_enrollment_data(cli
     body = rst_body(password_security("alice@example.com", PASSWORD), csr, **items)
     subcode, _reason, error_type = fault_of(post(client, url, body))
     assert (subcode, error_type) == ("s:MessageFormat", "InvalidEnrollmentData")
-    assert_nothing_enrolled()
-
-
-def test_renewal_is_not_offered_yet(client, url, ca_chain, alice):
-    _subcode, _reason, error_type = fault_of(enroll(client, url, request_type=RENEW))
-    assert error_type == "NotEligibleToRenew"
     assert_nothing_enrolled()
 
 

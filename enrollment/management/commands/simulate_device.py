@@ -48,6 +48,13 @@ class Command(BaseCommand):
         tls.add_argument("--ca-file", help="PEM file of the CA that signed the server's TLS certificate")
         parser.add_argument("--timeout", type=float, default=30, help="seconds per HTTP request (default 30)")
         parser.add_argument("--json", action="store_true", help="print a machine-readable result (for benchmarks)")
+        parser.add_argument("--renew", action="store_true",
+                            help="after enrolling, renew the certificate as Windows' ROBO renewal does: a new key "
+                                 "and CSR in a PKCS#7 signed by the current key, with the current certificate in "
+                                 "the header nginx would forward (in the TLS handshake too over https). The server "
+                                 "renews only inside its window (ENROLLMENT_RENEW_PERIOD_DAYS before expiry), so a "
+                                 "fresh certificate is refused with NotEligibleToRenew unless the window is wider. "
+                                 "With --checkin, the session then uses the new certificate")
         parser.add_argument("--checkin", action="store_true",
                             help="after enrolling, run one OMA-DM session: package 1, answer every command "
                                  "(Results from a small fake DevInfo/DevDetail tree) until the server ends it")
@@ -58,8 +65,8 @@ class Command(BaseCommand):
                             help="with --checkin: send the 1226 alert of a user removing the work account")
 
     def handle(self, *, server, email, password, pin, federated, hololens, device_enrollment, device_id,
-               csr_hash, insecure, ca_file, timeout, checkin, digest, unenroll, registration_pin, entra_token,
-               entra_terms_url, **options):
+               csr_hash, insecure, ca_file, timeout, renew, checkin, digest, unenroll, registration_pin,
+               entra_token, entra_terms_url, **options):
         as_json = options["json"]
         if pin is not None and (federated or hololens or device_enrollment):
             raise CommandError("--pin enrolls a PC as a provisioning package does: on-premise, user (Full) enrollment; "
@@ -88,23 +95,45 @@ class Command(BaseCommand):
             if as_json:
                 self.stdout.write(_dumps(_failure(exc)))
             raise CommandError(f"enrollment failed at {exc}") from None
-        session = None
-        if checkin:
+        data = result.as_dict()
+        renewal = session = None
+        if renew:
             try:
-                session = simulator.checkin(result, digest=digest, unenroll=unenroll)
+                renewal = simulator.renew(result)
             except SimulatorError as exc:
                 if as_json:
-                    self.stdout.write(_dumps({**result.as_dict(), "checkin": _failure(exc)}))
+                    self.stdout.write(_dumps({**data, "renewal": _failure(exc)}))
+                raise CommandError(f"renewal failed at {exc}") from None
+            data["renewal"] = renewal.as_dict()
+        if checkin:
+            try:
+                session = simulator.checkin(renewal.enrollment if renewal else result, digest=digest, unenroll=unenroll)
+            except SimulatorError as exc:
+                if as_json:
+                    self.stdout.write(_dumps({**data, "checkin": _failure(exc)}))
                 raise CommandError(f"check-in failed at {exc}") from None
+            data["checkin"] = session.as_dict()
         if as_json:
-            data = result.as_dict()
-            if session is not None:
-                data["checkin"] = session.as_dict()
             self.stdout.write(_dumps(data))
             return
         self._summary(result)
+        if renewal is not None:
+            self._renewal_summary(renewal)
         if session is not None:
             self._checkin_summary(session)
+
+    def _renewal_summary(self, renewal):
+        cert = renewal.certificate
+        self.stdout.write(f"Certificate renewed in {renewal.seconds * 1000:.1f} ms:")
+        for label, value in [
+            ("Old serial", format(renewal.previous.serial_number, "X")),
+            ("New serial", format(cert.serial_number, "X")),
+            ("Thumbprint", thumbprint(cert)),
+            ("Subject", cert.subject.rfc4514_string()),
+            ("Expires", cert.not_valid_after_utc.strftime("%Y-%m-%d %H:%M:%S UTC")),
+        ]:
+            self.stdout.write(f"  {label + ':':<14} {value}")
+        self.stdout.write(self.style.SUCCESS("Renewal succeeded: new key, same subject, chained to the enrollment's root."))
 
     def _checkin_summary(self, session):
         self.stdout.write(f"OMA-DM session {session.session_id} ({session.auth}):")

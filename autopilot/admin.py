@@ -1,0 +1,293 @@
+"""Console pages for Autopilot: profiles (with group tags, essential apps and the offline file),
+imports (upload, progress, report), devices (pending or enrolled, effective profile and why, assign,
+export) and the enrollments recognised as Autopilot.
+
+Enrollment administrators manage all of it, helpdesk reads it (invitations/roles.py); the permission
+methods decide, not the templates.
+"""
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from mdmportal.console import AuditedAdminMixin, client_ip
+
+from . import assignment, imports, offline
+from .models import (AutopilotDevice, AutopilotEnrollment, DeviceImport, EssentialApp, GroupTagRule, ImportRow,
+                     Profile)
+
+REPORT_PAGE_SIZE = 200
+
+
+class GroupTagInline(admin.TabularInline):
+    model = GroupTagRule
+    extra = 1
+    verbose_name = "group tag"
+    verbose_name_plural = "Group tags (devices imported with one of these tags get this profile)"
+
+
+class EssentialAppInline(admin.StackedInline):
+    model = EssentialApp
+    extra = 0
+    fields = ["name", "kind", ("msi_url", "product_code"), "sha256", "store_id"]
+    verbose_name_plural = "Essential apps (installed during provisioning once app delivery exists)"
+
+
+@admin.register(Profile)
+class ProfileAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ["name", "device_type", "deployment_mode", "allow_pre_provisioning", "join_type", "is_default",
+                    "tags", "offline_file"]
+    list_filter = ["device_type", "deployment_mode", "join_type", "is_default"]
+    search_fields = ["name", "description", "group_tags__tag"]
+    inlines = [GroupTagInline, EssentialAppInline]
+    readonly_fields = ["ztd_correlation_id", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "is_default"]}),
+        ("Deployment", {"fields": ["device_type", "deployment_mode", "allow_pre_provisioning", "join_type",
+                                   "convert_all_targeted_devices", "device_name_template"]}),
+        ("Out-of-box experience", {"fields": ["user_account_type", "hide_eula", "hide_privacy_settings",
+                                              "hide_change_account_options", "language", "configure_keyboard",
+                                              "autopilot_update_during_oobe"]}),
+        ("After enrollment", {"fields": ["tenant_lockdown", "configuration_groups"]}),
+        ("Offline profile file", {"fields": ["ztd_correlation_id", "created_at", "updated_at"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("group_tags")
+
+    @admin.display(description="group tags")
+    def tags(self, profile):
+        return ", ".join(rule.tag for rule in profile.group_tags.all()) or "—"
+
+    @admin.display(description="offline file")
+    def offline_file(self, profile):
+        url = reverse("admin:autopilot_profile_offline_file", args=[profile.pk])
+        return format_html('<a href="{}">{}</a>', url, offline.FILE_NAME)
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/offline-file/", self.admin_site.admin_view(self.offline_file_view),
+                 name="autopilot_profile_offline_file"),
+        ] + super().get_urls()
+
+    def offline_file_view(self, request, pk):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        profile = get_object_or_404(Profile, pk=pk)
+        try:
+            content = offline.configuration_file(profile)
+        except offline.TenantNotConfigured as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:autopilot_profile_change", args=[pk]))
+        return offline_file_response(content)
+
+
+def offline_file_response(content):
+    response = HttpResponse(content, content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="{offline.FILE_NAME}"'
+    return response
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField(label="CSV file", help_text="The file Windows (Get-WindowsAutopilotInfo) or your "
+                                                      "reseller produced. Any size.")
+
+
+@admin.register(DeviceImport)
+class DeviceImportAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "status", "progress", "created_count", "updated_count", "unchanged_count",
+                    "failed_count", "uploaded_by", "created_at"]
+    list_filter = ["status"]
+    list_select_related = ["uploaded_by"]
+    search_fields = ["file_name"]
+
+    @admin.display(description="progress")
+    def progress(self, device_import):
+        return f"{device_import.processed_rows} / {device_import.total_rows}"
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/report/", self.admin_site.admin_view(self.report_view), name="autopilot_deviceimport_report"),
+        ] + super().get_urls()
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = UploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            device_import = imports.create_import(form.cleaned_data["file"], actor=request.user, ip=client_ip(request))
+            self.message_user(request, f"{device_import.file_name} is uploaded; its devices are being imported.")
+            return HttpResponseRedirect(reverse("admin:autopilot_deviceimport_report", args=[device_import.pk]))
+        context = {
+            **self.admin_site.each_context(request), "opts": self.opts, "title": "Import Autopilot devices",
+            "form": form, "columns": imports.COLUMNS,
+        }
+        return TemplateResponse(request, "autopilot/import_form.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return HttpResponseRedirect(reverse("admin:autopilot_deviceimport_report", args=[object_id]))
+
+    def report_view(self, request, pk):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        device_import = get_object_or_404(DeviceImport.objects.select_related("uploaded_by"), pk=pk)
+        result = request.GET.get("result", "")
+        rows = device_import.rows.select_related("device").order_by("line")
+        if result in ImportRow.Result.values:
+            rows = rows.filter(result=result)
+        page = Paginator(rows, REPORT_PAGE_SIZE).get_page(request.GET.get("page"))
+        context = {
+            **self.admin_site.each_context(request), "opts": self.opts, "title": f"Import of {device_import.file_name}",
+            "device_import": device_import, "page": page, "result": result, "results": ImportRow.Result.choices,
+            "refresh": not device_import.is_finished,
+        }
+        return TemplateResponse(request, "autopilot/import_report.html", context)
+
+
+class StateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("pending", "Pending (not enrolled yet)"), ("enrolled", "Enrolled")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "pending":
+            return queryset.filter(is_enrolled=False)
+        if self.value() == "enrolled":
+            return queryset.filter(is_enrolled=True)
+        return queryset
+
+
+class AssignProfileForm(forms.Form):
+    profile = forms.ModelChoiceField(Profile.objects.all(), required=False, empty_label="— none: use group tag or default —")
+
+
+class EnrollmentInline(admin.TabularInline):
+    model = AutopilotEnrollment
+    fk_name = "record"
+    extra = 0
+    fields = ["device", "matched_by", "profile", "profile_reason", "created_at", "applied_at"]
+    readonly_fields = fields
+    can_delete = False
+    verbose_name_plural = "Enrollments of this device"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AutopilotDevice)
+class AutopilotDeviceAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_filter = [StateFilter, ("profile", admin.RelatedOnlyFieldListFilter), "group_tag"]
+    search_fields = ["serial_number", "group_tag", "assigned_user", "product_id", "ztd_id"]
+    list_select_related = ["profile", "profile_assigned_by"]
+    change_list_template = "autopilot/device_change_list.html"
+    actions = ["assign_profile", "export_csv"]
+    inlines = [EnrollmentInline]
+    fieldsets = [
+        (None, {"fields": ["serial_number", "state", "group_tag", "assigned_user", "profile", "effective"]}),
+        ("Hardware", {"fields": ["product_id", "hardware_hash", "ztd_id"]}),
+        ("History", {"fields": ["profile_assigned_by", "profile_assigned_at", "source_import", "created_at",
+                                "updated_at"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_state()
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["serial_number", "state", "effective", "product_id", "hardware_hash", "profile_assigned_by",
+                "profile_assigned_at", "source_import", "created_at", "updated_at"]
+
+    def get_list_display(self, request):
+        resolve = assignment.Resolver()
+
+        @admin.display(description="effective profile")
+        def effective_profile(device):
+            found = resolve(device)
+            return format_html("{}<br><small>{}</small>", found.profile or "—", found.reason)
+
+        return ["serial_number", "state", "group_tag", "assigned_user", effective_profile, "product_id", "created_at"]
+
+    @admin.display(description="state", boolean=False)
+    def state(self, device):
+        enrolled = getattr(device, "is_enrolled", None)
+        if enrolled is None:
+            enrolled = device.enrollments.filter(device__status="enrolled").exists()
+        return "enrolled" if enrolled else "pending"
+
+    @admin.display(description="effective profile")
+    def effective(self, device):
+        found = assignment.effective_profile(device)
+        return f"{found.profile or '—'} ({found.reason})"
+
+    def has_add_permission(self, request):
+        # Records come from imports (or the API), as in Microsoft's service.
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if "profile" in form.changed_data:
+            obj.assign_profile(obj.profile, by=request.user)
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Assign profile", permissions=["change"])
+    def assign_profile(self, request, queryset):
+        form = AssignProfileForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            profile = form.cleaned_data["profile"]
+            count = assignment.assign(queryset, profile, actor=request.user, ip=client_ip(request))
+            label = f"“{profile}”" if profile else "no explicit profile"
+            self.message_user(request, f"{count} device(s) now have {label}.", messages.SUCCESS)
+            return None
+        context = {
+            **self.admin_site.each_context(request), "opts": self.opts, "title": "Assign a profile",
+            "form": form, "devices": queryset, "count": queryset.count(),
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+        }
+        return TemplateResponse(request, "autopilot/assign_profile.html", context)
+
+    @admin.action(description="Export as CSV (Windows format)", permissions=["view"])
+    def export_csv(self, request, queryset):
+        return export_response(queryset)
+
+    def get_urls(self):
+        return [
+            path("export/", self.admin_site.admin_view(self.export_all_view), name="autopilot_autopilotdevice_export"),
+        ] + super().get_urls()
+
+    def export_all_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return export_response(AutopilotDevice.objects.all())
+
+
+def export_response(queryset):
+    response = StreamingHttpResponse(imports.export_lines(queryset), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="autopilot-devices.csv"'
+    return response
+
+
+@admin.register(AutopilotEnrollment)
+class AutopilotEnrollmentAdmin(admin.ModelAdmin):
+    """Read-only: links are made by enrollments."""
+
+    list_display = ["device", "record", "matched_by", "profile", "profile_reason", "user_applied", "created_at",
+                    "applied_at"]
+    list_filter = ["matched_by", ("applied_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["device", "record", "profile"]
+    search_fields = ["device__device_id", "device__name", "record__serial_number"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

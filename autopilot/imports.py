@@ -1,0 +1,475 @@
+"""Importing Autopilot devices from the CSV Windows produces (Get-WindowsAutopilotInfo, OEM files):
+
+    Device Serial Number,Windows Product ID,Hardware Hash,Group Tag,Assigned User
+
+Strict about data, forgiving about form. The upload is stored in chunks and a task reads it back as a
+stream, validates each line, and writes in batches: one query per batch for the existing records, a
+bulk insert and a bulk update, and the batch's report lines in the same transaction, so memory stays
+flat for any size of file and every row is written whole or not at all.
+
+Rules, row by row:
+- the serial number is required and must not be a firmware placeholder ("Default string",
+  "To be filled by O.E.M.", "0"...): such serials are shared by many machines and would match the
+  wrong one;
+- the hardware hash, when present, is base64 and not already registered under another serial;
+- the assigned user, when present, is an email address (the user's UPN);
+- a serial seen earlier in the same file is refused (the first line wins);
+- a serial already imported is updated: the cells that are filled replace the stored values, empty
+  cells keep them; a row that changes nothing is reported "unchanged".
+"""
+import base64
+import binascii
+import csv
+import hashlib
+import io
+import logging
+import re
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from invitations.models import AuditEvent
+
+from .models import AutopilotDevice, DeviceImport, DeviceImportChunk, ImportRow
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ["Device Serial Number", "Windows Product ID", "Hardware Hash", "Group Tag", "Assigned User"]
+FIELDS = ["serial_number", "product_id", "hardware_hash", "group_tag", "assigned_user"]
+# Header cells compared without case, spaces, hyphens or underscores. "Order ID" is the old name of
+# the group tag column, still written by older tools.
+HEADER_ALIASES = {
+    "deviceserialnumber": "serial_number",
+    "windowsproductid": "product_id",
+    "hardwarehash": "hardware_hash",
+    "grouptag": "group_tag",
+    "orderid": "group_tag",
+    "assigneduser": "assigned_user",
+}
+CHUNK_BYTES = 1024 * 1024
+BATCH_SIZE = 1000
+MAX_SERIAL = 64
+MAX_PRODUCT_ID = 64
+MAX_GROUP_TAG = 128
+MAX_HASH_CHARS = 65536  # Windows' hashes are about 4,000 characters
+PRODUCT_ID_RE = re.compile(r"^[A-Za-z0-9-]+$")
+
+# Serial numbers firmware reports when the manufacturer left the field unset (SMBIOS defaults).
+PLACEHOLDER_SERIALS = {
+    "default string", "to be filled by o.e.m.", "to be filled by o.e.m", "to be filled by oem",
+    "system serial number", "chassis serial number", "base board serial number", "serial number",
+    "system product name", "not specified", "not applicable", "not available", "none", "n/a", "na", "null",
+    "unknown", "invalid", "oem", "o.e.m.", "empty", "default", "123456789", "0123456789", "1234567890",
+}
+
+
+class FileError(ValueError):
+    """The file as a whole cannot be read; the message says why."""
+
+
+def is_placeholder_serial(serial):
+    value = " ".join(serial.split()).lower()
+    if value in PLACEHOLDER_SERIALS:
+        return True
+    significant = [c for c in value if c.isalnum()]
+    # "0", "00000000", "FFFFFFFF", "xxxxxx", "......": one character repeated identifies nothing.
+    return not significant or len(set(value.replace(" ", ""))) == 1
+
+
+def serial_key(serial):
+    return serial.strip().upper()
+
+
+def hardware_hash_digest(value):
+    """SHA-256 (hex) of the decoded hash, or None when it is not valid base64."""
+    try:
+        raw = base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return hashlib.sha256(raw).hexdigest() if raw else None
+
+
+# --- the upload -------------------------------------------------------------------------------------
+
+def create_import(uploaded_file, *, actor, ip=None):
+    """Store the uploaded file (a Django File) in chunks and queue its import. Returns the DeviceImport."""
+    with transaction.atomic():
+        device_import = DeviceImport.objects.create(file_name=(uploaded_file.name or "devices.csv")[:255],
+                                                    uploaded_by=actor)
+        index, size, newlines, last = 0, 0, 0, b""
+        buffer = bytearray()
+        for piece in uploaded_file.chunks(CHUNK_BYTES):
+            buffer += piece
+            size += len(piece)
+            newlines += piece.count(b"\n")
+            last = piece[-1:] or last
+            while len(buffer) >= CHUNK_BYTES:
+                DeviceImportChunk.objects.create(device_import=device_import, index=index,
+                                                 data=bytes(buffer[:CHUNK_BYTES]))
+                del buffer[:CHUNK_BYTES]
+                index += 1
+        if buffer:
+            DeviceImportChunk.objects.create(device_import=device_import, index=index, data=bytes(buffer))
+        lines = newlines + (1 if last and last != b"\n" else 0)
+        device_import.file_size, device_import.total_rows = size, max(lines - 1, 0)
+        device_import.save(update_fields=["file_size", "total_rows"])
+        AuditEvent.record(actor, "autopilot.import_uploaded", device_import, ip=ip,
+                          detail={"file": device_import.file_name, "bytes": size})
+        transaction.on_commit(lambda: queue(device_import.pk))
+    return device_import
+
+
+def queue(import_id):
+    from . import tasks
+
+    try:
+        tasks.run_import.delay(import_id)
+    except Exception as exc:  # kombu raises OperationalError and friends when the broker is down
+        logger.warning("broker unavailable, Autopilot import %s stays queued: %s", import_id, exc)
+
+
+# --- reading the stored file back as rows -----------------------------------------------------------
+
+class ChunkStream(io.RawIOBase):
+    """The stored chunks of an import as one byte stream, one chunk in memory at a time."""
+
+    def __init__(self, device_import):
+        super().__init__()
+        self._import_id = device_import.pk
+        self._index = 0
+        self._current = b""
+        self._offset = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        while self._offset >= len(self._current):
+            data = (DeviceImportChunk.objects.filter(device_import_id=self._import_id, index=self._index)
+                    .values_list("data", flat=True).first())
+            if data is None:
+                return 0
+            self._current, self._offset, self._index = bytes(data), 0, self._index + 1
+        count = min(len(buffer), len(self._current) - self._offset)
+        buffer[:count] = self._current[self._offset:self._offset + count]
+        self._offset += count
+        return count
+
+
+def open_text(raw):
+    """A text stream over raw bytes: UTF-8 (with or without BOM), or UTF-16 when it starts with its BOM
+    (what PowerShell's Out-File writes by default)."""
+    buffered = io.BufferedReader(raw, buffer_size=256 * 1024)
+    start = buffered.peek(4)[:4]
+    if start.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8-sig"
+    return io.TextIOWrapper(buffered, encoding=encoding, newline="")
+
+
+@dataclass
+class Row:
+    line: int
+    serial: str = ""
+    values: dict = field(default_factory=dict)
+    errors: list = field(default_factory=list)
+    result: str | None = None
+    device: AutopilotDevice | None = None
+    changed: list = field(default_factory=list)
+
+    @property
+    def key(self):
+        return serial_key(self.serial)
+
+
+def read_rows(text):
+    """(line, {field: cell}) for each data line; raises FileError for what makes the file unreadable."""
+    first = ""
+    lines = iter(text)
+    try:
+        for first in lines:
+            if first.strip():
+                break
+        else:
+            raise FileError("The file is empty.")
+    except UnicodeDecodeError:
+        raise FileError("The file is not UTF-8 or UTF-16 text: save it as CSV (UTF-8).") from None
+    delimiter = ";" if ";" in first and "," not in first else ","
+
+    def all_lines():
+        yield first
+        yield from lines
+
+    sample_reader = csv.reader(all_lines(), delimiter=delimiter, skipinitialspace=True)
+    try:
+        header = next(sample_reader)
+        columns = _columns(header)
+        for cells in sample_reader:
+            if not any(cell.strip() for cell in cells):
+                continue
+            yield sample_reader.line_num, _cells(cells, columns, len(header))
+    except csv.Error as exc:
+        raise FileError(f"Line {sample_reader.line_num} cannot be read: {exc}.") from None
+    except UnicodeDecodeError:
+        raise FileError(f"After line {sample_reader.line_num} the file is not UTF-8 text: save it as CSV "
+                        "(UTF-8).") from None
+
+
+def _columns(header):
+    columns = {}
+    for position, cell in enumerate(header):
+        name = HEADER_ALIASES.get(re.sub(r"[\s_\-]", "", cell).lower())
+        if name is None:
+            continue
+        if name in columns:
+            raise FileError(f"The header names the column “{cell.strip()}” twice.")
+        columns[name] = position
+    if "serial_number" not in columns:
+        found = ", ".join(cell.strip() for cell in header if cell.strip()) or "nothing"
+        raise FileError("The first line must be the header, with at least “Device Serial Number” "
+                        f"(columns: {', '.join(COLUMNS)}). Found: {found}.")
+    return columns
+
+
+def _cells(cells, columns, width):
+    extra = [cell for cell in cells[width:] if cell.strip()]
+    values = {name: (cells[position].strip() if position < len(cells) else "") for name, position in columns.items()}
+    if extra:
+        values["_error"] = f"this line has {len(cells)} cells but the header has {width} columns"
+    return values
+
+
+def validate(line, cells):
+    """A Row with normalised values or the errors of this line on its own."""
+    row = Row(line=line, serial=cells.get("serial_number", ""))
+    if cells.get("_error"):
+        row.errors.append(cells["_error"])
+    serial = row.serial
+    if not serial:
+        row.errors.append("the serial number is missing")
+    elif len(serial) > MAX_SERIAL:
+        row.errors.append(f"the serial number is longer than {MAX_SERIAL} characters")
+    elif not serial.isprintable():
+        row.errors.append("the serial number contains control characters")
+    elif is_placeholder_serial(serial):
+        row.errors.append(f"“{serial}” is a placeholder serial number set by the firmware, shared by many "
+                          "machines: ask the manufacturer for the real one")
+    product_id = cells.get("product_id", "")
+    if product_id and (len(product_id) > MAX_PRODUCT_ID or not PRODUCT_ID_RE.match(product_id)):
+        row.errors.append("the Windows Product ID is not letters, digits and hyphens of at most 64 characters")
+    hardware_hash = "".join(cells.get("hardware_hash", "").split())
+    digest = ""
+    if hardware_hash:
+        if len(hardware_hash) > MAX_HASH_CHARS:
+            row.errors.append("the hardware hash is too long to be one")
+        else:
+            digest = hardware_hash_digest(hardware_hash)
+            if digest is None:
+                row.errors.append("the hardware hash is not valid base64")
+    group_tag = cells.get("group_tag", "")
+    if len(group_tag) > MAX_GROUP_TAG:
+        row.errors.append(f"the group tag is longer than {MAX_GROUP_TAG} characters")
+    assigned_user = cells.get("assigned_user", "")
+    if assigned_user:
+        try:
+            validate_email(assigned_user)
+        except ValidationError:
+            row.errors.append(f"the assigned user “{assigned_user}” is not an email address")
+    row.values = {"serial_number": serial, "product_id": product_id, "hardware_hash": hardware_hash,
+                  "hardware_hash_digest": digest or "", "group_tag": group_tag, "assigned_user": assigned_user}
+    return row
+
+
+# --- the import task --------------------------------------------------------------------------------
+
+UPDATABLE = ["product_id", "hardware_hash", "hardware_hash_digest", "group_tag", "assigned_user"]
+
+
+class Importer:
+    """Runs one DeviceImport. Lines up to `resume_after` were written by an earlier, interrupted run:
+    they are read again (for the in-file duplicate checks) but not written again."""
+
+    def __init__(self, device_import, *, batch_size=BATCH_SIZE):
+        self.device_import = device_import
+        self.batch_size = batch_size
+        self.seen_serials = {}  # serial key -> first line
+        self.seen_hashes = {}   # digest bytes -> first line
+        self.resume_after = device_import.rows.aggregate(last=Max("line"))["last"] or 0
+
+    def run(self, text):
+        batch, count = [], 0
+        for line, cells in read_rows(text):
+            row = validate(line, cells)
+            self._check_in_file(row)
+            count += 1
+            if line <= self.resume_after:
+                continue
+            batch.append(row)
+            if len(batch) >= self.batch_size:
+                self.write(batch)
+                batch = []
+        if batch:
+            self.write(batch)
+        if not count:
+            raise FileError("The file has a header but no devices.")
+
+    def _check_in_file(self, row):
+        if row.errors:
+            return
+        first = self.seen_serials.get(row.key)
+        if first is not None:
+            row.errors.append(f"serial number already on line {first} of this file")
+            return
+        digest = row.values["hardware_hash_digest"]
+        if digest:
+            digest_bytes = bytes.fromhex(digest)
+            first = self.seen_hashes.get(digest_bytes)
+            if first is not None:
+                row.errors.append(f"hardware hash already on line {first} of this file")
+                return
+            self.seen_hashes[digest_bytes] = row.line
+        self.seen_serials[row.key] = row.line
+
+    def write(self, batch):
+        """Write one batch: every valid row's record and every row's report line, all or none."""
+        try:
+            with transaction.atomic():
+                _relax_commit_durability()
+                self._write(batch, per_row=False)
+        except IntegrityError:
+            # Someone else wrote one of these serials or hashes since we looked: go row by row.
+            for row in batch:
+                row.result = row.device = None
+            with transaction.atomic():
+                self._write(batch, per_row=True)
+
+    def _write(self, batch, *, per_row):
+        valid = [row for row in batch if not row.errors]
+        existing = {d.serial_key: d for d in AutopilotDevice.objects.filter(serial_key__in=[r.key for r in valid])}
+        digests = [r.values["hardware_hash_digest"] for r in valid if r.values["hardware_hash_digest"]]
+        hash_owners = dict(AutopilotDevice.objects.filter(hardware_hash_digest__in=digests)
+                           .values_list("hardware_hash_digest", "serial_number"))
+        now = timezone.now()
+        new, changed = [], []
+        for row in batch:
+            row.result, row.device = ImportRow.Result.FAILED, None
+            if row.errors:
+                continue
+            digest = row.values["hardware_hash_digest"]
+            owner = hash_owners.get(digest) if digest else None
+            if owner is not None and serial_key(owner) != row.key:
+                row.errors.append(f"this hardware hash is already registered for serial number {owner}")
+                continue
+            record = existing.get(row.key)
+            if record is None:
+                row.device = AutopilotDevice(serial_key=row.key, source_import=self.device_import, created_at=now,
+                                             updated_at=now, **{k: v for k, v in row.values.items()})
+                row.result = ImportRow.Result.CREATED
+                new.append(row)
+            else:
+                row.device = record
+                updates = {name: row.values[name] for name in UPDATABLE
+                           if row.values[name] and getattr(record, name) != row.values[name]}
+                if updates:
+                    for name, value in updates.items():
+                        setattr(record, name, value)
+                    record.updated_at = now
+                    row.result = ImportRow.Result.UPDATED
+                    row.changed = sorted(k for k in updates if k != "hardware_hash_digest")
+                    changed.append(row)
+                else:
+                    row.result = ImportRow.Result.UNCHANGED
+        if per_row:
+            self._save_one_by_one(new, changed)
+        else:
+            AutopilotDevice.objects.bulk_create([row.device for row in new], batch_size=self.batch_size)
+            AutopilotDevice.objects.bulk_update([row.device for row in changed], UPDATABLE + ["updated_at"],
+                                                batch_size=self.batch_size)
+        self._report(batch)
+
+    def _save_one_by_one(self, new, changed):
+        for row in new + changed:
+            try:
+                with transaction.atomic():
+                    row.device.save()
+            except IntegrityError:
+                row.result, row.device = ImportRow.Result.FAILED, None
+                row.errors.append("another import or change wrote this serial number or hardware hash at the "
+                                  "same time: upload the file again")
+
+    def _report(self, batch):
+        counts = dict.fromkeys(ImportRow.Result.values, 0)
+        report = []
+        for row in batch:
+            counts[row.result] += 1
+            if row.result == ImportRow.Result.FAILED:
+                message = "; ".join(row.errors)
+            elif row.result == ImportRow.Result.UPDATED:
+                message = "updated: " + ", ".join(name.replace("_", " ") for name in row.changed)
+            else:
+                message = ""
+            report.append(ImportRow(device_import=self.device_import, line=row.line, serial_number=row.serial[:255],
+                                    result=row.result, message=message, device=row.device))
+        ImportRow.objects.bulk_create(report, batch_size=self.batch_size)
+        DeviceImport.objects.filter(pk=self.device_import.pk).update(
+            processed_rows=F("processed_rows") + len(batch),
+            created_count=F("created_count") + counts[ImportRow.Result.CREATED],
+            updated_count=F("updated_count") + counts[ImportRow.Result.UPDATED],
+            unchanged_count=F("unchanged_count") + counts[ImportRow.Result.UNCHANGED],
+            failed_count=F("failed_count") + counts[ImportRow.Result.FAILED],
+        )
+
+
+def _relax_commit_durability():
+    """On PostgreSQL, let this batch's commit return before its WAL reaches the disk. A crash can lose
+    the last batches, records and report lines together, and the resumed task writes them again."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+
+
+def run(import_id, *, batch_size=BATCH_SIZE):
+    """Run (or resume) an import; returns the DeviceImport, finished."""
+    with transaction.atomic():
+        device_import = DeviceImport.objects.select_for_update().get(pk=import_id)
+        if device_import.is_finished:
+            return device_import
+        device_import.start()
+    error = ""
+    try:
+        with open_text(ChunkStream(device_import)) as text:
+            Importer(device_import, batch_size=batch_size).run(text)
+    except FileError as exc:
+        error = str(exc)
+    device_import.refresh_from_db()
+    device_import.finish(error=error)
+    if error and device_import.processed_rows:
+        device_import.error = f"{error} The {device_import.processed_rows} lines before it were processed (see the report)."
+        device_import.save(update_fields=["error"])
+    AuditEvent.record(device_import.uploaded_by, "autopilot.import_finished", device_import, detail={
+        "status": device_import.status, "created": device_import.created_count,
+        "updated": device_import.updated_count, "unchanged": device_import.unchanged_count,
+        "refused": device_import.failed_count, "error": device_import.error,
+    })
+    return device_import
+
+
+# --- export -----------------------------------------------------------------------------------------
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+def export_lines(queryset):
+    """The records as CSV lines in Windows' format (header first), streamed from the database."""
+    writer = csv.writer(_Echo(), lineterminator="\r\n")
+    yield writer.writerow(COLUMNS)
+    for record in queryset.select_related(None).only(*FIELDS).order_by("serial_key").iterator(chunk_size=2000):
+        yield writer.writerow([record.serial_number, record.product_id, record.hardware_hash, record.group_tag,
+                               record.assigned_user])

@@ -1,0 +1,102 @@
+"""One factory per model of the autopilot app."""
+import base64
+import hashlib
+
+import factory
+from factory.django import DjangoModelFactory
+
+from autopilot.models import (AutopilotDevice, AutopilotEnrollment, DeviceImport, DeviceImportChunk, EssentialApp,
+                              GroupTagRule, ImportRow, Profile)
+from tests.factories_enrollment import DeviceFactory
+
+
+def hardware_hash(n):
+    """A base64 hardware hash unique to n (real ones are ~4 KB of binary; shape matters, not size)."""
+    return base64.b64encode(hashlib.sha512(f"hardware {n}".encode()).digest() * 4).decode()
+
+
+class ProfileFactory(DjangoModelFactory):
+    class Meta:
+        model = Profile
+
+    name = factory.Sequence(lambda n: f"Profile {n}")
+
+    class Params:
+        self_deploying = factory.Trait(deployment_mode=Profile.DeploymentMode.SELF_DEPLOYING)
+        hololens = factory.Trait(device_type=Profile.DeviceType.HOLOLENS,
+                                 deployment_mode=Profile.DeploymentMode.SELF_DEPLOYING)
+        hybrid = factory.Trait(join_type=Profile.JoinType.HYBRID)
+        default = factory.Trait(is_default=True)
+
+
+class GroupTagRuleFactory(DjangoModelFactory):
+    class Meta:
+        model = GroupTagRule
+
+    profile = factory.SubFactory(ProfileFactory)
+    tag = factory.Sequence(lambda n: f"Tag-{n:02d}")
+
+
+class EssentialAppFactory(DjangoModelFactory):
+    class Meta:
+        model = EssentialApp
+
+    profile = factory.SubFactory(ProfileFactory)
+    name = factory.Sequence(lambda n: f"App {n}")
+    kind = EssentialApp.Kind.MSI
+    msi_url = "https://apps.example.com/agent.msi"
+    product_code = "{9BE6A8D4-1F2E-4C3B-8A9D-0E1F2A3B4C5D}"
+    sha256 = "A" * 64
+
+    class Params:
+        store = factory.Trait(kind=EssentialApp.Kind.STORE, msi_url="", product_code="", sha256="",
+                              store_id="9WZDNCRFJ3PZ")
+
+
+class AutopilotDeviceFactory(DjangoModelFactory):
+    class Meta:
+        model = AutopilotDevice
+
+    serial_number = factory.Sequence(lambda n: f"SN{n:08d}")
+    serial_key = factory.LazyAttribute(lambda o: o.serial_number.upper())
+    hardware_hash = factory.Sequence(hardware_hash)
+    hardware_hash_digest = factory.LazyAttribute(
+        lambda o: hashlib.sha256(base64.b64decode(o.hardware_hash)).hexdigest() if o.hardware_hash else "")
+
+
+class DeviceImportFactory(DjangoModelFactory):
+    class Meta:
+        model = DeviceImport
+
+    file_name = "devices.csv"
+
+    class Params:
+        done = factory.Trait(status=DeviceImport.Status.DONE)
+
+
+class DeviceImportChunkFactory(DjangoModelFactory):
+    class Meta:
+        model = DeviceImportChunk
+
+    device_import = factory.SubFactory(DeviceImportFactory)
+    index = factory.Sequence(int)
+    data = b"Device Serial Number\r\nSN1\r\n"
+
+
+class ImportRowFactory(DjangoModelFactory):
+    class Meta:
+        model = ImportRow
+
+    device_import = factory.SubFactory(DeviceImportFactory, done=True)
+    line = factory.Sequence(lambda n: n + 2)
+    serial_number = factory.Sequence(lambda n: f"SN{n:08d}")
+    result = ImportRow.Result.CREATED
+
+
+class AutopilotEnrollmentFactory(DjangoModelFactory):
+    class Meta:
+        model = AutopilotEnrollment
+
+    device = factory.SubFactory(DeviceFactory)
+    record = factory.SubFactory(AutopilotDeviceFactory)
+    matched_by = AutopilotEnrollment.MatchedBy.SERIAL

@@ -1,0 +1,360 @@
+"""Autopilot profiles: the console form and its rules (HoloLens, device names, language), the offline
+file checked field by field, and the profiles API."""
+import json
+import uuid
+
+import pytest
+from django.urls import reverse
+
+from autopilot import naming, offline
+from autopilot.models import GroupTagRule, Profile
+from tests.factories_autopilot import EssentialAppFactory, GroupTagRuleFactory, ProfileFactory
+
+pytestmark = pytest.mark.django_db
+
+TENANT_ID = "1537de22-988c-4e93-b8a5-83890f34a69b"
+TENANT_DOMAIN = "contoso.onmicrosoft.com"
+
+
+@pytest.fixture
+def tenant(settings):
+    settings.AUTOPILOT_TENANT_ID = TENANT_ID
+    settings.AUTOPILOT_TENANT_DOMAIN = TENANT_DOMAIN
+
+
+def profile_form(**overrides):
+    data = {
+        "name": "Sales laptops", "description": "", "device_type": "windows_pc", "deployment_mode": "user_driven",
+        "join_type": "entra", "user_account_type": "standard", "hide_eula": "on", "hide_privacy_settings": "on",
+        "hide_change_account_options": "on", "language": "", "device_name_template": "", "configuration_groups": "",
+        "group_tags-TOTAL_FORMS": "0", "group_tags-INITIAL_FORMS": "0",
+        "essential_apps-TOTAL_FORMS": "0", "essential_apps-INITIAL_FORMS": "0",
+    }
+    for key, value in overrides.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return data
+
+
+def add_profile(client, **overrides):
+    return client.post(reverse("admin:autopilot_profile_add"), profile_form(**overrides))
+
+
+def form_errors(response):
+    return response.context["adminform"].form.errors if response.status_code == 200 else {}
+
+
+# --- console trio --------------------------------------------------------------------------------------
+
+def test_profiles_page_redirects_anonymous_to_sign_in(client):
+    response = client.get(reverse("admin:autopilot_profile_changelist"))
+    assert response.status_code == 302 and "login" in response.url
+
+
+def test_helpdesk_reads_profiles_but_cannot_add_one(client, helpdesk):
+    ProfileFactory(name="Kiosks")
+    client.force_login(helpdesk)
+    assert b"Kiosks" in client.get(reverse("admin:autopilot_profile_changelist")).content
+    assert add_profile(client).status_code == 403
+    assert not Profile.objects.filter(name="Sales laptops").exists()
+
+
+def test_enrollment_admin_adds_a_profile_with_group_tags_and_an_essential_app(client, enrollment_admin):
+    client.force_login(enrollment_admin)
+    response = add_profile(client, **{
+        "group_tags-TOTAL_FORMS": "2", "group_tags-0-tag": "Sales-01", "group_tags-1-tag": "Sales-02",
+        "essential_apps-TOTAL_FORMS": "1", "essential_apps-0-name": "Agent", "essential_apps-0-kind": "msi",
+        "essential_apps-0-msi_url": "https://apps.contoso.com/agent.msi",
+        "essential_apps-0-product_code": "{9BE6A8D4-1F2E-4C3B-8A9D-0E1F2A3B4C5D}",
+        "essential_apps-0-sha256": "ab" * 32, "configuration_groups": "Sales\nLaptops\n",
+    })
+    assert response.status_code == 302, form_errors(response)
+    profile = Profile.objects.get(name="Sales laptops")
+    assert sorted(profile.group_tags.values_list("tag", flat=True)) == ["Sales-01", "Sales-02"]
+    assert profile.essential_apps.get().sha256 == "AB" * 32
+    assert profile.configuration_group_names == ["Sales", "Laptops"]
+
+
+# --- rules -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides, field, message", [
+    ({"device_type": "hololens2"}, "deployment_mode", "HoloLens 2 profiles must be self-deploying"),
+    ({"device_type": "hololens2", "deployment_mode": "self_deploying", "join_type": "hybrid"}, "join_type",
+     "HoloLens 2 can only join Microsoft Entra ID"),
+    ({"device_type": "hololens2", "deployment_mode": "self_deploying", "allow_pre_provisioning": "on"},
+     "allow_pre_provisioning", "does not support pre-provisioned"),
+    ({"deployment_mode": "self_deploying", "join_type": "hybrid"}, "join_type", "Entra join only"),
+    ({"language": "english"}, "language", "locale such as en-US"),
+    ({"configure_keyboard": "on"}, "configure_keyboard", "when the language is set"),
+    ({"join_type": "hybrid", "device_name_template": "CORP-%SERIAL%"}, "device_name_template",
+     "domain join configuration"),
+])
+def test_profile_rules_are_clear_form_errors(console, overrides, field, message):
+    response = add_profile(console, **overrides)
+    assert response.status_code == 200
+    assert message in " ".join(form_errors(response)[field])
+    assert not Profile.objects.exists()
+
+
+def test_a_hololens_profile_is_self_deploying_and_entra_joined(console):
+    response = add_profile(console, name="HoloLens", device_type="hololens2", deployment_mode="self_deploying")
+    assert response.status_code == 302, form_errors(response)
+    assert Profile.objects.get().device_type == "hololens2"
+
+
+def test_a_second_default_profile_is_refused(console):
+    ProfileFactory(name="Everyone", default=True)
+    response = add_profile(console, is_default="on")
+    assert response.status_code == 200
+    assert "already the default profile" in str(response.context["adminform"].form.non_field_errors())
+
+
+def test_a_group_tag_can_lead_to_one_profile_only(console):
+    GroupTagRuleFactory(tag="Sales-01")
+    response = add_profile(console, **{"group_tags-TOTAL_FORMS": "1", "group_tags-0-tag": "sales-01"})
+    assert response.status_code == 200
+    assert "already leads to another profile" in response.content.decode()
+    assert GroupTagRule.objects.count() == 1
+
+
+@pytest.mark.parametrize("template, message", [
+    ("CONTOSO-LAPTOP-01", "17 characters once expanded"),
+    ("LAB-%RAND:12%", "16 characters once expanded"),
+    ("CONTOSO-LAPTOPS%SERIAL%", "%SERIAL% needs room"),
+    ("PC_%SERIAL%", "only letters, digits and hyphens, not '_'"),
+    ("PC %SERIAL%", "cannot contain spaces"),
+    ("12345", "cannot be only digits"),
+    ("%RAND:6%", "cannot be only digits"),
+    ("12%RAND:4%", "cannot be only digits"),
+    ("PC-%USER%", "Unknown macro %USER%"),
+    ("%SERIAL%-%SERIAL%", "at most once"),
+    ("PC-%RAND:0%", "at least one digit"),
+    ("PC-50%", "must open a macro"),
+])
+def test_device_name_templates_are_checked_with_a_clear_message(console, template, message):
+    response = add_profile(console, device_name_template=template)
+    assert response.status_code == 200
+    assert message in " ".join(form_errors(response)["device_name_template"])
+
+
+@pytest.mark.parametrize("template", ["CORP-%SERIAL%", "%SERIAL%", "LAB-%RAND:4%", "SALES%RAND:3%-%SERIAL%", "123-X"])
+def test_valid_device_name_templates_are_accepted(console, template):
+    response = add_profile(console, device_name_template=template)
+    assert response.status_code == 302, form_errors(response)
+
+
+def test_name_templates_expand_to_at_most_15_characters_cutting_the_serial():
+    name = naming.expand("CORP-%SERIAL%", "5CG1234567ABCDEF")
+    assert name == "CORP-5CG1234567" and len(name) == 15
+    assert naming.expand("LAB-%RAND:4%", "X", rand=lambda n: "7" * n) == "LAB-7777"
+    assert naming.expand("S%RAND:2%-%SERIAL%", "VMware-56 4d", rand=lambda n: "1" * n) == "S11-VMware-564d"
+
+
+# --- the offline file ----------------------------------------------------------------------------------
+
+def download(client, profile):
+    return client.get(reverse("admin:autopilot_profile_offline_file", args=[profile.pk]))
+
+
+def test_offline_file_has_every_field_of_the_format(console, tenant):
+    profile = ProfileFactory(name="Sales laptops", language="fr-FR", configure_keyboard=True,
+                             device_name_template="SALES-%SERIAL%", hide_change_account_options=True)
+    response = download(console, profile)
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'attachment; filename="AutopilotConfigurationFile.json"'
+    response.content.decode("ascii")  # the format demands ASCII
+    data = json.loads(response.content)
+    assert data == {
+        "Comment_File": "Profile Sales laptops",
+        "Version": 2049,
+        "ZtdCorrelationId": str(profile.ztd_correlation_id),
+        "CloudAssignedTenantId": TENANT_ID,
+        "CloudAssignedTenantDomain": TENANT_DOMAIN,
+        "CloudAssignedAadServerData": json.dumps({"ZeroTouchConfig": {
+            "CloudAssignedTenantUpn": "", "ForcedEnrollment": 1, "CloudAssignedTenantDomain": TENANT_DOMAIN}},
+            separators=(",", ":")),
+        "CloudAssignedOobeConfig": 8 + 256 + 2 + 4 + 16 + 1024,
+        "CloudAssignedDomainJoinMethod": 0,
+        "CloudAssignedForcedEnrollment": 1,
+        "CloudAssignedAutopilotUpdateDisabled": 1,
+        "CloudAssignedAutopilotUpdateTimeout": 1800000,
+        "CloudAssignedDeviceName": "SALES-%SERIAL%",
+        "CloudAssignedLanguage": "fr-FR",
+        "CloudAssignedRegion": "fr-FR",
+    }
+    uuid.UUID(data["ZtdCorrelationId"])
+
+
+def test_offline_file_of_a_hybrid_profile_with_os_default_language(console, tenant):
+    profile = ProfileFactory(hybrid=True, hide_change_account_options=False, autopilot_update_during_oobe=True)
+    data = json.loads(download(console, profile).content)
+    assert data["CloudAssignedDomainJoinMethod"] == 1
+    assert data["CloudAssignedForcedEnrollment"] == 0
+    assert json.loads(data["CloudAssignedAadServerData"])["ZeroTouchConfig"]["ForcedEnrollment"] == 0
+    assert data["CloudAssignedAutopilotUpdateDisabled"] == 0
+    for absent in ("CloudAssignedLanguage", "CloudAssignedRegion", "CloudAssignedDeviceName"):
+        assert absent not in data
+
+
+def test_offline_file_correlation_id_is_stable_per_profile(console, tenant):
+    profile, other = ProfileFactory(), ProfileFactory()
+    first = json.loads(download(console, profile).content)["ZtdCorrelationId"]
+    profile.name = "Renamed"
+    profile.save()
+    assert json.loads(download(console, profile).content)["ZtdCorrelationId"] == first
+    assert json.loads(download(console, other).content)["ZtdCorrelationId"] != first
+
+
+def test_offline_file_escapes_non_ascii_names(console, tenant):
+    profile = ProfileFactory(name="Équipe Zürich")
+    response = download(console, profile)
+    assert response.content.isascii()
+    assert json.loads(response.content)["Comment_File"] == "Profile Équipe Zürich"
+
+
+BASE = offline.SKIP_OEM_REGISTRATION | offline.SKIP_WINDOWS_UPGRADE_UX
+PLAIN = {"user_account_type": "administrator", "hide_eula": False, "hide_privacy_settings": False}
+
+
+@pytest.mark.parametrize("settings_, bit", [
+    ({"user_account_type": "standard"}, 2),
+    ({"hide_privacy_settings": True}, 4),
+    ({"hide_eula": True}, 16),
+    ({"language": "en-US", "configure_keyboard": True}, 1024),
+    ({"autopilot_update_during_oobe": True}, 512),
+    ({"allow_pre_provisioning": True}, 128),
+    ({"deployment_mode": "self_deploying"}, 32 | 64 | 128),
+])
+def test_each_oobe_config_bit_follows_its_setting(settings_, bit):
+    plain = ProfileFactory.build(**PLAIN)
+    assert offline.oobe_config(plain) == BASE == 8 + 256
+    assert offline.oobe_config(ProfileFactory.build(**{**PLAIN, **settings_})) == BASE | bit
+
+
+def test_language_without_keyboard_sets_no_keyboard_bit():
+    assert not offline.oobe_config(ProfileFactory.build(**PLAIN, language="en-US")) & 1024
+
+
+def test_offline_file_without_a_tenant_says_what_to_set(console):
+    profile = ProfileFactory()
+    response = download(console, profile)
+    assert response.status_code == 302
+    response = console.get(response.url)
+    assert "AUTOPILOT_TENANT_ID" in response.content.decode()
+
+
+def test_offline_file_refuses_anonymous(client, tenant):
+    response = download(client, ProfileFactory())
+    assert response.status_code == 302 and "login" in response.url
+
+
+def test_helpdesk_downloads_the_offline_file(client, helpdesk, tenant):
+    client.force_login(helpdesk)
+    assert download(client, ProfileFactory()).status_code == 200
+
+
+# --- API -----------------------------------------------------------------------------------------------
+
+API = "/api/v1/autopilot/profiles/"
+
+
+def test_api_creates_a_profile_with_tags_and_groups(enrollment_api):
+    response = enrollment_api.post(API, {
+        "name": "Kiosks", "device_type": "windows_pc", "deployment_mode": "self_deploying", "tenant_lockdown": True,
+        "group_tags": ["Kiosk", " kiosk ", "Lobby"], "configuration_groups": ["Kiosk apps"],
+        "device_name_template": "KIOSK-%RAND:4%",
+    }, format="json")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["group_tags"] == ["Kiosk", "Lobby"]
+    assert body["configuration_groups"] == ["Kiosk apps"]
+    assert body["tenant_lockdown"] is True
+    uuid.UUID(body["ztd_correlation_id"])
+
+
+def test_api_refuses_a_user_driven_hololens_profile(enrollment_api):
+    response = enrollment_api.post(API, {"name": "HL", "device_type": "hololens2", "deployment_mode": "user_driven"},
+                                   format="json")
+    assert response.status_code == 400
+    assert "must be self-deploying" in response.json()["deployment_mode"][0]
+
+
+def test_api_refuses_a_bad_name_template_and_a_taken_tag(enrollment_api):
+    GroupTagRuleFactory(tag="Sales-01")
+    response = enrollment_api.post(API, {"name": "X", "group_tags": ["SALES-01"]}, format="json")
+    assert response.status_code == 400
+    assert "Sales-01" in response.json()["group_tags"][0]
+    response = enrollment_api.post(API, {"name": "X", "device_name_template": "TOO-LONG-NAME-123"}, format="json")
+    assert response.status_code == 400
+    assert "17 characters" in response.json()["device_name_template"][0]
+    assert not Profile.objects.filter(name="X").exists()
+
+
+def test_api_updates_tags_and_keeps_the_correlation_id(enrollment_api):
+    profile = ProfileFactory()
+    GroupTagRuleFactory(profile=profile, tag="Old")
+    response = enrollment_api.patch(f"{API}{profile.pk}/", {"group_tags": ["New"], "hide_eula": False}, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["group_tags"] == ["New"]
+    assert response.json()["ztd_correlation_id"] == str(profile.ztd_correlation_id)
+
+
+def test_api_helpdesk_reads_but_cannot_write_profiles(helpdesk_api):
+    profile = ProfileFactory()
+    EssentialAppFactory(profile=profile, store=True)
+    listing = helpdesk_api.get(API)
+    assert listing.status_code == 200
+    assert listing.json()["results"][0]["essential_apps"][0]["store_id"] == "9WZDNCRFJ3PZ"
+    assert helpdesk_api.post(API, {"name": "X"}, format="json").status_code == 403
+    assert helpdesk_api.delete(f"{API}{profile.pk}/").status_code == 403
+
+
+def test_api_offline_file_download_and_missing_tenant(enrollment_api, settings):
+    profile = ProfileFactory()
+    assert enrollment_api.get(f"{API}{profile.pk}/offline-file/").status_code == 409
+    settings.AUTOPILOT_TENANT_ID, settings.AUTOPILOT_TENANT_DOMAIN = TENANT_ID, TENANT_DOMAIN
+    response = enrollment_api.get(f"{API}{profile.pk}/offline-file/")
+    assert response.status_code == 200
+    assert json.loads(response.content)["ZtdCorrelationId"] == str(profile.ztd_correlation_id)
+
+
+@pytest.mark.parametrize("app, field", [
+    ({"kind": "msi", "msi_url": "http://apps.example.com/a.msi", "product_code": "{9BE6A8D4-1F2E-4C3B-8A9D-0E1F2A3B4C5D}",
+      "sha256": "a" * 64}, "msi_url"),
+    ({"kind": "msi", "msi_url": "https://apps.example.com/a.msi", "product_code": "9BE6A8D4", "sha256": "a" * 64},
+     "product_code"),
+    ({"kind": "msi", "msi_url": "https://apps.example.com/a.msi",
+      "product_code": "{9BE6A8D4-1F2E-4C3B-8A9D-0E1F2A3B4C5D}", "sha256": "xyz"}, "sha256"),
+    ({"kind": "store", "store_id": "not a store id"}, "store_id"),
+])
+def test_api_essential_apps_are_checked(enrollment_api, app, field):
+    profile = ProfileFactory()
+    response = enrollment_api.post("/api/v1/autopilot/essential-apps/", {"profile": profile.pk, "name": "A", **app},
+                                   format="json")
+    assert response.status_code == 400
+    assert field in response.json()
+
+
+def test_api_adds_a_store_app(enrollment_api):
+    profile = ProfileFactory()
+    response = enrollment_api.post("/api/v1/autopilot/essential-apps/", {
+        "profile": profile.pk, "name": "Company Portal", "kind": "store",
+        "store_id": "Microsoft.CompanyPortal_8wekyb3d8bbwe"}, format="json")
+    assert response.status_code == 201, response.json()
+    assert profile.essential_apps.get().name == "Company Portal"
+
+
+@pytest.mark.parametrize("tenant_id, domain, error", [
+    ("", "", None),
+    (TENANT_ID, TENANT_DOMAIN, None),
+    (TENANT_ID, "", "autopilot.E001"),
+    ("", TENANT_DOMAIN, "autopilot.E001"),
+    ("contoso", TENANT_DOMAIN, "autopilot.E002"),
+])
+def test_tenant_settings_are_checked(settings, tenant_id, domain, error):
+    from autopilot.checks import check_tenant
+
+    settings.AUTOPILOT_TENANT_ID, settings.AUTOPILOT_TENANT_DOMAIN = tenant_id, domain
+    assert [message.id for message in check_tenant(None)] == ([error] if error else [])
