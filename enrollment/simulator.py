@@ -660,7 +660,7 @@ def validate_renewal_document(document, *, public_key, previous, provisioning, d
     _verify_issued(issuing, provisioning.root, "the issuing CA is not signed by the root we trust")
     _verify_issued(client, issuing, "the new certificate is not signed by the issuing CA")
     common_names = [a.value for a in previous.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    _check_client_certificate(client, public_key=public_key, device_id=common_names[0] if common_names else "")
+    _check_client_certificate(client, public_key=public_key, subject=common_names[0] if common_names else "")
     if client.subject != previous.subject:
         raise SimulatorError("renewal-subject", f"the new certificate is for {client.subject.rfc4514_string()}, "
                              f"the old one for {previous.subject.rfc4514_string()}")
