@@ -11,7 +11,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from invitations.models import AuditEvent, InvalidTransition
-from mdmportal.console import client_ip
+from mdmportal.console import AuditedAdminMixin, client_ip
 
 from . import commands, ppkg, wcd
 from .admin_actions import DeviceActionsMixin
@@ -64,7 +64,7 @@ class DeviceCommandInline(admin.TabularInline):
 
 
 @admin.register(Device)
-class DeviceAdmin(DeviceActionsMixin, admin.ModelAdmin):
+class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "user", "status", "method", "enrollment_type", "os_version", "model",
                     "enrolled_at", "last_seen_at"]
     list_filter = ["kind", "status", "method", "enrollment_type", ("user", admin.RelatedOnlyFieldListFilter),

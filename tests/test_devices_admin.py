@@ -85,3 +85,16 @@ def test_devices_cannot_be_added_by_hand(client, admin_user):
 
 def test_enrolled_queryset_counts_only_live_enrollments(devices):
     assert Device.objects.enrolled().count() == 2
+
+
+def test_deleting_a_device_in_the_console_is_audited_with_who_and_from_where(console, admin_user, devices):
+    from invitations.models import AuditEvent
+
+    old = devices["old"]
+    response = console.post(LIST, {"action": "delete_selected", "_selected_action": [old.pk], "post": "yes"},
+                            REMOTE_ADDR="192.0.2.9")
+
+    assert response.status_code == 302
+    event = AuditEvent.objects.get(action="device.deleted")
+    assert (event.actor, event.target_label, event.ip) == (admin_user, str(old), "192.0.2.9")
+    assert not Device.objects.filter(pk=old.pk).exists()
