@@ -9,7 +9,7 @@ never renders it, and the audit log records only that it changed.
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Count
 from django.shortcuts import redirect
 from django.urls import path
@@ -24,6 +24,13 @@ from .graph_models import GraphConnector, GraphDeviceSync, GraphProfileSync
 REFUSED_SHOWN = 50
 
 
+def _formfield(model_field, **kwargs):
+    # Addresses typed without a scheme are taken as https, as Django 6 will do by default.
+    if isinstance(model_field, models.URLField):
+        kwargs["assume_scheme"] = "https"
+    return model_field.formfield(**kwargs)
+
+
 class GraphConnectorForm(forms.ModelForm):
     client_secret = forms.CharField(
         label="Client secret", required=False, widget=forms.PasswordInput(render_value=False),
@@ -33,6 +40,7 @@ class GraphConnectorForm(forms.ModelForm):
     class Meta:
         model = GraphConnector
         fields = ["enabled", "tenant_id", "client_id", "client_secret", "graph_base_url", "token_base_url"]
+        formfield_callback = _formfield
 
     def clean(self):
         cleaned = super().clean()
