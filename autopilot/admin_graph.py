@@ -57,6 +57,11 @@ class GraphConnectorAdmin(AuditedAdminMixin, admin.ModelAdmin):
     readonly_fields = ["secret_state", "last_sync_at", "last_error"]
     change_form_template = "admin/autopilot/graphconnector/change_form.html"
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if isinstance(db_field, models.URLField):
+            kwargs["assume_scheme"] = "https"
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     def get_fieldsets(self, request, obj=None):
         credentials = ["tenant_id", "client_id", "secret_state"]
         if self.has_change_permission(request, obj):
@@ -91,6 +96,12 @@ class GraphConnectorAdmin(AuditedAdminMixin, admin.ModelAdmin):
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
         return redirect("admin:autopilot_graphconnector_change", GraphConnector.get().pk)
+
+    def get_object(self, request, object_id, from_field=None):
+        # The row is made on first use, whichever page is opened first.
+        if object_id == str(GraphConnector.SINGLETON_PK):
+            return GraphConnector.get()
+        return super().get_object(request, object_id, from_field)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         statuses = dict(GraphDeviceSync.objects.values_list("status").annotate(n=Count("pk")).order_by())

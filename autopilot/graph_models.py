@@ -83,9 +83,11 @@ class GraphConnector(models.Model):
     def __str__(self):
         return "Microsoft Graph connector"
 
+    SINGLETON_PK = 1
+
     @classmethod
     def get(cls):
-        connector, _ = cls.objects.get_or_create(pk=1)
+        connector, _ = cls.objects.get_or_create(pk=cls.SINGLETON_PK)
         return connector
 
     @property
