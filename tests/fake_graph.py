@@ -8,6 +8,7 @@ Tests script failures with `fail()` (throttling, outages, refusals) and Microsof
 """
 import json
 import threading
+import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class Recorded:
     query: dict
     headers: dict
     body: object
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -148,7 +150,8 @@ class FakeGraph:
         items = body["importedWindowsAutopilotDeviceIdentities"]
         for item in items:
             if item["serialNumber"] in self.rejected_serials:
-                return 400, {}, {"error": {"code": "BadRequest", "message": self.rejected_serials[item["serialNumber"]]}}
+                message = self.rejected_serials[item["serialNumber"]]
+                return 400, {}, {"error": {"code": "BadRequest", "message": message}}
         created = []
         for item in items:
             record = {**item, "id": str(uuid.uuid4())}

@@ -189,7 +189,8 @@ def test_a_refused_batch_is_sent_again_device_by_device_and_each_keeps_its_verdi
 
     graph_sync.push_devices(client)
 
-    assert [len(r.body["importedWindowsAutopilotDeviceIdentities"]) for r in fake_graph.sent("POST", IMPORTED)] == [2, 1, 1]
+    batches = fake_graph.sent("POST", IMPORTED)
+    assert [len(r.body["importedWindowsAutopilotDeviceIdentities"]) for r in batches] == [2, 1, 1]
     assert status_of(good).status == GraphDeviceSync.Status.PENDING
     refused = status_of(bad)
     assert refused.status == GraphDeviceSync.Status.REFUSED

@@ -147,7 +147,8 @@ def test_tenant_may_be_given_by_its_domain(console, db):
 def test_testing_the_connection_reports_success(console, connector, fake_graph):
     response = console.post(TEST)
     assert response.status_code == 302
-    assert messages_after(response) == ["Connected: Microsoft Graph gave a token and the Autopilot devices can be read."]
+    assert messages_after(response) == [
+        "Connected: Microsoft Graph gave a token and the Autopilot devices can be read."]
     assert fake_graph.tokens_issued == 1
 
 
