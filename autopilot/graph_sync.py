@@ -12,6 +12,7 @@ imported here also get their profile from Microsoft when they start online.
   Explicit per-device choices stay local: Graph assigns profiles to groups only.
 - Status: windowsAutopilotDeviceIdentities (beta, for the profile assignment status) are pulled and
   matched by serial number; the identity's id is the device's ZTD id, which enrollment matching uses.
+  A group tag or assigned user changed here since is sent with the v1.0 updateDeviceProperties action.
 
 Errors: `graph.Retry` (throttling, transient) propagates for the task to retry later; a refusal that
 concerns one device or profile is recorded on it; anything else (credentials, missing permission)
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 IMPORT_PATH = "/v1.0/deviceManagement/importedWindowsAutopilotDeviceIdentities/import"
 IMPORTED_PATH = "/v1.0/deviceManagement/importedWindowsAutopilotDeviceIdentities/{id}"
 IDENTITIES_PATH = "/beta/deviceManagement/windowsAutopilotDeviceIdentities"
+UPDATE_PROPERTIES_PATH = "/v1.0/deviceManagement/windowsAutopilotDeviceIdentities/{id}/updateDeviceProperties"
 PROFILES_PATH = "/beta/deviceManagement/windowsAutopilotDeploymentProfiles"
 PROFILE_PATH = PROFILES_PATH + "/{id}"
 ASSIGNMENTS_PATH = PROFILE_PATH + "/assignments"
@@ -69,8 +71,8 @@ def synchronise(*, retry_refused=False):
     are still pending at Microsoft. Raises graph.ConnectorDisabled, graph.Retry or graph.GraphError
     (the last two recorded on the connector)."""
     connector = GraphConnector.get()
-    client = graph.Client(connector)
     with _recorded(connector):
+        client = graph.Client(connector)
         push_profiles(client)
         push_devices(client, retry_refused=retry_refused)
         pending = poll_imports(client)
@@ -81,8 +83,8 @@ def synchronise(*, retry_refused=False):
 def check_imports():
     """Poll pending imports; once none is left, pull statuses. Returns how many are still pending."""
     connector = GraphConnector.get()
-    client = graph.Client(connector)
     with _recorded(connector):
+        client = graph.Client(connector)
         pending = poll_imports(client)
         if not pending:
             pull_status(client)
@@ -110,6 +112,8 @@ class _recorded:
     def __exit__(self, exc_type, exc, tb):
         if exc is None:
             self.connector.record_sync()
+        elif isinstance(exc, graph.ConnectorDisabled):
+            pass
         elif isinstance(exc, graph.Retry):
             self.connector.record_sync(error=f"{exc.message} (will try again)")
         elif isinstance(exc, graph.GraphError):
@@ -258,12 +262,36 @@ def pull_status(client):
     url = f"{IDENTITIES_PATH}?$top={IDENTITIES_PAGE}"
     while url:
         page = client.get(url) or {}
-        found += _apply_identities([item for item in page.get("value", []) if isinstance(item, dict)])
+        devices = _apply_identities([item for item in page.get("value", []) if isinstance(item, dict)])
+        for device, identity in devices:
+            _update_properties(client, device, identity)
+        found += len(devices)
         url = page.get("@odata.nextLink")
     return found
 
 
+def _update_properties(client, device, identity):
+    """A group tag or assigned user changed here (a later import) goes to Microsoft too; empty values
+    here never clear Microsoft's."""
+    changes = {}
+    if device.group_tag and device.group_tag != identity.get("groupTag"):
+        changes["groupTag"] = device.group_tag
+    if device.assigned_user and device.assigned_user.lower() != str(identity.get("userPrincipalName") or "").lower():
+        changes["userPrincipalName"] = device.assigned_user
+    if not changes or not identity.get("id"):
+        return
+    try:
+        client.post(UPDATE_PROPERTIES_PATH.format(id=quote(str(identity["id"]), safe="")), changes)
+    except graph.GraphError as exc:
+        if isinstance(exc, graph.AuthError) or exc.status not in DEVICE_ERROR_STATUSES:
+            raise
+        GraphDeviceSync.objects.filter(device=device).update(
+            error_code=exc.status, error_name=exc.code[:128],
+            error_message=f"Microsoft refused the new group tag or user: {exc.message}")
+
+
 def _apply_identities(identities):
+    """Record the identities of our devices; returns [(device, identity)] for them."""
     by_serial = {str(item.get("serialNumber", "")).strip().upper(): item for item in identities}
     by_serial.pop("", None)
     devices = AutopilotDevice.objects.filter(serial_key__in=by_serial).select_related("graph_sync")
@@ -279,7 +307,7 @@ def _apply_identities(identities):
             )
             if identity_id and device.ztd_id != identity_id:
                 AutopilotDevice.objects.filter(pk=device.pk).update(ztd_id=identity_id)
-    return len(devices)
+    return [(device, by_serial[device.serial_key]) for device in devices]
 
 
 def _timestamp(value):

@@ -22,6 +22,7 @@ CLIENT_SECRET = "Xy7~s3cr3t.value-NOT-to-leak_42"
 
 IMPORTED = "/v1.0/deviceManagement/importedWindowsAutopilotDeviceIdentities"
 IDENTITIES = "/beta/deviceManagement/windowsAutopilotDeviceIdentities"
+IDENTITIES_V1 = "/v1.0/deviceManagement/windowsAutopilotDeviceIdentities"
 PROFILES = "/beta/deviceManagement/windowsAutopilotDeploymentProfiles"
 GROUPS = "/v1.0/groups"
 
@@ -133,6 +134,8 @@ class FakeGraph:
             return self._imported(method, segments[4])
         if path == IDENTITIES and method == "GET":
             return self._identities(query)
+        if path.startswith(IDENTITIES_V1 + "/") and path.endswith("/updateDeviceProperties") and method == "POST":
+            return self._update_properties(segments[4], body)
         if path == PROFILES and method == "POST":
             profile = {**body, "id": str(uuid.uuid4())}
             self.profiles[profile["id"]] = profile
@@ -184,6 +187,16 @@ class FakeGraph:
         if skip + size < len(self.identities):
             page["@odata.nextLink"] = f"{self.url}{IDENTITIES}?$top={top}&$skiptoken={skip + size}"
         return 200, {}, page
+
+    def _update_properties(self, identity_id, body):
+        identity = next((i for i in self.identities if i["id"] == identity_id), None)
+        if identity is None:
+            return 404, {}, {"error": {"code": "ResourceNotFound", "message": "Device not found"}}
+        unknown = set(body) - {"userPrincipalName", "addressableUserName", "groupTag", "displayName"}
+        if unknown:
+            return 400, {}, {"error": {"code": "BadRequest", "message": f"Unknown properties {sorted(unknown)}"}}
+        identity.update(body)
+        return 204, {}, None
 
     def _profile(self, method, rest, body):
         profile = self.profiles.get(rest[0])

@@ -10,7 +10,8 @@ from autopilot.graph_models import GraphConnector, GraphDeviceSync, GraphProfile
 from autopilot.models import AutopilotDevice, Profile
 from tests.factories_autopilot import AutopilotDeviceFactory, GroupTagRuleFactory, ProfileFactory
 from tests.factories_graph import GraphConnectorFactory, GraphDeviceSyncFactory, GraphTagGroupFactory
-from tests.fake_graph import CLIENT_ID, CLIENT_SECRET, IDENTITIES, IMPORTED, PROFILES, TENANT, fake_graph  # noqa: F401
+from tests.fake_graph import CLIENT_ID, CLIENT_SECRET, IDENTITIES, IDENTITIES_V1, IMPORTED, PROFILES, TENANT
+from tests.fake_graph import fake_graph  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -241,6 +242,22 @@ def test_status_pull_follows_pages_and_fills_the_device_page_fields(fake_graph, 
     assert AutopilotDevice.objects.get(pk=devices[2].pk).ztd_id == enrolled["id"]
 
 
+def test_group_tag_and_user_changed_here_are_sent_to_microsoft_at_the_next_pull(fake_graph, client):
+    changed = AutopilotDeviceFactory(group_tag="Sales-02", assigned_user="bob@example.com")
+    same = AutopilotDeviceFactory(group_tag="Sales-01")
+    untagged = AutopilotDeviceFactory(group_tag="")
+    identity = fake_graph.add_identity(changed.serial_number, groupTag="Sales-01", userPrincipalName="")
+    fake_graph.add_identity(same.serial_number, groupTag="Sales-01")
+    fake_graph.add_identity(untagged.serial_number, groupTag="Kept-There")
+
+    graph_sync.pull_status(client)
+
+    [update] = fake_graph.sent("POST", IDENTITIES_V1)
+    assert update.path == f"{IDENTITIES_V1}/{identity['id']}/updateDeviceProperties"
+    assert update.body == {"groupTag": "Sales-02", "userPrincipalName": "bob@example.com"}
+    assert identity["groupTag"] == "Sales-02"
+
+
 def test_status_pull_registers_a_device_microsoft_refused_as_already_registered(fake_graph, client):
     row = GraphDeviceSyncFactory(refused=True)
     fake_graph.add_identity(row.device.serial_number)
@@ -465,3 +482,13 @@ def test_client_secret_never_reaches_the_logs(fake_graph, connector, caplog):
     assert CLIENT_SECRET not in caplog.text
     connector.refresh_from_db()
     assert "[client secret]" in connector.last_error and CLIENT_SECRET not in connector.last_error
+
+
+def test_secret_sealed_under_another_passphrase_stops_the_run_with_a_clear_reason(fake_graph, connector, settings):
+    settings.CA_KEY_PASSPHRASE = "a-different-passphrase-than-when-it-was-saved"
+
+    tasks.sync_with_graph.delay()
+
+    assert fake_graph.requests == []
+    connector.refresh_from_db()
+    assert "enter the secret again" in connector.last_error

@@ -8,7 +8,8 @@ from autopilot import tasks
 from autopilot.graph_models import GraphDeviceSync
 from tests.factories_autopilot import AutopilotDeviceFactory
 from tests.factories_graph import GraphConnectorFactory
-from tests.fake_graph import IMPORTED, fake_graph  # noqa: F401
+from tests.fake_graph import IMPORTED
+from tests.fake_graph import fake_graph  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
