@@ -235,6 +235,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "enrollment.tasks.finish_retirements",
         "schedule": 60.0,
     },
+    # The optional Microsoft Graph connector (autopilot/graph_sync.py); does nothing while it is off.
+    "sync-autopilot-with-graph": {
+        "task": "autopilot.tasks.sync_with_graph",
+        "schedule": 30 * 60.0,
+    },
 }
 
 if REDIS_URL:
