@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from invitations.models import InvalidTransition, Organisation
-from mdmportal.console import AuditedAdminMixin, client_ip, is_full_admin
+from mdmportal.console import AuditedAdminMixin, ReadOnlyAdminMixin, client_ip, is_full_admin
 
 from . import entra_keys
 from .models import EntraIdentity, EntraKeyAlert, EntraSettings, JwksSet
@@ -234,7 +234,7 @@ class EntraSettingsAdmin(FullAdminChangesMixin, AuditedAdminMixin, admin.ModelAd
 
 
 @admin.register(JwksSet)
-class JwksSetAdmin(admin.ModelAdmin):
+class JwksSetAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The imported key sets, for the record; they are imported and switched on the settings page."""
 
     list_display = ["imported_at", "source", "source_url", "kids", "active", "imported_by"]
@@ -246,33 +246,15 @@ class JwksSetAdmin(admin.ModelAdmin):
     def kids(self, jwks):
         return ", ".join(jwks.key_ids)
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(EntraKeyAlert)
-class EntraKeyAlertAdmin(admin.ModelAdmin):
+class EntraKeyAlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Tokens signed with keys we do not have: import Microsoft's current keys, which resolves them."""
 
     list_display = ["kid", "first_seen_at", "last_seen_at", "occurrences", "resolved_at", "resolved_by"]
     list_filter = [("resolved_at", admin.EmptyFieldListFilter)]
     fields = readonly_fields = ["kid", "first_seen_at", "last_seen_at", "occurrences", "resolved_at", "resolved_by"]
     actions = ["resolve"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_resolve_permission(self, request):
         return is_full_admin(request.user)

@@ -48,6 +48,19 @@ class AuditedAdminMixin:
         return super().log_deletions(request, queryset)
 
 
+class ReadOnlyAdminMixin:
+    """A console page that shows records written only by the product itself (audit, alerts...)."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class ConsoleSite(admin.AdminSite):
     site_header = "mdmportal console"
     site_title = "mdmportal"
