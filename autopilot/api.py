@@ -18,6 +18,8 @@ from invitations.models import AuditEvent
 from mdmportal.api import client_ip
 
 from . import assignment, imports, offline
+from enrollment.models import ConfigurationGroup
+
 from .models import AutopilotDevice, DeviceImport, EssentialApp, GroupTagRule, ImportRow, Profile
 
 
@@ -40,7 +42,8 @@ def model_errors(exc):
 class EssentialAppSerializer(serializers.ModelSerializer):
     class Meta:
         model = EssentialApp
-        fields = ["id", "profile", "name", "kind", "msi_url", "product_code", "sha256", "store_id"]
+        fields = ["id", "profile", "name", "kind", "msi_url", "product_code", "sha256", "version", "command_line",
+                  "store_id", "package_family_name"]
 
     def validate(self, attrs):
         app = _with_changes(EssentialApp, self.instance, attrs)
@@ -48,16 +51,19 @@ class EssentialAppSerializer(serializers.ModelSerializer):
             app.clean()
         except DjangoValidationError as exc:
             raise model_errors(exc) from None
-        if "sha256" in attrs:
-            attrs["sha256"] = app.sha256
+        # clean() normalises: the hash upper-cased, a family name given as Store id moved to its field.
+        for name in ("sha256", "store_id", "package_family_name"):
+            if name in attrs or getattr(self.instance, name, "") != getattr(app, name):
+                attrs[name] = getattr(app, name)
         return attrs
 
 
 class ProfileSerializer(serializers.ModelSerializer):
     group_tags = serializers.ListField(child=serializers.CharField(max_length=128), required=False, write_only=True,
                                        help_text="Devices imported with one of these tags get this profile")
-    configuration_groups = serializers.ListField(child=serializers.CharField(max_length=200), required=False,
-                                                 write_only=True)
+    configuration_groups = serializers.SlugRelatedField(
+        slug_field="name", many=True, required=False, queryset=ConfigurationGroup.objects.all(),
+        help_text="Names of the configuration groups the profile's devices join (the groups must exist).")
     essential_apps = EssentialAppSerializer(many=True, read_only=True)
 
     class Meta:
@@ -65,14 +71,15 @@ class ProfileSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "description", "device_type", "deployment_mode", "allow_pre_provisioning", "join_type",
                   "user_account_type", "hide_eula", "hide_privacy_settings", "hide_change_account_options", "language",
                   "configure_keyboard", "device_name_template", "convert_all_targeted_devices",
-                  "autopilot_update_during_oobe", "tenant_lockdown", "configuration_groups", "is_default",
-                  "group_tags", "essential_apps", "ztd_correlation_id", "created_at", "updated_at"]
+                  "autopilot_update_during_oobe", "tenant_lockdown", "configuration_groups", "esp_enabled",
+                  "esp_timeout_minutes", "esp_block_device", "esp_allow_reset", "esp_allow_retry",
+                  "esp_allow_continue", "esp_fail_on", "is_default", "group_tags", "essential_apps",
+                  "ztd_correlation_id", "created_at", "updated_at"]
         read_only_fields = ["ztd_correlation_id", "created_at", "updated_at"]
 
     def to_representation(self, profile):
         data = super().to_representation(profile)
         data["group_tags"] = [rule.tag for rule in profile.group_tags.all()]
-        data["configuration_groups"] = profile.configuration_group_names
         return data
 
     def validate_group_tags(self, tags):
@@ -95,8 +102,6 @@ class ProfileSerializer(serializers.ModelSerializer):
     def validate(self, attrs):
         tags = attrs.pop("group_tags", None)
         groups = attrs.pop("configuration_groups", None)
-        if groups is not None:
-            attrs["configuration_groups"] = "\n".join(g.strip() for g in groups if g.strip())
         profile = _with_changes(Profile, self.instance, attrs)
         try:
             profile.clean()
@@ -105,6 +110,8 @@ class ProfileSerializer(serializers.ModelSerializer):
             raise model_errors(exc) from None
         if tags is not None:
             attrs["_group_tags"] = tags
+        if groups is not None:
+            attrs["configuration_groups"] = list(dict.fromkeys(groups))
         return attrs
 
     def _save_tags(self, profile, tags):
@@ -147,7 +154,7 @@ class AuditedMixin:
 
 
 class ProfileViewSet(AuditedMixin, viewsets.ModelViewSet):
-    queryset = Profile.objects.prefetch_related("group_tags", "essential_apps").order_by("name")
+    queryset = Profile.objects.prefetch_related("group_tags", "essential_apps", "configuration_groups").order_by("name")
     serializer_class = ProfileSerializer
     audit_name = "profile"
 

@@ -225,6 +225,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "enrollment.tasks.finish_retirements",
         "schedule": 60.0,
     },
+    "sweep-autopilot-imports": {
+        "task": "autopilot.tasks.sweep_imports",
+        "schedule": 60.0,
+    },
+    "finish-overdue-autopilot-setups": {
+        "task": "autopilot.tasks.finish_overdue_setups",
+        "schedule": 60.0,
+    },
 }
 
 if REDIS_URL:
