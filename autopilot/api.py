@@ -1,6 +1,10 @@
 """The Autopilot JSON API under /api/v1/autopilot/ (the console's permissions, ConsolePermissions):
 profiles (with their offline file), essential apps, imports (upload → 202, report), devices (pending
-or enrolled, effective profile and why, CSV export) and assignments. Same domain code as the console.
+or enrolled, effective profile and why, CSV export), assignments, and each enrolled device's setup
+(provisioning: the Enrollment Status Page's items) and app installs. Same domain code as the console.
+
+Configuration groups are given by name (profiles' `configuration_groups`: a list of existing group
+names); an unknown name is a 400 that names it.
 """
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
@@ -20,7 +24,8 @@ from mdmportal.api import client_ip
 from . import assignment, imports, offline
 from enrollment.models import ConfigurationGroup
 
-from .models import AutopilotDevice, DeviceImport, EssentialApp, GroupTagRule, ImportRow, Profile
+from .models import (AppInstall, AutopilotDevice, AutopilotEnrollment, DeviceImport, EssentialApp, GroupTagRule,
+                     ImportRow, Profile, ProvisioningItem)
 
 
 def _with_changes(model, instance, attrs):
@@ -323,10 +328,85 @@ class AssignmentViewSet(viewsets.GenericViewSet):
         return Response({"assigned": count})
 
 
+class ProvisioningItemSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ProvisioningItem
+        fields = ["kind", "key", "label", "state", "detail", "completed_at"]
+
+
+class AppInstallSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AppInstall
+        fields = ["id", "device", "app", "name", "kind", "identifier", "state", "reported_status", "last_error",
+                  "polls", "created_at", "updated_at", "completed_at"]
+
+
+class ProvisioningSerializer(serializers.ModelSerializer):
+    """An Autopilot enrollment and where its Enrollment Status Page stands."""
+
+    profile_name = serializers.CharField(source="profile.name", default=None, read_only=True)
+    expected = serializers.SerializerMethodField()
+    done = serializers.SerializerMethodField()
+    failed = serializers.SerializerMethodField()
+    items = ProvisioningItemSerializer(many=True, read_only=True)
+    app_installs = AppInstallSerializer(source="device.app_installs", many=True, read_only=True)
+
+    class Meta:
+        model = AutopilotEnrollment
+        fields = ["id", "device", "record", "matched_by", "profile", "profile_name", "profile_reason", "applied_at",
+                  "esp_state", "expected", "done", "failed", "esp_started_at", "esp_deadline", "esp_finished_at",
+                  "esp_acknowledged_at", "esp_note", "items", "app_installs", "created_at"]
+
+    def get_expected(self, link) -> int:
+        return link.counts()["expected"]
+
+    def get_done(self, link) -> int:
+        return link.counts()["done"]
+
+    def get_failed(self, link) -> int:
+        return link.counts()["failed"]
+
+
+class ProvisioningViewSet(viewsets.ReadOnlyModelViewSet):
+    """Each Autopilot device's setup: `?state=tracking|succeeded|failed|timed_out` and `?device=<id>` filter."""
+
+    queryset = (AutopilotEnrollment.objects.select_related("profile")
+                .prefetch_related("items", "device__app_installs").order_by("-created_at", "-pk"))
+    serializer_class = ProvisioningSerializer
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        params = self.request.query_params
+        if params.get("state"):
+            queryset = queryset.filter(esp_state=params["state"])
+        if params.get("device", "").isdigit():
+            queryset = queryset.filter(device_id=params["device"])
+        return queryset
+
+
+class AppInstallViewSet(viewsets.ReadOnlyModelViewSet):
+    """Essential apps on devices: `?device=<id>`, `?app=<id>`, `?state=` filter."""
+
+    queryset = AppInstall.objects.order_by("-created_at", "-pk")
+    serializer_class = AppInstallSerializer
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        params = self.request.query_params
+        for name in ("device", "app"):
+            if params.get(name, "").isdigit():
+                queryset = queryset.filter(**{f"{name}_id": params[name]})
+        if params.get("state"):
+            queryset = queryset.filter(state=params["state"])
+        return queryset
+
+
 router = SimpleRouter()
 router.register("profiles", ProfileViewSet, basename="autopilot-profile")
 router.register("essential-apps", EssentialAppViewSet, basename="autopilot-essential-app")
 router.register("imports", DeviceImportViewSet, basename="autopilot-import")
 router.register("devices", AutopilotDeviceViewSet, basename="autopilot-device")
 router.register("assignments", AssignmentViewSet, basename="autopilot-assignment")
+router.register("provisioning", ProvisioningViewSet, basename="autopilot-provisioning")
+router.register("app-installs", AppInstallViewSet, basename="autopilot-app-install")
 urlpatterns = [path("", include(router.urls))]

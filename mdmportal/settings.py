@@ -260,6 +260,8 @@ SPECTACULAR_SETTINGS = {
         "DeviceKindEnum": "enrollment.models.Device.Kind",
         "DeviceMethodEnum": "enrollment.models.Device.Method",
         "DeviceEnrollmentTypeEnum": "enrollment.models.Device.EnrollmentType",
+        "EssentialAppKindEnum": "autopilot.models.EssentialApp.Kind",
+        "ProvisioningItemKindEnum": "autopilot.models.ProvisioningItem.Kind",
     },
 }
 
