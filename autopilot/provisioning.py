@@ -29,6 +29,7 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists
 from django.utils import timezone
 
 from enrollment import commands, reconcile
@@ -114,14 +115,20 @@ def _queue(device, target, format, data, source):
 def checked_in(device, now=None):
     """The hook for the OMA-DM endpoint, at the start of each session of `device`."""
     now = now or timezone.now()
-    essential_apps.poll(device, now)
+    # One query for a device that is not Autopilot (apps are only queued for Autopilot devices).
     # Locked: two sessions of one device at once must not both end the page.
-    link = (AutopilotEnrollment.objects.select_for_update().filter(device=device, esp_acknowledged_at__isnull=True)
-            .exclude(esp_state__in=[AutopilotEnrollment.EspState.NONE, AutopilotEnrollment.EspState.SKIPPED])
-            .first())
+    open_installs = AppInstall.objects.filter(device=device, state__in=[AppInstall.State.QUEUED,
+                                                                        AppInstall.State.INSTALLING])
+    link = (AutopilotEnrollment.objects.select_for_update().filter(device=device)
+            .annotate(has_open_installs=Exists(open_installs)).first())
     if link is None:
         return None
     link.device = device
+    if link.has_open_installs:
+        essential_apps.poll(device, now)
+    if link.esp_acknowledged_at is not None or link.esp_state in (AutopilotEnrollment.EspState.NONE,
+                                                                  AutopilotEnrollment.EspState.SKIPPED):
+        return link
     if link.esp_state == AutopilotEnrollment.EspState.TRACKING:
         if link.esp_started_at is None:
             link.start_clock(now)
