@@ -195,7 +195,7 @@ class GroupTagRule(models.Model):
 
 class EssentialApp(models.Model):
     """An app a profile installs during provisioning: an MSI through EnterpriseDesktopAppManagement, a
-    Microsoft Store app through EnterpriseModernAppManagement (autopilot/apps.py)."""
+    Microsoft Store app through EnterpriseModernAppManagement (autopilot/essential_apps.py)."""
 
     class Kind(models.TextChoices):
         MSI = "msi", "MSI (line-of-business)"
@@ -223,6 +223,12 @@ class EssentialApp(models.Model):
 
     def clean(self):
         errors = {}
+        try:
+            profile = self.profile  # set, though maybe unsaved, when the profile's form adds the app
+        except Profile.DoesNotExist:
+            profile = None
+        if self.kind == self.Kind.MSI and profile is not None and profile.device_type == Profile.DeviceType.HOLOLENS:
+            errors["kind"] = "HoloLens 2 installs Store (UWP/MSIX) apps only, not MSI."
         if self.kind == self.Kind.MSI:
             if not self.msi_url:
                 errors["msi_url"] = "An MSI app needs the URL devices download it from."
@@ -498,7 +504,7 @@ class AutopilotEnrollment(models.Model):
 
 class AppInstall(models.Model):
     """One essential app on one device: the install command queued for it and what the device reported
-    (autopilot/apps.py). The Exec is asynchronous, so a 2xx only means "started": the app's Status node,
+    (autopilot/essential_apps.py). The Exec is asynchronous, so a 2xx only means "started": the app's Status node,
     read at later check-ins, says whether it installed."""
 
     class State(models.TextChoices):

@@ -75,7 +75,7 @@ def apply(link):
             _queue(device, first_sync(node), "bool", "true", SOURCE_ESP)
     items = [ProvisioningItem(enrollment=link, kind=Item.POLICY, key=uri, label=desired[uri].label)
              for uri in desired]
-    if profile.tenant_lockdown:
+    if profile.tenant_lockdown and LOCKDOWN not in desired:  # else a group of the device sets it already
         lockdown = _queue(device, LOCKDOWN, "bool", "true", SOURCE_LOCKDOWN)
         items.append(ProvisioningItem(enrollment=link, kind=Item.POLICY, key=LOCKDOWN,
                                       label="Require network in OOBE (TenantLockdown)", command=lockdown))

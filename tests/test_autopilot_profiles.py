@@ -370,6 +370,15 @@ def test_api_essential_apps_are_checked(enrollment_api, app, field):
     assert field in response.json()
 
 
+def test_api_refuses_an_msi_app_for_a_hololens_profile(enrollment_api):
+    profile = ProfileFactory(hololens=True)
+    response = enrollment_api.post("/api/v1/autopilot/essential-apps/", {
+        "profile": profile.pk, "name": "Agent", "kind": "msi", "msi_url": "https://apps.example.com/a.msi",
+        "product_code": "{9BE6A8D4-1F2E-4C3B-8A9D-0E1F2A3B4C5D}", "sha256": "a" * 64}, format="json")
+    assert response.status_code == 400 and "UWP/MSIX" in response.json()["kind"][0]
+    assert not profile.essential_apps.exists()
+
+
 def test_api_adds_a_store_app(enrollment_api):
     profile = ProfileFactory()
     response = enrollment_api.post("/api/v1/autopilot/essential-apps/", {
