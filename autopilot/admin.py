@@ -14,14 +14,15 @@ from django.http import HttpResponse, HttpResponseRedirect, StreamingHttpRespons
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.db.models import Count, Prefetch
+from django.utils.html import format_html, format_html_join
 
 from mdmportal.console import AuditedAdminMixin, client_ip
 
 from . import assignment, imports, offline
 from .admin_graph import GraphDeviceStatusInline  # also registers the Graph connector's page
-from .models import (AutopilotDevice, AutopilotEnrollment, DeviceImport, EssentialApp, GroupTagRule, ImportRow,
-                     Profile)
+from .models import (AppInstall, AutopilotDevice, AutopilotEnrollment, DeviceImport, EssentialApp, GroupTagRule,
+                     ImportRow, Profile, ProvisioningItem)
 
 REPORT_PAGE_SIZE = 200
 
@@ -36,8 +37,9 @@ class GroupTagInline(admin.TabularInline):
 class EssentialAppInline(admin.StackedInline):
     model = EssentialApp
     extra = 0
-    fields = ["name", "kind", ("msi_url", "product_code"), "sha256", "store_id"]
-    verbose_name_plural = "Essential apps (installed during provisioning once app delivery exists)"
+    fields = ["name", "kind", ("msi_url", "product_code"), ("sha256", "version"), "command_line",
+              ("store_id", "package_family_name")]
+    verbose_name_plural = "Essential apps (installed during setup; MSI: URL, product code and hash; Store: product id and family name)"
 
 
 @admin.register(Profile)
@@ -47,7 +49,8 @@ class ProfileAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_filter = ["device_type", "deployment_mode", "join_type", "is_default"]
     search_fields = ["name", "description", "group_tags__tag"]
     inlines = [GroupTagInline, EssentialAppInline]
-    readonly_fields = ["ztd_correlation_id", "created_at", "updated_at"]
+    autocomplete_fields = ["configuration_groups"]
+    readonly_fields = ["ztd_correlation_id", "created_at", "updated_at", "app_installs"]
     fieldsets = [
         (None, {"fields": ["name", "description", "is_default"]}),
         ("Deployment", {"fields": ["device_type", "deployment_mode", "allow_pre_provisioning", "join_type",
@@ -56,8 +59,29 @@ class ProfileAdmin(AuditedAdminMixin, admin.ModelAdmin):
                                               "hide_change_account_options", "language", "configure_keyboard",
                                               "autopilot_update_during_oobe"]}),
         ("After enrollment", {"fields": ["tenant_lockdown", "configuration_groups"]}),
+        ("Enrollment Status Page", {"fields": ["esp_enabled", "esp_timeout_minutes", "esp_block_device",
+                                               ("esp_allow_reset", "esp_allow_retry", "esp_allow_continue"),
+                                               "esp_fail_on"]}),
+        ("Essential apps on devices", {"fields": ["app_installs"]}),
         ("Offline profile file", {"fields": ["ztd_correlation_id", "created_at", "updated_at"]}),
     ]
+
+    @admin.display(description="install status")
+    def app_installs(self, profile):
+        """Per essential app: how many devices have it installed, installing, failed (issue 5 item 4)."""
+        if profile.pk is None:
+            return "—"
+        rows = []
+        for app in profile.essential_apps.all():
+            counts = dict(app.installs.values_list("state").annotate(n=Count("pk")).order_by())
+            link = reverse("admin:autopilot_appinstall_changelist") + f"?app__id__exact={app.pk}"
+            rows.append((link, app.name, *(counts.get(state, 0) for state in AppInstall.State.values)))
+        if not rows:
+            return "No essential apps."
+        body = format_html_join("", '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+                                rows)
+        heads = format_html_join("", "<th>{}</th>", ((label,) for label in AppInstall.State.labels))
+        return format_html("<table><tr><th>App</th>{}</tr>{}</table>", heads, body)
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("group_tags")
@@ -277,15 +301,81 @@ def export_response(queryset):
     return response
 
 
+def items_table(link):
+    """The status page's items of one enrollment, with their state (device page and provisioning page)."""
+    items = list(link.items.all())
+    if not items:
+        return "—"
+    rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+        (item.get_kind_display(), item.label, item.get_state_display(), item.detail or "",
+         item.completed_at.strftime("%Y-%m-%d %H:%M:%S") if item.completed_at else "") for item in items))
+    return format_html("<table><tr><th>Kind</th><th>Item</th><th>State</th><th>Detail</th><th>Settled</th></tr>{}"
+                       "</table>", rows)
+
+
+def progress(link):
+    if link.esp_state in (AutopilotEnrollment.EspState.NONE, AutopilotEnrollment.EspState.SKIPPED):
+        return "—"
+    counts = link.counts()
+    return f"{counts['done']} done, {counts['failed']} failed of {counts['expected']}"
+
+
 @admin.register(AutopilotEnrollment)
 class AutopilotEnrollmentAdmin(admin.ModelAdmin):
-    """Read-only: links are made by enrollments."""
+    """Read-only: links are made by enrollments. The list is the Autopilot provisioning list: each
+    device's Enrollment Status Page, expected / done / failed, and when it started and ended."""
 
-    list_display = ["device", "record", "matched_by", "profile", "profile_reason", "user_applied", "created_at",
-                    "applied_at"]
-    list_filter = ["matched_by", ("applied_at", admin.EmptyFieldListFilter)]
+    list_display = ["device", "profile", "setup_status", "setup_progress", "esp_started_at", "esp_deadline",
+                    "esp_finished_at", "esp_acknowledged_at", "matched_by", "record"]
+    list_filter = ["esp_state", "matched_by", ("applied_at", admin.EmptyFieldListFilter)]
     list_select_related = ["device", "record", "profile"]
     search_fields = ["device__device_id", "device__name", "record__serial_number"]
+    fieldsets = [
+        (None, {"fields": ["device", "record", "matched_by", "profile", "profile_reason", "correlation_id",
+                           "user_applied", "created_at", "applied_at"]}),
+        ("Enrollment Status Page", {"fields": ["esp_state", "setup_progress", "esp_started_at", "esp_deadline",
+                                               "esp_timeout_minutes", "esp_finished_at", "esp_acknowledged_at",
+                                               "esp_note", "items"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related(Prefetch("items", ProvisioningItem.objects.order_by("pk")))
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
+
+    @admin.display(description="setup", ordering="esp_state")
+    def setup_status(self, link):
+        return link.get_esp_state_display()
+
+    @admin.display(description="expected / done / failed")
+    def setup_progress(self, link):
+        return progress(link)
+
+    @admin.display(description="items")
+    def items(self, link):
+        return items_table(link)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # Read-only, but the detail page stays reachable for anyone who may view it.
+        return False
+
+
+@admin.register(AppInstall)
+class AppInstallAdmin(admin.ModelAdmin):
+    """Essential apps on devices: queued, installing, installed or failed, with the device's last word."""
+
+    list_display = ["name", "device", "kind", "state", "reported_status", "last_error", "polls", "created_at",
+                    "completed_at"]
+    list_filter = ["state", "kind", ("app", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["device"]
+    search_fields = ["name", "identifier", "device__name", "device__device_id"]
+    readonly_fields = ["device", "app", "name", "kind", "identifier", "state", "install_command", "status_command",
+                       "error_command", "reported_status", "last_error", "polls", "created_at", "updated_at",
+                       "completed_at"]
 
     def has_add_permission(self, request):
         return False

@@ -1,6 +1,10 @@
 """The Autopilot JSON API under /api/v1/autopilot/ (the console's permissions, ConsolePermissions):
 profiles (with their offline file), essential apps, imports (upload → 202, report), devices (pending
-or enrolled, effective profile and why, CSV export) and assignments. Same domain code as the console.
+or enrolled, effective profile and why, CSV export), assignments, and each enrolled device's setup
+(provisioning: the Enrollment Status Page's items) and app installs. Same domain code as the console.
+
+Configuration groups are given by name (profiles' `configuration_groups`: a list of existing group
+names); an unknown name is a 400 that names it.
 """
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
@@ -18,7 +22,10 @@ from invitations.models import AuditEvent
 from mdmportal.api import client_ip
 
 from . import assignment, imports, offline
-from .models import AutopilotDevice, DeviceImport, EssentialApp, GroupTagRule, ImportRow, Profile
+from enrollment.models import ConfigurationGroup
+
+from .models import (AppInstall, AutopilotDevice, AutopilotEnrollment, DeviceImport, EssentialApp, GroupTagRule,
+                     ImportRow, Profile, ProvisioningItem)
 
 
 def _with_changes(model, instance, attrs):
@@ -40,7 +47,8 @@ def model_errors(exc):
 class EssentialAppSerializer(serializers.ModelSerializer):
     class Meta:
         model = EssentialApp
-        fields = ["id", "profile", "name", "kind", "msi_url", "product_code", "sha256", "store_id"]
+        fields = ["id", "profile", "name", "kind", "msi_url", "product_code", "sha256", "version", "command_line",
+                  "store_id", "package_family_name"]
 
     def validate(self, attrs):
         app = _with_changes(EssentialApp, self.instance, attrs)
@@ -48,16 +56,19 @@ class EssentialAppSerializer(serializers.ModelSerializer):
             app.clean()
         except DjangoValidationError as exc:
             raise model_errors(exc) from None
-        if "sha256" in attrs:
-            attrs["sha256"] = app.sha256
+        # clean() normalises: the hash upper-cased, a family name given as Store id moved to its field.
+        for name in ("sha256", "store_id", "package_family_name"):
+            if name in attrs or getattr(self.instance, name, "") != getattr(app, name):
+                attrs[name] = getattr(app, name)
         return attrs
 
 
 class ProfileSerializer(serializers.ModelSerializer):
     group_tags = serializers.ListField(child=serializers.CharField(max_length=128), required=False, write_only=True,
                                        help_text="Devices imported with one of these tags get this profile")
-    configuration_groups = serializers.ListField(child=serializers.CharField(max_length=200), required=False,
-                                                 write_only=True)
+    configuration_groups = serializers.SlugRelatedField(
+        slug_field="name", many=True, required=False, queryset=ConfigurationGroup.objects.all(),
+        help_text="Names of the configuration groups the profile's devices join (the groups must exist).")
     essential_apps = EssentialAppSerializer(many=True, read_only=True)
 
     class Meta:
@@ -65,14 +76,15 @@ class ProfileSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "description", "device_type", "deployment_mode", "allow_pre_provisioning", "join_type",
                   "user_account_type", "hide_eula", "hide_privacy_settings", "hide_change_account_options", "language",
                   "configure_keyboard", "device_name_template", "convert_all_targeted_devices",
-                  "autopilot_update_during_oobe", "tenant_lockdown", "configuration_groups", "is_default",
-                  "group_tags", "essential_apps", "ztd_correlation_id", "created_at", "updated_at"]
+                  "autopilot_update_during_oobe", "tenant_lockdown", "configuration_groups", "esp_enabled",
+                  "esp_timeout_minutes", "esp_block_device", "esp_allow_reset", "esp_allow_retry",
+                  "esp_allow_continue", "esp_fail_on", "is_default", "group_tags", "essential_apps",
+                  "ztd_correlation_id", "created_at", "updated_at"]
         read_only_fields = ["ztd_correlation_id", "created_at", "updated_at"]
 
     def to_representation(self, profile):
         data = super().to_representation(profile)
         data["group_tags"] = [rule.tag for rule in profile.group_tags.all()]
-        data["configuration_groups"] = profile.configuration_group_names
         return data
 
     def validate_group_tags(self, tags):
@@ -95,8 +107,6 @@ class ProfileSerializer(serializers.ModelSerializer):
     def validate(self, attrs):
         tags = attrs.pop("group_tags", None)
         groups = attrs.pop("configuration_groups", None)
-        if groups is not None:
-            attrs["configuration_groups"] = "\n".join(g.strip() for g in groups if g.strip())
         profile = _with_changes(Profile, self.instance, attrs)
         try:
             profile.clean()
@@ -105,6 +115,8 @@ class ProfileSerializer(serializers.ModelSerializer):
             raise model_errors(exc) from None
         if tags is not None:
             attrs["_group_tags"] = tags
+        if groups is not None:
+            attrs["configuration_groups"] = list(dict.fromkeys(groups))
         return attrs
 
     def _save_tags(self, profile, tags):
@@ -147,7 +159,7 @@ class AuditedMixin:
 
 
 class ProfileViewSet(AuditedMixin, viewsets.ModelViewSet):
-    queryset = Profile.objects.prefetch_related("group_tags", "essential_apps").order_by("name")
+    queryset = Profile.objects.prefetch_related("group_tags", "essential_apps", "configuration_groups").order_by("name")
     serializer_class = ProfileSerializer
     audit_name = "profile"
 
@@ -316,10 +328,85 @@ class AssignmentViewSet(viewsets.GenericViewSet):
         return Response({"assigned": count})
 
 
+class ProvisioningItemSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ProvisioningItem
+        fields = ["kind", "key", "label", "state", "detail", "completed_at"]
+
+
+class AppInstallSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AppInstall
+        fields = ["id", "device", "app", "name", "kind", "identifier", "state", "reported_status", "last_error",
+                  "polls", "created_at", "updated_at", "completed_at"]
+
+
+class ProvisioningSerializer(serializers.ModelSerializer):
+    """An Autopilot enrollment and where its Enrollment Status Page stands."""
+
+    profile_name = serializers.CharField(source="profile.name", default=None, read_only=True)
+    expected = serializers.SerializerMethodField()
+    done = serializers.SerializerMethodField()
+    failed = serializers.SerializerMethodField()
+    items = ProvisioningItemSerializer(many=True, read_only=True)
+    app_installs = AppInstallSerializer(source="device.app_installs", many=True, read_only=True)
+
+    class Meta:
+        model = AutopilotEnrollment
+        fields = ["id", "device", "record", "matched_by", "profile", "profile_name", "profile_reason", "applied_at",
+                  "esp_state", "expected", "done", "failed", "esp_started_at", "esp_deadline", "esp_finished_at",
+                  "esp_acknowledged_at", "esp_note", "items", "app_installs", "created_at"]
+
+    def get_expected(self, link) -> int:
+        return link.counts()["expected"]
+
+    def get_done(self, link) -> int:
+        return link.counts()["done"]
+
+    def get_failed(self, link) -> int:
+        return link.counts()["failed"]
+
+
+class ProvisioningViewSet(viewsets.ReadOnlyModelViewSet):
+    """Each Autopilot device's setup: `?state=tracking|succeeded|failed|timed_out` and `?device=<id>` filter."""
+
+    queryset = (AutopilotEnrollment.objects.select_related("profile")
+                .prefetch_related("items", "device__app_installs").order_by("-created_at", "-pk"))
+    serializer_class = ProvisioningSerializer
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        params = self.request.query_params
+        if params.get("state"):
+            queryset = queryset.filter(esp_state=params["state"])
+        if params.get("device", "").isdigit():
+            queryset = queryset.filter(device_id=params["device"])
+        return queryset
+
+
+class AppInstallViewSet(viewsets.ReadOnlyModelViewSet):
+    """Essential apps on devices: `?device=<id>`, `?app=<id>`, `?state=` filter."""
+
+    queryset = AppInstall.objects.order_by("-created_at", "-pk")
+    serializer_class = AppInstallSerializer
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        params = self.request.query_params
+        for name in ("device", "app"):
+            if params.get(name, "").isdigit():
+                queryset = queryset.filter(**{f"{name}_id": params[name]})
+        if params.get("state"):
+            queryset = queryset.filter(state=params["state"])
+        return queryset
+
+
 router = SimpleRouter()
 router.register("profiles", ProfileViewSet, basename="autopilot-profile")
 router.register("essential-apps", EssentialAppViewSet, basename="autopilot-essential-app")
 router.register("imports", DeviceImportViewSet, basename="autopilot-import")
 router.register("devices", AutopilotDeviceViewSet, basename="autopilot-device")
 router.register("assignments", AssignmentViewSet, basename="autopilot-assignment")
+router.register("provisioning", ProvisioningViewSet, basename="autopilot-provisioning")
+router.register("app-installs", AppInstallViewSet, basename="autopilot-app-install")
 urlpatterns = [path("", include(router.urls))]

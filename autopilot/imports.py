@@ -25,11 +25,12 @@ import io
 import logging
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from invitations.models import AuditEvent
@@ -52,6 +53,10 @@ HEADER_ALIASES = {
 }
 CHUNK_BYTES = 1024 * 1024
 BATCH_SIZE = 1000
+# The sweep: an import the broker never took is queued again after SWEEP_GRACE (the upload's own
+# on-commit hand-off comes first); one queued but not started after SWEEP_LOST lost its task.
+SWEEP_GRACE = timedelta(minutes=1)
+SWEEP_LOST = timedelta(hours=1)
 MAX_SERIAL = 64
 MAX_PRODUCT_ID = 64
 MAX_GROUP_TAG = 128
@@ -124,12 +129,42 @@ def create_import(uploaded_file, *, actor, ip=None):
 
 
 def queue(import_id):
+    """Hand the import to Celery. When the broker is down it stays queued, with no `enqueued_at`, and
+    `sweep` queues it again."""
     from . import tasks
 
     try:
         tasks.run_import.delay(import_id)
     except Exception as exc:  # kombu raises OperationalError and friends when the broker is down
-        logger.warning("broker unavailable, Autopilot import %s stays queued: %s", import_id, exc)
+        logger.warning("broker unavailable, Autopilot import %s stays queued for the sweep: %s", import_id, exc)
+        return False
+    DeviceImport.objects.filter(pk=import_id, enqueued_at__isnull=True).update(enqueued_at=timezone.now())
+    return True
+
+
+def sweep(now=None):
+    """Queue again the imports still waiting for a worker: those the broker never took (queued while it
+    was down), and those queued long ago whose task was lost with the broker's data. Returns how many.
+    An import already picked up is never queued twice: a task that finds it started leaves it alone
+    (see run's `only_if_queued`)."""
+    from . import tasks
+
+    now = now or timezone.now()
+    never = Q(enqueued_at__isnull=True, created_at__lte=now - SWEEP_GRACE)
+    lost = Q(enqueued_at__lte=now - SWEEP_LOST)
+    stuck = list(DeviceImport.objects.filter(never | lost, status=DeviceImport.Status.QUEUED).values_list("pk", flat=True))
+    queued = 0
+    for pk in stuck:
+        try:
+            tasks.run_import.delay(pk, only_if_queued=True)
+        except Exception as exc:  # the broker is still down: next sweep
+            logger.warning("broker unavailable, %d Autopilot import(s) stay queued: %s", len(stuck) - queued, exc)
+            break
+        DeviceImport.objects.filter(pk=pk).update(enqueued_at=now)
+        queued += 1
+    if queued:
+        logger.info("re-queued %d Autopilot import(s)", queued)
+    return queued
 
 
 # --- reading the stored file back as rows -----------------------------------------------------------
@@ -433,11 +468,14 @@ def _relax_commit_durability():
             cursor.execute("SET LOCAL synchronous_commit = off")
 
 
-def run(import_id, *, batch_size=BATCH_SIZE):
-    """Run (or resume) an import; returns the DeviceImport, finished."""
+def run(import_id, *, batch_size=BATCH_SIZE, only_if_queued=False):
+    """Run (or resume) an import; returns the DeviceImport, finished. With `only_if_queued` (the sweep's
+    tasks) an import another task started is left to it."""
     with transaction.atomic():
         device_import = DeviceImport.objects.select_for_update().get(pk=import_id)
         if device_import.is_finished:
+            return device_import
+        if only_if_queued and device_import.status != DeviceImport.Status.QUEUED:
             return device_import
         device_import.start()
     error = ""

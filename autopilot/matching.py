@@ -6,9 +6,9 @@ ZTD id in Microsoft's Autopilot service) or, for an offline profile file,
 ZTD id, then by serial number (never a placeholder one), then by hardware hash; the correlator names
 the profile Windows set itself up with.
 
-The link records the profile to apply. Applying it (configuration groups, TenantLockdown, essential
-apps, the Enrollment Status Page) needs the management channel and is done later, which sets
-`applied_at`.
+The link records the profile and applies it at once (autopilot/provisioning.py): the device joins the
+profile's configuration groups, and its first OMA-DM session brings the Enrollment Status Page,
+TenantLockdown, the essential apps and the groups' settings.
 """
 import logging
 import uuid
@@ -16,8 +16,10 @@ import uuid
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, transaction
 
+from enrollment.commands import CommandError
 from invitations.models import AuditEvent
 
+from . import provisioning
 from .assignment import effective_profile
 from .imports import hardware_hash_digest, is_placeholder_serial, serial_key
 from .models import AutopilotDevice, AutopilotEnrollment, Profile
@@ -74,7 +76,7 @@ def link_enrolled_device(device, context_items):
     try:
         with transaction.atomic():
             return _link(device, context_items or [])
-    except DatabaseError:
+    except (DatabaseError, CommandError):
         logger.exception("Autopilot: could not link device %s to its record", device.pk)
         return None
 
@@ -99,7 +101,7 @@ def _link(device, context_items):
         "record": record.serial_number if record else None, "matched_by": matched_by,
         "profile": profile.name if profile else None, "reason": reason, "user_applied": user_applied,
     })
-    return link
+    return provisioning.apply(link)
 
 
 def _apply_user(device, record):

@@ -2,14 +2,17 @@
 themselves with their row-by-row report, and the link made when an imported device enrolls.
 
 Brief §9. What the profile asks for beyond the offline file (configuration groups, TenantLockdown,
-essential apps, the Enrollment Status Page) is delivered over OMA-DM, which is built separately: the
-link records the profile to apply, and `applied_at` stays empty until that delivery exists.
+essential apps, the Enrollment Status Page) is applied when the enrollment is linked
+(autopilot/provisioning.py) and delivered over OMA-DM: AppInstall follows each essential app on each
+device, ProvisioningItem each thing the Enrollment Status Page waits for.
 """
 import re
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -22,9 +25,12 @@ from . import naming
 LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Z][a-z]{3})?-[A-Z]{2}$")
 PRODUCT_CODE_RE = re.compile(r"^\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}$")
 SHA256_RE = re.compile(r"^[0-9A-Fa-f]{64}$")
-# Microsoft Store ids are 12 upper-case letters and digits ("9WZDNCRFJ3PZ"); MSIX apps go by their
-# package family name ("Microsoft.CompanyPortal_8wekyb3d8bbwe").
-STORE_ID_RE = re.compile(r"^([0-9A-Z]{12}|[A-Za-z0-9.\-]{3,50}_[a-z0-9]{13})$")
+# Microsoft Store product ids are 12 upper-case letters and digits ("9WZDNCRFJ3PZ"); the installed
+# package goes by its package family name ("Microsoft.CompanyPortal_8wekyb3d8bbwe"). StoreInstall needs
+# both: the family name in the LocURI, the product id in the data (enterprisemodernappmanagement-csp).
+STORE_ID_RE = re.compile(r"^[0-9A-Z]{12}$")
+PFN_RE = re.compile(r"^[A-Za-z0-9.\-]{3,50}_[a-z0-9]{13}$")
+VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){0,3}$")
 
 
 class Profile(models.Model):
@@ -81,10 +87,27 @@ class Profile(models.Model):
         "require network connection in setup (TenantLockdown)", default=False,
         help_text="After a reset, the device cannot get past setup without the network, so it always "
                   "comes back to this organisation.")
-    configuration_groups = models.TextField(
-        blank=True,
-        help_text="Names of the configuration groups devices of this profile join, one per line. Stored as "
-                  "text until configuration groups exist; then they become a link.")
+    configuration_groups = models.ManyToManyField(
+        "enrollment.ConfigurationGroup", blank=True, related_name="autopilot_profiles",
+        help_text="Devices of this profile join these groups (by hand) when they enroll, and get their settings.")
+    # The Enrollment Status Page (DMClient FirstSyncStatus, brief §9).
+    esp_enabled = models.BooleanField(
+        "show the Enrollment Status Page", default=True,
+        help_text="Windows shows setup progress (settings, apps) until everything is installed. When off, "
+                  "Windows is told to skip the page.")
+    esp_timeout_minutes = models.PositiveSmallIntegerField(
+        "time-out (minutes)", default=60, validators=[MinValueValidator(1), MaxValueValidator(1440)],
+        help_text="After this long, the page shows an error and the server reports the setup as failed (1 to 1440).")
+    esp_block_device = models.BooleanField(
+        "block device use until everything is installed", default=True,
+        help_text="When off, the user may leave the page before setup completes.")
+    esp_allow_reset = models.BooleanField("on failure, offer \"Reset device\"", default=True)
+    esp_allow_retry = models.BooleanField("on failure, offer \"Try again\"", default=False)
+    esp_allow_continue = models.BooleanField("on failure, offer \"Continue anyway\"", default=False)
+    esp_fail_on = models.CharField(
+        "setup fails when", max_length=8, default="any",
+        choices=[("any", "an essential app or a setting fails"),
+                 ("apps", "an essential app fails (failed settings are only reported)")])
     is_default = models.BooleanField(
         "default profile", default=False,
         help_text="Given to Autopilot devices with no explicit profile and no matching group tag. At most one.")
@@ -106,8 +129,12 @@ class Profile(models.Model):
         return self.name
 
     @property
-    def configuration_group_names(self):
-        return [line.strip() for line in self.configuration_groups.splitlines() if line.strip()]
+    def block_in_status_page(self):
+        """DMClient FirstSyncStatus/BlockInStatusPage: 0 lets the user leave; otherwise the flags of the
+        remediation buttons shown on failure (0x1 reset, 0x2 try again, 0x4 continue anyway)."""
+        if not self.esp_block_device:
+            return 0
+        return (1 if self.esp_allow_reset else 0) | (2 if self.esp_allow_retry else 0) | (4 if self.esp_allow_continue else 0)
 
     @property
     def is_self_deploying(self):
@@ -126,6 +153,10 @@ class Profile(models.Model):
             errors["join_type"] = "Self-deploying mode supports Microsoft Entra join only, not hybrid join."
         if self.language and not LOCALE_RE.match(self.language):
             errors["language"] = "Give a locale such as en-US or fr-FR, or leave it empty for the OS default."
+        if self.esp_enabled and self.esp_block_device and not (
+                self.esp_allow_reset or self.esp_allow_retry or self.esp_allow_continue):
+            errors["esp_allow_reset"] = ("A blocking status page needs a way out when setup fails: offer reset, "
+                                         "try again or continue anyway.")
         if self.configure_keyboard and not self.language:
             errors["configure_keyboard"] = "Windows can only pick the keyboard for you when the language is set."
         if self.device_name_template:
@@ -163,8 +194,8 @@ class GroupTagRule(models.Model):
 
 
 class EssentialApp(models.Model):
-    """An app a profile installs during provisioning. Stored and listed here; delivering it to devices
-    (EnterpriseDesktopAppManagement, Store) comes with the management channel."""
+    """An app a profile installs during provisioning: an MSI through EnterpriseDesktopAppManagement, a
+    Microsoft Store app through EnterpriseModernAppManagement (autopilot/essential_apps.py)."""
 
     class Kind(models.TextChoices):
         MSI = "msi", "MSI (line-of-business)"
@@ -176,7 +207,13 @@ class EssentialApp(models.Model):
     msi_url = models.URLField("MSI URL", max_length=1000, blank=True)
     product_code = models.CharField(max_length=38, blank=True, help_text="{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}")
     sha256 = models.CharField("SHA-256 of the MSI", max_length=64, blank=True)
-    store_id = models.CharField("Store id or package family name", max_length=80, blank=True)
+    version = models.CharField("MSI product version", max_length=32, blank=True, default="1.0.0",
+                               help_text="The version the MSI installs; Windows compares it to decide on an upgrade.")
+    command_line = models.CharField("msiexec options", max_length=500, blank=True, default="/quiet",
+                                    help_text="Options given to msiexec, e.g. /quiet PROPERTY=value")
+    store_id = models.CharField("Store product id", max_length=80, blank=True, help_text="e.g. 9WZDNCRFJ3PZ")
+    package_family_name = models.CharField(
+        max_length=80, blank=True, help_text="The Store app's package family name, e.g. Microsoft.CompanyPortal_8wekyb3d8bbwe")
 
     class Meta:
         ordering = ["profile", "name"]
@@ -186,6 +223,12 @@ class EssentialApp(models.Model):
 
     def clean(self):
         errors = {}
+        try:
+            profile = self.profile  # set, though maybe unsaved, when the profile's form adds the app
+        except Profile.DoesNotExist:
+            profile = None
+        if self.kind == self.Kind.MSI and profile is not None and profile.device_type == Profile.DeviceType.HOLOLENS:
+            errors["kind"] = "HoloLens 2 installs Store (UWP/MSIX) apps only, not MSI."
         if self.kind == self.Kind.MSI:
             if not self.msi_url:
                 errors["msi_url"] = "An MSI app needs the URL devices download it from."
@@ -197,9 +240,19 @@ class EssentialApp(models.Model):
                 errors["sha256"] = "Give the file's SHA-256 as 64 hexadecimal characters."
             else:
                 self.sha256 = self.sha256.upper()
-        elif not STORE_ID_RE.match(self.store_id):
-            errors["store_id"] = ("Give a Store id (12 letters and digits, e.g. 9WZDNCRFJ3PZ) or an MSIX package "
-                                  "family name (Name_publisherid).")
+            if not VERSION_RE.match(self.version):
+                errors["version"] = "Give the MSI's product version, e.g. 1.0.0 or 24.1.2.7."
+            if any(not c.isprintable() for c in self.command_line):
+                errors["command_line"] = "The msiexec options must fit on one line."
+        else:
+            if PFN_RE.match(self.store_id) and not self.package_family_name:
+                # Profiles made before Store delivery kept the family name here.
+                self.package_family_name, self.store_id = self.store_id, ""
+            if not STORE_ID_RE.match(self.store_id):
+                errors["store_id"] = "Give the Store product id: 12 letters and digits, e.g. 9WZDNCRFJ3PZ."
+            if not PFN_RE.match(self.package_family_name):
+                errors["package_family_name"] = ("Give the package family name (Name_publisherid), e.g. "
+                                                 "Microsoft.CompanyPortal_8wekyb3d8bbwe.")
         if errors:
             raise ValidationError(errors)
 
@@ -283,6 +336,8 @@ class DeviceImport(models.Model):
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
                                     on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True,
+                                       help_text="When its task reached the broker (empty: the sweep queues it)")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -359,15 +414,25 @@ class ImportRow(models.Model):
 
 
 class AutopilotEnrollment(models.Model):
-    """An enrollment recognised as Autopilot: which imported record it matched (if any), how, and
-    the profile to apply. Applying it (groups, TenantLockdown, apps, ESP) needs the management
-    channel; `applied_at` is set when that is done."""
+    """An enrollment recognised as Autopilot: which imported record it matched (if any), how, the
+    profile applied to it (autopilot/provisioning.py sets `applied_at`) and where its Enrollment Status
+    Page stands (`esp_state`, with one ProvisioningItem per thing the page waits for)."""
 
     class MatchedBy(models.TextChoices):
         ZTD_ID = "ztd_id", "ZeroTouchProvisioning id"
         CORRELATOR = "correlator", "Offline profile ZtdCorrelationId"
         SERIAL = "serial", "Serial number"
         HARDWARE_HASH = "hardware_hash", "Hardware hash"
+
+    class EspState(models.TextChoices):
+        NONE = "none", "Not tracked"
+        SKIPPED = "skipped", "Status page skipped"
+        TRACKING = "tracking", "In progress"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        TIMED_OUT = "timed_out", "Timed out"
+
+    FINISHED = {EspState.SUCCEEDED, EspState.FAILED, EspState.TIMED_OUT}
 
     device = models.OneToOneField("enrollment.Device", related_name="autopilot", on_delete=models.CASCADE)
     record = models.ForeignKey(AutopilotDevice, null=True, blank=True, related_name="enrollments",
@@ -380,7 +445,21 @@ class AutopilotEnrollment(models.Model):
     user_applied = models.BooleanField(default=False, help_text="The record's assigned user became the device's user")
     created_at = models.DateTimeField(auto_now_add=True)
     applied_at = models.DateTimeField(null=True, blank=True,
-                                      help_text="When the profile's groups, TenantLockdown and apps were applied")
+                                      help_text="When the profile's groups, TenantLockdown and apps were queued")
+    esp_state = models.CharField("setup status", max_length=10, choices=EspState.choices, default=EspState.NONE,
+                                 db_index=True)
+    esp_started_at = models.DateTimeField("first session", null=True, blank=True,
+                                          help_text="The device's first check-in: the status page's clock starts")
+    esp_deadline = models.DateTimeField("time-out at", null=True, blank=True)
+    esp_timeout_minutes = models.PositiveSmallIntegerField(default=60, help_text="Copied from the profile when applied")
+    esp_fail_on = models.CharField(max_length=8, default="any", help_text="Copied from the profile when applied")
+    esp_finished_at = models.DateTimeField("finished", null=True, blank=True,
+                                           help_text="When IsSyncDone and ServerHasFinishedProvisioning were queued")
+    esp_note = models.CharField(max_length=255, blank=True, help_text="Why the setup ended as it did")
+    esp_sync_done_command = models.ForeignKey("enrollment.DeviceCommand", null=True, blank=True, related_name="+",
+                                              on_delete=models.SET_NULL, help_text="The last IsSyncDone queued")
+    esp_acknowledged_at = models.DateTimeField("device told", null=True, blank=True,
+                                               help_text="When the device answered IsSyncDone")
 
     class Meta:
         verbose_name = "Autopilot enrollment"
@@ -389,6 +468,128 @@ class AutopilotEnrollment(models.Model):
     def __str__(self):
         return f"{self.device} ({self.get_matched_by_display()})"
 
+    @property
+    def esp_finished(self):
+        return self.esp_state in self.FINISHED
+
+    def mark_applied(self, *, track_esp, timeout_minutes, fail_on):
+        if self.applied_at is not None:
+            raise InvalidTransition("applied", "applied")
+        self.applied_at = timezone.now()
+        self.esp_state = self.EspState.TRACKING if track_esp else self.EspState.SKIPPED
+        self.esp_timeout_minutes, self.esp_fail_on = timeout_minutes, fail_on
+        self.save(update_fields=["applied_at", "esp_state", "esp_timeout_minutes", "esp_fail_on"])
+
+    def start_clock(self, now):
+        """The device's first check-in after the profile was applied: the page's time-out runs from here."""
+        if self.esp_state != self.EspState.TRACKING or self.esp_started_at is not None:
+            raise InvalidTransition(self.esp_state, "started")
+        self.esp_started_at = now
+        self.esp_deadline = now + timedelta(minutes=self.esp_timeout_minutes)
+        self.save(update_fields=["esp_started_at", "esp_deadline"])
+
+    def finish(self, state, note, now):
+        if self.esp_state != self.EspState.TRACKING or state not in self.FINISHED:
+            raise InvalidTransition(self.esp_state, state)
+        self.esp_state, self.esp_note, self.esp_finished_at = state, note[:255], now
+        self.save(update_fields=["esp_state", "esp_note", "esp_finished_at"])
+
+    def counts(self):
+        """{"expected", "done", "failed"} over the items (prefetched ones when there are)."""
+        items = list(self.items.all())
+        return {"expected": len(items),
+                "done": sum(1 for item in items if item.state == ProvisioningItem.State.DONE),
+                "failed": sum(1 for item in items if item.state == ProvisioningItem.State.FAILED)}
+
+
+class AppInstall(models.Model):
+    """One essential app on one device: the install command queued for it and what the device reported
+    (autopilot/essential_apps.py). The Exec is asynchronous, so a 2xx only means "started": the app's Status node,
+    read at later check-ins, says whether it installed."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        INSTALLING = "installing", "Installing"
+        INSTALLED = "installed", "Installed"
+        FAILED = "failed", "Failed"
+
+    FINAL = {State.INSTALLED, State.FAILED}
+
+    device = models.ForeignKey("enrollment.Device", related_name="app_installs", on_delete=models.CASCADE)
+    app = models.ForeignKey(EssentialApp, null=True, blank=True, related_name="installs", on_delete=models.SET_NULL)
+    name = models.CharField(max_length=200, help_text="The app's name when it was queued")
+    kind = models.CharField(max_length=8, choices=EssentialApp.Kind.choices)
+    identifier = models.CharField(max_length=80, help_text="MSI product code or package family name")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED, db_index=True)
+    install_command = models.ForeignKey("enrollment.DeviceCommand", null=True, blank=True, related_name="+",
+                                        on_delete=models.SET_NULL)
+    status_command = models.ForeignKey("enrollment.DeviceCommand", null=True, blank=True, related_name="+",
+                                       on_delete=models.SET_NULL, help_text="The last Get of the app's Status node")
+    error_command = models.ForeignKey("enrollment.DeviceCommand", null=True, blank=True, related_name="+",
+                                      on_delete=models.SET_NULL, help_text="The last Get of the app's LastError node")
+    reported_status = models.CharField("status node", max_length=32, blank=True,
+                                       help_text="The last value of the app's Status node")
+    last_error = models.CharField(max_length=255, blank=True)
+    polls = models.PositiveSmallIntegerField(default=0, help_text="Status reads so far")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["device", "name"]
+        constraints = [models.UniqueConstraint(fields=["device", "kind", "identifier"], name="one_install_per_device_app")]
+
+    def __str__(self):
+        return f"{self.name} on {self.device}"
+
+    def advance(self, state, now, *, error=""):
+        """queued → installing → installed | failed (queued may fail or finish at once)."""
+        if self.state in self.FINAL or (state == self.State.QUEUED):
+            raise InvalidTransition(self.state, state)
+        self.state, self.updated_at = state, now
+        if error:
+            self.last_error = error[:255]
+        if state in self.FINAL:
+            self.completed_at = now
+        self.save(update_fields=["state", "updated_at", "last_error", "completed_at"])
+
+
+class ProvisioningItem(models.Model):
+    """One thing an Autopilot device's Enrollment Status Page waits for: a setting of its groups, the
+    TenantLockdown node, or an essential app. Its state follows the setting's or app's own record."""
+
+    class Kind(models.TextChoices):
+        POLICY = "policy", "Setting"
+        MSI = "msi", "MSI app"
+        MODERN = "modern", "Store app"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    enrollment = models.ForeignKey(AutopilotEnrollment, related_name="items", on_delete=models.CASCADE)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    key = models.CharField(max_length=1024, help_text="The LocURI, or the app's product code or family name")
+    label = models.CharField(max_length=255)
+    command = models.ForeignKey("enrollment.DeviceCommand", null=True, blank=True, related_name="+",
+                                on_delete=models.SET_NULL, help_text="A command of its own (TenantLockdown)")
+    app_install = models.ForeignKey(AppInstall, null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    detail = models.CharField(max_length=255, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["enrollment", "pk"]
+
+    def __str__(self):
+        return self.label
+
+    def settle(self, state, detail="", *, now):
+        if self.state != self.State.PENDING or state == self.State.PENDING:
+            raise InvalidTransition(self.state, state)
+        self.state, self.detail, self.completed_at = state, detail[:255], now
+        self.save(update_fields=["state", "detail", "completed_at"])
 
 # The optional Microsoft Graph connector's models live with it; imported here so Django finds them.
 from .graph_models import GraphConnector, GraphDeviceSync, GraphProfileSync, GraphTagGroup  # noqa: E402,F401

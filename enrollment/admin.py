@@ -10,6 +10,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
+from autopilot.admin_device import AppInstallInline, AutopilotSetupInline
 from invitations.models import AuditEvent, InvalidTransition
 from mdmportal.console import AuditedAdminMixin, client_ip
 
@@ -84,7 +85,7 @@ class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, admin.ModelAdmin):
         ("Enrollment request", {"fields": ["context_table"]}),
     ]
 
-    inlines = [DeviceCommandInline]
+    inlines = [AutopilotSetupInline, AppInstallInline, DeviceCommandInline]
 
     @admin.display(description="DeviceHardwareData")
     def hardware_data_excerpt(self, device):
@@ -136,7 +137,7 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "upn", "owner__email"]
     list_select_related = ["owner"]
-    autocomplete_fields = ["owner"]
+    autocomplete_fields = ["owner", "configuration_groups"]
     change_form_template = "admin/enrollment/pinenrollment/change_form.html"
     EDITABLE = ["name", "upn", "owner", "configuration_groups", "expires_at", "max_devices"]
     SHOWN = ["status_display", "usage", "lock_state", "created_by", "created_at", "pin_changed_at", "revoked_at",
@@ -190,7 +191,8 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
                               detail={"fields": form.changed_data})
             return
         # In memory only, for the one-time page that response_add renders.
-        obj.issued_pin = ppkg.issue(obj, actor=request.user, ip=client_ip(request))
+        obj.issued_pin = ppkg.issue(obj, configuration_groups=form.cleaned_data["configuration_groups"],
+                                    actor=request.user, ip=client_ip(request))
 
     def response_add(self, request, obj, post_url_continue=None):
         return self._pin_page(request, obj, obj.issued_pin, created=True)

@@ -16,8 +16,8 @@ from invitations.models import AuditEvent, InvalidTransition
 from mdmportal.api import client_ip
 
 from . import api_actions, api_configuration, ppkg, wcd
-from .console_forms import check_upn_is_free, clean_group_names
-from .models import Device, DeviceCommand, PinEnrollment
+from .console_forms import check_upn_is_free
+from .models import ConfigurationGroup, Device, DeviceCommand, PinEnrollment
 
 
 class DeviceSerializer(serializers.ModelSerializer):
@@ -90,7 +90,9 @@ class PinEnrollmentSerializer(serializers.ModelSerializer):
                                            "enroll-<name>@<organisation domain> when omitted.")
     owner = serializers.SlugRelatedField(slug_field="email", queryset=get_user_model().objects.filter(is_active=True),
                                          help_text="Email of the user the enrolled devices belong to.")
-    configuration_groups = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
+    configuration_groups = serializers.SlugRelatedField(
+        slug_field="name", many=True, required=False, queryset=ConfigurationGroup.objects.all(),
+        help_text="Names of the configuration groups enrolled devices join (the groups must exist).")
     created_by = serializers.SlugRelatedField(slug_field="email", read_only=True)
     status = serializers.CharField(read_only=True, help_text="active, used up, locked, expired or revoked")
     devices_used = serializers.IntegerField(source="used_count", read_only=True)
@@ -107,8 +109,8 @@ class PinEnrollmentSerializer(serializers.ModelSerializer):
     def get_discovery_url(self, pin_enrollment) -> str:
         return ppkg.discovery_url()
 
-    def validate_configuration_groups(self, value):
-        return clean_group_names(value)
+    def validate_configuration_groups(self, groups):
+        return list(dict.fromkeys(groups))  # a name given twice is one group
 
     def validate_expires_at(self, value):
         if value <= timezone.now():
@@ -143,7 +145,7 @@ class PinEnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     devices, regenerate its PIN, revoke it, and download its Windows Configuration Designer project."""
 
     queryset = (PinEnrollment.objects.with_device_count().select_related("owner", "created_by")
-                .order_by("-created_at", "-pk"))
+                .prefetch_related("configuration_groups").order_by("-created_at", "-pk"))
     serializer_class = PinEnrollmentSerializer
     action_permissions = {
         "regenerate": ["enrollment.change_pinenrollment"],

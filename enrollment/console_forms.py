@@ -9,16 +9,6 @@ from . import ppkg
 from .models import PinEnrollment
 
 
-def clean_group_names(value):
-    """Configuration group names, from "a, b" or a list: stripped, empty ones and repeats dropped."""
-    names = value.split(",") if isinstance(value, str) else list(value or [])
-    seen = []
-    for name in (str(n).strip() for n in names):
-        if name and name not in seen:
-            seen.append(name)
-    return seen
-
-
 def check_upn_is_free(upn, instance=None):
     """A service identity must name nothing else: the enrollment service tries PIN enrollments first,
     so a user's email or MDM username here would lock that user out of enrolling."""
@@ -30,9 +20,6 @@ def check_upn_is_free(upn, instance=None):
 
 
 class PinEnrollmentForm(forms.ModelForm):
-    configuration_groups = forms.CharField(
-        required=False, help_text="Names of the configuration groups the devices join, separated by commas.")
-
     class Meta:
         model = PinEnrollment
         fields = ["name", "upn", "owner", "configuration_groups", "expires_at", "max_devices"]
@@ -48,11 +35,6 @@ class PinEnrollmentForm(forms.ModelForm):
         if self.instance.pk is None:
             self.initial.setdefault("expires_at", timezone.now() + timedelta(days=ppkg.DEFAULT_VALIDITY_DAYS))
             self.initial.setdefault("max_devices", ppkg.DEFAULT_MAX_DEVICES)
-        else:
-            self.initial["configuration_groups"] = ", ".join(self.instance.configuration_groups)
-
-    def clean_configuration_groups(self):
-        return clean_group_names(self.cleaned_data["configuration_groups"])
 
     def clean_expires_at(self):
         expires_at = self.cleaned_data["expires_at"]

@@ -303,10 +303,9 @@ class PinEnrollment(models.Model):
     pin_changed_at = models.DateTimeField(default=timezone.now, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="pin_enrollments", on_delete=models.PROTECT,
                               help_text="The user the enrolled devices are attributed to")
-    # Configuration groups (issue 4) are built elsewhere: their names are kept here until the
-    # group model exists, then become a link to it.
-    configuration_groups = models.JSONField(
-        default=list, blank=True, help_text="Names of the configuration groups enrolled devices join")
+    configuration_groups = models.ManyToManyField(
+        "ConfigurationGroup", blank=True, related_name="pin_enrollments",
+        help_text="Devices enrolled with the package join these groups (by hand) and get their settings")
     expires_at = models.DateTimeField()
     max_devices = models.PositiveIntegerField("maximum devices", validators=[MinValueValidator(1)])
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)

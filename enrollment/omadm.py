@@ -33,6 +33,7 @@ from django.db import transaction
 from django.http import HttpResponse
 from django.utils import timezone
 
+from autopilot import provisioning as autopilot_provisioning
 from invitations.models import AuditEvent
 
 from . import clientcert, inventory, reconcile, syncml
@@ -449,6 +450,8 @@ class Conversation:
             # Groups the device joined by rule since its last session (new name, OS version) send
             # their settings in this one; once per session keeps the per-message queries fixed.
             reconcile.checked_in(self.device)
+            # Autopilot devices: app installs and the Enrollment Status Page move on (brief §9).
+            autopilot_provisioning.checked_in(self.device, self.now)
         if inventory.due(self.device, self.now):
             DeviceCommand.objects.bulk_create(inventory.gets(self.device, self.now))
             self.device.inventory_requested_at = self.now

@@ -910,7 +910,7 @@ class Simulator:
     def __init__(self, base_url, email, password=None, federated=False, hololens=False,
                  device_enrollment=False, device_id=None, verify_tls=True, ca_file=None,
                  *, csr_hash="sha1", timeout=30, private_key=None, provisioning_package=False, pin=None,
-                 context_items=None, entra_token=None, terms_url=None):
+                 context_items=None, entra_token=None, terms_url=None, msi_install_status="70"):
         self.discovery_url = discovery_url(base_url)
         # Extra (name, value) context items sent with the enrollment, e.g. Autopilot's (brief §9).
         self.extra_context_items = list(context_items or [])
@@ -953,6 +953,11 @@ class Simulator:
         )
         self.steps = []
         self.responses = {}
+        # The device's configuration as the server's commands left it, kept across check-ins: nodes set
+        # by Replace/Add and what app installs report (see ManagementClient.apply).
+        self.nodes = {}
+        # The Status an MSI install reaches (EnterpriseDesktopAppManagement: 70 completed, 60 failed).
+        self.msi_install_status = str(msi_install_status)
 
     @property
     def enrollment_type(self):
@@ -1293,6 +1298,9 @@ UNENROLL_TYPE = "com.microsoft:mdm.unenrollment.userrequest"
 AUTH_MD5_TYPE = "syncml:auth-md5"
 CLIENT_CERT_HEADER = "X-SSL-Client-Cert"
 SERVER_VERBS = ("Get", "Replace", "Add", "Delete", "Exec", "Atomic", "Sequence")
+MSI_INSTALL_SUFFIX = "/DownloadInstall"
+MSI_ROOT = "./Device/Vendor/MSFT/EnterpriseDesktopAppManagement/MSI/"
+IS_SYNC_DONE = "/FirstSyncStatus/IsSyncDone"
 MAX_SESSION_MESSAGES = 50
 
 SML = ElementMaker(namespace=SYNCML_NS, nsmap={None: SYNCML_NS})
@@ -1489,19 +1497,42 @@ class ManagementClient:
         body = [SML.Status(SML.CmdID("1"), SML.MsgRef(str(message.msg_id)), SML.CmdRef("0"), SML.Cmd("SyncHdr"),
                            SML.Data("200"))]
         cmd_id = 2
-        for verb, ref, target, _format, _data in message.commands:
-            code = "404" if verb == "Get" and target not in self.tree else "200"
+        for verb, ref, target, _format, data in message.commands:
+            code = self.apply(verb, target, data)
             message.answers.append(code)
             body.append(SML.Status(SML.CmdID(str(cmd_id)), SML.MsgRef(str(message.msg_id)), SML.CmdRef(ref),
                                    SML.Cmd(verb), SML.Data(code)))
             cmd_id += 1
-        for verb, ref, target, _format, _data in message.commands:
-            if verb == "Get" and target in self.tree:
+        for (verb, ref, target, _format, _data), code in zip(message.commands, message.answers):
+            if verb == "Get" and code == "200":
                 body.append(SML.Results(SML.CmdID(str(cmd_id)), SML.MsgRef(str(message.msg_id)), SML.CmdRef(ref),
                                         SML.Item(SML.Source(SML.LocURI(target)), SML.Meta(MET.Format("chr")),
-                                                 SML.Data(self.tree[target]))))
+                                                 SML.Data(self.node(target)))))
                 cmd_id += 1
         return body
+
+    def node(self, target):
+        return self.simulator.nodes.get(target, self.tree.get(target))
+
+    def apply(self, verb, target, data):
+        """What a Windows device does with one command, as its Status code (as a string)."""
+        if verb == "Get":
+            return "404" if self.node(target) is None else "200"
+        if verb in ("Replace", "Add"):
+            if target.endswith(IS_SYNC_DONE) and self.simulator.nodes.get(target) == "true":
+                return "405"  # dmclient-csp: IsSyncDone cannot be set from true to true
+            self.simulator.nodes[target] = data
+            return "200"
+        if verb == "Exec" and target.startswith(MSI_ROOT) and target.endswith(MSI_INSTALL_SUFFIX):
+            # The install runs in the background; its Status node tells how it went.
+            product = target[len(MSI_ROOT):-len(MSI_INSTALL_SUFFIX)]
+            status = self.simulator.msi_install_status
+            self.simulator.nodes[f"{MSI_ROOT}{product}/Status"] = status
+            self.simulator.nodes[f"{MSI_ROOT}{product}/LastError"] = "0" if status == "70" else "-2147023293"
+            return "202"
+        if verb == "Delete":
+            self.simulator.nodes.pop(target, None)
+        return "200"
 
     def run(self):
         body, sent = self.package1()

@@ -235,6 +235,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "enrollment.tasks.finish_retirements",
         "schedule": 60.0,
     },
+    "sweep-autopilot-imports": {
+        "task": "autopilot.tasks.sweep_imports",
+        "schedule": 60.0,
+    },
+    "finish-overdue-autopilot-setups": {
+        "task": "autopilot.tasks.finish_overdue_setups",
+        "schedule": 60.0,
+    },
     # The optional Microsoft Graph connector (autopilot/graph_sync.py); does nothing while it is off.
     "sync-autopilot-with-graph": {
         "task": "autopilot.tasks.sync_with_graph",
@@ -267,6 +275,8 @@ SPECTACULAR_SETTINGS = {
         "DeviceKindEnum": "enrollment.models.Device.Kind",
         "DeviceMethodEnum": "enrollment.models.Device.Method",
         "DeviceEnrollmentTypeEnum": "enrollment.models.Device.EnrollmentType",
+        "EssentialAppKindEnum": "autopilot.models.EssentialApp.Kind",
+        "ProvisioningItemKindEnum": "autopilot.models.ProvisioningItem.Kind",
     },
 }
 

@@ -5,8 +5,8 @@ import hashlib
 import factory
 from factory.django import DjangoModelFactory
 
-from autopilot.models import (AutopilotDevice, AutopilotEnrollment, DeviceImport, DeviceImportChunk, EssentialApp,
-                              GroupTagRule, ImportRow, Profile)
+from autopilot.models import (AppInstall, AutopilotDevice, AutopilotEnrollment, DeviceImport, DeviceImportChunk,
+                              EssentialApp, GroupTagRule, ImportRow, Profile, ProvisioningItem)
 from tests.factories_enrollment import DeviceFactory
 
 
@@ -18,8 +18,14 @@ def hardware_hash(n):
 class ProfileFactory(DjangoModelFactory):
     class Meta:
         model = Profile
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"Profile {n}")
+
+    @factory.post_generation
+    def configuration_groups(profile, create, groups, **kwargs):
+        if create and groups:
+            profile.configuration_groups.add(*groups)
 
     class Params:
         self_deploying = factory.Trait(deployment_mode=Profile.DeploymentMode.SELF_DEPLOYING)
@@ -50,7 +56,7 @@ class EssentialAppFactory(DjangoModelFactory):
 
     class Params:
         store = factory.Trait(kind=EssentialApp.Kind.STORE, msi_url="", product_code="", sha256="",
-                              store_id="9WZDNCRFJ3PZ")
+                              store_id="9WZDNCRFJ3PZ", package_family_name="Microsoft.CompanyPortal_8wekyb3d8bbwe")
 
 
 class AutopilotDeviceFactory(DjangoModelFactory):
@@ -100,3 +106,28 @@ class AutopilotEnrollmentFactory(DjangoModelFactory):
     device = factory.SubFactory(DeviceFactory)
     record = factory.SubFactory(AutopilotDeviceFactory)
     matched_by = AutopilotEnrollment.MatchedBy.SERIAL
+
+
+class AppInstallFactory(DjangoModelFactory):
+    class Meta:
+        model = AppInstall
+
+    device = factory.SubFactory(DeviceFactory)
+    app = factory.SubFactory(EssentialAppFactory)
+    name = factory.LazyAttribute(lambda o: o.app.name)
+    kind = factory.LazyAttribute(lambda o: o.app.kind)
+    identifier = factory.LazyAttribute(lambda o: o.app.product_code or o.app.package_family_name)
+
+    class Params:
+        installed = factory.Trait(state=AppInstall.State.INSTALLED, reported_status="70")
+        failed = factory.Trait(state=AppInstall.State.FAILED, reported_status="60", last_error="0x80070643")
+
+
+class ProvisioningItemFactory(DjangoModelFactory):
+    class Meta:
+        model = ProvisioningItem
+
+    enrollment = factory.SubFactory(AutopilotEnrollmentFactory, esp_state=AutopilotEnrollment.EspState.TRACKING)
+    kind = ProvisioningItem.Kind.POLICY
+    key = "./Vendor/MSFT/TenantLockdown/RequireNetworkInOOBE"
+    label = "Require network in OOBE (TenantLockdown)"

@@ -141,6 +141,7 @@ class PinEnrollmentFactory(DjangoModelFactory):
     class Meta:
         model = PinEnrollment
         exclude = ["raw"]
+        skip_postgeneration_save = True
 
     raw = PPKG_PIN
     name = factory.Sequence(lambda n: f"Lab {n}")
@@ -155,6 +156,11 @@ class PinEnrollmentFactory(DjangoModelFactory):
         revoked = factory.Trait(revoked_at=factory.LazyFunction(lambda: datetime.now(UTC)))
         locked = factory.Trait(lockouts=1, locked_until=factory.LazyFunction(
             lambda: datetime.now(UTC) + timedelta(minutes=15)))
+
+    @factory.post_generation
+    def configuration_groups(pin_enrollment, create, groups, **kwargs):
+        if create and groups:
+            pin_enrollment.configuration_groups.add(*groups)
 
 def certified_device(key_index=0, **kwargs):
     """An enrolled Device holding a real certificate from the active issuing CA (create_ca_chain()

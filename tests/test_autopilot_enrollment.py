@@ -26,7 +26,7 @@ def test_serial_number_links_the_enrolled_device_to_its_record_and_group_tag_pro
     link = device.autopilot
     assert (link.record, link.matched_by, link.profile) == (record, "serial", profile)
     assert link.profile_reason == "from group tag Sales-01"
-    assert link.applied_at is None  # applying groups, TenantLockdown and apps waits for the management channel
+    assert link.applied_at is not None and link.esp_state == "tracking"  # the profile is applied at once
     assert AutopilotDevice.objects.enrolled().get() == record
     assert AuditEvent.objects.filter(action="autopilot.enrollment_linked", target_id=str(device.pk)).exists()
 

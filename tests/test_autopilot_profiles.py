@@ -9,6 +9,7 @@ from django.urls import reverse
 from autopilot import naming, offline
 from autopilot.models import GroupTagRule, Profile
 from tests.factories_autopilot import EssentialAppFactory, GroupTagRuleFactory, ProfileFactory
+from tests.factories_enrollment import ConfigurationGroupFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +27,9 @@ def profile_form(**overrides):
     data = {
         "name": "Sales laptops", "description": "", "device_type": "windows_pc", "deployment_mode": "user_driven",
         "join_type": "entra", "user_account_type": "standard", "hide_eula": "on", "hide_privacy_settings": "on",
-        "hide_change_account_options": "on", "language": "", "device_name_template": "", "configuration_groups": "",
+        "hide_change_account_options": "on", "language": "", "device_name_template": "",
+        "esp_enabled": "on", "esp_timeout_minutes": "60", "esp_block_device": "on", "esp_allow_reset": "on",
+        "esp_fail_on": "any",
         "group_tags-TOTAL_FORMS": "0", "group_tags-INITIAL_FORMS": "0",
         "essential_apps-TOTAL_FORMS": "0", "essential_apps-INITIAL_FORMS": "0",
     }
@@ -62,19 +65,22 @@ def test_helpdesk_reads_profiles_but_cannot_add_one(client, helpdesk):
 
 
 def test_enrollment_admin_adds_a_profile_with_group_tags_and_an_essential_app(client, enrollment_admin):
+    sales, laptops = ConfigurationGroupFactory(name="Sales"), ConfigurationGroupFactory(name="Laptops")
     client.force_login(enrollment_admin)
     response = add_profile(client, **{
         "group_tags-TOTAL_FORMS": "2", "group_tags-0-tag": "Sales-01", "group_tags-1-tag": "Sales-02",
         "essential_apps-TOTAL_FORMS": "1", "essential_apps-0-name": "Agent", "essential_apps-0-kind": "msi",
         "essential_apps-0-msi_url": "https://apps.contoso.com/agent.msi",
         "essential_apps-0-product_code": "{9BE6A8D4-1F2E-4C3B-8A9D-0E1F2A3B4C5D}",
-        "essential_apps-0-sha256": "ab" * 32, "configuration_groups": "Sales\nLaptops\n",
+        "essential_apps-0-sha256": "ab" * 32, "essential_apps-0-version": "2.1.0",
+        "essential_apps-0-command_line": "/quiet", "configuration_groups": [sales.pk, laptops.pk],
     })
     assert response.status_code == 302, form_errors(response)
     profile = Profile.objects.get(name="Sales laptops")
     assert sorted(profile.group_tags.values_list("tag", flat=True)) == ["Sales-01", "Sales-02"]
     assert profile.essential_apps.get().sha256 == "AB" * 32
-    assert profile.configuration_group_names == ["Sales", "Laptops"]
+    assert set(profile.configuration_groups.all()) == {sales, laptops}
+    assert profile.block_in_status_page == 1  # blocking, "Reset device" offered on failure
 
 
 # --- rules -------------------------------------------------------------------------------------------
@@ -90,6 +96,8 @@ def test_enrollment_admin_adds_a_profile_with_group_tags_and_an_essential_app(cl
     ({"configure_keyboard": "on"}, "configure_keyboard", "when the language is set"),
     ({"join_type": "hybrid", "device_name_template": "CORP-%SERIAL%"}, "device_name_template",
      "domain join configuration"),
+    ({"esp_allow_reset": None}, "esp_allow_reset", "needs a way out"),
+    ({"esp_timeout_minutes": "1441"}, "esp_timeout_minutes", "less than or equal to 1440"),
 ])
 def test_profile_rules_are_clear_form_errors(console, overrides, field, message):
     response = add_profile(console, **overrides)
@@ -261,6 +269,7 @@ API = "/api/v1/autopilot/profiles/"
 
 
 def test_api_creates_a_profile_with_tags_and_groups(enrollment_api):
+    kiosk_apps = ConfigurationGroupFactory(name="Kiosk apps")
     response = enrollment_api.post(API, {
         "name": "Kiosks", "device_type": "windows_pc", "deployment_mode": "self_deploying", "tenant_lockdown": True,
         "group_tags": ["Kiosk", " kiosk ", "Lobby"], "configuration_groups": ["Kiosk apps"],
@@ -271,7 +280,27 @@ def test_api_creates_a_profile_with_tags_and_groups(enrollment_api):
     assert body["group_tags"] == ["Kiosk", "Lobby"]
     assert body["configuration_groups"] == ["Kiosk apps"]
     assert body["tenant_lockdown"] is True
+    assert list(Profile.objects.get(name="Kiosks").configuration_groups.all()) == [kiosk_apps]
     uuid.UUID(body["ztd_correlation_id"])
+
+
+def test_api_names_an_unknown_configuration_group_and_saves_nothing(enrollment_api):
+    response = enrollment_api.post(API, {"name": "Kiosks", "configuration_groups": ["No such group"]}, format="json")
+    assert response.status_code == 400
+    assert "No such group" in response.json()["configuration_groups"][0]
+    assert not Profile.objects.exists()
+
+
+def test_api_sets_the_status_page_and_refuses_a_blocking_page_without_a_way_out(enrollment_api):
+    profile = ProfileFactory()
+    response = enrollment_api.patch(f"{API}{profile.pk}/", {"esp_timeout_minutes": 90, "esp_allow_retry": True},
+                                    format="json")
+    assert response.status_code == 200, response.json()
+    profile.refresh_from_db()
+    assert (profile.esp_timeout_minutes, profile.block_in_status_page) == (90, 0b011)
+    response = enrollment_api.patch(f"{API}{profile.pk}/", {"esp_allow_reset": False, "esp_allow_retry": False},
+                                    format="json")
+    assert response.status_code == 400 and "esp_allow_reset" in response.json()
 
 
 def test_api_refuses_a_user_driven_hololens_profile(enrollment_api):
@@ -327,7 +356,11 @@ def test_api_offline_file_download_and_missing_tenant(enrollment_api, settings):
      "product_code"),
     ({"kind": "msi", "msi_url": "https://apps.example.com/a.msi",
       "product_code": "{9BE6A8D4-1F2E-4C3B-8A9D-0E1F2A3B4C5D}", "sha256": "xyz"}, "sha256"),
-    ({"kind": "store", "store_id": "not a store id"}, "store_id"),
+    ({"kind": "store", "store_id": "not a store id", "package_family_name": "Microsoft.CompanyPortal_8wekyb3d8bbwe"},
+     "store_id"),
+    ({"kind": "store", "store_id": "9WZDNCRFJ3PZ"}, "package_family_name"),
+    ({"kind": "msi", "msi_url": "https://apps.example.com/a.msi", "product_code": "{9BE6A8D4-1F2E-4C3B-8A9D-0E1F2A3B4C5D}",
+      "sha256": "a" * 64, "version": "latest"}, "version"),
 ])
 def test_api_essential_apps_are_checked(enrollment_api, app, field):
     profile = ProfileFactory()
@@ -337,13 +370,24 @@ def test_api_essential_apps_are_checked(enrollment_api, app, field):
     assert field in response.json()
 
 
+def test_api_refuses_an_msi_app_for_a_hololens_profile(enrollment_api):
+    profile = ProfileFactory(hololens=True)
+    response = enrollment_api.post("/api/v1/autopilot/essential-apps/", {
+        "profile": profile.pk, "name": "Agent", "kind": "msi", "msi_url": "https://apps.example.com/a.msi",
+        "product_code": "{9BE6A8D4-1F2E-4C3B-8A9D-0E1F2A3B4C5D}", "sha256": "a" * 64}, format="json")
+    assert response.status_code == 400 and "UWP/MSIX" in response.json()["kind"][0]
+    assert not profile.essential_apps.exists()
+
+
 def test_api_adds_a_store_app(enrollment_api):
     profile = ProfileFactory()
     response = enrollment_api.post("/api/v1/autopilot/essential-apps/", {
-        "profile": profile.pk, "name": "Company Portal", "kind": "store",
-        "store_id": "Microsoft.CompanyPortal_8wekyb3d8bbwe"}, format="json")
+        "profile": profile.pk, "name": "Company Portal", "kind": "store", "store_id": "9WZDNCRFJ3PZ",
+        "package_family_name": "Microsoft.CompanyPortal_8wekyb3d8bbwe"}, format="json")
     assert response.status_code == 201, response.json()
-    assert profile.essential_apps.get().name == "Company Portal"
+    app = profile.essential_apps.get()
+    assert (app.name, app.store_id, app.package_family_name) == (
+        "Company Portal", "9WZDNCRFJ3PZ", "Microsoft.CompanyPortal_8wekyb3d8bbwe")
 
 
 @pytest.mark.parametrize("tenant_id, domain, error", [

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from enrollment.models import PinEnrollment
 from invitations.models import AuditEvent
-from tests.factories_enrollment import PPKG_PIN, DeviceFactory, PinEnrollmentFactory
+from tests.factories_enrollment import PPKG_PIN, ConfigurationGroupFactory, DeviceFactory, PinEnrollmentFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +17,7 @@ URL = "/api/v1/pin-enrollments/"
 
 
 def new_enrollment(**fields):
-    return {"name": "Lab PCs", "owner": "alice@example.com", "configuration_groups": ["Lab", " Lab ", "Kiosks"],
+    return {"name": "Lab PCs", "owner": "alice@example.com", "configuration_groups": [],
             "expires_at": (timezone.now() + timedelta(days=30)).isoformat(), "max_devices": 25, **fields}
 
 
@@ -27,13 +27,16 @@ def package(alice):
 
 
 def test_create_returns_the_pin_once_and_stores_its_hash(enrollment_api, alice, organisation):
-    response = enrollment_api.post(URL, new_enrollment(upn="Enroll-Lab@Example.com"), format="json")
+    lab, kiosks = ConfigurationGroupFactory(name="Lab"), ConfigurationGroupFactory(name="Kiosks")
+    response = enrollment_api.post(URL, new_enrollment(upn="Enroll-Lab@Example.com",
+                                                       configuration_groups=["Lab", "Lab", "Kiosks"]), format="json")
 
     assert response.status_code == 201, response.content
     body = response.json()
     pin = body["pin"]
     assert body["upn"] == "enroll-lab@example.com" and body["owner"] == "alice@example.com"
-    assert body["configuration_groups"] == ["Lab", "Kiosks"] and body["status"] == "active"
+    assert sorted(body["configuration_groups"]) == ["Kiosks", "Lab"] and body["status"] == "active"
+    assert set(PinEnrollment.objects.get().configuration_groups.all()) == {lab, kiosks}
     assert body["devices_used"] == 0 and body["discovery_url"].endswith("/EnrollmentServer/Discovery.svc")
     pin_enrollment = PinEnrollment.objects.get()
     assert pin not in pin_enrollment.pin_hash
@@ -49,6 +52,7 @@ def test_create_returns_the_pin_once_and_stores_its_hash(enrollment_api, alice, 
     ({"owner": "nobody@example.com"}, "owner"),
     ({"max_devices": 0}, "max_devices"),
     ({"expires_at": "2020-01-01T00:00:00Z"}, "expires_at"),
+    ({"configuration_groups": ["No such group"]}, "configuration_groups"),
 ])
 def test_create_refuses_bad_input_and_saves_nothing(enrollment_api, alice, package, fields, field):
     response = enrollment_api.post(URL, new_enrollment(**fields), format="json")

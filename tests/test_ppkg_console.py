@@ -10,7 +10,7 @@ from django.utils import timezone
 from enrollment.models import PinEnrollment
 from invitations.models import AuditEvent
 from tests.console_fixtures import messages_of
-from tests.factories_enrollment import PPKG_PIN, DeviceFactory, PinEnrollmentFactory
+from tests.factories_enrollment import PPKG_PIN, ConfigurationGroupFactory, DeviceFactory, PinEnrollmentFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -22,9 +22,9 @@ def url(pin_enrollment, view="change"):
     return f"{LIST}{pin_enrollment.pk}/{view}/"
 
 
-def new_enrollment(owner, **fields):
+def new_enrollment(owner, groups=(), **fields):
     expires = timezone.localtime() + timedelta(days=30)
-    return {"name": "Lab PCs", "upn": "", "owner": owner.pk, "configuration_groups": "Lab, Kiosks, Lab",
+    return {"name": "Lab PCs", "upn": "", "owner": owner.pk, "configuration_groups": [g.pk for g in groups],
             "expires_at_0": expires.strftime("%Y-%m-%d"), "expires_at_1": expires.strftime("%H:%M:%S"),
             "max_devices": "40", "_save": "Save", **fields}
 
@@ -46,9 +46,10 @@ def package(owner):
 # Creation: the PIN once, a hash stored
 
 def test_creating_shows_the_pin_once_and_stores_only_its_hash(client, enrollment_admin, owner, organisation):
+    lab, kiosks = ConfigurationGroupFactory(name="Lab"), ConfigurationGroupFactory(name="Kiosks")
     client.force_login(enrollment_admin)
 
-    page = client.post(ADD, new_enrollment(owner))
+    page = client.post(ADD, new_enrollment(owner, groups=[lab, kiosks]))
 
     assert page.status_code == 200
     pin = pin_on(page)
@@ -57,12 +58,13 @@ def test_creating_shows_the_pin_once_and_stores_only_its_hash(client, enrollment
     assert "no-store" in page["Cache-Control"]
     pin_enrollment = PinEnrollment.objects.get()
     assert pin_enrollment.upn.startswith("enroll-lab-pcs@")
-    assert pin_enrollment.configuration_groups == ["Lab", "Kiosks"]
+    assert set(pin_enrollment.configuration_groups.all()) == {lab, kiosks}
     assert pin_enrollment.max_devices == 40 and pin_enrollment.owner == owner
     assert pin_enrollment.created_by == enrollment_admin
     assert pin not in pin_enrollment.pin_hash and pin_enrollment.pin_hash.startswith("md5$")
     assert len(pin.replace("-", "")) == 20
-    assert AuditEvent.objects.filter(action="pin_enrollment.created", actor=enrollment_admin).exists()
+    created = AuditEvent.objects.get(action="pin_enrollment.created", actor=enrollment_admin)
+    assert sorted(created.detail["configuration_groups"]) == ["Kiosks", "Lab"]
     assert pin not in str(list(AuditEvent.objects.values_list("detail", flat=True)))
 
     detail = client.get(url(pin_enrollment)).content.decode()
@@ -206,15 +208,16 @@ def test_unlocking_clears_the_lockout(client, enrollment_admin, owner):
 
 
 def test_editing_keeps_the_upn_and_audits(client, enrollment_admin, package, owner):
+    kiosks = ConfigurationGroupFactory(name="Kiosks")
     client.force_login(enrollment_admin)
     expires = timezone.localtime(package.expires_at)
-    client.post(url(package), {"name": "Kiosks v2", "owner": owner.pk, "configuration_groups": "Kiosks",
+    client.post(url(package), {"name": "Kiosks v2", "owner": owner.pk, "configuration_groups": [kiosks.pk],
                                "expires_at_0": expires.strftime("%Y-%m-%d"),
                                "expires_at_1": expires.strftime("%H:%M:%S"),
                                "max_devices": "20", "upn": "hijack@example.com", "_save": "Save"})
     package.refresh_from_db()
     assert (package.name, package.max_devices, package.upn) == ("Kiosks v2", 20, "enroll-kiosks@example.com")
-    assert package.configuration_groups == ["Kiosks"]
+    assert list(package.configuration_groups.all()) == [kiosks]
     assert AuditEvent.objects.get(action="pin_enrollment.changed").detail["fields"]
 
 

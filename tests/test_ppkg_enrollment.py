@@ -16,7 +16,8 @@ from tests.enrollment_soap import (
     NS, discover_body, fault_of, get_policies_body, parse, password_security, post, rst_body, service_url, windows_csr,
 )
 from tests.factories import UserFactory
-from tests.factories_enrollment import PPKG_PIN, DeviceFactory, PinEnrollmentFactory, create_ca_chain, rsa_key
+from tests.factories_enrollment import (PPKG_PIN, ConfigurationGroupFactory, DeviceFactory, PinEnrollmentFactory,
+                                        create_ca_chain, rsa_key)
 
 pytestmark = pytest.mark.django_db
 UPN = "enroll-lab@example.com"
@@ -34,7 +35,8 @@ def owner(db):
 
 @pytest.fixture
 def package(owner):
-    return PinEnrollmentFactory(upn=UPN, owner=owner, max_devices=3, configuration_groups=["Lab PCs"])
+    return PinEnrollmentFactory(upn=UPN, owner=owner, max_devices=3,
+                                configuration_groups=[ConfigurationGroupFactory(name="Lab PCs")])
 
 
 def device_id(n):
@@ -62,6 +64,7 @@ def test_package_device_enrolls_for_the_owner_with_one_pin_hash(client, organisa
     event = AuditEvent.objects.get(action="pin_enrollment.device_enrolled")
     assert event.target_id == str(package.pk)
     assert event.detail["device"] == device.pk and event.detail["configuration_groups"] == ["Lab PCs"]
+    assert [group.name for group in device.configuration_groups.all()] == ["Lab PCs"]
 
 
 def test_upn_is_matched_whatever_its_case(client, organisation, ca_chain, package):

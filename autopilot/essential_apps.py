@@ -1,0 +1,212 @@
+"""Installing a profile's essential apps on a device and following each install (issue 5 item 4).
+
+MSI apps go through the EnterpriseDesktopAppManagement CSP (enterprisedesktopappmanagement-csp):
+`Add ./Device/Vendor/MSFT/EnterpriseDesktopAppManagement/MSI/{ProductID}/DownloadInstall`, then an
+`Exec` of that node whose data is an MsiInstallJob document (content URL, SHA-256 file hash, msiexec
+options), Format xml, Type text/plain. The ProductID is the product code with its braces escaped
+(%7B…%7D). Windows downloads, checks the hash and runs msiexec in the background, so the Exec's 2xx
+means "started"; the outcome is the `…/MSI/{ProductID}/Status` node: 70 enforcement completed, 60
+enforcement failed, 30 download failed (10-55: still on its way), with `…/LastError` as an HRESULT.
+
+Store apps go through the EnterpriseModernAppManagement CSP (enterprisemodernappmanagement-csp):
+`Add ./Device/Vendor/MSFT/EnterpriseModernAppManagement/AppInstallation/{PackageFamilyName}`, then
+`Exec …/{PackageFamilyName}/StoreInstall` with `<Application id="{Store product id}" flags="0"
+skuid="0016"/>`. Its `…/Status` node reads 0 not installed, 1 installing, 2 failed, 3 installed, and
+the node is removed once the install succeeded: a 404 for it after a successful Exec means installed.
+
+`poll` runs at each check-in (autopilot/provisioning.py): it closes installs whose Exec failed, and for
+the others reads the Status node once per session until it is final.
+"""
+import logging
+from urllib.parse import quote
+
+from django.utils import timezone
+from lxml import etree
+from lxml.builder import E
+
+from enrollment import commands
+from enrollment.models import DeviceCommand
+
+from .models import AppInstall, EssentialApp
+
+logger = logging.getLogger(__name__)
+
+MSI_ROOT = "./Device/Vendor/MSFT/EnterpriseDesktopAppManagement/MSI/"
+MODERN_ROOT = "./Device/Vendor/MSFT/EnterpriseModernAppManagement/AppInstallation/"
+SOURCE = "autopilot:app"
+# MsiInstallJob Enforcement: minutes before msiexec counts as hung, retries and minutes between them.
+MSI_TIMEOUT, MSI_RETRIES, MSI_RETRY_INTERVAL = 10, 3, 5
+MSI_INSTALLED, MSI_FAILED = "70", {"30": "download failed", "60": "installation failed"}
+MODERN_FAILED, MODERN_INSTALLED = "2", "3"
+# The SKU of an app as the Microsoft Store offers it to organisations (StoreInstall's skuid).
+STORE_SKU = "0016"
+NOT_FOUND = 404
+# Reads of the Status node before an install that never settles is given up (one per check-in).
+MAX_POLLS = 100
+
+
+def msi_node(product_code):
+    """`…/MSI/%7B…%7D`: the product code's braces are reserved characters in a LocURI."""
+    return MSI_ROOT + quote(product_code.upper(), safe="")
+
+
+def modern_node(family_name):
+    return MODERN_ROOT + quote(family_name, safe="")
+
+
+def install_job(app):
+    """The MsiInstallJob document the DownloadInstall Exec carries."""
+    job = E.MsiInstallJob(
+        E.Product(
+            E.Download(E.ContentURLList(E.ContentURL(app.msi_url))),
+            E.Validation(E.FileHash(app.sha256.upper())),
+            E.Enforcement(
+                E.CommandLine(app.command_line or "/quiet"),
+                E.TimeOut(str(MSI_TIMEOUT)),
+                E.RetryCount(str(MSI_RETRIES)),
+                E.RetryInterval(str(MSI_RETRY_INTERVAL)),
+            ),
+            Version=app.version or "1.0.0",
+        ),
+        id=app.product_code.upper(),
+    )
+    return etree.tostring(job, encoding="unicode")
+
+
+def store_install(app):
+    return etree.tostring(E.Application(id=app.store_id, flags="0", skuid=STORE_SKU), encoding="unicode")
+
+
+def identifier(app):
+    return app.product_code.upper() if app.kind == EssentialApp.Kind.MSI else app.package_family_name
+
+
+def status_node(install):
+    if install.kind == EssentialApp.Kind.MSI:
+        return msi_node(install.identifier) + "/Status"
+    return modern_node(install.identifier) + "/Status"
+
+
+def error_node(install):
+    if install.kind == EssentialApp.Kind.MSI:
+        return msi_node(install.identifier) + "/LastError"
+    return modern_node(install.identifier) + "/LastError"
+
+
+def queue_install(device, app, *, actor=None):
+    """Queue `app` for `device` (Add, then the install Exec) and return its AppInstall. An app already
+    queued or installed on the device is not queued again. Raises commands.CommandError."""
+    install, created = AppInstall.objects.get_or_create(
+        device=device, kind=app.kind, identifier=identifier(app), defaults={"app": app, "name": app.name[:200]})
+    if not created:
+        return install
+    if app.kind == EssentialApp.Kind.MSI:
+        node = msi_node(app.product_code) + "/DownloadInstall"
+        commands.queue(device, DeviceCommand.Verb.ADD, node, actor=actor, source=SOURCE)
+        install.install_command = commands.queue(device, DeviceCommand.Verb.EXEC, node, format="xml", type="text/plain",
+                                                 data=install_job(app), actor=actor, source=SOURCE)
+    else:
+        node = modern_node(app.package_family_name)
+        commands.queue(device, DeviceCommand.Verb.ADD, node, actor=actor, source=SOURCE)
+        install.install_command = commands.queue(device, DeviceCommand.Verb.EXEC, node + "/StoreInstall", format="xml",
+                                                 data=store_install(app), actor=actor, source=SOURCE)
+    install.save(update_fields=["install_command"])
+    return install
+
+
+def poll(device, now=None):
+    """At a check-in: settle the device's open installs from what it answered, and read the Status node
+    of those still installing. Returns the installs that changed state."""
+    now = now or timezone.now()
+    open_installs = (AppInstall.objects.filter(device=device, state__in=[AppInstall.State.QUEUED,
+                                                                          AppInstall.State.INSTALLING])
+                     .select_related("install_command", "status_command", "error_command"))
+    changed = []
+    for install in open_installs:
+        install.device = device
+        before = install.state
+        _observe(install, now)
+        if install.state == AppInstall.State.INSTALLING:
+            _read_status(install, now)
+        if install.state != before:
+            changed.append(install)
+    return changed
+
+
+def _observe(install, now):
+    command = install.install_command
+    if install.state == AppInstall.State.QUEUED:
+        if command is None:
+            install.advance(AppInstall.State.FAILED, now, error="The install command was deleted")
+        elif command.status == DeviceCommand.Status.SUCCEEDED:
+            install.advance(AppInstall.State.INSTALLING, now)
+        elif command.status in DeviceCommand.FINAL:
+            install.advance(AppInstall.State.FAILED, now, error=_why(command))
+        return
+    status = install.status_command
+    if status is None or status.is_pending:
+        return
+    verdict = _verdict(install, status)
+    if verdict is None:
+        return
+    state, error = verdict
+    install.advance(state, now, error=error)
+
+
+def _verdict(install, status):
+    """(final state, error) from an answered Get of the Status node, or None while installing."""
+    value = status.result_data.strip() if status.status == DeviceCommand.Status.SUCCEEDED else ""
+    if value and value != install.reported_status:
+        install.reported_status = value[:32]
+        install.save(update_fields=["reported_status"])
+    last_error = _last_error(install)
+    if install.kind == EssentialApp.Kind.MSI:
+        if value == MSI_INSTALLED:
+            return AppInstall.State.INSTALLED, ""
+        if value in MSI_FAILED:
+            return AppInstall.State.FAILED, f"{MSI_FAILED[value].capitalize()} (Status {value}){last_error}"
+        return None
+    if value == MODERN_INSTALLED or (status.status == DeviceCommand.Status.FAILED and status.status_code == NOT_FOUND):
+        # Windows removes the AppInstallation node once the app is installed.
+        return AppInstall.State.INSTALLED, ""
+    if value == MODERN_FAILED:
+        return AppInstall.State.FAILED, f"Installation failed (Status {value}){last_error}"
+    return None
+
+
+def _last_error(install):
+    command = install.error_command
+    if command is None or command.status != DeviceCommand.Status.SUCCEEDED:
+        return ""
+    value = command.result_data.strip()
+    if not value or value == "0":
+        return ""
+    if value.lstrip("-").isdigit():
+        value = f"0x{int(value) & 0xFFFFFFFF:08X}"  # an HRESULT reads in hexadecimal
+    return f", last error {value}"
+
+
+def _read_status(install, now):
+    if install.status_command is not None and install.status_command.is_pending:
+        return  # asked already; its answer comes in this session or the next
+    if install.polls >= MAX_POLLS:
+        install.advance(AppInstall.State.FAILED, now,
+                        error=f"No final status after {MAX_POLLS} reads (last: {install.reported_status or 'none'})")
+        return
+    try:
+        install.status_command = commands.queue(install.device, DeviceCommand.Verb.GET, status_node(install),
+                                                source=SOURCE)
+        install.error_command = commands.queue(install.device, DeviceCommand.Verb.GET, error_node(install),
+                                               source=SOURCE)
+    except commands.CommandError as error:
+        logger.warning("autopilot: cannot read the install status of %s: %s", install, error)
+        return
+    install.polls += 1
+    install.updated_at = now
+    install.save(update_fields=["status_command", "error_command", "polls", "updated_at"])
+
+
+def _why(command):
+    if command.status_code is not None:
+        return f"The device refused the install (Status {command.status_code})"
+    return command.note or f"The install command {command.get_status_display().lower()}"

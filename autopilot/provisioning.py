@@ -1,0 +1,266 @@
+"""Applying an Autopilot profile to a device that just enrolled, and driving its Enrollment Status
+Page to the end (brief §9; dmclient-csp FirstSyncStatus; issue 5 items 3-5).
+
+`apply` runs when autopilot/matching.py links the enrollment, in the same transaction, before the
+device's first OMA-DM session, so the first session delivers, in this order (the queue's order):
+
+1. the status page's nodes under ./Device/Vendor/MSFT/DMClient/Provider/{ProviderID}/FirstSyncStatus/:
+   ExpectedPolicies (the LocURIs of the settings of the device's groups, and TenantLockdown),
+   ExpectedMSIAppPackages (`…/EnterpriseDesktopAppManagement/MSI/{ProductID}/Status;1` per MSI app),
+   TimeOutUntilSyncFailure (minutes) and BlockInStatusPage (the profile's flags). Lists are chr with
+   U+F000 between entries. Store apps are not listed: ExpectedModernAppPackages names a package's full
+   name, which is only known once installed; the server holds ServerHasFinishedProvisioning until they
+   are done, so the page waits for them all the same. A profile without the page sets
+   SkipDeviceStatusPage and SkipUserStatusPage instead.
+2. TenantLockdown (Replace ./Vendor/MSFT/TenantLockdown/RequireNetworkInOOBE bool true) when asked;
+3. the essential apps (autopilot/essential_apps.py);
+4. the settings of the groups it joined (enrollment/reconcile.py, run at once).
+
+`checked_in` runs at the start of each of the device's sessions (enrollment/omadm.py). It starts the
+time-out clock at the first one, reads app installs, settles each ProvisioningItem from its setting,
+command or install, and ends the page when every item settled, when an item the profile counts
+failed, or at the time-out: Replace ServerHasFinishedProvisioning true, WasDeviceSuccessfullyProvisioned
+1 or 0, then IsSyncDone true. Those three are what third-party servers forget, leaving the page to
+hang: they are re-queued until the device answers IsSyncDone, and `finish_overdue` (every minute, Celery
+beat) ends the pages of devices that stopped checking in, so they go out at the next contact.
+IsSyncDone cannot be set twice (true → true is refused), so it is never queued again once answered.
+"""
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists
+from django.utils import timezone
+
+from enrollment import commands, reconcile
+from enrollment.models import DeviceCommand, DeviceSettingState
+from invitations.models import AuditEvent
+
+from . import essential_apps
+from .models import AppInstall, AutopilotEnrollment, EssentialApp, ProvisioningItem
+
+logger = logging.getLogger(__name__)
+
+LIST_DELIMITER = "\uf000"  # CSP_LIST_DELIMITER
+LOCKDOWN = "./Vendor/MSFT/TenantLockdown/RequireNetworkInOOBE"
+SOURCE_ESP, SOURCE_FINISH, SOURCE_LOCKDOWN = "autopilot:esp", "autopilot:esp-finish", "autopilot:lockdown"
+Item, State = ProvisioningItem.Kind, ProvisioningItem.State
+
+
+def first_sync(node):
+    return f"./Device/Vendor/MSFT/DMClient/Provider/{settings.ENROLLMENT_PROVIDER_ID}/FirstSyncStatus/{node}"
+
+
+# --- applying the profile -----------------------------------------------------------------------------
+
+def apply(link):
+    """Join the profile's groups, queue the status page, TenantLockdown and the apps, and mark the link
+    applied. Call inside a transaction. Raises commands.CommandError when the device cannot be managed."""
+    profile, device = link.profile, link.device
+    if profile is None or link.applied_at is not None:
+        return link
+    groups = list(profile.configuration_groups.all())
+    if groups:
+        device.configuration_groups.add(*groups)
+    desired = reconcile.desired_settings(device)
+    apps = list(profile.essential_apps.all())
+    msi_apps = [app for app in apps if app.kind == EssentialApp.Kind.MSI]
+    policies = list(desired)
+    if profile.tenant_lockdown and LOCKDOWN not in desired:
+        policies.append(LOCKDOWN)
+    if profile.esp_enabled:
+        _queue_status_page(device, profile, policies, msi_apps)
+    else:
+        for node in ("SkipDeviceStatusPage", "SkipUserStatusPage"):
+            _queue(device, first_sync(node), "bool", "true", SOURCE_ESP)
+    items = [ProvisioningItem(enrollment=link, kind=Item.POLICY, key=uri, label=desired[uri].label)
+             for uri in desired]
+    if profile.tenant_lockdown and LOCKDOWN not in desired:  # else a group of the device sets it already
+        lockdown = _queue(device, LOCKDOWN, "bool", "true", SOURCE_LOCKDOWN)
+        items.append(ProvisioningItem(enrollment=link, kind=Item.POLICY, key=LOCKDOWN,
+                                      label="Require network in OOBE (TenantLockdown)", command=lockdown))
+    for app in apps:
+        install = essential_apps.queue_install(device, app)
+        kind = Item.MSI if app.kind == EssentialApp.Kind.MSI else Item.MODERN
+        items.append(ProvisioningItem(enrollment=link, kind=kind, key=install.identifier, label=app.name[:255],
+                                      app_install=install))
+    if profile.esp_enabled:
+        ProvisioningItem.objects.bulk_create(items)
+    link.mark_applied(track_esp=profile.esp_enabled, timeout_minutes=profile.esp_timeout_minutes,
+                      fail_on=profile.esp_fail_on)
+    reconcile.reconcile_device(device)
+    AuditEvent.record(None, "autopilot.profile_applied", device, detail={
+        "profile": profile.name, "groups": [g.name for g in groups], "tenant_lockdown": profile.tenant_lockdown,
+        "apps": [app.name for app in apps], "status_page": profile.esp_enabled, "expected": len(items),
+    })
+    return link
+
+
+def _queue_status_page(device, profile, policies, msi_apps):
+    if policies:
+        _queue(device, first_sync("ExpectedPolicies"), "chr", LIST_DELIMITER.join(policies), SOURCE_ESP)
+    if msi_apps:
+        packages = [f"{essential_apps.msi_node(app.product_code)}/Status;1" for app in msi_apps]
+        _queue(device, first_sync("ExpectedMSIAppPackages"), "chr", LIST_DELIMITER.join(packages), SOURCE_ESP)
+    _queue(device, first_sync("TimeOutUntilSyncFailure"), "int", str(profile.esp_timeout_minutes), SOURCE_ESP)
+    _queue(device, first_sync("BlockInStatusPage"), "int", str(profile.block_in_status_page), SOURCE_ESP)
+
+
+def _queue(device, target, format, data, source):
+    return commands.queue(device, DeviceCommand.Verb.REPLACE, target, format=format, data=data, source=source)
+
+
+# --- following the status page ----------------------------------------------------------------------
+
+def checked_in(device, now=None):
+    """The hook for the OMA-DM endpoint, at the start of each session of `device`."""
+    now = now or timezone.now()
+    # One query for a device that is not Autopilot (apps are only queued for Autopilot devices).
+    # Locked: two sessions of one device at once must not both end the page.
+    open_installs = AppInstall.objects.filter(device=device, state__in=[AppInstall.State.QUEUED,
+                                                                        AppInstall.State.INSTALLING])
+    link = (AutopilotEnrollment.objects.select_for_update().filter(device=device)
+            .annotate(has_open_installs=Exists(open_installs)).first())
+    if link is None:
+        return None
+    link.device = device
+    if link.has_open_installs:
+        essential_apps.poll(device, now)
+    if link.esp_acknowledged_at is not None or link.esp_state in (AutopilotEnrollment.EspState.NONE,
+                                                                  AutopilotEnrollment.EspState.SKIPPED):
+        return link
+    if link.esp_state == AutopilotEnrollment.EspState.TRACKING:
+        if link.esp_started_at is None:
+            link.start_clock(now)
+        evaluate(link, now)
+    else:
+        _resend_finish_if_lost(link, now)
+    return link
+
+
+def evaluate(link, now):
+    """Settle what can be settled, then end the page if it is over. Returns the link's state."""
+    items = list(link.items.select_related("command", "app_install"))
+    pending = [item for item in items if item.state == State.PENDING]
+    states = _setting_states(link.device, pending)
+    desired = None
+    for item in pending:
+        if item.kind == Item.POLICY and item.command_id is None and item.key not in states and desired is None:
+            desired = reconcile.desired_settings(link.device)
+        outcome = _observe(item, states, desired)
+        if outcome is not None:
+            item.settle(*outcome, now=now)
+    fatal = [item for item in items if item.state == State.FAILED and _counts(item, link.esp_fail_on)]
+    if fatal:
+        names = ", ".join(item.label for item in fatal[:3])
+        _finish(link, AutopilotEnrollment.EspState.FAILED, f"Failed: {names}"[:255], now)
+    elif all(item.state != State.PENDING for item in items):
+        failed = sum(1 for item in items if item.state == State.FAILED)
+        note = f"All {len(items)} items done" + (f" ({failed} setting(s) failed, not counted)" if failed else "")
+        _finish(link, AutopilotEnrollment.EspState.SUCCEEDED, note, now)
+    elif link.esp_deadline is not None and now >= link.esp_deadline:
+        waiting = ", ".join(item.label for item in items if item.state == State.PENDING)
+        _finish(link, AutopilotEnrollment.EspState.TIMED_OUT,
+                f"Timed out after {link.esp_timeout_minutes} minutes waiting for: {waiting}"[:255], now)
+    return link.esp_state
+
+
+def _setting_states(device, items):
+    keys = [item.key for item in items if item.kind == Item.POLICY and item.command_id is None]
+    if not keys:
+        return {}
+    return {state.loc_uri: state for state in
+            DeviceSettingState.objects.filter(device=device, loc_uri__in=keys).select_related("command")}
+
+
+def _observe(item, states, desired):
+    """(state, detail) once the item is settled, else None."""
+    if item.kind in (Item.MSI, Item.MODERN):
+        install = item.app_install
+        if install is None:
+            return State.FAILED, "The app's install record was deleted"
+        if install.state == AppInstall.State.INSTALLED:
+            return State.DONE, ""
+        if install.state == AppInstall.State.FAILED:
+            return State.FAILED, install.last_error
+        return None
+    if item.command_id is not None:
+        command = item.command
+        if command.status == DeviceCommand.Status.SUCCEEDED:
+            return State.DONE, ""
+        if command.status in DeviceCommand.FINAL:
+            code = f"Status {command.status_code}" if command.status_code is not None else command.get_status_display()
+            return State.FAILED, code
+        return None
+    state = states.get(item.key)
+    if state is None:
+        if desired is not None and item.key not in desired:
+            return State.DONE, "No longer configured for this device"
+        return None
+    if state.removing:
+        return State.DONE, "No longer configured for this device"
+    if state.state == DeviceSettingState.State.APPLIED:
+        return State.DONE, ""
+    if state.state == DeviceSettingState.State.FAILED:
+        return State.FAILED, state.failure
+    return None
+
+
+def _counts(item, fail_on):
+    return fail_on == "any" or item.kind in (Item.MSI, Item.MODERN)
+
+
+def _finish(link, state, note, now):
+    link.finish(state, note, now)
+    _queue_finish(link)
+    logger.info("autopilot: setup of device %s %s: %s", link.device_id, state, note)
+    AuditEvent.record(None, "autopilot.setup_finished", link.device, detail={"state": state, "note": note})
+
+
+def _queue_finish(link):
+    """ServerHasFinishedProvisioning, the outcome, then IsSyncDone (dmclient-csp: the server forces the
+    success or failure screen by setting WasDeviceSuccessfullyProvisioned, then IsSyncDone)."""
+    device = link.device
+    succeeded = link.esp_state == AutopilotEnrollment.EspState.SUCCEEDED
+    _queue(device, first_sync("ServerHasFinishedProvisioning"), "bool", "true", SOURCE_FINISH)
+    _queue(device, first_sync("WasDeviceSuccessfullyProvisioned"), "int", "1" if succeeded else "0", SOURCE_FINISH)
+    link.esp_sync_done_command = _queue(device, first_sync("IsSyncDone"), "bool", "true", SOURCE_FINISH)
+    link.save(update_fields=["esp_sync_done_command"])
+
+
+def _resend_finish_if_lost(link, now):
+    """The page is over on our side: note the device's answer to IsSyncDone, or queue the end again
+    when the commands were never answered (expired, cancelled, sent too often)."""
+    command = link.esp_sync_done_command
+    if command is not None and command.is_pending:
+        return
+    if command is not None and command.status_code is not None:
+        link.esp_acknowledged_at = command.completed_at or now
+        link.save(update_fields=["esp_acknowledged_at"])
+        return
+    logger.warning("autopilot: device %s never answered the end of its setup page; queued again", link.device_id)
+    _queue_finish(link)
+
+
+def finish_overdue(now=None):
+    """End the status pages whose time-out passed while their device was silent. Returns how many."""
+    now = now or timezone.now()
+    overdue = AutopilotEnrollment.objects.filter(esp_state=AutopilotEnrollment.EspState.TRACKING,
+                                                 esp_deadline__lte=now).values_list("pk", flat=True)
+    count = 0
+    for pk in overdue:
+        with transaction.atomic():
+            link = (AutopilotEnrollment.objects.select_for_update().select_related("device")
+                    .filter(pk=pk, esp_state=AutopilotEnrollment.EspState.TRACKING).first())
+            if link is None:
+                continue
+            if link.device.status != link.device.Status.ENROLLED:
+                # Nothing can reach it any more: close the page on our side only.
+                link.finish(AutopilotEnrollment.EspState.TIMED_OUT, "The device left management during setup", now)
+                link.esp_acknowledged_at = now
+                link.save(update_fields=["esp_acknowledged_at"])
+                continue
+            essential_apps.poll(link.device, now)
+            if evaluate(link, now) != AutopilotEnrollment.EspState.TRACKING:
+                count += 1
+    return count

@@ -1,0 +1,209 @@
+"""End to end over a live server: a simulated Autopilot device enrolls, joins its profile's groups,
+gets its Enrollment Status Page, TenantLockdown, its apps and its groups' settings at its check-ins,
+and is told IsSyncDone / ServerHasFinishedProvisioning once everything reported, failed or timed out
+(brief §9). A provisioning-package device joins its package's groups the same way."""
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from lxml import etree
+
+from autopilot import provisioning
+from autopilot.models import AppInstall, AutopilotEnrollment
+from enrollment.models import Device, DeviceCommand, DeviceSettingState
+from enrollment.simulator import Simulator
+from tests.factories import PASSWORD
+from tests.factories_autopilot import AutopilotDeviceFactory, EssentialAppFactory, ProfileFactory
+from tests.factories_enrollment import PPKG_PIN, ConfigurationGroupFactory, GroupSettingFactory, PinEnrollmentFactory
+from tests.test_simulator import carol, enrollment_server  # noqa: F401  (fixtures: a live server and its user)
+
+ZTD_ID = "a8f4c5b2-1d3e-4f60-9a7b-0c1d2e3f4a5b"
+PRODUCT = "{9BE6A8D4-1F2E-4C3B-8A9D-0E1F2A3B4C5D}"
+MSI_NODE = "./Device/Vendor/MSFT/EnterpriseDesktopAppManagement/MSI/%7B9BE6A8D4-1F2E-4C3B-8A9D-0E1F2A3B4C5D%7D"
+ESP = "./Device/Vendor/MSFT/DMClient/Provider/mdmportal/FirstSyncStatus/"
+LOCKDOWN = "./Vendor/MSFT/TenantLockdown/RequireNetworkInOOBE"
+CAMERA = "./Device/Vendor/MSFT/Policy/Config/Camera/AllowCamera"
+FINISH = ["ServerHasFinishedProvisioning", "WasDeviceSuccessfullyProvisioned", "IsSyncDone"]
+
+
+def sent(session):
+    """{LocURI: (verb, format, data)} of what the server sent in a session, inventory Gets left out."""
+    return {target: (verb, format, data) for verb, _, target, format, data in session.commands
+            if not (verb == "Get" and target.startswith(("./DevInfo", "./DevDetail", "./Vendor/MSFT/DeviceStatus")))}
+
+
+def finish_of(session):
+    return {target[len(ESP):]: data for target, (_, _, data) in sent(session).items()
+            if target.startswith(ESP) and target[len(ESP):] in FINISH}
+
+
+@pytest.fixture
+def sales_profile(transactional_db):
+    group = ConfigurationGroupFactory(name="Sales laptops")
+    GroupSettingFactory(group=group)  # the camera blocked
+    profile = ProfileFactory(name="Sales", tenant_lockdown=True, esp_timeout_minutes=45,
+                             esp_allow_retry=True, configuration_groups=[group])
+    EssentialAppFactory(profile=profile, name="Agent", msi_url="https://apps.example.com/agent.msi",
+                        product_code=PRODUCT.lower(), sha256="ab" * 32, command_line="/quiet AGENT=1")
+    return profile
+
+
+def autopilot_device(server, items, **options):
+    simulator = Simulator(server.url, "carol@example.com", PASSWORD, context_items=items, **options)
+    result = simulator.run()
+    return simulator, result, Device.objects.get(device_id=result.device_id)
+
+
+def test_an_autopilot_device_gets_its_groups_lockdown_app_and_a_finished_status_page(enrollment_server, carol,
+                                                                                     sales_profile):
+    AutopilotDeviceFactory(ztd_id=ZTD_ID, profile=sales_profile)
+    simulator, result, device = autopilot_device(enrollment_server, [("ZeroTouchProvisioning", ZTD_ID.upper())])
+
+    assert [group.name for group in device.configuration_groups.all()] == ["Sales laptops"]
+    link = device.autopilot
+    assert link.applied_at is not None and link.esp_state == "tracking" and link.esp_started_at is None
+
+    session = simulator.checkin(result)
+    first = sent(session)
+    order = [(verb, target) for verb, _, target, _, _ in session.commands]
+    assert order.index(("Add", MSI_NODE + "/DownloadInstall")) < order.index(("Exec", MSI_NODE + "/DownloadInstall"))
+    assert order[0] == ("Replace", ESP + "ExpectedPolicies")  # the page learns what to wait for first
+    assert first[ESP + "ExpectedPolicies"] == ("Replace", "chr", f"{CAMERA}\uf000{LOCKDOWN}")
+    assert first[ESP + "ExpectedMSIAppPackages"] == ("Replace", "chr", f"{MSI_NODE}/Status;1")
+    assert first[ESP + "TimeOutUntilSyncFailure"] == ("Replace", "int", "45")
+    assert first[ESP + "BlockInStatusPage"] == ("Replace", "int", "3")  # reset and try again offered
+    assert first[LOCKDOWN] == ("Replace", "bool", "true")
+    assert first[CAMERA] == ("Replace", "int", "0")
+    verb, format, job = first[MSI_NODE + "/DownloadInstall"]
+    assert (verb, format) == ("Exec", "xml")
+    job = etree.fromstring(job)
+    assert job.get("id") == PRODUCT
+    assert job.findtext("Product/Download/ContentURLList/ContentURL") == "https://apps.example.com/agent.msi"
+    assert job.findtext("Product/Validation/FileHash") == "AB" * 32
+    assert job.findtext("Product/Enforcement/CommandLine") == "/quiet AGENT=1"
+    link.refresh_from_db()
+    assert link.esp_started_at is not None and link.esp_deadline == link.esp_started_at + timedelta(minutes=45)
+
+
+def test_the_status_page_ends_after_every_command_was_answered(enrollment_server, carol, sales_profile):
+    AutopilotDeviceFactory(serial_number="PF-SALES-1", profile=sales_profile)
+    simulator, result, device = autopilot_device(enrollment_server, [("SMBIOSSerialNumber", "PF-SALES-1")])
+
+    assert finish_of(simulator.checkin(result)) == {}  # commands delivered, nothing reported yet
+    second = simulator.checkin(result)  # the install started: its Status node is read
+    assert set(sent(second)) == {MSI_NODE + "/Status", MSI_NODE + "/LastError"} and finish_of(second) == {}
+    third = simulator.checkin(result)
+    assert finish_of(third) == {"ServerHasFinishedProvisioning": "true", "WasDeviceSuccessfullyProvisioned": "1",
+                                "IsSyncDone": "true"}
+    assert [target[len(ESP):] for _, _, target, _, _ in third.commands if target.startswith(ESP)] == FINISH
+    assert simulator.nodes[ESP + "IsSyncDone"] == "true"
+
+    assert finish_of(simulator.checkin(result)) == {}  # IsSyncDone is never sent twice
+    link = AutopilotEnrollment.objects.get(device=device)
+    assert link.esp_state == "succeeded" and link.esp_acknowledged_at is not None
+    assert link.counts() == {"expected": 3, "done": 3, "failed": 0}
+    install = AppInstall.objects.get(device=device)
+    assert (install.state, install.reported_status) == ("installed", "70")
+    assert DeviceSettingState.objects.get(device=device, loc_uri=CAMERA).state == "applied"
+
+
+def test_an_offline_profile_device_installs_its_store_app(enrollment_server, carol):
+    profile = ProfileFactory(name="Kiosk")
+    EssentialAppFactory(profile=profile, store=True, name="Company Portal")
+    simulator, result, device = autopilot_device(
+        enrollment_server, [("OfflineAutoPilotEnrollmentCorrelator", str(profile.ztd_correlation_id))])
+
+    first = sent(simulator.checkin(result))
+    family = "Microsoft.CompanyPortal_8wekyb3d8bbwe"
+    node = f"./Device/Vendor/MSFT/EnterpriseModernAppManagement/AppInstallation/{family}"
+    assert first[node] == ("Add", "", "")
+    verb, format, data = first[node + "/StoreInstall"]
+    application = etree.fromstring(data)
+    assert (verb, format, application.get("id"), application.get("skuid")) == ("Exec", "xml", "9WZDNCRFJ3PZ", "0016")
+    assert ESP + "ExpectedMSIAppPackages" not in first
+    simulator.checkin(result)  # Status read: Windows removed the node, so the app is installed
+    assert finish_of(simulator.checkin(result))["WasDeviceSuccessfullyProvisioned"] == "1"
+    assert AppInstall.objects.get(device=device).state == "installed"
+
+
+def test_a_failed_msi_install_ends_the_page_as_failed(enrollment_server, carol, sales_profile):
+    AutopilotDeviceFactory(ztd_id=ZTD_ID, profile=sales_profile)
+    simulator, result, device = autopilot_device(enrollment_server, [("ZeroTouchProvisioning", ZTD_ID)],
+                                                 msi_install_status=60)
+    for _ in range(2):
+        simulator.checkin(result)
+    assert finish_of(simulator.checkin(result)) == {
+        "ServerHasFinishedProvisioning": "true", "WasDeviceSuccessfullyProvisioned": "0", "IsSyncDone": "true"}
+    link = AutopilotEnrollment.objects.get(device=device)
+    assert link.esp_state == "failed" and "Agent" in link.esp_note
+    install = AppInstall.objects.get(device=device)
+    assert install.state == "failed" and "0x80070643" in install.last_error
+
+
+def test_the_page_times_out_with_a_failure_and_is_still_told_it_is_done(enrollment_server, carol, sales_profile):
+    AutopilotDeviceFactory(ztd_id=ZTD_ID, profile=sales_profile)
+    simulator, result, device = autopilot_device(enrollment_server, [("ZeroTouchProvisioning", ZTD_ID)],
+                                                 msi_install_status=50)  # enforcement never ends
+    simulator.checkin(result)
+    simulator.checkin(result)
+    AutopilotEnrollment.objects.filter(device=device).update(esp_deadline=timezone.now() - timedelta(seconds=1))
+
+    assert finish_of(simulator.checkin(result)) == {
+        "ServerHasFinishedProvisioning": "true", "WasDeviceSuccessfullyProvisioned": "0", "IsSyncDone": "true"}
+    link = AutopilotEnrollment.objects.get(device=device)
+    assert link.esp_state == "timed_out" and "Agent" in link.esp_note
+
+
+def test_a_silent_device_past_its_time_out_is_finished_by_the_sweep(enrollment_server, carol, sales_profile):
+    AutopilotDeviceFactory(ztd_id=ZTD_ID, profile=sales_profile)
+    simulator, result, device = autopilot_device(enrollment_server, [("ZeroTouchProvisioning", ZTD_ID)])
+    simulator.checkin(result)
+    AutopilotEnrollment.objects.filter(device=device).update(esp_deadline=timezone.now() - timedelta(minutes=1))
+
+    assert provisioning.finish_overdue() == 1
+    assert provisioning.finish_overdue() == 0
+    assert AutopilotEnrollment.objects.get(device=device).esp_state == "timed_out"
+    assert finish_of(simulator.checkin(result))["IsSyncDone"] == "true"
+
+
+def test_end_commands_that_never_reached_the_device_are_queued_again(enrollment_server, carol, sales_profile):
+    AutopilotDeviceFactory(ztd_id=ZTD_ID, profile=sales_profile)
+    simulator, result, device = autopilot_device(enrollment_server, [("ZeroTouchProvisioning", ZTD_ID)])
+    simulator.checkin(result)
+    AutopilotEnrollment.objects.filter(device=device).update(esp_deadline=timezone.now())
+    provisioning.finish_overdue()
+    # The device stayed away longer than the commands live.
+    device.commands.filter(source=provisioning.SOURCE_FINISH).update(status=DeviceCommand.Status.TIMED_OUT)
+
+    # The next session notices at its start and sends them again.
+    assert finish_of(simulator.checkin(result))["IsSyncDone"] == "true"
+    assert AutopilotEnrollment.objects.get(device=device).esp_acknowledged_at is None
+    simulator.checkin(result)
+    assert AutopilotEnrollment.objects.get(device=device).esp_acknowledged_at is not None
+
+
+def test_a_profile_without_the_status_page_tells_windows_to_skip_it(enrollment_server, carol):
+    profile = ProfileFactory(esp_enabled=False)
+    AutopilotDeviceFactory(ztd_id=ZTD_ID, profile=profile)
+    simulator, result, device = autopilot_device(enrollment_server, [("ZeroTouchProvisioning", ZTD_ID)])
+    first = sent(simulator.checkin(result))
+    assert first[ESP + "SkipDeviceStatusPage"] == ("Replace", "bool", "true")
+    assert first[ESP + "SkipUserStatusPage"] == ("Replace", "bool", "true")
+    assert ESP + "ExpectedPolicies" not in first
+    assert AutopilotEnrollment.objects.get(device=device).esp_state == "skipped"
+
+
+def test_a_pin_enrollment_device_joins_its_groups_and_gets_their_settings(enrollment_server):
+    from tests.factories import UserFactory
+
+    lab = ConfigurationGroupFactory(name="Lab PCs")
+    GroupSettingFactory(group=lab, tenant_lockdown=True)
+    package = PinEnrollmentFactory(upn="enroll-lab@example.com", owner=UserFactory(email="it-pool@example.com"),
+                                   configuration_groups=[lab])
+    simulator = Simulator(enrollment_server.url, package.upn, PPKG_PIN, provisioning_package=True)
+    result = simulator.run()
+    device = Device.objects.get(device_id=result.device_id)
+
+    assert list(device.configuration_groups.all()) == [lab]
+    assert sent(simulator.checkin(result))[LOCKDOWN] == ("Replace", "bool", "true")
+    assert DeviceSettingState.objects.get(device=device, loc_uri=LOCKDOWN).state == "applied"
