@@ -51,6 +51,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
+    # PostgreSQL or Redis down: a 503 page / SOAP fault instead of a 500 (mdmportal/unavailable.py).
+    "mdmportal.unavailable.DependencyUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "mdmportal.urls"
