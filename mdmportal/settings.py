@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "invitations",
     "enrollment",
     "autopilot",
+    "mdmportal.apps.MdmportalConfig",  # project-wide management commands (doctor)
 ]
 
 MIDDLEWARE = [
