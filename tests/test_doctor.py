@@ -352,9 +352,10 @@ def test_migrations_pass_when_applied(deployment, pki):
 
 
 def test_migrations_fail_when_some_are_not_applied(deployment, pki):
+    from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
-    pending = MigrationExecutor(__import__("django.db").db.connection).loader.graph.leaf_nodes()[:1]
+    pending = MigrationExecutor(connection).loader.graph.leaf_nodes()[:1]
     with patch.object(MigrationExecutor, "migration_plan", autospec=True,
                       return_value=[(type("M", (), {"app_label": pending[0][0], "name": pending[0][1]}), False)]):
         status, message, fix = results(make_doctor(deployment, pki), "migrations")[0]
