@@ -10,6 +10,8 @@ from django.http import HttpResponse
 from lxml import etree
 from lxml.builder import ElementMaker
 
+from mdmportal.unavailable import DEPENDENCY_DOWN
+
 logger = logging.getLogger(__name__)
 
 # Namespaces (brief §1).
@@ -84,6 +86,16 @@ class SoapFault(Exception):
     def __init__(self, subcode, reason, *, error_type=None, log_detail=""):
         super().__init__(reason)
         self.subcode, self.reason, self.error_type, self.log_detail = subcode, reason, error_type, log_detail
+
+
+# While the database (or the cache) is down: our server's error, which Windows reports as 0x80180005
+# with this message; the user can simply try again.
+UNAVAILABLE = "The enrollment server is temporarily unavailable. Try again in a few minutes."
+
+
+def unavailable_fault(exception):
+    return SoapFault(Fault.ENROLLMENT_SERVER, UNAVAILABLE,
+                     log_detail=f"dependency unavailable: {type(exception).__name__}: {str(exception).strip()[:300]}")
 
 
 class BodyTooLarge(Exception):
@@ -250,7 +262,21 @@ def serve(request, service, key):
         logger.info("%s fault %s (%s) activity=%s: %s", service.name, fault.subcode, fault.error_type or "-",
                     activity_id, fault.log_detail or fault.reason)
         return fault_response(fault, envelope, service.response_action, activity_id)
+    except DEPENDENCY_DOWN as exc:
+        fault = unavailable_fault(exc)
+        logger.warning("%s fault %s activity=%s: %s", service.name, fault.subcode, activity_id, fault.log_detail)
+        return fault_response(fault, envelope, service.response_action, activity_id)
     except Exception:
         logger.exception("%s: unexpected error, activity=%s", service.name, activity_id)
         fault = SoapFault(Fault.INTERNAL, "The enrollment server had an unexpected problem. Try again later.")
         return fault_response(fault, envelope, service.response_action, activity_id)
+
+
+def unavailable_response(request, service, exception):
+    """The fault for a failure outside `serve` (the view's own lookups), answering the request's
+    MessageID when its body can still be read."""
+    try:
+        envelope = parse_envelope(read_body(request))
+    except (SoapFault, BodyTooLarge, OSError):
+        envelope = None
+    return fault_response(unavailable_fault(exception), envelope, service.response_action, str(uuid.uuid4()))

@@ -35,6 +35,19 @@ SERVICES = {
 }
 
 
+def unavailable(request, exception):
+    """A device's answer while the database is down (mdmportal.unavailable): the SOAP fault of the
+    service it called, a plain 503 for OMA-DM and the probe (the client retries on its schedule),
+    None for the sign-in page, which gets the 503 page."""
+    name = request.resolver_match.url_name
+    service = SERVICES.get("discovery" if name == "autodiscovery" else name)
+    if service is not None and request.method == "POST":
+        return soap.unavailable_response(request, service, exception)
+    if name == "signin":
+        return None
+    return HttpResponse("The server is temporarily unavailable.\n", status=503, content_type="text/plain; charset=utf-8")
+
+
 def key_state(key):
     """'current', 'retired' or 'unknown' for the key in the URL; the fixed autodiscovery URL (no key)
     is always current."""

@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -206,23 +207,32 @@ def sweep():
 
 
 def reissue_for_rotation(rotation):
-    """After a regeneration, send the current enrollment URL to every user with a pending invitation."""
+    """After a regeneration, send the current enrollment URL to every user with a pending invitation.
+
+    Resumable: each batch commits its emails together with the progress, and a run redelivered after
+    its worker died skips the invitations this rotation already re-issued, so none gets it twice."""
+    if rotation.finished_at:
+        return
     pending = Invitation.objects.pending().order_by("pk")
+    reissued = Exists(InvitationEmail.objects.filter(
+        invitation=OuterRef("pk"), reason=InvitationEmail.Reason.REISSUE, queued_at__gte=rotation.started_at))
     rotation.total = pending.count()
     rotation.save(update_fields=["total"])
+    todo = pending.exclude(reissued)
     last_pk = 0
     while True:
-        batch = list(pending.filter(pk__gt=last_pk).values_list("pk", flat=True)[:FANOUT_CHUNK])
+        batch = list(todo.filter(pk__gt=last_pk).values_list("pk", flat=True)[:FANOUT_CHUNK])
         if not batch:
             break
         with transaction.atomic():
             emails = InvitationEmail.objects.bulk_create(
                 [InvitationEmail(invitation_id=pk, reason=InvitationEmail.Reason.REISSUE) for pk in batch]
             )
+            # Counted, not added up: a run killed while committing may still have committed a batch.
+            rotation.done = pending.filter(reissued).count()
+            rotation.save(update_fields=["done"])
             queue_emails([e.pk for e in emails])
         last_pk = batch[-1]
-        rotation.done += len(batch)
-        rotation.save(update_fields=["done"])
     rotation.finished_at = timezone.now()
     rotation.save(update_fields=["finished_at"])
 

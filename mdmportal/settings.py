@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "invitations",
     "enrollment",
     "autopilot",
+    "mdmportal.apps.MdmportalConfig",  # project-wide management commands (doctor)
 ]
 
 MIDDLEWARE = [
@@ -51,6 +52,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
+    # PostgreSQL or Redis down: a 503 page / SOAP fault instead of a 500 (mdmportal/unavailable.py).
+    "mdmportal.unavailable.DependencyUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "mdmportal.urls"

@@ -3,6 +3,7 @@
 Without the services these tests are skipped with a reason naming what is missing; with CI=true a
 missing service fails the run instead, so CI can never pass by skipping them.
 """
+import asyncio
 import email
 import email.policy
 import os
@@ -40,12 +41,30 @@ class SmtpSink:
     messages: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     port: int = 0
+    # hold(address): the message to that address is received but its "250" waits for release(), so a
+    # test can kill the sender in the middle of an SMTP transaction.
+    held_address: str = ""
+    holding: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
 
     async def handle_DATA(self, server, session, envelope):
         parsed = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
         with self.lock:
             self.messages.append(parsed)
+        if self.held_address and parsed["To"] == self.held_address:
+            self.holding.set()
+            while not self.released.is_set():
+                await asyncio.sleep(0.05)
         return "250 Message accepted for delivery"
+
+    def hold(self, address):
+        self.holding.clear()
+        self.released.clear()
+        self.held_address = address
+
+    def release(self):
+        self.held_address = ""
+        self.released.set()
 
     def to(self, address):
         with self.lock:
@@ -62,6 +81,7 @@ class SmtpSink:
             return list(self.messages)
 
     def clear(self):
+        self.release()
         with self.lock:
             self.messages.clear()
 
@@ -109,30 +129,44 @@ class Worker:
     def output(self):
         return self.log.read_text(errors="replace")
 
+    def pool_children(self):
+        """Pids of the prefork pool's child processes (the ones running tasks)."""
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.process.pid)], capture_output=True, text=True)
+        return [int(pid) for pid in out.stdout.split()]
 
-@pytest.fixture(scope="session")
-def celery_worker(postgres, redis_url, smtp_server, tmp_path_factory):
-    """A real `celery worker` process on Redis, using the test database and the local SMTP server."""
-    db = postgres
-    database_url = (f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-                    f"/{db['NAME']}")
-    from mdmportal.celery import app
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
-    queue = app.conf.task_default_queue
-    use_broker(redis_url)
-    with app.connection_for_write() as conn:  # stale messages from an earlier, interrupted run
-        app.amqp.queues[queue].bind(conn.default_channel).purge()
-    log = tmp_path_factory.mktemp("celery") / "worker.log"
+
+def database_url(settings_dict):
+    db = settings_dict
+    return (f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+            f"/{db['NAME']}")
+
+
+def start_worker(*, broker_url, database, smtp_port, log, pool="solo", app="mdmportal", env=None):
+    """Start a real `celery worker` process and wait until it is ready. `app` may name a test app
+    module (tests.outage_celery) that tunes the worker for a test."""
+    from mdmportal.celery import app as celery_app
+
+    queue = celery_app.conf.task_default_queue
     env = {
         **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "EMAIL_URL": f"smtp://127.0.0.1:{smtp_server.port}",
+        "DATABASE_URL": database_url(database),
+        "REDIS_URL": broker_url,
+        "EMAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
         "INVITATION_SWEEP_AFTER_SECONDS": "0",
+        **(env or {}),
     }
+    pool_args = ["--pool", "prefork", "--concurrency", "1"] if pool == "prefork" else ["--pool", pool]
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "mdmportal", "worker", "--pool", "solo", "--loglevel", "INFO",
+            [sys.executable, "-m", "celery", "-A", app, "worker", *pool_args, "--loglevel", "INFO",
              "--queues", queue, "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
@@ -143,12 +177,26 @@ def celery_worker(postgres, redis_url, smtp_server, tmp_path_factory):
             process.kill()
             pytest.fail(f"celery worker did not start:\n{worker.output()}", pytrace=False)
         time.sleep(0.2)
+    return worker
+
+
+def purge_queue(broker_url):
+    """Drop stale messages from an earlier, interrupted run."""
+    from mdmportal.celery import app
+
+    use_broker(broker_url)
+    with app.connection_for_write() as conn:
+        app.amqp.queues[app.conf.task_default_queue].bind(conn.default_channel).purge()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(postgres, redis_url, smtp_server, tmp_path_factory):
+    """A real `celery worker` process on Redis, using the test database and the local SMTP server."""
+    purge_queue(redis_url)
+    worker = start_worker(broker_url=redis_url, database=postgres, smtp_port=smtp_server.port,
+                          log=tmp_path_factory.mktemp("celery") / "worker.log")
     yield worker
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    worker.stop()
 
 
 def use_broker(url):

@@ -1,0 +1,57 @@
+"""What a request gets while a dependency is down: a clean 503 (or the device's SOAP fault), never a 500.
+
+PostgreSQL restarting, or the Redis behind the cache going away, raises connection errors from deep
+inside any view. They are not bugs in the request, so they get one answer here rather than a stack
+trace: pages a short "try again in a minute" page, the API a JSON error, devices the SOAP fault of
+their protocol (enrollment.views.unavailable). Nothing half-written is left behind: every write that
+spans rows runs in a transaction, which the lost connection rolls back.
+"""
+import logging
+
+import redis
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+
+logger = logging.getLogger(__name__)
+
+# Connection failures only: an IntegrityError or a bad query is a bug and stays a 500.
+DEPENDENCY_DOWN = (OperationalError, InterfaceError, redis.ConnectionError, redis.TimeoutError)
+RETRY_AFTER_SECONDS = 30
+
+
+def is_dependency_down(exception):
+    return isinstance(exception, DEPENDENCY_DOWN)
+
+
+class DependencyUnavailableMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not is_dependency_down(exception):
+            return None
+        logger.warning("503 for %s %s: dependency unavailable: %s: %s", request.method, request.path,
+                       type(exception).__name__, str(exception).strip()[:300])
+        response = None
+        match = getattr(request, "resolver_match", None)
+        if match is not None and match.namespace == "enrollment":
+            from enrollment.views import unavailable
+
+            response = unavailable(request, exception)
+        if response is None:
+            response = unavailable_response(request)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+
+def unavailable_response(request):
+    """The 503 for people and API clients. The page is standalone: rendering base.html would read the
+    session and the organisation from the database that just failed."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "The service is temporarily unavailable. Try again in a minute."},
+                            status=503)
+    return HttpResponse(render_to_string("503.html"), status=503)
