@@ -42,6 +42,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "mdmportal.proxy.ClientAddressMiddleware",  # the client's address behind nginx (X-Real-IP), first
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -164,8 +165,9 @@ ENROLLMENT_PPKG_FAILURE_LIMIT = env.int("ENROLLMENT_PPKG_FAILURE_LIMIT", default
 ENROLLMENT_PPKG_LOCKOUT_SECONDS = env.int("ENROLLMENT_PPKG_LOCKOUT_SECONDS", default=15 * 60)
 
 # OMA-DM management (brief §7; enrollment/omadm.py). nginx verifies the TLS client certificate and
-# forwards it URL-escaped in X-SSL-Client-Cert; that header is believed only from these addresses
-# (IPs or networks) and ignored, with an audit entry, from anyone else.
+# forwards it URL-escaped in X-SSL-Client-Cert, and the client's address in X-Real-IP; both headers
+# are believed only from these addresses (IPs or networks: the proxies directly in front of gunicorn)
+# and ignored, the certificate with an audit entry, from anyone else (mdmportal/proxy.py).
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=["127.0.0.1", "::1"])
 # Bounded work per request: our commands per reply, messages per session, bytes kept per Results item.
 ENROLLMENT_COMMANDS_PER_MESSAGE = env.int("ENROLLMENT_COMMANDS_PER_MESSAGE", default=50)
