@@ -116,7 +116,6 @@ AXES_RESET_ON_SUCCESS = True
 AXES_USERNAME_CALLABLE = "invitations.lockout.account_for_lockout"
 AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "pin"]
 AXES_LOCKOUT_TEMPLATE = "invitations/locked_out.html"
-AXES_IPWARE_PROXY_COUNT = env.int("PROXY_COUNT", default=0)
 AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en"

@@ -43,6 +43,7 @@ with_database = pytest.mark.django_db(transaction=True)
 HOST = "enterpriseenrollment.test"
 DEPLOY = ROOT / "deploy"
 DISCOVERY = "/EnrollmentServer/Discovery.svc"
+ACME_TOKEN = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
 # The directives that make the set-up safe; the rendered configuration must still say exactly this.
 SECURITY_DIRECTIVES = [
     "ssl_protocols TLSv1.2 TLSv1.3;",
@@ -68,7 +69,7 @@ def replace_exactly(text, old, new, count=1, where="deploy/nginx.conf"):
     return text.replace(old, new)
 
 
-def render_nginx_site(*, https_port, http_port, upstream, certificate, key, static_root):
+def render_nginx_site(*, https_port, http_port, upstream, certificate, key, static_root, webroot):
     text = (DEPLOY / "nginx.conf").read_text()
     for old, new, count in [
         ("enterpriseenrollment.contoso.com portal.contoso.com;", f"{HOST};", 2),
@@ -80,6 +81,7 @@ def render_nginx_site(*, https_port, http_port, upstream, certificate, key, stat
         ("/etc/ssl/mdmportal/privkey.pem;", f"{key};", 1),
         ("server 127.0.0.1:8000;", f"server {upstream};", 1),
         ("alias /srv/mdmportal/staticfiles/;", f"alias {static_root}/;", 1),
+        ("root /var/www/html;", f"root {webroot};", 1),
     ]:
         text = replace_exactly(text, old, new, count)
     for directive in SECURITY_DIRECTIVES:
@@ -269,7 +271,11 @@ def production(postgres, tmp_path_factory):
     _run([sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"], process_env, "collectstatic")
     site = folder / "mdmportal.conf"
     site.write_text(render_nginx_site(https_port=https_port, http_port=http_port, upstream=f"127.0.0.1:{web_port}",
-                                      certificate=certificate, key=key, static_root=folder / "staticfiles"))
+                                      certificate=certificate, key=key, static_root=folder / "staticfiles",
+                                      webroot=folder / "webroot"))
+    challenges = folder / "webroot" / ".well-known" / "acme-challenge"
+    challenges.mkdir(parents=True)
+    (challenges / ACME_TOKEN).write_text(f"{ACME_TOKEN}.thumbprint")
     main_config = folder / "nginx.conf"
     main_config.write_text(nginx_main_config(folder, site))
     production = Production(https_port, http_port, ca_file, process_env, ca_passphrase,
@@ -420,6 +426,15 @@ def test_plain_http_is_redirected_to_https(production):
     assert response.status == 301
     # $host: the public name without the test's port (on 80/443 that is the HTTPS address).
     assert response.getheader("Location") == f"https://{HOST}{DISCOVERY}?probe=1"
+
+
+def test_acme_challenges_are_answered_over_plain_http_for_certificate_renewals(production):
+    connection = production.connection(tls=False)
+    connection.request("GET", f"/.well-known/acme-challenge/{ACME_TOKEN}")
+    response = connection.getresponse()
+
+    assert response.status == 200
+    assert response.read() == f"{ACME_TOKEN}.thumbprint".encode()
 
 
 def test_discovery_probe_through_nginx_is_an_empty_200_with_content_length(production):
