@@ -19,6 +19,7 @@ from django.utils.html import format_html
 from mdmportal.console import AuditedAdminMixin, client_ip
 
 from . import assignment, imports, offline
+from .admin_graph import GraphDeviceStatusInline  # also registers the Graph connector's page
 from .models import (AutopilotDevice, AutopilotEnrollment, DeviceImport, EssentialApp, GroupTagRule, ImportRow,
                      Profile)
 
@@ -192,7 +193,7 @@ class AutopilotDeviceAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_select_related = ["profile", "profile_assigned_by"]
     change_list_template = "autopilot/device_change_list.html"
     actions = ["assign_profile", "export_csv"]
-    inlines = [EnrollmentInline]
+    inlines = [EnrollmentInline, GraphDeviceStatusInline]
     fieldsets = [
         (None, {"fields": ["serial_number", "state", "group_tag", "assigned_user", "profile", "effective"]}),
         ("Hardware", {"fields": ["product_id", "hardware_hash", "ztd_id"]}),

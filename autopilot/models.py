@@ -388,3 +388,7 @@ class AutopilotEnrollment(models.Model):
 
     def __str__(self):
         return f"{self.device} ({self.get_matched_by_display()})"
+
+
+# The optional Microsoft Graph connector's models live with it; imported here so Django finds them.
+from .graph_models import GraphConnector, GraphDeviceSync, GraphProfileSync, GraphTagGroup  # noqa: E402,F401

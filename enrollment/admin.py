@@ -70,15 +70,15 @@ class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, admin.ModelAdmin):
     list_filter = ["kind", "status", "method", "enrollment_type", ("user", admin.RelatedOnlyFieldListFilter),
                    ("pin_enrollment", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "device_id", "hw_dev_id", "user__email", "upn", "certificate_serial",
-                     "certificate_thumbprint", "serial_number", "model"]
+                     "certificate_thumbprint", "serial_number", "model", "entra_device_id"]
     list_select_related = ["user"]
     date_hierarchy = "enrolled_at"
     fieldsets = [
         (None, {"fields": ["name", "kind", "status", "user", "upn", "method", "pin_enrollment", "enrollment_type",
                            "enrolled_at", "last_seen_at", "login_status", "unenrolled_at", "replaced_by"]}),
-        ("Hardware and system", {"fields": ["device_id", "hw_dev_id", "manufacturer", "model", "serial_number",
-                                            "os_version", "os_edition", "os_platform", "architecture", "total_ram_mb",
-                                            "hardware_data_excerpt", "inventory_at"]}),
+        ("Hardware and system", {"fields": ["device_id", "hw_dev_id", "entra_device_id", "manufacturer", "model",
+                                            "serial_number", "os_version", "os_edition", "os_platform", "architecture",
+                                            "total_ram_mb", "hardware_data_excerpt", "inventory_at"]}),
         ("Certificate", {"fields": ["certificate_serial", "certificate_thumbprint", "certificate_not_after",
                                     "certificate_renewed_at", "previous_certificate_serial", "revoked_at"]}),
         ("Enrollment request", {"fields": ["context_table"]}),
@@ -357,3 +357,7 @@ class DeviceCommandAdmin(admin.ModelAdmin):
         context = {**self.admin_site.each_context(request), "command": command, "device_page": device_page,
                    "title": "Cancel a command", "opts": self.model._meta}
         return TemplateResponse(request, "admin/enrollment/devicecommand/cancel.html", context)
+
+
+# Entra ID enrollment pages (issue 6) live in their own module.
+from . import entra_admin  # noqa: E402,F401

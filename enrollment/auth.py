@@ -1,5 +1,5 @@
 """Who is enrolling: the WS-Security header of GetPolicies and RST (brief §3.1 on-premise
-UsernameToken, §3.2 our federated sign-in token).
+UsernameToken, §3.2 our federated sign-in token, §3.4 an Entra ID token, checked in enrollment/entra.py).
 
 The secret in an on-premise UsernameToken is the account password or a one-time registration PIN, as
 the user's registration settings say (invitations/registration.py). Users who need both a PIN and the
@@ -32,10 +32,12 @@ logger = logging.getLogger(__name__)
 
 PASSWORD_TEXT = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText"
 USER_TOKEN = "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollment/DeviceEnrollmentUserToken"
+JWT = "urn:ietf:params:oauth:token-type:jwt"
 
 ONPREMISE = AuthPolicy.ONPREMISE.value
 FEDERATED = AuthPolicy.FEDERATED.value
 PIN = "pin"
+ENTRA = "entra"
 
 TOKEN_SALT = "enrollment.federated-token"
 
@@ -53,12 +55,13 @@ NEEDS_SIGN_IN_PAGE = ("Your account enrolls with a registration PIN and your pas
 
 @dataclass
 class Identity:
-    user: object
-    method: str  # ONPREMISE, PIN or FEDERATED (Device.Method values)
+    user: object  # None for an Entra user not yet in the portal, or a user-less Entra run
+    method: str  # ONPREMISE, PIN, FEDERATED or ENTRA (Device.Method values)
     upn: str  # the name the device signed in with
     token_id: str | None = None  # jti of a federated token, spent by a successful RST
     pin: object = None  # the RegistrationPin used, spent by a successful RST
     pin_enrollment: object = None  # the PinEnrollment of a provisioning package (enrollment/ppkg.py)
+    entra: object = None  # entra.EntraClaims of a verified Entra token
 
 
 def authenticate_envelope(request, envelope):
@@ -77,10 +80,15 @@ def authenticate_envelope(request, envelope):
             raise SoapFault(Fault.AUTHENTICATION, WRONG_METHOD,
                             log_detail=f"UsernameToken while the policy is {organisation.auth_policy}")
         return _password_identity(request, username_token)
-    if binary_token is not None and attribute(binary_token, "ValueType", WSSE_NS) == USER_TOKEN:
+    value_type = attribute(binary_token, "ValueType", WSSE_NS) if binary_token is not None else ""
+    if value_type == USER_TOKEN:
         return _token_identity(binary_token, organisation)
+    if value_type == JWT:
+        from . import entra
+
+        return entra.identity(binary_token)
     raise SoapFault(Fault.INVALID_SECURITY, "The sign-in information could not be read.",
-                    log_detail="no UsernameToken nor UserToken in wsse:Security")
+                    log_detail="no UsernameToken, UserToken nor JWT in wsse:Security")
 
 
 def _package_identity(request, token):
@@ -255,6 +263,14 @@ def decode_base64(value):
         return None
 
 
+def _federated_for_entra():
+    """While Entra enrollment is on, discovery answers Federated (enrollment/discovery.py) and sends
+    devices that are not Entra-joined to our sign-in page, whose token is then accepted."""
+    from . import entra
+
+    return entra.enabled()
+
+
 def _token_identity(binary_token, organisation):
     from .models import Device, RegistrationPin
 
@@ -272,8 +288,9 @@ def _token_identity(binary_token, organisation):
     if user is None:
         raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail=f"token of deleted user {user_id}")
     policy = effective_registration_settings(user)
-    # An on-premise organisation still takes tokens from users who need the sign-in page (PIN and password).
-    if organisation.auth_policy != FEDERATED and not policy.needs_sign_in_page:
+    # An on-premise organisation still takes tokens from users who need the sign-in page (PIN and
+    # password), and from everyone while Entra enrollment makes discovery answer Federated.
+    if organisation.auth_policy != FEDERATED and not policy.needs_sign_in_page and not _federated_for_entra():
         raise SoapFault(Fault.AUTHENTICATION, WRONG_METHOD,
                         log_detail=f"federated token while the policy is {organisation.auth_policy}")
     if not user.is_active:

@@ -6,7 +6,7 @@ import re
 from django.conf import settings
 from django.urls import re_path
 
-from . import federated, views
+from . import federated, terms, views
 
 app_name = "enrollment"
 
@@ -33,4 +33,6 @@ urlpatterns = [
     # The management address is written into the provisioning document (ADDR), keyless: devices keep
     # it for their whole enrollment, across enrollment-URL rotations.
     re_path(rf"^{anycase(settings.ENROLLMENT_MANAGEMENT_PATH.lstrip('/'))}$", views.management, name="management"),
+    # Pasted once into Entra ID (brief §3.4), so like autodiscovery it carries no enrollment key.
+    re_path(service("TermsOfUse", key=False), terms.terms_of_use, name="terms"),
 ]

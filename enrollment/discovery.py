@@ -1,5 +1,13 @@
 """MS-MDE2 Discover (brief §2): which sign-in Windows uses and where the policy and enrollment
-services are."""
+services are.
+
+Entra ID (brief §3.4): while Entra enrollment is on, a device that offers Federated is answered
+Federated, whatever the organisation's sign-in method, because Entra-joined devices and work
+accounts can only enroll that way. Discovery cannot tell an Entra client from a device whose user
+typed our address (both offer Federated), so the answer still carries AuthenticationServiceUrl, our
+sign-in page: MS-MDE2 requires it with Federated, Entra clients skip it and send their Entra token
+instead, other devices sign in there as their registration settings say. Devices offering only
+OnPremise (provisioning packages) keep OnPremise."""
 import logging
 from decimal import Decimal, InvalidOperation
 
@@ -12,7 +20,7 @@ from lxml.builder import ElementMaker
 from invitations.models import Organisation
 from invitations.registration import effective_registration_settings
 
-from . import ppkg, soap
+from . import entra, ppkg, soap
 from .soap import DISCOVERY_NAMESPACES, DISCOVERY_NS, Fault, SoapFault, text
 
 logger = logging.getLogger(__name__)
@@ -91,6 +99,8 @@ def handle(request, envelope, key):
                 "sign-in page, and this device did not offer web sign-in. Ask your administrator for help.",
                 error_type=soap.ErrorType.NOT_SUPPORTED, log_detail=f"PIN and password user; offered {sorted(offered)}",
             )
+        policy = FEDERATED
+    if policy != FEDERATED and FEDERATED in offered and entra.enabled():
         policy = FEDERATED
     if policy not in offered:
         # Provisioning packages sign in on-premise whatever the organisation's policy (brief §10).

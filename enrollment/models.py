@@ -2,7 +2,7 @@
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from invitations.models import InvalidTransition
@@ -75,6 +75,7 @@ class Device(models.Model):
         FEDERATED = "federated", "Federated sign-in page"
         PIN = "pin", "One-time registration PIN"
         PPKG = "ppkg", "Provisioning package"
+        ENTRA = "entra", "Entra ID"
 
     class Status(models.TextChoices):
         ENROLLED = "enrolled", "Enrolled"
@@ -120,6 +121,10 @@ class Device(models.Model):
     federated_token_id = models.CharField(
         max_length=64, unique=True, null=True, blank=True, editable=False,
         help_text="jti of the sign-in token spent by this enrollment (a token enrolls once)",
+    )
+    entra_device_id = models.CharField(
+        "Entra device id", max_length=64, blank=True, db_index=True,
+        help_text="The deviceid claim of the Entra token that enrolled the device (Entra join)",
     )
     appsrv_digest = models.CharField(max_length=64, editable=False,
                                      help_text="b64(md5(DeviceID:secret)) to check the device's digest")
@@ -734,3 +739,179 @@ class DeviceSettingState(models.Model):
         if self.command.status_code is not None:
             return f"Status {self.command.status_code}"
         return self.command.note or self.command.get_status_display()
+
+
+# Microsoft Entra ID standard enrollment (issue 6, brief §3.4).
+
+class EntraSettings(models.Model):
+    """How this portal trusts the organisation's Entra ID tenant: a singleton row (pk=1).
+
+    Entra enrollment is usable only when it is switched on and has at least one tenant, one audience
+    and one active set of signing keys (`is_ready`)."""
+
+    enabled = models.BooleanField(
+        "Entra ID enrollment", default=False,
+        help_text="Accept enrollments carrying an Entra ID token (Entra join, add a work account, "
+                  "automatic enrollment). While on, discovery answers Federated to devices that offer it.",
+    )
+    tenant_ids = models.JSONField("tenant ids", default=list, blank=True,
+                                  help_text="Directory (tenant) ids whose tokens are accepted (lowercase GUIDs)")
+    audiences = models.JSONField(
+        default=list, blank=True,
+        help_text="Accepted token audiences: the MDM application's App ID URI and/or its client id",
+    )
+    jwks_mirror_url = models.URLField(
+        "JWKS mirror URL", blank=True, max_length=500,
+        help_text="An http(s) address on your network serving a copy of "
+                  "https://login.microsoftonline.com/<tenant>/discovery/v2.0/keys",
+    )
+    terms_text = models.TextField(
+        "terms of use", blank=True,
+        help_text="Shown on the terms-of-use page above the built-in text; leave empty for the built-in text only",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "Entra ID settings"
+        verbose_name_plural = "Entra ID settings"
+
+    def __str__(self):
+        return "Entra ID settings"
+
+    @classmethod
+    def get(cls):
+        settings_row, _created = cls.objects.get_or_create(pk=1)
+        return settings_row
+
+    @property
+    def is_ready(self):
+        return bool(self.enabled and self.tenant_ids and self.audiences and JwksSet.objects.active().exists())
+
+    def accepted_audiences(self):
+        """The configured audiences, URIs also without/with their trailing slash: Entra writes the App
+        ID URI as registered, and administrators paste it either way."""
+        accepted = []
+        for audience in self.audiences:
+            accepted.append(audience)
+            if "://" in audience:
+                accepted.append(audience[:-1] if audience.endswith("/") else audience + "/")
+        return accepted
+
+
+class JwksSetQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(active=True)
+
+
+class JwksSet(models.Model):
+    """One imported JSON Web Key Set: Entra's token-signing public keys, as uploaded or fetched from
+    the mirror. Several are kept (Microsoft rotates its keys); keys are looked up by `kid` across the
+    active ones, newest first (enrollment/entra_keys.py)."""
+
+    class Source(models.TextChoices):
+        UPLOAD = "upload", "Uploaded file"
+        MIRROR = "mirror", "Fetched from the mirror URL"
+
+    source = models.CharField(max_length=8, choices=Source.choices)
+    source_url = models.URLField("fetched from", blank=True, max_length=500)
+    document = models.JSONField(help_text="The public keys, {\"keys\": [...]}")
+    key_ids = models.JSONField("key ids (kid)", default=list)
+    sha256 = models.CharField("SHA-256", max_length=64, editable=False)
+    imported_at = models.DateTimeField(default=timezone.now, db_index=True)
+    imported_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+                                    on_delete=models.SET_NULL)
+    active = models.BooleanField(default=True, help_text="Inactive sets are kept for the record but never trusted")
+
+    objects = JwksSetQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "JWKS set"
+        ordering = ["-imported_at", "-pk"]
+
+    def __str__(self):
+        return f"JWKS of {self.imported_at:%Y-%m-%d %H:%M} ({len(self.key_ids)} keys)"
+
+    def deactivate(self):
+        if not self.active:
+            raise InvalidTransition("inactive", "inactive")
+        self.active = False
+        self.save(update_fields=["active"])
+
+    def activate(self):
+        if self.active:
+            raise InvalidTransition("active", "active")
+        self.active = True
+        self.save(update_fields=["active"])
+
+
+class EntraKeyAlertQuerySet(models.QuerySet):
+    def open(self):
+        return self.filter(resolved_at__isnull=True)
+
+
+class EntraKeyAlert(models.Model):
+    """A token signed with a key (`kid`) none of the active JWKS sets knows: Microsoft has probably
+    rotated its keys and the administrators must import the new set. One open alert per kid."""
+
+    kid = models.CharField("key id (kid)", max_length=200)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    occurrences = models.PositiveIntegerField(default=1)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+                                    on_delete=models.SET_NULL)
+
+    objects = EntraKeyAlertQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "unknown Entra key alert"
+        ordering = ["-last_seen_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["kid"], condition=models.Q(resolved_at__isnull=True),
+                                    name="one_open_alert_per_kid"),
+        ]
+
+    def __str__(self):
+        return f"Unknown Entra signing key {self.kid}"
+
+    @classmethod
+    def raise_for(cls, kid):
+        """Open (or bump) the alert for `kid`."""
+        now = timezone.now()
+        bump = {"last_seen_at": now, "occurrences": models.F("occurrences") + 1}
+        if cls.objects.open().filter(kid=kid).update(**bump):
+            return
+        try:
+            with transaction.atomic():
+                cls.objects.create(kid=kid, first_seen_at=now, last_seen_at=now)
+        except IntegrityError:
+            # Another request opened it first (one open alert per kid): count this one there.
+            cls.objects.open().filter(kid=kid).update(**bump)
+
+    def resolve(self, by=None):
+        if self.resolved_at is not None:
+            raise InvalidTransition("resolved", "resolved")
+        self.resolved_at = timezone.now()
+        self.resolved_by = by if getattr(by, "is_authenticated", False) else None
+        self.save(update_fields=["resolved_at", "resolved_by"])
+
+
+class EntraIdentity(models.Model):
+    """Ties a portal user to an Entra user object (tenant id + object id, the stable `tid`/`oid`
+    claims), made by the user's first Entra enrollment."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="entra_identities", on_delete=models.CASCADE)
+    tenant_id = models.CharField("tenant id", max_length=64)
+    object_id = models.CharField("object id", max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "Entra ID link"
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant_id", "object_id"], name="one_user_per_entra_object"),
+            models.UniqueConstraint(fields=["user", "tenant_id"], name="one_entra_object_per_user_and_tenant"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} = {self.object_id} in {self.tenant_id}"

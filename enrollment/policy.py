@@ -72,6 +72,7 @@ def handle(request, envelope, key):
             AuditEvent.record(None, "enrollment.refused", ip=client_ip(request),
                               detail={"step": "policy", "reason": fault.log_detail or fault.reason})
         raise
-    logger.info("policy: %s sent to user %s (%s)", envelope.activity_id, identity.user.pk, identity.method)
+    logger.info("policy: %s sent to user %s (%s)", envelope.activity_id, getattr(identity.user, "pk", "-"),
+                identity.method)
     header = soap.reply_header(soap.GET_POLICIES_RESPONSE, envelope)
     return soap.S.Envelope(header, soap.soap_body(policies_response()))

@@ -7,6 +7,10 @@ RequestSecurityToken with a Windows-shaped CSR (§5), then checks every answer a
 brief describes it, down to the provisioning document (§5.1, conformance test 4). Afterwards it can
 renew its certificate as Windows' ROBO renewal does (§6) and check in over OMA-DM (§7).
 
+With an Entra ID token (§3.4) it plays an Entra-joined PC or a work account instead: optionally the
+terms-of-use page (Bearer token in, OpaqueBlob out, sent back as the EnrollmentData item), then
+GetPolicies and RST carrying the token as a JWT BinarySecurityToken.
+
 The protocol constants are spelled out here rather than imported from the server code on purpose:
 a client that shared the server's literals could not catch a typo in them.
 """
@@ -16,6 +20,7 @@ import functools
 import hashlib
 import http.client
 import http.cookiejar
+import json
 import os
 import secrets
 import socket
@@ -64,6 +69,7 @@ RSTRC_ACTION = f"{ENROLLMENT_NS}/RSTRC/wstep"
 
 PASSWORD_TEXT = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText"
 USER_TOKEN = "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollment/DeviceEnrollmentUserToken"
+JWT_TOKEN = "urn:ietf:params:oauth:token-type:jwt"
 PKCS10 = f"{ENROLLMENT_NS}#PKCS10"
 BASE64_BINARY = f"{WSSE_NS}#base64binary"
 TOKEN_TYPE = "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollment/DeviceEnrollmentToken"
@@ -75,6 +81,8 @@ ANONYMOUS = f"{WSA_NS}/anonymous"
 
 # Brief §3.2: the value Windows' web-auth broker passes as appru.
 APPRU = "ms-app://windows.immersivecontrolpanel"
+# Brief §3.4: where Windows waits for the terms-of-use answer, and the web view's host header.
+TERMS_REDIRECT_URI = "ms-aadj-redir://auth/mdm"
 DISCOVERY_PATH = "/EnrollmentServer/Discovery.svc"
 REQUEST_VERSION = "5.0"
 # Brief §2: OSEdition is the GetProductInfo SKU, 48 Pro, 136 Holographic for Business (HoloLens 2).
@@ -332,8 +340,9 @@ def _service_url(value, name, *, secure, check):
     return value
 
 
-def parse_discover_response(body, message_id, *, secure=True):
-    """Brief §2: the DiscoverResponse, checked field by field."""
+def parse_discover_response(body, message_id, *, secure=True, entra=False):
+    """Brief §2: the DiscoverResponse, checked field by field. Entra clients skip the
+    AuthenticationServiceUrl (brief §3.4), so it is optional for them."""
     check = "discover"
     soap_body = read_envelope(body, action=DISCOVER_RESPONSE_ACTION, message_id=message_id, check=check)
     response = soap_body[0]
@@ -363,7 +372,7 @@ def parse_discover_response(body, message_id, *, secure=True):
     if urllib.parse.urlsplit(policy_url).netloc.lower() != urllib.parse.urlsplit(enrollment_url).netloc.lower():
         raise SimulatorError("discover-policy-url", f"the policy URL {policy_url} and the enrollment URL {enrollment_url} are on different hosts")
     auth_url = value("AuthenticationServiceUrl") or None
-    if auth_policy == "Federated":
+    if auth_policy == "Federated" and (auth_url or not entra):
         auth_url = _service_url(auth_url, "AuthenticationServiceUrl", secure=secure, check="discover-authentication-url")
     return Discovery(auth_policy, version, policy_url, enrollment_url, auth_url)
 
@@ -484,14 +493,14 @@ def _is_ca(cert):
         return False
 
 
-def _check_client_certificate(cert, *, public_key, device_id):
+def _check_client_certificate(cert, *, public_key, subject):
     ours = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     theirs = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     if ours != theirs:
         raise SimulatorError("provisioning-client-key", "the client certificate does not carry the key of our CSR")
     common_names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    if common_names != [device_id]:
-        raise SimulatorError("provisioning-client-subject", f"the client certificate's CN is {common_names}, expected our DeviceID {device_id}")
+    if common_names != [subject]:
+        raise SimulatorError("provisioning-client-subject", f"the client certificate's CN is {common_names}, expected {subject}")
     try:
         usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
@@ -590,8 +599,9 @@ def _renewal_schedule(root):
     return RenewalSchedule(robo == "true", days["RenewPeriod"], days["RetryInterval"])
 
 
-def validate_provisioning_document(document, *, public_key, device_id, device_enrollment=False):
-    """Every check of brief §5.1 / conformance test 4. Returns (Provisioning, lxml tree)."""
+def validate_provisioning_document(document, *, public_key, device_id, device_enrollment=False, subject=None):
+    """Every check of brief §5.1 / conformance test 4. Returns (Provisioning, lxml tree). `subject`
+    is the expected certificate CN when it is not the DeviceID (the Entra device id of an Entra join)."""
     root = parse_xml(document, "provisioning")
     if root.tag != "wap-provisioningdoc":
         raise SimulatorError("provisioning", f"the root element is <{root.tag}>, expected <wap-provisioningdoc>")
@@ -609,7 +619,7 @@ def validate_provisioning_document(document, *, public_key, device_id, device_en
     (_, _, root_cert, _), (_, _, issuing, _), (_, _, client, my_location) = entries
     if not _characteristics(my_location, "PrivateKeyContainer"):
         raise SimulatorError("provisioning-private-key-container", f"My/{location} has no PrivateKeyContainer")
-    _check_client_certificate(client, public_key=public_key, device_id=device_id)
+    _check_client_certificate(client, public_key=public_key, subject=subject or device_id)
     if not (_is_ca(root_cert) and _is_ca(issuing)):
         raise SimulatorError("provisioning-chain", "the Root and CA certificates must both say CA=true")
     _verify_issued(root_cert, root_cert, "the root certificate is not self-signed")
@@ -653,7 +663,7 @@ def validate_renewal_document(document, *, public_key, previous, provisioning, d
     _verify_issued(issuing, provisioning.root, "the issuing CA is not signed by the root we trust")
     _verify_issued(client, issuing, "the new certificate is not signed by the issuing CA")
     common_names = [a.value for a in previous.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    _check_client_certificate(client, public_key=public_key, device_id=common_names[0] if common_names else "")
+    _check_client_certificate(client, public_key=public_key, subject=common_names[0] if common_names else "")
     if client.subject != previous.subject:
         raise SimulatorError("renewal-subject", f"the new certificate is for {client.subject.rfc4514_string()}, "
                              f"the old one for {previous.subject.rfc4514_string()}")
@@ -807,6 +817,68 @@ def read_auto_post(html, page_url):
     raise SimulatorError(check, f"no form posts to {APPRU}; form actions found: {actions}")
 
 
+# --- Entra ID (brief §3.4) -------------------------------------------------------------------------
+
+def jwt_claims(token):
+    """The payload of a JWT, unverified (the client only reads it, as Windows does for the device
+    id); {} when it is not readable, so that the server gets to refuse a bad token itself."""
+    parts = (token or "").split(".")
+    if len(parts) != 3:
+        return {}
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (binascii.Error, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def terms_page_url(terms_url, request_id, joining):
+    """The terms-of-use URL with the query Windows adds (brief §3.4 ToU page contract)."""
+    parts = urllib.parse.urlsplit(terms_url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    query += [("redirect_uri", TERMS_REDIRECT_URI), ("client-request-id", request_id), ("api-version", "1.0")]
+    if joining:
+        query.append(("mode", "azureadjoin"))
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, urllib.parse.urlencode(query), ""))
+
+
+def accept_form(html, page_url, *, joining):
+    """(action URL, fields) of the page's Accept button. During an Entra join the page must not
+    offer Decline (brief §3.4)."""
+    check = "terms-page"
+    _, forms = _forms(html, page_url, check)
+    for form in forms:
+        buttons = form.xpath(".//*[(self::button or self::input) and @type='submit' and @name]")
+        accept = [b for b in buttons if (b.get("value") or "").lower() == "accept"]
+        if not accept:
+            continue
+        if joining and any((b.get("value") or "").lower() == "decline" for b in buttons):
+            raise SimulatorError("terms-decline", "the terms-of-use page offers Decline during an Entra join")
+        if (form.method or "GET").upper() != "POST":
+            raise SimulatorError(check, "the terms-of-use form does not use POST")
+        values = list(form.form_values()) + [(accept[0].get("name"), accept[0].get("value"))]
+        return form.action or page_url, values
+    raise SimulatorError(check, f"no Accept button on the terms-of-use page: {_page_text(html)}")
+
+
+def read_terms_answer(location, request_id):
+    """The OpaqueBlob of the 302 back to redirect_uri after Accept; errors raise."""
+    check = "terms-answer"
+    if not (location or "").startswith(TERMS_REDIRECT_URI + "?"):
+        raise SimulatorError(check, f"the answer goes to {location!r}, not back to {TERMS_REDIRECT_URI}")
+    answer = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(location).query, keep_blank_values=True))
+    if "error" in answer:
+        raise SimulatorError(check, f"error {answer['error']}: {answer.get('error_description', '')}")
+    if answer.get("IsAccepted") != "true":
+        raise SimulatorError(check, f"IsAccepted is {answer.get('IsAccepted')!r}, expected 'true'")
+    if answer.get("client-request-id") != request_id:
+        raise SimulatorError(check, f"client-request-id {answer.get('client-request-id')!r} is not ours ({request_id})")
+    if not answer.get("OpaqueBlob"):
+        raise SimulatorError(check, "no OpaqueBlob with the acceptance")
+    return answer["OpaqueBlob"]
+
+
 # --- the client ------------------------------------------------------------------------------------
 
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
@@ -889,15 +961,22 @@ class Simulator:
     def __init__(self, base_url, email, password=None, federated=False, hololens=False,
                  device_enrollment=False, device_id=None, verify_tls=True, ca_file=None,
                  *, csr_hash="sha1", timeout=30, private_key=None, provisioning_package=False, pin=None,
-                 context_items=None, resolve=None, client_cert_header=False):
+                 context_items=None, entra_token=None, terms_url=None, resolve=None, client_cert_header=False):
         self.discovery_url = discovery_url(base_url)
         # Extra (name, value) context items sent with the enrollment, e.g. Autopilot's (brief §9).
         self.extra_context_items = list(context_items or [])
         self.secure = urllib.parse.urlsplit(self.discovery_url).scheme == "https"
-        self.email = email
+        self.entra_token = entra_token
+        self.entra_claims = jwt_claims(entra_token) if entra_token else {}
+        # Entra clients discover with the account's UPN, none for a user-less run.
+        claimed_upn = next((self.entra_claims[name] for name in ("upn", "unique_name", "preferred_username")
+                            if isinstance(self.entra_claims.get(name), str)), "")
+        self.email = email if email is not None else claimed_upn
         self.password = password
         self.pin = pin  # the registration PIN the sign-in page asks for (PIN and password, or PIN only)
-        self.federated = federated
+        self.federated = federated or bool(entra_token)
+        self.terms_url = terms_url
+        self.enrollment_data = None
         self.hololens = hololens
         self.device_enrollment = device_enrollment
         # As a provisioning package's Workplace/Enrollments does (brief §10): OnPremise only, the
@@ -948,7 +1027,7 @@ class Simulator:
 
     # -- HTTP --------------------------------------------------------------------------------------
 
-    def _open(self, opener, request, check):
+    def _open(self, opener, request, check, *, redirect_ok=False):
         try:
             response = opener.open(request, timeout=self.timeout)
             status, headers, body = response.status, response.headers, response.read(MAX_RESPONSE_BYTES + 1)
@@ -959,7 +1038,7 @@ class Simulator:
             raise SimulatorError(check, f"cannot reach {request.full_url}: {reason}") from None
         if len(body) > MAX_RESPONSE_BYTES:
             raise SimulatorError(check, f"the answer from {request.full_url} is larger than {MAX_RESPONSE_BYTES} bytes")
-        if 300 <= status < 400:
+        if 300 <= status < 400 and not redirect_ok:
             raise SimulatorError(check, f"{request.full_url} answered {status} redirecting to {headers.get('Location')!r}; Windows does not follow redirects here")
         return status, headers, body
 
@@ -1002,8 +1081,12 @@ class Simulator:
         return S.Header(*children)
 
     def _security(self, token):
-        """Brief §3.1 / §3.2: UsernameToken on-premise, the wresult as BinarySecurityToken federated."""
+        """Brief §3.1 / §3.2 / §3.4: UsernameToken on-premise, the wresult as BinarySecurityToken
+        federated, the Entra token as a JWT BinarySecurityToken."""
         must = {f"{{{SOAP12_NS}}}mustUnderstand": "1"}
+        if self.entra_token is not None:
+            encoded = base64.b64encode(self.entra_token.encode("ascii")).decode("ascii")
+            return WSSE.Security(WSSE.BinarySecurityToken(encoded, ValueType=JWT_TOKEN, EncodingType=BASE64_BINARY), **must)
         if token is not None:
             encoded = base64.b64encode(token.encode("utf-8")).decode("ascii")
             return WSSE.Security(WSSE.BinarySecurityToken(encoded, ValueType=USER_TOKEN, EncodingType=BASE64_BINARY), **must)
@@ -1053,7 +1136,7 @@ class Simulator:
             ("NotInOobe", "true"),
             ("RequestVersion", REQUEST_VERSION),
             *self.extra_context_items,
-        ]
+        ] + ([("EnrollmentData", self.enrollment_data)] if self.enrollment_data else [])
 
     def enrollment_envelope(self, message_id, url, token, csr_der):
         T = ElementMaker(namespace=WST_NS, nsmap={"wst": WST_NS, "wsse": WSSE_NS, "ac": AC_NS})
@@ -1124,8 +1207,11 @@ class Simulator:
         message_id = new_message_id()
         body = self._post_soap(self.discovery_url, self.discover_envelope(message_id), "discover")
         self.responses["discover"] = envelope = parse_xml(body, "discover")
-        discovery = parse_discover_response(envelope, message_id, secure=self.secure)
+        discovery = parse_discover_response(envelope, message_id, secure=self.secure, entra=bool(self.entra_token))
         expected = "Federated" if self.federated else "OnPremise"
+        if discovery.auth_policy != expected and self.entra_token:
+            raise SimulatorError("discover-auth-policy", f"the server chose {discovery.auth_policy}, not Federated: is "
+                                 "Entra ID enrollment switched on and fully configured there?")
         if discovery.auth_policy != expected:
             hint = "without --federated" if discovery.auth_policy == "OnPremise" else "with --federated"
             raise SimulatorError("discover-auth-policy", f"the server chose {discovery.auth_policy}, we expected {expected}; run {hint}")
@@ -1146,6 +1232,36 @@ class Simulator:
         if status != 200:
             raise SimulatorError("sign-in", f"POST {action} answered HTTP {status}: {_page_text(result)}")
         return read_auto_post(result, action), "wresult received"
+
+    @property
+    def certificate_subject(self):
+        """Brief §3.4: an Entra join's certificate is named after the Entra device id."""
+        if self.entra_token and self.device_enrollment and isinstance(self.entra_claims.get("deviceid"), str):
+            return self.entra_claims["deviceid"]
+        return self.device_id
+
+    def accept_terms(self):
+        """Brief §3.4: the terms-of-use page in the web view, accepted; its OpaqueBlob goes back as
+        the EnrollmentData context item. Device enrollments play the OOBE join (FRX, no Decline)."""
+        request_id = str(uuid.uuid4())
+        url = terms_page_url(self.terms_url, request_id, self.device_enrollment)
+        headers = {"User-Agent": self.BROWSER_AGENT, "Authorization": f"Bearer {self.entra_token}",
+                   "CXH-HOST": "FRX" if self.device_enrollment else "MOSET"}
+        status, response_headers, page = self._open(self._soap, urllib.request.Request(url, headers=headers),
+                                                    "terms-page", redirect_ok=True)
+        if 300 <= status < 400:
+            read_terms_answer(response_headers.get("Location"), request_id)  # raises on the error it carries
+            raise SimulatorError("terms-page", f"redirected without showing the terms: {response_headers.get('Location')}")
+        if status != 200:
+            raise SimulatorError("terms-page", f"GET {url} answered HTTP {status}: {_page_text(page)}")
+        action, fields = accept_form(page, url, joining=self.device_enrollment)
+        post = urllib.request.Request(action, data=urllib.parse.urlencode(fields).encode(), method="POST", headers={
+            "User-Agent": self.BROWSER_AGENT, "Content-Type": "application/x-www-form-urlencoded"})
+        status, response_headers, page = self._open(self._soap, post, "terms-answer", redirect_ok=True)
+        if status != 302:
+            raise SimulatorError("terms-answer", f"POST {action} answered HTTP {status}, expected 302: {_page_text(page)}")
+        self.enrollment_data = read_terms_answer(response_headers.get("Location"), request_id)
+        return self.enrollment_data, "accepted, OpaqueBlob received"
 
     def get_policies(self, url, token):
         message_id = new_message_id()
@@ -1170,7 +1286,8 @@ class Simulator:
         self.responses["enroll"] = envelope = parse_xml(body, "enroll")
         document = parse_enrollment_response(envelope, message_id)
         provisioning, tree = validate_provisioning_document(
-            document, public_key=key.public_key(), device_id=self.device_id, device_enrollment=self.device_enrollment
+            document, public_key=key.public_key(), device_id=self.device_id, device_enrollment=self.device_enrollment,
+            subject=self.certificate_subject,
         )
         subject = provisioning.certificate.subject.rfc4514_string()
         return (key, provisioning, tree), f"certificate {subject} in My/{provisioning.store_location}"
@@ -1217,7 +1334,9 @@ class Simulator:
         self._timed("probe", self.probe)
         discovery = self._timed("discover", self.discover)
         token = None
-        if discovery.auth_policy == "Federated":
+        if self.entra_token and self.terms_url:
+            self._timed("terms", self.accept_terms)
+        elif discovery.auth_policy == "Federated" and not self.entra_token:
             token = self._timed("sign-in", self.sign_in, discovery.authentication_url)
         policy = self._timed("policies", self.get_policies, discovery.policy_url, token)
         key = self._timed("keygen", self.make_key, policy)

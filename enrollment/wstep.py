@@ -18,7 +18,7 @@ from autopilot import matching as autopilot_matching
 from invitations import sending
 from invitations.models import AuditEvent, Organisation
 
-from . import auth, ca, ppkg, provisioning, soap
+from . import auth, ca, entra, ppkg, provisioning, soap
 from .csr import CsrError, parse_csr
 from .models import Device, RegistrationPin
 from .soap import AC_NS, ENROLLMENT_NS, PARSER, SOAP_NS, WSA_NS, WSSE_NS, WST_NS, WSU_NS, ErrorType, Fault, SoapFault
@@ -132,6 +132,8 @@ def handle(request, envelope, key):
     identity = None
     try:
         identity = auth.authenticate_envelope(request, envelope)
+        if identity.entra is not None:
+            entra.check_request(identity.entra, token_request)
         csr = parse_certificate_request(token_request)
         device, document = enroll(identity, token_request, csr, ip=ip)
     except SoapFault as fault:
@@ -142,7 +144,7 @@ def handle(request, envelope, key):
         raise
     autopilot_matching.link_enrolled_device(device, token_request.items)
     logger.info("enrollment: %s device %s (%s) enrolled for user %s", envelope.activity_id, device.pk,
-                device.device_id, device.user_id)
+                device.device_id, device.user_id or "-")
     return response_envelope(envelope, document)
 
 
@@ -159,19 +161,26 @@ def enroll(identity, token_request, csr, *, ip=None):
                         log_detail=f"integrity: {exc}") from None
 
 
+def _enrolling_user(identity, ip):
+    """The user, locked: locking serialises this user's enrollments, so the device limit holds under
+    races. An Entra user is created on first enrollment; a user-less Entra run has none."""
+    if identity.entra is not None:
+        return entra.enrollment_user(identity.entra, ip=ip)
+    return get_user_model().objects.select_for_update().get(pk=identity.user.pk)
+
+
 def _enroll(identity, token_request, csr, ip):
-    # Locking the user serialises this user's enrollments, so the device limit holds under races.
-    user = get_user_model().objects.select_for_update().get(pk=identity.user.pk)
+    user = _enrolling_user(identity, ip)
     earlier = list(Device.objects.same_hardware(token_request.device_id, token_request.hw_dev_id)
                    .select_for_update())
     # A provisioning package counts against its own maximum, not its owner's device limit.
     pin_enrollment = ppkg.claim_slot(identity.pin_enrollment, earlier) if identity.pin_enrollment else None
     live = Device.objects.enrolled().filter(user=user).exclude(pk__in=[d.pk for d in earlier]).count()
-    if pin_enrollment is None and live >= user.device_limit:
+    if user is not None and pin_enrollment is None and live >= user.device_limit:
         raise SoapFault(Fault.AUTHORIZATION, "You have reached your device limit. Remove a device or ask your "
                         "administrator to raise the limit.", error_type=ErrorType.DEVICE_CAP_REACHED,
                         log_detail=f"user {user.pk} has {live} of {user.device_limit} devices")
-    first_device = not Device.objects.filter(user=user).exists()
+    first_device = user is not None and not Device.objects.filter(user=user).exists()
     pin = None
     if identity.pin is not None:
         # The PIN is spent by this enrollment; a concurrent RST with the same PIN waits here, then fails.
@@ -198,6 +207,7 @@ def _enroll(identity, token_request, csr, ip):
         context_items=token_request.items,
         federated_token_id=identity.token_id,
         pin_enrollment=pin_enrollment,
+        entra_device_id=identity.entra.device_id if identity.entra is not None else "",
         **appauth,
     )
     if pin_enrollment is not None:
@@ -210,7 +220,7 @@ def _enroll(identity, token_request, csr, ip):
         old.mark_replaced(device)
         match = "DeviceID" if old.device_id.lower() == device.device_id.lower() else "HWDevID"
         AuditEvent.record(None, "device.replaced", old, ip=ip, detail={
-            "by": device.pk, "match": match, "old_user": old.user_id, "new_user": user.pk,
+            "by": device.pk, "match": match, "old_user": old.user_id, "new_user": user.pk if user else None,
             "old_certificate": old.certificate_serial,
         })
     AuditEvent.record(user, "device.enrolled", device, ip=ip, detail={
@@ -245,7 +255,8 @@ def issue_certificate(public_key, common_name):
 
 
 def issue(identity, token_request, csr):
-    certificate, root, issuing = issue_certificate(csr.public_key, token_request.device_id)
+    common_name = entra.certificate_name(identity, token_request)
+    certificate, root, issuing = issue_certificate(csr.public_key, common_name)
     organisation = Organisation.get()
     document = provisioning.build_document(
         root=root, issuing=issuing, device_cert=certificate,

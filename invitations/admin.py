@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from mdmportal.console import AuditedAdminMixin, client_ip, is_full_admin
+from mdmportal.console import AuditedAdminMixin, ReadOnlyAdminMixin, client_ip, is_full_admin
 
 from . import sending, user_import
 from .console_forms import (
@@ -229,7 +229,7 @@ class InvitationEmailInline(admin.TabularInline):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(admin.ModelAdmin):
+class InvitationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Invitations are made by sending them (Users, wizard, import); here they are followed up."""
 
     list_display = ["user", "status_display", "created_at", "sent_at", "opened_at", "completed_at",
@@ -242,15 +242,6 @@ class InvitationAdmin(admin.ModelAdmin):
     inlines = [InvitationEmailInline]
     fields = readonly_fields = ["user", "status_display", "failure_reason", "created_by", "created_at",
                                 "expires_at", "sent_at", "opened_at", "accepted_at", "completed_at", "revoked_at"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_send_invitation_permission(self, request):
         return request.user.has_perm("invitations.send_invitation")
@@ -395,7 +386,7 @@ class UserGroupAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only for everyone, superusers included: the log is only ever appended to by the code."""
 
     list_display = ["created_at", "actor_label", "action", "target_type", "target_label", "ip"]
@@ -404,12 +395,3 @@ class AuditEventAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     fields = readonly_fields = ["created_at", "actor", "actor_label", "action", "target_type", "target_id",
                                 "target_label", "ip", "detail"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

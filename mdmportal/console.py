@@ -49,6 +49,19 @@ class AuditedAdminMixin:
         return super().log_deletions(request, queryset)
 
 
+class ReadOnlyAdminMixin:
+    """A console page that shows records written only by the product itself (audit, alerts...)."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class ConsoleSite(admin.AdminSite):
     site_header = "mdmportal console"
     site_title = "mdmportal"
@@ -62,10 +75,12 @@ class ConsoleSite(admin.AdminSite):
         return context
 
     def index(self, request, extra_context=None):
+        from enrollment.models import EntraKeyAlert
         from invitations.dashboard import counts
         from invitations.models import Organisation
 
-        extra_context = {**(extra_context or {}), "counts": counts(), "organisation": Organisation.get()}
+        extra_context = {**(extra_context or {}), "counts": counts(), "organisation": Organisation.get(),
+                         "entra_key_alerts": EntraKeyAlert.objects.open().count()}
         return super().index(request, extra_context)
 
     def get_urls(self):

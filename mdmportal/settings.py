@@ -162,6 +162,9 @@ ENROLLMENT_MANAGEMENT_PATH = env("ENROLLMENT_MANAGEMENT_PATH", default="/Managem
 # ENROLLMENT_PPKG_LOCKOUT_SECONDS, twice as long at each further lockout, at most a day.
 ENROLLMENT_PPKG_FAILURE_LIMIT = env.int("ENROLLMENT_PPKG_FAILURE_LIMIT", default=10)
 ENROLLMENT_PPKG_LOCKOUT_SECONDS = env.int("ENROLLMENT_PPKG_LOCKOUT_SECONDS", default=15 * 60)
+# Entra ID enrollment (enrollment/entra.py): how long the terms-of-use acceptance handed to Windows
+# (OpaqueBlob, back as EnrollmentData) stays valid; the enrollment follows it within minutes.
+ENROLLMENT_ENTRA_TERMS_SECONDS = env.int("ENROLLMENT_ENTRA_TERMS_SECONDS", default=24 * 60 * 60)
 
 # OMA-DM management (brief §7; enrollment/omadm.py). nginx verifies the TLS client certificate and
 # forwards it URL-escaped in X-SSL-Client-Cert, and the client's address in X-Real-IP; both headers
@@ -232,6 +235,11 @@ CELERY_BEAT_SCHEDULE = {
     "finish-device-retirements": {
         "task": "enrollment.tasks.finish_retirements",
         "schedule": 60.0,
+    },
+    # The optional Microsoft Graph connector (autopilot/graph_sync.py); does nothing while it is off.
+    "sync-autopilot-with-graph": {
+        "task": "autopilot.tasks.sync_with_graph",
+        "schedule": 30 * 60.0,
     },
 }
 

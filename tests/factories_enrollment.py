@@ -12,8 +12,8 @@ from factory.django import DjangoModelFactory
 
 from enrollment import ca
 from enrollment.models import (
-    CertificateAuthority, ConfigurationGroup, Device, DeviceCommand, DeviceSettingState, GroupSetting,
-    ManagementSession, PinEnrollment, RegistrationPin,
+    CertificateAuthority, ConfigurationGroup, Device, DeviceCommand, DeviceSettingState, EntraIdentity,
+    EntraKeyAlert, EntraSettings, GroupSetting, JwksSet, ManagementSession, PinEnrollment, RegistrationPin,
 )
 
 KEY_POOL = 4  # CA keys cycle through this many test keys; consecutive CAs never share one
@@ -110,6 +110,7 @@ class DeviceFactory(DjangoModelFactory):
         hololens = factory.Trait(kind=Device.Kind.HOLOLENS, os_edition=136, name=factory.Sequence(lambda n: f"HOLOLENS-{n}"))
         device_enrollment = factory.Trait(enrollment_type=Device.EnrollmentType.DEVICE)
         federated = factory.Trait(method=Device.Method.FEDERATED)
+        entra = factory.Trait(method=Device.Method.ENTRA, entra_device_id=factory.Faker("uuid4"))
         replaced = factory.Trait(status=Device.Status.REPLACED, revoked_at=factory.LazyFunction(lambda: datetime.now(UTC)))
         retired = factory.Trait(status=Device.Status.RETIRED)
 
@@ -260,3 +261,72 @@ class DeviceSettingStateFactory(DjangoModelFactory):
     removal = GroupSetting.Removal.DELETE
     command = factory.SubFactory(DeviceCommandFactory, device=factory.SelfAttribute("..device"), verb="Replace",
                                  target=factory.SelfAttribute("..loc_uri"), format="int", data="0")
+
+
+# Entra ID enrollment (issue 6).
+
+TEST_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+TEST_CLIENT_ID = "0000000a-0000-0000-c000-000000000000"
+TEST_APP_ID_URI = "https://enterpriseenrollment.contoso.com"
+
+
+def public_jwk(key, kid):
+    """The public JWK of a test RSA key, as Microsoft publishes its keys."""
+    import jwt
+
+    jwk = jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    return {"kty": "RSA", "use": "sig", "kid": kid, "n": jwk["n"], "e": jwk["e"]}
+
+
+class EntraSettingsFactory(DjangoModelFactory):
+    """Entra enrollment switched on for the test tenant and audiences (keys: JwksSetFactory)."""
+
+    class Meta:
+        model = EntraSettings
+        django_get_or_create = ("pk",)
+
+    pk = 1
+    enabled = True
+    tenant_ids = factory.LazyFunction(lambda: [TEST_TENANT])
+    audiences = factory.LazyFunction(lambda: [TEST_APP_ID_URI, TEST_CLIENT_ID])
+
+    class Params:
+        disabled = factory.Trait(enabled=False)
+
+
+class JwksSetFactory(DjangoModelFactory):
+    """An active set holding the public half of rsa_key(key_index) under `kid`."""
+
+    class Meta:
+        model = JwksSet
+        exclude = ["key_index", "kid"]
+
+    key_index = 40
+    kid = "test-key-1"
+    source = JwksSet.Source.UPLOAD
+    document = factory.LazyAttribute(lambda o: {"keys": [public_jwk(rsa_key(o.key_index), o.kid)]})
+    key_ids = factory.LazyAttribute(lambda o: [key["kid"] for key in o.document["keys"]])
+    sha256 = factory.Sequence(lambda n: f"{n:064x}")
+
+    class Params:
+        inactive = factory.Trait(active=False)
+        mirrored = factory.Trait(source=JwksSet.Source.MIRROR, source_url="http://keys.example.internal/keys")
+
+
+class EntraKeyAlertFactory(DjangoModelFactory):
+    class Meta:
+        model = EntraKeyAlert
+
+    kid = factory.Sequence(lambda n: f"rotated-key-{n}")
+
+    class Params:
+        resolved = factory.Trait(resolved_at=factory.LazyFunction(lambda: datetime.now(UTC)))
+
+
+class EntraIdentityFactory(DjangoModelFactory):
+    class Meta:
+        model = EntraIdentity
+
+    user = factory.SubFactory("tests.factories.UserFactory")
+    tenant_id = TEST_TENANT
+    object_id = factory.Sequence(lambda n: f"00000000-0000-0000-0000-{n:012x}")

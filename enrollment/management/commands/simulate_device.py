@@ -17,17 +17,22 @@ class Command(BaseCommand):
         "(SOAP headers, certificate chain, provisioning document) and the first failed check is "
         "reported with a non-zero exit. SERVER is a host name, https://host, or the full URL ending in "
         "Discovery.svc. Windows itself only enrolls over https with a certificate it already trusts; "
-        "http:// is accepted here for local test servers only."
+        "http:// is accepted here for local test servers only. With --entra-token it enrolls as an Entra "
+        "ID device or work account instead (brief §3.4): no password, the token in GetPolicies and RST, "
+        "and with --entra-terms-url the terms-of-use page first."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("server", help="host, https://host or https://host/EnrollmentServer/…/Discovery.svc")
-        parser.add_argument("--email", required=True,
-                            help="the user's email (UPN) typed into Windows, or with --pin the package's service UPN")
+        parser.add_argument("--email", help="the user's email (UPN) typed into Windows, or with --pin the package's "
+                                             "service UPN; with --entra-token, the token's upn by default")
         secret = parser.add_mutually_exclusive_group()
         secret.add_argument("--password", help="the password or PIN; asked for when omitted on a terminal")
         secret.add_argument("--pin", help="enroll as a provisioning package (PPKG) does, in the background with the "
                                           "service UPN of --email and this PIN of a PIN enrollment (OnPremise, Full)")
+        secret.add_argument("--entra-token", help="an Entra ID access token (JWT) to enroll with instead of a password")
+        parser.add_argument("--entra-terms-url", help="with --entra-token: accept the terms of use at this URL first "
+                                                      "and send its OpaqueBlob as EnrollmentData")
         parser.add_argument("--registration-pin",
                             help="the user's registration PIN, when the sign-in page asks for one (with --federated)")
         parser.add_argument("--federated", action="store_true",
@@ -69,8 +74,8 @@ class Command(BaseCommand):
                             help="with --checkin: send the 1226 alert of a user removing the work account")
 
     def handle(self, *, server, email, password, pin, federated, hololens, device_enrollment, device_id,
-               csr_hash, insecure, ca_file, timeout, renew, checkin, digest, unenroll, registration_pin, resolve,
-               client_cert_header, **options):
+               csr_hash, insecure, ca_file, timeout, renew, checkin, digest, unenroll, registration_pin,
+               entra_token, entra_terms_url, resolve, client_cert_header, **options):
         as_json = options["json"]
         try:
             resolve = dict(parse_resolve(value) for value in resolve)
@@ -81,9 +86,13 @@ class Command(BaseCommand):
                                "it does not go with --federated, --hololens or --device-enrollment")
         if (digest or unenroll) and not checkin:
             raise CommandError("--digest and --unenroll go with --checkin")
+        if entra_terms_url and not entra_token:
+            raise CommandError("--entra-terms-url needs --entra-token")
+        if not entra_token and not email:
+            raise CommandError("--email is required (or --entra-token)")
         if pin is not None:
             password = pin
-        elif password is None:
+        elif password is None and not entra_token:
             if not sys.stdin.isatty():
                 raise CommandError("--password is required when not run from a terminal")
             password = getpass.getpass(f"Password for {email}: ")
@@ -92,7 +101,8 @@ class Command(BaseCommand):
                 server, email, password, federated=federated, hololens=hololens,
                 device_enrollment=device_enrollment, device_id=device_id, verify_tls=not insecure,
                 ca_file=ca_file, csr_hash=csr_hash, timeout=timeout, provisioning_package=pin is not None,
-                pin=registration_pin, resolve=resolve, client_cert_header=client_cert_header,
+                pin=registration_pin, entra_token=entra_token, terms_url=entra_terms_url, resolve=resolve,
+                client_cert_header=client_cert_header,
             )
             result = simulator.run()
         except SimulatorError as exc:

@@ -1,0 +1,242 @@
+"""The optional Microsoft Graph connector (issue 5 item 7): its settings, and what Microsoft's Autopilot
+service said about each device and profile we pushed. Imported by models.py so Django finds them.
+
+The domain work (token, requests, push, poll, pull) lives in autopilot/graph.py and graph_sync.py.
+"""
+import ipaddress
+import re
+import uuid
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from invitations.models import InvalidTransition
+
+from . import sealing
+from .models import AutopilotDevice, Profile
+
+DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com"
+DEFAULT_TOKEN_BASE_URL = "https://login.microsoftonline.com"
+# A tenant is named by its id (a GUID) or one of its verified domains (contoso.onmicrosoft.com).
+DOMAIN_RE = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.IGNORECASE)
+
+
+def _is_guid(value):
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return len(value) == 36
+
+
+def base_url_error(url):
+    """Why `url` cannot be a Graph or token base URL, or None. Credentials and tokens only travel over
+    https; plain http is accepted on the loopback, for a local test double."""
+    parts = urlsplit(url)
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return "Give only the scheme, host and (optionally) a path, without query, fragment or user name."
+    if parts.scheme == "https":
+        return None
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if parts.scheme == "http" and loopback:
+        return None
+    return "Use an https:// address (plain http:// is only accepted on this machine, for testing)."
+
+
+class GraphConnector(models.Model):
+    """The connector's settings: one row. Off by default; the client secret is stored sealed
+    (autopilot/sealing.py) and never shown again after it is saved."""
+
+    enabled = models.BooleanField(
+        default=False, help_text="Push imported devices and profiles to Microsoft's Autopilot service and pull "
+                                 "their status back.")
+    tenant_id = models.CharField(
+        "tenant", max_length=253, blank=True,
+        help_text="Your Microsoft Entra tenant: its id (a GUID) or its primary domain (contoso.onmicrosoft.com).")
+    client_id = models.CharField(
+        "application (client) id", max_length=36, blank=True,
+        help_text="The app registration's id. It needs the DeviceManagementServiceConfig.ReadWrite.All "
+                  "application permission, and Group.ReadWrite.All to assign profiles by group tag.")
+    sealed_client_secret = models.TextField(blank=True, editable=False)
+    client_secret_set_at = models.DateTimeField("client secret saved", null=True, blank=True, editable=False)
+    graph_base_url = models.URLField(
+        "Graph base URL", default=DEFAULT_GRAPH_BASE_URL,
+        help_text="https://graph.microsoft.com, or your national cloud's (https://graph.microsoft.us...).")
+    token_base_url = models.URLField(
+        "token endpoint base", default=DEFAULT_TOKEN_BASE_URL,
+        help_text="https://login.microsoftonline.com, or your national cloud's sign-in host.")
+    last_sync_at = models.DateTimeField("last synchronisation", null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False,
+                                  help_text="Why the last synchronisation stopped, if it did")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "Microsoft Graph connector"
+        verbose_name_plural = "Microsoft Graph connector"
+
+    def __str__(self):
+        return "Microsoft Graph connector"
+
+    SINGLETON_PK = 1
+
+    @classmethod
+    def get(cls):
+        connector, _ = cls.objects.get_or_create(pk=cls.SINGLETON_PK)
+        return connector
+
+    @property
+    def has_client_secret(self):
+        return bool(self.sealed_client_secret)
+
+    def set_client_secret(self, secret):
+        self.sealed_client_secret = sealing.seal(secret)
+        self.client_secret_set_at = timezone.now()
+
+    def client_secret(self):
+        """The plain secret, for the token request only; raises sealing.SealError."""
+        return sealing.unseal(self.sealed_client_secret)
+
+    @property
+    def token_url(self):
+        """OAuth 2.0 client credentials grant (RFC 6749 §4.4) at the Microsoft identity platform's v2.0
+        endpoint for the tenant."""
+        return f"{self.token_base_url.rstrip('/')}/{self.tenant_id}/oauth2/v2.0/token"
+
+    @property
+    def scope(self):
+        # Application permissions are requested as "<resource>/.default".
+        return f"{self.graph_base_url.rstrip('/')}/.default"
+
+    def clean(self):
+        errors = {}
+        self.tenant_id, self.client_id = self.tenant_id.strip(), self.client_id.strip()
+        if self.tenant_id and not (_is_guid(self.tenant_id) or DOMAIN_RE.match(self.tenant_id)):
+            errors["tenant_id"] = "Give the tenant id (a GUID) or the tenant's domain, such as contoso.onmicrosoft.com."
+        if self.client_id and not _is_guid(self.client_id):
+            errors["client_id"] = "The application (client) id is a GUID: copy it from the app registration."
+        for field in ("graph_base_url", "token_base_url"):
+            problem = base_url_error(getattr(self, field))
+            if problem:
+                errors[field] = problem
+        if self.enabled:
+            missing = [label for label, value in (("the tenant", self.tenant_id), ("the client id", self.client_id),
+                                                  ("the client secret", self.sealed_client_secret)) if not value]
+            if missing:
+                errors["enabled"] = f"Give {', '.join(missing)} before turning the connector on."
+        if errors:
+            raise ValidationError(errors)
+
+    def record_sync(self, *, error=""):
+        self.last_error = error
+        if not error:
+            self.last_sync_at = timezone.now()
+        self.save(update_fields=["last_error", "last_sync_at"])
+
+
+class GraphDeviceSync(models.Model):
+    """One imported device as Microsoft's Autopilot service knows it: its import (pushed, then polled
+    until Microsoft's Device Directory Service answers) and its registration (pulled)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Import pending at Microsoft"
+        REGISTERED = "registered", "Registered with Microsoft"
+        REFUSED = "refused", "Refused by Microsoft"
+
+    device = models.OneToOneField(AutopilotDevice, related_name="graph_sync", on_delete=models.CASCADE)
+    status = models.CharField(max_length=10, choices=Status.choices, db_index=True)
+    imported_id = models.CharField("import record id", max_length=64, blank=True,
+                                   help_text="The importedWindowsAutopilotDeviceIdentity, while the import runs")
+    error_code = models.IntegerField(null=True, blank=True, help_text="deviceErrorCode, or the HTTP status")
+    error_name = models.CharField(max_length=128, blank=True, help_text="deviceErrorName, or Graph's error code")
+    error_message = models.TextField(blank=True)
+    pushed_at = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField("import last checked", null=True, blank=True)
+    identity_id = models.CharField("Autopilot device id", max_length=64, blank=True,
+                                   help_text="The windowsAutopilotDeviceIdentity (its ZTD id)")
+    profile_assignment_status = models.CharField(max_length=40, blank=True)
+    enrollment_state = models.CharField(max_length=40, blank=True)
+    last_contacted_at = models.DateTimeField(null=True, blank=True)
+    pulled_at = models.DateTimeField("status last pulled", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "Autopilot service status"
+        verbose_name_plural = "Autopilot service status"
+
+    def __str__(self):
+        return f"{self.device}: {self.get_status_display()}"
+
+    def mark_pushed(self, imported_id):
+        """Sent (again): Microsoft answered with the import record to poll."""
+        if self.status == self.Status.REGISTERED:
+            raise InvalidTransition(self.status, self.Status.PENDING)
+        self.status, self.imported_id, self.pushed_at = self.Status.PENDING, imported_id, timezone.now()
+        self.error_code, self.error_name, self.error_message = None, "", ""
+        self.save()
+
+    def refuse(self, *, code=None, name="", message=""):
+        if self.status == self.Status.REGISTERED:
+            raise InvalidTransition(self.status, self.Status.REFUSED)
+        self.status, self.imported_id = self.Status.REFUSED, ""
+        self.error_code, self.error_name, self.error_message = code, name[:128], message
+        self.pushed_at = self.pushed_at or timezone.now()
+        self.checked_at = timezone.now()
+        self.save()
+
+    def mark_registered(self):
+        if self.status == self.Status.REFUSED:
+            raise InvalidTransition(self.status, self.Status.REGISTERED)
+        self.status, self.imported_id, self.checked_at = self.Status.REGISTERED, "", timezone.now()
+        self.save(update_fields=["status", "imported_id", "checked_at"])
+
+    def record_identity(self, *, identity_id, profile_assignment_status, enrollment_state, last_contacted_at):
+        """Microsoft lists the device among its Autopilot devices: it is registered, whatever an import
+        said before (a device refused as already registered is registered all the same)."""
+        if self.status != self.Status.REGISTERED:
+            self.status, self.imported_id = self.Status.REGISTERED, ""
+            self.error_code, self.error_name, self.error_message = None, "", ""
+        self.identity_id = identity_id
+        self.profile_assignment_status, self.enrollment_state = profile_assignment_status, enrollment_state
+        self.last_contacted_at, self.pulled_at = last_contacted_at, timezone.now()
+        self.save()
+
+    def still_pending(self):
+        self.checked_at = timezone.now()
+        self.save(update_fields=["checked_at"])
+
+
+class GraphProfileSync(models.Model):
+    """A profile as pushed to Graph: its windowsAutopilotDeploymentProfile id, and a digest of what was
+    sent so unchanged profiles are not sent again."""
+
+    profile = models.OneToOneField(Profile, related_name="graph_sync", on_delete=models.CASCADE)
+    graph_id = models.CharField("deployment profile id", max_length=64, blank=True)
+    pushed_digest = models.CharField(max_length=64, blank=True, editable=False)
+    pushed_at = models.DateTimeField(null=True, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = "profile in the Autopilot service"
+
+    def __str__(self):
+        return f"{self.profile} → {self.graph_id or 'not pushed'}"
+
+
+class GraphTagGroup(models.Model):
+    """The dynamic Microsoft Entra device group made for a group tag: Autopilot profiles are assigned to
+    groups, and Intune itself targets a group tag with such a group."""
+
+    tag = models.CharField(max_length=128, unique=True)
+    group_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "group tag's Entra group"
+
+    def __str__(self):
+        return f"{self.tag} → {self.group_id}"

@@ -1,0 +1,267 @@
+"""Microsoft Entra ID standard enrollment (issue 6, brief §3.4): the Entra access token that Windows
+sends to the terms-of-use page (Authorization: Bearer) and to GetPolicies and RST (a
+BinarySecurityToken of ValueType urn:ietf:params:oauth:token-type:jwt), and the user it enrolls.
+
+Token checks, all of them, in this order: RS256 only (alg from the header, and PyJWT told to accept
+nothing else, so `none` and HS256-with-the-public-key fail twice); the key by `kid` from the
+administrators' JWKS sets (unknown kid: refused and an alert for the administrators); signature;
+`exp` and `nbf` with 5 minutes of leeway; `aud` among the configured audiences; `tid` among the
+configured tenants; `iss` one of the two Entra issuers of that tenant; `scp` containing
+mdm_delegation. Refusals carry a reason for the log and the audit, never the token.
+
+The terms-of-use page hands Windows an OpaqueBlob that comes back unchanged as the RST context item
+EnrollmentData; we sign it and bind it to the user's tenant and object id.
+"""
+import logging
+import re
+from dataclasses import dataclass
+
+import jwt
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from jwt import exceptions as jwt_errors
+
+from invitations.models import AuditEvent
+
+from . import auth, entra_keys
+from .models import Device, EntraIdentity, EntraSettings
+from .soap import Fault, SoapFault
+
+logger = logging.getLogger(__name__)
+
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+ALGORITHM = "RS256"
+LEEWAY_SECONDS = 5 * 60
+REQUIRED_SCOPE = "mdm_delegation"
+ISSUERS = ("https://sts.windows.net/{tid}/", "https://login.microsoftonline.com/{tid}/v2.0")
+MAX_TOKEN_LENGTH = 16 * 1024
+GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+TERMS_SALT = "enrollment.entra-terms"
+
+BAD_TOKEN = "Your Entra ID sign-in was not accepted by this enrollment server. Contact your administrator."
+NOT_ALLOWED = auth.NOT_ALLOWED
+
+
+class TokenRejected(Exception):
+    """The token is not one we trust; `reason` is for the log and the audit (never the token)."""
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class EntraClaims:
+    """What a verified token says about who is enrolling."""
+
+    tenant_id: str
+    object_id: str
+    upn: str  # "" for user-less runs (self-deploying, pre-provisioning)
+    name: str
+    device_id: str  # the Entra device id; only in tokens issued after the Entra join
+
+    @property
+    def userless(self):
+        return not self.upn
+
+
+def enabled():
+    """Entra enrollment switched on and fully configured (tenant, audience, keys)."""
+    return EntraSettings.get().is_ready
+
+
+def validate(token):
+    """The claims of a trusted Entra access token; raises TokenRejected."""
+    config = EntraSettings.get()
+    if not config.enabled:
+        raise TokenRejected("Entra ID enrollment is switched off")
+    if not config.tenant_ids or not config.audiences:
+        raise TokenRejected("Entra ID settings lack a tenant or an audience")
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+        raise TokenRejected("token missing or too long")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt_errors.InvalidTokenError as exc:
+        raise TokenRejected(f"not a JWT ({exc})") from None
+    algorithm = header.get("alg")
+    if algorithm != ALGORITHM:
+        raise TokenRejected(f"alg {str(algorithm)[:20]!r} refused, RS256 only")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise TokenRejected("no kid in the token header")
+    key = entra_keys.find_key(kid)
+    if key is None:
+        if _claims_name_us(token, config):
+            entra_keys.report_unknown_kid(kid)
+        raise TokenRejected(f"unknown signing key kid={kid[:entra_keys.MAX_KID_LENGTH]!r}")
+    claims = _decode(token, key, config)
+    return _identity_claims(claims, config)
+
+
+def _claims_name_us(token, config):
+    """Do the token's unverified claims name one of our tenants and audiences? Only such tokens
+    raise an unknown-key alert: anyone can send a token with a made-up kid, and random ones should
+    not bury the real rotation alert."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt_errors.InvalidTokenError:
+        return False
+    audiences = claims.get("aud") if isinstance(claims.get("aud"), list) else [claims.get("aud")]
+    return (str(claims.get("tid", "")).lower() in config.tenant_ids
+            and any(audience in config.accepted_audiences() for audience in audiences))
+
+
+def _decode(token, key, config):
+    try:
+        return jwt.decode(
+            token, key, algorithms=[ALGORITHM], audience=config.accepted_audiences(), leeway=LEEWAY_SECONDS,
+            options={"require": ["exp", "nbf", "iss", "aud", "tid", "oid"]},
+        )
+    except jwt_errors.ExpiredSignatureError:
+        raise TokenRejected("token expired (exp)") from None
+    except jwt_errors.ImmatureSignatureError:
+        raise TokenRejected("token not yet valid (nbf/iat)") from None
+    except jwt_errors.InvalidAudienceError:
+        raise TokenRejected("audience (aud) not configured") from None
+    except jwt_errors.MissingRequiredClaimError as exc:
+        raise TokenRejected(f"claim {exc.claim!r} missing") from None
+    except jwt_errors.InvalidSignatureError:
+        raise TokenRejected("signature does not verify with the configured key") from None
+    except jwt_errors.InvalidTokenError as exc:
+        raise TokenRejected(f"invalid token ({type(exc).__name__}: {str(exc)[:100]})") from None
+
+
+def _identity_claims(claims, config):
+    tenant = claims.get("tid")
+    if not isinstance(tenant, str) or tenant.lower() not in config.tenant_ids:
+        raise TokenRejected(f"tenant (tid) {str(tenant)[:64]!r} not configured")
+    issuers = {template.format(tid=tenant) for template in ISSUERS}
+    if claims.get("iss") not in issuers:
+        raise TokenRejected(f"issuer (iss) {str(claims.get('iss'))[:120]!r} is not Entra's for the tenant")
+    scopes = claims.get("scp")
+    if not isinstance(scopes, str) or REQUIRED_SCOPE not in scopes.split():
+        raise TokenRejected(f"scope (scp) lacks {REQUIRED_SCOPE}")
+    object_id = claims.get("oid")
+    if not isinstance(object_id, str) or not GUID.match(object_id.lower()):
+        raise TokenRejected("object id (oid) is not a GUID")
+    upn = next((claims[name] for name in ("upn", "unique_name", "preferred_username")
+                if isinstance(claims.get(name), str) and claims[name].strip()), "").strip()
+    if upn:
+        try:
+            validate_email(upn)
+        except ValidationError:
+            raise TokenRejected(f"user name {upn[:100]!r} is not an email address") from None
+    device_id = claims.get("deviceid", "")
+    if not isinstance(device_id, str) or len(device_id) > 64 or not device_id.isprintable():
+        raise TokenRejected("device id (deviceid) is not a usable name")
+    name = claims.get("name") if isinstance(claims.get("name"), str) else ""
+    return EntraClaims(tenant_id=tenant.lower(), object_id=object_id.lower(), upn=upn.lower(), name=name.strip()[:150],
+                       device_id=device_id)
+
+
+def known_user(claims):
+    """The portal user this Entra user already is (by link, else by email), or None."""
+    link = EntraIdentity.objects.select_related("user").filter(
+        tenant_id=claims.tenant_id, object_id=claims.object_id).first()
+    if link is not None:
+        return link.user
+    if claims.userless:
+        return None
+    return get_user_model().objects.filter(email__iexact=claims.upn).first()
+
+
+# --- enrollment (GetPolicies and RST) ---------------------------------------------------------------
+
+def identity(binary_token):
+    """auth.Identity for the JWT BinarySecurityToken of GetPolicies or RST; raises SoapFault."""
+    raw = auth.decode_base64(binary_token.text or "")
+    if not raw:
+        raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail="Entra token is not base64")
+    try:
+        token = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail="Entra token is not ASCII") from None
+    try:
+        claims = validate(token)
+    except TokenRejected as exc:
+        raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail=f"Entra token refused: {exc.reason}") from None
+    user = known_user(claims)
+    if user is not None and not user.is_active:
+        raise SoapFault(Fault.AUTHORIZATION, NOT_ALLOWED, log_detail=f"inactive user {user.pk} (Entra)")
+    return auth.Identity(user=user, method=auth.ENTRA, upn=claims.upn, entra=claims)
+
+
+def check_request(claims, token_request):
+    """What the RST adds to the token (brief §3.4): a Device enrollment (Entra join) needs the
+    token's device id, only Device enrollments may run without a user, and the terms-of-use blob,
+    when present, must be ours and this user's. Raises SoapFault."""
+    device = token_request.enrollment_type == Device.EnrollmentType.DEVICE
+    if device and not claims.device_id:
+        raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail="Entra Device enrollment without deviceid claim")
+    if claims.userless and not device:
+        raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail="Entra token without a user for a Full enrollment")
+    blob = token_request.item("EnrollmentData")
+    if blob:
+        problem = terms_blob_problem(blob, claims)
+        if problem:
+            raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail=f"EnrollmentData refused: {problem}")
+
+
+def enrollment_user(claims, *, ip=None):
+    """The user to enroll for, locked for the enrollment's transaction: the linked user, else the
+    user with the token's email (then linked), else a new user made from the claims. None for a
+    user-less Device enrollment. Raises SoapFault."""
+    User = get_user_model()
+    link = EntraIdentity.objects.filter(tenant_id=claims.tenant_id, object_id=claims.object_id).first()
+    if link is not None:
+        user = User.objects.select_for_update().get(pk=link.user_id)
+    elif claims.userless:
+        return None
+    else:
+        user = User.objects.select_for_update().filter(email__iexact=claims.upn).first()
+        if user is None:
+            user = User.objects.create_user(claims.upn, display_name=claims.name)
+            AuditEvent.record(None, "user.created_from_entra", user, ip=ip, detail={
+                "tenant_id": claims.tenant_id, "object_id": claims.object_id,
+            })
+        elif user.entra_identities.filter(tenant_id=claims.tenant_id).exists():
+            # Same email, another Entra object of the same tenant (a deleted and re-created account?):
+            # an administrator must decide, not the token.
+            raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail=(
+                f"user {user.pk} is tied to another Entra object of tenant {claims.tenant_id}"))
+        EntraIdentity.objects.create(user=user, tenant_id=claims.tenant_id, object_id=claims.object_id)
+    if not user.is_active:
+        raise SoapFault(Fault.AUTHORIZATION, NOT_ALLOWED, log_detail=f"inactive user {user.pk} (Entra)")
+    return user
+
+
+def certificate_name(identity, token_request):
+    """Subject CN of the device certificate: the Entra device id for an Entra join (Device
+    enrollment, brief §3.4), the DeviceID otherwise."""
+    if identity.entra is not None and token_request.enrollment_type == Device.EnrollmentType.DEVICE:
+        return identity.entra.device_id
+    return token_request.device_id
+
+
+# --- the terms-of-use OpaqueBlob ------------------------------------------------------------------
+
+def issue_terms_blob(claims, client_request_id, joining):
+    """The OpaqueBlob of an accepted terms-of-use page: signed by us, naming the user."""
+    return signing.dumps({"tid": claims.tenant_id, "oid": claims.object_id, "rid": client_request_id,
+                          "join": bool(joining)}, salt=TERMS_SALT, compress=True)
+
+
+def terms_blob_problem(blob, claims):
+    """Why the EnrollmentData blob is not acceptable for these claims, or "" when it is."""
+    try:
+        data = signing.loads(blob, salt=TERMS_SALT, max_age=settings.ENROLLMENT_ENTRA_TERMS_SECONDS)
+    except signing.SignatureExpired:
+        return "terms-of-use acceptance expired"
+    except signing.BadSignature:
+        return "not signed by this server"
+    if not isinstance(data, dict) or data.get("tid") != claims.tenant_id or data.get("oid") != claims.object_id:
+        return "accepted by another Entra user"
+    return ""

@@ -1,0 +1,60 @@
+"""Factories for the Microsoft Graph connector's models (autopilot/graph_models.py)."""
+import factory
+from django.utils import timezone
+from factory.django import DjangoModelFactory
+
+from autopilot import sealing
+from autopilot.graph_models import GraphConnector, GraphDeviceSync, GraphProfileSync, GraphTagGroup
+from tests.factories_autopilot import AutopilotDeviceFactory, ProfileFactory
+from tests.fake_graph import CLIENT_ID, CLIENT_SECRET, TENANT
+
+
+class GraphConnectorFactory(DjangoModelFactory):
+    """The connector's single row, configured for the fake Graph (pass graph_base_url/token_base_url)."""
+
+    class Meta:
+        model = GraphConnector
+        django_get_or_create = ["id"]
+
+    id = 1
+    enabled = True
+    tenant_id = TENANT
+    client_id = CLIENT_ID
+    sealed_client_secret = factory.LazyFunction(lambda: sealing.seal(CLIENT_SECRET))
+    client_secret_set_at = factory.LazyFunction(timezone.now)
+
+    class Params:
+        disabled = factory.Trait(enabled=False)
+        unconfigured = factory.Trait(enabled=False, tenant_id="", client_id="", sealed_client_secret="",
+                                     client_secret_set_at=None)
+
+
+class GraphDeviceSyncFactory(DjangoModelFactory):
+    class Meta:
+        model = GraphDeviceSync
+
+    device = factory.SubFactory(AutopilotDeviceFactory)
+    status = GraphDeviceSync.Status.PENDING
+    imported_id = factory.Faker("uuid4")
+
+    class Params:
+        registered = factory.Trait(status=GraphDeviceSync.Status.REGISTERED, imported_id="",
+                                   identity_id=factory.Faker("uuid4"))
+        refused = factory.Trait(status=GraphDeviceSync.Status.REFUSED, imported_id="", error_code=806,
+                                error_name="ZtdDeviceAlreadyAssigned", error_message="Microsoft refused the device.")
+
+
+class GraphProfileSyncFactory(DjangoModelFactory):
+    class Meta:
+        model = GraphProfileSync
+
+    profile = factory.SubFactory(ProfileFactory)
+    graph_id = factory.Faker("uuid4")
+
+
+class GraphTagGroupFactory(DjangoModelFactory):
+    class Meta:
+        model = GraphTagGroup
+
+    tag = factory.Sequence(lambda n: f"Tag-{n:02d}")
+    group_id = factory.Faker("uuid4")

@@ -1,0 +1,217 @@
+"""Enrollment with an Entra ID token (issue 6 item 3, brief §3.4): discovery, users created and tied
+to the tenant, Entra joins named after the Entra device id, user-less runs, the terms-of-use blob."""
+import base64
+import time
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from django.core import signing
+from django.urls import reverse
+from lxml import etree
+
+from enrollment import auth, entra
+from enrollment.models import Device, EntraIdentity
+from enrollment.soap import WSSE_NS, WST_NS
+from invitations.models import AuditEvent, User
+from tests import entra_tokens as tokens
+from tests.enrollment_soap import (
+    NS, discover_body, fault_of, get_policies_token_body, parse, post, service_url,
+)
+from tests.factories import UserFactory
+from tests.factories_enrollment import (
+    TEST_TENANT, EntraIdentityFactory, EntraSettingsFactory, JwksSetFactory, create_ca_chain,
+)
+
+pytestmark = pytest.mark.django_db
+
+AUTODISCOVERY = "/EnrollmentServer/Discovery.svc"
+
+
+@pytest.fixture
+def entra_on(organisation):
+    create_ca_chain()
+    EntraSettingsFactory()
+    JwksSetFactory()
+
+
+def provisioning_document(response):
+    root = parse(response)
+    token = root.find(f"s:Body/{{{WST_NS}}}RequestSecurityTokenResponseCollection/{{{WST_NS}}}"
+                      f"RequestSecurityTokenResponse/{{{WST_NS}}}RequestedSecurityToken/{{{WSSE_NS}}}BinarySecurityToken", NS)
+    assert token is not None, response.content[:800]
+    return etree.fromstring(base64.b64decode(token.text))
+
+
+def device_certificate(document):
+    """(store location, certificate) of the device certificate under My."""
+    location = document.find("characteristic[@type='CertificateStore']/characteristic[@type='My']/characteristic")
+    encoded = location.find("characteristic/parm[@name='EncodedCertificate']").get("value")
+    return location.get("type"), x509.load_der_x509_certificate(base64.b64decode(encoded))
+
+
+def common_name(certificate):
+    return certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+
+def refusal_reason():
+    return AuditEvent.objects.get(action="enrollment.refused").detail["reason"]
+
+
+# Discovery (see enrollment/discovery.py for why Federated keeps AuthenticationServiceUrl).
+
+def discover(client, policies):
+    root = parse(post(client, AUTODISCOVERY, discover_body(policies=policies)))
+    return root.find(".//d:DiscoverResult", NS)
+
+
+def test_discovery_answers_federated_while_entra_is_on(client, entra_on):
+    result = discover(client, ("OnPremise", "Federated"))
+    assert result.findtext("d:AuthPolicy", namespaces=NS) == "Federated"
+    assert result.findtext("d:AuthenticationServiceUrl", namespaces=NS).endswith("/SignIn")
+
+
+def test_discovery_keeps_on_premise_for_devices_offering_only_that(client, entra_on):
+    assert discover(client, ("OnPremise",)).findtext("d:AuthPolicy", namespaces=NS) == "OnPremise"
+
+
+def test_discovery_keeps_on_premise_while_entra_lacks_signing_keys(client, organisation):
+    EntraSettingsFactory()
+    assert discover(client, ("OnPremise", "Federated")).findtext("d:AuthPolicy", namespaces=NS) == "OnPremise"
+
+
+def test_sign_in_page_token_is_accepted_while_entra_answers_federated(client, entra_on, organisation, alice):
+    parse(post(client, service_url(organisation, "policy"), get_policies_token_body(auth.issue_token(alice))))
+
+
+def test_sign_in_page_token_is_refused_when_neither_entra_nor_federated(client, organisation, alice):
+    subcode, _reason, _type = fault_of(post(client, service_url(organisation, "policy"),
+                                            get_policies_token_body(auth.issue_token(alice))))
+    assert subcode == "s:Authentication"
+
+
+# Work accounts (EnrollmentType Full).
+
+def test_first_enrollment_creates_the_user_from_the_token_and_ties_it_to_the_tenant(client, entra_on, organisation):
+    response = tokens.enroll(client, organisation, tokens.make_token(upn="Dana@Contoso.com"))
+    store, certificate = device_certificate(provisioning_document(response))
+    user = User.objects.get(email="dana@contoso.com")
+    assert user.display_name == "Dana Scully" and not user.has_usable_password()
+    assert EntraIdentity.objects.get(user=user).object_id == tokens.USER_OID
+    device = Device.objects.get()
+    assert (device.user, device.method, device.enrollment_type, device.upn) == (user, "entra", "Full", "dana@contoso.com")
+    assert device.get_method_display() == "Entra ID"
+    assert store == "User" and common_name(certificate) == device.device_id
+    assert AuditEvent.objects.filter(action="user.created_from_entra", target_id=str(user.pk)).exists()
+
+
+def test_next_enrollment_finds_the_user_by_object_id_even_after_a_rename(client, entra_on, organisation):
+    tokens.enroll(client, organisation, tokens.make_token(), device_key=50)
+    parse(tokens.enroll(client, organisation, tokens.make_token(upn="dana.scully@contoso.com",
+                                                                unique_name=None), device_key=51,
+                        device_id="2" * 32, hw_dev_id="B" * 64))
+    assert User.objects.count() == 1
+    assert Device.objects.enrolled().filter(user__email=tokens.UPN).count() == 2
+
+
+def test_user_already_in_the_portal_is_linked_not_duplicated(client, entra_on, organisation):
+    dana = UserFactory(email=tokens.UPN)
+    parse(tokens.enroll(client, organisation, tokens.make_token()))
+    assert EntraIdentity.objects.get().user == dana
+    assert Device.objects.get().user == dana and User.objects.count() == 1
+
+
+def test_user_tied_to_another_entra_object_of_the_tenant_is_refused(client, entra_on, organisation):
+    EntraIdentityFactory(user=UserFactory(email=tokens.UPN), object_id="99999999-0000-4000-8000-000000000000")
+    subcode, _reason, _type = fault_of(tokens.enroll(client, organisation, tokens.make_token()))
+    assert subcode == "s:Authentication"
+    assert "tied to another Entra object" in refusal_reason()
+    assert not Device.objects.exists()
+
+
+def test_disabled_user_is_not_allowed(client, entra_on, organisation):
+    EntraIdentityFactory(user=UserFactory(email=tokens.UPN, is_active=False), object_id=tokens.USER_OID)
+    subcode, _reason, _type = fault_of(tokens.get_policies(client, organisation, tokens.make_token()))
+    assert subcode == "s:Authorization"
+
+
+def test_work_account_without_a_user_is_refused(client, entra_on, organisation):
+    token = tokens.make_token(upn=None, unique_name=None)
+    subcode, _reason, _type = fault_of(tokens.enroll(client, organisation, token))
+    assert subcode == "s:Authentication"
+    assert "without a user for a Full enrollment" in refusal_reason()
+    assert not User.objects.filter(email__endswith="contoso.com").exists()
+
+
+def test_failed_enrollment_creates_no_user(client, organisation):
+    EntraSettingsFactory()
+    JwksSetFactory()  # but no CA yet: the certificate cannot be issued after the user was made
+    response = tokens.enroll(client, organisation, tokens.make_token())
+    assert fault_of(response)[0] == "s:EnrollmentServer"
+    assert not User.objects.filter(email=tokens.UPN).exists() and not EntraIdentity.objects.exists()
+
+
+# Entra join (EnrollmentType Device).
+
+def test_entra_join_certificate_is_named_after_the_entra_device_id(client, entra_on, organisation):
+    response = tokens.enroll(client, organisation, tokens.make_token(), enrollment_type="Device")
+    store, certificate = device_certificate(provisioning_document(response))
+    assert store == "System" and common_name(certificate) == tokens.DEVICE_GUID
+    device = Device.objects.get()
+    assert device.entra_device_id == tokens.DEVICE_GUID and device.enrollment_type == "Device"
+    assert device.user.email == tokens.UPN
+
+
+def test_entra_join_without_a_device_id_is_refused(client, entra_on, organisation):
+    response = tokens.enroll(client, organisation, tokens.make_token(deviceid=None), enrollment_type="Device")
+    assert fault_of(response)[0] == "s:Authentication"
+    assert "without deviceid" in refusal_reason()
+
+
+def test_userless_entra_join_enrolls_the_device_without_a_user(client, entra_on, organisation):
+    token = tokens.make_token(upn=None, unique_name=None, name=None, oid="aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee")
+    parse(tokens.get_policies(client, organisation, token))
+    provisioning_document(tokens.enroll(client, organisation, token, enrollment_type="Device"))
+    device = Device.objects.get()
+    assert device.user is None and device.upn == "" and device.entra_device_id == tokens.DEVICE_GUID
+    assert not EntraIdentity.objects.exists()
+
+
+# The terms-of-use blob, back as EnrollmentData.
+
+def terms_blob(**overrides):
+    values = {"tenant_id": TEST_TENANT, "object_id": tokens.USER_OID, "upn": tokens.UPN, "name": "", "device_id": ""}
+    values.update(overrides)
+    return entra.issue_terms_blob(entra.EntraClaims(**values), "c0ffee00-0000-4000-8000-000000000001", False)
+
+
+def test_enrollment_data_from_our_terms_page_is_accepted(client, entra_on, organisation):
+    blob = terms_blob()
+    provisioning_document(tokens.enroll(client, organisation, tokens.make_token(), enrollment_data=blob))
+    assert ["EnrollmentData", blob] in Device.objects.get().context_items
+
+
+@pytest.mark.parametrize("blob, reason", [
+    (lambda: terms_blob()[:-3] + "xyz", "not signed by this server"),
+    (lambda: signing.dumps({"tid": TEST_TENANT, "oid": tokens.USER_OID}, salt="another.salt"), "not signed by this server"),
+    (lambda: terms_blob(object_id="bbbbbbbb-0000-4000-8000-000000000000"), "another Entra user"),
+])
+def test_enrollment_data_not_ours_or_not_this_users_is_refused(client, entra_on, organisation, blob, reason):
+    response = tokens.enroll(client, organisation, tokens.make_token(), enrollment_data=blob())
+    assert fault_of(response)[0] == "s:Authentication"
+    assert reason in refusal_reason()
+    assert not Device.objects.exists()
+
+
+def test_stale_enrollment_data_is_refused(client, entra_on, organisation, monkeypatch):
+    old = time.time() - 2 * 24 * 3600
+    monkeypatch.setattr("django.core.signing.time.time", lambda: old)
+    blob = terms_blob()
+    monkeypatch.undo()
+    response = tokens.enroll(client, organisation, tokens.make_token(), enrollment_data=blob)
+    assert fault_of(response)[0] == "s:Authentication"
+    assert "expired" in refusal_reason()
+
+
+def test_terms_url_is_fixed_on_the_enrollment_host():
+    assert reverse("enrollment:terms") == "/EnrollmentServer/TermsOfUse"
