@@ -16,11 +16,14 @@ a client that shared the server's literals could not catch a typo in them.
 """
 import base64
 import binascii
+import functools
 import hashlib
+import http.client
 import http.cookiejar
 import json
 import os
 import secrets
+import socket
 import ssl
 import tempfile
 import time
@@ -885,6 +888,54 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def parse_resolve(value):
+    """curl's --resolve HOST:PORT:ADDRESS (ADDRESS may be a bracketed IPv6 address) as
+    ((host, port), address); ValueError when it is not of that shape."""
+    host, sep, rest = value.partition(":")
+    port, sep2, address = rest.partition(":")
+    if not (host and sep and sep2 and port.isdigit() and address):
+        raise ValueError(f"{value!r} is not HOST:PORT:ADDRESS")
+    return (host.lower(), int(port)), address.strip("[]")
+
+
+def _resolving(connection_class, resolve):
+    """`connection_class` connecting to the address `resolve` maps (host, port) to, like curl's
+    --resolve: the URL's host name still goes into the Host header, the TLS SNI and the certificate
+    check, so a test server can be reached under its production name without touching DNS."""
+
+    class Resolving(connection_class):
+        def __init__(self, host, *args, **kwargs):
+            super().__init__(host, *args, **kwargs)
+            address = resolve.get((self.host.lower(), self.port))
+            if address is not None:
+                self._create_connection = lambda target, *a, **kw: socket.create_connection((address, target[1]), *a, **kw)
+
+    return Resolving
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, resolve):
+        super().__init__()
+        self._connection = _resolving(http.client.HTTPConnection, resolve)
+
+    def http_open(self, req):
+        return self.do_open(self._connection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, context, resolve):
+        super().__init__(context=context)
+        self._connection = functools.partial(_resolving(http.client.HTTPSConnection, resolve), context=context)
+
+    def https_open(self, req):
+        return self.do_open(self._connection, req)
+
+
+def build_opener(context, resolve, *handlers):
+    """A urllib opener whose connections follow `resolve` ({(host, port): address}, see --resolve)."""
+    return urllib.request.build_opener(_HTTPHandler(resolve), _HTTPSHandler(context, resolve), *handlers)
+
+
 def _ssl_context(verify_tls, ca_file):
     if not verify_tls:
         context = ssl.create_default_context()
@@ -910,7 +961,8 @@ class Simulator:
     def __init__(self, base_url, email, password=None, federated=False, hololens=False,
                  device_enrollment=False, device_id=None, verify_tls=True, ca_file=None,
                  *, csr_hash="sha1", timeout=30, private_key=None, provisioning_package=False, pin=None,
-                 context_items=None, entra_token=None, terms_url=None, msi_install_status="70"):
+                 context_items=None, entra_token=None, terms_url=None, msi_install_status="70", resolve=None,
+                 client_cert_header=False):
         self.discovery_url = discovery_url(base_url)
         # Extra (name, value) context items sent with the enrollment, e.g. Autopilot's (brief §9).
         self.extra_context_items = list(context_items or [])
@@ -945,12 +997,16 @@ class Simulator:
         # server's figures; otherwise a fresh key is made as Windows does.
         self.private_key = private_key
         self._verify_tls, self._ca_file = verify_tls, ca_file
+        # {(host, port): address} connections go to instead of the host's DNS address (--resolve).
+        self._resolve = {(host.lower(), port): address for (host, port), address in (resolve or {}).items()}
+        # How the device's certificate reaches the server once enrolled (renewal, check-in): over https
+        # in the TLS handshake, as Windows does, for nginx to forward; in the X-SSL-Client-Cert header
+        # nginx would have set when asked (a server without nginx in front) and always over plain http.
+        self.client_cert_header = client_cert_header or not self.secure
         context = _ssl_context(verify_tls, ca_file)
-        self._soap = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _RefuseRedirects())
-        self._browser = urllib.request.build_opener(
-            urllib.request.HTTPSHandler(context=context),
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
-        )
+        self._soap = self._opener(context, _RefuseRedirects())
+        self._browser = self._opener(context, urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self._tls_openers = {}
         self.steps = []
         self.responses = {}
         # The device's configuration as the server's commands left it, kept across check-ins: nodes set
@@ -1116,10 +1172,23 @@ class Simulator:
         )
         return S.Envelope(self._header(RST_ACTION, message_id, url), S.Body(rst))
 
+    def _opener(self, context, *handlers):
+        return build_opener(context, self._resolve, *handlers)
+
+    def device_opener(self, certificate, private_key):
+        """(opener, headers) for a request authenticated by the device's certificate: the certificate
+        in the TLS handshake, or the header nginx would forward (see client_cert_header)."""
+        if self.client_cert_header:
+            return self._soap, {CLIENT_CERT_HEADER: client_certificate_header(certificate)}
+        key = thumbprint(certificate)
+        if key not in self._tls_openers:
+            self._tls_openers[key] = self._client_tls_opener(certificate, private_key)
+        return self._tls_openers[key], {}
+
     def _client_tls_opener(self, certificate, private_key):
-        """Over https, present the client certificate in the TLS handshake as Windows does (nginx then
-        forwards it); ssl only loads a key pair from files, so they live in a private temporary folder
-        for the time it takes to load them."""
+        """Present the client certificate in the TLS handshake as Windows does (nginx then forwards
+        it); ssl only loads a key pair from files, so they live in a private temporary folder for the
+        time it takes to load them."""
         context = _ssl_context(self._verify_tls, self._ca_file)
         with tempfile.TemporaryDirectory() as folder:
             cert_file, key_file = os.path.join(folder, "client.pem"), os.path.join(folder, "client.key")
@@ -1129,7 +1198,7 @@ class Simulator:
                 out.write(private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                     serialization.NoEncryption()))
             context.load_cert_chain(cert_file, key_file)
-        return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _RefuseRedirects())
+        return self._opener(context, _RefuseRedirects())
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -1233,7 +1302,7 @@ class Simulator:
         """ROBO certificate renewal (brief §6) of the enrollment `result` (from run() or an earlier
         renew()): a fresh key and Windows-style CSR, wrapped in a PKCS#7 signed by the current key,
         posted to the enrollment service with the current certificate as the client certificate (in
-        the header nginx would forward; over https also in the TLS handshake). Returns a
+        the TLS handshake, or the header nginx would forward: see client_cert_header). Returns a
         RenewalResult whose `enrollment` carries the new certificate and key; raises SimulatorError
         (SoapFaultError when the server refuses)."""
         schedule = result.provisioning.renewal
@@ -1247,9 +1316,9 @@ class Simulator:
         signed = signed_renewal_request(previous, current_key, csr)
         url = result.discovery.enrollment_url
         message_id = new_message_id()
-        opener = self._client_tls_opener(previous, current_key) if self.secure else None
-        body = self._post_soap(url, self.renewal_envelope(message_id, url, signed), "renew",
-                               headers={CLIENT_CERT_HEADER: client_certificate_header(previous)}, opener=opener)
+        opener, headers = self.device_opener(previous, current_key)
+        body = self._post_soap(url, self.renewal_envelope(message_id, url, signed), "renew", headers=headers,
+                               opener=opener)
         self.responses["renew"] = envelope = parse_xml(body, "renew")
         document = parse_enrollment_response(envelope, message_id, check="renew")
         certificate = validate_renewal_document(document, public_key=key.public_key(), previous=previous,
@@ -1260,9 +1329,10 @@ class Simulator:
                              seconds=time.perf_counter() - started)
 
     def checkin(self, result, *, digest=False, unenroll=False):
-        """One OMA-DM session after `result` (from run()): package 1 with the client certificate as
-        nginx forwards it (or the APPSRV digest), a plausible answer to every command, until the
-        server's Status-only reply. Returns a CheckinResult; raises SimulatorError."""
+        """One OMA-DM session after `result` (from run()): package 1 with the client certificate (in
+        the TLS handshake or the header nginx forwards, see client_cert_header; or the APPSRV digest),
+        a plausible answer to every command, until the server's Status-only reply. Returns a
+        CheckinResult; raises SimulatorError."""
         return ManagementClient(self, result, digest=digest, unenroll=unenroll).run()
 
     def run(self):
@@ -1428,12 +1498,12 @@ class ManagementClient:
         document = SML.SyncML(self._header(with_credentials), SML.SyncBody(*body, SML.Final()))
         data = etree.tostring(document, xml_declaration=True, encoding="utf-8")
         headers = {"Content-Type": SYNCML_CONTENT_TYPE, "User-Agent": OMADM_USER_AGENT}
+        opener = self.simulator._soap
         if not self.digest:
-            # What nginx forwards after verifying the TLS client certificate ($ssl_client_escaped_cert).
-            pem = self.result.certificate.public_bytes(serialization.Encoding.PEM).decode()
-            headers[CLIENT_CERT_HEADER] = urllib.parse.quote(pem)
+            opener, cert_headers = self.simulator.device_opener(self.result.certificate, self.result.private_key)
+            headers.update(cert_headers)
         request = urllib.request.Request(self.url, data=data, method="POST", headers=headers)
-        status, response_headers, content = self.simulator._open(self.simulator._soap, request, "checkin")
+        status, response_headers, content = self.simulator._open(opener, request, "checkin")
         if status != 200:
             raise SimulatorError("checkin-http", f"{self.url} answered HTTP {status}: {_page_text(content)}")
         if response_headers.get("Content-Type", "").split(";")[0].strip().lower() != SYNCML_CONTENT_TYPE:
@@ -1470,9 +1540,11 @@ class ManagementClient:
             if value(status, "s:MsgRef") != str(self.msg_id):
                 raise SimulatorError("checkin-msgref", f"a Status has MsgRef {value(status, 's:MsgRef')}, our MsgID is {self.msg_id}")
         answered = {value(s, "s:CmdRef"): (value(s, "s:Cmd"), value(s, "s:Data")) for s in statuses[1:]}
-        if set(answered) != set(sent) or any(answered[ref][0] != name for ref, name in sent.items()):
-            raise SimulatorError("checkin-statuses", f"Statuses for {sorted(answered)}, expected one per command {sorted(sent)}")
         header_status = statuses[0]
+        # A challenge (401/407) answers the credentials only: the commands were not processed.
+        challenged = value(header_status, "s:Data") in ("401", "407")
+        if not challenged and (set(answered) != set(sent) or any(answered[ref][0] != name for ref, name in sent.items())):
+            raise SimulatorError("checkin-statuses", f"Statuses for {sorted(answered)}, expected one per command {sorted(sent)}")
         nonce = value(header_status, "s:Chal/s:Meta/m:NextNonce")
         if nonce:
             self.nonce = nonce

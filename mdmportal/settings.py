@@ -43,6 +43,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "mdmportal.proxy.ClientAddressMiddleware",  # the client's address behind nginx (X-Real-IP), first
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -118,7 +119,6 @@ AXES_RESET_ON_SUCCESS = True
 AXES_USERNAME_CALLABLE = "invitations.lockout.account_for_lockout"
 AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "pin"]
 AXES_LOCKOUT_TEMPLATE = "invitations/locked_out.html"
-AXES_IPWARE_PROXY_COUNT = env.int("PROXY_COUNT", default=0)
 AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en"
@@ -170,8 +170,9 @@ ENROLLMENT_PPKG_LOCKOUT_SECONDS = env.int("ENROLLMENT_PPKG_LOCKOUT_SECONDS", def
 ENROLLMENT_ENTRA_TERMS_SECONDS = env.int("ENROLLMENT_ENTRA_TERMS_SECONDS", default=24 * 60 * 60)
 
 # OMA-DM management (brief §7; enrollment/omadm.py). nginx verifies the TLS client certificate and
-# forwards it URL-escaped in X-SSL-Client-Cert; that header is believed only from these addresses
-# (IPs or networks) and ignored, with an audit entry, from anyone else.
+# forwards it URL-escaped in X-SSL-Client-Cert, and the client's address in X-Real-IP; both headers
+# are believed only from these addresses (IPs or networks: the proxies directly in front of gunicorn)
+# and ignored, the certificate with an audit entry, from anyone else (mdmportal/proxy.py).
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=["127.0.0.1", "::1"])
 # Bounded work per request: our commands per reply, messages per session, bytes kept per Results item.
 ENROLLMENT_COMMANDS_PER_MESSAGE = env.int("ENROLLMENT_COMMANDS_PER_MESSAGE", default=50)

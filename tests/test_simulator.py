@@ -621,6 +621,35 @@ def test_unreachable_server_is_reported():
     assert error.value.check == "probe"
 
 
+def test_resolve_reaches_a_host_name_that_has_no_dns_entry(scripted):
+    server = scripted({sim.DISCOVERY_PATH: (200, {}, b"")})
+    port = server.httpd.server_port
+    simulator = Simulator(f"http://mdm.invalid:{port}", "alice@example.com", "pw",
+                          resolve={("MDM.invalid", port): "127.0.0.1"})
+    assert simulator.probe() == (None, "200 OK")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("mdm.test:443:127.0.0.1", (("mdm.test", 443), "127.0.0.1")),
+    ("MDM.test:8443:[::1]", (("mdm.test", 8443), "::1")),
+])
+def test_resolve_option_is_read_as_curl_writes_it(value, expected):
+    assert sim.parse_resolve(value) == expected
+
+
+@pytest.mark.parametrize("value", ["mdm.test:443", "mdm.test:https:127.0.0.1", ":443:127.0.0.1"])
+def test_resolve_option_of_another_shape_is_refused(value):
+    with pytest.raises(CommandError, match="--resolve: .* is not HOST:PORT:ADDRESS"):
+        call_command("simulate_device", "https://mdm.test", "--email", "a@example.com", "--password", "pw",
+                     "--resolve", value)
+
+
+def test_device_certificate_goes_in_the_tls_handshake_over_https_unless_header_mode_is_asked():
+    assert not Simulator("https://mdm.test", "a@example.com").client_cert_header
+    assert Simulator("https://mdm.test", "a@example.com", client_cert_header=True).client_cert_header
+    assert Simulator("http://mdm.test", "a@example.com").client_cert_header  # no TLS to carry it
+
+
 def test_discover_over_http_follows_the_server_answer(scripted):
     routes = {sim.DISCOVERY_PATH: _echo(lambda m: discover_response(relates_to=m).replace(b"https://", b"http://"))}
     server = scripted(routes)

@@ -5,7 +5,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from enrollment.simulator import SimulatorError, SoapFaultError, Simulator, thumbprint
+from enrollment.simulator import SimulatorError, SoapFaultError, Simulator, parse_resolve, thumbprint
 
 
 class Command(BaseCommand):
@@ -46,12 +46,21 @@ class Command(BaseCommand):
         tls = parser.add_mutually_exclusive_group()
         tls.add_argument("--insecure", action="store_true", help="do not verify the server's TLS certificate")
         tls.add_argument("--ca-file", help="PEM file of the CA that signed the server's TLS certificate")
+        parser.add_argument("--resolve", action="append", default=[], metavar="HOST:PORT:ADDRESS",
+                            help="as curl's --resolve: connect to ADDRESS for HOST:PORT while still using HOST for "
+                                 "the Host header, TLS SNI and the certificate check, e.g. to test a server before "
+                                 "its DNS name exists (repeatable)")
+        parser.add_argument("--client-cert-header", action="store_true",
+                            help="send the device certificate (--renew, --checkin) in the X-SSL-Client-Cert header "
+                                 "nginx would forward instead of in the TLS handshake, for a server without nginx in "
+                                 "front (it believes the header from TRUSTED_PROXIES only); always so over http://. "
+                                 "Through nginx this header is overwritten, so the device is not recognised")
         parser.add_argument("--timeout", type=float, default=30, help="seconds per HTTP request (default 30)")
         parser.add_argument("--json", action="store_true", help="print a machine-readable result (for benchmarks)")
         parser.add_argument("--renew", action="store_true",
                             help="after enrolling, renew the certificate as Windows' ROBO renewal does: a new key "
-                                 "and CSR in a PKCS#7 signed by the current key, with the current certificate in "
-                                 "the header nginx would forward (in the TLS handshake too over https). The server "
+                                 "and CSR in a PKCS#7 signed by the current key, with the current certificate as "
+                                 "client certificate (see --client-cert-header). The server "
                                  "renews only inside its window (ENROLLMENT_RENEW_PERIOD_DAYS before expiry), so a "
                                  "fresh certificate is refused with NotEligibleToRenew unless the window is wider. "
                                  "With --checkin, the session then uses the new certificate")
@@ -60,14 +69,18 @@ class Command(BaseCommand):
                                  "(Results from a small fake DevInfo/DevDetail tree) until the server ends it")
         parser.add_argument("--digest", action="store_true",
                             help="with --checkin: authenticate with the APPSRV digest instead of the client "
-                                 "certificate header nginx would forward")
+                                 "certificate")
         parser.add_argument("--unenroll", action="store_true",
                             help="with --checkin: send the 1226 alert of a user removing the work account")
 
     def handle(self, *, server, email, password, pin, federated, hololens, device_enrollment, device_id,
                csr_hash, insecure, ca_file, timeout, renew, checkin, digest, unenroll, registration_pin,
-               entra_token, entra_terms_url, **options):
+               entra_token, entra_terms_url, resolve, client_cert_header, **options):
         as_json = options["json"]
+        try:
+            resolve = dict(parse_resolve(value) for value in resolve)
+        except ValueError as exc:
+            raise CommandError(f"--resolve: {exc}") from None
         if pin is not None and (federated or hololens or device_enrollment):
             raise CommandError("--pin enrolls a PC as a provisioning package does: on-premise, user (Full) enrollment; "
                                "it does not go with --federated, --hololens or --device-enrollment")
@@ -88,7 +101,8 @@ class Command(BaseCommand):
                 server, email, password, federated=federated, hololens=hololens,
                 device_enrollment=device_enrollment, device_id=device_id, verify_tls=not insecure,
                 ca_file=ca_file, csr_hash=csr_hash, timeout=timeout, provisioning_package=pin is not None,
-                pin=registration_pin, entra_token=entra_token, terms_url=entra_terms_url,
+                pin=registration_pin, entra_token=entra_token, terms_url=entra_terms_url, resolve=resolve,
+                client_cert_header=client_cert_header,
             )
             result = simulator.run()
         except SimulatorError as exc:
