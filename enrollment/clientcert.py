@@ -2,19 +2,19 @@
 
 nginx terminates TLS with `ssl_verify_client optional_no_ca` and passes the certificate it received
 as `proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;` (URL-escaped PEM). Anyone can send
-that header, so it is believed only when the request comes from an address in TRUSTED_PROXIES
-(loopback by default); from anywhere else it is ignored and audited. The certificate must then be
-one our issuing CA signed, within its validity, and the current certificate of a live enrollment.
+that header, so it is believed only when the connection comes from an address in TRUSTED_PROXIES
+(loopback by default; the connection's own address, never a forwarded one: mdmportal/proxies.py); from
+anywhere else it is ignored and audited. The certificate must then be one our issuing CA signed,
+within its validity, and the current certificate of a live enrollment.
 """
-import ipaddress
 import logging
 import urllib.parse
 from datetime import UTC, datetime
 
 from cryptography import x509
-from django.conf import settings
 
 from invitations.models import AuditEvent
+from mdmportal.proxies import peer_address, trusted_proxy
 
 from . import ca
 from .models import Device
@@ -34,32 +34,18 @@ class ClientCertError(Exception):
         self.device = device
 
 
-def trusted_proxy(address):
-    """Is `address` one of TRUSTED_PROXIES (addresses or networks)?"""
-    try:
-        ip = ipaddress.ip_address(address or "")
-    except ValueError:
-        return False
-    for entry in settings.TRUSTED_PROXIES:
-        try:
-            if ip in ipaddress.ip_network(entry.strip(), strict=False):
-                return True
-        except ValueError:
-            logger.error("TRUSTED_PROXIES entry %r is not an address or network", entry)
-    return False
-
-
 def certificate_from_request(request):
     """The client certificate nginx forwarded, or None. A header from an untrusted address is
     ignored (and audited); an unreadable one from the proxy counts as no certificate."""
     value = request.META.get(HEADER, "")
     if not value:
         return None
-    remote = request.META.get("REMOTE_ADDR", "")
-    if not trusted_proxy(remote):
-        logger.warning("ignored %s from untrusted address %s", HEADER, remote)
-        AuditEvent.record(None, "management.untrusted_certificate_header", ip=remote or None,
-                          detail={"remote_addr": remote})
+    # The connection's own address: only our proxy sets this header, and only the proxy is trusted.
+    peer = peer_address(request)
+    if not trusted_proxy(peer):
+        logger.warning("ignored %s from untrusted address %s", HEADER, peer)
+        AuditEvent.record(None, "management.untrusted_certificate_header", ip=request.META.get("REMOTE_ADDR") or None,
+                          detail={"remote_addr": peer})
         return None
     if len(value) > MAX_HEADER:
         logger.warning("client certificate header of %s bytes ignored", len(value))
