@@ -224,7 +224,7 @@ def check_syncml_reply(response):
     """Either a plain-text refusal with an HTTP error code, or a SyncML 1.2 message our own parser
     reads back, whose first Status answers the SyncHdr."""
     if response.status_code != 200:
-        assert response.status_code in (400, 401, 403, 413, 415), response.status_code
+        assert response.status_code in (400, 401, 403, 413, 415, 429), response.status_code
         assert response["Content-Type"].startswith("text/plain")
         return response.status_code
     assert response["Content-Type"] == syncml.CONTENT_TYPE
