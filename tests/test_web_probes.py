@@ -5,13 +5,16 @@ leaves the site, every inline script carries the page's CSP nonce, and the forms
 without a CSRF token. (The terms-of-use page is not on main yet: not probed here.)"""
 import re
 import secrets
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from hypothesis import given
+from hypothesis import strategies as st
 
 from invitations.models import Organisation, hash_token
+from tests import fuzzing  # noqa: F401 (loads the hypothesis profile)
 from tests.factories import PASSWORD, InvitationEmailFactory, InvitationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -181,3 +184,32 @@ def test_a_token_from_another_session_is_refused(organisation, alice):
     response = victim.post(reverse("invitations:login"),
                            {"identity": alice.email, "password": PASSWORD, "csrfmiddlewaretoken": token})
     assert response.status_code == 403
+
+
+# --- generated form input ---------------------------------------------------------------------------
+
+FORM_TEXT = st.one_of(st.sampled_from(PAYLOADS + [APPRU, "alice@example.com", PASSWORD, "", "\x00", "ms-app://"]),
+                      st.text(max_size=80), st.text(min_size=2000, max_size=2100))
+
+
+@pytest.mark.fuzz
+def test_sign_in_pages_answer_any_form_input_without_a_server_error(organisation, alice, federated):
+    login = reverse("invitations:login")
+
+    @given(FORM_TEXT, FORM_TEXT, FORM_TEXT, st.booleans())
+    def probe(identity, secret, extra, as_post):
+        client = Client(raise_request_exception=True)
+        if as_post:
+            pages = [client.post(federated, {"username": identity, "password": secret, "pin": secret, "appru": extra},
+                                 secure=True),
+                     client.post(f"{login}?next={quote(extra)}", {"identity": identity, "password": secret, "next": extra})]
+        else:
+            pages = [client.get(federated, {"appru": extra, "login_hint": identity}, secure=True),
+                     client.get(login, {"next": extra})]
+        for page in pages:
+            assert page.status_code in (200, 302, 400, 429), page.status_code
+            assert_nothing_reflected_raw(page)
+            if page.status_code == 302:
+                assert_stays_on_site(page)
+
+    probe()
