@@ -102,7 +102,8 @@ def _xml_safe(value):
 
 
 def _esc(value):
-    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # A literal CR would reach the parser as LF (XML end-of-line handling); a device escapes it to keep it.
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
 
 
 def _attr(value):
