@@ -2,11 +2,11 @@
 
 nginx terminates TLS with `ssl_verify_client optional_no_ca` and passes the certificate it received
 as `proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;` (URL-escaped PEM). Anyone can send
-that header, so it is believed only when the request comes from an address in TRUSTED_PROXIES
-(loopback by default; mdmportal/proxy.py); from anywhere else it is ignored and audited. The
-certificate must then be one our issuing CA signed, within its validity, and the current certificate
-of a live enrollment, or the one its last renewal replaced until the device first presents the new
-one (Device.renew_certificate).
+that header, so it is believed only when the connection comes from an address in TRUSTED_PROXIES
+(loopback by default; the connection's own address, never a forwarded one: mdmportal/proxies.py); from
+anywhere else it is ignored and audited. The certificate must then be one our issuing CA signed,
+within its validity, and the current certificate of a live enrollment, or the one its last renewal
+replaced until the device first presents the new one (Device.renew_certificate).
 """
 import logging
 import urllib.parse
@@ -16,7 +16,7 @@ from cryptography import x509
 from django.db.models import Q
 
 from invitations.models import AuditEvent
-from mdmportal.proxy import peer_address, trusted_proxy
+from mdmportal.proxies import peer_address, trusted_proxy
 
 from . import ca
 from .models import Device
@@ -42,12 +42,12 @@ def certificate_from_request(request):
     value = request.META.get(HEADER, "")
     if not value:
         return None
-    # The proxy, not the client it forwarded (ClientAddressMiddleware), decides whether we believe it.
-    remote = peer_address(request)
-    if not trusted_proxy(remote):
-        logger.warning("ignored %s from untrusted address %s", HEADER, remote)
-        AuditEvent.record(None, "management.untrusted_certificate_header", ip=remote or None,
-                          detail={"remote_addr": remote})
+    # The connection's own address: only our proxy sets this header, and only the proxy is trusted.
+    peer = peer_address(request)
+    if not trusted_proxy(peer):
+        logger.warning("ignored %s from untrusted address %s", HEADER, peer)
+        AuditEvent.record(None, "management.untrusted_certificate_header", ip=request.META.get("REMOTE_ADDR") or None,
+                          detail={"remote_addr": peer})
         return None
     if len(value) > MAX_HEADER:
         logger.warning("client certificate header of %s bytes ignored", len(value))

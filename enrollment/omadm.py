@@ -7,6 +7,9 @@ One request = one SyncML message from the device, one reply from us:
    without one, the OMA-DM digest made with the APPSRV secret of the enrollment (brief §5.1
    APPAUTH, `syncml:auth-md5` or `syncml:auth-basic`), challenged with a fresh nonce. Refusals are
    HTTP 403 with an audit entry; digest failures are a SyncHdr 401/407 with a `Chal` (audited).
+   SIGNIN_FAILURE_LIMIT wrong digests for one device from one address lock that pair out for
+   SIGNIN_LOCKOUT_SECONDS (HTTP 429, audited once): a guesser is slowed down, while the device itself,
+   talking from its own address, is not locked out by someone else's guesses.
 3. The session (`Conversation`): a ManagementSession row per (device, SessionID) holds our MsgID
    counter, the device's last MsgID and our last reply, so a retransmitted message gets the same
    answer and a replayed MsgID gets a 400 without touching anything. Reply rules of brief §7:
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.http import HttpResponse
@@ -62,11 +66,11 @@ USER_SCOPE = "./User/"
 
 
 class Refused(Exception):
-    """Not a device we talk to: HTTP `http_status`, audited with `reason`."""
+    """Not a device we talk to: HTTP `http_status`, audited with `reason` (unless `audit` is False)."""
 
-    def __init__(self, http_status, reason, device=None):
+    def __init__(self, http_status, reason, device=None, audit=True):
         super().__init__(reason)
-        self.http_status, self.reason, self.device = http_status, reason, device
+        self.http_status, self.reason, self.device, self.audit = http_status, reason, device, audit
 
 
 @dataclass
@@ -112,8 +116,11 @@ def serve(request):
         caller = identify(request, message)
     except Refused as refused:
         logger.warning("management: refused %s (Source %s): %s", ip, message.header.source[:64], refused.reason)
-        AuditEvent.record(None, "management.refused", refused.device, ip=ip, detail={
-            "reason": refused.reason, "source": message.header.source[:64], "http_status": refused.http_status})
+        if refused.audit:
+            AuditEvent.record(None, "management.refused", refused.device, ip=ip, detail={
+                "reason": refused.reason, "source": message.header.source[:64], "http_status": refused.http_status})
+        if refused.http_status == 429:
+            return _plain(429, "Too many failed sign-ins from this address: try again later.")
         return _plain(refused.http_status, "This device is not allowed to talk to this server.")
     if caller.challenged:
         AuditEvent.record(None, "management.challenged", caller.device, ip=ip, detail={
@@ -158,10 +165,13 @@ def identify(request, message):
     device = Device.objects.enrolled().filter(device_id__iexact=source).first()
     if device is None:
         raise Refused(403, "no client certificate and no enrolled device of that DeviceID")
-    return _digest_caller(device, message.header)
+    return _digest_caller(device, message.header, request.META.get("REMOTE_ADDR") or "")
 
 
-def _digest_caller(device, header):
+def _digest_caller(device, header, ip):
+    if digest_locked(device, ip):
+        # Audited once, when the lockout started; not again at each refused attempt.
+        raise Refused(429, "locked out after repeated wrong digests", device, audit=False)
     if not header.cred_data:
         if header.msg_id != "1" and ManagementSession.objects.filter(
                 device=device, session_id=header.session_id, auth=ManagementSession.Auth.DIGEST,
@@ -170,6 +180,7 @@ def _digest_caller(device, header):
             return Caller(device, ManagementSession.Auth.DIGEST)
         return _challenge(device, MISSING_CREDENTIALS, "no client certificate and no credentials")
     if not digest_matches(device, header):
+        record_digest_failure(device, ip)
         return _challenge(device, INVALID_CREDENTIALS, f"wrong {header.cred_type or 'unknown'} credentials")
     # The nonce is spent: the next session must answer a new one.
     return Caller(device, ManagementSession.Auth.DIGEST, AUTH_ACCEPTED, next_nonce=_new_nonce(device))
@@ -196,6 +207,31 @@ def digest_matches(device, header):
         digest = base64.b64encode(hashlib.md5(pair).digest()).decode()
         return name.lower() == device.device_id.lower() and hmac.compare_digest(digest, device.appsrv_digest)
     return False
+
+
+def _failures_key(device, ip):
+    return f"omadm:digest-failures:{device.pk}:{ip}"
+
+
+def digest_locked(device, ip):
+    return (cache.get(_failures_key(device, ip)) or 0) >= settings.AXES_FAILURE_LIMIT
+
+
+def record_digest_failure(device, ip):
+    """Count a wrong digest for (device, address) within SIGNIN_LOCKOUT_SECONDS; at the limit the pair is
+    locked for SIGNIN_LOCKOUT_SECONDS from that failure."""
+    key, window = _failures_key(device, ip), settings.SIGNIN_LOCKOUT_SECONDS
+    cache.add(key, 0, window)
+    try:
+        failures = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, window)
+        failures = 1
+    if failures == settings.AXES_FAILURE_LIMIT:
+        cache.set(key, failures, window)
+        logger.warning("management: device %s locked out for %s after %s wrong digests", device.pk, ip, failures)
+        AuditEvent.record(None, "management.locked_out", device, ip=ip or None,
+                          detail={"failures": failures, "seconds": window})
 
 
 def _challenge(device, code, reason):

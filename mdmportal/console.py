@@ -17,7 +17,7 @@ def is_full_admin(user):
 
 def client_ip(request):
     """The address the request came from, as the WSGI server reports it (REMOTE_ADDR), or behind
-    nginx the address nginx saw (mdmportal.proxy); never a header the client itself could set, which
+    nginx the address nginx saw (mdmportal.proxies); never a header the client itself could set, which
     anyone could forge into the audit log."""
     return request.META.get("REMOTE_ADDR") or None
 

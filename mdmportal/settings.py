@@ -43,7 +43,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "mdmportal.proxy.ClientAddressMiddleware",  # the client's address behind nginx (X-Real-IP), first
+    # First: X-Forwarded-For/-Proto believed only from TRUSTED_PROXIES, before anything reads the address.
+    "mdmportal.proxies.ForwardedHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -170,9 +171,9 @@ ENROLLMENT_PPKG_LOCKOUT_SECONDS = env.int("ENROLLMENT_PPKG_LOCKOUT_SECONDS", def
 ENROLLMENT_ENTRA_TERMS_SECONDS = env.int("ENROLLMENT_ENTRA_TERMS_SECONDS", default=24 * 60 * 60)
 
 # OMA-DM management (brief §7; enrollment/omadm.py). nginx verifies the TLS client certificate and
-# forwards it URL-escaped in X-SSL-Client-Cert, and the client's address in X-Real-IP; both headers
-# are believed only from these addresses (IPs or networks: the proxies directly in front of gunicorn)
-# and ignored, the certificate with an audit entry, from anyone else (mdmportal/proxy.py).
+# forwards it URL-escaped in X-SSL-Client-Cert; that header is believed only from these addresses
+# (IPs or networks) and ignored, with an audit entry, from anyone else. The same addresses are the
+# only ones whose X-Forwarded-For and X-Forwarded-Proto are believed (mdmportal/proxies.py).
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=["127.0.0.1", "::1"])
 # Bounded work per request: our commands per reply, messages per session, bytes kept per Results item.
 ENROLLMENT_COMMANDS_PER_MESSAGE = env.int("ENROLLMENT_COMMANDS_PER_MESSAGE", default=50)
@@ -284,7 +285,7 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# Behind nginx: trust X-Forwarded-Proto for request.is_secure().
+# Behind nginx: trust X-Forwarded-Proto for request.is_secure() (dropped unless from TRUSTED_PROXIES).
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)

@@ -22,6 +22,10 @@ def in_process_tasks(request, settings):
     """Tasks run in-process unless the test asks for the real worker (`live_tasks`). A per-test
     local-memory cache keeps tests independent even when REDIS_URL is set."""
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Local-memory caches with the same LOCATION share their data across tests: start empty.
+    from django.core.cache import cache
+
+    cache.clear()
     if "live_tasks" in request.fixturenames:
         yield
         return

@@ -51,7 +51,7 @@ SECURITY_DIRECTIVES = [
     "client_max_body_size 2m;",
     "proxy_set_header Host $host;",
     "proxy_set_header X-Forwarded-Proto https;",
-    "proxy_set_header X-Real-IP $remote_addr;",
+    "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
     "proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;",
     "proxy_buffering on;",
     "gzip off;",
@@ -397,7 +397,7 @@ def test_audit_entries_and_lockouts_see_the_clients_address_not_nginxs(productio
     connection = production.connection(source="127.0.0.2")
     connection.request("POST", f"/EnrollmentServer/{key}/Policy.svc",
                        body=get_policies_body("carol@example.com", "not her password"),
-                       headers={"Content-Type": CONTENT_TYPE, "X-Real-IP": "203.0.113.9"})
+                       headers={"Content-Type": CONTENT_TYPE, "X-Forwarded-For": "203.0.113.9"})
     response = connection.getresponse()
 
     assert b"Authentication" in response.read()
