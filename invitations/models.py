@@ -384,3 +384,18 @@ class AuditEvent(models.Model):
             ip=ip,
             detail=detail or {},
         )
+
+    @classmethod
+    def record_many(cls, actor, action, targets, *, ip=None, details=None):
+        """One event per target in a single INSERT (console actions on thousands of rows). `details`,
+        when given, holds one detail dict per target."""
+        details = details if details is not None else [None] * len(targets)
+        actor = actor if getattr(actor, "is_authenticated", False) else None
+        # The actor's id and label once, not through request.user's lazy wrapper for every row.
+        actor_id, actor_label = (actor.pk, str(actor)) if actor else (None, "system")
+        return cls.objects.bulk_create([
+            cls(actor_id=actor_id, actor_label=actor_label, action=action, target_type=target._meta.label,
+                target_id=str(target.pk), target_label=str(target)[:254], ip=ip, detail=detail or {})
+            for target, detail in zip(targets, details)], batch_size=1000)
+
+
