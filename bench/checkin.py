@@ -34,9 +34,9 @@ from types import SimpleNamespace
 
 from bench._harness import BenchError, log, report, server_url, setup_django, workers
 
-DEVICES = int(os.environ.get("BENCH_CHECKIN_DEVICES") or 200)
+DEVICES = int(os.environ.get("BENCH_CHECKIN_DEVICES") or 100)
 COMMANDS = int(os.environ.get("BENCH_CHECKIN_COMMANDS") or 3)
-ROUNDS = int(os.environ.get("BENCH_CHECKIN_ROUNDS") or 3)
+ROUNDS = int(os.environ.get("BENCH_CHECKIN_ROUNDS") or 2)
 TARGET = 500.0
 FLOOR_REQUESTS = 1000
 MANAGEMENT_PATH = "/ManagementServer/MDM.svc"
