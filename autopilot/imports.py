@@ -20,6 +20,7 @@ Rules, row by row:
 import base64
 import binascii
 import csv
+import functools
 import hashlib
 import io
 import logging
@@ -29,7 +30,7 @@ from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
@@ -279,6 +280,16 @@ def _cells(cells, columns, width):
     return values
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_email(value):
+    """Django's email check, remembered: a file names the same few hundred users on many lines."""
+    try:
+        validate_email(value)
+    except ValidationError:
+        return False
+    return True
+
+
 def validate(line, cells):
     """A Row with normalised values or the errors of this line on its own."""
     row = Row(line=line, serial=cells.get("serial_number", ""))
@@ -310,11 +321,8 @@ def validate(line, cells):
     if len(group_tag) > MAX_GROUP_TAG:
         row.errors.append(f"the group tag is longer than {MAX_GROUP_TAG} characters")
     assigned_user = cells.get("assigned_user", "")
-    if assigned_user:
-        try:
-            validate_email(assigned_user)
-        except ValidationError:
-            row.errors.append(f"the assigned user “{assigned_user}” is not an email address")
+    if assigned_user and not _is_email(assigned_user):
+        row.errors.append(f"the assigned user “{assigned_user}” is not an email address")
     row.values = {"serial_number": serial, "product_id": product_id, "hardware_hash": hardware_hash,
                   "hardware_hash_digest": digest or "", "group_tag": group_tag, "assigned_user": assigned_user}
     return row
@@ -402,8 +410,8 @@ class Importer:
                 continue
             record = existing.get(row.key)
             if record is None:
-                row.device = AutopilotDevice(serial_key=row.key, source_import=self.device_import, created_at=now,
-                                             updated_at=now, **{k: v for k, v in row.values.items()})
+                row.device = AutopilotDevice(serial_key=row.key, source_import_id=self.device_import.pk,
+                                             created_at=now, updated_at=now, **row.values)
                 row.result = ImportRow.Result.CREATED
                 new.append(row)
             else:
@@ -422,7 +430,14 @@ class Importer:
         if per_row:
             self._save_one_by_one(new, changed)
         else:
-            AutopilotDevice.objects.bulk_create([row.device for row in new], batch_size=self.batch_size)
+            _insert(AutopilotDevice, [row.device for row in new], self.batch_size)
+            if new and new[0].device.pk is None:
+                # COPY returns no ids: read them back for the report lines (one query per batch).
+                ids = dict(AutopilotDevice.objects.filter(serial_key__in=[row.key for row in new])
+                           .values_list("serial_key", "pk"))
+                for row in new:
+                    row.device.pk = ids[row.key]
+                    row.device._state.adding = False
             AutopilotDevice.objects.bulk_update([row.device for row in changed], UPDATABLE + ["updated_at"],
                                                 batch_size=self.batch_size)
         self._report(batch)
@@ -448,9 +463,10 @@ class Importer:
                 message = "updated: " + ", ".join(name.replace("_", " ") for name in row.changed)
             else:
                 message = ""
-            report.append(ImportRow(device_import=self.device_import, line=row.line, serial_number=row.serial[:255],
-                                    result=row.result, message=message, device=row.device))
-        ImportRow.objects.bulk_create(report, batch_size=self.batch_size)
+            report.append(ImportRow(device_import_id=self.device_import.pk, line=row.line,
+                                    serial_number=row.serial[:255], result=row.result, message=message,
+                                    device_id=row.device.pk if row.device else None))
+        _insert(ImportRow, report, self.batch_size)
         DeviceImport.objects.filter(pk=self.device_import.pk).update(
             processed_rows=F("processed_rows") + len(batch),
             created_count=F("created_count") + counts[ImportRow.Result.CREATED],
@@ -458,6 +474,26 @@ class Importer:
             unchanged_count=F("unchanged_count") + counts[ImportRow.Result.UNCHANGED],
             failed_count=F("failed_count") + counts[ImportRow.Result.FAILED],
         )
+
+
+def _insert(model, objects, batch_size):
+    """Insert new rows (their ids are not set). On PostgreSQL with COPY: for 100,000-row files it takes
+    about half the time of bulk_create's INSERT (bench/autopilot_import.py), which builds and binds one
+    huge statement per batch. Values are the ones Django would write (each field's get_db_prep_save);
+    a unique violation raises IntegrityError as an INSERT would."""
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create(objects, batch_size=batch_size)
+        return
+    if not objects:
+        return
+    database = connections[DEFAULT_DB_ALIAS]  # not the `connection` proxy: one lookup, not one per value
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    table = database.ops.quote_name(model._meta.db_table)
+    columns = ", ".join(database.ops.quote_name(f.column) for f in fields)
+    with database.cursor() as cursor, database.wrap_database_errors:
+        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for obj in objects:
+                copy.write_row([f.get_db_prep_save(f.pre_save(obj, True), database) for f in fields])
 
 
 def _relax_commit_durability():

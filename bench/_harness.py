@@ -1,6 +1,6 @@
 """What bench/run and the workloads share: preparing the services, reporting rows, the final table.
 
-bench/run calls the command-line side (`python -m bench._harness prepare|port|wait|table`);
+bench/run calls the command-line side (`python -m bench._harness prepare|port|wait|wait-worker|table`);
 workloads import `setup_django`, `server_url`, `workers`, `report`, `log`, `median_seconds`.
 
 A workload reports rows by appending JSON lines to the file named by BENCH_RESULTS; bench/run turns
@@ -148,6 +148,23 @@ def wait_until_serving(url, pid, timeout):
     raise BenchError(f"the server for {url} did not answer within {timeout} s")
 
 
+def wait_until_worker_ready(log_path, pid, timeout):
+    """Wait for the Celery worker's "ready." line in its log; fail if its process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            raise BenchError("the Celery worker exited while starting") from None
+        try:
+            if "ready." in Path(log_path).read_text(errors="replace"):
+                return
+        except FileNotFoundError:
+            pass
+        time.sleep(0.3)
+    raise BenchError(f"the Celery worker was not ready within {timeout} s")
+
+
 def table(results_path, failed):
     """The Markdown table of every reported row, plus one row per workload that failed."""
     rows = []
@@ -176,6 +193,9 @@ def main(argv):
     elif command == "wait":
         url, pid, timeout = args
         wait_until_serving(url, int(pid), float(timeout))
+    elif command == "wait-worker":
+        log_path, pid, timeout = args
+        wait_until_worker_ready(log_path, int(pid), float(timeout))
     elif command == "table":
         results_path, *failed = args
         print(table(results_path, failed))

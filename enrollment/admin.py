@@ -2,6 +2,7 @@
 queue; devices are created only by enrollment, never by hand), device commands, registration PINs
 and provisioning-package PIN enrollments."""
 from django.contrib import admin, messages
+from django.forms.models import BaseInlineFormSet
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -21,16 +22,31 @@ from .console_forms import PinEnrollmentForm
 from .models import Device, DeviceCommand, PinEnrollment, RegistrationPin
 
 
+DEVICE_PAGE_COMMANDS = 50
+
+
 def _result(command):
     text = command.result_data or command.note
     return Truncator(text).chars(80) if text else "—"
+
+
+class LatestCommandsFormSet(BaseInlineFormSet):
+    """Only the newest DEVICE_PAGE_COMMANDS commands: a device's history grows with every check-in, and
+    the page links to the full list (templates/admin/enrollment/device/change_form.html)."""
+
+    def get_queryset(self):
+        # Kept, so that the rows are read once however often the formset asks.
+        if not hasattr(self, "_latest"):
+            self._latest = super().get_queryset()[:DEVICE_PAGE_COMMANDS]
+        return self._latest
 
 
 class DeviceCommandInline(admin.TabularInline):
     """The device's queue and history, newest first (issue 4 item 3)."""
 
     model = DeviceCommand
-    verbose_name_plural = "Commands (queue and history)"
+    formset = LatestCommandsFormSet
+    verbose_name_plural = f"Commands (queue and latest history, newest {DEVICE_PAGE_COMMANDS})"
     fields = ["sequence", "verb", "target", "status", "status_code", "result", "source", "queued_by", "created_at",
               "sent_at", "completed_at", "expires_at", "cancel_link"]
     readonly_fields = fields
@@ -68,12 +84,15 @@ class DeviceCommandInline(admin.TabularInline):
 class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "user", "status", "method", "enrollment_type", "os_version", "model",
                     "enrolled_at", "last_seen_at"]
-    list_filter = ["kind", "status", "method", "enrollment_type", ("user", admin.RelatedOnlyFieldListFilter),
+    # Sized for 100,000 devices (bench/devices.py): no filter listing every user (that sidebar was tens of
+    # thousands of links; search by email instead, or ?user__id__exact=), enrollment dates as fixed ranges
+    # rather than a date hierarchy (a DISTINCT over the whole table), and one COUNT per page, not two.
+    list_filter = ["kind", "status", "method", "enrollment_type", "enrolled_at",
                    ("pin_enrollment", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "device_id", "hw_dev_id", "user__email", "upn", "certificate_serial",
                      "certificate_thumbprint", "serial_number", "model", "entra_device_id"]
     list_select_related = ["user"]
-    date_hierarchy = "enrolled_at"
+    show_full_result_count = False
     fieldsets = [
         (None, {"fields": ["name", "kind", "status", "user", "upn", "method", "pin_enrollment", "enrollment_type",
                            "enrolled_at", "last_seen_at", "login_status", "unenrolled_at", "replaced_by"]}),

@@ -34,6 +34,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
+from django.db.models import Case, F, Q, Value, When
 from django.http import HttpResponse
 from django.utils import timezone
 
@@ -481,10 +482,12 @@ class Conversation:
     # -- our commands ------------------------------------------------------------------------------
 
     def next_commands(self, *, session_start):
-        expire_overdue(self.device, self.now)
         if session_start:
-            # Groups the device joined by rule since its last session (new name, OS version) send
-            # their settings in this one; once per session keeps the per-message queries fixed.
+            # Once per session keeps the per-message queries fixed: overdue commands are timed out
+            # (the queue read below skips expired ones anyway, and the beat task sweeps the rest), and
+            # groups the device joined by rule since its last session (new name, OS version) send
+            # their settings in this one.
+            expire_overdue(self.device, self.now)
             reconcile.checked_in(self.device)
             # Autopilot devices: app installs and the Enrollment Status Page move on (brief §9).
             autopilot_provisioning.checked_in(self.device, self.now)
@@ -523,7 +526,10 @@ def requeue_unanswered(commands, now):
     """Commands sent but never answered go back to the queue, up to ENROLLMENT_COMMAND_MAX_ATTEMPTS
     sends in all; then they fail. Never touches an acknowledged command."""
     limit = settings.ENROLLMENT_COMMAND_MAX_ATTEMPTS
-    sent = commands.filter(status=DeviceCommand.Status.SENT)
-    sent.filter(attempts__gte=limit).update(status=DeviceCommand.Status.FAILED, completed_at=now,
-                                            note=f"No answer from the device after {limit} sends")
-    sent.filter(attempts__lt=limit).update(status=DeviceCommand.Status.QUEUED)
+    given_up = Q(attempts__gte=limit)
+    # One UPDATE for both outcomes: this runs at the end of every session.
+    commands.filter(status=DeviceCommand.Status.SENT).update(
+        status=Case(When(given_up, then=Value(DeviceCommand.Status.FAILED)), default=Value(DeviceCommand.Status.QUEUED)),
+        completed_at=Case(When(given_up, then=Value(now)), default=F("completed_at")),
+        note=Case(When(given_up, then=Value(f"No answer from the device after {limit} sends")), default=F("note")),
+    )

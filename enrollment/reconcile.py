@@ -88,7 +88,9 @@ def desired_settings(device):
 def reconcile_device(device, *, retry_failed=False, actor=None):
     """Queue what `device` needs to converge on its groups' settings. Returns an Outcome."""
     outcome = Outcome()
-    with transaction.atomic():
+    # No savepoint inside the check-in's transaction (two queries per session): a failure there fails
+    # the whole message anyway.
+    with transaction.atomic(savepoint=False):
         # The row lock serialises reconcilers of one device, so a setting is never queued twice.
         device = Device.objects.select_for_update().filter(pk=device.pk).first()
         if device is None or device.status != Device.Status.ENROLLED:

@@ -46,3 +46,15 @@ def effective_registration_settings(user):
         if group is not None:
             return RegistrationPolicy.of(group, group)
     return RegistrationPolicy.of(Organisation.get())
+
+
+def registration_settings_for(users):
+    """effective_registration_settings of many users in two queries: {user pk: RegistrationPolicy}."""
+    default = RegistrationPolicy.of(Organisation.get())
+    chosen = {}
+    memberships = (UserGroup.members.through.objects.filter(user__in=[user.pk for user in users])
+                   .select_related("usergroup").order_by("usergroup__priority", "usergroup__name"))
+    for membership in memberships:
+        chosen.setdefault(membership.user_id, membership.usergroup)
+    return {user.pk: RegistrationPolicy.of(chosen[user.pk], chosen[user.pk]) if user.pk in chosen else default
+            for user in users}

@@ -7,7 +7,7 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.template.loader import render_to_string
@@ -17,12 +17,15 @@ from django.utils import timezone, translation
 from enrollment import pins
 
 from .models import AuditEvent, Invitation, InvitationEmail, InvalidTransition, Organisation, hash_token
-from .registration import effective_registration_settings
+from .registration import effective_registration_settings, registration_settings_for
 
 logger = logging.getLogger(__name__)
 
 # Chunk size of the fan-out task: one broker message per chunk keeps a 10,000-user action fast.
 FANOUT_CHUNK = 500
+# deliver_many claims, sends and records this many emails at a time: few queries per email, and at most
+# this many rows left "sending" if the worker dies mid-batch.
+DELIVERY_BATCH = 50
 
 
 def invite(users, *, actor=None, ip=None):
@@ -30,9 +33,12 @@ def invite(users, *, actor=None, ip=None):
     users = list(users)
     now = timezone.now()
     expires = now + timedelta(days=settings.INVITATION_TTL_DAYS)
-    pending = {inv.user_id: inv for inv in Invitation.objects.pending().filter(user__in=users)}
+    # The user comes along: each audit event is labelled with it.
+    pending = {inv.user_id: inv for inv in Invitation.objects.pending().select_related("user").filter(user__in=users)}
     with transaction.atomic():
-        new = [Invitation(user=u, created_by=_user_or_none(actor), expires_at=expires)
+        created_by = _user_or_none(actor)
+        created_by_id = created_by.pk if created_by else None
+        new = [Invitation(user=u, created_by_id=created_by_id, expires_at=expires)
                for u in users if u.pk not in pending]
         Invitation.objects.bulk_create(new)
         if pending:
@@ -110,6 +116,26 @@ def claim(email_id):
     return email, raw
 
 
+def claim_many(email_ids):
+    """claim() for many emails in a few queries: [(email, raw_token)] of those there is something to send."""
+    with transaction.atomic():
+        emails = list(InvitationEmail.objects.select_for_update(of=("self",)).select_related("invitation__user")
+                      .filter(pk__in=email_ids, status=InvitationEmail.Status.QUEUED).order_by("pk"))
+        over = [e.pk for e in emails if e.invitation.revoked_at or e.invitation.accepted_at]
+        if over:
+            InvitationEmail.objects.filter(pk__in=over).update(status=InvitationEmail.Status.FAILED,
+                                                               error="invitation no longer pending")
+        claimed = []
+        for email in emails:
+            if email.pk in over:
+                continue
+            raw = secrets.token_urlsafe(32)
+            email.token_hash, email.status, email.attempts = hash_token(raw), InvitationEmail.Status.SENDING, email.attempts + 1
+            claimed.append((email, raw))
+        InvitationEmail.objects.bulk_update([email for email, _ in claimed], ["token_hash", "status", "attempts"])
+    return claimed
+
+
 def deliver(email_id):
     """Send one queued invitation email (at most once). SMTP errors propagate to the caller."""
     claimed = claim(email_id)
@@ -122,20 +148,62 @@ def deliver(email_id):
     try:
         build_message(email, raw, pin).send(fail_silently=False)
     except Exception:
-        # Not sent: give the row back to the queue so the retry (or the sweep) can send it, and drop
-        # the PIN nobody saw.
-        InvitationEmail.objects.filter(pk=email.pk).update(status=InvitationEmail.Status.QUEUED)
-        if pin is not None and pin[0].is_usable:
-            pin[0].revoke()
+        _give_back(email, pin)
         raise
-    now = timezone.now()
-    InvitationEmail.objects.filter(pk=email.pk).update(status=InvitationEmail.Status.SENT, sent_at=now, error="")
-    Invitation.objects.filter(pk=email.invitation_id).update(sent_at=now)
-    Invitation.objects.filter(
-        pk=email.invitation_id, status__in=[Invitation.Status.QUEUED, Invitation.Status.FAILED]
-    ).update(status=Invitation.Status.SENT, failure_reason="")
-    AuditEvent.record(None, "invitation.email_delivered", email.invitation, detail={"email": email.pk})
+    _record_sent([email])
     return True
+
+
+def deliver_many(email_ids):
+    """Send many queued invitation emails (a bulk invite's fan-out) over one SMTP connection, claimed
+    and recorded DELIVERY_BATCH at a time, each still at most once. An email that cannot be sent goes
+    back to the queue; its id is returned for the caller to retry it on its own (deliver()). Raises
+    SMTPException/OSError, having claimed nothing, when the SMTP server cannot be reached."""
+    unsent = []
+    organisation = Organisation.get()
+    with get_connection(fail_silently=False) as connection:
+        for start in range(0, len(email_ids), DELIVERY_BATCH):
+            claimed = claim_many(email_ids[start:start + DELIVERY_BATCH])
+            policies = registration_settings_for([email.invitation.user for email, _ in claimed])
+            sent = []
+            for email, raw in claimed:
+                policy = policies[email.invitation.user_id]
+                pin = pins.issue(email.invitation.user) if policy.requires_pin else None
+                message = build_message(email, raw, pin, organisation=organisation, policy=policy)
+                message.connection = connection
+                try:
+                    message.send(fail_silently=False)
+                except Exception as exc:  # noqa: BLE001 - any SMTP or socket error: this email is retried alone
+                    logger.warning("invitation email %s not sent in its batch, retried alone: %s", email.pk, exc)
+                    _give_back(email, pin)
+                    unsent.append(email.pk)
+                    continue
+                sent.append(email)
+            _record_sent(sent)
+    return unsent
+
+
+def _give_back(email, pin):
+    """Not sent: give the row back to the queue so the retry (or the sweep) can send it, and drop the
+    PIN nobody saw."""
+    InvitationEmail.objects.filter(pk=email.pk).update(status=InvitationEmail.Status.QUEUED)
+    if pin is not None and pin[0].is_usable:
+        pin[0].revoke()
+
+
+def _record_sent(emails):
+    if not emails:
+        return
+    now = timezone.now()
+    invitation_ids = [email.invitation_id for email in emails]
+    InvitationEmail.objects.filter(pk__in=[email.pk for email in emails]).update(
+        status=InvitationEmail.Status.SENT, sent_at=now, error="")
+    Invitation.objects.filter(pk__in=invitation_ids).update(sent_at=now)
+    Invitation.objects.filter(
+        pk__in=invitation_ids, status__in=[Invitation.Status.QUEUED, Invitation.Status.FAILED]
+    ).update(status=Invitation.Status.SENT, failure_reason="")
+    AuditEvent.record_many(None, "invitation.email_delivered", [email.invitation for email in emails],
+                           details=[{"email": email.pk} for email in emails])
 
 
 def record_failure(email_id, exc, *, final):
@@ -160,12 +228,13 @@ def _pin_for_email(user):
     return pins.issue(user)
 
 
-def build_message(email, raw_token, pin=None):
-    """The invitation email; `pin` is (RegistrationPin, PIN in clear) when the user enrolls with one."""
+def build_message(email, raw_token, pin=None, *, organisation=None, policy=None):
+    """The invitation email; `pin` is (RegistrationPin, PIN in clear) when the user enrolls with one.
+    A caller sending many passes the organisation and the user's registration settings it already has."""
     invitation = email.invitation
     user = invitation.user
-    org = Organisation.get()
-    policy = effective_registration_settings(user)
+    org = organisation or Organisation.get()
+    policy = policy or effective_registration_settings(user)
     context = {
         "registration": policy,
         "pin": pin[1] if pin else None,
@@ -283,5 +352,5 @@ def _user_or_none(actor):
 
 
 def _audit_many(actor, action, invitations, ip):
-    for invitation in invitations:
-        AuditEvent.record(actor, action, invitation, ip=ip)
+    if invitations:
+        AuditEvent.record_many(actor, action, invitations, ip=ip)

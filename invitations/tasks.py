@@ -1,3 +1,4 @@
+import logging
 from smtplib import SMTPException
 
 from celery import shared_task
@@ -6,6 +7,8 @@ from . import sending
 from .models import UrlRotation
 
 MAX_RETRIES = 5
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, max_retries=MAX_RETRIES, acks_late=True)
@@ -22,7 +25,15 @@ def send_invitation_email(self, email_id):
 
 @shared_task
 def fan_out_emails(email_ids):
-    for email_id in email_ids:
+    """A bulk invite's chunk: sent over one SMTP connection; what fails goes to the one-email task,
+    which retries it with backoff and records a final failure."""
+    try:
+        unsent = sending.deliver_many(email_ids)
+    except (SMTPException, OSError) as exc:
+        logger.warning("SMTP unavailable for a batch of %d invitation emails, each retried alone: %s",
+                               len(email_ids), exc)
+        unsent = email_ids
+    for email_id in unsent:
         send_invitation_email.delay(email_id)
 
 

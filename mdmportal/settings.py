@@ -3,7 +3,6 @@
 With no variables the portal runs on SQLite, runs Celery tasks in-process and writes emails to the
 console. Production sets at least SECRET_KEY, DATABASE_URL, REDIS_URL, EMAIL_URL and the host names.
 """
-from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -99,6 +98,11 @@ AUTH_PASSWORD_VALIDATORS = [
 BENCH_PASSWORD_HASH_LOG = env("BENCH_PASSWORD_HASH_LOG", default="")
 if BENCH_PASSWORD_HASH_LOG:
     PASSWORD_HASHERS = ["bench._hashers.CountingPBKDF2PasswordHasher"]
+# Benchmark hook: bench/run sets this for its servers to log SQL queries and server time per request
+# (bench/_queries.py). Never set it elsewhere.
+BENCH_QUERY_LOG = env("BENCH_QUERY_LOG", default="")
+if BENCH_QUERY_LOG:
+    MIDDLEWARE = ["bench._queries.QueryCountMiddleware", *MIDDLEWARE]
 LOGIN_URL = "invitations:login"
 LOGIN_REDIRECT_URL = "invitations:enroll"
 

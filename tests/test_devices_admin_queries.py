@@ -1,0 +1,71 @@
+"""The device list and device page stay cheap with many devices, users and commands (issue 7: a fixed
+query count with 100,000 devices; bench/devices.py times them). Nothing here is timed."""
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from enrollment.admin import DEVICE_PAGE_COMMANDS
+from tests.factories import UserFactory
+from tests.factories_enrollment import DeviceCommandFactory, DeviceFactory, DeviceSettingStateFactory
+
+pytestmark = pytest.mark.django_db
+
+LIST = reverse("admin:enrollment_device_changelist")
+# Session, user, PIN enrollments for their filter, one COUNT, the page of devices with their users.
+LIST_QUERIES = 5
+# Session, user, the device (twice: the view and the formset's instance), its owner, its newest commands
+# with who queued them, its setting states with their commands and groups.
+PAGE_QUERIES = 7
+
+
+def test_device_list_queries_do_not_grow_with_devices_or_users(console, django_assert_num_queries):
+    DeviceFactory.create_batch(3)
+    with django_assert_num_queries(LIST_QUERIES):
+        assert console.get(LIST).status_code == 200
+
+    for _ in range(40):
+        DeviceFactory(user=UserFactory())
+    with django_assert_num_queries(LIST_QUERIES):
+        assert console.get(LIST).status_code == 200
+
+
+def test_device_list_counts_the_devices_once(console):
+    DeviceFactory.create_batch(2)
+    with CaptureQueriesContext(connection) as queries:
+        console.get(LIST)
+    assert sum("COUNT(" in q["sql"].upper() for q in queries) == 1
+
+
+def test_device_list_has_no_filter_listing_every_user(console, alice):
+    device = DeviceFactory(user=alice, name="PC-ALICE")
+    html = console.get(LIST).content.decode()
+    assert "user__id__exact" not in html and "PC-ALICE" in html
+    # Searching by the user's address still finds the device, and so does the user lookup.
+    assert "PC-ALICE" in console.get(LIST, {"q": "alice@example.com"}).content.decode()
+    assert "PC-ALICE" in console.get(LIST, {"user__id__exact": device.user_id}).content.decode()
+
+
+def test_device_page_queries_do_not_grow_with_commands_or_settings(console, django_assert_num_queries):
+    quiet, busy = DeviceFactory(), DeviceFactory()
+    DeviceCommandFactory.create_batch(2, device=quiet)
+    DeviceCommandFactory.create_batch(DEVICE_PAGE_COMMANDS + 20, device=busy, queued_by=UserFactory())
+    for i in range(3):
+        DeviceSettingStateFactory(device=busy, loc_uri=f"./Device/Vendor/MSFT/Policy/Config/Bench/Setting{i}")
+
+    console.get(reverse("admin:enrollment_device_change", args=[quiet.pk]))  # fills the content-type cache
+    for device in (quiet, busy):
+        with django_assert_num_queries(PAGE_QUERIES):
+            assert console.get(reverse("admin:enrollment_device_change", args=[device.pk])).status_code == 200
+
+
+def test_device_page_shows_the_newest_commands_and_links_to_all(console):
+    device = DeviceFactory()
+    commands = DeviceCommandFactory.create_batch(DEVICE_PAGE_COMMANDS + 5, device=device)
+    html = console.get(reverse("admin:enrollment_device_change", args=[device.pk])).content.decode()
+
+    shown = [int(pk) for pk in re.findall(r'name="commands-\d+-id" value="(\d+)"', html)]
+    assert shown == [c.pk for c in reversed(commands)][:DEVICE_PAGE_COMMANDS]
+    assert f"{reverse('admin:enrollment_devicecommand_changelist')}?device__id__exact={device.pk}" in html
