@@ -23,9 +23,9 @@ logger = logging.getLogger(__name__)
 
 # Chunk size of the fan-out task: one broker message per chunk keeps a 10,000-user action fast.
 FANOUT_CHUNK = 500
-# deliver_many claims, sends and records this many emails at a time: few queries per email, and at most
-# this many rows left "sending" if the worker dies mid-batch.
-DELIVERY_BATCH = 50
+# deliver_many claims, sends and records this many emails at a time. One: a worker killed mid-send
+# leaves a single row "sending" (reported by the sweep), never a whole batch of unsent emails.
+DELIVERY_BATCH = 1
 
 
 def invite(users, *, actor=None, ip=None):

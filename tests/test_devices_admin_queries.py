@@ -17,8 +17,9 @@ LIST = reverse("admin:enrollment_device_changelist")
 # Session, user, PIN enrollments for their filter, one COUNT, the page of devices with their users.
 LIST_QUERIES = 5
 # Session, user, the device (twice: the view and the formset's instance), its owner, its newest commands
-# with who queued them, its setting states with their commands and groups.
-PAGE_QUERIES = 7
+# with who queued them, its setting states with their commands and groups, its Autopilot app installs
+# and setup progress.
+PAGE_QUERIES = 9
 
 
 def test_device_list_queries_do_not_grow_with_devices_or_users(console, django_assert_num_queries):

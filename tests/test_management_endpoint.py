@@ -351,8 +351,9 @@ def test_queries_per_message_do_not_grow_with_devices_or_commands(client, chain,
         DeviceFactory.create_batch(count)
         for i in range(count):
             commands.queue(device, "Get", f"./DevDetail/Node{i}")
-        # The session's first message also reconciles the device's configuration (a fixed few more).
-        with django_assert_num_queries(16):
+        # The session's first message also reconciles the device's configuration and looks for its
+        # Autopilot setup (a fixed few more).
+        with django_assert_num_queries(17):
             first = checkin(client, device, cert)
         assert len(first.commands) == count
         with django_assert_num_queries(11):

@@ -60,7 +60,7 @@ def test_administrator_cancels_a_queued_command_from_the_device_page(open_page, 
     page.get_by_role("link", name="PC-ALICE").click()
 
     queue = page.locator(".inline-group")
-    expect(queue.get_by_role("heading", name="Commands (queue and history)")).to_be_visible()
+    expect(queue.get_by_role("heading", name="Commands (queue and latest history")).to_be_visible()
     queued_row = queue.locator("tbody tr").filter(has_text="./Device/Vendor/MSFT/Reboot/RebootNow")
     expect(queued_row).to_contain_text("Queued")
     expect(queue.get_by_role("link", name="Cancel")).to_have_count(1)
