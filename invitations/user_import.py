@@ -63,6 +63,9 @@ def read_csv(data):
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise FileError(_("The file is not UTF-8 text. In Excel, save it as “CSV UTF-8”.")) from None
+    if "\x00" in text:
+        # No CSV text holds a NUL (and PostgreSQL refuses one in a query).
+        raise FileError(_("The file contains NUL characters: it is not a CSV text file."))
     first_line = text.split("\n", 1)[0]
     delimiter = ";" if ";" in first_line and "," not in first_line else ","
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
