@@ -295,6 +295,11 @@ def validate(line, cells):
     row = Row(line=line, serial=cells.get("serial_number", ""))
     if cells.get("_error"):
         row.errors.append(cells["_error"])
+    if any("\x00" in value for value in cells.values()):
+        # PostgreSQL refuses NUL in text: refuse the line, and keep its report line writable.
+        row.errors.append("this line contains NUL characters")
+        row.serial = row.serial.replace("\x00", "")
+        return row
     serial = row.serial
     if not serial:
         row.errors.append("the serial number is missing")

@@ -45,6 +45,9 @@ class UserManager(BaseUserManager):
     def for_login(self, identity):
         """The user whose email or MDM username is `identity` (case-insensitive), or None."""
         identity = identity.strip()
+        if not identity or "\x00" in identity:
+            # No account is named that, and PostgreSQL refuses NUL in a query (a 500 otherwise).
+            return None
         return self.filter(Q(email__iexact=identity) | Q(mdm_username__iexact=identity)).first()
 
 

@@ -229,6 +229,12 @@ def test_user_csv_report_lists_every_row_or_says_why_the_file_is_refused(columns
         assert row.errors or set(row.values) == set(user_import.COLUMNS)
 
 
+def test_user_csv_with_a_nul_is_refused_before_any_query():
+    """Found by the property above on PostgreSQL, which refuses NUL in a query (a 500 on the import page)."""
+    with pytest.raises(user_import.FileError, match="NUL"):
+        user_import.read_csv(b"email,display_name\r\ncarol@example.com\x00,Carol\r\n")
+
+
 @given(st.binary(max_size=400))
 def test_user_csv_reader_refuses_garbage_with_a_file_error(data):
     try:
@@ -253,6 +259,19 @@ def test_autopilot_csv_rows_are_each_validated_or_the_file_is_refused(columns, r
         assert len(validated) == len(_data_lines(rows))
     for row in validated:
         assert row.errors or (row.serial and row.serial.isprintable())
+
+
+@pytest.mark.django_db
+def test_an_autopilot_line_with_a_nul_is_refused_and_the_others_imported():
+    """Found by reading the property above against PostgreSQL, which refuses NUL in text columns."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    content = b"Device Serial Number,Group Tag\r\nSN-1\x00,Lab\r\nSN-2,Lab\x00\r\nSN-3,Lab\r\n"
+    device_import = autopilot_imports.run(autopilot_imports.create_import(
+        SimpleUploadedFile("devices.csv", content), actor=None).pk)
+    results = dict(device_import.rows.values_list("line", "message"))
+    assert results == {2: "this line contains NUL characters", 3: "this line contains NUL characters", 4: ""}
+    assert device_import.created_count == 1 and device_import.failed_count == 2
 
 
 @given(st.binary(max_size=400))

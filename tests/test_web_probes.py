@@ -213,3 +213,13 @@ def test_sign_in_pages_answer_any_form_input_without_a_server_error(organisation
                 assert_stays_on_site(page)
 
     probe()
+
+
+def test_a_nul_in_the_login_hint_or_user_name_is_an_unknown_account_not_a_server_error(client, federated, alice):
+    """Found by the generated input above on PostgreSQL, which refuses NUL in a query."""
+    page = Client(raise_request_exception=True).get(federated, {"appru": APPRU, "login_hint": "alice\x00"},
+                                                    secure=True)
+    assert page.status_code == 200
+    posted = Client(raise_request_exception=True).post(
+        federated, {"username": "alice@example.com\x00", "password": PASSWORD, "appru": APPRU}, secure=True)
+    assert posted.status_code == 200 and "wresult" not in posted.content.decode()
