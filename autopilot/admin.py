@@ -38,8 +38,10 @@ class EssentialAppInline(admin.StackedInline):
     model = EssentialApp
     extra = 0
     fields = ["name", "kind", ("msi_url", "product_code"), ("sha256", "version"), "command_line",
-              ("store_id", "package_family_name")]
-    verbose_name_plural = "Essential apps (installed during setup; MSI: URL, product code and hash; Store: product id and family name)"
+              ("store_id", "package_family_name"), ("store_sku", "store_claim_seat")]
+    verbose_name_plural = ("Essential apps (installed during setup; MSI: URL, product code and hash; Store: product "
+                           "id, family name and SKU, installed for the user once signed in, so not with "
+                           "self-deploying profiles)")
 
 
 @admin.register(Profile)
@@ -320,14 +322,18 @@ def progress(link):
     return f"{counts['done']} done, {counts['failed']} failed of {counts['expected']}"
 
 
+USER_PHASE_FIELDS = ["user_esp_state", "user_esp_started_at", "user_esp_deadline", "user_esp_finished_at",
+                     "user_esp_acknowledged_at", "user_esp_note"]
+
+
 @admin.register(AutopilotEnrollment)
 class AutopilotEnrollmentAdmin(admin.ModelAdmin):
     """Read-only: links are made by enrollments. The list is the Autopilot provisioning list: each
     device's Enrollment Status Page, expected / done / failed, and when it started and ended."""
 
     list_display = ["device", "profile", "setup_status", "setup_progress", "esp_started_at", "esp_deadline",
-                    "esp_finished_at", "esp_acknowledged_at", "matched_by", "record"]
-    list_filter = ["esp_state", "matched_by", ("applied_at", admin.EmptyFieldListFilter)]
+                    "esp_finished_at", "esp_acknowledged_at", "user_esp_state", "matched_by", "record"]
+    list_filter = ["esp_state", "user_esp_state", "matched_by", ("applied_at", admin.EmptyFieldListFilter)]
     list_select_related = ["device", "record", "profile"]
     search_fields = ["device__device_id", "device__name", "record__serial_number"]
     fieldsets = [
@@ -336,6 +342,7 @@ class AutopilotEnrollmentAdmin(admin.ModelAdmin):
         ("Enrollment Status Page", {"fields": ["esp_state", "setup_progress", "esp_started_at", "esp_deadline",
                                                "esp_timeout_minutes", "esp_finished_at", "esp_acknowledged_at",
                                                "esp_note", "items"]}),
+        ("Account setup (Store apps, once a user signed in)", {"fields": USER_PHASE_FIELDS}),
     ]
 
     def get_queryset(self, request):

@@ -2,7 +2,7 @@
 Enrollment Status Page progress and its essential apps."""
 from django.contrib import admin
 
-from .admin import items_table, progress
+from .admin import USER_PHASE_FIELDS, items_table, progress
 from .models import AppInstall, AutopilotEnrollment
 
 
@@ -11,7 +11,7 @@ class AutopilotSetupInline(admin.StackedInline):
     fk_name = "device"
     verbose_name = verbose_name_plural = "Autopilot setup (Enrollment Status Page)"
     fields = ["profile", "matched_by", "record", "applied_at", "esp_state", "setup_progress", "esp_started_at",
-              "esp_deadline", "esp_finished_at", "esp_acknowledged_at", "esp_note", "items"]
+              "esp_deadline", "esp_finished_at", "esp_acknowledged_at", "esp_note", *USER_PHASE_FIELDS, "items"]
     readonly_fields = fields
     extra = 0
     can_delete = False

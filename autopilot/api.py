@@ -48,7 +48,7 @@ class EssentialAppSerializer(serializers.ModelSerializer):
     class Meta:
         model = EssentialApp
         fields = ["id", "profile", "name", "kind", "msi_url", "product_code", "sha256", "version", "command_line",
-                  "store_id", "package_family_name"]
+                  "store_id", "package_family_name", "store_sku", "store_claim_seat"]
 
     def validate(self, attrs):
         app = _with_changes(EssentialApp, self.instance, attrs)
@@ -56,8 +56,8 @@ class EssentialAppSerializer(serializers.ModelSerializer):
             app.clean()
         except DjangoValidationError as exc:
             raise model_errors(exc) from None
-        # clean() normalises: the hash upper-cased, a family name given as Store id moved to its field.
-        for name in ("sha256", "store_id", "package_family_name"):
+        # clean() normalises: the hash and SKU upper-cased, a family name given as Store id moved to its field.
+        for name in ("sha256", "store_id", "package_family_name", "store_sku"):
             if name in attrs or getattr(self.instance, name, "") != getattr(app, name):
                 attrs[name] = getattr(app, name)
         return attrs
@@ -331,7 +331,7 @@ class AssignmentViewSet(viewsets.GenericViewSet):
 class ProvisioningItemSerializer(serializers.ModelSerializer):
     class Meta:
         model = ProvisioningItem
-        fields = ["kind", "key", "label", "state", "detail", "completed_at"]
+        fields = ["kind", "phase", "key", "label", "state", "detail", "completed_at"]
 
 
 class AppInstallSerializer(serializers.ModelSerializer):
@@ -355,7 +355,9 @@ class ProvisioningSerializer(serializers.ModelSerializer):
         model = AutopilotEnrollment
         fields = ["id", "device", "record", "matched_by", "profile", "profile_name", "profile_reason", "applied_at",
                   "esp_state", "expected", "done", "failed", "esp_started_at", "esp_deadline", "esp_finished_at",
-                  "esp_acknowledged_at", "esp_note", "items", "app_installs", "created_at"]
+                  "esp_acknowledged_at", "esp_note", "user_esp_state", "user_esp_started_at", "user_esp_deadline",
+                  "user_esp_finished_at", "user_esp_acknowledged_at", "user_esp_note", "items", "app_installs",
+                  "created_at"]
 
     def get_expected(self, link) -> int:
         return link.counts()["expected"]
@@ -368,7 +370,8 @@ class ProvisioningSerializer(serializers.ModelSerializer):
 
 
 class ProvisioningViewSet(viewsets.ReadOnlyModelViewSet):
-    """Each Autopilot device's setup: `?state=tracking|succeeded|failed|timed_out` and `?device=<id>` filter."""
+    """Each Autopilot device's setup: `?state=tracking|succeeded|failed|timed_out` (device phase),
+    `?user_state=` (account setup: Store apps once a user signed in) and `?device=<id>` filter."""
 
     queryset = (AutopilotEnrollment.objects.select_related("profile")
                 .prefetch_related("items", "device__app_installs").order_by("-created_at", "-pk"))
@@ -379,6 +382,8 @@ class ProvisioningViewSet(viewsets.ReadOnlyModelViewSet):
         params = self.request.query_params
         if params.get("state"):
             queryset = queryset.filter(esp_state=params["state"])
+        if params.get("user_state"):
+            queryset = queryset.filter(user_esp_state=params["user_state"])
         if params.get("device", "").isdigit():
             queryset = queryset.filter(device_id=params["device"])
         return queryset

@@ -1,18 +1,33 @@
 """Installing a profile's essential apps on a device and following each install (issue 5 item 4).
 
-MSI apps go through the EnterpriseDesktopAppManagement CSP (enterprisedesktopappmanagement-csp):
-`Add ./Device/Vendor/MSFT/EnterpriseDesktopAppManagement/MSI/{ProductID}/DownloadInstall`, then an
-`Exec` of that node whose data is an MsiInstallJob document (content URL, SHA-256 file hash, msiexec
-options), Format xml, Type text/plain. The ProductID is the product code with its braces escaped
+MSI apps go through the EnterpriseDesktopAppManagement CSP (enterprisedesktopappmanagement-csp), in the
+device scope: `Add ./Device/Vendor/MSFT/EnterpriseDesktopAppManagement/MSI/{ProductID}/DownloadInstall`,
+then an `Exec` of that node whose data is an MsiInstallJob document (content URL, SHA-256 file hash,
+msiexec options), Format xml, Type text/plain. The ProductID is the product code with its braces escaped
 (%7B…%7D). Windows downloads, checks the hash and runs msiexec in the background, so the Exec's 2xx
 means "started"; the outcome is the `…/MSI/{ProductID}/Status` node: 70 enforcement completed, 60
 enforcement failed, 30 download failed (10-55: still on its way), with `…/LastError` as an HRESULT.
 
-Store apps go through the EnterpriseModernAppManagement CSP (enterprisemodernappmanagement-csp):
-`Add ./Device/Vendor/MSFT/EnterpriseModernAppManagement/AppInstallation/{PackageFamilyName}`, then
-`Exec …/{PackageFamilyName}/StoreInstall` with `<Application id="{Store product id}" flags="0"
-skuid="0016"/>`. Its `…/Status` node reads 0 not installed, 1 installing, 2 failed, 3 installed, and
-the node is removed once the install succeeded: a 404 for it after a successful Exec means installed.
+Store apps go through the EnterpriseModernAppManagement CSP in the **user** scope. Sources, in
+MicrosoftDocs/windows-itpro-docs: windows/client-management/enterprise-app-management.md ("Deploy apps
+to user from the Store") and windows/client-management/mdm/enterprisemodernappmanagement-csp.md. The CSP
+reference lists AppInstallation/{PackageFamilyName}/StoreInstall under both scopes, but the
+app-management article supports an install from the Store in the user context only, for a user signed
+in with their Entra identity, so every Store command here targets ./User/:
+`Add ./User/Vendor/MSFT/EnterpriseModernAppManagement/AppInstallation/{PackageFamilyName}`, then
+`Exec …/{PackageFamilyName}/StoreInstall` with `<Application id="{Store product id}" flags="…"
+skuid="…"/>`, and Gets of its `Status` and `LastError`. `skuid` is required and is the app's own (the
+Store SKU of the EssentialApp, "0016" unless the administrator gives another); `flags` 0 leaves the
+user's seat to the organisation's Store licensing, 1 lets Windows claim one when free
+(EssentialApp.store_claim_seat). `Status` reads 0 not installed, 1 installing, 2 failed, 3 installed,
+and the node is removed once the install succeeded: a 404 for it after a successful Exec means installed.
+
+The management endpoint holds every ./User/ command until the device reports a signed-in user
+(enrollment/omadm.py, USER_SCOPE and the 1224 LoginStatus alert), so a Store app reaches a user-driven
+or pre-provisioned device in the Enrollment Status Page's account-setup phase. A self-deploying profile
+(HoloLens 2 profiles are always self-deploying) never has a user during setup: the profile and its
+apps refuse Store apps there (autopilot/models.py STORE_NEEDS_USER), and `queue_install` fails such an
+app at once rather than leaving it queued forever for a profile saved before that rule.
 
 `poll` runs at each check-in (autopilot/provisioning.py): it closes installs whose Exec failed, and for
 the others reads the Status node once per session until it is final.
@@ -27,19 +42,17 @@ from lxml.builder import E
 from enrollment import commands
 from enrollment.models import DeviceCommand
 
-from .models import AppInstall, EssentialApp
+from .models import STORE_NEEDS_USER, AppInstall, EssentialApp
 
 logger = logging.getLogger(__name__)
 
 MSI_ROOT = "./Device/Vendor/MSFT/EnterpriseDesktopAppManagement/MSI/"
-MODERN_ROOT = "./Device/Vendor/MSFT/EnterpriseModernAppManagement/AppInstallation/"
+MODERN_ROOT = "./User/Vendor/MSFT/EnterpriseModernAppManagement/AppInstallation/"
 SOURCE = "autopilot:app"
 # MsiInstallJob Enforcement: minutes before msiexec counts as hung, retries and minutes between them.
 MSI_TIMEOUT, MSI_RETRIES, MSI_RETRY_INTERVAL = 10, 3, 5
 MSI_INSTALLED, MSI_FAILED = "70", {"30": "download failed", "60": "installation failed"}
 MODERN_FAILED, MODERN_INSTALLED = "2", "3"
-# The SKU of an app as the Microsoft Store offers it to organisations (StoreInstall's skuid).
-STORE_SKU = "0016"
 NOT_FOUND = 404
 # Reads of the Status node before an install that never settles is given up (one per check-in).
 MAX_POLLS = 100
@@ -74,7 +87,9 @@ def install_job(app):
 
 
 def store_install(app):
-    return etree.tostring(E.Application(id=app.store_id, flags="0", skuid=STORE_SKU), encoding="unicode")
+    """StoreInstall's data: the product id, whether Windows may claim a seat itself, the app's SKU."""
+    application = E.Application(id=app.store_id, flags="1" if app.store_claim_seat else "0", skuid=app.store_sku)
+    return etree.tostring(application, encoding="unicode")
 
 
 def identifier(app):
@@ -99,6 +114,10 @@ def queue_install(device, app, *, actor=None):
     install, created = AppInstall.objects.get_or_create(
         device=device, kind=app.kind, identifier=identifier(app), defaults={"app": app, "name": app.name[:200]})
     if not created:
+        return install
+    if app.kind == EssentialApp.Kind.STORE and app.profile.is_self_deploying:
+        # A profile saved before Store apps were refused there: nobody would ever sign in to take it.
+        install.advance(AppInstall.State.FAILED, timezone.now(), error=STORE_NEEDS_USER)
         return install
     if app.kind == EssentialApp.Kind.MSI:
         node = msi_node(app.product_code) + "/DownloadInstall"

@@ -30,6 +30,13 @@ SHA256_RE = re.compile(r"^[0-9A-Fa-f]{64}$")
 # both: the family name in the LocURI, the product id in the data (enterprisemodernappmanagement-csp).
 STORE_ID_RE = re.compile(r"^[0-9A-Z]{12}$")
 PFN_RE = re.compile(r"^[A-Za-z0-9.\-]{3,50}_[a-z0-9]{13}$")
+# The SKU part of a Store id ("9WZDNCRFJ3PZ/0016"): four letters or digits (windows.services.store
+# StoreSku.StoreId); StoreInstall's skuid.
+STORE_SKU_RE = re.compile(r"^[0-9A-Z]{4}$")
+# Store apps install for the signed-in user only (autopilot/essential_apps.py): refused where no user
+# ever signs in during setup.
+STORE_NEEDS_USER = ("Store apps install for the signed-in user (StoreInstall works in the user context only), and a "
+                    "self-deploying profile has no user: use a user-driven profile, or an MSI app.")
 VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){0,3}$")
 
 
@@ -151,6 +158,9 @@ class Profile(models.Model):
                 errors["allow_pre_provisioning"] = "HoloLens 2 does not support pre-provisioned deployment."
         elif self.is_self_deploying and self.join_type == self.JoinType.HYBRID:
             errors["join_type"] = "Self-deploying mode supports Microsoft Entra join only, not hybrid join."
+        if self.is_self_deploying and self.pk is not None and self.essential_apps.filter(
+                kind=EssentialApp.Kind.STORE).exists():
+            errors["deployment_mode"] = f"This profile has Store apps. {STORE_NEEDS_USER} Remove them first."
         if self.language and not LOCALE_RE.match(self.language):
             errors["language"] = "Give a locale such as en-US or fr-FR, or leave it empty for the OS default."
         if self.esp_enabled and self.esp_block_device and not (
@@ -214,6 +224,15 @@ class EssentialApp(models.Model):
     store_id = models.CharField("Store product id", max_length=80, blank=True, help_text="e.g. 9WZDNCRFJ3PZ")
     package_family_name = models.CharField(
         max_length=80, blank=True, help_text="The Store app's package family name, e.g. Microsoft.CompanyPortal_8wekyb3d8bbwe")
+    store_sku = models.CharField(
+        "Store SKU", max_length=4, blank=True, default="0016",
+        help_text="The app's SKU in the Microsoft Store, 4 letters or digits: the part after the slash of the SKU's "
+                  "Store id (product id/SKU, shown by Partner Center or the Store's catalogue for the product). "
+                  "0016 is the SKU of a free public app.")
+    store_claim_seat = models.BooleanField(
+        "let Windows claim a licence seat", default=False,
+        help_text="Off: the user's seat is assigned through your Store licensing before the install. On: Windows "
+                  "claims a seat for the user itself when one is free.")
 
     class Meta:
         ordering = ["profile", "name"]
@@ -253,6 +272,11 @@ class EssentialApp(models.Model):
             if not PFN_RE.match(self.package_family_name):
                 errors["package_family_name"] = ("Give the package family name (Name_publisherid), e.g. "
                                                  "Microsoft.CompanyPortal_8wekyb3d8bbwe.")
+            self.store_sku = self.store_sku.strip().upper()
+            if not STORE_SKU_RE.match(self.store_sku):
+                errors["store_sku"] = "Give the app's Store SKU: 4 letters or digits, e.g. 0016."
+            if profile is not None and profile.is_self_deploying:
+                errors["kind"] = STORE_NEEDS_USER
         if errors:
             raise ValidationError(errors)
 
@@ -460,6 +484,21 @@ class AutopilotEnrollment(models.Model):
                                               on_delete=models.SET_NULL, help_text="The last IsSyncDone queued")
     esp_acknowledged_at = models.DateTimeField("device told", null=True, blank=True,
                                                help_text="When the device answered IsSyncDone")
+    # The user phase (account setup) of the page: the items only a signed-in user can complete
+    # (Store apps), followed and ended through ./User/…/FirstSyncStatus once a user signed in.
+    user_esp_state = models.CharField("account setup status", max_length=10, choices=EspState.choices,
+                                      default=EspState.NONE, db_index=True)
+    user_esp_started_at = models.DateTimeField("user signed in", null=True, blank=True,
+                                               help_text="The first session with a signed-in user: the account "
+                                                         "setup's clock starts")
+    user_esp_deadline = models.DateTimeField("account setup time-out at", null=True, blank=True)
+    user_esp_finished_at = models.DateTimeField("account setup finished", null=True, blank=True)
+    user_esp_note = models.CharField("account setup note", max_length=255, blank=True)
+    user_esp_sync_done_command = models.ForeignKey("enrollment.DeviceCommand", null=True, blank=True, related_name="+",
+                                                   on_delete=models.SET_NULL,
+                                                   help_text="The last user-scope IsSyncDone queued")
+    user_esp_acknowledged_at = models.DateTimeField("user page told", null=True, blank=True,
+                                                    help_text="When the device answered the user-scope IsSyncDone")
 
     class Meta:
         verbose_name = "Autopilot enrollment"
@@ -472,27 +511,42 @@ class AutopilotEnrollment(models.Model):
     def esp_finished(self):
         return self.esp_state in self.FINISHED
 
-    def mark_applied(self, *, track_esp, timeout_minutes, fail_on):
+    def mark_applied(self, *, track_esp, track_user_esp=False, timeout_minutes, fail_on):
+        """`track_user_esp`: the page has items for the user phase too (Store apps)."""
         if self.applied_at is not None:
             raise InvalidTransition("applied", "applied")
         self.applied_at = timezone.now()
         self.esp_state = self.EspState.TRACKING if track_esp else self.EspState.SKIPPED
+        if track_user_esp:
+            self.user_esp_state = self.EspState.TRACKING
         self.esp_timeout_minutes, self.esp_fail_on = timeout_minutes, fail_on
-        self.save(update_fields=["applied_at", "esp_state", "esp_timeout_minutes", "esp_fail_on"])
+        self.save(update_fields=["applied_at", "esp_state", "user_esp_state", "esp_timeout_minutes", "esp_fail_on"])
 
-    def start_clock(self, now):
-        """The device's first check-in after the profile was applied: the page's time-out runs from here."""
-        if self.esp_state != self.EspState.TRACKING or self.esp_started_at is not None:
-            raise InvalidTransition(self.esp_state, "started")
-        self.esp_started_at = now
-        self.esp_deadline = now + timedelta(minutes=self.esp_timeout_minutes)
-        self.save(update_fields=["esp_started_at", "esp_deadline"])
+    @staticmethod
+    def phase_field(phase, name):
+        """The field of the device phase's or the user phase's page: `esp_<name>` or `user_esp_<name>`."""
+        return f"esp_{name}" if phase == ProvisioningItem.Phase.DEVICE else f"user_esp_{name}"
 
-    def finish(self, state, note, now):
-        if self.esp_state != self.EspState.TRACKING or state not in self.FINISHED:
-            raise InvalidTransition(self.esp_state, state)
-        self.esp_state, self.esp_note, self.esp_finished_at = state, note[:255], now
-        self.save(update_fields=["esp_state", "esp_note", "esp_finished_at"])
+    def phase_state(self, phase):
+        return getattr(self, self.phase_field(phase, "state"))
+
+    def start_clock(self, now, phase="device"):
+        """The phase's first session (the device's first check-in; the first one with a signed-in user):
+        its time-out runs from here."""
+        state, started, deadline = (self.phase_field(phase, name) for name in ("state", "started_at", "deadline"))
+        if getattr(self, state) != self.EspState.TRACKING or getattr(self, started) is not None:
+            raise InvalidTransition(getattr(self, state), "started")
+        setattr(self, started, now)
+        setattr(self, deadline, now + timedelta(minutes=self.esp_timeout_minutes))
+        self.save(update_fields=[started, deadline])
+
+    def finish(self, state, note, now, phase="device"):
+        fields = [self.phase_field(phase, name) for name in ("state", "note", "finished_at")]
+        if getattr(self, fields[0]) != self.EspState.TRACKING or state not in self.FINISHED:
+            raise InvalidTransition(getattr(self, fields[0]), state)
+        for name, value in zip(fields, (state, note[:255], now)):
+            setattr(self, name, value)
+        self.save(update_fields=fields)
 
     def counts(self):
         """{"expected", "done", "failed"} over the items (prefetched ones when there are)."""
@@ -568,8 +622,14 @@ class ProvisioningItem(models.Model):
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
 
+    class Phase(models.TextChoices):
+        DEVICE = "device", "Device setup"
+        USER = "user", "Account setup"
+
     enrollment = models.ForeignKey(AutopilotEnrollment, related_name="items", on_delete=models.CASCADE)
     kind = models.CharField(max_length=8, choices=Kind.choices)
+    phase = models.CharField(max_length=8, choices=Phase.choices, default=Phase.DEVICE,
+                             help_text="Device setup, or account setup once a user signed in (Store apps)")
     key = models.CharField(max_length=1024, help_text="The LocURI, or the app's product code or family name")
     label = models.CharField(max_length=255)
     command = models.ForeignKey("enrollment.DeviceCommand", null=True, blank=True, related_name="+",

@@ -1,29 +1,46 @@
 """Applying an Autopilot profile to a device that just enrolled, and driving its Enrollment Status
-Page to the end (brief §9; dmclient-csp FirstSyncStatus; issue 5 items 3-5).
+Page to the end, in its device phase and, for Store apps, its account-setup (user) phase (brief §9;
+issue 5 items 3-5). DMClient's FirstSyncStatus is described in MicrosoftDocs/windows-itpro-docs,
+windows/client-management/mdm/dmclient-csp.md, under ./Device/… and ./User/…/DMClient/Provider/{ProviderID}.
 
 `apply` runs when autopilot/matching.py links the enrollment, in the same transaction, before the
 device's first OMA-DM session, so the first session delivers, in this order (the queue's order):
 
-1. the status page's nodes under ./Device/Vendor/MSFT/DMClient/Provider/{ProviderID}/FirstSyncStatus/:
+1. the device phase's nodes under ./Device/Vendor/MSFT/DMClient/Provider/{ProviderID}/FirstSyncStatus/:
    ExpectedPolicies (the LocURIs of the settings of the device's groups, and TenantLockdown),
    ExpectedMSIAppPackages (`…/EnterpriseDesktopAppManagement/MSI/{ProductID}/Status;1` per MSI app),
    TimeOutUntilSyncFailure (minutes) and BlockInStatusPage (the profile's flags). Lists are chr with
-   U+F000 between entries. Store apps are not listed: ExpectedModernAppPackages names a package's full
-   name, which is only known once installed; the server holds ServerHasFinishedProvisioning until they
-   are done, so the page waits for them all the same. A profile without the page sets
-   SkipDeviceStatusPage and SkipUserStatusPage instead.
+   U+F000 between entries. A profile without the page sets SkipDeviceStatusPage and SkipUserStatusPage
+   instead.
 2. TenantLockdown (Replace ./Vendor/MSFT/TenantLockdown/RequireNetworkInOOBE bool true) when asked;
-3. the essential apps (autopilot/essential_apps.py);
+3. the essential apps (autopilot/essential_apps.py): MSI apps in the device scope, Store apps in the
+   user scope, which the management endpoint holds until a user is signed in;
 4. the settings of the groups it joined (enrollment/reconcile.py, run at once).
 
+Two phases. Store apps can only complete once a user signed in, after the device phase, so they are
+never items of the device phase (which would otherwise wait for them until its time-out): they are
+items of the user phase (ProvisioningItem.Phase.USER, AutopilotEnrollment.user_esp_*). FirstSyncStatus
+has both: the device scope's ExpectedPolicies/ExpectedMSIAppPackages/ExpectedModernAppPackages for the
+device page, and the same lists plus ServerHasFinishedProvisioning, WasDeviceSuccessfullyProvisioned
+and IsSyncDone under ./User/ for the per-user account-setup page; TimeOutUntilSyncFailure,
+BlockInStatusPage and the Skip nodes exist in the device scope only. ExpectedModernAppPackages (either
+scope) names `…/EnterpriseModernAppManagement/AppManagement/AppStore/{PackageFamilyName}/
+{PackageFullName}/Name;n`: the package full name (version, architecture) is only known once the app is
+installed, so Store apps are not listed there. Instead, as dmclient-csp allows the server to "change its
+mind" until it sets ServerHasFinishedProvisioning, the user-scope ServerHasFinishedProvisioning is held
+until the Store apps are done, and then set with WasDeviceSuccessfullyProvisioned and IsSyncDone.
+A self-deploying profile has no user phase: it cannot have Store apps (autopilot/models.py).
+
 `checked_in` runs at the start of each of the device's sessions (enrollment/omadm.py). It starts the
-time-out clock at the first one, reads app installs, settles each ProvisioningItem from its setting,
-command or install, and ends the page when every item settled, when an item the profile counts
-failed, or at the time-out: Replace ServerHasFinishedProvisioning true, WasDeviceSuccessfullyProvisioned
-1 or 0, then IsSyncDone true. Those three are what third-party servers forget, leaving the page to
-hang: they are re-queued until the device answers IsSyncDone, and `finish_overdue` (every minute, Celery
-beat) ends the pages of devices that stopped checking in, so they go out at the next contact.
-IsSyncDone cannot be set twice (true → true is refused), so it is never queued again once answered.
+device phase's time-out clock at the first one and the user phase's at the first one with a signed-in
+user (LoginStatus "user"), reads app installs, settles each ProvisioningItem from its setting, command
+or install, and ends a phase's page when every item settled, when an item the profile counts failed, or
+at the time-out: Replace ServerHasFinishedProvisioning true, WasDeviceSuccessfullyProvisioned 1 or 0,
+then IsSyncDone true, in that phase's scope. Those three are what third-party servers forget, leaving
+the page to hang: they are re-queued until the device answers IsSyncDone, and `finish_overdue` (every
+minute, Celery beat) ends the pages of devices that stopped checking in, so they go out at the next
+contact. IsSyncDone cannot be set twice (true → true is refused), so it is never queued again once
+answered.
 """
 import logging
 
@@ -44,11 +61,15 @@ logger = logging.getLogger(__name__)
 LIST_DELIMITER = "\uf000"  # CSP_LIST_DELIMITER
 LOCKDOWN = "./Vendor/MSFT/TenantLockdown/RequireNetworkInOOBE"
 SOURCE_ESP, SOURCE_FINISH, SOURCE_LOCKDOWN = "autopilot:esp", "autopilot:esp-finish", "autopilot:lockdown"
-Item, State = ProvisioningItem.Kind, ProvisioningItem.State
+Item, State, Phase = ProvisioningItem.Kind, ProvisioningItem.State, ProvisioningItem.Phase
+EspState = AutopilotEnrollment.EspState
+SCOPES = {Phase.DEVICE: "./Device/", Phase.USER: "./User/"}
+SIGNED_IN = "user"  # the 1224 LoginStatus of a device with a user signed in (enrollment/omadm.py)
 
 
-def first_sync(node):
-    return f"./Device/Vendor/MSFT/DMClient/Provider/{settings.ENROLLMENT_PROVIDER_ID}/FirstSyncStatus/{node}"
+def first_sync(node, phase=Phase.DEVICE):
+    return (f"{SCOPES[phase]}Vendor/MSFT/DMClient/Provider/{settings.ENROLLMENT_PROVIDER_ID}"
+            f"/FirstSyncStatus/{node}")
 
 
 # --- applying the profile -----------------------------------------------------------------------------
@@ -82,12 +103,16 @@ def apply(link):
     for app in apps:
         install = essential_apps.queue_install(device, app)
         kind = Item.MSI if app.kind == EssentialApp.Kind.MSI else Item.MODERN
+        # Store apps wait for a signed-in user; a self-deploying device has none, so there they are
+        # device items (failed at once by queue_install) rather than a user phase that never starts.
+        phase = Phase.USER if kind == Item.MODERN and not profile.is_self_deploying else Phase.DEVICE
         items.append(ProvisioningItem(enrollment=link, kind=kind, key=install.identifier, label=app.name[:255],
-                                      app_install=install))
+                                      app_install=install, phase=phase))
     if profile.esp_enabled:
         ProvisioningItem.objects.bulk_create(items)
-    link.mark_applied(track_esp=profile.esp_enabled, timeout_minutes=profile.esp_timeout_minutes,
-                      fail_on=profile.esp_fail_on)
+    link.mark_applied(track_esp=profile.esp_enabled,
+                      track_user_esp=profile.esp_enabled and any(item.phase == Phase.USER for item in items),
+                      timeout_minutes=profile.esp_timeout_minutes, fail_on=profile.esp_fail_on)
     reconcile.reconcile_device(device)
     AuditEvent.record(None, "autopilot.profile_applied", device, detail={
         "profile": profile.name, "groups": [g.name for g in groups], "tenant_lockdown": profile.tenant_lockdown,
@@ -126,21 +151,28 @@ def checked_in(device, now=None):
     link.device = device
     if link.has_open_installs:
         essential_apps.poll(device, now)
-    if link.esp_acknowledged_at is not None or link.esp_state in (AutopilotEnrollment.EspState.NONE,
-                                                                  AutopilotEnrollment.EspState.SKIPPED):
-        return link
-    if link.esp_state == AutopilotEnrollment.EspState.TRACKING:
-        if link.esp_started_at is None:
-            link.start_clock(now)
-        evaluate(link, now)
-    else:
-        _resend_finish_if_lost(link, now)
+    _follow(link, Phase.DEVICE, now)
+    # The account-setup page starts once a user is signed in: its commands are held until then.
+    if device.login_status == SIGNED_IN:
+        _follow(link, Phase.USER, now)
     return link
 
 
-def evaluate(link, now):
-    """Settle what can be settled, then end the page if it is over. Returns the link's state."""
-    items = list(link.items.select_related("command", "app_install"))
+def _follow(link, phase, now):
+    state = link.phase_state(phase)
+    if state in (EspState.NONE, EspState.SKIPPED) or getattr(link, link.phase_field(phase, "acknowledged_at")):
+        return
+    if state == EspState.TRACKING:
+        if getattr(link, link.phase_field(phase, "started_at")) is None:
+            link.start_clock(now, phase)
+        evaluate(link, now, phase)
+    else:
+        _resend_finish_if_lost(link, phase, now)
+
+
+def evaluate(link, now, phase=Phase.DEVICE):
+    """Settle what can be settled of one phase, then end its page if it is over. Returns its state."""
+    items = list(link.items.filter(phase=phase).select_related("command", "app_install"))
     pending = [item for item in items if item.state == State.PENDING]
     states = _setting_states(link.device, pending)
     desired = None
@@ -151,18 +183,19 @@ def evaluate(link, now):
         if outcome is not None:
             item.settle(*outcome, now=now)
     fatal = [item for item in items if item.state == State.FAILED and _counts(item, link.esp_fail_on)]
+    deadline = getattr(link, link.phase_field(phase, "deadline"))
     if fatal:
         names = ", ".join(item.label for item in fatal[:3])
-        _finish(link, AutopilotEnrollment.EspState.FAILED, f"Failed: {names}"[:255], now)
+        _finish(link, phase, EspState.FAILED, f"Failed: {names}"[:255], now)
     elif all(item.state != State.PENDING for item in items):
         failed = sum(1 for item in items if item.state == State.FAILED)
         note = f"All {len(items)} items done" + (f" ({failed} setting(s) failed, not counted)" if failed else "")
-        _finish(link, AutopilotEnrollment.EspState.SUCCEEDED, note, now)
-    elif link.esp_deadline is not None and now >= link.esp_deadline:
+        _finish(link, phase, EspState.SUCCEEDED, note, now)
+    elif deadline is not None and now >= deadline:
         waiting = ", ".join(item.label for item in items if item.state == State.PENDING)
-        _finish(link, AutopilotEnrollment.EspState.TIMED_OUT,
+        _finish(link, phase, EspState.TIMED_OUT,
                 f"Timed out after {link.esp_timeout_minutes} minutes waiting for: {waiting}"[:255], now)
-    return link.esp_state
+    return link.phase_state(phase)
 
 
 def _setting_states(device, items):
@@ -210,57 +243,70 @@ def _counts(item, fail_on):
     return fail_on == "any" or item.kind in (Item.MSI, Item.MODERN)
 
 
-def _finish(link, state, note, now):
-    link.finish(state, note, now)
-    _queue_finish(link)
-    logger.info("autopilot: setup of device %s %s: %s", link.device_id, state, note)
-    AuditEvent.record(None, "autopilot.setup_finished", link.device, detail={"state": state, "note": note})
+def _finish(link, phase, state, note, now):
+    link.finish(state, note, now, phase)
+    _queue_finish(link, phase)
+    logger.info("autopilot: %s setup of device %s %s: %s", phase, link.device_id, state, note)
+    AuditEvent.record(None, "autopilot.setup_finished", link.device,
+                      detail={"phase": phase, "state": state, "note": note})
 
 
-def _queue_finish(link):
-    """ServerHasFinishedProvisioning, the outcome, then IsSyncDone (dmclient-csp: the server forces the
-    success or failure screen by setting WasDeviceSuccessfullyProvisioned, then IsSyncDone)."""
+def _queue_finish(link, phase):
+    """ServerHasFinishedProvisioning, the outcome, then IsSyncDone, in the phase's scope (dmclient-csp: the
+    server forces the success or failure screen by setting WasDeviceSuccessfullyProvisioned, then
+    IsSyncDone)."""
     device = link.device
-    succeeded = link.esp_state == AutopilotEnrollment.EspState.SUCCEEDED
-    _queue(device, first_sync("ServerHasFinishedProvisioning"), "bool", "true", SOURCE_FINISH)
-    _queue(device, first_sync("WasDeviceSuccessfullyProvisioned"), "int", "1" if succeeded else "0", SOURCE_FINISH)
-    link.esp_sync_done_command = _queue(device, first_sync("IsSyncDone"), "bool", "true", SOURCE_FINISH)
-    link.save(update_fields=["esp_sync_done_command"])
+    succeeded = link.phase_state(phase) == EspState.SUCCEEDED
+    _queue(device, first_sync("ServerHasFinishedProvisioning", phase), "bool", "true", SOURCE_FINISH)
+    _queue(device, first_sync("WasDeviceSuccessfullyProvisioned", phase), "int", "1" if succeeded else "0",
+           SOURCE_FINISH)
+    field = link.phase_field(phase, "sync_done_command")
+    setattr(link, field, _queue(device, first_sync("IsSyncDone", phase), "bool", "true", SOURCE_FINISH))
+    link.save(update_fields=[field])
 
 
-def _resend_finish_if_lost(link, now):
+def _resend_finish_if_lost(link, phase, now):
     """The page is over on our side: note the device's answer to IsSyncDone, or queue the end again
     when the commands were never answered (expired, cancelled, sent too often)."""
-    command = link.esp_sync_done_command
+    command = getattr(link, link.phase_field(phase, "sync_done_command"))
     if command is not None and command.is_pending:
         return
     if command is not None and command.status_code is not None:
-        link.esp_acknowledged_at = command.completed_at or now
-        link.save(update_fields=["esp_acknowledged_at"])
+        field = link.phase_field(phase, "acknowledged_at")
+        setattr(link, field, command.completed_at or now)
+        link.save(update_fields=[field])
         return
-    logger.warning("autopilot: device %s never answered the end of its setup page; queued again", link.device_id)
-    _queue_finish(link)
+    logger.warning("autopilot: device %s never answered the end of its %s setup page; queued again",
+                   link.device_id, phase)
+    _queue_finish(link, phase)
 
 
 def finish_overdue(now=None):
-    """End the status pages whose time-out passed while their device was silent. Returns how many."""
+    """End the status pages (either phase) whose time-out passed while their device was silent. Returns
+    how many."""
     now = now or timezone.now()
-    overdue = AutopilotEnrollment.objects.filter(esp_state=AutopilotEnrollment.EspState.TRACKING,
-                                                 esp_deadline__lte=now).values_list("pk", flat=True)
     count = 0
-    for pk in overdue:
-        with transaction.atomic():
-            link = (AutopilotEnrollment.objects.select_for_update().select_related("device")
-                    .filter(pk=pk, esp_state=AutopilotEnrollment.EspState.TRACKING).first())
-            if link is None:
-                continue
-            if link.device.status != link.device.Status.ENROLLED:
-                # Nothing can reach it any more: close the page on our side only.
-                link.finish(AutopilotEnrollment.EspState.TIMED_OUT, "The device left management during setup", now)
-                link.esp_acknowledged_at = now
-                link.save(update_fields=["esp_acknowledged_at"])
-                continue
-            essential_apps.poll(link.device, now)
-            if evaluate(link, now) != AutopilotEnrollment.EspState.TRACKING:
-                count += 1
+    for phase in (Phase.DEVICE, Phase.USER):
+        tracking = {AutopilotEnrollment.phase_field(phase, "state"): EspState.TRACKING}
+        overdue = AutopilotEnrollment.objects.filter(
+            **tracking, **{AutopilotEnrollment.phase_field(phase, "deadline") + "__lte": now}).values_list("pk", flat=True)
+        for pk in overdue:
+            with transaction.atomic():
+                link = (AutopilotEnrollment.objects.select_for_update().select_related("device")
+                        .filter(pk=pk, **tracking).first())
+                if link is not None and _end_overdue(link, phase, now):
+                    count += 1
     return count
+
+
+def _end_overdue(link, phase, now):
+    """True when the page's end was queued for the device."""
+    if link.device.status != link.device.Status.ENROLLED:
+        # Nothing can reach it any more: close the page on our side only.
+        link.finish(EspState.TIMED_OUT, "The device left management during setup", now, phase)
+        field = link.phase_field(phase, "acknowledged_at")
+        setattr(link, field, now)
+        link.save(update_fields=[field])
+        return False
+    essential_apps.poll(link.device, now)
+    return evaluate(link, now, phase) != EspState.TRACKING

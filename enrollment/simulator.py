@@ -962,7 +962,7 @@ class Simulator:
                  device_enrollment=False, device_id=None, verify_tls=True, ca_file=None,
                  *, csr_hash="sha1", timeout=30, private_key=None, provisioning_package=False, pin=None,
                  context_items=None, entra_token=None, terms_url=None, msi_install_status="70", resolve=None,
-                 client_cert_header=False):
+                 client_cert_header=False, login_status="user"):
         self.discovery_url = discovery_url(base_url)
         # Extra (name, value) context items sent with the enrollment, e.g. Autopilot's (brief §9).
         self.extra_context_items = list(context_items or [])
@@ -1014,6 +1014,9 @@ class Simulator:
         self.nodes = {}
         # The Status an MSI install reaches (EnterpriseDesktopAppManagement: 70 completed, 60 failed).
         self.msi_install_status = str(msi_install_status)
+        # What the 1224 LoginStatus alert of each check-in reports: "user" once someone signed in,
+        # "none" during the device phase of setup (change it between check-ins).
+        self.login_status = login_status
 
     @property
     def enrollment_type(self):
@@ -1482,7 +1485,8 @@ class ManagementClient:
         """Brief §7 package 1: 1201, 1224 LoginStatus, Replace of DevInfo (and 1226 when unenrolling)."""
         body = [
             SML.Alert(SML.CmdID("2"), SML.Data("1201")),
-            SML.Alert(SML.CmdID("3"), SML.Data("1224"), SML.Item(SML.Meta(MET.Type(LOGIN_STATUS_TYPE)), SML.Data("user"))),
+            SML.Alert(SML.CmdID("3"), SML.Data("1224"), SML.Item(SML.Meta(MET.Type(LOGIN_STATUS_TYPE)),
+                                                                   SML.Data(self.simulator.login_status))),
             SML.Replace(SML.CmdID("4"), *[SML.Item(SML.Source(SML.LocURI(uri)), SML.Data(self.tree[uri]))
                                           for uri in ("./DevInfo/DevId", "./DevInfo/Man", "./DevInfo/Mod",
                                                       "./DevInfo/DmV", "./DevInfo/Lang")]),

@@ -286,6 +286,7 @@ SPECTACULAR_SETTINGS = {
         "DeviceEnrollmentTypeEnum": "enrollment.models.Device.EnrollmentType",
         "EssentialAppKindEnum": "autopilot.models.EssentialApp.Kind",
         "ProvisioningItemKindEnum": "autopilot.models.ProvisioningItem.Kind",
+        "EspStateEnum": "autopilot.models.AutopilotEnrollment.EspState",
     },
 }
 

@@ -56,7 +56,8 @@ class EssentialAppFactory(DjangoModelFactory):
 
     class Params:
         store = factory.Trait(kind=EssentialApp.Kind.STORE, msi_url="", product_code="", sha256="",
-                              store_id="9WZDNCRFJ3PZ", package_family_name="Microsoft.CompanyPortal_8wekyb3d8bbwe")
+                              store_id="9WZDNCRFJ3PZ", package_family_name="Microsoft.CompanyPortal_8wekyb3d8bbwe",
+                              store_sku="0016")
 
 
 class AutopilotDeviceFactory(DjangoModelFactory):
@@ -107,6 +108,11 @@ class AutopilotEnrollmentFactory(DjangoModelFactory):
     record = factory.SubFactory(AutopilotDeviceFactory)
     matched_by = AutopilotEnrollment.MatchedBy.SERIAL
 
+    class Params:
+        # Device setup over, the account setup (Store apps) waiting for a signed-in user.
+        awaiting_user = factory.Trait(esp_state=AutopilotEnrollment.EspState.SUCCEEDED,
+                                      user_esp_state=AutopilotEnrollment.EspState.TRACKING)
+
 
 class AppInstallFactory(DjangoModelFactory):
     class Meta:
@@ -129,5 +135,10 @@ class ProvisioningItemFactory(DjangoModelFactory):
 
     enrollment = factory.SubFactory(AutopilotEnrollmentFactory, esp_state=AutopilotEnrollment.EspState.TRACKING)
     kind = ProvisioningItem.Kind.POLICY
+    phase = ProvisioningItem.Phase.DEVICE
     key = "./Vendor/MSFT/TenantLockdown/RequireNetworkInOOBE"
     label = "Require network in OOBE (TenantLockdown)"
+
+    class Params:
+        store_app = factory.Trait(kind=ProvisioningItem.Kind.MODERN, phase=ProvisioningItem.Phase.USER,
+                                  key="Microsoft.CompanyPortal_8wekyb3d8bbwe", label="Company Portal")

@@ -8,7 +8,8 @@ from enrollment.models import Device
 from enrollment.simulator import Simulator
 from invitations.models import AuditEvent
 from tests.factories import PASSWORD, UserFactory
-from tests.factories_autopilot import AutopilotDeviceFactory, GroupTagRuleFactory, ProfileFactory, hardware_hash
+from tests.factories_autopilot import (AutopilotDeviceFactory, EssentialAppFactory, GroupTagRuleFactory, ProfileFactory,
+                                      hardware_hash)
 from tests.factories_enrollment import DeviceFactory
 from tests.test_simulator import carol, enrollment_server  # noqa: F401  (fixtures: a live server and its user)
 
@@ -29,6 +30,23 @@ def test_serial_number_links_the_enrolled_device_to_its_record_and_group_tag_pro
     assert link.applied_at is not None and link.esp_state == "tracking"  # the profile is applied at once
     assert AutopilotDevice.objects.enrolled().get() == record
     assert AuditEvent.objects.filter(action="autopilot.enrollment_linked", target_id=str(device.pk)).exists()
+
+
+def test_a_store_app_waits_for_the_account_setup_of_a_user_driven_device(enrollment_server, carol):
+    profile = ProfileFactory(name="Sales")
+    EssentialAppFactory(profile=profile, name="Agent")
+    EssentialAppFactory(profile=profile, store=True, name="Company Portal", store_sku="0010")
+    AutopilotDeviceFactory(serial_number="PF-STORE-1", profile=profile)
+    device = enroll(enrollment_server, ("SMBIOSSerialNumber", "PF-STORE-1"))
+    link = device.autopilot
+    assert (link.esp_state, link.user_esp_state) == ("tracking", "tracking")
+    assert {(item.label, item.phase) for item in link.items.filter(kind__in=["msi", "modern"])} == {
+        ("Agent", "device"), ("Company Portal", "user")}
+    apps = {command.target.rsplit("/", 1)[-1]: command for command in device.commands.filter(source="autopilot:app")}
+    assert apps["DownloadInstall"].target.startswith("./Device/Vendor/MSFT/EnterpriseDesktopAppManagement/MSI/")
+    assert apps["StoreInstall"].target == ("./User/Vendor/MSFT/EnterpriseModernAppManagement/AppInstallation/"
+                                           "Microsoft.CompanyPortal_8wekyb3d8bbwe/StoreInstall")
+    assert 'skuid="0010"' in apps["StoreInstall"].data and 'flags="0"' in apps["StoreInstall"].data
 
 
 def test_zero_touch_provisioning_id_links_the_device(enrollment_server, carol):

@@ -112,6 +112,55 @@ def test_a_hololens_profile_is_self_deploying_and_entra_joined(console):
     assert Profile.objects.get().device_type == "hololens2"
 
 
+STORE_APP_FORM = {
+    "essential_apps-TOTAL_FORMS": "1", "essential_apps-0-name": "Company Portal", "essential_apps-0-kind": "store",
+    "essential_apps-0-store_id": "9WZDNCRFJ3PZ",
+    "essential_apps-0-package_family_name": "Microsoft.CompanyPortal_8wekyb3d8bbwe",
+    "essential_apps-0-store_sku": "000n", "essential_apps-0-version": "1.0.0", "essential_apps-0-command_line": "/quiet",
+}
+NO_USER = "a self-deploying profile has no user"
+
+
+def inline_errors(response, prefix="essential_apps"):
+    formset = next(f for f in response.context["inline_admin_formsets"] if f.formset.prefix == prefix).formset
+    return [form.errors for form in formset.forms]
+
+
+def test_a_user_driven_profile_takes_a_store_app_with_its_sku(console):
+    response = add_profile(console, **STORE_APP_FORM, **{"essential_apps-0-store_claim_seat": "on"})
+    assert response.status_code == 302, form_errors(response)
+    app = Profile.objects.get().essential_apps.get()
+    assert (app.store_id, app.store_sku, app.store_claim_seat) == ("9WZDNCRFJ3PZ", "000N", True)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"deployment_mode": "self_deploying"},
+    {"device_type": "hololens2", "deployment_mode": "self_deploying"},
+])
+def test_a_self_deploying_profile_refuses_a_store_app(console, overrides):
+    response = add_profile(console, **STORE_APP_FORM, **overrides)
+    assert response.status_code == 200
+    assert NO_USER in " ".join(inline_errors(response)[0]["kind"])
+    assert not Profile.objects.exists()
+
+
+def test_a_profile_with_store_apps_cannot_become_self_deploying(console):
+    profile = ProfileFactory(name="Sales laptops")
+    app = EssentialAppFactory(profile=profile, store=True)
+    data = profile_form(deployment_mode="self_deploying", **{
+        "essential_apps-TOTAL_FORMS": "1", "essential_apps-INITIAL_FORMS": "1", "essential_apps-0-id": str(app.pk),
+        "essential_apps-0-profile": str(profile.pk), "essential_apps-0-name": app.name, "essential_apps-0-kind": "store",
+        "essential_apps-0-store_id": app.store_id, "essential_apps-0-package_family_name": app.package_family_name,
+        "essential_apps-0-store_sku": "0016", "essential_apps-0-version": "1.0.0",
+        "essential_apps-0-command_line": "/quiet"})
+    response = console.post(reverse("admin:autopilot_profile_change", args=[profile.pk]), data)
+    assert response.status_code == 200
+    assert NO_USER in " ".join(form_errors(response)["deployment_mode"])
+    assert NO_USER in " ".join(inline_errors(response)[0]["kind"])
+    profile.refresh_from_db()
+    assert profile.deployment_mode == "user_driven"
+
+
 def test_a_second_default_profile_is_refused(console):
     ProfileFactory(name="Everyone", default=True)
     response = add_profile(console, is_default="on")
@@ -385,9 +434,36 @@ def test_api_adds_a_store_app(enrollment_api):
         "profile": profile.pk, "name": "Company Portal", "kind": "store", "store_id": "9WZDNCRFJ3PZ",
         "package_family_name": "Microsoft.CompanyPortal_8wekyb3d8bbwe"}, format="json")
     assert response.status_code == 201, response.json()
+    assert (response.json()["store_sku"], response.json()["store_claim_seat"]) == ("0016", False)
     app = profile.essential_apps.get()
-    assert (app.name, app.store_id, app.package_family_name) == (
-        "Company Portal", "9WZDNCRFJ3PZ", "Microsoft.CompanyPortal_8wekyb3d8bbwe")
+    assert (app.name, app.store_id, app.package_family_name, app.store_sku) == (
+        "Company Portal", "9WZDNCRFJ3PZ", "Microsoft.CompanyPortal_8wekyb3d8bbwe", "0016")
+
+
+@pytest.mark.parametrize("sku", ["16", "00-6", "00160"])
+def test_api_refuses_a_store_sku_that_is_not_four_letters_or_digits(enrollment_api, sku):
+    response = enrollment_api.post("/api/v1/autopilot/essential-apps/", {
+        "profile": ProfileFactory().pk, "name": "Company Portal", "kind": "store", "store_id": "9WZDNCRFJ3PZ",
+        "package_family_name": "Microsoft.CompanyPortal_8wekyb3d8bbwe", "store_sku": sku}, format="json")
+    assert response.status_code == 400 and "store_sku" in response.json()
+
+
+def test_api_refuses_a_store_app_for_a_self_deploying_profile(enrollment_api):
+    profile = ProfileFactory(self_deploying=True)
+    response = enrollment_api.post("/api/v1/autopilot/essential-apps/", {
+        "profile": profile.pk, "name": "Company Portal", "kind": "store", "store_id": "9WZDNCRFJ3PZ",
+        "package_family_name": "Microsoft.CompanyPortal_8wekyb3d8bbwe"}, format="json")
+    assert response.status_code == 400 and NO_USER in response.json()["kind"][0]
+    assert not profile.essential_apps.exists()
+
+
+def test_api_refuses_to_make_a_profile_with_store_apps_self_deploying(enrollment_api):
+    profile = ProfileFactory()
+    EssentialAppFactory(profile=profile, store=True)
+    response = enrollment_api.patch(f"{API}{profile.pk}/", {"deployment_mode": "self_deploying"}, format="json")
+    assert response.status_code == 400 and NO_USER in response.json()["deployment_mode"][0]
+    profile.refresh_from_db()
+    assert profile.deployment_mode == "user_driven"
 
 
 @pytest.mark.parametrize("tenant_id, domain, error", [

@@ -1,7 +1,8 @@
 """End to end over a live server: a simulated Autopilot device enrolls, joins its profile's groups,
 gets its Enrollment Status Page, TenantLockdown, its apps and its groups' settings at its check-ins,
 and is told IsSyncDone / ServerHasFinishedProvisioning once everything reported, failed or timed out
-(brief §9). A provisioning-package device joins its package's groups the same way."""
+(brief §9). Store apps wait for a signed-in user (the simulator's LoginStatus) and end the account-setup
+page in the ./User/ scope. A provisioning-package device joins its package's groups the same way."""
 from datetime import timedelta
 
 import pytest
@@ -21,6 +22,8 @@ ZTD_ID = "a8f4c5b2-1d3e-4f60-9a7b-0c1d2e3f4a5b"
 PRODUCT = "{9BE6A8D4-1F2E-4C3B-8A9D-0E1F2A3B4C5D}"
 MSI_NODE = "./Device/Vendor/MSFT/EnterpriseDesktopAppManagement/MSI/%7B9BE6A8D4-1F2E-4C3B-8A9D-0E1F2A3B4C5D%7D"
 ESP = "./Device/Vendor/MSFT/DMClient/Provider/mdmportal/FirstSyncStatus/"
+USER_ESP = "./User/Vendor/MSFT/DMClient/Provider/mdmportal/FirstSyncStatus/"
+STORE_NODE = "./User/Vendor/MSFT/EnterpriseModernAppManagement/AppInstallation/Microsoft.CompanyPortal_8wekyb3d8bbwe"
 LOCKDOWN = "./Vendor/MSFT/TenantLockdown/RequireNetworkInOOBE"
 CAMERA = "./Device/Vendor/MSFT/Policy/Config/Camera/AllowCamera"
 FINISH = ["ServerHasFinishedProvisioning", "WasDeviceSuccessfullyProvisioned", "IsSyncDone"]
@@ -32,9 +35,13 @@ def sent(session):
             if not (verb == "Get" and target.startswith(("./DevInfo", "./DevDetail", "./Vendor/MSFT/DeviceStatus")))}
 
 
-def finish_of(session):
-    return {target[len(ESP):]: data for target, (_, _, data) in sent(session).items()
-            if target.startswith(ESP) and target[len(ESP):] in FINISH}
+def finish_of(session, prefix=ESP):
+    return {target[len(prefix):]: data for target, (_, _, data) in sent(session).items()
+            if target.startswith(prefix) and target[len(prefix):] in FINISH}
+
+
+def user_finish_of(session):
+    return finish_of(session, USER_ESP)
 
 
 @pytest.fixture
@@ -107,23 +114,79 @@ def test_the_status_page_ends_after_every_command_was_answered(enrollment_server
     assert DeviceSettingState.objects.get(device=device, loc_uri=CAMERA).state == "applied"
 
 
-def test_an_offline_profile_device_installs_its_store_app(enrollment_server, carol):
+def test_a_user_driven_device_gets_its_store_app_once_a_user_signed_in(enrollment_server, carol, sales_profile):
+    EssentialAppFactory(profile=sales_profile, store=True, name="Company Portal", store_sku="0010",
+                        store_claim_seat=True)
+    AutopilotDeviceFactory(ztd_id=ZTD_ID, profile=sales_profile)
+    simulator, result, device = autopilot_device(enrollment_server, [("ZeroTouchProvisioning", ZTD_ID)],
+                                                 login_status="none")  # the device phase: nobody signed in
+
+    # The device phase installs the MSI (device scope) and ends without waiting for the Store app.
+    device_phase = [simulator.checkin(result) for _ in range(3)]
+    assert not [target for session in device_phase for target in sent(session) if target.startswith("./User/")]
+    assert set(sent(device_phase[0])) >= {MSI_NODE + "/DownloadInstall", ESP + "ExpectedMSIAppPackages"}
+    assert ESP + "ExpectedModernAppPackages" not in sent(device_phase[0])
+    assert finish_of(device_phase[2]) == {"ServerHasFinishedProvisioning": "true",
+                                          "WasDeviceSuccessfullyProvisioned": "1", "IsSyncDone": "true"}
+    link = AutopilotEnrollment.objects.get(device=device)
+    assert (link.esp_state, link.esp_note) == ("succeeded", "All 3 items done")
+    assert (link.user_esp_state, link.user_esp_started_at) == ("tracking", None)
+    store = AppInstall.objects.get(device=device, kind="store")
+    assert store.state == "queued"
+    assert provisioning.finish_overdue() == 0  # no user yet: the account setup's clock has not started
+
+    simulator.login_status = "user"
+    signed_in = sent(simulator.checkin(result))
+    assert signed_in[STORE_NODE] == ("Add", "", "")
+    verb, format, data = signed_in[STORE_NODE + "/StoreInstall"]
+    application = etree.fromstring(data)
+    assert (verb, format) == ("Exec", "xml")
+    assert dict(application.attrib) == {"id": "9WZDNCRFJ3PZ", "flags": "1", "skuid": "0010"}
+    link.refresh_from_db()
+    assert link.user_esp_started_at is not None
+    assert link.user_esp_deadline == link.user_esp_started_at + timedelta(minutes=45)
+
+    assert set(sent(simulator.checkin(result))) == {STORE_NODE + "/Status", STORE_NODE + "/LastError"}
+    # Windows removed the node: installed, and the account setup page is told it is over, in the user scope.
+    assert user_finish_of(simulator.checkin(result)) == {
+        "ServerHasFinishedProvisioning": "true", "WasDeviceSuccessfullyProvisioned": "1", "IsSyncDone": "true"}
+    simulator.checkin(result)
+    link.refresh_from_db()
+    assert (link.user_esp_state, link.user_esp_note) == ("succeeded", "All 1 items done")
+    assert link.user_esp_acknowledged_at is not None
+    assert AppInstall.objects.get(device=device, kind="store").state == "installed"
+    assert link.items.get(kind="modern").phase == "user"
+
+
+def test_the_account_setup_times_out_on_a_store_app_that_never_settles(enrollment_server, carol):
     profile = ProfileFactory(name="Kiosk")
     EssentialAppFactory(profile=profile, store=True, name="Company Portal")
     simulator, result, device = autopilot_device(
         enrollment_server, [("OfflineAutoPilotEnrollmentCorrelator", str(profile.ztd_correlation_id))])
+    simulator.checkin(result)  # signed in at once: the install starts
+    AutopilotEnrollment.objects.filter(device=device).update(user_esp_deadline=timezone.now() - timedelta(minutes=1))
 
-    first = sent(simulator.checkin(result))
-    family = "Microsoft.CompanyPortal_8wekyb3d8bbwe"
-    node = f"./Device/Vendor/MSFT/EnterpriseModernAppManagement/AppInstallation/{family}"
-    assert first[node] == ("Add", "", "")
-    verb, format, data = first[node + "/StoreInstall"]
-    application = etree.fromstring(data)
-    assert (verb, format, application.get("id"), application.get("skuid")) == ("Exec", "xml", "9WZDNCRFJ3PZ", "0016")
-    assert ESP + "ExpectedMSIAppPackages" not in first
-    simulator.checkin(result)  # Status read: Windows removed the node, so the app is installed
-    assert finish_of(simulator.checkin(result))["WasDeviceSuccessfullyProvisioned"] == "1"
-    assert AppInstall.objects.get(device=device).state == "installed"
+    assert provisioning.finish_overdue() == 1
+    link = AutopilotEnrollment.objects.get(device=device)
+    assert (link.esp_state, link.user_esp_state) == ("succeeded", "timed_out")
+    assert "Company Portal" in link.user_esp_note
+    assert user_finish_of(simulator.checkin(result))["WasDeviceSuccessfullyProvisioned"] == "0"
+
+
+def test_a_store_app_of_a_self_deploying_profile_saved_before_the_rule_fails_at_once(enrollment_server, carol):
+    profile = ProfileFactory(name="Lobby", self_deploying=True)
+    EssentialAppFactory(profile=profile, store=True, name="Company Portal")  # the factory skips clean()
+    simulator, result, device = autopilot_device(
+        enrollment_server, [("OfflineAutoPilotEnrollmentCorrelator", str(profile.ztd_correlation_id))],
+        login_status="none")
+
+    first = simulator.checkin(result)
+    assert not [target for target in sent(first) if "EnterpriseModernAppManagement" in target]
+    assert finish_of(first)["WasDeviceSuccessfullyProvisioned"] == "0"
+    install = AppInstall.objects.get(device=device)
+    assert install.state == "failed" and "self-deploying profile has no user" in install.last_error
+    link = AutopilotEnrollment.objects.get(device=device)
+    assert (link.esp_state, link.esp_note, link.user_esp_state) == ("failed", "Failed: Company Portal", "none")
 
 
 def test_a_failed_msi_install_ends_the_page_as_failed(enrollment_server, carol, sales_profile):

@@ -92,6 +92,18 @@ def test_api_lists_setups_with_their_counts_and_items(helpdesk_api, setup):
     assert [install["state"] for install in installs["results"]] == ["failed"]
 
 
+def test_a_setup_waiting_for_its_user_shows_its_account_setup(client, helpdesk_api, helpdesk):
+    link = AutopilotEnrollmentFactory(awaiting_user=True, device=DeviceFactory(name="DESKTOP-STORE1"))
+    ProvisioningItemFactory(enrollment=link, store_app=True)
+    client.force_login(helpdesk)
+    detail = client.get(reverse("admin:autopilot_autopilotenrollment_change", args=[link.pk])).content.decode()
+    assert "Account setup (Store apps, once a user signed in)" in detail and "Company Portal" in detail
+    body = helpdesk_api.get("/api/v1/autopilot/provisioning/?user_state=tracking").json()
+    assert [row["device"] for row in body["results"]] == [link.device_id]
+    assert (body["results"][0]["esp_state"], body["results"][0]["user_esp_state"]) == ("succeeded", "tracking")
+    assert body["results"][0]["items"][0]["phase"] == "user"
+
+
 def test_api_refuses_anonymous(client):
     assert client.get("/api/v1/autopilot/provisioning/").status_code in (401, 403)
 
