@@ -11,7 +11,9 @@ device's first OMA-DM session, so the first session delivers, in this order (the
    ExpectedMSIAppPackages (`…/EnterpriseDesktopAppManagement/MSI/{ProductID}/Status;1` per MSI app),
    TimeOutUntilSyncFailure (minutes) and BlockInStatusPage (the profile's flags). Lists are chr with
    U+F000 between entries. A profile without the page sets SkipDeviceStatusPage and SkipUserStatusPage
-   instead.
+   instead; a profile with the page but nothing for the user phase (no Store app) sets
+   SkipUserStatusPage, so that the account-setup page never waits for a server that has nothing to
+   send it.
 2. TenantLockdown (Replace ./Vendor/MSFT/TenantLockdown/RequireNetworkInOOBE bool true) when asked;
 3. the essential apps (autopilot/essential_apps.py): MSI apps in the device scope, Store apps in the
    user scope, which the management endpoint holds until a user is signed in;
@@ -89,8 +91,12 @@ def apply(link):
     policies = list(desired)
     if profile.tenant_lockdown and LOCKDOWN not in desired:
         policies.append(LOCKDOWN)
+    # Only Store apps make an account-setup (user) phase; without them nothing would ever end that page.
+    user_phase = not profile.is_self_deploying and any(app.kind == EssentialApp.Kind.STORE for app in apps)
     if profile.esp_enabled:
         _queue_status_page(device, profile, policies, msi_apps)
+        if not user_phase:
+            _queue(device, first_sync("SkipUserStatusPage"), "bool", "true", SOURCE_ESP)
     else:
         for node in ("SkipDeviceStatusPage", "SkipUserStatusPage"):
             _queue(device, first_sync(node), "bool", "true", SOURCE_ESP)
@@ -105,7 +111,7 @@ def apply(link):
         kind = Item.MSI if app.kind == EssentialApp.Kind.MSI else Item.MODERN
         # Store apps wait for a signed-in user; a self-deploying device has none, so there they are
         # device items (failed at once by queue_install) rather than a user phase that never starts.
-        phase = Phase.USER if kind == Item.MODERN and not profile.is_self_deploying else Phase.DEVICE
+        phase = Phase.USER if kind == Item.MODERN and user_phase else Phase.DEVICE
         items.append(ProvisioningItem(enrollment=link, kind=kind, key=install.identifier, label=app.name[:255],
                                       app_install=install, phase=phase))
     if profile.esp_enabled:

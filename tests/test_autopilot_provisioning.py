@@ -81,6 +81,9 @@ def test_an_autopilot_device_gets_its_groups_lockdown_app_and_a_finished_status_
     assert first[ESP + "BlockInStatusPage"] == ("Replace", "int", "3")  # reset and try again offered
     assert first[LOCKDOWN] == ("Replace", "bool", "true")
     assert first[CAMERA] == ("Replace", "int", "0")
+    # No Store app, so nothing for the account-setup page to wait for: Windows is told to skip it.
+    assert first[ESP + "SkipUserStatusPage"] == ("Replace", "bool", "true")
+    assert ESP + "SkipDeviceStatusPage" not in first
     verb, format, job = first[MSI_NODE + "/DownloadInstall"]
     assert (verb, format) == ("Exec", "xml")
     job = etree.fromstring(job)
@@ -126,6 +129,7 @@ def test_a_user_driven_device_gets_its_store_app_once_a_user_signed_in(enrollmen
     assert not [target for session in device_phase for target in sent(session) if target.startswith("./User/")]
     assert set(sent(device_phase[0])) >= {MSI_NODE + "/DownloadInstall", ESP + "ExpectedMSIAppPackages"}
     assert ESP + "ExpectedModernAppPackages" not in sent(device_phase[0])
+    assert ESP + "SkipUserStatusPage" not in sent(device_phase[0])  # the account-setup page waits for the app
     assert finish_of(device_phase[2]) == {"ServerHasFinishedProvisioning": "true",
                                           "WasDeviceSuccessfullyProvisioned": "1", "IsSyncDone": "true"}
     link = AutopilotEnrollment.objects.get(device=device)
