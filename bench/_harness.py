@@ -1,7 +1,8 @@
 """What bench/run and the workloads share: preparing the services, reporting rows, the final table.
 
 bench/run calls the command-line side (`python -m bench._harness prepare|port|wait|wait-worker|table`);
-workloads import `setup_django`, `server_url`, `workers`, `report`, `log`, `median_seconds`.
+workloads import `setup_django`, `server_url`, `workers`, `report`, `log`, `median_seconds`,
+`empty_requests_seconds`.
 
 A workload reports rows by appending JSON lines to the file named by BENCH_RESULTS; bench/run turns
 all of them into one table once every workload has run.
@@ -11,6 +12,7 @@ import os
 import socket
 import statistics
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -79,6 +81,31 @@ def median_seconds(function, repeat):
         function()
         samples.append(time.perf_counter() - started)
     return statistics.median(samples)
+
+
+def empty_requests_seconds(url, count, clients):
+    """Wall seconds of `count` GETs of the keyless discovery probe (an empty 200 without SQL) through
+    the server at `url`, from `clients` threads: what requests cost on this machine when the view does
+    nothing, the clients' own work included. Workloads measure it next to their own requests."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    probe = url.rstrip("/") + "/EnrollmentServer/Discovery.svc"
+    remaining = iter(range(count))
+    lock = threading.Lock()
+
+    def loop():
+        while True:
+            with lock:
+                if next(remaining, None) is None:
+                    return
+            with urllib.request.urlopen(probe, timeout=30) as response:
+                response.read()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        for future in [pool.submit(loop) for _ in range(clients)]:
+            future.result()
+    return time.perf_counter() - started
 
 
 # --- for bench/run ---------------------------------------------------------------------------------

@@ -25,14 +25,13 @@ Every command queued must come back acknowledged; a failed session fails the wor
 import os
 import statistics
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from types import SimpleNamespace
 
-from bench._harness import BenchError, log, report, server_url, setup_django, workers
+from bench._harness import BenchError, empty_requests_seconds, log, report, server_url, setup_django, workers
 
 DEVICES = int(os.environ.get("BENCH_CHECKIN_DEVICES") or 100)
 COMMANDS = int(os.environ.get("BENCH_CHECKIN_COMMANDS") or 3)
@@ -159,29 +158,6 @@ def run_sessions(url, devices):
     return elapsed, [latency for latency, _ in outcomes if latency is not None], [e for _, e in outcomes if e]
 
 
-def empty_request_rate(url):
-    """Requests per second of the keyless discovery probe (an empty 200, no SQL) from clients() threads."""
-    import urllib.request
-
-    probe = url + "/EnrollmentServer/Discovery.svc"
-    remaining = iter(range(FLOOR_REQUESTS))
-    lock = threading.Lock()
-
-    def loop():
-        while True:
-            with lock:
-                if next(remaining, None) is None:
-                    return
-            with urllib.request.urlopen(probe, timeout=30) as response:
-                response.read()
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=clients()) as pool:
-        for future in [pool.submit(loop) for _ in range(clients())]:
-            future.result()
-    return FLOOR_REQUESTS / (time.perf_counter() - started)
-
-
 def unacknowledged(devices):
     from enrollment.models import DeviceCommand
 
@@ -217,7 +193,7 @@ def main():
         return failures
 
     offset = log_size(query_log)
-    floor_rate = empty_request_rate(url) / 2
+    floor_rate = FLOOR_REQUESTS / empty_requests_seconds(url, FLOOR_REQUESTS, clients()) / 2
     floor_queries = {r.queries for r in requests_since(query_log, offset, "/EnrollmentServer/")}
 
     elapsed, latencies, cpu = 0.0, [], 0.0

@@ -3,6 +3,7 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 from invitations.models import InvalidTransition
@@ -153,7 +154,13 @@ class Device(models.Model):
 
     class Meta:
         ordering = ["-enrolled_at", "-pk"]
-        indexes = [models.Index(fields=["user", "status"])]
+        indexes = [
+            models.Index(fields=["user", "status"]),
+            # Every RST and OMA-DM session finds the hardware's enrollments case-insensitively
+            # (same_hardware, omadm: UPPER(device_id) = UPPER(%s)), inside the enrollment's locks.
+            models.Index(Upper("device_id"), name="device_device_id_upper_idx"),
+            models.Index(Upper("hw_dev_id"), name="device_hw_dev_id_upper_idx"),
+        ]
         # Destructive device actions (enrollment/actions.py) each have their own permission; sync,
         # reboot and rename need change_device.
         permissions = [

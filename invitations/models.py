@@ -7,6 +7,7 @@ from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, Permis
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -77,6 +78,12 @@ class User(AbstractBaseUser, PermissionsMixin):
     class Meta:
         ordering = ["email"]
         permissions = [("send_invitation", "Can send invitations")]
+        # Sign-ins look users up case-insensitively (for_login: UPPER(email) = UPPER(%s)), several
+        # times per request; the unique indexes on the plain columns cannot serve that.
+        indexes = [
+            models.Index(Upper("email"), name="user_email_upper_idx"),
+            models.Index(Upper("mdm_username"), name="user_mdm_username_upper_idx"),
+        ]
 
     def __str__(self):
         return self.email

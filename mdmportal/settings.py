@@ -78,7 +78,12 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# Production keeps connections for CONN_MAX_AGE seconds (deploy/mdmportal.env.example: 60): opening a
+# PostgreSQL connection costs more than most of our requests. Each is checked before its first use in a
+# request, so a restarted PostgreSQL costs one reconnect. 0 (a connection per request) is the default
+# for the development server, which starts a thread per request.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "invitations.User"

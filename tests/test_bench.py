@@ -5,6 +5,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher, check_password, ma
 
 from bench import _harness
 from bench._hashers import CountingPBKDF2PasswordHasher, hashes_counted
+from tests.test_simulator import enrollment_server  # noqa: F401  (the live server fixture)
 
 
 def test_counting_hasher_counts_every_hash_and_reads_default_hashes(settings, tmp_path, monkeypatch):
@@ -29,3 +30,57 @@ def test_table_lists_reported_rows_and_failed_workloads(tmp_path, monkeypatch):
     assert [cell.strip() for cell in table[2].split("|")[1:-1]] == ["enrollments/s", "2.00/s", "≥ 1.00/s", "3.00/s", "met"]
     assert "FAILED" in table[3] and "sessions" in table[3]
     assert json.loads(results.read_text())["figure"] == "2.00/s"
+
+
+# --- bench/enroll.py's Entra ID mode and its floor --------------------------------------------------
+
+def test_bench_entra_tenant_switches_entra_on_through_its_jwks_mirror_and_mints_tokens_the_server_accepts(db):
+    from bench.enroll import EntraTenant
+    from enrollment import entra
+    from enrollment.models import EntraSettings, JwksSet
+
+    with EntraTenant("unit") as tenant:
+        tenant.configure()
+        config = EntraSettings.get()
+        assert config.is_ready and config.jwks_mirror_url == tenant.mirror_url
+        imported = JwksSet.objects.get(active=True)
+        assert (imported.source, imported.key_ids) == (JwksSet.Source.MIRROR, [tenant.kid])
+        (who,) = tenant.credentials("entra", 1)
+        claims = entra.validate(who.secret)
+        assert (claims.upn, claims.tenant_id, who.user) == (who.name, tenant.tenant_id, None)
+        assert tenant.check_seconds() > 0
+    # Left as found: the other modes need discovery to answer OnPremise again.
+    assert not EntraSettings.get().enabled
+    assert not JwksSet.objects.filter(active=True).exists()
+
+
+def test_bench_entra_mode_enrolls_simulated_pcs_recorded_for_the_users_made_from_their_tokens(
+        enrollment_server, monkeypatch):  # noqa: F811
+    from bench import enroll as bench
+    from enrollment.models import Device
+
+    monkeypatch.setenv("BENCH_CLIENTS", "1")  # SQLite: one writer at a time
+    mode = next(mode for mode in bench.MODES if mode.entra)
+    with bench.EntraTenant("e2e") as tenant:
+        tenant.configure()
+        credentials = tenant.credentials("entra", 2)
+        _, enrolled, failures = bench.enroll_all(enrollment_server.url, credentials, bench.new_keys(2), mode)
+    assert failures == [] and len(enrolled) == 2
+    assert [step.name for step in enrolled[0][1].steps] == ["probe", "discover", "terms", "policies", "keygen", "enroll"]
+    assert bench.check_recorded(enrolled, mode.method) == []
+    # The check can fail: a device recorded for someone else is reported.
+    Device.objects.filter(device_id=enrolled[0][1].device_id).update(user=None)
+    assert len(bench.check_recorded(enrolled, mode.method)) == 1
+
+
+def test_request_floor_adds_timed_empty_requests_to_the_crypto_and_says_so(enrollment_server, monkeypatch):  # noqa: F811
+    from bench import enroll as bench
+
+    monkeypatch.setenv("BENCH_CLIENTS", "2")
+    monkeypatch.setenv("BENCH_WORKERS", "1")
+    requests = 4 * bench.ENROLLMENTS
+    floor = bench.request_floor(enrollment_server.url, requests, [("1 signature", 0.004)])
+    # Never better than the crypto alone on one worker, nor than the empty requests alone.
+    assert 0 < floor.rate < 1 / 0.004
+    assert floor.text.startswith(f"{floor.rate:.1f}/s: 4 empty requests at ")
+    assert floor.text.endswith("+ (1 signature 4.0 ms) ÷ 1 worker")
