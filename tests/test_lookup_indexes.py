@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 from django.db.models import Q
 
+from autopilot.models import AutopilotDevice
 from enrollment.models import Device
 from invitations.models import User
 
@@ -41,3 +42,9 @@ def test_management_session_device_lookup_uses_the_case_insensitive_index(plan):
     # enrollment/omadm.py: the device named by the session's SyncHdr Source.
     found = plan(Device.objects.filter(device_id__iexact="0123456789abcdef0123456789ABCDEF"))
     assert "device_device_id_upper_idx" in found, found
+
+
+def test_autopilot_matching_by_ztd_id_uses_the_case_insensitive_index(plan):
+    # autopilot/matching.py: an enrollment carrying a ZeroTouchProvisioning context item.
+    found = plan(AutopilotDevice.objects.filter(ztd_id__iexact="6a1b7a1e-9f4c-4b77-8a2b-1a2b3c4d5e6f"))
+    assert "autopilot_device_ztd_upper_idx" in found, found
