@@ -240,6 +240,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "enrollment.tasks.expire_commands",
         "schedule": 15 * 60.0,
     },
+    # Spent Entra tokens are kept until they expire (about an hour): then validation refuses them.
+    "purge-spent-entra-tokens": {
+        "task": "enrollment.tasks.purge_spent_entra_tokens",
+        "schedule": 60 * 60.0,
+    },
     "finish-device-retirements": {
         "task": "enrollment.tasks.finish_retirements",
         "schedule": 60.0,
