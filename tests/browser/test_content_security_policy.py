@@ -76,13 +76,17 @@ def test_console_pages_raise_no_violation(open_page, full_admin, csp_violations)
     sign_in_console(page, full_admin)
     expect(page.locator(".console-card").first).to_have_css("border-radius", "4px")  # console.css
     for url in ["/admin/invitations/user/", "/admin/invitations/user/add/", "/admin/invitations/user/import/",
-                "/admin/invitations/invitation/", "/admin/invitations/auditevent/", "/admin/auth/group/",
-                f"/admin/enrollment/device/{device.pk}/change/", f"/admin/enrollment/configurationgroup/{group.pk}/change/",
+                "/admin/invitations/invitation/", "/admin/invitations/auditevent/", "/admin/invitations/usergroup/add/",
+                f"/admin/enrollment/device/{device.pk}/change/",
+                f"/admin/enrollment/configurationgroup/{group.pk}/change/",
                 "/admin/enrollment/pinenrollment/add/", "/admin/enrollment/entrasettings/",
                 "/admin/getting-started/", "/api/v1/users/"]:
-        page.goto(url)
+        response = page.goto(url)
+        assert response.ok, (url, response.status)
         page.wait_for_load_state("load")
-    # An autocomplete widget (select2, which builds its markup in script) opened and searched.
+    # Widgets the admin's scripts build: the two-list member selector, an autocomplete (select2) searched.
+    page.goto("/admin/invitations/usergroup/add/")
+    expect(page.locator(".selector-available").first).to_be_visible()
     page.goto(f"/admin/enrollment/configurationgroup/{group.pk}/change/")
     page.locator(".select2-selection").first.click()
     page.locator(".select2-search__field").first.fill("PC")
