@@ -9,12 +9,20 @@ administrators' JWKS sets (unknown kid: refused and an alert for the administrat
 configured tenants; `iss` one of the two Entra issuers of that tenant; `scp` containing
 mdm_delegation. Refusals carry a reason for the log and the audit, never the token.
 
+A token enrolls one device. Windows presents the same token to GetPolicies and then RST, and again
+when it retries a failed RST, so validation alone accepts it until it expires; the RST that enrolls
+spends it (SpentEntraToken, written in the enrollment's transaction) and a later RST with it is
+refused. The token is known by its `jti`, else Entra's `uti` ("unique token identifier", Microsoft
+identity platform access-token claims), else a hash of the whole token.
+
 The terms-of-use page hands Windows an OpaqueBlob that comes back unchanged as the RST context item
 EnrollmentData; we sign it and bind it to the user's tenant and object id.
 """
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import jwt
 from django.conf import settings
@@ -22,12 +30,13 @@ from django.contrib.auth import get_user_model
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
 from jwt import exceptions as jwt_errors
 
 from invitations.models import AuditEvent
 
 from . import auth, entra_keys
-from .models import Device, EntraIdentity, EntraSettings
+from .models import Device, EntraIdentity, EntraSettings, SpentEntraToken
 from .soap import Fault, SoapFault
 
 logger = logging.getLogger(__name__)
@@ -43,6 +52,9 @@ TERMS_SALT = "enrollment.entra-terms"
 
 BAD_TOKEN = "Your Entra ID sign-in was not accepted by this enrollment server. Contact your administrator."
 NOT_ALLOWED = auth.NOT_ALLOWED
+ALREADY_USED = ("This Entra ID sign-in has already enrolled a device. Start the enrollment again to sign in "
+                "afresh.")
+MAX_TOKEN_ID_CLAIM = 64
 
 
 class TokenRejected(Exception):
@@ -62,6 +74,8 @@ class EntraClaims:
     upn: str  # "" for user-less runs (self-deploying, pre-provisioning)
     name: str
     device_id: str  # the Entra device id; only in tokens issued after the Entra join
+    token_id: str = ""  # what spends the token (jti:…, uti:… or sha256:…), see token_id()
+    expires_at: datetime | None = None  # exp plus the leeway: when validation stops accepting the token
 
     @property
     def userless(self):
@@ -98,7 +112,7 @@ def validate(token):
             entra_keys.report_unknown_kid(kid)
         raise TokenRejected(f"unknown signing key kid={kid[:entra_keys.MAX_KID_LENGTH]!r}")
     claims = _decode(token, key, config)
-    return _identity_claims(claims, config)
+    return _identity_claims(claims, config, token)
 
 
 def _claims_name_us(token, config):
@@ -134,7 +148,17 @@ def _decode(token, key, config):
         raise TokenRejected(f"invalid token ({type(exc).__name__}: {str(exc)[:100]})") from None
 
 
-def _identity_claims(claims, config):
+def token_id(token, claims):
+    """The token's identity for spending it: its `jti`, else Entra's `uti`, else a SHA-256 of the
+    token itself (the signature makes that unique too)."""
+    for name in ("jti", "uti"):
+        value = claims.get(name)
+        if isinstance(value, str) and 0 < len(value) <= MAX_TOKEN_ID_CLAIM and value.isprintable():
+            return f"{name}:{value}"
+    return "sha256:" + hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def _identity_claims(claims, config, token):
     tenant = claims.get("tid")
     if not isinstance(tenant, str) or tenant.lower() not in config.tenant_ids:
         raise TokenRejected(f"tenant (tid) {str(tenant)[:64]!r} not configured")
@@ -158,8 +182,10 @@ def _identity_claims(claims, config):
     if not isinstance(device_id, str) or len(device_id) > 64 or not device_id.isprintable():
         raise TokenRejected("device id (deviceid) is not a usable name")
     name = claims.get("name") if isinstance(claims.get("name"), str) else ""
+    # PyJWT required exp and checked it is a number.
+    expires_at = datetime.fromtimestamp(int(claims["exp"]) + LEEWAY_SECONDS, UTC)
     return EntraClaims(tenant_id=tenant.lower(), object_id=object_id.lower(), upn=upn.lower(), name=name.strip()[:150],
-                       device_id=device_id)
+                       device_id=device_id, token_id=token_id(token, claims), expires_at=expires_at)
 
 
 def known_user(claims):
@@ -197,7 +223,13 @@ def identity(binary_token):
 def check_request(claims, token_request):
     """What the RST adds to the token (brief §3.4): a Device enrollment (Entra join) needs the
     token's device id, only Device enrollments may run without a user, and the terms-of-use blob,
-    when present, must be ours and this user's. Raises SoapFault."""
+    when present, must be ours and this user's; and the token must not have enrolled a device already
+    (spend_token() settles races inside the transaction). Raises SoapFault."""
+    spent = SpentEntraToken.objects.filter(token_id=claims.token_id).first()
+    if spent is not None:
+        raise SoapFault(Fault.AUTHENTICATION, ALREADY_USED, log_detail=(
+            f"Entra token {claims.token_id} replayed: it enrolled device {spent.device_id or '(gone)'} "
+            f"at {spent.spent_at:%Y-%m-%d %H:%M:%S}"))
     device = token_request.enrollment_type == Device.EnrollmentType.DEVICE
     if device and not claims.device_id:
         raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail="Entra Device enrollment without deviceid claim")
@@ -208,6 +240,24 @@ def check_request(claims, token_request):
         problem = terms_blob_problem(blob, claims)
         if problem:
             raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail=f"EnrollmentData refused: {problem}")
+
+
+def spend_token(claims):
+    """Mark the token spent, inside the enrollment's transaction (which a failure rolls back, leaving
+    the token good for Windows' retry). A concurrent RST with the same token waits on the unique index
+    here until the first one's transaction ends, then fails if that one enrolled. Raises SoapFault."""
+    try:
+        with transaction.atomic():
+            return SpentEntraToken.objects.create(token_id=claims.token_id, expires_at=claims.expires_at)
+    except IntegrityError:
+        raise SoapFault(Fault.AUTHENTICATION, ALREADY_USED,
+                        log_detail=f"Entra token {claims.token_id} spent by a concurrent enrollment") from None
+
+
+def purge_spent_tokens(now=None):
+    """Forget spent tokens that have expired (validation refuses them now); the number purged."""
+    deleted, _by_model = SpentEntraToken.objects.expired(now).delete()
+    return deleted
 
 
 def enrollment_user(claims, *, ip=None):

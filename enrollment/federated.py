@@ -2,7 +2,6 @@
 AuthenticationServiceUrl with `appru` and `login_hint`; we sign the user in and post a short-lived,
 single-use token back to `appru` as `wresult`. Windows then sends that token in GetPolicies and RST."""
 import logging
-import secrets
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -12,6 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from invitations import lockout
+from mdmportal import csp
 from invitations.models import AuditEvent
 from invitations.registration import effective_registration_settings
 
@@ -55,13 +55,10 @@ def valid_appru(value):
 
 
 def render_page(request, template, context, status=200):
-    nonce = secrets.token_urlsafe(16)
-    response = render(request, template, {**context, "csp_nonce": nonce}, status=status)
-    # The page may only run our inline script and post to the broker (or back to us).
-    response["Content-Security-Policy"] = (
-        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; "
-        "form-action 'self' ms-app:; base-uri 'none'; frame-ancestors 'none'"
-    )
+    response = render(request, template, context, status=status)
+    # The site's policy (mdmportal/csp.py: our files and the nonced auto-submit script only), and the
+    # page may post to the broker as well as back to us.
+    csp.allow(response, "form-action", APP_SCHEME.removesuffix("//"))
     # Never leak the page's query string to the app, but keep the same-origin Referer/Origin that
     # Django's CSRF check needs on HTTPS ("no-referrer" would make browsers send Origin: null).
     response["Referrer-Policy"] = "same-origin"

@@ -921,3 +921,38 @@ class EntraIdentity(models.Model):
 
     def __str__(self):
         return f"{self.user} = {self.object_id} in {self.tenant_id}"
+
+
+class SpentEntraTokenQuerySet(models.QuerySet):
+    def expired(self, now=None):
+        return self.filter(expires_at__lt=now or timezone.now())
+
+
+class SpentEntraToken(models.Model):
+    """An Entra access token that has enrolled a device.
+
+    Windows presents one Entra token to GetPolicies and then to RST (brief §3.4), and retries a failed
+    RST with it, so the token stays good for those; but it enrolls one device only. The row is written
+    inside the enrollment's transaction (enrollment/wstep.py), so a refused or failed enrollment spends
+    nothing, and the unique token id makes two concurrent RSTs with one token end in one enrollment.
+    Once the token has expired its validation refuses it anyway, so the row is purged
+    (enrollment.tasks.purge_spent_entra_tokens)."""
+
+    token_id = models.CharField(
+        "token id", max_length=80, unique=True,
+        help_text="The token's jti or uti claim (jti:…, uti:…), else sha256:… of the whole token",
+    )
+    expires_at = models.DateTimeField(
+        db_index=True, help_text="The token's exp plus the accepted clock skew: no longer accepted after this",
+    )
+    device = models.ForeignKey(Device, null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
+    spent_at = models.DateTimeField(default=timezone.now)
+
+    objects = SpentEntraTokenQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "spent Entra token"
+        ordering = ["-spent_at", "-pk"]
+
+    def __str__(self):
+        return f"Entra token {self.token_id}"

@@ -2,7 +2,7 @@
 actions.py)."""
 from celery import shared_task
 
-from . import actions, commands, reconcile
+from . import actions, commands, entra, reconcile
 from .models import Device
 
 
@@ -22,3 +22,9 @@ def reconcile_devices(device_ids):
 def finish_retirements():
     """Retire the devices that acknowledged their Unenroll command (enrollment/actions.py)."""
     return actions.finish_retirements()
+
+
+@shared_task
+def purge_spent_entra_tokens():
+    """Forget Entra tokens that enrolled a device once they have expired (enrollment/entra.py)."""
+    return entra.purge_spent_tokens()

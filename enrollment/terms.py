@@ -25,6 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from invitations.models import AuditEvent, Organisation
+from mdmportal import csp
 
 from . import entra
 from .models import EntraSettings
@@ -86,11 +87,8 @@ def error(redirect_uri, code, description, request_id):
 def render_page(request, template, context, status=200):
     dark = request.META.get("HTTP_CXH_HOST", "").strip().upper() == OOBE_HOST
     response = render(request, template, {**context, "dark": dark}, status=status)
-    # The answer goes back to Windows by a form post and a redirect: form-action covers both.
-    response["Content-Security-Policy"] = (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: ms-appx-web: ms-aadj-redir:; "
-        "base-uri 'none'; frame-ancestors 'none'"
-    )
+    # The answer goes back to Windows by a form post to us and a redirect: form-action covers both.
+    csp.allow(response, "form-action", "https:", "ms-appx-web:", "ms-aadj-redir:")
     response["Referrer-Policy"] = "no-referrer"
     return response
 

@@ -1,6 +1,7 @@
 """MS-WSTEP RequestSecurityToken (brief §5): check the request, issue the device certificate, record
 the enrollment and answer the provisioning document. All or nothing: a refused or failed enrollment
-writes no device and spends no token (its refusal is audited)."""
+writes no device and spends nothing single-use (federated token, PIN, Entra token; its refusal is
+audited), so Windows' retry with the same credentials still works; a successful one spends them."""
 import base64
 import hashlib
 import logging
@@ -170,6 +171,8 @@ def _enrolling_user(identity, ip):
 
 
 def _enroll(identity, token_request, csr, ip):
+    # First, so that a concurrent RST with the same Entra token waits here, before any other work.
+    spent_token = entra.spend_token(identity.entra) if identity.entra is not None else None
     user = _enrolling_user(identity, ip)
     earlier = list(Device.objects.same_hardware(token_request.device_id, token_request.hw_dev_id)
                    .select_for_update())
@@ -210,6 +213,9 @@ def _enroll(identity, token_request, csr, ip):
         entra_device_id=identity.entra.device_id if identity.entra is not None else "",
         **appauth,
     )
+    if spent_token is not None:
+        spent_token.device = device
+        spent_token.save(update_fields=["device"])
     if pin_enrollment is not None:
         ppkg.record_device(pin_enrollment, device, ip=ip)
     if pin is not None:

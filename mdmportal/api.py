@@ -1,6 +1,10 @@
-"""Shared API permission: the same model permissions as the console, reads included."""
+"""Shared API permission: the same model permissions as the console, reads included; the HTML pages
+of the browsable API."""
 from axes.helpers import get_client_ip_address
+from rest_framework import renderers
 from rest_framework.permissions import DjangoModelPermissions
+
+from mdmportal import csp
 
 
 class ConsolePermissions(DjangoModelPermissions):
@@ -30,3 +34,15 @@ class ConsolePermissions(DjangoModelPermissions):
 def client_ip(request):
     """The address audited for an API call, resolved the way the sign-in lockout resolves it."""
     return get_client_ip_address(request)
+
+
+class BrowsableAPIRenderer(renderers.BrowsableAPIRenderer):
+    """DRF's HTML pages for administrators exploring the API in a browser. DRF's templates carry inline
+    styles (the syntax colours, two floated buttons), so these pages alone allow inline styles; their
+    scripts stay our own static files, as on every page (mdmportal/csp.py)."""
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        response = (renderer_context or {}).get("response")
+        if response is not None:
+            csp.allow(response, "style-src", "'unsafe-inline'")
+        return super().render(data, accepted_media_type, renderer_context)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import environ
 
+from mdmportal.csp import CSP
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -45,6 +47,8 @@ MIDDLEWARE = [
     # First: X-Forwarded-For/-Proto believed only from TRUSTED_PROXIES, before anything reads the address.
     "mdmportal.proxies.ForwardedHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every page (mdmportal/csp.py, SECURE_CSP below).
+    "mdmportal.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -71,6 +75,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "mdmportal.csp.nonce",
             ],
         },
     },
@@ -245,6 +250,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "enrollment.tasks.expire_commands",
         "schedule": 15 * 60.0,
     },
+    # Spent Entra tokens are kept until they expire (about an hour): then validation refuses them.
+    "purge-spent-entra-tokens": {
+        "task": "enrollment.tasks.purge_spent_entra_tokens",
+        "schedule": 60 * 60.0,
+    },
     "finish-device-retirements": {
         "task": "enrollment.tasks.finish_retirements",
         "schedule": 60.0,
@@ -275,6 +285,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["mdmportal.api.ConsolePermissions"],
+    # JSON, and DRF's HTML pages for a browser (with the inline styles they need, mdmportal/api.py).
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "mdmportal.api.BrowsableAPIRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
@@ -307,6 +319,23 @@ SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# SecurityMiddleware's defaults, spelled out: every response says nosniff and keeps its address to this site.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy of every HTML page (mdmportal/csp.py): nothing but our own files, no inline
+# script or style without the page's nonce, no framing, forms posting only to us. The federated sign-in
+# and terms-of-use pages add the Windows addresses they answer to (form-action).
+SECURE_CSP = {
+    "default-src": [CSP.NONE],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "img-src": [CSP.SELF, "data:"],
+    "font-src": [CSP.SELF],
+    "connect-src": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "base-uri": [CSP.NONE],
+    "frame-ancestors": [CSP.NONE],
+}
 
 LOGGING = {
     "version": 1,

@@ -5,13 +5,21 @@ inside any view. They are not bugs in the request, so they get one answer here r
 trace: pages a short "try again in a minute" page, the API a JSON error, devices the SOAP fault of
 their protocol (enrollment.views.unavailable). Nothing half-written is left behind: every write that
 spans rows runs in a transaction, which the lost connection rolls back.
+
+The page speaks the language the portal's pages would have used, chosen without the database (it may
+be what is down): the signed-in user's language when the request had already loaded the user, as the
+enrollment and invitation pages use it, else the browser's (Accept-Language, as LocaleMiddleware picks
+it for the sign-in pages).
 """
 import logging
 
 import redis
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.cache import patch_vary_headers
 
 logger = logging.getLogger(__name__)
 
@@ -54,4 +62,19 @@ def unavailable_response(request):
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "The service is temporarily unavailable. Try again in a minute."},
                             status=503)
-    return HttpResponse(render_to_string("503.html"), status=503)
+    language = page_language(request)
+    with translation.override(language):
+        response = HttpResponse(render_to_string("503.html"), status=503)
+    response["Content-Language"] = language
+    patch_vary_headers(response, ["Accept-Language", "Cookie"])
+    return response
+
+
+def page_language(request):
+    """The user's language if this request already loaded the user (AuthenticationMiddleware caches
+    it on first use; reading request.user now could query the database), else the browser's."""
+    user = getattr(request, "_cached_user", None)
+    language = getattr(user, "language", "") if getattr(user, "is_authenticated", False) else ""
+    if language in dict(settings.LANGUAGES):
+        return language
+    return translation.get_language_from_request(request)

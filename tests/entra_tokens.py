@@ -4,6 +4,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 import time
 
 import jwt
@@ -21,13 +22,14 @@ UPN = "dana@contoso.com"
 
 
 def claims(**overrides):
-    """A v1 Entra access token for the MDM app, as Windows sends it after an Entra join. An override
-    of None removes the claim."""
+    """A v1 Entra access token for the MDM app, as Windows sends it after an Entra join, with Entra's
+    unique token identifier (uti) fresh each time. An override of None removes the claim."""
     now = int(time.time())
     values = {
         "aud": TEST_APP_ID_URI, "iss": f"https://sts.windows.net/{TEST_TENANT}/", "iat": now - 60, "nbf": now - 60,
         "exp": now + 3600, "tid": TEST_TENANT, "oid": USER_OID, "upn": UPN, "unique_name": UPN,
         "name": "Dana Scully", "scp": "mdm_delegation", "deviceid": DEVICE_GUID, "ver": "1.0",
+        "uti": secrets.token_urlsafe(16),
     }
     values.update(overrides)
     return {name: value for name, value in values.items() if value is not None}
@@ -68,14 +70,19 @@ def get_policies_body(token=None, *, encoded=None):
 
 def rst_entra_body(token, *, device_key=50, enrollment_type="Full", enrollment_data="", device_id=DEVICE_ID,
                    hw_dev_id=None, encoded=None):
-    security = fixture("security_jwt.xml", token=encoded if encoded is not None else b64_token(token))
+    header = fixture("security_jwt.xml", token=encoded if encoded is not None else b64_token(token))
     extra = {"hw_dev_id": hw_dev_id} if hw_dev_id else {}
-    body = rst_body(security, windows_csr(rsa_key(device_key), device_id=device_id), device_id=device_id,
+    body = rst_body(header, windows_csr(rsa_key(device_key), device_id=device_id), device_id=device_id,
                     enrollment_type=enrollment_type, **extra)
     empty = b'<ac:ContextItem Name="EnrollmentData"><ac:Value></ac:Value></ac:ContextItem>'
     assert empty in body
     return body.replace(empty, f'<ac:ContextItem Name="EnrollmentData"><ac:Value>{enrollment_data}</ac:Value>'
                                '</ac:ContextItem>'.encode())
+
+
+def security(token):
+    """The wsse:Security header of GetPolicies and RST carrying the token."""
+    return fixture("security_jwt.xml", token=b64_token(token))
 
 
 def get_policies(client, organisation, token=None, **kwargs):

@@ -5,7 +5,7 @@ from unittest.mock import patch
 
 import pytest
 import redis
-from django.db import IntegrityError, OperationalError
+from django.db import IntegrityError, OperationalError, connection
 from django.urls import reverse
 from lxml import etree
 
@@ -14,7 +14,7 @@ from invitations import sending
 from invitations.models import InvitationEmail, Organisation
 from tests import omadm_messages as sml
 from tests.enrollment_soap import discover_body
-from tests.factories import InvitationFactory, UrlRotationFactory
+from tests.factories import InvitationFactory, UrlRotationFactory, UserFactory
 
 DOWN = OperationalError("connection to server at \"127.0.0.1\", port 5432 failed: Connection refused")
 
@@ -54,6 +54,69 @@ def test_console_page_while_the_database_is_down_is_a_503_page(console):
     assert response.status_code == 503
     assert b"Temporarily unavailable" in response.content
     assert response["Retry-After"] == "30"
+
+
+class DatabaseGoesDown:
+    """Every query fails from the first one whose SQL names `table` (from the first query at all when
+    None), as when PostgreSQL stops in the middle of a request; `attempts` counts the refused ones."""
+
+    def __init__(self, table=None):
+        self.table, self.down, self.attempts = table, table is None, 0
+
+    def __call__(self, execute, sql, params, many, context):
+        self.down = self.down or self.table in sql
+        if not self.down:
+            return execute(sql, params, many, context)
+        self.attempts += 1
+        raise OperationalError("server closed the connection unexpectedly")
+
+
+def unavailable_page(response):
+    assert response.status_code == 503 and response["Retry-After"] == "30"
+    html = response.content.decode()
+    return response["Content-Language"], html[html.index("<html"):html.index(">", html.index("<html")) + 1], html
+
+
+@pytest.mark.parametrize("accept_language, language, title", [
+    ("fr-FR,fr;q=0.9,en;q=0.8", "fr", "Service momentanément indisponible"),
+    ("en-GB,en;q=0.9", "en", "Temporarily unavailable"),
+    ("de-DE", "en", "Temporarily unavailable"),  # neither: the portal's default
+])
+def test_unavailable_page_speaks_the_browsers_language_without_the_database(client, db, accept_language, language,
+                                                                          title):
+    outage = DatabaseGoesDown()
+    with connection.execute_wrapper(outage):
+        response = client.get(reverse("invitations:login"), HTTP_ACCEPT_LANGUAGE=accept_language)
+
+    content_language, html_tag, html = unavailable_page(response)
+    assert content_language == language and html_tag == f'<html lang="{language}">'
+    assert f"<h1>{title}</h1>" in html
+    assert outage.attempts == 1  # the page itself asked the database nothing
+    assert "Accept-Language" in response["Vary"]
+
+
+def test_unavailable_page_in_french_says_nothing_was_lost(client, db):
+    with connection.execute_wrapper(DatabaseGoesDown()):
+        response = client.get(reverse("invitations:login"), HTTP_ACCEPT_LANGUAGE="fr")
+    assert "Rien de ce que vous avez fait n’a été perdu. Réessayez dans une minute." in response.content.decode()
+
+
+def test_unavailable_page_speaks_the_signed_in_users_language_over_the_browsers(client, organisation):
+    client.force_login(UserFactory(email="amelie@example.com", language="fr"))
+    outage = DatabaseGoesDown(table="invitations_organisation")  # after the user was read
+    with connection.execute_wrapper(outage):
+        response = client.get(reverse("invitations:enroll"), HTTP_ACCEPT_LANGUAGE="en")
+
+    content_language, html_tag, html = unavailable_page(response)
+    assert (content_language, html_tag) == ("fr", '<html lang="fr">')
+    assert "<h1>Service momentanément indisponible</h1>" in html and outage.attempts == 1
+
+
+def test_unavailable_page_falls_back_to_the_browsers_language_when_the_user_could_not_be_read(client, organisation):
+    client.force_login(UserFactory(email="amelie@example.com", language="fr"))
+    with connection.execute_wrapper(DatabaseGoesDown()):  # the session itself cannot be read
+        response = client.get(reverse("invitations:enroll"), HTTP_ACCEPT_LANGUAGE="en")
+    assert unavailable_page(response)[0] == "en"
 
 
 def test_api_while_redis_is_down_is_a_json_503(full_api):

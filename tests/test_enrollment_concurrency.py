@@ -2,7 +2,8 @@
 unique constraints are what these rely on (SQLite serialises every writer, so there is nothing to
 race there: skipped, and a failure under CI=true).
 
-- 50 enrollments at once with one single-use secret (a registration PIN, a federated token): one wins.
+- 50 enrollments at once with one single-use secret (a registration PIN, a federated token, an Entra
+  token for a user or a user-less Entra join): one wins.
 - 200 distinct enrollments, 25 at a time: all succeed, every certificate serial unique.
 - A device checking in from several sessions at once while commands keep being queued: each command
   is delivered once and acknowledged once."""
@@ -17,14 +18,16 @@ from lxml import etree
 
 from enrollment import auth, commands
 from enrollment.csr import build_windows_csr
-from enrollment.models import Device, DeviceCommand, RegistrationPin
+from enrollment.models import Device, DeviceCommand, RegistrationPin, SpentEntraToken
+from tests import entra_tokens
 from tests import omadm_messages as sml
 from tests.enrollment_soap import (
     CONTENT_TYPE, NS, b64, password_security, rst_body, service_url, token_security,
 )
 from tests.factories import PASSWORD, UserFactory
 from tests.factories_enrollment import (
-    RegistrationPinFactory, certificate_header, certified_device, create_ca_chain, rsa_key,
+    EntraSettingsFactory, JwksSetFactory, RegistrationPinFactory, certificate_header, certified_device,
+    create_ca_chain, rsa_key,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,9 +45,10 @@ def csrs(count):
     return [b64(build_windows_csr(key, device_id(n))) for n in range(count)]
 
 
-def enroll(url, security, csr, n):
+def enroll(url, security, csr, n, enrollment_type="Full"):
     try:
-        body = rst_body(security, csr, device_id=device_id(n), hw_dev_id=f"{n:064X}", device_name=f"PC-{n}")
+        body = rst_body(security, csr, device_id=device_id(n), hw_dev_id=f"{n:064X}", device_name=f"PC-{n}",
+                        enrollment_type=enrollment_type)
         response = Client().post(url, body, content_type=CONTENT_TYPE, secure=True)
         root = etree.fromstring(response.content)
         fault = root.find("s:Body/s:Fault", NS)
@@ -103,6 +107,26 @@ def test_fifty_enrollments_with_one_federated_token_enroll_one_device(postgres, 
     assert results.count("enrolled") == 1, results
     assert set(results) == {"enrolled", "s:Authentication"}
     assert Device.objects.get().federated_token_id
+
+
+@pytest.mark.parametrize("enrollment_type, overrides", [
+    ("Full", {}),
+    # No user row to lock: only the spent token's unique index stands between the requests.
+    ("Device", {"upn": None, "unique_name": None, "oid": "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"}),
+])
+def test_fifty_enrollments_with_one_entra_token_enroll_one_device(postgres, organisation, enrollment_type, overrides):
+    create_ca_chain()
+    EntraSettingsFactory()
+    JwksSetFactory()
+    token = entra_tokens.make_token(**overrides)
+    requests = csrs(50)
+    url = service_url(organisation, "enrollment")
+
+    results = at_once(50, lambda n: enroll(url, entra_tokens.security(token), requests[n], n, enrollment_type))
+
+    assert results.count("enrolled") == 1, results
+    assert set(results) == {"enrolled", "s:Authentication"}
+    assert SpentEntraToken.objects.get().device == Device.objects.get()
 
 
 def test_two_hundred_distinct_enrollments_all_succeed_with_unique_serials(postgres, organisation):

@@ -1,17 +1,24 @@
 """Enrollment with an Entra ID token (issue 6 item 3, brief §3.4): discovery, users created and tied
-to the tenant, Entra joins named after the Entra device id, user-less runs, the terms-of-use blob."""
+to the tenant, Entra joins named after the Entra device id, user-less runs, the terms-of-use blob, and
+a token enrolling one device only."""
 import base64
+import hashlib
 import time
+from datetime import UTC, datetime, timedelta
+
+import jwt as entra_jwt
 
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from django.core import signing
 from django.urls import reverse
+from django.utils import timezone
 from lxml import etree
 
 from enrollment import auth, entra
-from enrollment.models import Device, EntraIdentity
+from enrollment.models import Device, EntraIdentity, SpentEntraToken
+from enrollment.tasks import purge_spent_entra_tokens
 from enrollment.soap import WSSE_NS, WST_NS
 from invitations.models import AuditEvent, User
 from tests import entra_tokens as tokens
@@ -215,3 +222,109 @@ def test_stale_enrollment_data_is_refused(client, entra_on, organisation, monkey
 
 def test_terms_url_is_fixed_on_the_enrollment_host():
     assert reverse("enrollment:terms") == "/EnrollmentServer/TermsOfUse"
+
+
+# One token, one enrollment: Windows sends the token to GetPolicies, then RST, and again on a retry.
+
+def spent_tokens():
+    return list(SpentEntraToken.objects.values_list("token_id", "device__device_id"))
+
+
+def test_token_serves_the_policy_step_and_one_enrollment_then_its_replay_is_refused(client, entra_on, organisation):
+    token = tokens.make_token()
+    parse(tokens.get_policies(client, organisation, token))
+    body = tokens.rst_entra_body(token)
+    provisioning_document(post(client, service_url(organisation, "enrollment"), body))
+
+    # The very same request again (a replay, or a retransmission after the device got its answer).
+    subcode, reason, _type = fault_of(post(client, service_url(organisation, "enrollment"), body))
+    assert subcode == "s:Authentication" and reason == entra.ALREADY_USED
+    event = AuditEvent.objects.get(action="enrollment.refused")
+    uti = entra_jwt.decode(token, options={"verify_signature": False})["uti"]
+    assert event.detail["reason"].startswith(f"Entra token uti:{uti} replayed: it enrolled device ")
+    assert event.target_id == str(User.objects.get(email=tokens.UPN).pk)
+    assert Device.objects.count() == 1 and spent_tokens() == [(f"uti:{uti}", tokens.DEVICE_ID)]
+
+
+def test_replayed_token_cannot_enroll_another_device_either(client, entra_on, organisation):
+    token = tokens.make_token(upn=None, unique_name=None, oid="aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee")
+    provisioning_document(tokens.enroll(client, organisation, token, enrollment_type="Device"))
+    response = tokens.enroll(client, organisation, token, enrollment_type="Device", device_key=51,
+                             device_id="2" * 32, hw_dev_id="B" * 64)
+    assert fault_of(response)[:2] == ("s:Authentication", entra.ALREADY_USED)
+    assert "replayed" in refusal_reason()
+    assert Device.objects.count() == 1
+
+
+def test_retry_after_a_failed_enrollment_with_the_same_token_enrolls(client, organisation):
+    EntraSettingsFactory()
+    JwksSetFactory()
+    token = tokens.make_token()
+    assert fault_of(tokens.enroll(client, organisation, token))[0] == "s:EnrollmentServer"  # no CA yet
+    assert not SpentEntraToken.objects.exists()
+
+    create_ca_chain()
+    provisioning_document(tokens.enroll(client, organisation, token))
+    assert len(spent_tokens()) == 1 and Device.objects.count() == 1
+
+
+def test_refused_enrollment_leaves_the_token_good_for_the_next_try(client, entra_on, organisation):
+    UserFactory(email=tokens.UPN, device_limit=0)
+    token = tokens.make_token()
+    assert fault_of(tokens.enroll(client, organisation, token))[2] == "DeviceCapReached"
+    User.objects.filter(email=tokens.UPN).update(device_limit=1)
+    provisioning_document(tokens.enroll(client, organisation, token))
+
+
+@pytest.mark.parametrize("overrides, prefix", [
+    ({"jti": "d0c7a1e0-6c2b-4b8e-9d3f-5a1b2c3d4e5f"}, "jti:d0c7a1e0-6c2b-4b8e-9d3f-5a1b2c3d4e5f"),
+    ({"uti": None}, "sha256:"),
+    ({"uti": "x" * 65}, "sha256:"),
+])
+def test_token_is_known_by_its_jti_else_its_uti_else_its_hash(client, entra_on, organisation, overrides, prefix):
+    token = tokens.make_token(**overrides)
+    provisioning_document(tokens.enroll(client, organisation, token))
+    [(token_id, _device)] = spent_tokens()
+    assert token_id.startswith(prefix) and len(token_id) <= 80
+    if prefix == "sha256:":
+        assert token_id == "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+    assert fault_of(tokens.enroll(client, organisation, token))[1] == entra.ALREADY_USED
+
+
+def test_spent_token_is_kept_until_the_token_expires_plus_the_clock_skew(client, entra_on, organisation):
+    exp = int(time.time()) + 1800
+    provisioning_document(tokens.enroll(client, organisation, tokens.make_token(exp=exp)))
+    spent = SpentEntraToken.objects.get()
+    assert spent.expires_at == datetime.fromtimestamp(exp + entra.LEEWAY_SECONDS, UTC)
+    assert spent.device == Device.objects.get()
+
+
+def test_purge_forgets_only_tokens_that_have_expired(entra_on):
+    now = timezone.now()
+    SpentEntraToken.objects.create(token_id="uti:old", expires_at=now - timedelta(seconds=1))
+    SpentEntraToken.objects.create(token_id="uti:live", expires_at=now + timedelta(minutes=10))
+    assert purge_spent_entra_tokens.delay().get() == 1
+    assert list(SpentEntraToken.objects.values_list("token_id", flat=True)) == ["uti:live"]
+
+
+def test_a_token_past_its_purge_is_refused_as_expired(client, entra_on, organisation):
+    """Purging is safe: by then the token no longer passes validation."""
+    token = tokens.make_token(exp=int(time.time()) - entra.LEEWAY_SECONDS - 1)
+    assert fault_of(tokens.enroll(client, organisation, token))[0] == "s:Authentication"
+    assert "expired" in refusal_reason()
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_purges_expired_spent_tokens_on_its_schedule(live_tasks, settings):
+    assert settings.CELERY_BEAT_SCHEDULE["purge-spent-entra-tokens"]["task"] == purge_spent_entra_tokens.name
+    now = timezone.now()
+    SpentEntraToken.objects.create(token_id="uti:old", expires_at=now - timedelta(minutes=1))
+    SpentEntraToken.objects.create(token_id="uti:live", expires_at=now + timedelta(minutes=10))
+
+    purge_spent_entra_tokens.delay()
+
+    deadline = time.monotonic() + 30
+    while SpentEntraToken.objects.filter(token_id="uti:old").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(SpentEntraToken.objects.values_list("token_id", flat=True)) == ["uti:live"]

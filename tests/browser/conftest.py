@@ -20,6 +20,13 @@ VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, 
 # The console's navigation sidebar starts closed (Django admin keeps that choice in localStorage), as an
 # administrator reading a wide table has it: the device list's columns then fit on the page.
 CLOSED_NAV_SIDEBAR = "localStorage.setItem('django.admin.navSidebarIsOpen', 'false')"
+# Every page reports what its Content-Security-Policy refused (mdmportal/csp.py) on the console, where
+# the open_page fixture collects it; a test fails if any page it opened had a violation. (An init script
+# runs outside the page's policy.)
+CSP_VIOLATION = "CSP violation:"
+REPORT_CSP_VIOLATIONS = """document.addEventListener("securitypolicyviolation", event => console.error(
+    `CSP violation: ${event.effectiveDirective} refused ${event.blockedURI || "inline"} `
+    + `at ${event.sourceFile || event.documentURI}:${event.lineNumber}`), true);"""
 
 
 @pytest.fixture(scope="package")
@@ -64,20 +71,33 @@ def portal(http_live_server, settings, organisation):
 
 
 @pytest.fixture
-def open_page(browser, portal):
+def csp_violations():
+    """What the pages' Content-Security-Policy refused so far in this test, as the browser reported it."""
+    return []
+
+
+@pytest.fixture
+def open_page(browser, portal, csp_violations):
     """Opens a page in a new browser context: `open_page("phone")`, `open_page("console")` for the console,
-    `open_page(java_script_enabled=False)`."""
+    `open_page(java_script_enabled=False)`. The test fails if a page reported a CSP violation."""
     contexts = []
+
+    def collect(message):
+        if message.text.startswith(CSP_VIOLATION) or "Content Security Policy" in message.text:
+            csp_violations.append(f"{message.page.url if message.page else '?'}: {message.text}")
 
     def open_page(viewport="desktop", **options):
         options = {"locale": "en-US", **options}
         context = browser.new_context(base_url=portal.url, viewport=VIEWPORTS[viewport], **options)
         context.set_default_timeout(10_000)
+        context.add_init_script(REPORT_CSP_VIOLATIONS)
         if viewport == "console":
             context.add_init_script(CLOSED_NAV_SIDEBAR)
+        context.on("console", collect)
         contexts.append(context)
         return context.new_page()
 
     yield open_page
     for context in contexts:
         context.close()
+    assert not csp_violations, "\n".join(csp_violations)
