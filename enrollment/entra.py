@@ -12,7 +12,8 @@ mdm_delegation. Refusals carry a reason for the log and the audit, never the tok
 A token enrolls one device. Windows presents the same token to GetPolicies and then RST, and again
 when it retries a failed RST, so validation alone accepts it until it expires; the RST that enrolls
 spends it (SpentEntraToken, written in the enrollment's transaction) and a later RST with it is
-refused. The token is known by its `jti`, else Entra's `uti` ("unique token identifier", Microsoft
+refused, unless it comes from the same hardware (a re-enrollment of that PC within the token's
+lifetime, which Windows' token cache makes likely). The token is known by its `jti`, else Entra's `uti` ("unique token identifier", Microsoft
 identity platform access-token claims), else a hash of the whole token.
 
 The terms-of-use page hands Windows an OpaqueBlob that comes back unchanged as the RST context item
@@ -225,8 +226,8 @@ def check_request(claims, token_request):
     token's device id, only Device enrollments may run without a user, and the terms-of-use blob,
     when present, must be ours and this user's; and the token must not have enrolled a device already
     (spend_token() settles races inside the transaction). Raises SoapFault."""
-    spent = SpentEntraToken.objects.filter(token_id=claims.token_id).first()
-    if spent is not None:
+    spent = SpentEntraToken.objects.filter(token_id=claims.token_id).select_related("device").first()
+    if spent is not None and not same_hardware(spent, token_request):
         raise SoapFault(Fault.AUTHENTICATION, ALREADY_USED, log_detail=(
             f"Entra token {claims.token_id} replayed: it enrolled device {spent.device_id or '(gone)'} "
             f"at {spent.spent_at:%Y-%m-%d %H:%M:%S}"))
@@ -242,14 +243,33 @@ def check_request(claims, token_request):
             raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail=f"EnrollmentData refused: {problem}")
 
 
-def spend_token(claims):
+def same_hardware(spent, token_request):
+    """Whether the RST comes from the hardware the token enrolled (its DeviceID, or its HWDevID unless
+    all zeros, as Device.objects.same_hardware matches). Windows keeps an Entra access token for its
+    lifetime (about an hour), so a user who unenrolls and enrolls the same PC again within it presents
+    the spent token: that re-enrollment of the same device is allowed, another device is not."""
+    device = spent.device
+    if device is None:
+        return False
+    if device.device_id.lower() == token_request.device_id.lower():
+        return True
+    hw_dev_id = token_request.hw_dev_id or ""
+    return bool(hw_dev_id.strip("0")) and device.hw_dev_id.lower() == hw_dev_id.lower()
+
+
+def spend_token(claims, token_request):
     """Mark the token spent, inside the enrollment's transaction (which a failure rolls back, leaving
     the token good for Windows' retry). A concurrent RST with the same token waits on the unique index
-    here until the first one's transaction ends, then fails if that one enrolled. Raises SoapFault."""
+    here until the first one's transaction ends, then fails if that one enrolled another device.
+    Returns the SpentEntraToken row (the enrollment records its device on it); raises SoapFault."""
     try:
         with transaction.atomic():
             return SpentEntraToken.objects.create(token_id=claims.token_id, expires_at=claims.expires_at)
     except IntegrityError:
+        spent = (SpentEntraToken.objects.select_for_update(of=("self",)).select_related("device")
+                 .filter(token_id=claims.token_id).first())
+        if spent is not None and same_hardware(spent, token_request):
+            return spent  # the same PC enrolling again with the token it enrolled with
         raise SoapFault(Fault.AUTHENTICATION, ALREADY_USED,
                         log_detail=f"Entra token {claims.token_id} spent by a concurrent enrollment") from None
 

@@ -172,7 +172,7 @@ def _enrolling_user(identity, ip):
 
 def _enroll(identity, token_request, csr, ip):
     # First, so that a concurrent RST with the same Entra token waits here, before any other work.
-    spent_token = entra.spend_token(identity.entra) if identity.entra is not None else None
+    spent_token = entra.spend_token(identity.entra, token_request) if identity.entra is not None else None
     user = _enrolling_user(identity, ip)
     earlier = list(Device.objects.same_hardware(token_request.device_id, token_request.hw_dev_id)
                    .select_for_update())

@@ -236,14 +236,33 @@ def test_token_serves_the_policy_step_and_one_enrollment_then_its_replay_is_refu
     body = tokens.rst_entra_body(token)
     provisioning_document(post(client, service_url(organisation, "enrollment"), body))
 
-    # The very same request again (a replay, or a retransmission after the device got its answer).
-    subcode, reason, _type = fault_of(post(client, service_url(organisation, "enrollment"), body))
+    # The token again, from another PC.
+    other = tokens.rst_entra_body(token, device_key=51, device_id="2" * 32, hw_dev_id="B" * 64)
+    subcode, reason, _type = fault_of(post(client, service_url(organisation, "enrollment"), other))
     assert subcode == "s:Authentication" and reason == entra.ALREADY_USED
     event = AuditEvent.objects.get(action="enrollment.refused")
     uti = entra_jwt.decode(token, options={"verify_signature": False})["uti"]
     assert event.detail["reason"].startswith(f"Entra token uti:{uti} replayed: it enrolled device ")
     assert event.target_id == str(User.objects.get(email=tokens.UPN).pk)
     assert Device.objects.count() == 1 and spent_tokens() == [(f"uti:{uti}", tokens.DEVICE_ID)]
+
+
+def test_the_same_pc_enrolling_again_within_the_tokens_lifetime_is_a_re_enrollment(client, entra_on, organisation):
+    # Windows keeps its Entra token for about an hour: a user who unenrolls and enrolls the same PC
+    # again (or a retransmitted RST whose answer was lost) presents the token it enrolled with.
+    token = tokens.make_token()
+    body = tokens.rst_entra_body(token)
+    provisioning_document(post(client, service_url(organisation, "enrollment"), body))
+    first = Device.objects.get()
+
+    provisioning_document(post(client, service_url(organisation, "enrollment"), body))
+    first.refresh_from_db()
+    second = Device.objects.exclude(pk=first.pk).get()
+    assert first.status != Device.Status.ENROLLED and second.status == Device.Status.ENROLLED
+    assert second.device_id == first.device_id
+    uti = entra_jwt.decode(token, options={"verify_signature": False})["uti"]
+    assert list(SpentEntraToken.objects.values_list("token_id", "device")) == [(f"uti:{uti}", second.pk)]
+    assert not AuditEvent.objects.filter(action="enrollment.refused").exists()
 
 
 def test_replayed_token_cannot_enroll_another_device_either(client, entra_on, organisation):
@@ -288,7 +307,8 @@ def test_token_is_known_by_its_jti_else_its_uti_else_its_hash(client, entra_on, 
     assert token_id.startswith(prefix) and len(token_id) <= 80
     if prefix == "sha256:":
         assert token_id == "sha256:" + hashlib.sha256(token.encode()).hexdigest()
-    assert fault_of(tokens.enroll(client, organisation, token))[1] == entra.ALREADY_USED
+    another_pc = {"device_key": 51, "device_id": "2" * 32, "hw_dev_id": "B" * 64}
+    assert fault_of(tokens.enroll(client, organisation, token, **another_pc))[1] == entra.ALREADY_USED
 
 
 def test_spent_token_is_kept_until_the_token_expires_plus_the_clock_skew(client, entra_on, organisation):
