@@ -125,8 +125,8 @@ class UserCreateSerializer(UserSerializer):
             user = User.objects.create_user(**validated_data)
             AuditEvent.record(request.user, "user.created", user, ip=ip,
                               detail={**{f: getattr(user, f) for f in USER_FIELDS}, "via": "api"})
-            invitations = sending.invite([user], actor=request.user, ip=ip) if send else []
-        user.invitation = _with_emails(invitations)[0] if invitations else None
+            invited = sending.invite([user], actor=request.user, ip=ip) if send else []
+        user.invitation = _with_emails(invited)[0] if invited else None
         return user
 
 
@@ -229,8 +229,8 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     def create(self, request):
         form = InviteSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        invitations = sending.invite(form.validated_data["users"], actor=request.user, ip=client_ip(request))
-        data = InvitationSerializer(_with_emails(invitations), many=True).data
+        invited = sending.invite(form.validated_data["users"], actor=request.user, ip=client_ip(request))
+        data = InvitationSerializer(_with_emails(invited), many=True).data
         return Response(data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: InvitationSerializer, 409: DetailSerializer})
@@ -306,11 +306,10 @@ class UrlRotationViewSet(viewsets.ReadOnlyModelViewSet):
 
 # Helpers
 
-def _with_emails(invitations):
-    """Fresh copies of `invitations` (sending may have updated them) with their emails, same order."""
-    fresh = Invitation.objects.select_related("user", "created_by").prefetch_related("emails").in_bulk(
-        [invitation.pk for invitation in invitations])
-    return [fresh[invitation.pk] for invitation in invitations]
+def _with_emails(invitation_ids):
+    """The invitations of these ids (as sending.invite returns them) with their emails, same order."""
+    fresh = Invitation.objects.select_related("user", "created_by").prefetch_related("emails").in_bulk(invitation_ids)
+    return [fresh[pk] for pk in invitation_ids]
 
 
 @contextmanager

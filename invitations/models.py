@@ -6,10 +6,12 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
-from django.db.models import Q
-from django.db.models.functions import Upper
+from django.db.models import Q, Value
+from django.db.models.functions import Cast, Concat, Left, Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+from mdmportal.bulk import insert_select
 
 
 class InvalidTransition(Exception):
@@ -312,6 +314,11 @@ class Invitation(models.Model):
     def __str__(self):
         return f"Invitation for {self.user}"
 
+    @staticmethod
+    def label():
+        """str() of an invitation as a database expression, for audit events written in bulk."""
+        return Concat(Value("Invitation for "), "user__email", output_field=models.CharField())
+
     @property
     def is_expired(self):
         return self.expires_at <= timezone.now()
@@ -394,16 +401,22 @@ class AuditEvent(models.Model):
         )
 
     @classmethod
-    def record_many(cls, actor, action, targets, *, ip=None, details=None):
-        """One event per target in a single INSERT (console actions on thousands of rows). `details`,
-        when given, holds one detail dict per target."""
-        details = details if details is not None else [None] * len(targets)
+    def record_set(cls, actor, action, targets, label, *, ip=None):
+        """One event per row of the queryset `targets`, written by one INSERT … SELECT without loading
+        them (a console action on thousands of rows). `label` is the expression of str(target) over
+        the targets' rows, e.g. Invitation.label(); `action` a string or an expression over them."""
         actor = actor if getattr(actor, "is_authenticated", False) else None
-        # The actor's id and label once, not through request.user's lazy wrapper for every row.
-        actor_id, actor_label = (actor.pk, str(actor)) if actor else (None, "system")
-        return cls.objects.bulk_create([
-            cls(actor_id=actor_id, actor_label=actor_label, action=action, target_type=target._meta.label,
-                target_id=str(target.pk), target_label=str(target)[:254], ip=ip, detail=detail or {})
-            for target, detail in zip(targets, details)], batch_size=1000)
+        insert_select(
+            cls, targets,
+            actor=Value(actor.pk if actor else None, output_field=models.BigIntegerField()),
+            actor_label=Value(str(actor) if actor else "system"),
+            action=Value(action) if isinstance(action, str) else action,
+            target_type=Value(targets.model._meta.label),
+            target_id=Cast("pk", models.CharField()),
+            target_label=Left(label, 254),
+            ip=Value(ip, output_field=models.GenericIPAddressField()),
+            detail=Value({}, output_field=models.JSONField()),
+            created_at=Value(timezone.now()),
+        )
 
 

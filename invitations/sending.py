@@ -4,54 +4,64 @@ Called alike by the console, the API, the wizard, the CSV import and the Celery 
 """
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
+from smtplib import SMTPException
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import BigIntegerField, Case, Exists, F, OuterRef, QuerySet, Value, When
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 
 from enrollment import pins
+from mdmportal.bulk import insert_select
 
-from .models import AuditEvent, Invitation, InvitationEmail, InvalidTransition, Organisation, hash_token
+from .models import AuditEvent, Invitation, InvitationEmail, InvalidTransition, Organisation, User, hash_token
 from .registration import effective_registration_settings, registration_settings_for
 
 logger = logging.getLogger(__name__)
 
-# Chunk size of the fan-out task: one broker message per chunk keeps a 10,000-user action fast.
+# Chunk size of the fan-out task: one broker message per chunk keeps a 10,000-user action fast, and
+# each chunk is sent over one SMTP connection.
 FANOUT_CHUNK = 500
-# deliver_many claims, sends and records this many emails at a time. One: a worker killed mid-send
-# leaves a single row "sending" (reported by the sweep), never a whole batch of unsent emails.
-DELIVERY_BATCH = 1
 
 
 def invite(users, *, actor=None, ip=None):
-    """Invite each user: a new invitation, or a resend of the one still pending. Returns invitations."""
-    users = list(users)
+    """Invite each user (a queryset or a list): a new invitation, or a resend of the one still pending.
+
+    Set-based: a fixed handful of statements whatever the number of users (INSERT … SELECT), none of
+    them loaded, so a console action on every user returns at once. Returns the ids of the
+    invitations emailed, one per user."""
+    users = User.objects.filter(pk__in=users.values("pk") if isinstance(users, QuerySet) else [u.pk for u in users])
     now = timezone.now()
     expires = now + timedelta(days=settings.INVITATION_TTL_DAYS)
-    # The user comes along: each audit event is labelled with it.
-    pending = {inv.user_id: inv for inv in Invitation.objects.pending().select_related("user").filter(user__in=users)}
+    created_by = _user_or_none(actor)
+    pending = Invitation.objects.pending().filter(user__in=users)
+    # An invitation's first email is the invitation; a later one (the user was invited before) a resend.
+    emailed_before = Exists(InvitationEmail.objects.filter(invitation=OuterRef("pk")))
     with transaction.atomic():
-        created_by = _user_or_none(actor)
-        created_by_id = created_by.pk if created_by else None
-        new = [Invitation(user=u, created_by_id=created_by_id, expires_at=expires)
-               for u in users if u.pk not in pending]
-        Invitation.objects.bulk_create(new)
-        if pending:
-            Invitation.objects.filter(pk__in=[i.pk for i in pending.values()]).update(expires_at=expires)
-        emails = [InvitationEmail(invitation=inv, reason=InvitationEmail.Reason.INVITE, queued_at=now)
-                  for inv in new]
-        emails += [InvitationEmail(invitation=inv, reason=InvitationEmail.Reason.RESEND, queued_at=now)
-                   for inv in pending.values()]
-        InvitationEmail.objects.bulk_create(emails)
-        _audit_many(actor, "invitation.sent", new, ip)
-        _audit_many(actor, "invitation.resent", list(pending.values()), ip)
-        queue_emails([e.pk for e in emails])
-    return new + list(pending.values())
+        insert_select(
+            Invitation, users.exclude(Exists(Invitation.objects.pending().filter(user=OuterRef("pk")))),
+            user=F("pk"), status=Value(Invitation.Status.QUEUED), failure_reason=Value(""),
+            created_by=Value(created_by.pk if created_by else None, output_field=BigIntegerField()),
+            created_at=Value(now), expires_at=Value(expires),
+        )
+        AuditEvent.record_set(actor, Case(When(emailed_before, then=Value("invitation.resent")),
+                                          default=Value("invitation.sent")), pending, Invitation.label(), ip=ip)
+        emails = insert_select(
+            InvitationEmail, pending, returning=("pk", "invitation", "reason"),
+            invitation=F("pk"), status=Value(InvitationEmail.Status.QUEUED), attempts=Value(0), error=Value(""),
+            reason=Case(When(emailed_before, then=Value(InvitationEmail.Reason.RESEND)),
+                        default=Value(InvitationEmail.Reason.INVITE)),
+            queued_at=Value(now),
+        )
+        if any(reason == InvitationEmail.Reason.RESEND for _, _, reason in emails):
+            pending.filter(expires_at__lt=expires).update(expires_at=expires)
+        queue_emails(sorted(email_id for email_id, _, _ in emails))
+    return [invitation_id for _, invitation_id, _ in emails]
 
 
 def resend(invitation, *, actor=None, ip=None):
@@ -95,92 +105,115 @@ def queue_emails(email_ids):
     transaction.on_commit(enqueue)
 
 
-def claim(email_id):
-    """Mark a queued email as sending and give it a fresh token. Returns (email, raw_token) or None
-    when there is nothing to send (already sent, sending elsewhere, invitation over)."""
-    with transaction.atomic():
-        email = (InvitationEmail.objects.select_for_update(of=("self",))
-                 .select_related("invitation__user").filter(pk=email_id).first())
-        if email is None or email.status != InvitationEmail.Status.QUEUED:
-            return None
-        invitation = email.invitation
-        if invitation.revoked_at or invitation.accepted_at:
-            email.status, email.error = InvitationEmail.Status.FAILED, "invitation no longer pending"
-            email.save(update_fields=["status", "error"])
-            return None
-        raw = secrets.token_urlsafe(32)
-        email.token_hash = hash_token(raw)
-        email.status = InvitationEmail.Status.SENDING
-        email.attempts += 1
-        email.save(update_fields=["token_hash", "status", "attempts"])
-    return email, raw
-
-
-def claim_many(email_ids):
-    """claim() for many emails in a few queries: [(email, raw_token)] of those there is something to send."""
-    with transaction.atomic():
-        emails = list(InvitationEmail.objects.select_for_update(of=("self",)).select_related("invitation__user")
-                      .filter(pk__in=email_ids, status=InvitationEmail.Status.QUEUED).order_by("pk"))
-        over = [e.pk for e in emails if e.invitation.revoked_at or e.invitation.accepted_at]
-        if over:
-            InvitationEmail.objects.filter(pk__in=over).update(status=InvitationEmail.Status.FAILED,
-                                                               error="invitation no longer pending")
-        claimed = []
-        for email in emails:
-            if email.pk in over:
-                continue
-            raw = secrets.token_urlsafe(32)
-            email.token_hash, email.status, email.attempts = hash_token(raw), InvitationEmail.Status.SENDING, email.attempts + 1
-            claimed.append((email, raw))
-        InvitationEmail.objects.bulk_update([email for email, _ in claimed], ["token_hash", "status", "attempts"])
-    return claimed
+def claim(email):
+    """Mark a queued email as sending with a fresh token, in one UPDATE that matches only while the row
+    is queued and its invitation pending: of two workers given the same email (the sweep re-queued it),
+    one gets it. Returns the token in clear, or None when there is nothing to send (already sent,
+    sending elsewhere, invitation over). `email` comes with its invitation and user."""
+    raw = secrets.token_urlsafe(32)
+    sending = {"status": InvitationEmail.Status.SENDING, "token_hash": hash_token(raw)}
+    pending = Exists(Invitation.objects.filter(pk=OuterRef("invitation_id"), revoked_at=None, accepted_at=None))
+    queued = InvitationEmail.objects.filter(pk=email.pk, status=InvitationEmail.Status.QUEUED)
+    if queued.filter(pending).update(**sending, attempts=F("attempts") + 1):
+        email.status, email.token_hash, email.attempts = sending["status"], sending["token_hash"], email.attempts + 1
+        return raw
+    queued.exclude(pending).update(status=InvitationEmail.Status.FAILED, error="invitation no longer pending")
+    return None
 
 
 def deliver(email_id):
     """Send one queued invitation email (at most once). SMTP errors propagate to the caller."""
-    claimed = claim(email_id)
-    if claimed is None:
+    email = InvitationEmail.objects.select_related("invitation__user").filter(pk=email_id).first()
+    if email is None:
         return False
-    email, raw = claimed
-    # The registration PIN is made here, as the email goes out, so it never travels through the broker
-    # and each email shows a PIN nobody else has seen (a resend replaces the previous PIN).
-    pin = _pin_for_email(email.invitation.user)
+    with transaction.atomic():
+        raw = claim(email)
+        if raw is None:
+            return False
+        # The registration PIN is made here, as the email goes out, so it never travels through the
+        # broker and each email shows a PIN nobody else has seen (a resend replaces the previous PIN).
+        pin = _pin_for_email(email.invitation.user)
     try:
         build_message(email, raw, pin).send(fail_silently=False)
     except Exception:
         _give_back(email, pin)
         raise
-    _record_sent([email])
+    with transaction.atomic():
+        _record_sent(email)
     return True
 
 
 def deliver_many(email_ids):
-    """Send many queued invitation emails (a bulk invite's fan-out) over one SMTP connection, claimed
-    and recorded DELIVERY_BATCH at a time, each still at most once. An email that cannot be sent goes
-    back to the queue; its id is returned for the caller to retry it on its own (deliver()). Raises
+    """Send a bulk invite's chunk of queued emails over one SMTP connection, each at most once and
+    claimed (committed) before it is sent. The transaction that claims an email also records how the
+    one before it went, so each email costs one commit and a worker killed at any point leaves at most
+    one email "sending" (reported by the sweep). An email that cannot be sent goes back to the queue
+    and its id is returned for the caller to retry it on its own (deliver()). Raises
     SMTPException/OSError, having claimed nothing, when the SMTP server cannot be reached."""
-    unsent = []
+    emails = list(InvitationEmail.objects.filter(pk__in=email_ids, status=InvitationEmail.Status.QUEUED)
+                  .select_related("invitation__user").order_by("pk"))
+    if not emails:
+        return []
     organisation = Organisation.get()
-    with get_connection(fail_silently=False) as connection:
-        for start in range(0, len(email_ids), DELIVERY_BATCH):
-            claimed = claim_many(email_ids[start:start + DELIVERY_BATCH])
-            policies = registration_settings_for([email.invitation.user for email, _ in claimed])
-            sent = []
-            for email, raw in claimed:
+    policies = registration_settings_for([email.invitation.user for email in emails])
+    connection = get_connection(fail_silently=False)
+    connection.open()
+    unsent, outcome = [], None
+    try:
+        for email in emails:
+            with transaction.atomic():
+                _record_outcome(outcome)
+                outcome = None
+                raw = claim(email)
+                if raw is None:
+                    continue
                 policy = policies[email.invitation.user_id]
                 pin = pins.issue(email.invitation.user) if policy.requires_pin else None
-                message = build_message(email, raw, pin, organisation=organisation, policy=policy)
-                message.connection = connection
-                try:
-                    message.send(fail_silently=False)
-                except Exception as exc:  # noqa: BLE001 - any SMTP or socket error: this email is retried alone
-                    logger.warning("invitation email %s not sent in its batch, retried alone: %s", email.pk, exc)
-                    _give_back(email, pin)
-                    unsent.append(email.pk)
-                    continue
-                sent.append(email)
-            _record_sent(sent)
+            outcome = _send(connection, email, raw, pin, organisation, policy)
+            if outcome.error:
+                unsent.append(email.pk)
+        with transaction.atomic():
+            _record_outcome(outcome)
+    finally:
+        _close(connection)
     return unsent
+
+
+@dataclass
+class _Outcome:
+    email: InvitationEmail
+    pin: tuple | None
+    error: Exception | None = None
+
+
+def _send(connection, email, raw, pin, organisation, policy):
+    """Send one claimed email of a chunk over the chunk's SMTP connection."""
+    try:
+        message = build_message(email, raw, pin, organisation=organisation, policy=policy)
+        message.connection = connection
+        message.send(fail_silently=False)
+    except Exception as exc:  # noqa: BLE001 - any SMTP or socket error: this email is retried alone
+        logger.warning("invitation email %s not sent in its batch, retried alone: %s", email.pk, exc)
+        # The next email gets a fresh connection: this one may be broken (send_messages reopens it).
+        _close(connection)
+        return _Outcome(email, pin, exc)
+    return _Outcome(email, pin)
+
+
+def _close(connection):
+    try:
+        connection.close()
+    except (SMTPException, OSError):  # a broken connection may fail to say goodbye; it is dropped anyway
+        pass
+
+
+def _record_outcome(outcome):
+    if outcome is None:
+        return
+    if outcome.error is None:
+        _record_sent(outcome.email)
+    else:
+        _give_back(outcome.email, outcome.pin)
 
 
 def _give_back(email, pin):
@@ -191,19 +224,15 @@ def _give_back(email, pin):
         pin[0].revoke()
 
 
-def _record_sent(emails):
-    if not emails:
-        return
+def _record_sent(email):
     now = timezone.now()
-    invitation_ids = [email.invitation_id for email in emails]
-    InvitationEmail.objects.filter(pk__in=[email.pk for email in emails]).update(
-        status=InvitationEmail.Status.SENT, sent_at=now, error="")
-    Invitation.objects.filter(pk__in=invitation_ids).update(sent_at=now)
-    Invitation.objects.filter(
-        pk__in=invitation_ids, status__in=[Invitation.Status.QUEUED, Invitation.Status.FAILED]
-    ).update(status=Invitation.Status.SENT, failure_reason="")
-    AuditEvent.record_many(None, "invitation.email_delivered", [email.invitation for email in emails],
-                           details=[{"email": email.pk} for email in emails])
+    InvitationEmail.objects.filter(pk=email.pk).update(status=InvitationEmail.Status.SENT, sent_at=now, error="")
+    invitation = Invitation.objects.filter(pk=email.invitation_id)
+    # Sent moves a queued invitation on and clears a failure; opened, accepted... stay as they are.
+    if not invitation.filter(status__in=[Invitation.Status.QUEUED, Invitation.Status.FAILED]).update(
+            status=Invitation.Status.SENT, failure_reason="", sent_at=now):
+        invitation.update(sent_at=now)
+    AuditEvent.record(None, "invitation.email_delivered", email.invitation, detail={"email": email.pk})
 
 
 def record_failure(email_id, exc, *, final):
@@ -349,8 +378,3 @@ def mark_enrollment_completed(user):
 
 def _user_or_none(actor):
     return actor if getattr(actor, "is_authenticated", False) else None
-
-
-def _audit_many(actor, action, invitations, ip):
-    if invitations:
-        AuditEvent.record_many(actor, action, invitations, ip=ip)

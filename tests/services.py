@@ -39,6 +39,7 @@ class SmtpSink:
     """What the local SMTP server received, parsed."""
 
     messages: list = field(default_factory=list)
+    peers: list = field(default_factory=list)  # the client (host, port) of each message: its SMTP connection
     lock: threading.Lock = field(default_factory=threading.Lock)
     port: int = 0
     # hold(address): the message to that address is received but its "250" waits for release(), so a
@@ -51,6 +52,7 @@ class SmtpSink:
         parsed = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
         with self.lock:
             self.messages.append(parsed)
+            self.peers.append(session.peer)
         if self.held_address and parsed["To"] == self.held_address:
             self.holding.set()
             while not self.released.is_set():
@@ -84,6 +86,7 @@ class SmtpSink:
         self.release()
         with self.lock:
             self.messages.clear()
+            self.peers.clear()
 
 
 @pytest.fixture(scope="session")

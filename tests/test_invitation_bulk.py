@@ -1,5 +1,7 @@
-"""Inviting thousands of users from one console action: bulk writes, one fan-out message per 500
-emails, each chunk sent over one SMTP connection, every email still sent at most once."""
+"""Inviting thousands of users from one console action: set-based writes (a fixed number of
+statements, no user loaded), one fan-out message per 500 emails, each chunk sent over one SMTP
+connection with one commit per email, every email still sent at most once."""
+from datetime import timedelta
 from unittest import mock
 
 import factory
@@ -7,13 +9,16 @@ import pytest
 from django.core.mail import EmailMultiAlternatives
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.urls import reverse
+from django.utils import timezone
 
-from invitations import sending
+from invitations import sending, tasks
 from invitations.models import AuditEvent, Invitation, InvitationEmail
+from tests.console_fixtures import messages_of
 from tests.factories import UserFactory, UserGroupFactory
 
 pytestmark = pytest.mark.django_db
+
+USERS = "/admin/invitations/user/"
 
 
 def make_users(count, prefix="bulk"):
@@ -30,19 +35,29 @@ def test_invite_writes_in_bulk_whatever_the_number_of_users(organisation, admin_
     few, many = make_users(3, "few"), make_users(60, "many")
 
     assert invite_queries(few, admin_user) == invite_queries(many, admin_user)
-    assert AuditEvent.objects.filter(action="invitation.sent").count() == 63
+    events = AuditEvent.objects.filter(action="invitation.sent")
+    assert events.count() == 63
+    labels = {str(invitation): str(invitation.pk) for invitation in Invitation.objects.select_related("user")}
+    assert {event.target_label: event.target_id for event in events} == labels
+    assert {event.actor_id for event in events} == {admin_user.pk}
+    assert set(InvitationEmail.objects.values_list("reason", flat=True)) == {InvitationEmail.Reason.INVITE}
 
 
 def test_reinviting_pending_users_resends_with_a_fixed_query_count(organisation, admin_user):
     few, many = make_users(3, "few"), make_users(40, "many")
     sending.invite(few + many)
 
+    Invitation.objects.update(expires_at=timezone.now() + timedelta(days=1))
+
     assert invite_queries(few, admin_user) == invite_queries(many, admin_user)
     assert AuditEvent.objects.filter(action="invitation.resent").count() == 43
+    assert Invitation.objects.count() == 43  # resent, not invited again
+    assert InvitationEmail.objects.filter(reason=InvitationEmail.Reason.RESEND).count() == 43
+    assert Invitation.objects.filter(expires_at__lt=timezone.now() + timedelta(days=10)).count() == 0
 
 
 def test_bulk_invite_sends_each_user_one_email(organisation, mailoutbox, django_capture_on_commit_callbacks):
-    users = make_users(sending.DELIVERY_BATCH + 7)
+    users = make_users(8)
 
     with mock.patch.object(sending, "get_connection", wraps=sending.get_connection) as get_connection:
         with django_capture_on_commit_callbacks(execute=True):
@@ -64,10 +79,12 @@ def test_delivery_queries_per_email_are_fixed_whatever_the_batch(organisation, d
         return len(queries)
 
     # Emails are claimed one at a time (a killed worker strands one, never a batch), so each costs the
-    # same few queries: the count is linear in the emails, with no per-batch or per-user extra.
+    # same few queries: the count is linear in the emails, with no per-batch or per-user extra. One
+    # transaction per email records the previous one as sent (email, invitation, audit) and claims it.
     one = delivery_queries(make_users(1, "one"))
     per_email = delivery_queries(make_users(2, "two")) - one
     assert delivery_queries(make_users(30, "thirty")) == one + 29 * per_email
+    assert per_email <= 6  # savepoint, 3 writes recording the previous email, the claim, release
 
 
 def test_group_settings_reach_each_users_email_in_a_batch(organisation, mailoutbox,
@@ -123,14 +140,43 @@ def test_unreachable_smtp_server_leaves_each_email_to_its_own_retry(organisation
     assert AuditEvent.objects.filter(action="invitation.email_failed").count() == 3
 
 
-def test_send_invitations_action_on_all_selected_users_invites_them_in_bulk(console, organisation,
-                                                                            django_capture_on_commit_callbacks):
-    users = make_users(30)
-
-    with django_capture_on_commit_callbacks(execute=False):
-        response = console.post(reverse("admin:invitations_user_changelist") + "?q=bulk", {
-            "action": "send_invitations", "select_across": "1", "index": "0", "_selected_action": [users[0].pk]})
-
+def send_to_all(console, prefix, django_capture_on_commit_callbacks):
+    """The console's "Select all" + "Send invitation" on the users whose address starts with prefix."""
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True):
+        response = console.post(USERS + f"?q={prefix}", {
+            "action": "send_invitations", "select_across": "1", "index": "0", "_selected_action": ["0"]})
     assert response.status_code == 302
-    assert Invitation.objects.filter(user__in=users).count() == 30
-    assert InvitationEmail.objects.filter(status=InvitationEmail.Status.QUEUED).count() == 30
+    return len(queries)
+
+
+def test_send_invitations_action_on_all_users_costs_the_same_queries_for_3_or_40_users(
+        console, organisation, django_capture_on_commit_callbacks):
+    few, many = make_users(3, "few"), make_users(40, "many")
+
+    with mock.patch.object(tasks.fan_out_emails, "delay", autospec=True) as fan_out:
+        assert send_to_all(console, "few", django_capture_on_commit_callbacks) == send_to_all(
+            console, "many", django_capture_on_commit_callbacks)
+
+    for users in (few, many):
+        assert InvitationEmail.objects.filter(invitation__user__in=users,
+                                              status=InvitationEmail.Status.QUEUED).count() == len(users)
+    assert [len(call.args[0]) for call in fan_out.call_args_list] == [3, 40]  # one chunk each
+
+
+def test_send_invitations_action_queues_one_task_per_chunk_and_says_how_many_and_who_was_skipped(
+        console, organisation, django_capture_on_commit_callbacks, monkeypatch):
+    users = make_users(25)
+    for user in users[:2]:
+        user.is_active = False
+        user.save()
+    monkeypatch.setattr(sending, "FANOUT_CHUNK", 10)
+
+    with mock.patch.object(tasks.fan_out_emails, "delay", autospec=True) as fan_out:
+        send_to_all(console, "bulk", django_capture_on_commit_callbacks)
+    response = console.get(USERS)
+
+    assert [len(call.args[0]) for call in fan_out.call_args_list] == [10, 10, 3]
+    assert sorted(pk for call in fan_out.call_args_list for pk in call.args[0]) == sorted(
+        InvitationEmail.objects.values_list("pk", flat=True))
+    assert set(Invitation.objects.values_list("user", flat=True)) == {user.pk for user in users[2:]}
+    assert messages_of(response) == ["Invitations queued for 23 users.", "2 inactive users were not invited."]

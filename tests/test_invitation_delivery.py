@@ -40,6 +40,24 @@ def test_invitation_sent_from_users_action_arrives_with_working_link(
     assert Invitation.objects.get(user=user).status == Invitation.Status.OPENED
 
 
+def test_send_invitations_on_all_users_delivers_each_email_once_over_one_smtp_connection(
+        client, live_tasks, smtp_server, admin_user, organisation):
+    smtp_server.clear()
+    users = [UserFactory(email=f"chunk{i:02d}@example.com") for i in range(12)]
+    client.force_login(admin_user)
+
+    response = client.post(reverse("admin:invitations_user_changelist") + "?q=chunk", {
+        "action": "send_invitations", "select_across": "1", "index": "0", "_selected_action": [users[0].pk]})
+
+    assert response.status_code == 302
+    smtp_server.wait_for(len(users))
+    time.sleep(1)  # room for a duplicate
+    assert sorted(m["To"] for m in smtp_server.messages) == sorted(u.email for u in users)
+    assert len(set(smtp_server.peers)) == 1  # the users fit one fan-out chunk: one SMTP connection
+    assert set(InvitationEmail.objects.values_list("status", flat=True)) == {InvitationEmail.Status.SENT}
+    assert set(Invitation.objects.values_list("status", flat=True)) == {Invitation.Status.SENT}
+
+
 def test_invitations_requested_while_broker_is_down_are_each_delivered_exactly_once(
         live_tasks, redis_url, smtp_server, organisation):
     smtp_server.clear()
