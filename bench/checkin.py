@@ -60,6 +60,7 @@ class SeededDevice:
 
     provisioning: SimpleNamespace
     certificate: object
+    private_key: object  # the key of `certificate` (ManagementClient presents both, as Windows does)
     provisioning_document: object
     simulator: object  # made before the clock: loading the TLS trust store costs ~100 ms per Simulator
 
@@ -83,14 +84,14 @@ def seed(run_id, count):
 
     owner = get_user_model().objects.create_user(f"bench-checkin-{run_id}@bench.invalid")
     # One key for every device keeps seeding fast; each device still has its own certificate and serial.
-    public_key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     management_url = server_url("onpremise") + settings.ENROLLMENT_MANAGEMENT_PATH
     now = timezone.now()
     rows, seeded = [], []
     for _ in range(count):
         device_id = secrets.token_hex(16).upper()
         secret, nonce = secrets.token_urlsafe(16), base64.b64encode(secrets.token_bytes(16)).decode()
-        certificate = ca.issue_device_certificate(public_key, device_id)
+        certificate = ca.issue_device_certificate(private_key.public_key(), device_id)
         rows.append(Device(
             device_id=device_id, name=f"BENCH-{device_id[:7]}", enrollment_type=Device.EnrollmentType.FULL,
             method=Device.Method.ONPREMISE, user=owner, upn=owner.email,
@@ -107,7 +108,7 @@ def seed(run_id, count):
             f'<parm name="AAUTHDATA" value="{nonce}"/></characteristic></wap-provisioningdoc>').getroottree()
         seeded.append(SeededDevice(SimpleNamespace(management_url=management_url,
                                                    provider_id=settings.ENROLLMENT_PROVIDER_ID),
-                                   certificate, document, Simulator(server_url("onpremise"), owner.email,
+                                   certificate, private_key, document, Simulator(server_url("onpremise"), owner.email,
                                                                      device_id=device_id, timeout=60)))
     devices = Device.objects.bulk_create(rows)
     group = ConfigurationGroup.objects.create(name=f"bench-checkin-{run_id}", priority=900)

@@ -1,10 +1,12 @@
-"""The benchmark harness's own moving parts (bench/run itself is exercised by running it)."""
+"""The benchmark harness's own moving parts, and the workloads' seeding and client side against a live
+server (bench/run itself, with gunicorn and PostgreSQL, is exercised by running it)."""
 import json
 
 from django.contrib.auth.hashers import PBKDF2PasswordHasher, check_password, make_password
 
 from bench import _harness
 from bench._hashers import CountingPBKDF2PasswordHasher, hashes_counted
+from tests.test_simulator import enrollment_server  # noqa: F401  (fixture)
 
 
 def test_counting_hasher_counts_every_hash_and_reads_default_hashes(settings, tmp_path, monkeypatch):
@@ -29,3 +31,26 @@ def test_table_lists_reported_rows_and_failed_workloads(tmp_path, monkeypatch):
     assert [cell.strip() for cell in table[2].split("|")[1:-1]] == ["enrollments/s", "2.00/s", "≥ 1.00/s", "3.00/s", "met"]
     assert "FAILED" in table[3] and "sessions" in table[3]
     assert json.loads(results.read_text())["figure"] == "2.00/s"
+
+
+def test_checkin_workload_seeds_devices_that_run_full_sessions(enrollment_server, monkeypatch):
+    """bench/checkin.py's seeding and sessions, as bench/run drives them, against a live server: every
+    seeded device carries what the simulator's ManagementClient reads from a real enrollment (its
+    certificate and that certificate's key), and runs a full two-message session that acknowledges
+    every queued command."""
+    from enrollment.models import Device, DeviceCommand
+
+    from bench import checkin
+
+    monkeypatch.setenv("BENCH_URL_ONPREMISE", enrollment_server.url)
+    monkeypatch.setenv("BENCH_CLIENTS", "1")  # one client: the test server's SQLite takes one writer
+    devices = checkin.seed("test", 2)
+    for device, seeded in devices:
+        assert device.pk and Device.objects.get(pk=device.pk).certificate_serial
+        assert seeded.certificate.public_key().public_numbers() == seeded.private_key.public_key().public_numbers()
+    checkin.queue_commands(devices, 3)
+    _, latencies, failures = checkin.run_sessions(enrollment_server.url, devices)
+    assert failures == []
+    assert len(latencies) == 2
+    assert checkin.unacknowledged(devices) == 0
+    assert DeviceCommand.objects.filter(source="bench", status=DeviceCommand.Status.SUCCEEDED).count() == 2 * 3
