@@ -45,14 +45,16 @@ MIDDLEWARE = [
     # First: X-Forwarded-For/-Proto believed only from TRUSTED_PROXIES, before anything reads the address.
     "mdmportal.proxies.ForwardedHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.locale.LocaleMiddleware",
+    # Django's session, locale, auth and messages middleware, except that the OMA-DM endpoint and the
+    # keyless discovery address pass them untouched: devices use none of them (mdmportal/device_requests.py).
+    "mdmportal.device_requests.SessionMiddleware",
+    "mdmportal.device_requests.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "mdmportal.device_requests.AuthenticationMiddleware",
+    "mdmportal.device_requests.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "axes.middleware.AxesMiddleware",
+    "axes.middleware.AxesMiddleware",  # only looks at a flag the password checks set
     # PostgreSQL or Redis down: a 503 page / SOAP fault instead of a 500 (mdmportal/unavailable.py).
     "mdmportal.unavailable.DependencyUnavailableMiddleware",
 ]
@@ -78,7 +80,12 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+# Persistent connections: a connection per request costs more than a whole OMA-DM message's queries
+# (TCP, authentication, session set-up). Each gunicorn worker keeps one for CONN_MAX_AGE seconds, and
+# checks it (SELECT 1) before the first query of each request, so a PostgreSQL restart costs the
+# requests that run during the outage, not the ones after it. CONN_MAX_AGE=0 closes it after every request.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=600))
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "invitations.User"
