@@ -33,7 +33,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.http import HttpResponse
 from django.utils import timezone
@@ -321,9 +321,7 @@ class Conversation:
             session.last_request_hash, session.last_reply, session.updated_at = digest, reply, self.now
             # A session opened by this message is inserted here, once, with its final values.
             session.save()
-            if self.sent:
-                DeviceCommand.objects.bulk_update(self.sent, ["status", "session", "msg_id", "cmd_id", "sent_at",
-                                                              "attempts"])
+            bulk_update(self.sent, ["status", "session", "msg_id", "cmd_id", "sent_at", "attempts"])
             self.save_device()
         return reply
 
@@ -445,9 +443,7 @@ class Conversation:
                 self.store_result(command, answer)
             touched[command.pk] = command
         self.unanswered = len(by_ref) - len(touched)
-        if touched:
-            DeviceCommand.objects.bulk_update(
-                list(touched.values()), ["status", "status_code", "completed_at", "result_data", "result_format", "note"])
+        bulk_update(list(touched.values()), ["status", "status_code", "completed_at", "result_data", "result_format", "note"])
 
     def store_result(self, command, results):
         item = results.items[0] if results.items else syncml.Item()
@@ -555,6 +551,37 @@ class Conversation:
     def save_device(self):
         if self.device_fields:
             self.device.save(update_fields=sorted(self.device_fields))
+
+
+def bulk_update(objects, fields):
+    """Save `fields` of `objects` (rows of one model) in one UPDATE. On PostgreSQL an UPDATE ... FROM
+    (VALUES ...), whose cost barely grows with the rows; elsewhere Django's bulk_update, whose CASE per
+    field and row made it the costliest step of a message in profiles (Python building the
+    expressions, not the database)."""
+    if not objects:
+        return
+    model = type(objects[0])
+    connection = connections[router.db_for_write(model)]
+    if connection.vendor != "postgresql":
+        model.objects.bulk_update(objects, fields)
+        return
+    meta, quote = model._meta, connection.ops.quote_name
+    key, columns = meta.pk, [meta.get_field(name) for name in fields]
+    row = "(" + ", ".join(f"%s::{field.db_type(connection)}" for field in [key, *columns]) + ")"
+    params = []
+    for obj in objects:
+        params.append(key.get_db_prep_save(obj.pk, connection))
+        for field in columns:
+            # A foreign key set to a row saved since (the session of its first message): its id now.
+            value = getattr(obj, field.name).pk if field.is_relation and getattr(obj, field.name) else \
+                getattr(obj, field.attname)
+            params.append(field.get_db_prep_save(value, connection))
+    names = ", ".join(quote(field.column) for field in [key, *columns])
+    assignments = ", ".join(f"{quote(field.column)} = v.{quote(field.column)}" for field in columns)
+    sql = (f"UPDATE {quote(meta.db_table)} AS t SET {assignments} FROM (VALUES {', '.join([row] * len(objects))}) "
+           f"AS v({names}) WHERE t.{quote(key.column)} = v.{quote(key.column)}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _ref(answer):

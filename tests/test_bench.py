@@ -54,3 +54,24 @@ def test_checkin_workload_seeds_devices_that_run_full_sessions(enrollment_server
     assert len(latencies) == 2
     assert checkin.unacknowledged(devices) == 0
     assert DeviceCommand.objects.filter(source="bench", status=DeviceCommand.Status.SUCCEEDED).count() == 2 * 3
+
+
+def test_cpu_meter_counts_the_cpu_of_processes_it_watches():
+    """bench/checkin.py's CPU per session (gunicorn workers, PostgreSQL backends) comes from these."""
+    import os
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        assert child.pid in _harness.children(os.getpid())
+        meter = _harness.CpuMeter([os.getpid(), child.pid])
+        deadline = _harness.cpu_seconds(os.getpid()) + 0.1
+        while _harness.cpu_seconds(os.getpid()) < deadline:
+            sum(range(10_000))
+        assert meter.seconds() >= 0.09  # clock ticks, summed as floats
+        assert meter.gone == 0
+    finally:
+        child.communicate(b"")
+    assert _harness.cpu_seconds(child.pid) is None
+    assert meter.seconds() >= 0.09 and meter.gone == 1
