@@ -2,7 +2,7 @@
 
 bench/run calls the command-line side (`python -m bench._harness prepare|port|wait|wait-worker|table`);
 workloads import `setup_django`, `server_url`, `workers`, `report`, `log`, `median_seconds`,
-`empty_requests_seconds`.
+`empty_requests_seconds`, `CpuMeter`.
 
 A workload reports rows by appending JSON lines to the file named by BENCH_RESULTS; bench/run turns
 all of them into one table once every workload has run.
@@ -67,6 +67,45 @@ def report(workload, figure, target="", floor="", result=""):
         with open(path, "a", encoding="utf-8") as results:
             results.write(json.dumps(row) + "\n")
     log(" | ".join(str(value) for value in row.values()))
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process so far (Linux /proc), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid):
+    """Process ids whose parent is `pid` (gunicorn's workers)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+class CpuMeter:
+    """CPU seconds that processes spend between two snapshots. Only processes alive at both count, so
+    it is exact for long-lived ones (gunicorn workers, persistent PostgreSQL backends) and blind to
+    processes that come and go in between (it says how many it saw go)."""
+
+    def __init__(self, pids):
+        self.before = {pid: cpu_seconds(pid) for pid in pids}
+        self.before = {pid: seconds for pid, seconds in self.before.items() if seconds is not None}
+
+    def seconds(self):
+        after = {pid: cpu_seconds(pid) for pid in self.before}
+        self.gone = sum(1 for seconds in after.values() if seconds is None)
+        return sum(after[pid] - self.before[pid] for pid in self.before if after[pid] is not None)
 
 
 def log(message):

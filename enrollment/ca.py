@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Subquery
 from django.utils.crypto import salted_hmac
 
 from .models import CertificateAuthority
@@ -127,15 +128,38 @@ def issue_device_certificate(public_key, common_name: str, *, validity_days: int
     return builder.sign(issuing_key, hashes.SHA256())
 
 
-def verify_issued(cert: x509.Certificate) -> bool:
+def active_issuing_pem():
+    """The active issuing CA's certificate PEM as a subquery, for a caller that reads it along with
+    another row (enrollment/clientcert.py: the device and the CA in one query). NULL without a CA."""
+    return Subquery(CertificateAuthority.objects.filter(active=True, kind=CertificateAuthority.Kind.ISSUING)
+                    .values("certificate_pem")[:1])
+
+
+_NOT_GIVEN = object()
+
+
+def verify_issued(cert: x509.Certificate, *, issuing_pem=_NOT_GIVEN) -> bool:
     """Was `cert` signed by our active issuing CA? (Signature and issuer name only; the caller checks
-    validity dates and revocation.) Certificates of a replaced issuing CA no longer count."""
-    try:
-        _root, issuing = active_authorities()
-    except CaNotInitialised:
+    validity dates and revocation.) Certificates of a replaced issuing CA no longer count.
+    `issuing_pem`: the active issuing CA's PEM when the caller already read it (active_issuing_pem),
+    None when there is none."""
+    if issuing_pem is _NOT_GIVEN:
+        try:
+            _root, issuing = active_authorities()
+        except CaNotInitialised:
+            return False
+        issuing_pem = issuing.certificate_pem
+    if not issuing_pem:
         return False
+    return _signed_by(cert, issuing_pem)
+
+
+@functools.lru_cache(maxsize=1024)
+def _signed_by(cert: x509.Certificate, issuing_pem: str) -> bool:
+    """The signature check, remembered per process for the same certificate and CA (both immutable):
+    a device presents the same certificate at every message of every session."""
     try:
-        cert.verify_directly_issued_by(certificate_of(issuing))
+        cert.verify_directly_issued_by(_load_certificate(issuing_pem))
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True

@@ -8,6 +8,7 @@ anywhere else it is ignored and audited. The certificate must then be one our is
 within its validity, and the current certificate of a live enrollment, or the one its last renewal
 replaced until the device first presents the new one (Device.renew_certificate).
 """
+import functools
 import logging
 import urllib.parse
 from datetime import UTC, datetime
@@ -52,22 +53,44 @@ def certificate_from_request(request):
     if len(value) > MAX_HEADER:
         logger.warning("client certificate header of %s bytes ignored", len(value))
         return None
+    cert = _parse_header(value)
+    if cert is None:
+        logger.warning("client certificate header is not a PEM certificate")
+    return cert
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_header(value):
+    """The certificate in a header value, or None; remembered per process, as a device sends the same
+    header at every message (certificates are immutable)."""
     try:
         return x509.load_pem_x509_certificate(urllib.parse.unquote(value).encode("ascii"))
     except (ValueError, UnicodeEncodeError):
-        logger.warning("client certificate header is not a PEM certificate")
         return None
 
 
-def device_for_certificate(cert):
-    """The enrolled Device whose current certificate `cert` is; raises ClientCertError."""
-    if not ca.verify_issued(cert):
+@functools.lru_cache(maxsize=1024)
+def _serial_and_thumbprint(cert):
+    return ca.serial_hex(cert), ca.thumbprint(cert)
+
+
+def device_for_certificate(cert, devices=None):
+    """The enrolled Device whose current certificate `cert` is; raises ClientCertError.
+
+    `devices`: the queryset to look in (default all devices); the OMA-DM endpoint passes one that locks
+    the row and annotates what the session needs. The active issuing CA is read with the device, in
+    one query, and alone only when no device has that serial (to tell a foreign certificate from an
+    unknown one)."""
+    serial, thumbprint = _serial_and_thumbprint(cert)
+    devices = Device.objects.all() if devices is None else devices
+    device = (devices.filter(Q(certificate_serial=serial) | Q(previous_certificate_serial=serial))
+              .annotate(issuing_ca_pem=ca.active_issuing_pem()).first())
+    issued = ca.verify_issued(cert) if device is None else ca.verify_issued(cert, issuing_pem=device.issuing_ca_pem)
+    if not issued:
         raise ClientCertError("certificate not issued by our CA")
     now = datetime.now(UTC)
     if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
         raise ClientCertError("certificate expired or not yet valid")
-    serial, thumbprint = ca.serial_hex(cert), ca.thumbprint(cert)
-    device = Device.objects.filter(Q(certificate_serial=serial) | Q(previous_certificate_serial=serial)).first()
     current = device is not None and (device.certificate_serial, device.certificate_thumbprint) == (serial, thumbprint)
     previous = device is not None and (device.previous_certificate_serial,
                                        device.previous_certificate_thumbprint) == (serial, thumbprint)

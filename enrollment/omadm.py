@@ -33,12 +33,13 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
-from django.db import transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db import connections, router, transaction
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.http import HttpResponse
 from django.utils import timezone
 
 from autopilot import provisioning as autopilot_provisioning
+from autopilot.models import AutopilotEnrollment
 from invitations.models import AuditEvent
 
 from . import clientcert, inventory, reconcile, syncml
@@ -113,20 +114,25 @@ def serve(request):
         logger.info("management: malformed SyncML from %s: %s", request.META.get("REMOTE_ADDR"), exc)
         return _plain(400, "Malformed SyncML message.")
     ip = request.META.get("REMOTE_ADDR") or None
-    try:
-        caller = identify(request, message)
-    except Refused as refused:
-        logger.warning("management: refused %s (Source %s): %s", ip, message.header.source[:64], refused.reason)
-        if refused.audit:
-            AuditEvent.record(None, "management.refused", refused.device, ip=ip, detail={
-                "reason": refused.reason, "source": message.header.source[:64], "http_status": refused.http_status})
-        if refused.http_status == 429:
-            return _plain(429, "Too many failed sign-ins from this address: try again later.")
-        return _plain(refused.http_status, "This device is not allowed to talk to this server.")
-    if caller.challenged:
-        AuditEvent.record(None, "management.challenged", caller.device, ip=ip, detail={
-            "reason": caller.challenge_reason, "status": caller.header_code})
-    reply = Conversation(caller, message, body, server_url=request.build_absolute_uri(request.path), ip=ip).run()
+    # One transaction per message, from the first query: the device's row is read FOR UPDATE, so the
+    # messages of one device (and its reconciler) take turns, and nothing is ever half-written.
+    with transaction.atomic():
+        now = timezone.now()
+        try:
+            caller = identify(request, message, now)
+        except Refused as refused:
+            logger.warning("management: refused %s (Source %s): %s", ip, message.header.source[:64], refused.reason)
+            if refused.audit:
+                AuditEvent.record(None, "management.refused", refused.device, ip=ip, detail={
+                    "reason": refused.reason, "source": message.header.source[:64], "http_status": refused.http_status})
+            if refused.http_status == 429:
+                return _plain(429, "Too many failed sign-ins from this address: try again later.")
+            return _plain(refused.http_status, "This device is not allowed to talk to this server.")
+        if caller.challenged:
+            AuditEvent.record(None, "management.challenged", caller.device, ip=ip, detail={
+                "reason": caller.challenge_reason, "status": caller.header_code})
+        reply = Conversation(caller, message, body, server_url=request.build_absolute_uri(request.path), ip=ip,
+                             now=now).run()
     response = HttpResponse(reply, content_type=syncml.CONTENT_TYPE)
     response["Content-Length"] = str(len(reply))
     return response
@@ -149,13 +155,15 @@ def _check_header(header):
 
 # --- who is talking -------------------------------------------------------------------------------
 
-def identify(request, message):
-    """Caller for a device we manage; raises Refused. Brief §7 "HTTP" and reply rule 7."""
+def identify(request, message, now=None):
+    """Caller for a device we manage; raises Refused. Brief §7 "HTTP" and reply rule 7. Call inside a
+    transaction: the device's row is locked until it ends."""
     source = message.header.source
+    devices = _devices(message.header, now or timezone.now())
     cert = clientcert.certificate_from_request(request)
     if cert is not None:
         try:
-            device = clientcert.device_for_certificate(cert)
+            device = clientcert.device_for_certificate(cert, devices)
         except clientcert.ClientCertError as exc:
             raise Refused(403, exc.reason, exc.device) from None
         if source.lower() != device.device_id.lower():
@@ -163,10 +171,32 @@ def identify(request, message):
                 raise Refused(403, f"certificate of device {device.pk} used with the Source of another device", device)
             logger.warning("management: device %s sent SyncHdr Source %r, which names no device", device.pk, source[:64])
         return Caller(device, ManagementSession.Auth.CERTIFICATE)
-    device = Device.objects.enrolled().filter(device_id__iexact=source).first()
+    device = devices.filter(status=Device.Status.ENROLLED, device_id__iexact=source).first()
     if device is None:
         raise Refused(403, "no client certificate and no enrolled device of that DeviceID")
     return _digest_caller(device, message.header, request.META.get("REMOTE_ADDR") or "")
+
+
+def _devices(header, now):
+    """The devices to identify the caller among: its row locked for the rest of the transaction and,
+    at a session's first message, annotated with whether the once-per-session work has anything to
+    do (idle sessions to close, overdue commands to time out, an Autopilot setup), so that a device
+    with none of it costs none of those queries. The subqueries are index lookups on the device."""
+    devices = Device.objects.select_for_update(of=("self",))
+    if header.msg_id != "1":
+        return devices
+    device = OuterRef("pk")
+    return devices.annotate(
+        has_idle_sessions=Exists(ManagementSession.objects.filter(
+            device=device, ended_at__isnull=True, updated_at__lt=now - SESSION_IDLE)),
+        has_overdue_commands=Exists(DeviceCommand.objects.pending().filter(device=device, expires_at__lte=now)),
+        has_autopilot_setup=Exists(AutopilotEnrollment.objects.filter(device=device)),
+    )
+
+
+def _may(device, hint):
+    """False only when the device's row says there is nothing to do (see _devices); True when unknown."""
+    return getattr(device, hint, True)
 
 
 def _digest_caller(device, header, ip):
@@ -258,6 +288,12 @@ class Conversation:
     inventory_values: dict = field(default_factory=dict)
     events: list = field(default_factory=list)
     ending: bool = False
+    now: object = None
+    # Commands of this session sent and not answered yet: None when not known (then the session's end
+    # looks for them), 0 when the session has none (it was opened by this message, or every command
+    # sent was answered).
+    unanswered: int | None = None
+    sent: list = field(default_factory=list)  # our commands in this reply, saved after the session's row
 
     @property
     def device(self):
@@ -268,11 +304,12 @@ class Conversation:
         return self.message.header
 
     def run(self):
-        self.now = timezone.now()
+        self.now = self.now or timezone.now()
         digest = hashlib.sha256(self.body).hexdigest()
         if self.caller.next_nonce:
             self.device_fields.add("appsrv_nonce")
-        with transaction.atomic():
+        # Inside serve()'s transaction (no savepoint); its own when called alone.
+        with transaction.atomic(savepoint=False):
             session = self.open_session(digest)
             if isinstance(session, bytes):
                 self.save_device()
@@ -282,7 +319,9 @@ class Conversation:
             else:
                 reply = self.converse(session)
             session.last_request_hash, session.last_reply, session.updated_at = digest, reply, self.now
+            # A session opened by this message is inserted here, once, with its final values.
             session.save()
+            bulk_update(self.sent, ["status", "session", "msg_id", "cmd_id", "sent_at", "attempts"])
             self.save_device()
         return reply
 
@@ -302,10 +341,12 @@ class Conversation:
             self.close(session)  # the device started over with the same SessionID
             session = None
         if session is None:
-            self.close_idle_sessions()
-            session = ManagementSession.objects.create(
-                device=self.device, session_id=self.header.session_id, auth=self.caller.auth,
-                started_at=self.now, updated_at=self.now)
+            if _may(self.device, "has_idle_sessions"):
+                self.close_idle_sessions()
+            # Saved at the end of the message (run), with its reply.
+            session = ManagementSession(device=self.device, session_id=self.header.session_id, auth=self.caller.auth,
+                                        started_at=self.now, updated_at=self.now)
+            self.unanswered = 0
         session.client_msg_id = msg_id
         session.messages += 1
         if self.caller.auth:
@@ -355,7 +396,8 @@ class Conversation:
         if not outgoing:
             # A Status-only reply ends the session (brief §7 rule 6).
             session.ended_at = self.now
-            requeue_unanswered(DeviceCommand.objects.filter(session=session), self.now)
+            if self.unanswered != 0:
+                requeue_unanswered(DeviceCommand.objects.filter(session=session), self.now)
         return reply
 
     def reply(self, session, *, commands, alerts=()):
@@ -365,12 +407,10 @@ class Conversation:
         reply, sent = syncml.build(request_header=self.header, msg_id=session.server_msg_id,
                                    server_url=self.server_url, statuses=[header_status, *self.statuses],
                                    commands=commands, alerts=alerts, final=not alerts)
-        if sent:
-            for cmd_id, command in sent.items():
-                command.status, command.session, command.msg_id = DeviceCommand.Status.SENT, session, session.server_msg_id
-                command.cmd_id, command.sent_at, command.attempts = int(cmd_id), self.now, command.attempts + 1
-            DeviceCommand.objects.bulk_update(list(sent.values()),
-                                              ["status", "session", "msg_id", "cmd_id", "sent_at", "attempts"])
+        for cmd_id, command in sent.items():
+            command.status, command.session, command.msg_id = DeviceCommand.Status.SENT, session, session.server_msg_id
+            command.cmd_id, command.sent_at, command.attempts = int(cmd_id), self.now, command.attempts + 1
+            self.sent.append(command)  # saved by run() once the session has its row
         return reply
 
     # -- the device's Statuses and Results for our commands (brief §7 rule 5) ----------------------
@@ -380,9 +420,12 @@ class Conversation:
         refs = {ref for ref in (_ref(c) for c in answers) if ref is not None}
         if not refs:
             return
-        candidates = DeviceCommand.objects.filter(
-            session=session, status=DeviceCommand.Status.SENT,
-            msg_id__in={m for m, _ in refs}, cmd_id__in={c for _, c in refs})
+        # Every command of the session still waiting for an answer (those of the previous reply, as a
+        # rule; at most ENROLLMENT_COMMANDS_PER_MESSAGE per message): what is left unanswered below tells
+        # whether the session's end has commands to put back in the queue. A session opened by this
+        # message has sent nothing yet.
+        candidates = [] if session.pk is None else DeviceCommand.objects.filter(
+            session=session, status=DeviceCommand.Status.SENT)
         by_ref = {(c.msg_id, c.cmd_id): c for c in candidates}
         touched = {}
         for answer in answers:
@@ -399,9 +442,8 @@ class Conversation:
             else:
                 self.store_result(command, answer)
             touched[command.pk] = command
-        if touched:
-            DeviceCommand.objects.bulk_update(
-                list(touched.values()), ["status", "status_code", "completed_at", "result_data", "result_format", "note"])
+        self.unanswered = len(by_ref) - len(touched)
+        bulk_update(list(touched.values()), ["status", "status_code", "completed_at", "result_data", "result_format", "note"])
 
     def store_result(self, command, results):
         item = results.items[0] if results.items else syncml.Item()
@@ -487,10 +529,14 @@ class Conversation:
             # (the queue read below skips expired ones anyway, and the beat task sweeps the rest), and
             # groups the device joined by rule since its last session (new name, OS version) send
             # their settings in this one.
-            expire_overdue(self.device, self.now)
-            reconcile.checked_in(self.device)
+            # Each is skipped when the device's row said it has nothing to do (_devices).
+            if _may(self.device, "has_overdue_commands"):
+                expire_overdue(self.device, self.now)
+            # The device is locked and current (identify): the reconciler need not read it again.
+            reconcile.checked_in(self.device, locked=True)
             # Autopilot devices: app installs and the Enrollment Status Page move on (brief §9).
-            autopilot_provisioning.checked_in(self.device, self.now)
+            if _may(self.device, "has_autopilot_setup"):
+                autopilot_provisioning.checked_in(self.device, self.now)
         if inventory.due(self.device, self.now):
             DeviceCommand.objects.bulk_create(inventory.gets(self.device, self.now))
             self.device.inventory_requested_at = self.now
@@ -505,6 +551,37 @@ class Conversation:
     def save_device(self):
         if self.device_fields:
             self.device.save(update_fields=sorted(self.device_fields))
+
+
+def bulk_update(objects, fields):
+    """Save `fields` of `objects` (rows of one model) in one UPDATE. On PostgreSQL an UPDATE ... FROM
+    (VALUES ...), whose cost barely grows with the rows; elsewhere Django's bulk_update, whose CASE per
+    field and row made it the costliest step of a message in profiles (Python building the
+    expressions, not the database)."""
+    if not objects:
+        return
+    model = type(objects[0])
+    connection = connections[router.db_for_write(model)]
+    if connection.vendor != "postgresql":
+        model.objects.bulk_update(objects, fields)
+        return
+    meta, quote = model._meta, connection.ops.quote_name
+    key, columns = meta.pk, [meta.get_field(name) for name in fields]
+    row = "(" + ", ".join(f"%s::{field.db_type(connection)}" for field in [key, *columns]) + ")"
+    params = []
+    for obj in objects:
+        params.append(key.get_db_prep_save(obj.pk, connection))
+        for field in columns:
+            # A foreign key set to a row saved since (the session of its first message): its id now.
+            value = getattr(obj, field.name).pk if field.is_relation and getattr(obj, field.name) else \
+                getattr(obj, field.attname)
+            params.append(field.get_db_prep_save(value, connection))
+    names = ", ".join(quote(field.column) for field in [key, *columns])
+    assignments = ", ".join(f"{quote(field.column)} = v.{quote(field.column)}" for field in columns)
+    sql = (f"UPDATE {quote(meta.db_table)} AS t SET {assignments} FROM (VALUES {', '.join([row] * len(objects))}) "
+           f"AS v({names}) WHERE t.{quote(key.column)} = v.{quote(key.column)}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _ref(answer):

@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from . import commands
@@ -71,28 +71,44 @@ def groups_of(device):
 
 
 def desired_settings(device):
-    """{LocURI: Desired} for `device`; the first group (by priority) to set a LocURI wins it."""
-    groups = groups_of(device)
-    settings_by_group = {}
-    for setting in GroupSetting.objects.filter(group__in=[g.pk for g in groups]).order_by("pk"):
-        settings_by_group.setdefault(setting.group_id, []).append(setting)
-    desired = {}
-    for group in groups:
-        for setting in settings_by_group.get(group.pk, []):
+    """{LocURI: Desired} for `device`; the first group (by priority) to set a LocURI wins it.
+
+    One query, whatever the number of groups: the settings of the groups the device may belong to (by
+    hand, through its user, or any group with a rule), with their group, in the order of groups_of;
+    the rules are then matched here, as groups_of does. Groups without settings want nothing."""
+    if device.status != Device.Status.ENROLLED:
+        return {}
+    group = OuterRef("group_id")
+    direct = Exists(ConfigurationGroup.devices.through.objects.filter(configurationgroup_id=group, device_id=device.pk))
+    if device.user_id:
+        direct |= Exists(ConfigurationGroup.users.through.objects.filter(configurationgroup_id=group,
+                                                                         user_id=device.user_id))
+    candidates = (GroupSetting.objects.annotate(direct=direct).filter(Q(direct=True) | Q(group__rule_enabled=True))
+                  .select_related("group").order_by("group__priority", "group_id", "pk"))
+    desired, matches = {}, {}
+    for setting in candidates:
+        group = setting.group
+        if group.pk not in matches:
+            matches[group.pk] = setting.direct or group.matches_rule(device)
+        if matches[group.pk]:
             desired.setdefault(setting.loc_uri, Desired(
                 setting.loc_uri, setting.label[:255], setting.format, setting.value, setting.verb,
                 setting.removal, setting.reset_value, group))
     return desired
 
 
-def reconcile_device(device, *, retry_failed=False, actor=None):
-    """Queue what `device` needs to converge on its groups' settings. Returns an Outcome."""
+def reconcile_device(device, *, retry_failed=False, actor=None, locked=False):
+    """Queue what `device` needs to converge on its groups' settings. Returns an Outcome.
+
+    `locked`: the caller read `device` with SELECT ... FOR UPDATE in its open transaction (the OMA-DM
+    endpoint does, for every message), so it is current and this need not read it again."""
     outcome = Outcome()
     # No savepoint inside the check-in's transaction (two queries per session): a failure there fails
     # the whole message anyway.
     with transaction.atomic(savepoint=False):
         # The row lock serialises reconcilers of one device, so a setting is never queued twice.
-        device = Device.objects.select_for_update().filter(pk=device.pk).first()
+        if not locked:
+            device = Device.objects.select_for_update().filter(pk=device.pk).first()
         if device is None or device.status != Device.Status.ENROLLED:
             return outcome
         desired = desired_settings(device)
@@ -107,10 +123,11 @@ def reconcile_device(device, *, retry_failed=False, actor=None):
     return outcome
 
 
-def checked_in(device):
+def checked_in(device, *, locked=False):
     """The hook for the OMA-DM endpoint: call it at each check-in of `device`, before reading its queue,
-    so that settings of groups it joined by rule since (new name, OS version) go out in this session."""
-    return reconcile_device(device)
+    so that settings of groups it joined by rule since (new name, OS version) go out in this session.
+    `locked` as for reconcile_device."""
+    return reconcile_device(device, locked=locked)
 
 
 def _converge(device, state, want, retry_failed, actor, outcome):

@@ -49,14 +49,16 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every page (mdmportal/csp.py, SECURE_CSP below).
     "mdmportal.csp.ContentSecurityPolicyMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.locale.LocaleMiddleware",
+    # Django's session, locale, auth and messages middleware, except that the OMA-DM endpoint and the
+    # keyless discovery address pass them untouched: devices use none of them (mdmportal/device_requests.py).
+    "mdmportal.device_requests.SessionMiddleware",
+    "mdmportal.device_requests.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "mdmportal.device_requests.AuthenticationMiddleware",
+    "mdmportal.device_requests.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "axes.middleware.AxesMiddleware",
+    "axes.middleware.AxesMiddleware",  # only looks at a flag the password checks set
     # PostgreSQL or Redis down: a 503 page / SOAP fault instead of a 500 (mdmportal/unavailable.py).
     "mdmportal.unavailable.DependencyUnavailableMiddleware",
 ]
@@ -83,12 +85,13 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
-# Production keeps connections for CONN_MAX_AGE seconds (deploy/mdmportal.env.example: 60): opening a
-# PostgreSQL connection costs more than most of our requests. Each is checked before its first use in a
-# request, so a restarted PostgreSQL costs one reconnect. 0 (a connection per request) is the default
-# for the development server, which starts a thread per request.
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
-DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+# Persistent connections: a connection per request costs more than a whole OMA-DM message's queries
+# (TCP, authentication, session set-up). Each gunicorn worker keeps one for CONN_MAX_AGE seconds, and
+# checks it (SELECT 1) before the first query of each request, so a PostgreSQL restart costs the
+# requests that run during the outage, not the ones after it. CONN_MAX_AGE=0 closes it after every
+# request: the default with DEBUG, since the development server starts a thread per request.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0 if DEBUG else 600))
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "invitations.User"

@@ -1,4 +1,5 @@
-"""The benchmark harness's own moving parts (bench/run itself is exercised by running it)."""
+"""The benchmark harness's own moving parts, and the workloads' seeding and client side against a live
+server (bench/run itself, with gunicorn and PostgreSQL, is exercised by running it)."""
 import json
 
 from django.contrib.auth.hashers import PBKDF2PasswordHasher, check_password, make_password

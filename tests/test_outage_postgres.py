@@ -72,8 +72,9 @@ def private_db(cluster, transactional_db, settings):
 
 
 def restart_finished(cluster):
-    """PostgreSQL is back. Requests reconnect by themselves (a connection per request); the test's own
-    thread holds a connection the restart cut, which a request would have dropped at its start."""
+    """PostgreSQL is back. Requests reconnect by themselves (a kept connection fails its health check,
+    CONN_HEALTH_CHECKS, and is replaced); the test's own thread holds a connection the restart cut,
+    which a request would have dropped at its start."""
     from django.db import connection
 
     cluster.start()
@@ -251,3 +252,49 @@ def test_invitations_sent_during_a_postgres_restart_get_a_503_then_go_out_once(p
     assert sorted(m.to[0] for m in mailoutbox) == sorted(u.email for u in users)
     for invitation in Invitation.objects.all():
         assert invitation.emails.filter(status=InvitationEmail.Status.SENT).count() == 1
+
+
+def test_a_kept_connection_cut_by_a_restart_is_replaced_before_the_next_request(private_db):
+    """A gunicorn worker keeps its connection between requests (CONN_MAX_AGE). PostgreSQL restarting
+    between two requests cuts it without any request seeing an error; the next request checks it
+    first (CONN_HEALTH_CHECKS), opens a new one and succeeds."""
+    import io
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.db import connection, connections
+
+    settings_dict = connections["default"].settings_dict
+    assert settings_dict["CONN_MAX_AGE"] and settings_dict["CONN_HEALTH_CHECKS"]
+    OrganisationFactory()
+    handler = WSGIHandler()  # what gunicorn calls: request_started/finished manage the connection
+    body = sml.package1("1E08C6E95D8BB843B1278FF45BC60CC6")
+
+    def request():
+        status = []
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/ManagementServer/MDM.svc", "QUERY_STRING": "",
+                   "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "REMOTE_ADDR": "127.0.0.1",
+                   "HTTP_HOST": "127.0.0.1", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
+                   "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": sml.CONTENT_TYPE,
+                   "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.errors": sys.stderr}
+        response = handler(environ, lambda code, headers, exc_info=None: status.append(int(code.split()[0])))
+        b"".join(response)
+        response.close()
+        with connection.cursor() as cursor:  # the connection the worker keeps for its next request
+            cursor.execute("SELECT pg_backend_pid()")
+            return status[0], cursor.fetchone()[0]
+
+    with ThreadPoolExecutor(max_workers=1) as worker:  # one thread: one worker, one connection
+        try:
+            first, second = worker.submit(request).result(), worker.submit(request).result()
+            # 403: an unknown device, refused after reading the database (a 503 would mean it failed).
+            assert first[0] == second[0] == 403
+            assert first[1] == second[1]  # the same connection, kept
+            private_db.stop()
+            private_db.start()
+            after = worker.submit(request).result()
+        finally:
+            worker.submit(connections.close_all).result()
+    assert after[0] == 403
+    assert after[1] != first[1]
