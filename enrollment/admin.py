@@ -14,6 +14,7 @@ from django.utils.text import Truncator
 from autopilot.admin_device import AppInstallInline, AutopilotSetupInline
 from invitations.models import AuditEvent, InvalidTransition
 from mdmportal.console import AuditedAdminMixin, client_ip
+from mdmportal.search import SubquerySearchMixin
 
 from . import commands, ppkg, wcd
 from .admin_actions import DeviceActionsMixin
@@ -81,12 +82,13 @@ class DeviceCommandInline(admin.TabularInline):
 
 
 @admin.register(Device)
-class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, admin.ModelAdmin):
+class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, SubquerySearchMixin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "user", "status", "method", "enrollment_type", "os_version", "model",
                     "enrolled_at", "last_seen_at"]
     # Sized for 100,000 devices (bench/devices.py): no filter listing every user (that sidebar was tens of
     # thousands of links; search by email instead, or ?user__id__exact=), enrollment dates as fixed ranges
-    # rather than a date hierarchy (a DISTINCT over the whole table), and one COUNT per page, not two.
+    # rather than a date hierarchy (a DISTINCT over the whole table), and one COUNT per page, not two. The
+    # search uses trigram indexes and searches the owners' emails in the user table (mdmportal/search.py).
     list_filter = ["kind", "status", "method", "enrollment_type", "enrolled_at",
                    ("pin_enrollment", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "device_id", "hw_dev_id", "user__email", "upn", "certificate_serial",
@@ -335,7 +337,7 @@ def cancel_commands(modeladmin, request, queryset):
 
 
 @admin.register(DeviceCommand)
-class DeviceCommandAdmin(admin.ModelAdmin):
+class DeviceCommandAdmin(SubquerySearchMixin, admin.ModelAdmin):
     """Every device's commands, filterable; commands are queued by actions, policies and inventory."""
 
     list_display = ["pk", "device", "verb", "target", "status", "status_code", "source", "queued_by", "created_at",
@@ -343,6 +345,8 @@ class DeviceCommandAdmin(admin.ModelAdmin):
     list_filter = ["status", "verb", "source"]
     search_fields = ["target", "device__name", "device__device_id", "source"]
     list_select_related = ["device", "queued_by"]
+    # Commands outgrow the devices (every check-in adds some): one COUNT per page, never of the whole table.
+    show_full_result_count = False
     actions = [cancel_commands]
     readonly_fields = ["device", "verb", "target", "format", "type", "data", "status", "status_code", "result_data",
                        "result_format", "note", "queued_by", "source", "created_at", "sent_at", "completed_at",
