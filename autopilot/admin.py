@@ -306,9 +306,10 @@ def export_response(queryset):
     return response
 
 
-def items_table(link):
-    """The status page's items of one enrollment, with their state (device page and provisioning page)."""
-    items = list(link.items.all())
+def items_table(link, items=None):
+    """The status page's items of one enrollment, with their state (device page and provisioning page);
+    `items` when the caller has read them already."""
+    items = list(link.items.all()) if items is None else items
     if not items:
         return "—"
     rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
@@ -318,10 +319,10 @@ def items_table(link):
                        "</table>", rows)
 
 
-def progress(link):
+def progress(link, items=None):
     if link.esp_state in (AutopilotEnrollment.EspState.NONE, AutopilotEnrollment.EspState.SKIPPED):
         return "—"
-    counts = link.counts()
+    counts = link.counts(items)
     return f"{counts['done']} done, {counts['failed']} failed of {counts['expected']}"
 
 

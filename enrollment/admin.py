@@ -3,7 +3,7 @@ queue; devices are created only by enrollment, never by hand), device commands, 
 and provisioning-package PIN enrollments."""
 from django.contrib import admin, messages
 from django.forms.models import BaseInlineFormSet
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -119,6 +119,21 @@ class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, SubquerySearchMixin, ad
 
     def get_readonly_fields(self, request, obj=None):
         return [f for fieldset in self.fieldsets for f in fieldset[1]["fields"]]
+
+    def get_object(self, request, object_id, from_field=None):
+        """The device with the related rows its page shows (owner, PIN enrollment, replacement), so that the
+        page makes the same queries whichever are set; read once per request, though both the page's context
+        (DeviceActionsMixin.change_view) and Django's view ask for it."""
+        found = getattr(request, "_device_page_object", None)
+        if found is None or found[0] != (object_id, from_field):
+            queryset = self.get_queryset(request).select_related("user", "pin_enrollment", "replaced_by")
+            field = Device._meta.pk if from_field is None else Device._meta.get_field(from_field)
+            try:
+                device = queryset.get(**{field.name: field.to_python(object_id)})
+            except (Device.DoesNotExist, ValidationError, ValueError):
+                device = None
+            found = request._device_page_object = ((object_id, from_field), device)
+        return found[1]
 
     def has_add_permission(self, request):
         return False
