@@ -13,6 +13,7 @@ related field such as `user__email`. No B-tree index serves a substring match, s
 On SQLite (development) there are no such indexes and the subquery is a plain `IN (SELECT …)`.
 """
 from django.contrib.admin.utils import lookup_spawns_duplicates
+from django.contrib.postgres.operations import TrigramExtension
 from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, models
@@ -74,9 +75,10 @@ class SubquerySearchMixin:
 
 class TrigramIndexes(Operation):
     """A GIN index on UPPER(column) for each column, on PostgreSQL only (nothing elsewhere: SQLite has no
-    such index); pg_trgm must exist first (TrigramExtension() before it in the migration). Built
-    CONCURRENTLY, so that an upgrade does not stop enrollments and check-ins while the indexes of a large
-    table are built: the migration must be `atomic = False`.
+    such index), after creating pg_trgm when it is missing. Built CONCURRENTLY, so that an upgrade does
+    not stop enrollments and check-ins while the indexes of a large table are built: the migration must be
+    `atomic = False`. Migrating backwards drops the indexes but keeps pg_trgm, which other apps' indexes
+    use too.
 
     The indexes are not in the models' Meta (the model state): SQLite rebuilds a table with every index of
     its Meta when a later migration alters it, and a GIN index would break that."""
@@ -96,6 +98,7 @@ class TrigramIndexes(Operation):
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.connection.vendor != "postgresql":
             return
+        TrigramExtension().database_forwards(app_label, schema_editor, from_state, to_state)
         quote = schema_editor.quote_name
         for column in self.columns:
             schema_editor.execute(
@@ -109,4 +112,4 @@ class TrigramIndexes(Operation):
             schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(self.index_name(column))}")
 
     def describe(self):
-        return f"Trigram indexes on {self.table} ({', '.join(self.columns)}), PostgreSQL only"
+        return f"pg_trgm and trigram indexes on {self.table} ({', '.join(self.columns)}), PostgreSQL only"

@@ -3,7 +3,6 @@ email through invitations 0004), so that a substring search among 100,000 rows i
 (mdmportal/search.py). PostgreSQL only: nothing happens on SQLite. CREATE EXTENSION pg_trgm needs a
 superuser, or on PostgreSQL 13 and later the owner of the database (pg_trgm is a trusted extension); see
 README, Production. The indexes are built CONCURRENTLY, hence not atomic."""
-from django.contrib.postgres.operations import TrigramExtension
 from django.db import migrations
 
 from mdmportal.search import TrigramIndexes
@@ -17,7 +16,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        TrigramExtension(),
         TrigramIndexes("enrollment_device", [
             "name", "device_id", "hw_dev_id", "upn", "certificate_serial", "certificate_thumbprint", "serial_number",
             "model", "entra_device_id",

@@ -3,7 +3,6 @@ that a substring search among 100,000 rows is an index lookup (mdmportal/search.
 nothing happens on SQLite. CREATE EXTENSION pg_trgm needs a superuser, or on PostgreSQL 13 and later the
 owner of the database (pg_trgm is a trusted extension); see README, Production. The indexes are built
 CONCURRENTLY, hence not atomic."""
-from django.contrib.postgres.operations import TrigramExtension
 from django.db import migrations
 
 from mdmportal.search import TrigramIndexes
@@ -17,6 +16,5 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        TrigramExtension(),
         TrigramIndexes("invitations_user", ["email", "display_name", "mdm_username"]),
     ]
