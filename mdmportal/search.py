@@ -15,6 +15,7 @@ On SQLite (development) there are no such indexes and the subquery is a plain `I
 from django.contrib.admin.utils import lookup_spawns_duplicates
 from django.contrib.postgres.operations import TrigramExtension
 from django.contrib.postgres.expressions import ArraySubquery
+from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, models
 from django.db.migrations.operations.base import Operation
@@ -57,6 +58,14 @@ class SubquerySearchMixin:
                     matches.append(models.Q(**{f"{field.attname}__in": found}))
             term_queries.append(models.Q.create(matches, connector=models.Q.OR))
         return queryset.filter(models.Q.create(term_queries)), False
+
+    def check(self, **kwargs):
+        errors = super().check(**kwargs)
+        try:
+            self._split_search_fields(self.search_fields)
+        except ImproperlyConfigured as error:
+            errors.append(checks.Error(str(error), obj=type(self), id="mdmportal.E010"))
+        return errors
 
     def _split_search_fields(self, search_fields):
         """(own column names, {foreign key field: [its model's column names]})."""

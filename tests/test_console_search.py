@@ -128,3 +128,15 @@ def test_command_search_reads_the_devices_through_their_indexes_on_postgresql():
     plan = admin_search(DeviceCommand, "kiosk").explain()
     assert "Seq Scan on enrollment_device " not in plan + " "
     assert "enrollment_device_name_trgm" in plan
+
+
+def test_a_search_field_the_subquery_search_cannot_serve_is_a_system_check_error():
+    from mdmportal.search import SubquerySearchMixin
+
+    class GroupMembersAdmin(SubquerySearchMixin, admin.ModelAdmin):
+        search_fields = ["email", "groups__name"]  # a many-to-many: Django's JOIN search would duplicate rows
+
+    errors = GroupMembersAdmin(User, admin.site).check()
+    assert [error.id for error in errors] == ["mdmportal.E010"]
+    assert "groups__name" in errors[0].msg
+    assert admin.site._registry[Device].check() == []
