@@ -551,9 +551,10 @@ class AutopilotEnrollment(models.Model):
             setattr(self, name, value)
         self.save(update_fields=fields)
 
-    def counts(self):
-        """{"expected", "done", "failed"} over the items (prefetched ones when there are)."""
-        items = list(self.items.all())
+    def counts(self, items=None):
+        """{"expected", "done", "failed"} over the items (prefetched ones when there are, or `items` when the
+        caller has read them)."""
+        items = list(self.items.all()) if items is None else items
         return {"expected": len(items),
                 "done": sum(1 for item in items if item.state == ProvisioningItem.State.DONE),
                 "failed": sum(1 for item in items if item.state == ProvisioningItem.State.FAILED)}

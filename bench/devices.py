@@ -7,14 +7,20 @@ Django would write taken from a model instance; bulk_create of 100,000 devices t
 commands in its queue and history, a configuration group with settings and their states; a second
 one gets five commands, to show that the page's queries do not depend on them.
 
+BENCH_AUTOPILOT_DEVICES (as many as the devices) Autopilot records are seeded alike for the Autopilot
+device list.
+
 An administrator signs in over HTTP; each page is then fetched BENCH_PAGE_REPEATS times and the
 median server time (bench/_queries.py: from the first middleware to the rendered response) and the
-SQL query count are reported: the list, the list filtered by status, a search by user email, and
-the device page. Target: < 200 ms each, with a query count that does not grow with the data.
+SQL query count are reported: the list, the list filtered by status, searches (by the owner's email,
+by part of a device name, by part of a serial number: mdmportal/search.py), the device page, and the
+other big lists with a search: the commands by device name, the Autopilot devices by serial number and
+the users by email. Target: < 200 ms each, with a query count that does not grow with the data.
 """
 import os
 import statistics
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from bench._console import Console, create_admin
@@ -24,6 +30,7 @@ DEVICES = int(os.environ.get("BENCH_DEVICES") or 100_000)
 USERS = int(os.environ.get("BENCH_DEVICE_USERS") or 20_000)
 COMMANDS = int(os.environ.get("BENCH_DEVICE_COMMANDS") or 200)
 REPEATS = int(os.environ.get("BENCH_PAGE_REPEATS") or 5)
+AUTOPILOT_DEVICES = int(os.environ.get("BENCH_AUTOPILOT_DEVICES") or DEVICES)
 TARGET_MS = 200
 PASSWORD = "Bench-console-password-9e2b"
 PREFIX = "BENCHDEV"
@@ -96,7 +103,28 @@ def seed():
     for device, commands in ((busy, COMMANDS), (quiet, 5)):
         if not device.setting_states.exists():
             seed_device_page(device, commands)
+    seed_autopilot_devices()
     return busy, quiet
+
+
+def seed_autopilot_devices():
+    """Top the bench's Autopilot records up to AUTOPILOT_DEVICES (a hash of a real record's size)."""
+    from django.utils import timezone
+
+    from autopilot.models import AutopilotDevice
+
+    have = AutopilotDevice.objects.filter(serial_key__startswith=f"{PREFIX}AP").count()
+    if have < AUTOPILOT_DEVICES:
+        now = timezone.now()
+        template = AutopilotDevice(serial_number="x", serial_key="x", created_at=now, updated_at=now)
+        insert_series(template, AUTOPILOT_DEVICES - have, {
+            "serial_number": f"'{PREFIX}AP' || upper(substr(md5('s' || i), 1, 10))",
+            "serial_key": f"'{PREFIX}AP' || upper(substr(md5('s' || i), 1, 10)) || '-' || i",
+            "hardware_hash": "repeat(md5('h' || i), 100)",
+            "hardware_hash_digest": "md5('h' || i) || md5('d' || i)",
+            "group_tag": "CASE WHEN i %% 4 = 0 THEN 'Kiosk' ELSE '' END",
+            "ztd_id": "md5('z' || i)::uuid::text",
+        }, start=have)
 
 
 def seed_device_page(device, commands):
@@ -129,9 +157,11 @@ def measure(console, query_log, path):
     """(median server ms, query counts seen) over REPEATS GETs of `path` (after untimed ones)."""
     from bench._queries import log_size, requests_since
 
-    # Untimed: every gunicorn worker fills its per-process caches (content types, templates) first.
-    for _ in range(2 * workers()):
-        console.get(path)
+    # Untimed: every gunicorn worker fills its per-process caches (content types, templates) first. The
+    # GETs go in parallel rounds, as many as the workers: sequential ones may all reach the same worker.
+    with ThreadPoolExecutor(workers()) as pool:
+        for _ in range(2):
+            list(pool.map(lambda _: console.get(path), range(workers())))
     offset = log_size(query_log)
     for _ in range(REPEATS):
         console.get(path)
@@ -145,6 +175,8 @@ def main():
     setup_django()
     from django.db import connection
 
+    from autopilot.models import AutopilotDevice
+
     query_log = os.environ.get("BENCH_QUERY_LOG_ONPREMISE", "")
     if not query_log:
         raise BenchError("BENCH_QUERY_LOG_ONPREMISE is not set: run this through bench/run")
@@ -156,11 +188,18 @@ def main():
     console = Console(server_url("onpremise"))
     console.sign_in(admin_email, PASSWORD)
 
+    name_part = busy.name[len("DESKTOP-"):][:5]
+    serial = AutopilotDevice.objects.filter(serial_key__startswith=f"{PREFIX}AP").order_by("pk")[0].serial_number
     pages = [
         ("device list", "/admin/enrollment/device/"),
         ("device list, filtered by status", "/admin/enrollment/device/?status__exact=enrolled"),
         ("device list, search by user email", "/admin/enrollment/device/?q=benchdev-000042%40bench.invalid"),
+        ("device list, search by part of a name", f"/admin/enrollment/device/?q={name_part}"),
         (f"device page ({COMMANDS} commands, 10 settings)", f"/admin/enrollment/device/{busy.pk}/change/"),
+        ("device commands, search by device name", f"/admin/enrollment/devicecommand/?q={busy.name}"),
+        ("Autopilot device list, search by part of a serial",
+         f"/admin/autopilot/autopilotdevice/?q={serial[len(PREFIX) + 2:][:7]}"),
+        ("user list, search by email", "/admin/invitations/user/?q=benchdev-000042%40bench"),
     ]
     rows = [(label, *measure(console, query_log, path)) for label, path in pages]
     _, quiet_counts = measure(console, query_log, f"/admin/enrollment/device/{quiet.pk}/change/")

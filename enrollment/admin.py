@@ -3,7 +3,7 @@ queue; devices are created only by enrollment, never by hand), device commands, 
 and provisioning-package PIN enrollments."""
 from django.contrib import admin, messages
 from django.forms.models import BaseInlineFormSet
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -14,6 +14,7 @@ from django.utils.text import Truncator
 from autopilot.admin_device import AppInstallInline, AutopilotSetupInline
 from invitations.models import AuditEvent, InvalidTransition
 from mdmportal.console import AuditedAdminMixin, client_ip
+from mdmportal.search import SubquerySearchMixin
 
 from . import commands, ppkg, wcd
 from .admin_actions import DeviceActionsMixin
@@ -81,12 +82,13 @@ class DeviceCommandInline(admin.TabularInline):
 
 
 @admin.register(Device)
-class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, admin.ModelAdmin):
+class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, SubquerySearchMixin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "user", "status", "method", "enrollment_type", "os_version", "model",
                     "enrolled_at", "last_seen_at"]
     # Sized for 100,000 devices (bench/devices.py): no filter listing every user (that sidebar was tens of
     # thousands of links; search by email instead, or ?user__id__exact=), enrollment dates as fixed ranges
-    # rather than a date hierarchy (a DISTINCT over the whole table), and one COUNT per page, not two.
+    # rather than a date hierarchy (a DISTINCT over the whole table), and one COUNT per page, not two. The
+    # search uses trigram indexes and searches the owners' emails in the user table (mdmportal/search.py).
     list_filter = ["kind", "status", "method", "enrollment_type", "enrolled_at",
                    ("pin_enrollment", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "device_id", "hw_dev_id", "user__email", "upn", "certificate_serial",
@@ -117,6 +119,21 @@ class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f for fieldset in self.fieldsets for f in fieldset[1]["fields"]]
+
+    def get_object(self, request, object_id, from_field=None):
+        """The device with the related rows its page shows (owner, PIN enrollment, replacement), so that the
+        page makes the same queries whichever are set; read once per request, though both the page's context
+        (DeviceActionsMixin.change_view) and Django's view ask for it."""
+        found = getattr(request, "_device_page_object", None)
+        if found is None or found[0] != (object_id, from_field):
+            queryset = self.get_queryset(request).select_related("user", "pin_enrollment", "replaced_by")
+            field = Device._meta.pk if from_field is None else Device._meta.get_field(from_field)
+            try:
+                device = queryset.get(**{field.name: field.to_python(object_id)})
+            except (Device.DoesNotExist, ValidationError, ValueError):
+                device = None
+            found = request._device_page_object = ((object_id, from_field), device)
+        return found[1]
 
     def has_add_permission(self, request):
         return False
@@ -335,7 +352,7 @@ def cancel_commands(modeladmin, request, queryset):
 
 
 @admin.register(DeviceCommand)
-class DeviceCommandAdmin(admin.ModelAdmin):
+class DeviceCommandAdmin(SubquerySearchMixin, admin.ModelAdmin):
     """Every device's commands, filterable; commands are queued by actions, policies and inventory."""
 
     list_display = ["pk", "device", "verb", "target", "status", "status_code", "source", "queued_by", "created_at",
@@ -343,6 +360,8 @@ class DeviceCommandAdmin(admin.ModelAdmin):
     list_filter = ["status", "verb", "source"]
     search_fields = ["target", "device__name", "device__device_id", "source"]
     list_select_related = ["device", "queued_by"]
+    # Commands outgrow the devices (every check-in adds some): one COUNT per page, never of the whole table.
+    show_full_result_count = False
     actions = [cancel_commands]
     readonly_fields = ["device", "verb", "target", "format", "type", "data", "status", "status_code", "result_data",
                        "result_format", "note", "queued_by", "source", "created_at", "sent_at", "completed_at",

@@ -8,18 +8,24 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from enrollment.admin import DEVICE_PAGE_COMMANDS
+from autopilot.models import AutopilotEnrollment
 from tests.factories import UserFactory
-from tests.factories_enrollment import DeviceCommandFactory, DeviceFactory, DeviceSettingStateFactory
+from tests.factories_autopilot import (AppInstallFactory, AutopilotEnrollmentFactory, ProfileFactory,
+                                       ProvisioningItemFactory)
+from tests.factories_enrollment import (ConfigurationGroupFactory, DeviceCommandFactory, DeviceFactory,
+                                        DeviceSettingStateFactory, PinEnrollmentFactory)
 
 pytestmark = pytest.mark.django_db
 
 LIST = reverse("admin:enrollment_device_changelist")
 # Session, user, PIN enrollments for their filter, one COUNT, the page of devices with their users.
 LIST_QUERIES = 5
-# Session, user, the device (twice: the view and the formset's instance), its owner, its newest commands
-# with who queued them, its setting states with their commands and groups, its Autopilot app installs
-# and setup progress.
-PAGE_QUERIES = 9
+# Session, user, the device with its owner, PIN enrollment and replacement, its Autopilot enrollment with its
+# profile and record, that enrollment's status-page items, its essential apps, its newest commands with who
+# queued them, its setting states with their commands and groups. Django's view also reads the device's
+# content type once per process (ContentType's cache): the tests fill it first, bench/devices.py warms
+# every gunicorn worker.
+PAGE_QUERIES = 8
 
 
 def test_device_list_queries_do_not_grow_with_devices_or_users(console, django_assert_num_queries):
@@ -60,6 +66,29 @@ def test_device_page_queries_do_not_grow_with_commands_or_settings(console, djan
     for device in (quiet, busy):
         with django_assert_num_queries(PAGE_QUERIES):
             assert console.get(reverse("admin:enrollment_device_change", args=[device.pk])).status_code == 200
+
+
+def test_device_page_queries_do_not_depend_on_what_the_device_has(console, django_assert_num_queries):
+    bare = DeviceFactory(user=None, upn="")
+    full = DeviceFactory(pin_enrollment=PinEnrollmentFactory(), replaced_by=DeviceFactory(name="PC-OLD"))
+    DeviceCommandFactory.create_batch(3, device=full, queued_by=UserFactory())
+    DeviceSettingStateFactory(device=full, group=ConfigurationGroupFactory(name="Kiosks"))
+    DeviceSettingStateFactory(device=full, loc_uri="./Device/Vendor/MSFT/Policy/Config/Camera/Other", command=None)
+    link = AutopilotEnrollmentFactory(device=full, profile=ProfileFactory(name="Autopilot kiosk"),
+                                      esp_state=AutopilotEnrollment.EspState.TRACKING)
+    ProvisioningItemFactory.create_batch(2, enrollment=link)
+    AppInstallFactory(device=full, name="Company Portal")
+
+    console.get(reverse("admin:enrollment_device_change", args=[bare.pk]))  # fills the content-type cache
+    pages = {}
+    for device in (bare, full):
+        with django_assert_num_queries(PAGE_QUERIES):
+            pages[device] = console.get(reverse("admin:enrollment_device_change", args=[device.pk]))
+        assert pages[device].status_code == 200
+    html = pages[full].content.decode()
+    for shown in (full.user.email, full.pin_enrollment.name, "PC-OLD", "Kiosks", "Autopilot kiosk",
+                  link.record.serial_number, "0 done, 0 failed of 2", "Company Portal"):
+        assert shown in html
 
 
 def test_device_page_shows_the_newest_commands_and_links_to_all(console):

@@ -1,0 +1,22 @@
+"""Trigram indexes for the console's search of the Autopilot device list (autopilot/admin.py
+AutopilotDeviceAdmin), so that a substring search among 100,000 rows is an index lookup
+(mdmportal/search.py). PostgreSQL only: nothing happens on SQLite. CREATE EXTENSION pg_trgm needs a
+superuser, or on PostgreSQL 13 and later the owner of the database (pg_trgm is a trusted extension); see
+README, Production. The indexes are built CONCURRENTLY, hence not atomic."""
+from django.db import migrations
+
+from mdmportal.search import TrigramIndexes
+
+
+class Migration(migrations.Migration):
+    atomic = False
+
+    dependencies = [
+        ("autopilot", "0006_autopilot_device_ztd_id_upper_index"),
+    ]
+
+    operations = [
+        TrigramIndexes("autopilot_autopilotdevice", [
+            "serial_number", "group_tag", "assigned_user", "product_id", "ztd_id",
+        ]),
+    ]
