@@ -32,14 +32,20 @@ FANOUT_CHUNK = 500
 def invite(users, *, actor=None, ip=None):
     """Invite each user (a queryset or a list): a new invitation, or a resend of the one still pending.
 
-    Set-based: a fixed handful of statements whatever the number of users (INSERT … SELECT), none of
-    them loaded, so a console action on every user returns at once. Returns the ids of the
-    invitations emailed, one per user."""
-    users = User.objects.filter(pk__in=users.values("pk") if isinstance(users, QuerySet) else [u.pk for u in users])
+    Set-based: a fixed handful of statements whatever the number of users (INSERT … SELECT), only
+    their ids loaded, so a console action on every user returns at once. Returns the ids of the
+    invitations emailed, one per user.
+
+    The statements select by a list of ids rather than by a subquery of the users: right after an
+    import or a first round of invitations the tables' statistics are stale (PostgreSQL estimates one
+    pending invitation), and a subquery then gets a nested-loop plan that rescans the users for each
+    invitation (28 s per statement for 10,000 resends), where a list of ids is a plain filter."""
+    ids = list(users.values_list("pk", flat=True)) if isinstance(users, QuerySet) else [u.pk for u in users]
+    users = User.objects.filter(pk__in=ids)
     now = timezone.now()
     expires = now + timedelta(days=settings.INVITATION_TTL_DAYS)
     created_by = _user_or_none(actor)
-    pending = Invitation.objects.pending().filter(user__in=users)
+    pending = Invitation.objects.pending().filter(user_id__in=ids)
     # An invitation's first email is the invitation; a later one (the user was invited before) a resend.
     emailed_before = Exists(InvitationEmail.objects.filter(invitation=OuterRef("pk")))
     with transaction.atomic():
