@@ -93,6 +93,8 @@ class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, SubquerySearchMixin, ad
                    ("pin_enrollment", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "device_id", "hw_dev_id", "user__email", "upn", "certificate_serial",
                      "certificate_thumbprint", "serial_number", "model", "entra_device_id"]
+    # A whole email address finds the devices of that owner or UPN, exactly (mdmportal/search.py).
+    email_search_fields = ["upn", "user__email"]
     list_select_related = ["user"]
     show_full_result_count = False
     fieldsets = [

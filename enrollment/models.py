@@ -160,6 +160,8 @@ class Device(models.Model):
             # (same_hardware, omadm: UPPER(device_id) = UPPER(%s)), inside the enrollment's locks.
             models.Index(Upper("device_id"), name="device_device_id_upper_idx"),
             models.Index(Upper("hw_dev_id"), name="device_hw_dev_id_upper_idx"),
+            # The console's search by a whole email address (mdmportal/search.py email_search_fields).
+            models.Index(Upper("upn"), name="device_upn_upper_idx"),
         ]
         # Destructive device actions (enrollment/actions.py) each have their own permission; sync,
         # reboot and rename need change_device.

@@ -34,6 +34,18 @@ def test_device_search_finds_the_owners_email_case_insensitively(console, alice,
     assert listed_devices(console, "example.com") == {"PC-ALICE", "PC-BOB"}
 
 
+def test_a_whole_email_address_finds_that_owners_and_upns_devices_exactly(console, alice, bob):
+    DeviceFactory(user=alice, upn="", name="PC-ALICE")
+    DeviceFactory(user=None, upn="Bob@Example.com", name="PC-BOBUPN")
+    DeviceFactory(user=UserFactory(email="jimbob@example.com"), upn="", name="PC-JIMBOB")
+    DeviceFactory(user=None, upn="", name="PC-NOBODY", model="bob@example.com")  # not an email field
+    assert listed_devices(console, "ALICE@EXAMPLE.COM") == {"PC-ALICE"}
+    # jimbob@example.com contains bob@example.com, but it is someone else's address.
+    assert listed_devices(console, "bob@example.com") == {"PC-BOBUPN"}
+    # Part of an address is still a substring of every field.
+    assert listed_devices(console, "bob@example") == {"PC-BOBUPN", "PC-JIMBOB", "PC-NOBODY"}
+
+
 def test_device_search_finds_substrings_of_the_devices_own_columns(console):
     DeviceFactory(name="PC-ONE", serial_number="SN-7781-XY", user=None, upn="")
     DeviceFactory(name="PC-TWO", model="Surface Laptop 5", user=None, upn="")
@@ -118,6 +130,16 @@ def test_search_is_an_index_lookup_on_postgresql(model, indexes):
     assert "Seq Scan" not in plan
     for index in indexes:
         assert index in plan
+
+
+def test_a_search_by_a_whole_email_address_is_an_exact_index_lookup_on_postgresql():
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's plan")
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+    plan = admin_search(Device, "dana@contoso.com").order_by().explain()
+    assert "Seq Scan" not in plan and "_trgm" not in plan
+    assert "device_upn_upper_idx" in plan and "user_email_upper_idx" in plan, plan
 
 
 def test_command_search_reads_the_devices_through_their_indexes_on_postgresql():
