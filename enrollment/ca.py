@@ -90,10 +90,13 @@ def private_key_of(authority: CertificateAuthority):
 
 # --- device certificates ------------------------------------------------------------------------
 
-def issue_device_certificate(public_key, common_name: str, *, validity_days: int | None = None) -> x509.Certificate:
+def issue_device_certificate(public_key, common_name: str, *, validity_days: int | None = None,
+                             authorities=None) -> x509.Certificate:
     """Sign a device certificate for `public_key` with subject CN=`common_name` (the DeviceID, or the
     Entra device id for Entra Device enrollments; never the CSR subject). Brief §5, "Issued
-    certificate". Raises CaNotInitialised / CaKeyError / CaError, or ValueError for bad arguments."""
+    certificate". Raises CaNotInitialised / CaKeyError / CaError, or ValueError for bad arguments.
+    `authorities`: the active (root, issuing) rows when the caller already read them (active_authorities),
+    so that an enrollment reads the CA once for the signature and the chain it sends."""
     if not isinstance(public_key, rsa.RSAPublicKey) or public_key.key_size < MIN_RSA_BITS:
         raise ValueError(f"device keys must be RSA of at least {MIN_RSA_BITS} bits")
     if not common_name or len(common_name) > _CN_MAX or not common_name.isprintable():
@@ -102,7 +105,7 @@ def issue_device_certificate(public_key, common_name: str, *, validity_days: int
     if days < 1:
         raise ValueError("validity_days must be at least 1")
 
-    _root, issuing = active_authorities()
+    _root, issuing = authorities if authorities is not None else active_authorities()
     issuing_cert = certificate_of(issuing)
     issuing_key = private_key_of(issuing)
     now = datetime.now(UTC)

@@ -6,6 +6,7 @@ portal runs offline, so an administrator uploads a copy or points us at a mirror
 network; every import is kept with its date and source, and an import that brings a key we have been
 asked for resolves the matching unknown-key alerts.
 """
+import functools
 import hashlib
 import json
 import logging
@@ -134,13 +135,28 @@ def fetch_mirror(url, *, actor=None, ip=None):
 
 
 def find_key(kid):
-    """The RSA public key with this kid in the newest active set that has it, or None."""
-    for jwks in JwksSet.objects.active().order_by("-imported_at", "-pk"):
-        if kid not in jwks.key_ids:
+    """The RSA public key with this kid in the newest active set that has it, or None. Reads which
+    sets are active (ids and kids, not their documents) at every call; the key object itself is
+    made once per process and set."""
+    sets = JwksSet.objects.active().order_by("-imported_at", "-pk").values_list("pk", "sha256", "key_ids")
+    for pk, fingerprint, key_ids in sets:
+        if kid not in key_ids:
             continue
-        for key in jwks.document.get("keys", []):
-            if key.get("kid") == kid:
-                return jwt.PyJWK(key, algorithm="RS256").key
+        key = _public_key(pk, fingerprint, kid)
+        if key is not None:
+            return key
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _public_key(pk, fingerprint, kid):
+    """The key `kid` of stored set `pk`, or None. A stored set's document never changes (another
+    document is another set, import_jwks), so the key is remembered; its fingerprint is in the
+    cache key all the same."""
+    document = JwksSet.objects.filter(pk=pk, sha256=fingerprint).values_list("document", flat=True).first()
+    for key in (document or {}).get("keys", []):
+        if key.get("kid") == kid:
+            return jwt.PyJWK(key, algorithm="RS256").key
     return None
 
 

@@ -66,6 +66,12 @@ def refuse_retired_key(request, envelope, key):
 
 
 def serve(request, name, key):
+    # Key check, service, authentication and certificate issue all read the organisation: once.
+    with Organisation.read_once():
+        return _serve(request, name, key)
+
+
+def _serve(request, name, key):
     service = SERVICES[name]
     state = key_state(key)
     if state == "unknown":

@@ -178,12 +178,16 @@ def _enroll(identity, token_request, csr, ip):
                    .select_for_update())
     # A provisioning package counts against its own maximum, not its owner's device limit.
     pin_enrollment = ppkg.claim_slot(identity.pin_enrollment, earlier) if identity.pin_enrollment else None
-    live = Device.objects.enrolled().filter(user=user).exclude(pk__in=[d.pk for d in earlier]).count()
-    if user is not None and pin_enrollment is None and live >= user.device_limit:
-        raise SoapFault(Fault.AUTHORIZATION, "You have reached your device limit. Remove a device or ask your "
-                        "administrator to raise the limit.", error_type=ErrorType.DEVICE_CAP_REACHED,
-                        log_detail=f"user {user.pk} has {live} of {user.device_limit} devices")
-    first_device = user is not None and not Device.objects.filter(user=user).exists()
+    # The user's device limit and first-device mark concern a user's own enrollments: a package's
+    # devices (counted by claim_slot) need neither query.
+    by_user = user is not None and pin_enrollment is None
+    if by_user:
+        live = Device.objects.enrolled().filter(user=user).exclude(pk__in=[d.pk for d in earlier]).count()
+        if live >= user.device_limit:
+            raise SoapFault(Fault.AUTHORIZATION, "You have reached your device limit. Remove a device or ask your "
+                            "administrator to raise the limit.", error_type=ErrorType.DEVICE_CAP_REACHED,
+                            log_detail=f"user {user.pk} has {live} of {user.device_limit} devices")
+    first_device = by_user and not Device.objects.filter(user=user).exists()
     pin = None
     if identity.pin is not None:
         # The PIN is spent by this enrollment; a concurrent RST with the same PIN waits here, then fails.
@@ -233,7 +237,7 @@ def _enroll(identity, token_request, csr, ip):
         "device_id": device.device_id, "method": device.method, "type": device.enrollment_type,
         "kind": device.kind, "certificate": device.certificate_serial,
     })
-    if first_device and pin_enrollment is None:
+    if first_device:
         sending.mark_enrollment_completed(user)
     return device, document
 
@@ -247,8 +251,9 @@ def is_renewal(body):
 def issue_certificate(public_key, common_name):
     """A device certificate and the active (root, issuing) chain; CA trouble becomes the right fault."""
     try:
-        certificate = ca.issue_device_certificate(public_key, common_name)
-        root, issuing = ca.active_chain()
+        authorities = ca.active_authorities()  # one read for the signature and the chain sent with it
+        certificate = ca.issue_device_certificate(public_key, common_name, authorities=authorities)
+        root, issuing = (ca.certificate_of(authority) for authority in authorities)
     except ca.CaNotInitialised:
         raise SoapFault(Fault.ENROLLMENT_SERVER, "The enrollment server is not set up yet. Contact your "
                         "administrator.", log_detail="CA not initialised") from None

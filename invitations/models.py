@@ -1,6 +1,9 @@
 """Users, the organisation and its enrollment URL, invitations and the audit log."""
 import hashlib
 import secrets
+from contextlib import contextmanager
+
+from asgiref.local import Local
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
@@ -151,6 +154,10 @@ class RegistrationSettings(models.Model):
         abstract = True
 
 
+# Organisation.read_once(): the row read in the current block, per thread.
+_organisation_read = Local()
+
+
 class Organisation(RegistrationSettings):
     """The one organisation this portal serves (a singleton row, pk=1). Its registration settings are
     the default for users in no user group."""
@@ -174,12 +181,38 @@ class Organisation(RegistrationSettings):
 
     @classmethod
     def get(cls):
+        read = getattr(_organisation_read, "rows", None)
+        if read:
+            return read[0]
         org = cls.objects.filter(pk=1).first()
         if org is None:
             org, _created = cls.objects.get_or_create(
                 pk=1, defaults={"enrollment_key": secrets.token_urlsafe(12)}
             )
+        if read is not None:
+            read.append(org)
         return org
+
+    @classmethod
+    @contextmanager
+    def read_once(cls):
+        """Within this block (one request of the enrollment services, which read the organisation's
+        key, address and sign-in method several times and never change them) get() reads the row once
+        and hands the same object back. Saving an Organisation forgets it. Per thread (asgiref Local)."""
+        if getattr(_organisation_read, "rows", None) is not None:
+            yield  # nested: the outer block's read stands
+            return
+        _organisation_read.rows = []
+        try:
+            yield
+        finally:
+            _organisation_read.rows = None
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        read = getattr(_organisation_read, "rows", None)
+        if read:
+            read.clear()
 
     @property
     def base_url(self):

@@ -242,3 +242,19 @@ def test_concurrent_devices_cannot_exceed_the_maximum(organisation, ca_chain, pa
 
     assert results.count("ok") == 3 and results.count("fault") == 5
     assert package.devices.count() == 3
+
+
+def test_queries_of_a_package_enrollment_are_fixed(client, organisation, ca_chain, package, django_assert_num_queries):
+    """Issue 7 (enrollments per second): with the PIN verification remembered, as for all but a
+    package's first device, Discover and GetPolicies make 2 queries and the RST 16 (21 before: the
+    organisation is read once per request, the CA once, and a package's device skips its owner's
+    device-limit count and first-device check)."""
+    parse(enroll(client, organisation, n=1))  # the PIN's one hash, remembered for the cache period
+    with django_assert_num_queries(2):
+        parse(post(client, service_url(organisation, "discovery"), discover_body()))
+    with django_assert_num_queries(2):
+        parse(get_policies(client, organisation))
+    # 12 (with the package's configuration group joined) and two savepoints with their releases.
+    with django_assert_num_queries(16):
+        parse(enroll(client, organisation, n=2))
+    assert package.devices.count() == 2
