@@ -28,7 +28,7 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -41,6 +41,7 @@ from django.utils import timezone
 from autopilot import provisioning as autopilot_provisioning
 from autopilot.models import AutopilotEnrollment
 from invitations.models import AuditEvent
+from mdmportal.prepared import Prepared
 
 from . import clientcert, inventory, reconcile, syncml
 from .commands import expire_overdue
@@ -159,11 +160,16 @@ def identify(request, message, now=None):
     """Caller for a device we manage; raises Refused. Brief §7 "HTTP" and reply rule 7. Call inside a
     transaction: the device's row is locked until it ends."""
     source = message.header.source
-    devices = _devices(message.header, now or timezone.now())
+    now = now or timezone.now()
     cert = clientcert.certificate_from_request(request)
     if cert is not None:
+        def find(serial):
+            if message.header.msg_id == "1":
+                return _first(_FIRST_MESSAGE_DEVICE(serial=serial, now=now, idle_before=now - SESSION_IDLE))
+            return _first(_DEVICE(serial=serial))
+
         try:
-            device = clientcert.device_for_certificate(cert, devices)
+            device = clientcert.device_for_certificate(cert, find)
         except clientcert.ClientCertError as exc:
             raise Refused(403, exc.reason, exc.device) from None
         if source.lower() != device.device_id.lower():
@@ -171,27 +177,41 @@ def identify(request, message, now=None):
                 raise Refused(403, f"certificate of device {device.pk} used with the Source of another device", device)
             logger.warning("management: device %s sent SyncHdr Source %r, which names no device", device.pk, source[:64])
         return Caller(device, ManagementSession.Auth.CERTIFICATE)
+    devices = _devices(message.header.msg_id == "1", now, now - SESSION_IDLE)
     device = devices.filter(status=Device.Status.ENROLLED, device_id__iexact=source).first()
     if device is None:
         raise Refused(403, "no client certificate and no enrolled device of that DeviceID")
     return _digest_caller(device, message.header, request.META.get("REMOTE_ADDR") or "")
 
 
-def _devices(header, now):
+def _devices(first_message, now, idle_before):
     """The devices to identify the caller among: its row locked for the rest of the transaction and,
     at a session's first message, annotated with whether the once-per-session work has anything to
     do (idle sessions to close, overdue commands to time out, an Autopilot setup), so that a device
     with none of it costs none of those queries. The subqueries are index lookups on the device."""
     devices = Device.objects.select_for_update(of=("self",))
-    if header.msg_id != "1":
+    if not first_message:
         return devices
     device = OuterRef("pk")
     return devices.annotate(
         has_idle_sessions=Exists(ManagementSession.objects.filter(
-            device=device, ended_at__isnull=True, updated_at__lt=now - SESSION_IDLE)),
+            device=device, ended_at__isnull=True, updated_at__lt=idle_before)),
         has_overdue_commands=Exists(DeviceCommand.objects.pending().filter(device=device, expires_at__lte=now)),
         has_autopilot_setup=Exists(AutopilotEnrollment.objects.filter(device=device)),
     )
+
+
+# The device's read by certificate serial, at every message: compiled once (mdmportal/prepared.py), as
+# Django's compilation of it cost more CPU than the rest of the message's reads. Every value in it is
+# a parameter (idle_before too: a time computed from a stand-in would stay in the SQL).
+_FIRST_MESSAGE_DEVICE = Prepared(
+    Device, lambda serial, now, idle_before: clientcert.by_serial(_devices(True, now, idle_before), serial),
+    serial=str, now=datetime, idle_before=datetime)
+_DEVICE = Prepared(Device, lambda serial: clientcert.by_serial(_devices(False, None, None), serial), serial=str)
+
+
+def _first(rows):
+    return rows[0] if rows else None
 
 
 def _may(device, hint):
