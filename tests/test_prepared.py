@@ -1,7 +1,9 @@
 """mdmportal/prepared.py: a queryset compiled once, the values swapped in at each call."""
+import threading
 from datetime import datetime, timedelta
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 
 from enrollment.models import Device
@@ -27,3 +29,22 @@ def test_a_value_the_query_does_not_carry_as_given_is_refused():
                         since=datetime)
     with pytest.raises(ValueError, match="since not found"):
         prepared(since=timezone.now())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_another_thread_runs_it_on_its_own_connection():
+    device = DeviceFactory(name="SHARED")
+    by_name = Prepared(Device, lambda name: Device.objects.filter(name=name), name=str)
+    assert by_name(name="SHARED") == [device]
+    found = []
+
+    def other():
+        try:
+            found.extend(by_name(name="SHARED"))
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert found == [device]
