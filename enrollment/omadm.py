@@ -22,6 +22,7 @@ ENROLLMENT_COMMANDS_PER_MESSAGE of ours per reply, ENROLLMENT_SESSION_MAX_MESSAG
 and a fixed number of SQL queries per message (bulk reads and updates, never one per command).
 """
 import base64
+import functools
 import binascii
 import hashlib
 import hmac
@@ -348,9 +349,7 @@ class Conversation:
     def open_session(self, digest):
         """This message's ManagementSession, or the bytes to answer with (retransmission/duplicate)."""
         msg_id = int(self.header.msg_id)
-        session = (ManagementSession.objects.select_for_update()
-                   .filter(device=self.device, session_id=self.header.session_id, ended_at__isnull=True)
-                   .order_by("-pk").first())
+        session = _first(_OPEN_SESSION(device_id=self.device.pk, session_id=self.header.session_id))
         if session is not None and msg_id <= session.client_msg_id:
             if msg_id == session.client_msg_id and digest == session.last_request_hash:
                 logger.info("management: device %s retransmitted message %s; same answer", self.device.pk, msg_id)
@@ -444,8 +443,7 @@ class Conversation:
         # rule; at most ENROLLMENT_COMMANDS_PER_MESSAGE per message): what is left unanswered below tells
         # whether the session's end has commands to put back in the queue. A session opened by this
         # message has sent nothing yet.
-        candidates = [] if session.pk is None else DeviceCommand.objects.filter(
-            session=session, status=DeviceCommand.Status.SENT)
+        candidates = [] if session.pk is None else _SENT_IN_SESSION(session_id=session.pk)
         by_ref = {(c.msg_id, c.cmd_id): c for c in candidates}
         touched = {}
         for answer in answers:
@@ -561,16 +559,34 @@ class Conversation:
             DeviceCommand.objects.bulk_create(inventory.gets(self.device, self.now))
             self.device.inventory_requested_at = self.now
             self.device_fields.add("inventory_requested_at")
-        queued = DeviceCommand.objects.filter(device=self.device, status=DeviceCommand.Status.QUEUED,
-                                              expires_at__gt=self.now)
-        if self.device.login_status != "user":
-            queued = queued.exclude(target__startswith=USER_SCOPE)  # brief §7: held until a user is signed in
-        # skip_locked: a concurrent session of the same device takes the other commands, never these.
-        return list(queued.order_by("pk").select_for_update(skip_locked=True)[:settings.ENROLLMENT_COMMANDS_PER_MESSAGE])
+        key = (settings.ENROLLMENT_COMMANDS_PER_MESSAGE, self.device.login_status == "user")
+        if key not in _QUEUED:
+            _QUEUED[key] = Prepared(DeviceCommand, functools.partial(_queued, limit=key[0], user_signed_in=key[1]),
+                                    device_id=int, now=datetime)
+        return _QUEUED[key](device_id=self.device.pk, now=self.now)
 
     def save_device(self):
         if self.device_fields:
             self.device.save(update_fields=sorted(self.device_fields))
+
+
+# The reads of every message: compiled once (mdmportal/prepared.py), as Django's compilation of them
+# cost more CPU than their execution.
+_OPEN_SESSION = Prepared(ManagementSession, lambda device_id, session_id: ManagementSession.objects.select_for_update()
+                         .filter(device_id=device_id, session_id=session_id, ended_at__isnull=True).order_by("-pk")[:1],
+                         device_id=int, session_id=str)
+_SENT_IN_SESSION = Prepared(DeviceCommand, lambda session_id: DeviceCommand.objects.filter(
+    session_id=session_id, status=DeviceCommand.Status.SENT), session_id=int)
+_QUEUED = {}  # (ENROLLMENT_COMMANDS_PER_MESSAGE, a user signed in) -> Prepared
+
+
+def _queued(device_id, now, limit, user_signed_in):
+    """The device's next commands, at most `limit`."""
+    queued = DeviceCommand.objects.filter(device_id=device_id, status=DeviceCommand.Status.QUEUED, expires_at__gt=now)
+    if not user_signed_in:
+        queued = queued.exclude(target__startswith=USER_SCOPE)  # brief §7: held until a user is signed in
+    # skip_locked: a concurrent session of the same device takes the other commands, never these.
+    return queued.order_by("pk").select_for_update(skip_locked=True)[:limit]
 
 
 def bulk_update(objects, fields):
