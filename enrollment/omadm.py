@@ -22,8 +22,8 @@ ENROLLMENT_COMMANDS_PER_MESSAGE of ours per reply, ENROLLMENT_SESSION_MAX_MESSAG
 and a fixed number of SQL queries per message (bulk reads and updates, never one per command).
 """
 import base64
-import functools
 import binascii
+import functools
 import hashlib
 import hmac
 import logging
