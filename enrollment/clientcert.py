@@ -74,17 +74,25 @@ def _serial_and_thumbprint(cert):
     return ca.serial_hex(cert), ca.thumbprint(cert)
 
 
-def device_for_certificate(cert, devices=None):
+def by_serial(devices, serial):
+    """The device of `devices` (a queryset) holding the certificate of that serial, current or
+    previous, with the active issuing CA's PEM (`issuing_ca_pem`): a queryset of at most one row."""
+    return (devices.filter(Q(certificate_serial=serial) | Q(previous_certificate_serial=serial))
+            .annotate(issuing_ca_pem=ca.active_issuing_pem())[:1])
+
+
+def device_for_certificate(cert, find=None):
     """The enrolled Device whose current certificate `cert` is; raises ClientCertError.
 
-    `devices`: the queryset to look in (default all devices); the OMA-DM endpoint passes one that locks
-    the row and annotates what the session needs. The active issuing CA is read with the device, in
-    one query, and alone only when no device has that serial (to tell a foreign certificate from an
-    unknown one)."""
+    `find(serial)`: the device of that serial or None, read with by_serial (default: among all
+    devices); the OMA-DM endpoint passes one that locks the row and annotates what the session needs.
+    The active issuing CA is read with the device, in one query, and alone only when no device has
+    that serial (to tell a foreign certificate from an unknown one)."""
     serial, thumbprint = _serial_and_thumbprint(cert)
-    devices = Device.objects.all() if devices is None else devices
-    device = (devices.filter(Q(certificate_serial=serial) | Q(previous_certificate_serial=serial))
-              .annotate(issuing_ca_pem=ca.active_issuing_pem()).first())
+    if find is None:
+        device = by_serial(Device.objects.all(), serial).first()
+    else:
+        device = find(serial)
     issued = ca.verify_issued(cert) if device is None else ca.verify_issued(cert, issuing_pem=device.issuing_ca_pem)
     if not issued:
         raise ClientCertError("certificate not issued by our CA")

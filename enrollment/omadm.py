@@ -23,12 +23,13 @@ and a fixed number of SQL queries per message (bulk reads and updates, never one
 """
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import logging
 import secrets
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -41,6 +42,7 @@ from django.utils import timezone
 from autopilot import provisioning as autopilot_provisioning
 from autopilot.models import AutopilotEnrollment
 from invitations.models import AuditEvent
+from mdmportal.prepared import Prepared
 
 from . import clientcert, inventory, reconcile, syncml
 from .commands import expire_overdue
@@ -159,11 +161,16 @@ def identify(request, message, now=None):
     """Caller for a device we manage; raises Refused. Brief §7 "HTTP" and reply rule 7. Call inside a
     transaction: the device's row is locked until it ends."""
     source = message.header.source
-    devices = _devices(message.header, now or timezone.now())
+    now = now or timezone.now()
     cert = clientcert.certificate_from_request(request)
     if cert is not None:
+        def find(serial):
+            if message.header.msg_id == "1":
+                return _first(_FIRST_MESSAGE_DEVICE(serial=serial, now=now, idle_before=now - SESSION_IDLE))
+            return _first(_DEVICE(serial=serial))
+
         try:
-            device = clientcert.device_for_certificate(cert, devices)
+            device = clientcert.device_for_certificate(cert, find)
         except clientcert.ClientCertError as exc:
             raise Refused(403, exc.reason, exc.device) from None
         if source.lower() != device.device_id.lower():
@@ -171,27 +178,41 @@ def identify(request, message, now=None):
                 raise Refused(403, f"certificate of device {device.pk} used with the Source of another device", device)
             logger.warning("management: device %s sent SyncHdr Source %r, which names no device", device.pk, source[:64])
         return Caller(device, ManagementSession.Auth.CERTIFICATE)
+    devices = _devices(message.header.msg_id == "1", now, now - SESSION_IDLE)
     device = devices.filter(status=Device.Status.ENROLLED, device_id__iexact=source).first()
     if device is None:
         raise Refused(403, "no client certificate and no enrolled device of that DeviceID")
     return _digest_caller(device, message.header, request.META.get("REMOTE_ADDR") or "")
 
 
-def _devices(header, now):
+def _devices(first_message, now, idle_before):
     """The devices to identify the caller among: its row locked for the rest of the transaction and,
     at a session's first message, annotated with whether the once-per-session work has anything to
     do (idle sessions to close, overdue commands to time out, an Autopilot setup), so that a device
     with none of it costs none of those queries. The subqueries are index lookups on the device."""
     devices = Device.objects.select_for_update(of=("self",))
-    if header.msg_id != "1":
+    if not first_message:
         return devices
     device = OuterRef("pk")
     return devices.annotate(
         has_idle_sessions=Exists(ManagementSession.objects.filter(
-            device=device, ended_at__isnull=True, updated_at__lt=now - SESSION_IDLE)),
+            device=device, ended_at__isnull=True, updated_at__lt=idle_before)),
         has_overdue_commands=Exists(DeviceCommand.objects.pending().filter(device=device, expires_at__lte=now)),
         has_autopilot_setup=Exists(AutopilotEnrollment.objects.filter(device=device)),
     )
+
+
+# The device's read by certificate serial, at every message: compiled once (mdmportal/prepared.py), as
+# Django's compilation of it cost more CPU than the rest of the message's reads. Every value in it is
+# a parameter (idle_before too: a time computed from a stand-in would stay in the SQL).
+_FIRST_MESSAGE_DEVICE = Prepared(
+    Device, lambda serial, now, idle_before: clientcert.by_serial(_devices(True, now, idle_before), serial),
+    serial=str, now=datetime, idle_before=datetime)
+_DEVICE = Prepared(Device, lambda serial: clientcert.by_serial(_devices(False, None, None), serial), serial=str)
+
+
+def _first(rows):
+    return rows[0] if rows else None
 
 
 def _may(device, hint):
@@ -328,9 +349,7 @@ class Conversation:
     def open_session(self, digest):
         """This message's ManagementSession, or the bytes to answer with (retransmission/duplicate)."""
         msg_id = int(self.header.msg_id)
-        session = (ManagementSession.objects.select_for_update()
-                   .filter(device=self.device, session_id=self.header.session_id, ended_at__isnull=True)
-                   .order_by("-pk").first())
+        session = _first(_OPEN_SESSION(device_id=self.device.pk, session_id=self.header.session_id))
         if session is not None and msg_id <= session.client_msg_id:
             if msg_id == session.client_msg_id and digest == session.last_request_hash:
                 logger.info("management: device %s retransmitted message %s; same answer", self.device.pk, msg_id)
@@ -424,8 +443,7 @@ class Conversation:
         # rule; at most ENROLLMENT_COMMANDS_PER_MESSAGE per message): what is left unanswered below tells
         # whether the session's end has commands to put back in the queue. A session opened by this
         # message has sent nothing yet.
-        candidates = [] if session.pk is None else DeviceCommand.objects.filter(
-            session=session, status=DeviceCommand.Status.SENT)
+        candidates = [] if session.pk is None else _SENT_IN_SESSION(session_id=session.pk)
         by_ref = {(c.msg_id, c.cmd_id): c for c in candidates}
         touched = {}
         for answer in answers:
@@ -541,16 +559,34 @@ class Conversation:
             DeviceCommand.objects.bulk_create(inventory.gets(self.device, self.now))
             self.device.inventory_requested_at = self.now
             self.device_fields.add("inventory_requested_at")
-        queued = DeviceCommand.objects.filter(device=self.device, status=DeviceCommand.Status.QUEUED,
-                                              expires_at__gt=self.now)
-        if self.device.login_status != "user":
-            queued = queued.exclude(target__startswith=USER_SCOPE)  # brief §7: held until a user is signed in
-        # skip_locked: a concurrent session of the same device takes the other commands, never these.
-        return list(queued.order_by("pk").select_for_update(skip_locked=True)[:settings.ENROLLMENT_COMMANDS_PER_MESSAGE])
+        key = (settings.ENROLLMENT_COMMANDS_PER_MESSAGE, self.device.login_status == "user")
+        if key not in _QUEUED:
+            _QUEUED[key] = Prepared(DeviceCommand, functools.partial(_queued, limit=key[0], user_signed_in=key[1]),
+                                    device_id=int, now=datetime)
+        return _QUEUED[key](device_id=self.device.pk, now=self.now)
 
     def save_device(self):
         if self.device_fields:
             self.device.save(update_fields=sorted(self.device_fields))
+
+
+# The reads of every message: compiled once (mdmportal/prepared.py), as Django's compilation of them
+# cost more CPU than their execution.
+_OPEN_SESSION = Prepared(ManagementSession, lambda device_id, session_id: ManagementSession.objects.select_for_update()
+                         .filter(device_id=device_id, session_id=session_id, ended_at__isnull=True).order_by("-pk")[:1],
+                         device_id=int, session_id=str)
+_SENT_IN_SESSION = Prepared(DeviceCommand, lambda session_id: DeviceCommand.objects.filter(
+    session_id=session_id, status=DeviceCommand.Status.SENT), session_id=int)
+_QUEUED = {}  # (ENROLLMENT_COMMANDS_PER_MESSAGE, a user signed in) -> Prepared
+
+
+def _queued(device_id, now, limit, user_signed_in):
+    """The device's next commands, at most `limit`."""
+    queued = DeviceCommand.objects.filter(device_id=device_id, status=DeviceCommand.Status.QUEUED, expires_at__gt=now)
+    if not user_signed_in:
+        queued = queued.exclude(target__startswith=USER_SCOPE)  # brief §7: held until a user is signed in
+    # skip_locked: a concurrent session of the same device takes the other commands, never these.
+    return queued.order_by("pk").select_for_update(skip_locked=True)[:limit]
 
 
 def bulk_update(objects, fields):

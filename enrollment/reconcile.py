@@ -30,6 +30,8 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from mdmportal.prepared import Prepared
+
 from . import commands
 from .models import ConfigurationGroup, Device, DeviceCommand, DeviceSettingState, GroupSetting
 
@@ -78,13 +80,10 @@ def desired_settings(device):
     the rules are then matched here, as groups_of does. Groups without settings want nothing."""
     if device.status != Device.Status.ENROLLED:
         return {}
-    group = OuterRef("group_id")
-    direct = Exists(ConfigurationGroup.devices.through.objects.filter(configurationgroup_id=group, device_id=device.pk))
     if device.user_id:
-        direct |= Exists(ConfigurationGroup.users.through.objects.filter(configurationgroup_id=group,
-                                                                         user_id=device.user_id))
-    candidates = (GroupSetting.objects.annotate(direct=direct).filter(Q(direct=True) | Q(group__rule_enabled=True))
-                  .select_related("group").order_by("group__priority", "group_id", "pk"))
+        candidates = _CANDIDATES_WITH_USER(device_id=device.pk, user_id=device.user_id)
+    else:
+        candidates = _CANDIDATES(device_id=device.pk)
     desired, matches = {}, {}
     for setting in candidates:
         group = setting.group
@@ -95,6 +94,31 @@ def desired_settings(device):
                 setting.loc_uri, setting.label[:255], setting.format, setting.value, setting.verb,
                 setting.removal, setting.reset_value, group))
     return desired
+
+
+def _candidates(device_id, user_id=None):
+    group = OuterRef("group_id")
+    direct = Exists(ConfigurationGroup.devices.through.objects.filter(configurationgroup_id=group, device_id=device_id))
+    if user_id is not None:
+        direct |= Exists(ConfigurationGroup.users.through.objects.filter(configurationgroup_id=group, user_id=user_id))
+    return (GroupSetting.objects.annotate(direct=direct).filter(Q(direct=True) | Q(group__rule_enabled=True))
+            .select_related("group").order_by("group__priority", "group_id", "pk"))
+
+
+# Read at every check-in (checked_in): compiled once (mdmportal/prepared.py), as Django's compilation
+# of these queries cost more CPU than the rest of the reconciliation.
+_CANDIDATES = Prepared(GroupSetting, _candidates, device_id=int)
+_CANDIDATES_WITH_USER = Prepared(GroupSetting, _candidates, device_id=int, user_id=int)
+_STATES = Prepared(DeviceSettingState, lambda device_id: DeviceSettingState.objects.filter(device_id=device_id)
+                   .select_related("command"), device_id=int)
+
+
+def setting_states(device):
+    """{LocURI: DeviceSettingState} of `device`, with their commands (as device.setting_states would)."""
+    states = _STATES(device_id=device.pk)
+    for state in states:
+        state.device = device
+    return {state.loc_uri: state for state in states}
 
 
 def reconcile_device(device, *, retry_failed=False, actor=None, locked=False):
@@ -112,7 +136,7 @@ def reconcile_device(device, *, retry_failed=False, actor=None, locked=False):
         if device is None or device.status != Device.Status.ENROLLED:
             return outcome
         desired = desired_settings(device)
-        states = {s.loc_uri: s for s in device.setting_states.select_related("command")}
+        states = setting_states(device)
         for loc_uri, want in desired.items():
             _converge(device, states.get(loc_uri), want, retry_failed, actor, outcome)
         for loc_uri, state in states.items():
