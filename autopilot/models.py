@@ -551,6 +551,12 @@ class AutopilotEnrollment(models.Model):
             setattr(self, name, value)
         self.save(update_fields=fields)
 
+    def acknowledge(self, at, phase="device"):
+        """The device answered the phase's IsSyncDone (or can no longer be reached): its page is over."""
+        field = self.phase_field(phase, "acknowledged_at")
+        setattr(self, field, at)
+        self.save(update_fields=[field])
+
     def counts(self, items=None):
         """{"expected", "done", "failed"} over the items (prefetched ones when there are, or `items` when the
         caller has read them)."""

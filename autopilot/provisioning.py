@@ -117,7 +117,7 @@ def apply(link):
     if profile.esp_enabled:
         ProvisioningItem.objects.bulk_create(items)
     link.mark_applied(track_esp=profile.esp_enabled,
-                      track_user_esp=profile.esp_enabled and any(item.phase == Phase.USER for item in items),
+                      track_user_esp=profile.esp_enabled and user_phase,
                       timeout_minutes=profile.esp_timeout_minutes, fail_on=profile.esp_fail_on)
     reconcile.reconcile_device(device)
     AuditEvent.record(None, "autopilot.profile_applied", device, detail={
@@ -278,9 +278,7 @@ def _resend_finish_if_lost(link, phase, now):
     if command is not None and command.is_pending:
         return
     if command is not None and command.status_code is not None:
-        field = link.phase_field(phase, "acknowledged_at")
-        setattr(link, field, command.completed_at or now)
-        link.save(update_fields=[field])
+        link.acknowledge(command.completed_at or now, phase)
         return
     logger.warning("autopilot: device %s never answered the end of its %s setup page; queued again",
                    link.device_id, phase)
@@ -310,9 +308,7 @@ def _end_overdue(link, phase, now):
     if link.device.status != link.device.Status.ENROLLED:
         # Nothing can reach it any more: close the page on our side only.
         link.finish(EspState.TIMED_OUT, "The device left management during setup", now, phase)
-        field = link.phase_field(phase, "acknowledged_at")
-        setattr(link, field, now)
-        link.save(update_fields=[field])
+        link.acknowledge(now, phase)
         return False
     essential_apps.poll(link.device, now)
     return evaluate(link, now, phase) != EspState.TRACKING

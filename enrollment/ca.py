@@ -71,9 +71,10 @@ def active_authorities() -> tuple[CertificateAuthority, CertificateAuthority]:
     return root, issuing
 
 
-def active_chain() -> tuple[x509.Certificate, x509.Certificate]:
-    """(root certificate, issuing certificate) of the active CA; raises CaNotInitialised."""
-    root, issuing = active_authorities()
+def active_chain(authorities=None) -> tuple[x509.Certificate, x509.Certificate]:
+    """(root certificate, issuing certificate) of the active CA; raises CaNotInitialised.
+    `authorities`: the active (root, issuing) rows when the caller already read them."""
+    root, issuing = authorities if authorities is not None else active_authorities()
     return certificate_of(root), certificate_of(issuing)
 
 

@@ -226,7 +226,7 @@ def check_request(claims, token_request):
     token's device id, only Device enrollments may run without a user, and the terms-of-use blob,
     when present, must be ours and this user's; and the token must not have enrolled a device already
     (spend_token() settles races inside the transaction). Raises SoapFault."""
-    spent = SpentEntraToken.objects.filter(token_id=claims.token_id).select_related("device").first()
+    spent = SpentEntraToken.objects.filter(token_id=claims.token_id).first()
     if spent is not None and not same_hardware(spent, token_request):
         raise SoapFault(Fault.AUTHENTICATION, ALREADY_USED, log_detail=(
             f"Entra token {claims.token_id} replayed: it enrolled device {spent.device_id or '(gone)'} "
@@ -244,17 +244,12 @@ def check_request(claims, token_request):
 
 
 def same_hardware(spent, token_request):
-    """Whether the RST comes from the hardware the token enrolled (its DeviceID, or its HWDevID unless
-    all zeros, as Device.objects.same_hardware matches). Windows keeps an Entra access token for its
-    lifetime (about an hour), so a user who unenrolls and enrolls the same PC again within it presents
-    the spent token: that re-enrollment of the same device is allowed, another device is not."""
-    device = spent.device
-    if device is None:
-        return False
-    if device.device_id.lower() == token_request.device_id.lower():
-        return True
-    hw_dev_id = token_request.hw_dev_id or ""
-    return bool(hw_dev_id.strip("0")) and device.hw_dev_id.lower() == hw_dev_id.lower()
+    """Whether the RST comes from the hardware the token enrolled (Device.objects.of_hardware). Windows
+    keeps an Entra access token for its lifetime (about an hour), so a user who unenrolls and enrolls
+    the same PC again within it presents the spent token: that re-enrollment of the same device is
+    allowed, another device is not."""
+    return spent.device_id is not None and Device.objects.of_hardware(
+        token_request.device_id, token_request.hw_dev_id).filter(pk=spent.device_id).exists()
 
 
 def spend_token(claims, token_request):
@@ -266,8 +261,7 @@ def spend_token(claims, token_request):
         with transaction.atomic():
             return SpentEntraToken.objects.create(token_id=claims.token_id, expires_at=claims.expires_at)
     except IntegrityError:
-        spent = (SpentEntraToken.objects.select_for_update(of=("self",)).select_related("device")
-                 .filter(token_id=claims.token_id).first())
+        spent = SpentEntraToken.objects.select_for_update().filter(token_id=claims.token_id).first()
         if spent is not None and same_hardware(spent, token_request):
             return spent  # the same PC enrolling again with the token it enrolled with
         raise SoapFault(Fault.AUTHENTICATION, ALREADY_USED,

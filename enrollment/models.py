@@ -44,13 +44,17 @@ class DeviceQuerySet(models.QuerySet):
         """Devices whose current enrollment is live (not replaced, unenrolled or retired)."""
         return self.filter(status=Device.Status.ENROLLED)
 
-    def same_hardware(self, device_id, hw_dev_id):
-        """Live enrollments of this hardware: same DeviceID, or same HWDevID unless it is all zeros
-        (VMs and some tools send zeros, which identify nothing; brief §5)."""
+    def of_hardware(self, device_id, hw_dev_id):
+        """Enrollments, live or not, of this hardware: same DeviceID, or same HWDevID unless it is all
+        zeros (VMs and some tools send zeros, which identify nothing; brief §5)."""
         match = models.Q(device_id__iexact=device_id)
         if hw_dev_id and hw_dev_id.strip("0"):
             match |= models.Q(hw_dev_id__iexact=hw_dev_id)
-        return self.enrolled().filter(match)
+        return self.filter(match)
+
+    def same_hardware(self, device_id, hw_dev_id):
+        """Live enrollments of this hardware (of_hardware)."""
+        return self.enrolled().of_hardware(device_id, hw_dev_id)
 
 
 class Device(models.Model):

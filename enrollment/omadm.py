@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
-from django.db import connections, router, transaction
+from django.db import transaction
 from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.http import HttpResponse
 from django.utils import timezone
@@ -42,6 +42,7 @@ from django.utils import timezone
 from autopilot import provisioning as autopilot_provisioning
 from autopilot.models import AutopilotEnrollment
 from invitations.models import AuditEvent
+from mdmportal.bulk import bulk_update
 from mdmportal.prepared import Prepared
 
 from . import clientcert, inventory, reconcile, syncml
@@ -587,37 +588,6 @@ def _queued(device_id, now, limit, user_signed_in):
         queued = queued.exclude(target__startswith=USER_SCOPE)  # brief §7: held until a user is signed in
     # skip_locked: a concurrent session of the same device takes the other commands, never these.
     return queued.order_by("pk").select_for_update(skip_locked=True)[:limit]
-
-
-def bulk_update(objects, fields):
-    """Save `fields` of `objects` (rows of one model) in one UPDATE. On PostgreSQL an UPDATE ... FROM
-    (VALUES ...), whose cost barely grows with the rows; elsewhere Django's bulk_update, whose CASE per
-    field and row made it the costliest step of a message in profiles (Python building the
-    expressions, not the database)."""
-    if not objects:
-        return
-    model = type(objects[0])
-    connection = connections[router.db_for_write(model)]
-    if connection.vendor != "postgresql":
-        model.objects.bulk_update(objects, fields)
-        return
-    meta, quote = model._meta, connection.ops.quote_name
-    key, columns = meta.pk, [meta.get_field(name) for name in fields]
-    row = "(" + ", ".join(f"%s::{field.db_type(connection)}" for field in [key, *columns]) + ")"
-    params = []
-    for obj in objects:
-        params.append(key.get_db_prep_save(obj.pk, connection))
-        for field in columns:
-            # A foreign key set to a row saved since (the session of its first message): its id now.
-            value = getattr(obj, field.name).pk if field.is_relation and getattr(obj, field.name) else \
-                getattr(obj, field.attname)
-            params.append(field.get_db_prep_save(value, connection))
-    names = ", ".join(quote(field.column) for field in [key, *columns])
-    assignments = ", ".join(f"{quote(field.column)} = v.{quote(field.column)}" for field in columns)
-    sql = (f"UPDATE {quote(meta.db_table)} AS t SET {assignments} FROM (VALUES {', '.join([row] * len(objects))}) "
-           f"AS v({names}) WHERE t.{quote(key.column)} = v.{quote(key.column)}")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
 
 
 def _ref(answer):

@@ -253,7 +253,7 @@ def issue_certificate(public_key, common_name):
     try:
         authorities = ca.active_authorities()  # one read for the signature and the chain sent with it
         certificate = ca.issue_device_certificate(public_key, common_name, authorities=authorities)
-        root, issuing = (ca.certificate_of(authority) for authority in authorities)
+        root, issuing = ca.active_chain(authorities)
     except ca.CaNotInitialised:
         raise SoapFault(Fault.ENROLLMENT_SERVER, "The enrollment server is not set up yet. Contact your "
                         "administrator.", log_detail="CA not initialised") from None

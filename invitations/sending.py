@@ -174,7 +174,7 @@ def deliver_many(email_ids):
                 if raw is None:
                     continue
                 policy = policies[email.invitation.user_id]
-                pin = pins.issue(email.invitation.user) if policy.requires_pin else None
+                pin = _pin_for_email(email.invitation.user, policy)
             outcome = _send(connection, email, raw, pin, organisation, policy)
             if outcome.error:
                 unsent.append(email.pk)
@@ -256,9 +256,10 @@ def record_failure(email_id, exc, *, final):
         AuditEvent.record(None, "invitation.email_failed", email.invitation, detail={"reason": reason})
 
 
-def _pin_for_email(user):
-    """(RegistrationPin, PIN in clear) when the user's registration settings ask for a PIN, else None."""
-    if not effective_registration_settings(user).requires_pin:
+def _pin_for_email(user, policy=None):
+    """(RegistrationPin, PIN in clear) when the user's registration settings (`policy`, when the caller
+    has them) ask for a PIN, else None."""
+    if not (policy or effective_registration_settings(user)).requires_pin:
         return None
     return pins.issue(user)
 
