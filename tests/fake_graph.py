@@ -3,8 +3,9 @@ uses, on 127.0.0.1, recording every request. Shapes follow Graph's documentation
 importedWindowsAutopilotDeviceIdentity and its import action, beta windowsAutopilotDeviceIdentity,
 windowsAutopilotDeploymentProfile and its assignments, v1.0 groups; RFC 6749 §4.4 / §5.2 for tokens).
 
-Tests script failures with `fail()` (throttling, outages, refusals) and Microsoft's verdicts with
-`import_errors` / `rejected_serials`.
+Tests script failures with `fail()` (throttling, outages, refusals, redirects, a `Flood` of bytes) and
+Microsoft's verdicts with `import_errors` / `rejected_serials`. `elsewhere` is another server (another
+port) that records what reaches it: where a hostile redirect would send the token.
 """
 import json
 import threading
@@ -45,6 +46,17 @@ class Fault:
     headers: dict
     body: object
     times: int
+
+
+@dataclass
+class Flood:
+    """A body of `total` bytes streamed without Content-Length (or with a declared one), in pieces;
+    `written` counts what the client took before it hung up."""
+    total: int
+    content_length: int | None = None
+    piece: int = 64 * 1024
+    written: int = 0
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -222,6 +234,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         status, headers, body = self.server.fake.handle(self.command, self.path, self.headers, raw)
+        if isinstance(body, Flood):
+            return self._flood(status, headers, body)
         payload = b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
         for name, value in headers.items():
@@ -231,6 +245,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def _flood(self, status, headers, flood):
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, str(value))
+        self.send_header("Content-Type", "application/json")
+        if flood.content_length is not None:
+            self.send_header("Content-Length", str(flood.content_length))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        piece = b'{"value": [' + b" " * (flood.piece - 11)
+        try:
+            while flood.written < flood.total:
+                self.wfile.write(piece)
+                flood.written += len(piece)
+                piece = b" " * flood.piece
+        except OSError:
+            pass  # the client hung up: what it refused to read was never sent
+        finally:
+            flood.done.set()
 
     do_GET = do_POST = do_PATCH = do_DELETE = _serve
 
@@ -247,5 +282,30 @@ def fake_graph():
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield fake
+    server.shutdown()
+    server.server_close()
+
+
+class Elsewhere:
+    """Another host:port: answers every request 200 with an empty page and records its method, path
+    and headers."""
+
+    def __init__(self):
+        self.requests = []
+
+    def handle(self, method, raw_path, headers, raw_body):
+        self.requests.append(Recorded(method, urllib.parse.urlsplit(raw_path).path, {}, dict(headers), raw_body))
+        return 200, {}, {"value": []}
+
+
+@pytest.fixture
+def elsewhere():
+    recorder = Elsewhere()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.fake = recorder
+    recorder.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield recorder
     server.shutdown()
     server.server_close()
