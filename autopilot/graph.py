@@ -8,10 +8,14 @@ what it should report.
   failures are transient: both raise `Retry` with the delay to wait;
 - any other 4xx is permanent: `GraphError` with Graph's own error code and message.
 
-The stdlib's urllib is enough for a handful of JSON calls. The client secret and tokens are never
-logged, and any message shown to people has the secret scrubbed out.
+The stdlib's urllib is enough for a handful of JSON calls, sent through mdmportal.outbound: no
+redirect to another origin is followed (the token and the client secret stay with Graph and its
+token endpoint), answers are read up to GRAPH_MAX_RESPONSE_BYTES, and every wait is bounded. The
+client secret and tokens are never logged, and any message shown to people has the secret scrubbed
+out.
 """
 import hashlib
+import http.client
 import json
 import logging
 import threading
@@ -19,6 +23,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+
+from django.conf import settings
+
+from mdmportal import outbound
 
 from .sealing import SealError
 
@@ -183,16 +191,25 @@ class Client:
         return urllib.request.Request(url, data=data, method=method, headers=headers)
 
     def _send(self, request):
-        """(status, headers, body bytes); network failures become Retry."""
+        """(status, headers, body bytes); network failures and slow answers become Retry; a redirect to
+        another origin or an answer over GRAPH_MAX_RESPONSE_BYTES is a GraphError."""
+        host = urllib.parse.urlsplit(request.full_url).netloc
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
-                return response.status, response.headers, response.read()
-        except urllib.error.HTTPError as exc:
-            with exc:
-                return exc.code, exc.headers, exc.read()
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            return outbound.fetch(request, timeout=TIMEOUT_SECONDS, max_bytes=settings.GRAPH_MAX_RESPONSE_BYTES)
+        except outbound.RedirectRefused as exc:
+            logger.warning("Graph request to %s redirected to another origin (%s); not followed", host,
+                           outbound.netloc(exc.location))
+            raise GraphError(f"{host} answered with a redirect to {outbound.netloc(exc.location)}, another host; "
+                             "not followed, so the token stays with Graph. Check the Graph and token base URLs.",
+                             code="redirect") from None
+        except outbound.TooLarge as exc:
+            raise GraphError(f"The answer from {host} is larger than {outbound.size_text(exc.max_bytes)} "
+                             "(GRAPH_MAX_RESPONSE_BYTES); it was not read.", code="tooLarge") from None
+        except outbound.TooSlow as exc:
+            raise Retry(str(exc)) from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
-            raise Retry(f"Cannot reach {urllib.parse.urlsplit(request.full_url).netloc}: {reason}") from None
+            raise Retry(f"Cannot reach {host}: {reason}") from None
 
     def _scrub(self, text):
         return text.replace(self._secret, "[client secret]") if self._secret else text

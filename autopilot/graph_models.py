@@ -3,7 +3,6 @@ service said about each device and profile we pushed. Imported by models.py so D
 
 The domain work (token, requests, push, poll, pull) lives in autopilot/graph.py and graph_sync.py.
 """
-import ipaddress
 import re
 import uuid
 from urllib.parse import urlsplit
@@ -13,6 +12,7 @@ from django.db import models
 from django.utils import timezone
 
 from invitations.models import InvalidTransition
+from mdmportal import outbound
 
 from . import sealing
 from .models import AutopilotDevice, Profile
@@ -37,14 +37,7 @@ def base_url_error(url):
     parts = urlsplit(url)
     if parts.query or parts.fragment or parts.username or parts.password:
         return "Give only the scheme, host and (optionally) a path, without query, fragment or user name."
-    if parts.scheme == "https":
-        return None
-    host = parts.hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if parts.scheme == "http" and loopback:
+    if outbound.is_https(url, allow_loopback_http=True):
         return None
     return "Use an https:// address (plain http:// is only accepted on this machine, for testing)."
 

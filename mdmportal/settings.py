@@ -186,6 +186,10 @@ ENROLLMENT_PPKG_LOCKOUT_SECONDS = env.int("ENROLLMENT_PPKG_LOCKOUT_SECONDS", def
 # Entra ID enrollment (enrollment/entra.py): how long the terms-of-use acceptance handed to Windows
 # (OpaqueBlob, back as EnrollmentData) stays valid; the enrollment follows it within minutes.
 ENROLLMENT_ENTRA_TERMS_SECONDS = env.int("ENROLLMENT_ENTRA_TERMS_SECONDS", default=24 * 60 * 60)
+# The JWKS mirror decides which keys sign acceptable Entra ID tokens, so it is fetched over https only.
+# True also accepts plain http to this machine (127.0.0.0/8, ::1, localhost): for test doubles, never
+# in production.
+ENTRA_ALLOW_LOOPBACK_HTTP = env.bool("ENTRA_ALLOW_LOOPBACK_HTTP", default=False)
 
 # OMA-DM management (brief §7; enrollment/omadm.py). nginx verifies the TLS client certificate and
 # forwards it URL-escaped in X-SSL-Client-Cert; that header is believed only from these addresses
@@ -226,6 +230,9 @@ ENROLLMENT_RENEW_RETRY_DAYS = env.int("ENROLLMENT_RENEW_RETRY_DAYS", default=4)
 # (AutopilotConfigurationFile.json), its id (a GUID) and its domain (contoso.onmicrosoft.com).
 AUTOPILOT_TENANT_ID = env("AUTOPILOT_TENANT_ID", default="")
 AUTOPILOT_TENANT_DOMAIN = env("AUTOPILOT_TENANT_DOMAIN", default="")
+# The Microsoft Graph connector (autopilot/graph.py) reads at most this many bytes of one answer; a
+# page of a thousand Autopilot devices is about a megabyte.
+GRAPH_MAX_RESPONSE_BYTES = env.int("GRAPH_MAX_RESPONSE_BYTES", default=16 * 1024 * 1024)
 
 # Celery: Redis when REDIS_URL is set, otherwise tasks run in-process.
 REDIS_URL = env("REDIS_URL", default="")
