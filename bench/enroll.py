@@ -206,6 +206,7 @@ class EntraTenant:
         from io import StringIO
 
         from django.core.management import call_command
+        from django.test import override_settings
 
         from enrollment.models import EntraSettings, JwksSet
 
@@ -213,7 +214,10 @@ class EntraTenant:
         config.enabled, config.tenant_ids, config.audiences = True, [self.tenant_id], [self.AUDIENCE]
         config.jwks_mirror_url = self.mirror_url
         config.save()
-        call_command("fetch_entra_keys", stdout=StringIO())
+        # This stand-in serves its keys over plain http on 127.0.0.1, which the portal accepts only
+        # with ENTRA_ALLOW_LOOPBACK_HTTP (a real mirror is https).
+        with override_settings(ENTRA_ALLOW_LOOPBACK_HTTP=True):
+            call_command("fetch_entra_keys", stdout=StringIO())
         self.jwks_set = next((jwks for jwks in JwksSet.objects.active() if self.kid in jwks.key_ids), None)
         if self.jwks_set is None or not EntraSettings.get().is_ready:
             raise BenchError(f"Entra ID enrollment is not ready after importing the keys from {self.mirror_url}")

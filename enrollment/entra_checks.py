@@ -7,7 +7,7 @@ from django.db import DatabaseError
 
 @register(Tags.security)
 def check_entra_settings(app_configs, **kwargs):
-    from .models import EntraSettings, JwksSet
+    from .models import EntraSettings, JwksSet, mirror_url_error
 
     errors = []
     if settings.ENROLLMENT_ENTRA_TERMS_SECONDS < 60:
@@ -16,8 +16,15 @@ def check_entra_settings(app_configs, **kwargs):
     try:
         entra = EntraSettings.objects.filter(pk=1, enabled=True).first()
         has_keys = JwksSet.objects.active().exists()
+        mirror_url = EntraSettings.objects.filter(pk=1).values_list("jwks_mirror_url", flat=True).first()
     except DatabaseError:
         return errors  # no database or not migrated yet
+    if mirror_url and mirror_url_error(mirror_url):
+        errors.append(Warning(
+            f"The JWKS mirror URL {mirror_url} is not https: its keys are no longer fetched.",
+            hint="Serve the mirror over https and save its address on the Entra ID settings page.",
+            id="enrollment.W202",
+        ))
     if entra is not None and not (entra.tenant_ids and entra.audiences and has_keys):
         errors.append(Warning(
             "Entra ID enrollment is switched on but lacks a tenant id, an audience or an active signing key set: "

@@ -8,10 +8,10 @@ asked for resolves the matching unknown-key alerts.
 """
 import functools
 import hashlib
+import http.client
 import json
 import logging
 import urllib.error
-import urllib.parse
 import urllib.request
 
 import jwt
@@ -19,8 +19,9 @@ from django.db import transaction
 from jwt.exceptions import PyJWTError
 
 from invitations.models import AuditEvent
+from mdmportal import outbound
 
-from .models import EntraKeyAlert, JwksSet
+from .models import EntraKeyAlert, JwksSet, mirror_url_error
 
 logger = logging.getLogger(__name__)
 
@@ -119,18 +120,29 @@ def import_jwks(data, *, source=JwksSet.Source.UPLOAD, source_url="", actor=None
 
 
 def fetch_mirror(url, *, actor=None, ip=None):
-    """Fetch the JWKS at `url` (http or https, on the local network) and import it; raises JwksError."""
-    parts = urllib.parse.urlsplit(url or "")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise JwksError("Set an http:// or https:// mirror URL first.")
+    """Fetch the JWKS at `url` (https, see models.mirror_url_error) and import it; raises JwksError.
+    The rule is checked here again (the URL may have been saved before it existed, or come from the
+    command line) and for every redirect, before anything is sent to the new address."""
+    if not url:
+        raise JwksError("Set an https:// mirror URL first.")
+    problem = mirror_url_error(url)
+    if problem:
+        raise JwksError(f"Not fetched from {url}: {problem}")
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "mdmportal"})
     try:
-        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_SECONDS) as response:
-            body = response.read(MAX_JWKS_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        raise JwksError(f"The mirror answered HTTP {exc.code} for {url}.") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+        status, _headers, body = outbound.fetch(request, timeout=FETCH_TIMEOUT_SECONDS, max_bytes=MAX_JWKS_BYTES,
+                                                may_follow=lambda _url, location: not mirror_url_error(location))
+    except outbound.RedirectRefused as exc:
+        raise JwksError(f"The mirror answered with a redirect to {exc.location}, not followed: "
+                        f"{mirror_url_error(exc.location)}") from None
+    except outbound.TooLarge:
+        raise JwksError(f"The document is larger than {MAX_JWKS_BYTES // 1024} KB: it is not a JWKS.") from None
+    except outbound.TooSlow as exc:
+        raise JwksError(f"Could not fetch {url}: {exc}") from None
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         raise JwksError(f"Could not fetch {url}: {getattr(exc, 'reason', exc)}.") from None
+    if not 200 <= status < 300:
+        raise JwksError(f"The mirror answered HTTP {status} for {url}.")
     return import_jwks(body, source=JwksSet.Source.MIRROR, source_url=url, actor=actor, ip=ip)
 
 

@@ -5,8 +5,10 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models.functions import Upper
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from invitations.models import InvalidTransition
+from mdmportal import outbound
 
 
 class CertificateAuthority(models.Model):
@@ -755,6 +757,16 @@ class DeviceSettingState(models.Model):
 
 # Microsoft Entra ID standard enrollment (issue 6, brief §3.4).
 
+def mirror_url_error(url):
+    """Why `url` cannot be the JWKS mirror URL, or "". Whoever answers it chooses the keys that sign
+    acceptable Entra ID tokens, so it is https (OpenID Connect Discovery 1.0 §4: key sets travel over
+    TLS); plain http only to this machine with ENTRA_ALLOW_LOOPBACK_HTTP, for test doubles."""
+    if not url or outbound.is_https(url, allow_loopback_http=settings.ENTRA_ALLOW_LOOPBACK_HTTP):
+        return ""
+    return gettext("Use an https:// address: the keys that sign Entra ID tokens must not travel in clear "
+                   "(plain http:// is accepted only on this machine, for tests, with ENTRA_ALLOW_LOOPBACK_HTTP).")
+
+
 class EntraSettings(models.Model):
     """How this portal trusts the organisation's Entra ID tenant: a singleton row (pk=1).
 
@@ -774,7 +786,7 @@ class EntraSettings(models.Model):
     )
     jwks_mirror_url = models.URLField(
         "JWKS mirror URL", blank=True, max_length=500,
-        help_text="An http(s) address on your network serving a copy of "
+        help_text="An https address on your network serving a copy of "
                   "https://login.microsoftonline.com/<tenant>/discovery/v2.0/keys",
     )
     terms_text = models.TextField(
@@ -798,6 +810,11 @@ class EntraSettings(models.Model):
     @property
     def is_ready(self):
         return bool(self.enabled and self.tenant_ids and self.audiences and JwksSet.objects.active().exists())
+
+    def clean(self):
+        problem = mirror_url_error(self.jwks_mirror_url)
+        if problem:
+            raise ValidationError({"jwks_mirror_url": problem})
 
     def accepted_audiences(self):
         """The configured audiences, URIs also without/with their trailing slash: Entra writes the App

@@ -78,12 +78,12 @@ def test_full_administrator_saves_tenants_and_audiences(client, full_admin, entr
     client_id = "0A1B2C3D-0000-4000-8000-00000000000A"
     response = client.post(SETTINGS, settings_form(
         tenant_ids_text=f"{TEST_TENANT.upper()}\n\n{TEST_TENANT}\n", audiences_text=f"api://mdm-contoso\n{client_id}",
-        jwks_mirror_url="http://keys.contoso.internal/keys.json"))
+        jwks_mirror_url="https://keys.contoso.internal/keys.json"))
     assert response.status_code == 302
     saved = EntraSettings.get()
     assert saved.tenant_ids == [TEST_TENANT]
     assert saved.audiences == ["api://mdm-contoso", client_id.lower()]
-    assert saved.jwks_mirror_url == "http://keys.contoso.internal/keys.json"
+    assert saved.jwks_mirror_url == "https://keys.contoso.internal/keys.json"
     assert AuditEvent.objects.filter(action="entrasettings.changed", actor=full_admin).exists()
 
 
@@ -170,8 +170,10 @@ def test_importing_the_missing_key_resolves_its_alert(client, full_admin, entra)
 
 
 @pytest.fixture
-def mirror():
-    """A JWKS mirror on the local network: a real HTTP server whose answer the test sets."""
+def mirror(settings):
+    """A JWKS mirror on the local network: a real HTTP server whose answer the test sets. Plain http
+    on the loopback is accepted only with ENTRA_ALLOW_LOOPBACK_HTTP (tests/test_entra_mirror_url.py)."""
+    settings.ENTRA_ALLOW_LOOPBACK_HTTP = True
     answer = {"status": 200, "body": json.dumps(JWKS).encode()}
 
     class Handler(BaseHTTPRequestHandler):
@@ -222,7 +224,8 @@ def test_fetch_without_a_mirror_url_says_so(client, full_admin, entra):
     assert any("mirror URL first" in message for message in messages_of(response))
 
 
-def test_unreachable_mirror_is_explained(client, full_admin, entra):
+def test_unreachable_mirror_is_explained(client, full_admin, entra, settings):
+    settings.ENTRA_ALLOW_LOOPBACK_HTTP = True
     EntraSettings.objects.filter(pk=1).update(jwks_mirror_url="http://127.0.0.1:9/keys")
     response = signed_in(client, full_admin).post(FETCH, follow=True)
     assert any("Could not fetch" in message for message in messages_of(response))

@@ -143,3 +143,13 @@ def test_a_redirect_that_keeps_to_the_rule_is_followed(entra, mirror, settings):
     mirror["redirect"] = mirror["url"].rsplit("/common/", 1)[0] + "/moved"
     call_command("fetch_entra_keys", "--url", mirror["url"])
     assert JwksSet.objects.get().key_ids == ["new-key-1"] and mirror["requests"] == 2
+
+
+def test_check_warns_about_a_plain_http_mirror_saved_earlier(entra, settings):
+    from enrollment.entra_checks import check_entra_settings
+
+    settings.ENTRA_ALLOW_LOOPBACK_HTTP = False
+    EntraSettings.objects.filter(pk=1).update(jwks_mirror_url="http://keys.contoso.internal/keys")
+    assert "enrollment.W202" in [m.id for m in check_entra_settings(None)]
+    EntraSettings.objects.filter(pk=1).update(jwks_mirror_url="https://keys.contoso.internal/keys")
+    assert "enrollment.W202" not in [m.id for m in check_entra_settings(None)]

@@ -14,7 +14,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--url", help="fetch from this http(s) URL instead of the configured mirror URL")
+        parser.add_argument("--url", help="fetch from this https URL instead of the configured mirror URL")
 
     def handle(self, *, url, **options):
         try:
