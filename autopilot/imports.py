@@ -15,7 +15,9 @@ Rules, row by row:
 - the assigned user, when present, is an email address (the user's UPN);
 - a serial seen earlier in the same file is refused (the first line wins);
 - a serial already imported is updated: the cells that are filled replace the stored values, empty
-  cells keep them; a row that changes nothing is reported "unchanged".
+  cells keep them; a row that changes nothing is reported "unchanged";
+- a cell starting with quotes before = + - @ loses one quote: the export adds it so that spreadsheets
+  do not read the cell as a formula (mdmportal/csv_cells.py), and the export imports back unchanged.
 """
 import base64
 import binascii
@@ -35,6 +37,7 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from invitations.models import AuditEvent
+from mdmportal import csv_cells
 
 from .models import AutopilotDevice, DeviceImport, DeviceImportChunk, ImportRow
 
@@ -52,6 +55,8 @@ HEADER_ALIASES = {
     "orderid": "group_tag",
     "assigneduser": "assigned_user",
 }
+# A hardware hash as the export writes it untouched: base64 (RFC 4648 §4) and nothing else.
+BASE64_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 CHUNK_BYTES = 1024 * 1024
 BATCH_SIZE = 1000
 # The sweep: an import the broker never took is queued again after SWEEP_GRACE (the upload's own
@@ -274,7 +279,9 @@ def _columns(header):
 
 def _cells(cells, columns, width):
     extra = [cell for cell in cells[width:] if cell.strip()]
-    values = {name: (cells[position].strip() if position < len(cells) else "") for name, position in columns.items()}
+    # csv_cells.restore: a cell our own export neutralised ("'=...") comes back as it was.
+    values = {name: (csv_cells.restore(cells[position].strip()) if position < len(cells) else "")
+              for name, position in columns.items()}
     if extra:
         values["_error"] = f"this line has {len(cells)} cells but the header has {width} columns"
     return values
@@ -546,9 +553,17 @@ class _Echo:
 
 
 def export_lines(queryset):
-    """The records as CSV lines in Windows' format (header first), streamed from the database."""
+    """The records as CSV lines in Windows' format (header first), streamed from the database. Cells a
+    spreadsheet would read as a formula are neutralised (mdmportal/csv_cells.py); `_cells` undoes it
+    on import, so an export imports back unchanged. A strict base64 hardware hash is written as it is,
+    even when it starts with "+": Microsoft's importer reads the column as base64, and base64 has no
+    parentheses, quotes, "!" or "|", so it cannot call a function or reach outside the sheet."""
     writer = csv.writer(_Echo(), lineterminator="\r\n")
     yield writer.writerow(COLUMNS)
     for record in queryset.select_related(None).only(*FIELDS).order_by("serial_key").iterator(chunk_size=2000):
-        yield writer.writerow([record.serial_number, record.product_id, record.hardware_hash, record.group_tag,
-                               record.assigned_user])
+        hardware_hash = record.hardware_hash
+        if not BASE64_RE.fullmatch(hardware_hash):
+            hardware_hash = csv_cells.neutralise(hardware_hash)
+        yield writer.writerow([csv_cells.neutralise(record.serial_number), csv_cells.neutralise(record.product_id),
+                               hardware_hash, csv_cells.neutralise(record.group_tag),
+                               csv_cells.neutralise(record.assigned_user)])

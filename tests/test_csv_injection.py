@@ -14,6 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from autopilot.models import AutopilotDevice, DeviceImport
+from mdmportal import csv_cells
 from tests.factories_autopilot import AutopilotDeviceFactory
 
 pytestmark = pytest.mark.django_db
@@ -81,3 +82,13 @@ def test_the_export_imports_back_unchanged(console, django_capture_on_commit_cal
     for fields in values:
         stored = AutopilotDevice.objects.get(serial_number=fields["serial_number"])
         assert {name: getattr(stored, name) for name in fields} == fields
+
+
+@pytest.mark.parametrize("value, cell", [
+    ("=1+1", "'=1+1"), ("+33 1 23", "'+33 1 23"), ("-2", "'-2"), ("@SUM(A1)", "'@SUM(A1)"),
+    ("\t=1", "'\t=1"), ("\r=1", "'\r=1"), ("'=1", "''=1"), ("''@x", "'''@x"),
+    ("Sales", "Sales"), ("'quoted", "'quoted"), ("a=b", "a=b"), ("", ""), (None, ""), (42, "42"),
+])
+def test_a_cell_is_neutralised_and_restored_exactly(value, cell):
+    assert csv_cells.neutralise(value) == cell
+    assert csv_cells.restore(cell) == ("" if value is None else str(value))
