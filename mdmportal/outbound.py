@@ -109,10 +109,10 @@ def fetch(request, *, timeout, max_bytes, may_follow=same_origin, clock=time.mon
         response = opener.open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         response = exc
+    status = getattr(response, "status", None) or response.code
+    if getattr(response, "fp", True) is None:  # an HTTPError made without the answer's body
+        return status, response.headers, b""
     with response:
-        status = getattr(response, "status", None) or response.code
-        if isinstance(response, urllib.error.HTTPError) and response.fp is None:  # made without a body
-            return status, response.headers, b""
         body = read_capped(response, max_bytes, url=request.full_url, seconds=timeout, clock=clock)
     return status, response.headers, body
 
