@@ -6,7 +6,9 @@ console. Production sets at least SECRET_KEY, DATABASE_URL, REDIS_URL, EMAIL_URL
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
+from mdmportal import secret_settings
 from mdmportal.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -15,9 +17,14 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
-# The development key is refused by `manage.py check --deploy` (mdmportal.checks).
-DEV_SECRET_KEY = "dev-only-insecure-key-set-SECRET_KEY-in-production-0123456789"
-SECRET_KEY = env("SECRET_KEY", default="") or DEV_SECRET_KEY
+# Required outside DEBUG (refused below when missing or published, mdmportal/secret_settings.py): it signs
+# sessions and the HMACs of enrollment/auth.py (federated sign-in tokens) and enrollment/ppkg.py.
+# With DEBUG, the development key stands in.
+DEV_SECRET_KEY = secret_settings.DEV_SECRET_KEY
+SECRET_KEY = env("SECRET_KEY", default="")
+if not DEBUG and (_refusal := secret_settings.refusal("SECRET_KEY", SECRET_KEY)):
+    raise ImproperlyConfigured(_refusal)
+SECRET_KEY = SECRET_KEY or DEV_SECRET_KEY
 
 # Public addresses. PORTAL_URL is what users and administrators open; ENROLLMENT_URL is the
 # default server address handed to Windows (the organisation can change it in the wizard).
@@ -209,9 +216,11 @@ ENROLLMENT_WIPE_LIMIT = env.int("ENROLLMENT_WIPE_LIMIT", default=10)
 # Our CA (enrollment/ca.py). Its private keys are stored as PKCS#8 encrypted with this passphrase.
 # cryptography's BestAvailableEncryption derives the key with PBKDF2-HMAC-SHA256 at only 2048
 # iterations, so use a long random value (e.g. `openssl rand -base64 32`). Left empty, a passphrase
-# is derived from SECRET_KEY: development only (`check --deploy` refuses it, enrollment.E001), and
+# is derived from SECRET_KEY: development only (outside DEBUG the settings refuse to load without it), and
 # changing SECRET_KEY then makes the stored keys unreadable (enrollment.E002).
 CA_KEY_PASSPHRASE = env("CA_KEY_PASSPHRASE", default="")
+if not DEBUG and (_refusal := secret_settings.refusal("CA_KEY_PASSPHRASE", CA_KEY_PASSPHRASE)):
+    raise ImproperlyConfigured(_refusal)
 # Lifetime of issued device certificates (brief §5: one year by default).
 DEVICE_CERT_VALIDITY_DAYS = env.int("DEVICE_CERT_VALIDITY_DAYS", default=365)
 # ROBO certificate renewal (brief §5.1 WSTEP/Renew, §6; enrollment/renewal.py). Windows asks for a new
