@@ -3,6 +3,7 @@
 With no variables the portal runs on SQLite, runs Celery tasks in-process and writes emails to the
 console. Production sets at least SECRET_KEY, DATABASE_URL, REDIS_URL, EMAIL_URL and the host names.
 """
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -41,7 +42,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # API tokens stored as a hash (invitations/api_tokens.py); before invitations, whose admin replaces knox's
     "drf_spectacular",
     "axes",
     "invitations",
@@ -293,7 +294,7 @@ else:
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["mdmportal.api.ConsolePermissions"],
@@ -302,6 +303,14 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
+}
+# API tokens (django-rest-knox, invitations/api_tokens.py): only a SHA-512 of each is stored. They never
+# expire unless API_TOKEN_TTL_DAYS is set (scripts use them); revoke or rotate them in the console or with
+# `create_api_token --rotate`. "Authorization: Token <token>", as with Django REST framework's own tokens.
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=0)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS) if API_TOKEN_TTL_DAYS else None,
+    "AUTH_HEADER_PREFIX": "Token",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "mdmportal API",
