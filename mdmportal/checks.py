@@ -30,3 +30,29 @@ def check_portal_url(app_configs, **kwargs):
         return [Error("PORTAL_URL is not https", hint="Set PORTAL_URL=https://<your portal host>.",
                       id="mdmportal.E002")]
     return []
+
+
+# Backends that write emails where others read them: the process's output (the journal) or files.
+LEAKING_EMAIL_BACKENDS = {
+    "django.core.mail.backends.console.EmailBackend": "to the console (the journal)",
+    "django.core.mail.backends.filebased.EmailBackend": "to files",
+    "mdmportal.mail.UnconfiguredEmailBackend": "nowhere: EMAIL_URL is not set",
+}
+
+
+def email_misconfiguration():
+    """Outside DEBUG, why emails (invitation links, registration PINs) are not sent by SMTP; or None."""
+    if settings.DEBUG or settings.EMAIL_BACKEND not in LEAKING_EMAIL_BACKENDS:
+        return None
+    return f"emails go {LEAKING_EMAIL_BACKENDS[settings.EMAIL_BACKEND]}"
+
+
+@register(Tags.security)
+def check_email_backend(app_configs, **kwargs):
+    # Not deploy-only: `migrate`, which every deployment runs, stops on it.
+    problem = email_misconfiguration()
+    if problem:
+        return [Error(f"With DEBUG off, {problem}; invitation emails carry sign-in links and PINs.",
+                      hint="Set EMAIL_URL=smtp+tls://user:password@host:587 (DEBUG=true for development).",
+                      id="mdmportal.E004")]
+    return []

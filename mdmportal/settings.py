@@ -1,7 +1,8 @@
-"""mdmportal settings: everything comes from the environment and works with nothing set.
+"""mdmportal settings: everything comes from the environment.
 
-With no variables the portal runs on SQLite, runs Celery tasks in-process and writes emails to the
-console. Production sets at least SECRET_KEY, DATABASE_URL, REDIS_URL, EMAIL_URL and the host names.
+With DEBUG=true (./serve) and nothing else the portal runs on SQLite, runs Celery tasks in-process and
+writes emails to the console. Production sets at least SECRET_KEY, CA_KEY_PASSPHRASE (without them it
+refuses to start), DATABASE_URL, REDIS_URL, EMAIL_URL and the host names.
 """
 from datetime import timedelta
 from pathlib import Path
@@ -158,8 +159,15 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 
-# Email: console by default; production sets EMAIL_URL=smtp://user:pass@host:587 (or smtp+tls://).
-vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+# Email: production sets EMAIL_URL=smtp://user:pass@host:587 (or smtp+tls://). Unset, emails go to the
+# console with DEBUG and fail outside it (mdmportal/mail.py): invitation links and PINs never go to the
+# journal. Outside DEBUG a console or file backend is a system check error (mdmportal.E004).
+if env("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
+elif DEBUG:
+    vars().update(env.email_url_config("consolemail://"))
+else:
+    EMAIL_BACKEND = "mdmportal.mail.UnconfiguredEmailBackend"
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="mdmportal <no-reply@localhost>")
 
@@ -362,7 +370,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # The loggers that write request paths: no invitation token in their records (mdmportal/log_redaction.py).
+    "filters": {"invitation_tokens": {"()": "mdmportal.log_redaction.RedactInvitationTokens"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django.request": {"filters": ["invitation_tokens"]},
+        "django.server": {"filters": ["invitation_tokens"], "propagate": True},  # to the root handler
+        "django.security.csrf": {"filters": ["invitation_tokens"]},
+    },
 }

@@ -65,3 +65,28 @@ def test_a_new_pin_on_the_enroll_page_is_never_logged(organisation, caplog):
 
     pin = re.search(r'id="registration-pin">(\d+)<', page).group(1)
     assert_never_logged(caplog, pin, "registration PIN")
+
+
+def test_request_lines_of_the_development_server_are_redacted(caplog):
+    """runserver logs every request line (django.server): the invitation token is taken out."""
+    caplog.set_level(logging.INFO)
+
+    logging.getLogger("django.server").info('"%s" %s %s', "GET /invite/Zm9vYmFyLXNlY3JldA HTTP/1.1", 200, 512)
+
+    assert caplog.records[-1].getMessage() == '"GET /invite/[redacted] HTTP/1.1" 200 512'
+
+
+def test_without_email_url_outside_debug_an_invitation_fails_with_the_reason_and_prints_nothing(
+        settings, alice, capfd, django_capture_on_commit_callbacks):
+    """mdmportal/settings.py's choice when EMAIL_URL is unset and DEBUG off."""
+    from invitations.models import Invitation
+
+    settings.EMAIL_BACKEND = "mdmportal.mail.UnconfiguredEmailBackend"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        sending.invite([alice])
+
+    invitation = Invitation.objects.get(user=alice)
+    assert invitation.status == Invitation.Status.FAILED and "EMAIL_URL is not set" in invitation.failure_reason
+    out, err = capfd.readouterr()
+    assert "/invite/" not in out + err
