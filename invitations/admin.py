@@ -3,6 +3,7 @@
 Each role sees only what it may do: the permission methods below (not the templates) decide, so a
 hidden button is also a refused request.
 """
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
@@ -11,12 +12,14 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
+from knox.models import AuthToken
 
 from mdmportal.console import AuditedAdminMixin, ReadOnlyAdminMixin, client_ip, is_full_admin
 
-from . import sending, user_import
+from . import api_tokens, sending, user_import
 from .console_forms import (
     AdministratorChangeForm, CsvImportForm, OrganisationForm, UserAddForm, UserChangeForm, UserGroupForm,
 )
@@ -28,6 +31,8 @@ from .roles import ROLES
 
 # Roles are fixed and re-synced after every migrate; they are given on the user's form, not edited.
 admin.site.unregister(Group)
+# knox's own page lists digests and puts a new token in a message (stored in the session): ours below.
+admin.site.unregister(AuthToken)
 
 EXPIRABLE = [Invitation.Status.QUEUED, Invitation.Status.SENT, Invitation.Status.OPENED, Invitation.Status.FAILED]
 STATUS_LABELS = {**dict(Invitation.Status.choices), "expired": gettext_lazy("expired")}
@@ -395,3 +400,67 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     fields = readonly_fields = ["created_at", "actor", "actor_label", "action", "target_type", "target_id",
                                 "target_label", "ip", "detail"]
+
+
+class ApiTokenAddForm(forms.ModelForm):
+    user = forms.ModelChoiceField(
+        queryset=User.objects.filter(is_active=True, is_staff=True).order_by("email"),
+        label=gettext_lazy("Administrator"),
+        help_text=gettext_lazy("The token acts with this administrator's role. It replaces the administrator's "
+                               "current token, which stops working at once."))
+
+    class Meta:
+        model = AuthToken
+        fields = ["user"]
+
+
+@admin.register(AuthToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """API tokens: made here (shown once, on the page that answers the form), listed and revoked. Only
+    their hash is stored (invitations/api_tokens.py). Full administrators only (knox's permissions)."""
+
+    form = ApiTokenAddForm
+    list_display = ["user", "created", "expiry"]
+    list_select_related = ["user"]
+    search_fields = ["user__email"]
+    ordering = ["-created"]
+    actions = ["revoke"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # through the audited "revoke" action below
+
+    def has_revoke_permission(self, request):
+        return request.user.has_perm("knox.delete_authtoken")
+
+    @admin.action(description=gettext_lazy("Revoke the selected API tokens"), permissions=["revoke"])
+    def revoke(self, request, queryset):
+        count = sum(api_tokens.revoke(user, actor=request.user, via="console", ip=client_ip(request))
+                    for user in User.objects.filter(auth_token_set__in=queryset).distinct())
+        self.message_user(request, ngettext("%(count)d API token revoked.", "%(count)d API tokens revoked.",
+                                            count) % {"count": count})
+
+    def save_model(self, request, obj, form, change):
+        instance, token = api_tokens.issue(obj.user, actor=request.user, via="console", ip=client_ip(request))
+        obj.digest, obj.token_key, obj.created, obj.expiry = (instance.digest, instance.token_key, instance.created,
+                                                              instance.expiry)
+        request.new_api_token = token
+
+    def log_addition(self, request, obj, message):
+        return None  # api_tokens.issue wrote the audit event (and the token's str() is its digest)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        """The token, this once: on the page that answers the form, not in a message (stored in the
+        session, i.e. the database) nor in a redirect."""
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("New API token"),
+            "token_user": obj.user,
+            "token": request.new_api_token,
+        }
+        response = TemplateResponse(request, "admin/invitations/api_token_created.html", context)
+        add_never_cache_headers(response)
+        return response

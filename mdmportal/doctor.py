@@ -271,6 +271,12 @@ class Doctor:
                 yield Result(OK, "ca", f"the {name} is valid until {cert.not_valid_after_utc:%Y-%m-%d}")
 
     def check_smtp(self):
+        from mdmportal.checks import email_misconfiguration
+
+        if problem := email_misconfiguration():
+            yield Result(FAIL, "smtp", f"{problem}: invitation links and PINs would not reach the users "
+                         "(or would reach the journal)", "set EMAIL_URL=smtp+tls://user:password@host:587")
+            return
         if settings.EMAIL_BACKEND != "django.core.mail.backends.smtp.EmailBackend":
             yield Result(WARN, "smtp", f"emails are not sent by SMTP ({settings.EMAIL_BACKEND})",
                          "set EMAIL_URL=smtp+tls://user:password@host:587")

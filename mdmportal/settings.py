@@ -1,12 +1,16 @@
-"""mdmportal settings: everything comes from the environment and works with nothing set.
+"""mdmportal settings: everything comes from the environment.
 
-With no variables the portal runs on SQLite, runs Celery tasks in-process and writes emails to the
-console. Production sets at least SECRET_KEY, DATABASE_URL, REDIS_URL, EMAIL_URL and the host names.
+With DEBUG=true (./serve) and nothing else the portal runs on SQLite, runs Celery tasks in-process and
+writes emails to the console. Production sets at least SECRET_KEY, CA_KEY_PASSPHRASE (without them it
+refuses to start), DATABASE_URL, REDIS_URL, EMAIL_URL and the host names.
 """
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
+from mdmportal import secret_settings
 from mdmportal.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -15,9 +19,14 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
-# The development key is refused by `manage.py check --deploy` (mdmportal.checks).
-DEV_SECRET_KEY = "dev-only-insecure-key-set-SECRET_KEY-in-production-0123456789"
-SECRET_KEY = env("SECRET_KEY", default="") or DEV_SECRET_KEY
+# Required outside DEBUG (refused below when missing or published, mdmportal/secret_settings.py): it signs
+# sessions and the HMACs of enrollment/auth.py (federated sign-in tokens) and enrollment/ppkg.py.
+# With DEBUG, the development key stands in.
+DEV_SECRET_KEY = secret_settings.DEV_SECRET_KEY
+SECRET_KEY = env("SECRET_KEY", default="")
+if not DEBUG and (_refusal := secret_settings.refusal("SECRET_KEY", SECRET_KEY)):
+    raise ImproperlyConfigured(_refusal)
+SECRET_KEY = SECRET_KEY or DEV_SECRET_KEY
 
 # Public addresses. PORTAL_URL is what users and administrators open; ENROLLMENT_URL is the
 # default server address handed to Windows (the organisation can change it in the wizard).
@@ -34,7 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # API tokens stored as a hash (invitations/api_tokens.py); before invitations, whose admin replaces knox's
     "drf_spectacular",
     "axes",
     "invitations",
@@ -150,8 +159,15 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 
-# Email: console by default; production sets EMAIL_URL=smtp://user:pass@host:587 (or smtp+tls://).
-vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+# Email: production sets EMAIL_URL=smtp://user:pass@host:587 (or smtp+tls://). Unset, emails go to the
+# console with DEBUG and fail outside it (mdmportal/mail.py): invitation links and PINs never go to the
+# journal. Outside DEBUG a console or file backend is a system check error (mdmportal.E004).
+if env("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
+elif DEBUG:
+    vars().update(env.email_url_config("consolemail://"))
+else:
+    EMAIL_BACKEND = "mdmportal.mail.UnconfiguredEmailBackend"
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="mdmportal <no-reply@localhost>")
 
@@ -213,9 +229,11 @@ ENROLLMENT_WIPE_LIMIT = env.int("ENROLLMENT_WIPE_LIMIT", default=10)
 # Our CA (enrollment/ca.py). Its private keys are stored as PKCS#8 encrypted with this passphrase.
 # cryptography's BestAvailableEncryption derives the key with PBKDF2-HMAC-SHA256 at only 2048
 # iterations, so use a long random value (e.g. `openssl rand -base64 32`). Left empty, a passphrase
-# is derived from SECRET_KEY: development only (`check --deploy` refuses it, enrollment.E001), and
+# is derived from SECRET_KEY: development only (outside DEBUG the settings refuse to load without it), and
 # changing SECRET_KEY then makes the stored keys unreadable (enrollment.E002).
 CA_KEY_PASSPHRASE = env("CA_KEY_PASSPHRASE", default="")
+if not DEBUG and (_refusal := secret_settings.refusal("CA_KEY_PASSPHRASE", CA_KEY_PASSPHRASE)):
+    raise ImproperlyConfigured(_refusal)
 # Lifetime of issued device certificates (brief §5: one year by default).
 DEVICE_CERT_VALIDITY_DAYS = env.int("DEVICE_CERT_VALIDITY_DAYS", default=365)
 # ROBO certificate renewal (brief §5.1 WSTEP/Renew, §6; enrollment/renewal.py). Windows asks for a new
@@ -291,7 +309,7 @@ else:
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["mdmportal.api.ConsolePermissions"],
@@ -300,6 +318,14 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
+}
+# API tokens (django-rest-knox, invitations/api_tokens.py): only a SHA-512 of each is stored. They never
+# expire unless API_TOKEN_TTL_DAYS is set (scripts use them); revoke or rotate them in the console or with
+# `create_api_token --rotate`. "Authorization: Token <token>", as with Django REST framework's own tokens.
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=0)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS) if API_TOKEN_TTL_DAYS else None,
+    "AUTH_HEADER_PREFIX": "Token",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "mdmportal API",
@@ -351,7 +377,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # The loggers that write request paths: no invitation token in their records (mdmportal/log_redaction.py).
+    "filters": {"invitation_tokens": {"()": "mdmportal.log_redaction.RedactInvitationTokens"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django.request": {"filters": ["invitation_tokens"]},
+        "django.server": {"filters": ["invitation_tokens"], "propagate": True},  # to the root handler
+        "django.security.csrf": {"filters": ["invitation_tokens"]},
+    },
 }

@@ -1,8 +1,10 @@
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from rest_framework.authtoken.models import Token
+from django.utils import timezone
+from knox.models import AuthToken
 
 from invitations.models import AuditEvent
 from tests.api_helpers import client_with_token, make_token
@@ -13,23 +15,26 @@ from tests.factories import AdminFactory, UserFactory
 def test_create_api_token_prints_a_token_that_authenticates_the_admin(full_admin):
     key = make_token(full_admin)
 
-    assert Token.objects.get(user=full_admin).key == key
+    assert AuthToken.objects.get(user=full_admin).expiry is None  # API_TOKEN_TTL_DAYS unset: no expiry
     assert client_with_token(key).get("/api/v1/users/").status_code == 200
 
 
-def test_create_api_token_is_idempotent_without_rotate(full_admin):
+def test_create_api_token_cannot_show_an_existing_token_again(full_admin):
+    """Only its hash is stored: without --rotate, a second call refuses and the first token still works."""
     first = make_token(full_admin)
 
-    assert make_token(full_admin) == first
-    assert Token.objects.filter(user=full_admin).count() == 1
+    with pytest.raises(CommandError, match="already has an API token.*--rotate"):
+        make_token(full_admin)
+    assert AuthToken.objects.filter(user=full_admin).count() == 1
     assert AuditEvent.objects.filter(action="api_token.created").count() == 1
+    assert client_with_token(first).get("/api/v1/users/").status_code == 200
 
 
 def test_create_api_token_finds_the_admin_whatever_the_email_case(full_admin):
     out = StringIO()
     call_command("create_api_token", "  FULL@Example.COM ", stdout=out)
 
-    assert out.getvalue().strip() == Token.objects.get(user=full_admin).key
+    assert client_with_token(out.getvalue().strip()).get("/api/v1/users/").status_code == 200
 
 
 def test_create_api_token_rotate_replaces_the_token_and_the_old_one_stops_working(full_admin):
@@ -40,6 +45,7 @@ def test_create_api_token_rotate_replaces_the_token_and_the_old_one_stops_workin
     assert new != old
     assert client_with_token(old).get("/api/v1/users/").status_code == 401
     assert client_with_token(new).get("/api/v1/users/").status_code == 200
+    assert AuthToken.objects.filter(user=full_admin).count() == 1
     assert AuditEvent.objects.filter(action="api_token.rotated", target_id=str(full_admin.pk)).exists()
 
 
@@ -47,7 +53,8 @@ def test_create_api_token_audits_the_creation(full_admin):
     make_token(full_admin)
 
     event = AuditEvent.objects.get(action="api_token.created")
-    assert (event.target_id, event.actor_label) == (str(full_admin.pk), "system")
+    assert (event.target_id, event.actor_label, event.detail) == (str(full_admin.pk), "system",
+                                                                  {"via": "create_api_token"})
 
 
 def test_create_api_token_refuses_an_unknown_email(db):
@@ -60,7 +67,7 @@ def test_create_api_token_refuses_a_user_without_console_access(db):
 
     with pytest.raises(CommandError, match="not an active administrator"):
         call_command("create_api_token", user.email, stdout=StringIO())
-    assert not Token.objects.exists()
+    assert not AuthToken.objects.exists()
 
 
 def test_create_api_token_refuses_a_deactivated_admin(db):
@@ -74,5 +81,15 @@ def test_token_of_a_deactivated_admin_no_longer_authenticates(full_admin):
     key = make_token(full_admin)
     full_admin.is_active = False
     full_admin.save(update_fields=["is_active"])
+
+    assert client_with_token(key).get("/api/v1/users/").status_code == 401
+
+
+def test_an_expired_token_no_longer_authenticates(full_admin, settings):
+    settings.REST_KNOX = {**settings.REST_KNOX, "TOKEN_TTL": timedelta(days=1)}  # API_TOKEN_TTL_DAYS=1
+    key = make_token(full_admin)
+    token = AuthToken.objects.get(user=full_admin)
+    assert token.expiry > timezone.now() + timedelta(hours=23)
+    AuthToken.objects.filter(pk=token.pk).update(expiry=timezone.now() - timedelta(seconds=1))
 
     assert client_with_token(key).get("/api/v1/users/").status_code == 401

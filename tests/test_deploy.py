@@ -12,7 +12,10 @@ PRODUCTION_ENV = {
     "PORTAL_URL": "https://portal.example.com",
     "ENROLLMENT_URL": "https://enterpriseenrollment.example.com",
     "CA_KEY_PASSPHRASE": "ci-deploy-check-passphrase",
+    "EMAIL_URL": "smtp+tls://mdm%40example.com:password@smtp.example.com:587",
     "DEBUG": "false",
+    # The production settings, not the test suite's (which pytest-django exports to this process).
+    "DJANGO_SETTINGS_MODULE": "mdmportal.settings",
 }
 
 
@@ -31,6 +34,13 @@ def test_production_settings_pass_check_deploy():
 
 
 def test_check_deploy_refuses_the_development_secret_key():
+    # Outside DEBUG the settings themselves refuse to load (tests/test_secrets_settings.py).
     result = run_check({**PRODUCTION_ENV, "SECRET_KEY": ""})
     assert result.returncode != 0
-    assert "mdmportal.E001" in result.stdout + result.stderr
+    assert "ImproperlyConfigured: SECRET_KEY is not set" in result.stdout + result.stderr
+
+
+def test_check_deploy_reports_the_development_secret_key_as_an_error_with_debug():
+    result = run_check({**PRODUCTION_ENV, "SECRET_KEY": "", "DEBUG": "true"})
+    assert result.returncode != 0
+    assert "ERRORS:" in result.stderr and "mdmportal.E001" in result.stderr

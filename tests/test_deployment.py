@@ -258,7 +258,8 @@ def production(postgres, tmp_path_factory):
         "DATABASE_URL": (f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
                          f"/{db['NAME']}"),
         "REDIS_URL": None,  # Celery tasks in-process: nothing here needs the worker
-        "EMAIL_URL": "consolemail://",
+        # Nothing here sends email; outside DEBUG the console backend is a configuration error.
+        "EMAIL_URL": f"smtp://127.0.0.1:{free_port()}",
         "PORTAL_URL": url,
         "ENROLLMENT_URL": url,
         "ALLOWED_HOSTS": HOST,

@@ -303,9 +303,18 @@ def test_smtp_fails_when_starttls_is_configured_but_not_offered(deployment, pki,
     assert statuses(make_doctor(deployment, pki), "smtp") == [FAIL]
 
 
-def test_smtp_warns_when_emails_go_to_the_console(deployment, pki, settings):
+def test_smtp_warns_when_emails_go_to_the_console_in_development(deployment, pki, settings):
+    settings.DEBUG = True
     settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
     assert statuses(make_doctor(deployment, pki), "smtp") == [WARN]
+
+
+def test_smtp_fails_when_emails_would_go_to_the_console_outside_debug(deployment, pki, settings):
+    """Invitation links and PINs printed to stdout end in the journal."""
+    settings.DEBUG = False
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    status, message, fix = results(make_doctor(deployment, pki), "smtp")[0]
+    assert status == FAIL and "EMAIL_URL" in fix
 
 
 # --- broker and beat --------------------------------------------------------------------------------

@@ -1,15 +1,16 @@
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
-from invitations.models import AuditEvent, User
+from invitations import api_tokens
+from invitations.models import User
 
 
 class Command(BaseCommand):
     help = (
-        "Print the API token of an active administrator (console access), creating it if needed. "
-        "With --rotate, replace the existing token: the old one stops working at once. "
-        "Use it as 'Authorization: Token <token>' on /api/v1/."
+        "Make an API token for an active administrator (console access) and print it: this is the only "
+        "time it is shown, since only its hash is stored. An administrator has one token: with --rotate, "
+        "replace the existing one (it stops working at once). Use it as 'Authorization: Token <token>' "
+        "on /api/v1/."
     )
 
     def add_arguments(self, parser):
@@ -24,13 +25,9 @@ class Command(BaseCommand):
         if not (user.is_active and user.is_staff):
             raise CommandError(f"{user.email} is not an active administrator: API tokens are only "
                                "for users with console access.")
-        with transaction.atomic():
-            token = Token.objects.select_for_update().filter(user=user).first()
-            if token is None or rotate:
-                action = "api_token.rotated" if token is not None else "api_token.created"
-                if token is not None:
-                    token.delete()
-                token = Token.objects.create(user=user)
-                AuditEvent.record(None, action, user, detail={"via": "create_api_token"})
+        if not rotate and AuthToken.objects.filter(user=user).exists():
+            raise CommandError(f"{user.email} already has an API token. It was shown once, when it was made, "
+                               "and is not stored: use --rotate to replace it with a new one.")
+        _instance, token = api_tokens.issue(user, via="create_api_token")
         # The token alone on stdout, so scripts can capture it: TOKEN=$(manage.py create_api_token ...)
-        self.stdout.write(token.key)
+        self.stdout.write(token)
