@@ -149,3 +149,29 @@ def test_message_injected_into_a_certificate_session_without_the_certificate_cha
     assert reboot.status == DeviceCommand.Status.SUCCEEDED
     device.refresh_from_db()
     assert device.last_seen_at <= timezone.now()
+
+
+def test_digest_device_that_lost_a_reply_is_challenged_then_carries_on_and_the_lost_command_is_queued_again(
+        client, chain, settings):
+    settings.ENROLLMENT_COMMANDS_PER_MESSAGE = 1
+    device = digest_device(SECRET)
+    reboot = commands.queue(device, "Exec", REBOOT, format="null")
+    wifi = queue_wifi(device)
+    first = sml.read(post(client, sml.package1(device.device_id, cred=cred(device, device.appsrv_nonce))).content)
+    answers = [sml.status(1, 1, 0, "SyncHdr", 200), sml.status(2, 1, first.commands[0][1], "Exec", 200)]
+    post(client, sml.message(device.device_id, answers, msg=2, cred=cred(device, first.chal_nonce)))  # reply lost
+
+    # Its copy of message 2 carries a spent nonce: challenged with the nonce to use, and nothing else.
+    again = sml.read(post(client, sml.message(device.device_id, answers, msg=2,
+                                              cred=cred(device, first.chal_nonce))).content)
+    assert again.header_status[4] == "401" and again.commands == []
+    device.refresh_from_db()
+    assert again.chal_nonce == device.appsrv_nonce
+    resent = sml.read(post(client, sml.message(device.device_id, answers, msg=3,
+                                               cred=cred(device, again.chal_nonce))).content)
+
+    assert resent.header_status[4] == "200" and resent.commands == []  # the session ends here
+    reboot.refresh_from_db()
+    wifi.refresh_from_db()
+    assert reboot.status == DeviceCommand.Status.SUCCEEDED
+    assert (wifi.status, wifi.attempts) == (DeviceCommand.Status.QUEUED, 1)
