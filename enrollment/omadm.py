@@ -3,16 +3,28 @@
 One request = one SyncML message from the device, one reply from us:
 
 1. HTTP checks: XML SyncML only (WBXML → 415), body cap (413), well-formed SyncML (400).
-2. Who is talking (`identify`): the client certificate nginx forwarded (enrollment/clientcert.py);
-   without one, the OMA-DM digest made with the APPSRV secret of the enrollment (brief §5.1
-   APPAUTH, `syncml:auth-md5` or `syncml:auth-basic`), challenged with a fresh nonce. Refusals are
-   HTTP 403 with an audit entry; digest failures are a SyncHdr 401/407 with a `Chal` (audited).
+2. Who is talking (`identify`), at every message: the client certificate nginx forwarded
+   (enrollment/clientcert.py); without one, the OMA-DM digest made with the APPSRV secret of the
+   enrollment (brief §5.1 APPAUTH, `syncml:auth-md5` or `syncml:auth-basic`). Without a certificate
+   the transport authenticates no session, so each message carries its own credentials (OMA DM 1.2
+   Security, "Authentication"): an accepted digest is answered 200, not 212 (which would let the
+   client drop its credentials for the rest of the session), with a new NextNonce in the Chal of the
+   SyncHdr Status, and the device's next message must be computed with that nonce (MS-MDM "OMA DM
+   protocol support": after a 200 with a Chal, Windows sends a new digest made with the next nonce).
+   A replayed message carries a spent nonce and fails. Refusals are HTTP 403 with an audit entry;
+   digest failures are a SyncHdr 401/407 with a `Chal` (audited), and such a message is not acted
+   on: no command of it runs, no session moves on, nothing of the device changes.
    SIGNIN_FAILURE_LIMIT wrong digests for one device from one address lock that pair out for
    SIGNIN_LOCKOUT_SECONDS (HTTP 429, audited once): a guesser is slowed down, while the device itself,
    talking from its own address, is not locked out by someone else's guesses.
 3. The session (`Conversation`): a ManagementSession row per (device, SessionID) holds our MsgID
    counter, the device's last MsgID and our last reply, so a retransmitted message gets the same
-   answer and a replayed MsgID gets a 400 without touching anything. Reply rules of brief §7:
+   answer and a replayed MsgID gets a 400 without touching anything. Both are looked at only once
+   the message has authenticated as that device, the same way as the message cached: a copy of a
+   message's bytes from anyone else gets a challenge, never the device's reply. (A digest message's
+   copy cannot authenticate again, its nonce being spent: a device that lost our reply is
+   challenged and sends its message again with the nonce of the Chal; the commands of the lost
+   reply go back to the queue when the session ends.) Reply rules of brief §7:
    SyncHdr Status first, a Status for every client command except Status/Results, then our queued
    commands (enrollment/commands.py) in sequence order, then Final. A reply with no command ends the
    session. Statuses and Results are matched to our commands by (session, MsgRef, CmdRef).
@@ -61,7 +73,7 @@ UNENROLL_REQUEST = "com.microsoft:mdm.unenrollment.userrequest"
 AUTH_MD5, AUTH_BASIC = "syncml:auth-md5", "syncml:auth-basic"
 
 # Status codes (brief §7).
-OK, AUTH_ACCEPTED, BAD_REQUEST, INVALID_CREDENTIALS, NOT_SUPPORTED, MISSING_CREDENTIALS = 200, 212, 400, 401, 406, 407
+OK, BAD_REQUEST, INVALID_CREDENTIALS, NOT_SUPPORTED, MISSING_CREDENTIALS = 200, 400, 401, 406, 407
 
 # An open session with no message for this long is over: its unanswered commands go back to queued.
 SESSION_IDLE = timedelta(minutes=10)
@@ -85,6 +97,7 @@ class Caller:
     header_code: int = OK
     next_nonce: str = ""  # NextNonce for the SyncHdr Status Chal
     challenge_reason: str = ""
+    nonce_renewed: bool = False  # device.appsrv_nonce was replaced: saved with the message
 
     @property
     def challenged(self):
@@ -222,21 +235,21 @@ def _may(device, hint):
 
 
 def _digest_caller(device, header, ip):
+    """Every message without a certificate proves itself with credentials for the device's current
+    nonce; a session's earlier messages vouch for nothing (OMA DM 1.2 Security: when the transport
+    authenticates no session, each request is authenticated)."""
     if digest_locked(device, ip):
         # Audited once, when the lockout started; not again at each refused attempt.
         raise Refused(429, "locked out after repeated wrong digests", device, audit=False)
     if not header.cred_data:
-        if header.msg_id != "1" and ManagementSession.objects.filter(
-                device=device, session_id=header.session_id, auth=ManagementSession.Auth.DIGEST,
-                ended_at__isnull=True, updated_at__gte=timezone.now() - SESSION_IDLE).exists():
-            # OMA-DM: after 212 the client does not repeat its credentials for the rest of the session.
-            return Caller(device, ManagementSession.Auth.DIGEST)
         return _challenge(device, MISSING_CREDENTIALS, "no client certificate and no credentials")
     if not digest_matches(device, header):
         record_digest_failure(device, ip)
         return _challenge(device, INVALID_CREDENTIALS, f"wrong {header.cred_type or 'unknown'} credentials")
-    # The nonce is spent: the next session must answer a new one.
-    return Caller(device, ManagementSession.Auth.DIGEST, AUTH_ACCEPTED, next_nonce=_new_nonce(device))
+    # 200, not 212: authenticated for this message only, so the device sends credentials again, made
+    # with the NextNonce of this reply (MS-MDM "OMA DM protocol support"). The nonce just used is
+    # spent: a copy of this message will not authenticate again.
+    return Caller(device, ManagementSession.Auth.DIGEST, OK, next_nonce=_new_nonce(device), nonce_renewed=True)
 
 
 def digest_matches(device, header):
@@ -288,7 +301,21 @@ def record_digest_failure(device, ip):
 
 
 def _challenge(device, code, reason):
-    return Caller(device, "", code, next_nonce=_new_nonce(device), challenge_reason=reason)
+    """A Chal with the device's current nonce, left as it is. That nonce has never been accepted (each
+    accepted message replaces it), so it is the one the device must use; and a request that proved
+    nothing cannot change it, or anyone knowing a DeviceID could make a running session's next
+    digest fail (OMA DM 1.2 Security, "Challenges from non-authenticated agents", gives the same
+    advice to the side receiving a Chal)."""
+    if _valid_nonce(device.appsrv_nonce):
+        return Caller(device, "", code, next_nonce=device.appsrv_nonce, challenge_reason=reason)
+    return Caller(device, "", code, next_nonce=_new_nonce(device), challenge_reason=reason, nonce_renewed=True)
+
+
+def _valid_nonce(value):
+    try:
+        return bool(base64.b64decode(value, validate=True))
+    except binascii.Error:
+        return False
 
 
 def _new_nonce(device):
@@ -328,18 +355,17 @@ class Conversation:
     def run(self):
         self.now = self.now or timezone.now()
         digest = hashlib.sha256(self.body).hexdigest()
-        if self.caller.next_nonce:
+        if self.caller.nonce_renewed:
             self.device_fields.add("appsrv_nonce")
         # Inside serve()'s transaction (no savepoint); its own when called alone.
         with transaction.atomic(savepoint=False):
+            if self.caller.challenged:
+                return self.challenge(digest)
             session = self.open_session(digest)
             if isinstance(session, bytes):
                 self.save_device()
                 return session
-            if self.caller.challenged:
-                reply = self.reply(session, commands=[])
-            else:
-                reply = self.converse(session)
+            reply = self.converse(session)
             session.last_request_hash, session.last_reply, session.updated_at = digest, reply, self.now
             # A session opened by this message is inserted here, once, with its final values.
             session.save()
@@ -347,12 +373,36 @@ class Conversation:
             self.save_device()
         return reply
 
+    def challenge(self, digest):
+        """The reply to a message that did not authenticate: the SyncHdr Status with its Chal, nothing
+        else. Not a command of it runs, and an open session of that SessionID is neither answered
+        from its cache nor moved on (a copy of the device's message, or one slipped into its session,
+        leaves it exactly as it was). A new session is recorded with our MsgID only, so that the
+        device's next message, with credentials, gets the next one; it counts none of the device's
+        messages (the first authenticated one starts the session's work), and any MsgID of the
+        device carries it on."""
+        session = _first(_OPEN_SESSION(device_id=self.device.pk, session_id=self.header.session_id))
+        if session is not None:
+            reply = self.reply(session, commands=[])  # the session is not saved
+        else:
+            session = ManagementSession(device=self.device, session_id=self.header.session_id, auth="",
+                                        client_msg_id=0, messages=0, started_at=self.now, updated_at=self.now)
+            reply = self.reply(session, commands=[])
+            session.last_request_hash, session.last_reply = digest, reply
+            session.save()
+        self.save_device()  # only a nonce that was missing or unreadable (_challenge)
+        return reply
+
     def open_session(self, digest):
-        """This message's ManagementSession, or the bytes to answer with (retransmission/duplicate)."""
+        """This message's ManagementSession, or the bytes to answer with (retransmission/duplicate).
+        Only for a message that authenticated as self.device: the session is that device's, and its
+        cached reply goes to a copy of the message only when the copy authenticated the same way as
+        the original (a reply to a challenge is never replayed to the device)."""
         msg_id = int(self.header.msg_id)
         session = _first(_OPEN_SESSION(device_id=self.device.pk, session_id=self.header.session_id))
         if session is not None and msg_id <= session.client_msg_id:
-            if msg_id == session.client_msg_id and digest == session.last_request_hash:
+            if (msg_id == session.client_msg_id and digest == session.last_request_hash
+                    and session.auth == self.caller.auth):
                 logger.info("management: device %s retransmitted message %s; same answer", self.device.pk, msg_id)
                 return bytes(session.last_reply)
             if msg_id != 1:
@@ -360,6 +410,8 @@ class Conversation:
                 return self.refuse_duplicate(session)
             self.close(session)  # the device started over with the same SessionID
             session = None
+        if session is not None and session.messages == 0:
+            self.unanswered = 0  # opened by a challenge: nothing was sent in it
         if session is None:
             if _may(self.device, "has_idle_sessions"):
                 self.close_idle_sessions()

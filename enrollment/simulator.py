@@ -1012,6 +1012,9 @@ class Simulator:
         # The device's configuration as the server's commands left it, kept across check-ins: nodes set
         # by Replace/Add and what app installs report (see ManagementClient.apply).
         self.nodes = {}
+        # The last NextNonce the server gave for the APPSRV digest, kept across check-ins as the
+        # device keeps it in its DM account (None: the AAUTHDATA of the provisioning document).
+        self.appsrv_nonce = None
         # The Status an MSI install reaches (EnterpriseDesktopAppManagement: 70 completed, 60 failed).
         self.msi_install_status = str(msi_install_status)
         # What the 1224 LoginStatus alert of each check-in reports: "user" once someone signed in,
@@ -1467,6 +1470,7 @@ class ManagementClient:
         self.digest, self.unenroll = digest, unenroll
         self.tree = fake_device_tree(simulator, simulator.hololens if hololens is None else hololens)
         self.name, self.secret, self.nonce = appsrv_credentials(result.provisioning_document)
+        self.nonce = simulator.appsrv_nonce or self.nonce
         url = result.provisioning.management_url
         self.url = f"{url}{'&' if '?' in url else '?'}{MANAGEMENT_QUERY}"
         self.session_id = format(secrets.randbelow(0xFFFF) + 1, "X")
@@ -1551,7 +1555,7 @@ class ManagementClient:
             raise SimulatorError("checkin-statuses", f"Statuses for {sorted(answered)}, expected one per command {sorted(sent)}")
         nonce = value(header_status, "s:Chal/s:Meta/m:NextNonce")
         if nonce:
-            self.nonce = nonce
+            self.nonce = self.simulator.appsrv_nonce = nonce
         commands = []
         for element in elements:
             name = etree.QName(element).localname
@@ -1632,4 +1636,8 @@ class ManagementClient:
             if len(messages) >= MAX_SESSION_MESSAGES:
                 raise SimulatorError("checkin-endless", f"the session did not end after {MAX_SESSION_MESSAGES} messages")
             body, sent = self.respond(message), {}
-            content = self.post(body, with_credentials=False)
+            # Without a client certificate every message carries a digest, made with the NextNonce of
+            # the reply before (OMA DM 1.2 Security; MS-MDM "OMA DM protocol support": after a 200
+            # with a Chal, Windows sends credentials again with the next nonce; only a 212 would
+            # have let it stop).
+            content = self.post(body, with_credentials=self.digest and message.header_code != "212")

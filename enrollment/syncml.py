@@ -182,7 +182,7 @@ class Status:
     cmd_ref: str
     cmd: str
     code: int
-    chal_nonce: str = ""  # a 401/407 challenge on the SyncHdr carries a fresh nonce
+    chal_nonce: str = ""  # the SyncHdr's Chal: the nonce the device's next digest is made with
 
 
 @dataclass

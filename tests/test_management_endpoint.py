@@ -189,7 +189,7 @@ def test_unenrollment_alert_unenrolls_the_device_and_revokes_its_certificate(cli
 
 # --- who is talking ---------------------------------------------------------------------------------
 
-def test_no_certificate_and_no_credentials_is_challenged_with_a_fresh_nonce(client, pc):
+def test_no_certificate_and_no_credentials_is_challenged_with_the_current_nonce(client, pc):
     device, _ = pc
     commands.queue(device, "Exec", REBOOT, format="null")
     old_nonce = device.appsrv_nonce
@@ -198,7 +198,8 @@ def test_no_certificate_and_no_credentials_is_challenged_with_a_fresh_nonce(clie
 
     assert reply.statuses == [("1", "1", "0", "SyncHdr", "407")] and reply.commands == []
     device.refresh_from_db()
-    assert reply.chal_nonce == device.appsrv_nonce != old_nonce
+    # A request that proved nothing changes nothing, not even the nonce the device must answer.
+    assert reply.chal_nonce == device.appsrv_nonce == old_nonce
     assert AuditEvent.objects.filter(action="management.challenged", target_id=str(device.pk)).exists()
     assert device.last_seen_at is None
 
@@ -263,24 +264,34 @@ def test_wrong_digest_is_challenged_again_and_audited(client, chain):
     assert AuditEvent.objects.get(action="management.challenged").detail["reason"].startswith("wrong")
 
 
-def test_right_digest_is_accepted_with_212_and_a_next_nonce_for_the_session(client, chain):
+def test_right_digest_is_accepted_for_its_message_with_a_next_nonce_for_the_next(client, chain):
     device = digest_device()
     reboot = commands.queue(device, "Exec", REBOOT, format="null")
-    cred = ("syncml:auth-md5", sml.md5_cred(device.device_id, "s3cret", device.appsrv_nonce))
+    old_nonce = device.appsrv_nonce
+    cred = ("syncml:auth-md5", sml.md5_cred(device.device_id, "s3cret", old_nonce))
 
     reply = sml.read(post(client, sml.package1(device.device_id, cred=cred)).content)
 
-    assert reply.header_status[4] == "212" and [c[2] for c in reply.commands] == [REBOOT]
+    # 200, not 212: the credentials vouch for this message only (OMA DM 1.2 Security).
+    assert reply.header_status[4] == "200" and [c[2] for c in reply.commands] == [REBOOT]
     device.refresh_from_db()
-    assert reply.chal_nonce == device.appsrv_nonce
-    # The rest of the session needs no credentials (OMA-DM); a replay of the old digest does.
-    follow = sml.read(post(client, sml.message(device.device_id, [sml.status(2, 1, reply.commands[0][1], "Exec", 200)],
-                                               msg=2)).content)
-    assert follow.header_status[4] == "200"
+    assert reply.chal_nonce == device.appsrv_nonce != old_nonce
+    answer_body = [sml.status(2, 1, reply.commands[0][1], "Exec", 200)]
+    # The next message without credentials is challenged and not acted on...
+    bare = sml.read(post(client, sml.message(device.device_id, answer_body, msg=2)).content)
+    assert bare.statuses == [("1", "2", "0", "SyncHdr", "407")] and bare.chal_nonce == reply.chal_nonce
+    reboot.refresh_from_db()
+    assert reboot.status == DeviceCommand.Status.SENT
+    # ...with credentials made with the NextNonce, it is.
+    next_cred = ("syncml:auth-md5", sml.md5_cred(device.device_id, "s3cret", reply.chal_nonce))
+    follow = sml.read(post(client, sml.message(device.device_id, answer_body, msg=3, cred=next_cred)).content)
+    assert follow.header_status[4] == "200" and follow.msg_id == "2"
     reboot.refresh_from_db()
     assert reboot.status == DeviceCommand.Status.SUCCEEDED
-    replay = sml.read(post(client, sml.package1(device.device_id, cred=cred, session="2")).content)
-    assert replay.header_status[4] == "401"
+    # Each nonce is good for one message: neither digest opens another session.
+    for spent in (cred, next_cred):
+        replay = sml.read(post(client, sml.package1(device.device_id, cred=spent, session="2")).content)
+        assert replay.header_status[4] == "401"
 
 
 def test_basic_credentials_are_checked_against_the_stored_digest(client, chain):
@@ -289,7 +300,7 @@ def test_basic_credentials_are_checked_against_the_stored_digest(client, chain):
     device = digest_device()
     good = ("syncml:auth-basic", base64.b64encode(f"{device.device_id}:s3cret".encode()).decode())
     bad = ("syncml:auth-basic", base64.b64encode(f"{device.device_id}:nope".encode()).decode())
-    assert sml.read(post(client, sml.package1(device.device_id, cred=good)).content).header_status[4] == "212"
+    assert sml.read(post(client, sml.package1(device.device_id, cred=good)).content).header_status[4] == "200"
     assert sml.read(post(client, sml.package1(device.device_id, cred=bad, session="2")).content).header_status[4] == "401"
 
 
@@ -367,6 +378,26 @@ def test_queries_per_message_do_not_grow_with_devices_or_commands(client, chain,
     for count in (1, 30):
         device = run(count)
         assert set(device.commands.values_list("status", flat=True)) == {DeviceCommand.Status.SUCCEEDED}
+
+
+def test_a_digest_message_costs_the_queries_of_a_certificate_message(client, chain, django_assert_num_queries):
+    device = digest_device()
+    for i in range(3):
+        commands.queue(device, "Get", f"./DevDetail/Node{i}")
+    cred = ("syncml:auth-md5", sml.md5_cred(device.device_id, "s3cret", device.appsrv_nonce))
+    # The digest is checked against the device's row, read anyway; its NextNonce is written by the
+    # device's UPDATE that every message makes (last_seen_at): no statement of its own.
+    with django_assert_num_queries(10):
+        first = sml.read(post(client, sml.package1(device.device_id, cred=cred)).content)
+    body = [sml.status(i + 2, 1, c[1], "Get", 200) for i, c in enumerate(first.commands)]
+    # Without credentials: the device's row, the session's, the audit entry; nothing written to either.
+    with django_assert_num_queries(5):
+        challenged = sml.read(post(client, sml.message(device.device_id, body, msg=2)).content)
+    assert challenged.header_status[4] == "407"
+    cred = ("syncml:auth-md5", sml.md5_cred(device.device_id, "s3cret", first.chal_nonce))
+    with django_assert_num_queries(9):
+        second = sml.read(post(client, sml.message(device.device_id, body, msg=3, cred=cred)).content)
+    assert [first.header_status[4], second.header_status[4]] == ["200", "200"] and second.commands == []
 
 
 # --- inventory --------------------------------------------------------------------------------------

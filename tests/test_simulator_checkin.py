@@ -52,10 +52,16 @@ def test_hololens_is_recognised_from_its_inventory(enrollment_server, carol):
 
 def test_digest_check_in_works_without_a_client_certificate(enrollment_server, carol):
     simulator, result, device = enroll(enrollment_server)
+    nonce = device.appsrv_nonce
     session = simulator.checkin(result, digest=True)
-    assert session.auth == "digest" and session.messages[0].header_code == "212"
+    # Every message carried a digest made with the nonce of the reply before, and each was accepted
+    # for itself (200, never 212, which would let the device drop its credentials).
+    assert session.auth == "digest" and len(session.messages) >= 2
+    assert [m.header_code for m in session.messages] == ["200"] * len(session.messages)
     device.refresh_from_db()
-    assert device.inventory_at is not None
+    assert device.inventory_at is not None and device.appsrv_nonce != nonce
+    # The next session starts with the last nonce the device was given.
+    assert simulator.checkin(result, digest=True).messages[0].header_code == "200"
 
 
 def test_unenroll_alert_from_the_simulator_unenrolls_the_device(enrollment_server, carol):
