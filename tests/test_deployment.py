@@ -69,7 +69,8 @@ def replace_exactly(text, old, new, count=1, where="deploy/nginx.conf"):
     return text.replace(old, new)
 
 
-def render_nginx_site(*, https_port, http_port, upstream, certificate, key, static_root, webroot):
+def render_nginx_site(*, https_port, http_port, upstream, certificate, key, static_root, webroot,
+                      access_log):
     text = (DEPLOY / "nginx.conf").read_text()
     for old, new, count in [
         ("enterpriseenrollment.contoso.com portal.contoso.com;", f"{HOST};", 2),
@@ -82,6 +83,7 @@ def render_nginx_site(*, https_port, http_port, upstream, certificate, key, stat
         ("server 127.0.0.1:8000;", f"server {upstream};", 1),
         ("alias /srv/mdmportal/staticfiles/;", f"alias {static_root}/;", 1),
         ("root /var/www/html;", f"root {webroot};", 1),
+        ("/var/log/nginx/mdmportal.access.log", str(access_log), 2),
     ]:
         text = replace_exactly(text, old, new, count)
     for directive in SECURITY_DIRECTIVES:
@@ -273,14 +275,14 @@ def production(postgres, tmp_path_factory):
     site = folder / "mdmportal.conf"
     site.write_text(render_nginx_site(https_port=https_port, http_port=http_port, upstream=f"127.0.0.1:{web_port}",
                                       certificate=certificate, key=key, static_root=folder / "staticfiles",
-                                      webroot=folder / "webroot"))
+                                      webroot=folder / "webroot", access_log=folder / "mdmportal.access.log"))
     challenges = folder / "webroot" / ".well-known" / "acme-challenge"
     challenges.mkdir(parents=True)
     (challenges / ACME_TOKEN).write_text(f"{ACME_TOKEN}.thumbprint")
     main_config = folder / "nginx.conf"
     main_config.write_text(nginx_main_config(folder, site))
     production = Production(https_port, http_port, ca_file, process_env, ca_passphrase,
-                            logs=[folder / "gunicorn.log", folder / "error.log"])
+                            logs=[folder / "gunicorn.log", folder / "error.log", folder / "mdmportal.access.log"])
     processes = []
     try:
         with (folder / "gunicorn.log").open("w") as log:
@@ -460,6 +462,27 @@ def test_body_over_two_mebibytes_is_refused_by_nginx_with_413(production):
     response = connection.getresponse()
 
     assert response.status == 413
+
+
+def test_invitation_tokens_never_reach_the_logs(production):
+    """An invitation link is a sign-in link: its token must not be readable in nginx's or gunicorn's
+    logs, whether it came over HTTPS, over plain HTTP (redirected) or as the Referer of a page it opened."""
+    token = secrets.token_urlsafe(32)
+    for tls in (True, False):
+        connection = production.connection(tls=tls)
+        connection.request("GET", f"/invite/{token}?lang=fr")
+        connection.getresponse().read()
+        connection.close()
+    connection = production.connection()
+    connection.request("GET", "/static/css/portal.css", headers={"Referer": f"https://{HOST}/invite/{token}"})
+    connection.getresponse().read()
+    connection.close()
+
+    access_log = next(log for log in production.logs if log.name == "mdmportal.access.log")
+    lines = access_log.read_text().splitlines()
+    assert sum("/invite/[redacted]?lang=fr" in line for line in lines) == 2
+    for log in production.logs:
+        assert token not in log.read_text(errors="replace"), f"the invitation token is in {log.name}"
 
 
 def test_static_files_are_served_by_nginx_from_static_root(production):
