@@ -278,3 +278,15 @@ def test_an_autopilot_record_matched_by_hardware_hash_proves_the_same_pc(client,
     parse(post(client, service_url(organisation, "enrollment"), with_hardware_hash(body, hardware_hash(7))))
     assert replaced_grounds(alices) == "Autopilot record matched by hardware hash"
     assert Device.objects.enrolled().get().autopilot.matched_by == "hardware_hash"
+
+
+def test_an_api_release_lets_the_next_user_enroll_the_pc(client, organisation, ca_chain, alice, bob, enrollment_api):
+    alices = DeviceFactory(user=alice, device_id=DEVICE_ID)
+    assert fault_of(enroll_as(client, organisation, bob.email))[0] == "s:Authorization"
+
+    response = enrollment_api.post(f"/api/v1/devices/{alices.pk}/actions/release/", {}, format="json")
+    assert response.json()["released"] == [alices.pk]
+    parse(enroll_as(client, organisation, bob.email))
+
+    assert replaced_grounds(alices) == "released for re-enrollment"
+    assert Device.objects.enrolled().get().user == bob
