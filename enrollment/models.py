@@ -62,7 +62,7 @@ class DeviceQuerySet(models.QuerySet):
 
 class Device(models.Model):
     """One enrollment of a Windows PC or HoloLens 2 (a re-enrollment of the same hardware is a new
-    row, and the old one becomes "replaced").
+    row, and the old one becomes "replaced" when enrollment/reenrollment.py lets it).
 
     APPAUTH secrets: OMA-DM digest (syncml:auth-md5) only ever needs H = b64(md5("name:secret")) and
     the current nonce, so we keep H for each direction and never the clear secrets handed to the
