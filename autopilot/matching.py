@@ -69,6 +69,18 @@ def offline_profile(context_items):
     return Profile.objects.filter(ztd_correlation_id=correlation_id).first(), correlator
 
 
+def hardware_hash_proof(old_device, context_items):
+    """Re-enrollment proof (enrollment/reenrollment.py): the request carries the hardware hash of the
+    imported record `old_device` was linked to, so it comes from that hardware, whoever signs in (an
+    Autopilot device re-deployed to another user). A ZTD id or serial number is no proof: both are
+    printed on the box or readable by anyone. Returns the reason, or ""."""
+    hardware = _item(context_items, HARDWARE_ITEM)
+    digest = hardware_hash_digest(hardware) if hardware else None
+    if digest and AutopilotEnrollment.objects.filter(device=old_device, record__hardware_hash_digest=digest).exists():
+        return "Autopilot record matched by hardware hash"
+    return ""
+
+
 def link_enrolled_device(device, context_items):
     """Link a freshly enrolled Device to its Autopilot record and profile. Returns the
     AutopilotEnrollment, or None when nothing marks the device as one of ours. Never raises for a

@@ -80,4 +80,4 @@ class CustomCommandForm(ActionForm):
 
 
 FORMS = {"sync": ActionForm, "reboot": ActionForm, "wipe": WipeForm, "retire": RetireForm, "rename": RenameForm,
-         "custom": CustomCommandForm}
+         "custom": CustomCommandForm, "release": ActionForm}

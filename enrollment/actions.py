@@ -12,6 +12,10 @@ Celery beat every minute). Windows ignores the command for an "add work or schoo
 registration and refuses it on an Entra-joined PC: those devices must be wiped instead, or retired
 "now", which revokes the certificate at once and sends nothing (the device never hears of it and
 keeps its local enrollment until it is reset or the user removes it).
+
+Release for re-enrollment sends nothing: it lets the next enrollment of the device's hardware replace
+it whoever enrolls (enrollment/reenrollment.py), for a PC handed to someone else. Without it, only the
+device's own user or an enrollment proving the same hardware may replace it.
 """
 import logging
 import re
@@ -59,6 +63,7 @@ class Action:
     permission: str
     help: str
     single_device: bool = False  # offered on a device page only, not on a selection
+    records_only: bool = False  # changes our record of the device and sends it nothing
 
 
 ACTIONS = {a.name: a for a in [
@@ -74,6 +79,10 @@ ACTIONS = {a.name: a for a in [
            "Removes management from the device and revokes its certificate."),
     Action("custom", "Custom command", "enrollment.send_custom_command",
            "Sends any Get, Replace, Add, Delete or Exec to a LocURI.", single_device=True),
+    Action("release", "Release for re-enrollment", "enrollment.release_device",
+           "Lets the next enrollment of this hardware replace the device whoever enrolls it (a PC handed to "
+           "someone else). Nothing is sent; the device stays managed until that enrollment revokes its "
+           "certificate.", records_only=True),
 ]}
 
 
@@ -85,6 +94,7 @@ class Report:
     queued: list = field(default_factory=list)
     skipped: list = field(default_factory=list)  # (device, reason)
     retired: list = field(default_factory=list)
+    released: list = field(default_factory=list)
 
     @property
     def devices(self):
@@ -175,6 +185,9 @@ def run(name, devices, actor, /, *, ip=None, via="console", **params):
             if name == "retire" and params.get("immediately"):
                 _retire_now(device, actor, ip, via, report)
                 continue
+            if name == "release":
+                _release_now(device, actor, ip, via, report)
+                continue
             queued = []
             try:
                 for verb, target, format, data, type in plan(device):
@@ -207,6 +220,22 @@ def _retire_now(device, actor, ip, via, report):
     AuditEvent.record(actor, "device.retire", device, ip=ip, detail={
         "via": via, "immediately": True, "certificate": device.certificate_serial,
         "note": "Retired without an unenroll command: the device keeps its local enrollment"})
+
+
+def _release_now(device, actor, ip, via, report):
+    """Re-enrollment by another user (enrollment/reenrollment.py) needs the device released first:
+    the DeviceID and HWDevID a client sends prove nothing, an administrator's decision does."""
+    device = Device.objects.select_for_update().get(pk=device.pk)
+    if device.status != Device.Status.ENROLLED:
+        report.skipped.append((device, f"The device is {device.get_status_display().lower()}."))
+        return
+    if device.is_released_for_reenrollment:
+        report.skipped.append((device, "The device is already released for re-enrollment."))
+        return
+    device.release_for_reenrollment(actor)
+    report.released.append(device)
+    AuditEvent.record(actor, "device.release", device, ip=ip, detail={
+        "via": via, "user": device.user_id, "certificate": device.certificate_serial})
 
 
 # -- what each action sends: a function checking the parameters once, returning one that gives the
@@ -250,7 +279,12 @@ def _custom(devices, *, verb="", target="", format="", data="", type=""):
     return lambda device: [(verb, target, format, data, type)]
 
 
-PLANS = {"sync": _sync, "reboot": _reboot, "wipe": _wipe, "retire": _retire, "rename": _rename, "custom": _custom}
+def _no_commands(devices):
+    return lambda device: []
+
+
+PLANS = {"sync": _sync, "reboot": _reboot, "wipe": _wipe, "retire": _retire, "rename": _rename, "custom": _custom,
+         "release": _no_commands}
 
 
 def finish_retirements():

@@ -99,7 +99,8 @@ class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, SubquerySearchMixin, ad
     show_full_result_count = False
     fieldsets = [
         (None, {"fields": ["name", "kind", "status", "user", "upn", "method", "pin_enrollment", "enrollment_type",
-                           "enrolled_at", "last_seen_at", "login_status", "unenrolled_at", "replaced_by"]}),
+                           "enrolled_at", "last_seen_at", "login_status", "unenrolled_at", "replaced_by",
+                           "released_for_reenrollment_at", "released_for_reenrollment_by"]}),
         ("Hardware and system", {"fields": ["device_id", "hw_dev_id", "entra_device_id", "manufacturer", "model",
                                             "serial_number", "os_version", "os_edition", "os_platform", "architecture",
                                             "total_ram_mb", "hardware_data_excerpt", "inventory_at"]}),
@@ -128,7 +129,8 @@ class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, SubquerySearchMixin, ad
         (DeviceActionsMixin.change_view) and Django's view ask for it."""
         found = getattr(request, "_device_page_object", None)
         if found is None or found[0] != (object_id, from_field):
-            queryset = self.get_queryset(request).select_related("user", "pin_enrollment", "replaced_by")
+            queryset = self.get_queryset(request).select_related("user", "pin_enrollment", "replaced_by",
+                                                                  "released_for_reenrollment_by")
             field = Device._meta.pk if from_field is None else Device._meta.get_field(from_field)
             try:
                 device = queryset.get(**{field.name: field.to_python(object_id)})

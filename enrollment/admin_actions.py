@@ -50,6 +50,9 @@ class DeviceActionsMixin:
     def has_retire_permission(self, request):
         return self._may(request, "retire")
 
+    def has_release_permission(self, request):
+        return self._may(request, "release")
+
     def has_reapply_permission(self, request):
         return request.user.has_perm("enrollment.change_device")
 
@@ -70,6 +73,7 @@ class DeviceActionsMixin:
         if device is not None:
             extra_context["device_actions"] = [
                 a for a in actions.ACTIONS.values() if request.user.has_perm(a.permission)
+                and not (a.name == "release" and device.is_released_for_reenrollment)
             ] if device.status == Device.Status.ENROLLED else []
             # Ordered here: the model's ordering starts with the device, a join for nothing on one device's page.
             extra_context["setting_states"] = (device.setting_states.select_related("command", "group")
@@ -113,6 +117,9 @@ class DeviceActionsMixin:
         return TemplateResponse(request, "admin/enrollment/device/action.html", context)
 
     def _tell(self, request, action, report):
+        if report.released:
+            self.message_user(request, f"{len(report.released)} device(s) released for re-enrollment: the next "
+                                       "enrollment of each, by anyone, replaces it.")
         if report.retired:
             self.message_user(request, f"{len(report.retired)} device(s) retired now; their certificates are revoked.")
         if report.queued:
@@ -124,4 +131,5 @@ class DeviceActionsMixin:
             self.message_user(request, f"{action.label}: queued for {devices} device(s). Without push, a device "
                                        f"picks it up at its next poll ({actions.poll_schedule()}).{follow}")
         for device, reason in report.skipped:
-            self.message_user(request, f"{device}: not sent. {reason}", messages.WARNING)
+            self.message_user(request, f"{device}: {'unchanged' if action.records_only else 'not sent'}. {reason}",
+                              messages.WARNING)

@@ -48,6 +48,7 @@ class ReportSerializer(serializers.Serializer):
     action = serializers.CharField()
     queued = CommandSerializer(many=True)
     retired = serializers.ListField(child=serializers.IntegerField())
+    released = serializers.ListField(child=serializers.IntegerField())
     skipped = serializers.ListField(child=inline_serializer("SkippedDevice", {
         "device": serializers.IntegerField(), "reason": serializers.CharField()}))
     delivery = serializers.CharField()
@@ -59,7 +60,8 @@ class DeviceActionView(APIView):
     @extend_schema(
         operation_id="device_action", request=OpenApiTypes.OBJECT, responses={202: ReportSerializer, 200: ReportSerializer},
         description="Actions: sync, reboot, wipe (mode, confirmation), retire (immediately), rename (name, reboot), "
-                    "custom (verb, target, format, type, data). The bulk route takes \"devices\": [ids].")
+                    "custom (verb, target, format, type, data), release (the next enrollment of the hardware "
+                    "replaces the device, whoever enrolls). The bulk route takes \"devices\": [ids].")
     def post(self, request, name, pk=None):
         if pk is not None:
             devices = [get_object_or_404(Device, pk=pk)]
@@ -87,6 +89,7 @@ class DeviceActionView(APIView):
             "action": name,
             "queued": CommandSerializer(report.queued, many=True).data,
             "retired": [device.pk for device in report.retired],
+            "released": [device.pk for device in report.released],
             "skipped": [{"device": device.pk, "reason": reason} for device, reason in report.skipped],
             "delivery": f"Without push, devices pick commands up at their next poll: {actions.poll_schedule()}.",
         }, status=status.HTTP_202_ACCEPTED if report.queued else status.HTTP_200_OK)

@@ -12,8 +12,8 @@ mdm_delegation. Refusals carry a reason for the log and the audit, never the tok
 A token enrolls one device. Windows presents the same token to GetPolicies and then RST, and again
 when it retries a failed RST, so validation alone accepts it until it expires; the RST that enrolls
 spends it (SpentEntraToken, written in the enrollment's transaction) and a later RST with it is
-refused, unless it comes from the same hardware (a re-enrollment of that PC within the token's
-lifetime, which Windows' token cache makes likely). The token is known by its `jti`, else Entra's `uti` ("unique token identifier", Microsoft
+refused, unless the token itself names the device it enrolled (a re-enrollment of that PC within the
+token's lifetime, which Windows' token cache makes likely; see same_device()). The token is known by its `jti`, else Entra's `uti` ("unique token identifier", Microsoft
 identity platform access-token claims), else a hash of the whole token.
 
 The terms-of-use page hands Windows an OpaqueBlob that comes back unchanged as the RST context item
@@ -227,7 +227,7 @@ def check_request(claims, token_request):
     when present, must be ours and this user's; and the token must not have enrolled a device already
     (spend_token() settles races inside the transaction). Raises SoapFault."""
     spent = SpentEntraToken.objects.filter(token_id=claims.token_id).first()
-    if spent is not None and not same_hardware(spent, token_request):
+    if spent is not None and not same_device(spent, claims, token_request):
         raise SoapFault(Fault.AUTHENTICATION, ALREADY_USED, log_detail=(
             f"Entra token {claims.token_id} replayed: it enrolled device {spent.device_id or '(gone)'} "
             f"at {spent.spent_at:%Y-%m-%d %H:%M:%S}"))
@@ -243,13 +243,18 @@ def check_request(claims, token_request):
             raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail=f"EnrollmentData refused: {problem}")
 
 
-def same_hardware(spent, token_request):
-    """Whether the RST comes from the hardware the token enrolled (Device.objects.of_hardware). Windows
-    keeps an Entra access token for its lifetime (about an hour), so a user who unenrolls and enrolls
-    the same PC again within it presents the spent token: that re-enrollment of the same device is
-    allowed, another device is not."""
-    return spent.device_id is not None and Device.objects.of_hardware(
-        token_request.device_id, token_request.hw_dev_id).filter(pk=spent.device_id).exists()
+def same_device(spent, claims, token_request):
+    """Whether a spent token may enroll again: Windows keeps an Entra access token for its lifetime
+    (about an hour), so a user who unenrolls and enrolls the same PC again within it presents the
+    spent token. What proves "the same PC" is the token's own `deviceid` claim (the Entra device the
+    token was issued to), which must be the one recorded on the device the token enrolled; a token
+    without one (an "add work or school account" before the PC is registered) names no PC and enrolls
+    once. The DeviceID/HWDevID of the request are the client's claims: they only narrow the re-use to
+    the device the token enrolled (of_hardware), they never grant it."""
+    if spent.device_id is None or not claims.device_id:
+        return False
+    return Device.objects.of_hardware(token_request.device_id, token_request.hw_dev_id).filter(
+        pk=spent.device_id, entra_device_id__iexact=claims.device_id).exists()
 
 
 def spend_token(claims, token_request):
@@ -262,7 +267,7 @@ def spend_token(claims, token_request):
             return SpentEntraToken.objects.create(token_id=claims.token_id, expires_at=claims.expires_at)
     except IntegrityError:
         spent = SpentEntraToken.objects.select_for_update().filter(token_id=claims.token_id).first()
-        if spent is not None and same_hardware(spent, token_request):
+        if spent is not None and same_device(spent, claims, token_request):
             return spent  # the same PC enrolling again with the token it enrolled with
         raise SoapFault(Fault.AUTHENTICATION, ALREADY_USED,
                         log_detail=f"Entra token {claims.token_id} spent by a concurrent enrollment") from None

@@ -47,8 +47,11 @@ class DeviceQuerySet(models.QuerySet):
         return self.filter(status=Device.Status.ENROLLED)
 
     def of_hardware(self, device_id, hw_dev_id):
-        """Enrollments, live or not, of this hardware: same DeviceID, or same HWDevID unless it is all
-        zeros (VMs and some tools send zeros, which identify nothing; brief §5)."""
+        """Enrollments, live or not, of the hardware a request names: same DeviceID, or same HWDevID
+        unless it is all zeros (VMs and some tools send zeros, which identify nothing; brief §5).
+        These ids are the client's own claims (MS-MDE2 AdditionalContext): they find the earlier
+        enrollments, they never prove that the request comes from that hardware
+        (enrollment/reenrollment.py decides who may replace what)."""
         match = models.Q(device_id__iexact=device_id)
         if hw_dev_id and hw_dev_id.strip("0"):
             match |= models.Q(hw_dev_id__iexact=hw_dev_id)
@@ -61,7 +64,7 @@ class DeviceQuerySet(models.QuerySet):
 
 class Device(models.Model):
     """One enrollment of a Windows PC or HoloLens 2 (a re-enrollment of the same hardware is a new
-    row, and the old one becomes "replaced").
+    row, and the old one becomes "replaced" when enrollment/reenrollment.py lets it).
 
     APPAUTH secrets: OMA-DM digest (syncml:auth-md5) only ever needs H = b64(md5("name:secret")) and
     the current nonce, so we keep H for each direction and never the clear secrets handed to the
@@ -133,6 +136,15 @@ class Device(models.Model):
         "Entra device id", max_length=64, blank=True, db_index=True,
         help_text="The deviceid claim of the Entra token that enrolled the device (Entra join)",
     )
+    released_for_reenrollment_at = models.DateTimeField(
+        "released for re-enrollment", null=True, blank=True, editable=False,
+        help_text="An administrator allowed the next enrollment of this hardware, by anyone, to replace "
+                  "this device (spent by that enrollment)",
+    )
+    released_for_reenrollment_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+", on_delete=models.SET_NULL,
+        editable=False, verbose_name="released by",
+    )
     appsrv_digest = models.CharField(max_length=64, editable=False,
                                      help_text="b64(md5(DeviceID:secret)) to check the device's digest")
     appsrv_nonce = models.CharField(max_length=64, editable=False)
@@ -175,6 +187,7 @@ class Device(models.Model):
             ("wipe_device", "Can wipe devices"),
             ("retire_device", "Can retire devices"),
             ("send_custom_command", "Can send custom OMA-DM commands to devices"),
+            ("release_device", "Can release devices for re-enrollment by another user"),
         ]
 
     def __str__(self):
@@ -190,6 +203,21 @@ class Device(models.Model):
             raise InvalidTransition(self.status, self.Status.REPLACED)
         self.status, self.replaced_by, self.revoked_at = self.Status.REPLACED, by, timezone.now()
         self.save(update_fields=["status", "replaced_by", "revoked_at"])
+
+    @property
+    def is_released_for_reenrollment(self):
+        return self.released_for_reenrollment_at is not None
+
+    def release_for_reenrollment(self, by):
+        """An administrator lets the next enrollment of this hardware replace this device whoever
+        enrolls it (a PC handed to someone else). The device stays managed until then."""
+        if self.status != self.Status.ENROLLED:
+            raise InvalidTransition(self.status, "released for re-enrollment")
+        if self.is_released_for_reenrollment:
+            raise InvalidTransition("released for re-enrollment", "released for re-enrollment")
+        self.released_for_reenrollment_at = timezone.now()
+        self.released_for_reenrollment_by = by if getattr(by, "is_authenticated", False) else None
+        self.save(update_fields=["released_for_reenrollment_at", "released_for_reenrollment_by"])
 
     def renew_certificate(self, *, serial, thumbprint, not_after, renewed_from):
         """A ROBO renewal (brief §6, enrollment/renewal.py) issued the certificate `serial` to replace

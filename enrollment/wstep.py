@@ -19,7 +19,7 @@ from autopilot import matching as autopilot_matching
 from invitations import sending
 from invitations.models import AuditEvent, Organisation
 
-from . import auth, ca, entra, ppkg, provisioning, soap
+from . import auth, ca, entra, ppkg, provisioning, reenrollment, soap
 from .csr import CsrError, parse_csr
 from .models import Device, RegistrationPin
 from .soap import AC_NS, ENROLLMENT_NS, PARSER, SOAP_NS, WSA_NS, WSSE_NS, WST_NS, WSU_NS, ErrorType, Fault, SoapFault
@@ -142,6 +142,13 @@ def handle(request, envelope, key):
             "step": "enrollment", "fault": fault.subcode, "error_type": fault.error_type or "",
             "reason": fault.log_detail or fault.reason, "device_id": token_request.device_id,
         })
+        if isinstance(fault, reenrollment.ReplacementRefused):
+            # On the device too, so that its history shows who tried to take it over.
+            AuditEvent.record(None, "device.replacement_refused", fault.device, ip=ip, detail={
+                "match": fault.match, "owner": fault.device.user_id,
+                "claimed_by": fault.user.pk if fault.user else None, "method": identity.method,
+                "upn": identity.upn, "reason": fault.log_detail,
+            })
         raise
     autopilot_matching.link_enrolled_device(device, token_request.items)
     logger.info("enrollment: %s device %s (%s) enrolled for user %s", envelope.activity_id, device.pk,
@@ -176,6 +183,9 @@ def _enroll(identity, token_request, csr, ip):
     user = _enrolling_user(identity, ip)
     earlier = list(Device.objects.same_hardware(token_request.device_id, token_request.hw_dev_id)
                    .select_for_update())
+    # The ids found them; only what this enrollment proves lets it replace them.
+    grounds = reenrollment.check(earlier, user=user, identity=identity, pin_enrollment=identity.pin_enrollment,
+                                 token_request=token_request)
     # A provisioning package counts against its own maximum, not its owner's device limit.
     pin_enrollment = ppkg.claim_slot(identity.pin_enrollment, earlier) if identity.pin_enrollment else None
     # The user's device limit and first-device mark concern a user's own enrollments: a package's
@@ -227,11 +237,12 @@ def _enroll(identity, token_request, csr, ip):
         AuditEvent.record(user, "registration_pin.used", user, ip=ip, detail={"pin": pin.pk, "device": device.pk,
                                                                        "method": identity.method})
     for old in earlier:
-        old.mark_replaced(device)
-        match = "DeviceID" if old.device_id.lower() == device.device_id.lower() else "HWDevID"
+        old.mark_replaced(device)  # a release for re-enrollment is spent here: the device is no longer live
         AuditEvent.record(None, "device.replaced", old, ip=ip, detail={
-            "by": device.pk, "match": match, "old_user": old.user_id, "new_user": user.pk if user else None,
+            "by": device.pk, "match": reenrollment.match_of(old, device.device_id), "grounds": grounds[old.pk],
+            "old_user": old.user_id, "new_user": user.pk if user else None,
             "old_certificate": old.certificate_serial,
+            "released_by": old.released_for_reenrollment_by_id if old.is_released_for_reenrollment else None,
         })
     AuditEvent.record(user, "device.enrolled", device, ip=ip, detail={
         "device_id": device.device_id, "method": device.method, "type": device.enrollment_type,

@@ -29,7 +29,7 @@ def test_actions_refuse_anonymous_callers(device):
 
 
 def test_helpdesk_may_not_run_any_action(helpdesk_api, device):
-    for name in ("sync", "reboot", "wipe", "retire", "rename", "custom"):
+    for name in ("sync", "reboot", "wipe", "retire", "rename", "custom", "release"):
         assert helpdesk_api.post(one(device, name), {}, format="json").status_code == 403
     assert not DeviceCommand.objects.exists()
 
@@ -111,6 +111,36 @@ def test_retire_immediately_over_the_api(full_api, device):
     assert response.status_code == 200 and response.json()["retired"] == [device.pk]
     device.refresh_from_db()
     assert device.status == "retired" and device.revoked_at
+
+
+def test_release_for_re_enrollment_over_the_api(enrollment_api, enrollment_admin, device):
+    response = enrollment_api.post(one(device, "release"), {}, format="json", REMOTE_ADDR="198.51.100.5")
+
+    assert response.status_code == 200
+    assert (response.json()["released"], response.json()["queued"]) == ([device.pk], [])
+    device.refresh_from_db()
+    assert device.released_for_reenrollment_by == enrollment_admin and device.status == "enrolled"
+    event = AuditEvent.objects.get(action="device.release")
+    assert (event.actor, event.ip, event.detail["via"]) == (enrollment_admin, "198.51.100.5", "api")
+
+    again = enrollment_api.post(bulk("release"), {"devices": [device.pk]}, format="json").json()
+    assert again["released"] == [] and "already released" in again["skipped"][0]["reason"]
+
+
+def test_release_is_refused_without_its_permission(device):
+    from django.contrib.auth.models import Permission
+
+    from tests.api_helpers import client_with_token, make_token
+    from tests.factories import UserFactory
+
+    operator = UserFactory(email="operator@example.com", is_staff=True)
+    operator.user_permissions.add(*Permission.objects.filter(codename__in=["view_device", "change_device"]))
+    api = client_with_token(make_token(operator))
+
+    assert api.post(one(device, "sync"), {}, format="json").status_code == 202
+    assert api.post(one(device, "release"), {}, format="json").status_code == 403
+    device.refresh_from_db()
+    assert not device.is_released_for_reenrollment
 
 
 def test_device_configuration_is_readable_by_helpdesk(helpdesk_api, device):

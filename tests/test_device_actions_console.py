@@ -62,7 +62,7 @@ def test_enrollment_admin_sees_every_action_on_the_device_page(enroller, device)
 
 def test_roles_give_the_destructive_permissions_to_administrators_only(full_admin, enrollment_admin, helpdesk):
     destructive = ["enrollment.wipe_device", "enrollment.retire_device", "enrollment.send_custom_command",
-                   "enrollment.change_device", "enrollment.change_configurationgroup"]
+                   "enrollment.release_device", "enrollment.change_device", "enrollment.change_configurationgroup"]
     assert full_admin.has_perms(destructive)
     assert enrollment_admin.has_perms(destructive)
     assert not any(helpdesk.has_perm(p) for p in destructive)
@@ -250,3 +250,58 @@ def test_a_refused_unenroll_leaves_the_device_enrolled(enroller, device):
     assert actions.finish_retirements() == 0
     device.refresh_from_db()
     assert device.status == Device.Status.ENROLLED
+
+
+# -- release for re-enrollment ----------------------------------------------------------------------
+
+def test_release_for_re_enrollment_from_the_device_page(enroller, enrollment_admin, device):
+    html = enroller.get(action_url("release", device)).content.decode()
+    assert "prove nothing" in html and "next poll" not in html  # nothing is sent to the device
+
+    response = enroller.post(action_url("release", device), REMOTE_ADDR="192.0.2.9", follow=True)
+
+    assert response.redirect_chain[-1][0] == page(device)
+    assert "released for re-enrollment" in response.content.decode()
+    device.refresh_from_db()
+    assert device.released_for_reenrollment_at is not None and device.released_for_reenrollment_by == enrollment_admin
+    assert device.status == Device.Status.ENROLLED and device.revoked_at is None
+    assert not DeviceCommand.objects.exists()
+    event = AuditEvent.objects.get(action="device.release")
+    assert (event.actor, event.ip, event.detail["via"], event.target_id) == (
+        enrollment_admin, "192.0.2.9", "console", str(device.pk))
+    # Released once: the page no longer offers it, and asking again changes nothing.
+    assert 'id="action-release"' not in enroller.get(page(device)).content.decode()
+    enroller.post(action_url("release", device))
+    assert AuditEvent.objects.filter(action="device.release").count() == 1
+
+
+def test_release_on_a_selection_skips_devices_that_left_management(enroller, device):
+    gone = DeviceFactory(retired=True, name="GONE-2")
+    response = enroller.post(LIST, {"action": "action_release", "_selected_action": [device.pk, gone.pk]})
+    assert "actions/release/" in response["Location"]
+
+    html = enroller.post(response["Location"], follow=True).content.decode()
+
+    assert "GONE-2: unchanged. The device is retired." in html
+    device.refresh_from_db()
+    gone.refresh_from_db()
+    assert device.is_released_for_reenrollment and not gone.is_released_for_reenrollment
+
+
+def test_release_needs_its_own_permission(client, device):
+    from django.contrib.auth.models import Permission
+
+    from tests.factories import UserFactory
+
+    # Sync, reboot and rename (change_device) but not release: handing a device to anyone is more.
+    operator = UserFactory(email="operator@example.com", is_staff=True)
+    operator.user_permissions.add(*Permission.objects.filter(codename__in=["view_device", "change_device"]))
+    client.force_login(operator)
+
+    html = client.get(page(device)).content.decode()
+    assert 'id="action-sync"' in html and 'id="action-release"' not in html
+    assert "action_release" not in client.get(LIST).content.decode()
+    assert client.post(action_url("release", device)).status_code == 403
+    device.refresh_from_db()
+    assert not device.is_released_for_reenrollment
+    assert not AuditEvent.objects.filter(action="device.release").exists()

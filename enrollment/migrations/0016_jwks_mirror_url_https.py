@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('enrollment', '0014_device_upn_upper_index'),
+        ('enrollment', '0015_device_release_for_reenrollment'),
     ]
 
     operations = [
