@@ -202,3 +202,12 @@ def test_other_redirect_uri_gets_a_page_never_a_redirect(client, redirect_uri):
         response = open_terms(client, token, redirect_uri=redirect_uri)
         assert response.status_code == 400 and "Location" not in response
         assert "invalid return address" in response.content.decode()
+
+
+def test_an_https_redirect_uri_is_never_redirected_to(client):
+    """An open redirect with our host name on it: Windows only ever waits on ms-appx-web:// (the Entra
+    broker) or ms-aadj-redir://, so any web address is refused with the page, token or not."""
+    for token in (None, tokens.make_token()):
+        response = open_terms(client, token, redirect_uri="https://evil.example/phish")
+        assert response.status_code == 400 and "Location" not in response
+        assert "invalid return address" in response.content.decode()
