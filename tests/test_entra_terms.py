@@ -171,8 +171,7 @@ def test_unknown_kid_on_the_terms_page_alerts_too(client):
     BROKER,
     "ms-appx-web://microsoft.aad.brokerplugin/S-1-15-2-1910091885-1573563583",
     "ms-aadj-redir://auth/mdm",
-    "https://login.microsoftonline.com/WebApp/CloudDomainJoin/8",
-    "https://enterpriseenrollment.contoso.com/tou-done?state=1",
+    "ms-aadj-redir://auth/mdm?state=1",
 ])
 def test_allowed_redirect_uri_gets_the_answer(client, redirect_uri):
     page = open_terms(client, tokens.make_token(), redirect_uri=redirect_uri)
@@ -186,6 +185,9 @@ def test_allowed_redirect_uri_gets_the_answer(client, redirect_uri):
     "JavaScript://%0aalert(1)",
     "data:text/html,<script>alert(1)</script>",
     "http://enterpriseenrollment.contoso.com/",
+    "https://enterpriseenrollment.contoso.com/tou-done?state=1",
+    "https://login.microsoftonline.com/WebApp/CloudDomainJoin/8",
+    "https://evil.example/phish",
     "ms-appx-web://ContosoMdm/ToUResponse",
     "ms-aadj-redir://auth/elsewhere",
     "ms-aadj-redir://evil/mdm",
