@@ -258,3 +258,39 @@ def test_queries_of_a_package_enrollment_are_fixed(client, organisation, ca_chai
     with django_assert_num_queries(16):
         parse(enroll(client, organisation, n=2))
     assert package.devices.count() == 2
+
+
+def policies_from(client, organisation, address, *, pin=PPKG_PIN):
+    return client.post(service_url(organisation, "policy"), get_policies_body(UPN, pin),
+                       content_type="application/soap+xml; charset=utf-8", secure=True, REMOTE_ADDR=address)
+
+
+def test_wrong_pins_from_one_address_lock_out_only_that_address(client, organisation, ca_chain, package, settings):
+    """The package's user name is predictable: ten wrong PINs from anywhere must not stop every device
+    of the organisation from enrolling with it. The PIN's entropy stops guessing; the lockout only
+    stops noise, per address."""
+    for _ in range(settings.ENROLLMENT_PPKG_FAILURE_LIMIT):
+        subcode, _reason, _type = fault_of(policies_from(client, organisation, "198.51.100.7", pin="WRONG-PIN"))
+        assert subcode == "s:Authentication"
+    # The noisy address is locked out, even with the right PIN...
+    subcode, reason, _type = fault_of(policies_from(client, organisation, "198.51.100.7"))
+    assert subcode == "s:Authentication" and "locked" in reason
+    # ...the organisation's devices, elsewhere, are not.
+    assert parse(policies_from(client, organisation, "203.0.113.20")).find("s:Body/s:Fault", NS) is None
+    package.refresh_from_db()
+    assert not package.is_locked
+    locked = AuditEvent.objects.get(action="pin_enrollment.address_locked")
+    assert locked.target_id == str(package.pk) and locked.ip == "198.51.100.7"
+
+
+def test_a_backstop_still_locks_the_package_against_a_spread_out_flood(client, organisation, ca_chain, package,
+                                                                       settings):
+    settings.ENROLLMENT_PPKG_PACKAGE_FAILURE_LIMIT = 25
+    for n in range(25):
+        fault_of(policies_from(client, organisation, f"198.51.100.{n + 1}", pin="WRONG-PIN"))
+    subcode, reason, _type = fault_of(policies_from(client, organisation, "203.0.113.20"))
+    assert subcode == "s:Authentication" and "locked" in reason
+    package.refresh_from_db()
+    assert package.is_locked
+    alert = AuditEvent.objects.get(action="pin_enrollment.locked")
+    assert alert.detail["failures"] == 25 and alert.detail["scope"] == "package"
