@@ -97,7 +97,7 @@ def _package_identity(request, token):
     from . import ppkg
 
     username, secret = read_username_token(token)
-    pin_enrollment = ppkg.find(username)
+    pin_enrollment = ppkg.find(username, request)
     return ppkg.authenticate(request, pin_enrollment, secret) if pin_enrollment is not None else None
 
 
