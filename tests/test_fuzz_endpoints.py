@@ -109,3 +109,27 @@ def test_management_without_a_certificate_answers_every_body(server):
         return fuzzing.check_syncml_reply(response)
 
     run("management+digest", _management_seeds(device.device_id) + _management_seeds(DEVICE_ID), check)
+
+
+@pytest.mark.parametrize("length", [255, 256, 300, 5000])
+def test_a_too_long_user_name_is_a_clean_authentication_fault_on_postgresql(postgres, organisation, alice, caplog,
+                                                                           length):
+    """PostgreSQL enforces column lengths (SQLite does not): a user name longer than any account's must
+    be refused where it is read, as a wrong sign-in, before it reaches django-axes' AccessAttempt or
+    any other column; never an unexpected error with a traceback."""
+    from axes.models import AccessAttempt
+    from django.db.models.functions import Length
+
+    create_ca_chain()
+    username = "u" * (length - len("@example.com")) + "@example.com"
+    bodies = {
+        "policy": get_policies_body(username, "wrong"),
+        "enrollment": rst_body(password_security(username, "wrong"), windows_csr(rsa_key(1)), device_id="LONGNAME"),
+    }
+    for name, body in bodies.items():
+        caplog.clear()
+        response = _post(service_url(organisation, name), body)
+        assert response.status_code == 200, response.content[:300]
+        assert b"s:Authentication" in response.content, response.content[:800]
+        assert not [record for record in caplog.records if record.levelname in ("ERROR", "CRITICAL")], caplog.text
+    assert not AccessAttempt.objects.annotate(length=Length("username")).filter(length__gt=254).exists()
