@@ -140,7 +140,7 @@ def handle(request, envelope, key):
     except SoapFault as fault:
         AuditEvent.record(None, "enrollment.refused", identity.user if identity else None, ip=ip, detail={
             "step": "enrollment", "fault": fault.subcode, "error_type": fault.error_type or "",
-            "reason": fault.log_detail or fault.reason, "device_id": token_request.device_id,
+            "reason": fault.log_detail or fault.reason, "device_id": token_request.device_id[:80],
         })
         raise
     autopilot_matching.link_enrolled_device(device, token_request.items)
