@@ -185,8 +185,8 @@ def verify_pin(request, identity, secret, *, complete=True):
         if user is not None:
             if not user.is_active and matching_pin(user, secret) is not None:
                 _require_active(user)
-            AuditEvent.record(None, "registration_pin.failed", user, ip=request.META.get("REMOTE_ADDR") or None,
-                              detail={"path": request.path[:200]})
+            AuditEvent.record_refusal("registration_pin.failed", user, ip=request.META.get("REMOTE_ADDR") or None,
+                                      reason=request.path[:200], detail={"path": request.path[:200]})
         raise SoapFault(Fault.AUTHENTICATION, BAD_PIN,
                         log_detail="unknown user" if user is None else f"bad or spent PIN for user {user.pk}")
     pin = authenticated.registration_pin

@@ -138,12 +138,13 @@ def show_terms(request, redirect_uri, request_id):
     try:
         claims = entra.validate(token) if token else None
     except entra.TokenRejected as exc:
-        AuditEvent.record(None, "entra.terms_refused", ip=request.META.get("REMOTE_ADDR") or None,
-                          detail={"reason": exc.reason, "client_request_id": request_id})
+        AuditEvent.record_refusal("entra.terms_refused", ip=request.META.get("REMOTE_ADDR") or None, reason=exc.reason,
+                                  detail={"reason": exc.reason, "client_request_id": request_id})
         return error(redirect_uri, "unauthorized_client", "The access token was not accepted.", request_id)
     if claims is None:
-        AuditEvent.record(None, "entra.terms_refused", ip=request.META.get("REMOTE_ADDR") or None,
-                          detail={"reason": "no bearer token", "client_request_id": request_id})
+        AuditEvent.record_refusal("entra.terms_refused", ip=request.META.get("REMOTE_ADDR") or None,
+                                  reason="no bearer token",
+                                  detail={"reason": "no bearer token", "client_request_id": request_id})
         return error(redirect_uri, "unauthorized_client", "An access token is required.", request_id)
     user = entra.known_user(claims)
     if user is not None and not user.is_active:
