@@ -91,7 +91,8 @@ def handle(request, envelope, key):
         check_window(certificate)
         new_certificate, document = renew(device, certificate, csr, ip=ip)
     except SoapFault as fault:
-        detail = {"fault": fault.subcode, "error_type": fault.error_type or "", "reason": fault.log_detail or fault.reason}
+        detail = {"fault": fault.subcode, "error_type": fault.error_type or "",
+                  "reason": fault.log_detail or fault.reason}
         if device is None:
             # No certificate of ours: counted per address and reason (AuditEvent.record_refusal).
             AuditEvent.record_refusal("device.renewal_refused", ip=ip, reason=detail["reason"], detail=detail)

@@ -13,7 +13,8 @@ from factory.django import DjangoModelFactory
 from enrollment import ca
 from enrollment.models import (
     CertificateAuthority, ConfigurationGroup, Device, DeviceCommand, DeviceSettingState, EntraIdentity,
-    EntraKeyAlert, EntraSettings, GroupSetting, JwksSet, ManagementSession, PinEnrollment, PinEnrollmentFailure, RegistrationPin,
+    EntraKeyAlert, EntraSettings, GroupSetting, JwksSet, ManagementSession, PinEnrollment, PinEnrollmentFailure,
+    RegistrationPin,
 )
 
 KEY_POOL = 4  # CA keys cycle through this many test keys; consecutive CAs never share one
