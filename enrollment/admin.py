@@ -8,6 +8,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
@@ -210,7 +211,7 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
         if pin_enrollment.is_locked:
             return format_html("<strong>Locked until {}</strong> (lockout {} in a row)",
                                pin_enrollment.locked_until.strftime("%Y-%m-%d %H:%M %Z"), pin_enrollment.lockouts)
-        return f"{pin_enrollment.failed_attempts} since the last right PIN"
+        return f"{pin_enrollment.failed_attempts} from any address in the backstop's window"
 
     @admin.display(description="enrolled devices")
     def devices_table(self, pin_enrollment):
@@ -242,8 +243,12 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
         extra_context = {
             **(extra_context or {}),
             "can_manage": pin_enrollment is not None and self.has_change_permission(request, pin_enrollment),
-            "alerts": AuditEvent.objects.filter(action="pin_enrollment.locked", target_type=PinEnrollment._meta.label,
-                                                target_id=str(object_id))[:5],
+            "alerts": AuditEvent.objects.filter(
+                action__in=["pin_enrollment.locked", "pin_enrollment.address_locked"],
+                target_type=PinEnrollment._meta.label, target_id=str(object_id))[:5],
+            "locked_addresses": pin_enrollment.address_failures.filter(locked_until__gt=timezone.now()).count()
+            if pin_enrollment is not None else 0,
+            "has_failures": pin_enrollment is not None and pin_enrollment.has_failures(),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 

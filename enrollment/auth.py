@@ -40,6 +40,10 @@ PIN = "pin"
 ENTRA = "entra"
 
 TOKEN_SALT = "enrollment.federated-token"
+# No account's name is longer than an email address can be (RFC 5321 §4.5.3.1.3: a path of 256 octets
+# with its angle brackets). A longer one is refused where it is read, before it reaches a column (axes'
+# AccessAttempt.username, the lockout's account) that PostgreSQL would refuse with an error.
+MAX_USERNAME = 254
 
 BAD_CREDENTIALS = "The user name or password is incorrect."
 LOCKED_OUT = "Too many failed sign-ins. This account is locked for a while: try again later."
@@ -97,7 +101,7 @@ def _package_identity(request, token):
     from . import ppkg
 
     username, secret = read_username_token(token)
-    pin_enrollment = ppkg.find(username)
+    pin_enrollment = ppkg.find(username, request)
     return ppkg.authenticate(request, pin_enrollment, secret) if pin_enrollment is not None else None
 
 
@@ -128,6 +132,9 @@ def read_username_token(token):
     if password_type and password_type != PASSWORD_TEXT:
         raise SoapFault(Fault.INVALID_SECURITY, "The sign-in information could not be read.",
                         log_detail=f"password type {password_type!r}")
+    if len(username) > MAX_USERNAME:
+        # No such account: a wrong sign-in, counted by nothing (there is no account to count against).
+        raise SoapFault(Fault.AUTHENTICATION, BAD_CREDENTIALS, log_detail=f"user name of {len(username)} characters")
     # The secret itself is never stripped: spaces may be part of a password.
     return username, password_element.text or ""
 
@@ -178,8 +185,8 @@ def verify_pin(request, identity, secret, *, complete=True):
         if user is not None:
             if not user.is_active and matching_pin(user, secret) is not None:
                 _require_active(user)
-            AuditEvent.record(None, "registration_pin.failed", user, ip=request.META.get("REMOTE_ADDR") or None,
-                              detail={"path": request.path[:200]})
+            AuditEvent.record_refusal("registration_pin.failed", user, ip=request.META.get("REMOTE_ADDR") or None,
+                                      reason=request.path[:200], detail={"path": request.path[:200]})
         raise SoapFault(Fault.AUTHENTICATION, BAD_PIN,
                         log_detail="unknown user" if user is None else f"bad or spent PIN for user {user.pk}")
     pin = authenticated.registration_pin

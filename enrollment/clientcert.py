@@ -47,8 +47,8 @@ def certificate_from_request(request):
     peer = peer_address(request)
     if not trusted_proxy(peer):
         logger.warning("ignored %s from untrusted address %s", HEADER, peer)
-        AuditEvent.record(None, "management.untrusted_certificate_header", ip=request.META.get("REMOTE_ADDR") or None,
-                          detail={"remote_addr": peer})
+        AuditEvent.record_refusal("management.untrusted_certificate_header",
+                                  ip=request.META.get("REMOTE_ADDR") or None, detail={"remote_addr": peer})
         return None
     if len(value) > MAX_HEADER:
         logger.warning("client certificate header of %s bytes ignored", len(value))

@@ -175,6 +175,8 @@ def _identity_claims(claims, config, token):
     upn = next((claims[name] for name in ("upn", "unique_name", "preferred_username")
                 if isinstance(claims.get(name), str) and claims[name].strip()), "").strip()
     if upn:
+        if len(upn) > 254:  # the longest email address (RFC 5321), and Device.upn's column
+            raise TokenRejected(f"user name of {len(upn)} characters")
         try:
             validate_email(upn)
         except ValidationError:

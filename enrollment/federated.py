@@ -91,8 +91,9 @@ def sign_in(request, key):
             user, pin = check_credentials(request, data["username"], form.policy, data.get("password"), data.get("pin"))
         except SoapFault as refusal:
             error = refusal.reason
-            AuditEvent.record(None, "enrollment.signin_failed", ip=request.META.get("REMOTE_ADDR"),
-                              detail={"reason": refusal.log_detail or refusal.reason})
+            reason = refusal.log_detail or refusal.reason
+            AuditEvent.record_refusal("enrollment.signin_failed", ip=request.META.get("REMOTE_ADDR") or None,
+                                      reason=reason, detail={"reason": reason})
         else:
             AuditEvent.record(user, "enrollment.signed_in", user, ip=request.META.get("REMOTE_ADDR"),
                               detail={"mode": form.policy.mode})

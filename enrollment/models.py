@@ -333,7 +333,8 @@ class PinEnrollment(models.Model):
 
     The PIN is shown once and stored only as a password hash. Devices enrolled with it belong to
     `owner`; the enrollment stops at `max_devices`, at `expires_at` and when revoked. Repeated wrong
-    PINs lock it for a while, longer each time (enrollment/ppkg.py)."""
+    PINs from one address lock that address out (PinEnrollmentFailure); a flood from many addresses,
+    far above real use, locks the package itself for a while, longer each time (enrollment/ppkg.py)."""
 
     name = models.CharField(max_length=200)
     upn = models.EmailField(
@@ -353,9 +354,13 @@ class PinEnrollment(models.Model):
     max_devices = models.PositiveIntegerField("maximum devices", validators=[MinValueValidator(1)])
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     failed_attempts = models.PositiveIntegerField(
-        default=0, editable=False, help_text="Wrong PINs since the last success or lockout")
+        default=0, editable=False,
+        help_text="Wrong PINs from any address since failures_since (the package-wide backstop)")
+    failures_since = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Start of the backstop's window of wrong PINs")
     lockouts = models.PositiveIntegerField(
-        default=0, editable=False, help_text="Lockouts since the PIN was made or unlocked (each lasts longer)")
+        default=0, editable=False,
+        help_text="Package-wide lockouts since the PIN was made or unlocked (each lasts longer)")
     locked_until = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
                                    on_delete=models.SET_NULL, editable=False)
@@ -415,9 +420,10 @@ class PinEnrollment(models.Model):
             raise InvalidTransition("revoked", "new PIN")
         self.pin_hash, self.pin_changed_at = pin_hash, timezone.now()
         self.pin_generation += 1
-        self.failed_attempts, self.lockouts, self.locked_until = 0, 0, None
-        self.save(update_fields=["pin_hash", "pin_changed_at", "pin_generation", "failed_attempts", "lockouts",
-                                 "locked_until", "updated_at"])
+        self.failed_attempts, self.failures_since, self.lockouts, self.locked_until = 0, None, 0, None
+        self.save(update_fields=["pin_hash", "pin_changed_at", "pin_generation", "failed_attempts", "failures_since",
+                                 "lockouts", "locked_until", "updated_at"])
+        self.address_failures.all().delete()
 
     def revoke(self):
         if self.is_revoked:
@@ -425,29 +431,79 @@ class PinEnrollment(models.Model):
         self.revoked_at = timezone.now()
         self.save(update_fields=["revoked_at", "updated_at"])
 
-    def unlock(self):
-        if not self.is_locked and not self.failed_attempts:
-            raise InvalidTransition("unlocked", "unlocked")
-        self.failed_attempts, self.lockouts, self.locked_until = 0, 0, None
-        self.save(update_fields=["failed_attempts", "lockouts", "locked_until", "updated_at"])
+    def has_failures(self):
+        return self.is_locked or bool(self.failed_attempts) or self.address_failures.exists()
 
-    def record_wrong_pin(self, *, limit, lockout):
-        """Count a wrong PIN (call on a row locked with select_for_update). Returns the lockout
+    def unlock(self):
+        """Forget every wrong PIN: the package's own lockout and every address's."""
+        if not self.has_failures():
+            raise InvalidTransition("unlocked", "unlocked")
+        self.failed_attempts, self.failures_since, self.lockouts, self.locked_until = 0, None, 0, None
+        self.save(update_fields=["failed_attempts", "failures_since", "lockouts", "locked_until", "updated_at"])
+        self.address_failures.all().delete()
+
+    def record_wrong_pin(self, *, limit, lockout, window):
+        """Count a wrong PIN from anywhere against the backstop (call on a row locked with
+        select_for_update): `limit` in `window` lock the package. A right PIN does not reset this count,
+        so the backstop bounds guesses per window however busy the package is. Returns the lockout
         duration when this failure locks it, else None. `lockout(n)` is the duration of the n-th."""
+        now = timezone.now()
+        if self.failures_since is None or now - self.failures_since >= window:
+            self.failed_attempts, self.failures_since = 0, now
         self.failed_attempts += 1
         duration = None
         if self.failed_attempts >= limit:
             duration = lockout(self.lockouts + 1)
-            self.locked_until = timezone.now() + duration
+            self.locked_until = now + duration
             self.lockouts += 1
-            self.failed_attempts = 0
-        self.save(update_fields=["failed_attempts", "lockouts", "locked_until"])
+            self.failed_attempts, self.failures_since = 0, None
+        self.save(update_fields=["failed_attempts", "failures_since", "lockouts", "locked_until"])
         return duration
 
-    def record_right_pin(self):
-        if self.failed_attempts:
+
+class PinEnrollmentFailure(models.Model):
+    """Wrong PINs for one PIN enrollment from one client address (an IPv6 client's /64): enough of
+    them in a row lock that address out of the package, for a little longer each time, while every
+    other address keeps enrolling. The package's user name is predictable, so a lockout that stopped
+    the whole package would let anyone stop an organisation's enrollments (OWASP Authentication Cheat
+    Sheet, "Account Lockout": lockouts must not become a denial of service). Forgotten after a quiet
+    window and at a right PIN from the address."""
+
+    pin_enrollment = models.ForeignKey(PinEnrollment, related_name="address_failures", on_delete=models.CASCADE)
+    address = models.CharField(max_length=64, help_text="The client address, or an IPv6 client's /64 network")
+    failed_attempts = models.PositiveIntegerField(default=0, help_text="Wrong PINs in a row from this address")
+    lockouts = models.PositiveIntegerField(default=0, help_text="Lockouts of this address in a row (each lasts longer)")
+    locked_until = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["pin_enrollment", "address"],
+                                               name="pin_enrollment_failure_per_address")]
+
+    def __str__(self):
+        return f"{self.address}: {self.failed_attempts} wrong PIN(s)"
+
+    @property
+    def is_locked(self):
+        return self.locked_until is not None and self.locked_until > timezone.now()
+
+    def record_wrong_pin(self, *, limit, lockout, window):
+        """As PinEnrollment.record_wrong_pin, for one address (call on a row locked with select_for_update,
+        or a new one). After `window` without a wrong PIN the address starts again from nothing."""
+        now = timezone.now()
+        if self.last_failure_at is not None and now - self.last_failure_at >= window:
+            self.failed_attempts, self.lockouts = 0, 0
+        self.failed_attempts += 1
+        self.last_failure_at = now
+        duration = None
+        if self.failed_attempts >= limit:
+            duration = lockout(self.lockouts + 1)
+            self.locked_until = now + duration
+            self.lockouts += 1
             self.failed_attempts = 0
-            self.save(update_fields=["failed_attempts"])
+        self.save()
+        return duration
+
 
 class ManagementSession(models.Model):
     """One OMA-DM session of a device (brief §7): the SessionID it chose, our MsgID counter and what

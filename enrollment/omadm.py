@@ -139,7 +139,8 @@ def serve(request):
         except Refused as refused:
             logger.warning("management: refused %s (Source %s): %s", ip, message.header.source[:64], refused.reason)
             if refused.audit:
-                AuditEvent.record(None, "management.refused", refused.device, ip=ip, detail={
+                # No valid client certificate: counted per address and reason (AuditEvent.record_refusal).
+                AuditEvent.record_refusal("management.refused", refused.device, ip=ip, reason=refused.reason, detail={
                     "reason": refused.reason, "source": message.header.source[:64], "http_status": refused.http_status})
             if refused.http_status == 429:
                 return _plain(429, "Too many failed sign-ins from this address: try again later.")

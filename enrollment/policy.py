@@ -69,8 +69,9 @@ def handle(request, envelope, key):
         identity = auth.authenticate_envelope(request, envelope)
     except SoapFault as fault:
         if fault.subcode in (Fault.AUTHENTICATION, Fault.AUTHORIZATION):
-            AuditEvent.record(None, "enrollment.refused", ip=client_ip(request),
-                              detail={"step": "policy", "reason": fault.log_detail or fault.reason})
+            reason = fault.log_detail or fault.reason
+            AuditEvent.record_refusal("enrollment.refused", ip=client_ip(request), reason=f"policy: {reason}",
+                                      detail={"step": "policy", "reason": reason})
         raise
     logger.info("policy: %s sent to user %s (%s)", envelope.activity_id, getattr(identity.user, "pk", "-"),
                 identity.method)

@@ -6,10 +6,16 @@ A package carries Workplace/Enrollments/{UPN} with AuthPolicy OnPremise and the 
 UPN and the PIN arrive verbatim in wsse:UsernameToken of GetPolicies and RST (brief §3.1, §10). One
 PIN enrolls many devices: it is never spent, only counted against the maximum. Checking it costs one
 password hash per enrollment (GetPolicies verifies, the RST that follows finds the verification
-remembered, as enrollment/auth.py does for passwords). Wrong PINs are counted on the PIN enrollment
-itself, not through django-axes: its UPN is no user account. Enough of them in a row lock it, for a
-little longer each time, and raise an alert (an audit event shown on its console page).
+remembered, as enrollment/auth.py does for passwords). Wrong PINs are counted here, not through
+django-axes: the UPN is no user account. The PIN's 100 bits are what stop guessing; the lockout only
+stops noise, and since the UPN is predictable it must not let anyone stop every device enrolling:
+- per package and client address (an IPv6 client's /64): ENROLLMENT_PPKG_FAILURE_LIMIT wrong PINs in
+  a row lock that address out of that package, for a little longer each time;
+- per package, a backstop far above real use: ENROLLMENT_PPKG_PACKAGE_FAILURE_LIMIT wrong PINs from
+  anywhere within ENROLLMENT_PPKG_FAILURE_WINDOW_HOURS lock the package itself.
+Both raise an alert (an audit event shown on its console page).
 """
+import ipaddress
 import hashlib
 import hmac
 import logging
@@ -21,12 +27,14 @@ from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.text import slugify
 
 from invitations.models import AuditEvent, Organisation
 
-from .models import Device, PinEnrollment
+from .models import Device, PinEnrollment, PinEnrollmentFailure
 from .soap import ErrorType, Fault, SoapFault
 
 logger = logging.getLogger(__name__)
@@ -41,6 +49,8 @@ LONGEST_LOCKOUT = timedelta(days=1)
 
 BAD_PIN = "The enrollment package's user name or PIN is incorrect."
 LOCKED_OUT = "This enrollment package is locked after repeated wrong PINs. Windows will try again later."
+ADDRESS_LOCKED_OUT = ("This enrollment package is locked for this network after repeated wrong PINs. Windows will "
+                      "try again later.")
 NO_LONGER_VALID = "This enrollment package has expired or was revoked. Ask your administrator for a new one."
 CAP_REACHED = "This enrollment package has enrolled as many devices as it may. Ask your administrator."
 OWNER_INACTIVE = "The account this enrollment package enrolls devices for is disabled. Contact your administrator."
@@ -142,12 +152,25 @@ def lockout_duration(number):
 
 # --- the enrollment service's side -------------------------------------------------------------------
 
-def find(username):
-    """The PIN enrollment whose UPN is `username`, or None (then it is an ordinary user's name)."""
+def find(username, request=None):
+    """The PIN enrollment whose UPN is `username`, or None (then it is an ordinary user's name). With
+    the request, read in the same query: whether its client address is locked out of it."""
     username = (username or "").strip()
     if not username:
         return None
-    return PinEnrollment.objects.select_related("owner").filter(upn__iexact=username).first()
+    pin_enrollments = PinEnrollment.objects.select_related("owner").filter(upn__iexact=username)
+    if request is not None:
+        pin_enrollments = pin_enrollments.annotate(address_locked=Exists(PinEnrollmentFailure.objects.filter(
+            pin_enrollment=OuterRef("pk"), address=lockout_address(request), locked_until__gt=timezone.now())))
+    return pin_enrollments.first()
+
+
+def address_locked(pin_enrollment, address):
+    locked = getattr(pin_enrollment, "address_locked", None)
+    if locked is None:
+        locked = PinEnrollmentFailure.objects.filter(pin_enrollment=pin_enrollment, address=address,
+                                                     locked_until__gt=timezone.now()).exists()
+    return locked
 
 
 def authenticate(request, pin_enrollment, secret):
@@ -160,13 +183,19 @@ def authenticate(request, pin_enrollment, secret):
     if pin_enrollment.is_locked:
         raise SoapFault(Fault.AUTHENTICATION, LOCKED_OUT,
                         log_detail=f"PIN enrollment {pin_enrollment.pk} locked until {pin_enrollment.locked_until}")
+    address = lockout_address(request)
+    # Before anything that could tell a right PIN from a wrong one (the cache of verified PINs).
+    if address_locked(pin_enrollment, address):
+        raise SoapFault(Fault.AUTHENTICATION, ADDRESS_LOCKED_OUT,
+                        log_detail=f"PIN enrollment {pin_enrollment.pk} locked for {address}")
     if not _recently_verified(pin_enrollment, secret):
         if not check_password(secret, pin_enrollment.pin_hash):
-            _wrong_pin(request, pin_enrollment)
+            _wrong_pin(request, pin_enrollment, address)
             raise SoapFault(Fault.AUTHENTICATION, BAD_PIN,
                             log_detail=f"wrong PIN for PIN enrollment {pin_enrollment.pk}")
         _remember_verified(pin_enrollment, secret)
-        pin_enrollment.record_right_pin()
+        # A right PIN from this address: its wrong ones were a mistake, not noise.
+        PinEnrollmentFailure.objects.filter(pin_enrollment=pin_enrollment, address=address).delete()
     if not pin_enrollment.owner.is_active:
         raise SoapFault(Fault.AUTHORIZATION, OWNER_INACTIVE,
                         log_detail=f"owner {pin_enrollment.owner_id} of PIN enrollment {pin_enrollment.pk} inactive")
@@ -174,19 +203,56 @@ def authenticate(request, pin_enrollment, secret):
                     pin_enrollment=pin_enrollment)
 
 
-def _wrong_pin(request, pin_enrollment):
+def lockout_address(request):
+    """What wrong PINs are counted against: the client's address, or for IPv6 its /64 network (one
+    subscriber's usual allocation, so changing addresses inside it does not reset the count)."""
+    value = request.META.get("REMOTE_ADDR") or ""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return "unknown"
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def _wrong_pin(request, pin_enrollment, address):
     ip = request.META.get("REMOTE_ADDR") or None
+    window = timedelta(hours=settings.ENROLLMENT_PPKG_FAILURE_WINDOW_HOURS)
     with transaction.atomic():
+        # The package's row lock serialises its failures: one address row each, counts exact.
         locked = PinEnrollment.objects.select_for_update().get(pk=pin_enrollment.pk)
-        duration = locked.record_wrong_pin(limit=settings.ENROLLMENT_PPKG_FAILURE_LIMIT, lockout=lockout_duration)
-        if duration is not None:
+        package_duration = locked.record_wrong_pin(limit=settings.ENROLLMENT_PPKG_PACKAGE_FAILURE_LIMIT,
+                                                   lockout=lockout_duration, window=window)
+        # Addresses that have been quiet for a window are forgotten, so the rows stay few.
+        PinEnrollmentFailure.objects.filter(pin_enrollment=locked, last_failure_at__lt=timezone.now() - window).exclude(
+            locked_until__gt=timezone.now()).exclude(address=address).delete()
+        failures = PinEnrollmentFailure.objects.select_for_update().filter(pin_enrollment=locked,
+                                                                           address=address).first()
+        failures = failures or PinEnrollmentFailure(pin_enrollment=locked, address=address)
+        address_duration = failures.record_wrong_pin(limit=settings.ENROLLMENT_PPKG_FAILURE_LIMIT,
+                                                     lockout=lockout_duration, window=window)
+        if address_duration is not None:
             # The administrators' alert: shown on the PIN enrollment's console page.
-            AuditEvent.record(None, "pin_enrollment.locked", locked, ip=ip, detail={
-                "locked_until": locked.locked_until.isoformat(), "seconds": int(duration.total_seconds()),
-                "lockout": locked.lockouts, "failures": settings.ENROLLMENT_PPKG_FAILURE_LIMIT,
+            AuditEvent.record(None, "pin_enrollment.address_locked", locked, ip=ip, detail={
+                "scope": "address", "address": address, "locked_until": failures.locked_until.isoformat(),
+                "seconds": int(address_duration.total_seconds()), "lockout": failures.lockouts,
+                "failures": settings.ENROLLMENT_PPKG_FAILURE_LIMIT,
             })
-            logger.warning("PIN enrollment %s locked for %s after %s wrong PINs (last from %s)", locked.pk, duration,
-                           settings.ENROLLMENT_PPKG_FAILURE_LIMIT, ip)
+            logger.warning("PIN enrollment %s locked for %s for %s after %s wrong PINs", locked.pk, address,
+                           address_duration, settings.ENROLLMENT_PPKG_FAILURE_LIMIT)
+        if package_duration is not None:
+            AuditEvent.record(None, "pin_enrollment.locked", locked, ip=ip, detail={
+                "scope": "package", "locked_until": locked.locked_until.isoformat(),
+                "seconds": int(package_duration.total_seconds()), "lockout": locked.lockouts,
+                "failures": settings.ENROLLMENT_PPKG_PACKAGE_FAILURE_LIMIT,
+                "window_hours": settings.ENROLLMENT_PPKG_FAILURE_WINDOW_HOURS,
+            })
+            logger.warning("PIN enrollment %s locked for everyone for %s after %s wrong PINs in %s h (last from %s)",
+                           locked.pk, package_duration, settings.ENROLLMENT_PPKG_PACKAGE_FAILURE_LIMIT,
+                           settings.ENROLLMENT_PPKG_FAILURE_WINDOW_HOURS, ip)
 
 
 def _verification_key(pin_enrollment, secret):

@@ -91,10 +91,13 @@ def handle(request, envelope, key):
         check_window(certificate)
         new_certificate, document = renew(device, certificate, csr, ip=ip)
     except SoapFault as fault:
-        AuditEvent.record(None, "device.renewal_refused", device, ip=ip, detail={
-            "fault": fault.subcode, "error_type": fault.error_type or "",
-            "reason": fault.log_detail or fault.reason,
-        })
+        detail = {"fault": fault.subcode, "error_type": fault.error_type or "",
+                  "reason": fault.log_detail or fault.reason}
+        if device is None:
+            # No certificate of ours: counted per address and reason (AuditEvent.record_refusal).
+            AuditEvent.record_refusal("device.renewal_refused", ip=ip, reason=detail["reason"], detail=detail)
+        else:
+            AuditEvent.record(None, "device.renewal_refused", device, ip=ip, detail=detail)
         raise
     logger.info("renewal: %s device %s (%s) renewed to certificate %s", envelope.activity_id, device.pk,
                 device.device_id, ca.serial_hex(new_certificate))

@@ -5,8 +5,10 @@ accepts (or, outside an Entra join, declines), and we send Windows back to its r
 - GET `?redirect_uri=…&client-request-id=…&api-version=1.0[&mode=azureadjoin]` with
   `Authorization: Bearer <Entra token>`; `CXH-HOST: FRX` (OOBE, dark page) or `MOSET` (Settings,
   light page). Accept-Language picks French or English.
-- A redirect_uri we do not allow is never redirected to: the visitor gets a 400 page. Allowed: the
-  Entra broker (`ms-appx-web://Microsoft.AAD.BrokerPlugin…`), `ms-aadj-redir://auth/mdm`, https.
+- A redirect_uri we do not allow is never redirected to: the visitor gets a 400 page. Allowed: only
+  where Windows waits for the answer, the Entra broker (`ms-appx-web://Microsoft.AAD.BrokerPlugin…`)
+  and `ms-aadj-redir://auth/mdm`. Never a web address: a redirect to any https:// page would make
+  this an open redirect carrying our host name (OWASP "Unvalidated Redirects and Forwards").
 - Every other problem is a 302 to redirect_uri with `error` and an English `error_description`
   (unsupported api-version → invalid_request, token refused → unauthorized_client, our failure →
   server_error).
@@ -45,11 +47,11 @@ STATE_SECONDS = 30 * 60  # time to read the terms
 class DeviceRedirect(HttpResponseRedirect):
     """A redirect back into Windows: Django allows only web schemes by default."""
 
-    allowed_schemes = ["https", "ms-appx-web", "ms-aadj-redir"]
+    allowed_schemes = ["ms-appx-web", "ms-aadj-redir"]
 
 
 def valid_redirect_uri(value):
-    """Only where Windows waits for the answer; never javascript:, data:, http: or anything else."""
+    """Only where Windows waits for the answer; never https:, javascript:, data:, http: or anything else."""
     if not value or len(value) > MAX_REDIRECT_URI or not value.isprintable() or "\\" in value:
         return False
     if any(character.isspace() for character in value):
@@ -59,14 +61,14 @@ def valid_redirect_uri(value):
         hostname = parts.hostname
     except ValueError:
         return False
-    if parts.fragment or parts.username is not None or parts.password is not None:
+    if parts.fragment or parts.username is not None or parts.password is not None or not hostname:
         return False
     scheme, netloc = parts.scheme.lower(), parts.netloc.lower()
     if scheme == "ms-appx-web":
         return netloc == BROKER_HOST
     if scheme == "ms-aadj-redir":
         return netloc == "auth" and parts.path.lower() == "/mdm"
-    return scheme == "https" and bool(hostname)
+    return False
 
 
 def answer(redirect_uri, params):
@@ -88,7 +90,7 @@ def render_page(request, template, context, status=200):
     dark = request.META.get("HTTP_CXH_HOST", "").strip().upper() == OOBE_HOST
     response = render(request, template, {**context, "dark": dark}, status=status)
     # The answer goes back to Windows by a form post to us and a redirect: form-action covers both.
-    csp.allow(response, "form-action", "https:", "ms-appx-web:", "ms-aadj-redir:")
+    csp.allow(response, "form-action", "ms-appx-web:", "ms-aadj-redir:")
     response["Referrer-Policy"] = "no-referrer"
     return response
 
@@ -136,12 +138,13 @@ def show_terms(request, redirect_uri, request_id):
     try:
         claims = entra.validate(token) if token else None
     except entra.TokenRejected as exc:
-        AuditEvent.record(None, "entra.terms_refused", ip=request.META.get("REMOTE_ADDR") or None,
-                          detail={"reason": exc.reason, "client_request_id": request_id})
+        AuditEvent.record_refusal("entra.terms_refused", ip=request.META.get("REMOTE_ADDR") or None, reason=exc.reason,
+                                  detail={"reason": exc.reason, "client_request_id": request_id})
         return error(redirect_uri, "unauthorized_client", "The access token was not accepted.", request_id)
     if claims is None:
-        AuditEvent.record(None, "entra.terms_refused", ip=request.META.get("REMOTE_ADDR") or None,
-                          detail={"reason": "no bearer token", "client_request_id": request_id})
+        AuditEvent.record_refusal("entra.terms_refused", ip=request.META.get("REMOTE_ADDR") or None,
+                                  reason="no bearer token",
+                                  detail={"reason": "no bearer token", "client_request_id": request_id})
         return error(redirect_uri, "unauthorized_client", "An access token is required.", request_id)
     user = entra.known_user(claims)
     if user is not None and not user.is_active:

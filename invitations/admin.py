@@ -394,12 +394,12 @@ class UserGroupAdmin(AuditedAdminMixin, admin.ModelAdmin):
 class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only for everyone, superusers included: the log is only ever appended to by the code."""
 
-    list_display = ["created_at", "actor_label", "action", "target_type", "target_label", "ip"]
+    list_display = ["created_at", "actor_label", "action", "target_type", "target_label", "ip", "count"]
     list_filter = ["action", ("created_at", admin.DateFieldListFilter)]
     search_fields = ["actor_label", "target_label", "target_id"]
     date_hierarchy = "created_at"
     fields = readonly_fields = ["created_at", "actor", "actor_label", "action", "target_type", "target_id",
-                                "target_label", "ip", "detail"]
+                                "target_label", "ip", "count", "last_at", "detail"]
 
 
 class ApiTokenAddForm(forms.ModelForm):

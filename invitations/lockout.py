@@ -27,6 +27,7 @@ from django.utils import timezone
 from .models import AccountLockout, AuditEvent, User
 
 LOCKED_OUT_ACTION = "account.locked_out"
+MAX_ACCOUNT = 254
 
 
 def account_for_lockout(request, credentials):
@@ -39,7 +40,9 @@ def account_for_lockout(request, credentials):
         typed = request.POST.get("email") or request.POST.get("username")
     typed = (typed or "").strip()
     user = User.objects.for_login(typed) if typed else None
-    return user.email if user else typed.lower()
+    # Bounded for axes' AccessAttempt.username and AccountLockout.account (255): callers refuse longer
+    # names first; this only keeps a missed one from becoming a database error.
+    return user.email if user else typed.lower()[:MAX_ACCOUNT]
 
 
 def interval(level):

@@ -8,8 +8,8 @@ from asgiref.local import Local
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models, transaction
-from django.db.models import Q, Value
+from django.db import IntegrityError, models, transaction
+from django.db.models import F, Q, Value
 from django.db.models.functions import Cast, Concat, Left, Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -400,7 +400,14 @@ class InvitationEmail(models.Model):
 
 
 class AuditEvent(models.Model):
-    """Who did what, when, from where. Written by domain code; read-only in the console."""
+    """Who did what, when, from where. Written by domain code; read-only in the console.
+
+    Refusals of clients that have not authenticated (record_refusal) cost an attacker nothing, so they
+    are coalesced: one row per address, action, target and reason a minute, with a `count`; and one
+    address writes at most AUDIT_REFUSALS_PER_ADDRESS such rows a minute, the rest counted on one
+    overflow row (OWASP Logging Cheat Sheet: protect the logging from flooding)."""
+
+    REFUSALS_OVERFLOW = "audit.refusals_overflow"
 
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
                               on_delete=models.SET_NULL)
@@ -412,6 +419,12 @@ class AuditEvent(models.Model):
     ip = models.GenericIPAddressField(null=True, blank=True)
     detail = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    count = models.PositiveIntegerField(
+        default=1, help_text="How many times it happened: refusals are counted per address, reason and minute")
+    last_at = models.DateTimeField(null=True, blank=True, help_text="The last of the refusals counted here")
+    # "<minute> <address> <digest of action, target and reason>" of a coalesced refusal, else NULL; the
+    # prefix "<minute> <address> " finds an address's rows of the minute on the unique index.
+    bucket = models.CharField(max_length=100, null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -434,6 +447,40 @@ class AuditEvent(models.Model):
         )
 
     @classmethod
+    def record_refusal(cls, action, target=None, *, ip=None, reason="", detail=None):
+        """Audit a refusal of a client that has not authenticated. The first refusal of its kind in a
+        minute from an address writes a row (with `detail`); the next ones only add to its count, by one
+        UPDATE. Past the address's cap of rows for the minute they add to its overflow row instead.
+        Two requests racing for a new row make one (the unique bucket); racing past the cap can write
+        as many extra rows as there are requests at that same instant."""
+        now = timezone.now()
+        prefix = f"{now:%Y%m%d%H%M} {ip or '-'} "
+        target_key = f"{target._meta.label}:{target.pk}" if target is not None else ""
+        digest = hashlib.sha256(f"{action}\n{target_key}\n{reason}".encode()).hexdigest()[:32]
+        bucket = prefix + digest
+        if cls._count_refusal(bucket, now):
+            return
+        if cls.objects.filter(bucket__startswith=prefix).count() >= settings.AUDIT_REFUSALS_PER_ADDRESS:
+            detail = {"reason": "more refusals from this address this minute than are written one by one",
+                      "first_action": action, "first_reason": reason[:200]}
+            bucket, action, target = prefix + "overflow", cls.REFUSALS_OVERFLOW, None
+            if cls._count_refusal(bucket, now):
+                return
+        event = cls(actor_label="system", action=action, ip=ip, detail=detail or {}, bucket=bucket, last_at=now,
+                    target_type=target._meta.label if target is not None else "",
+                    target_id=str(target.pk) if target is not None else "",
+                    target_label=str(target)[:254] if target is not None else "")
+        try:
+            with transaction.atomic():
+                event.save(force_insert=True)
+        except IntegrityError:
+            cls._count_refusal(bucket, now)  # another request wrote it first
+
+    @classmethod
+    def _count_refusal(cls, bucket, now):
+        return cls.objects.filter(bucket=bucket).update(count=F("count") + 1, last_at=now)
+
+    @classmethod
     def record_set(cls, actor, action, targets, label, *, ip=None):
         """One event per row of the queryset `targets`, written by one INSERT … SELECT without loading
         them (a console action on thousands of rows). `label` is the expression of str(target) over
@@ -450,6 +497,7 @@ class AuditEvent(models.Model):
             ip=Value(ip, output_field=models.GenericIPAddressField()),
             detail=Value({}, output_field=models.JSONField()),
             created_at=Value(timezone.now()),
+            count=Value(1),
         )
 
 

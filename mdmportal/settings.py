@@ -195,9 +195,18 @@ ENROLLMENT_PASSWORD_CACHE_SECONDS = env.int("ENROLLMENT_PASSWORD_CACHE_SECONDS",
 ENROLLMENT_MANAGEMENT_PATH = env("ENROLLMENT_MANAGEMENT_PATH", default="/ManagementServer/MDM.svc")
 # Password, registration PIN or both, and the PINs' length and lifetime, are registration settings of
 # the organisation and of user groups (invitations/registration.py), edited in the console.
-# Provisioning-package PIN enrollments (enrollment/ppkg.py): this many wrong PINs in a row lock one for
-# ENROLLMENT_PPKG_LOCKOUT_SECONDS, twice as long at each further lockout, at most a day.
+# Refusals of clients that have not authenticated (wrong sign-ins, bad tokens, untrusted certificates) are
+# audited one row per address, action, target and reason a minute, with a count; one address writes at
+# most this many such rows a minute, the rest counted on one overflow row (invitations/models.py).
+AUDIT_REFUSALS_PER_ADDRESS = env.int("AUDIT_REFUSALS_PER_ADDRESS", default=20)
+# Provisioning-package PIN enrollments (enrollment/ppkg.py): this many wrong PINs in a row from one address
+# (an IPv6 client's /64) lock that address out of the package for ENROLLMENT_PPKG_LOCKOUT_SECONDS, twice
+# as long at each further lockout, at most a day; other addresses keep enrolling. The backstop, far above
+# real use: ENROLLMENT_PPKG_PACKAGE_FAILURE_LIMIT wrong PINs from anywhere within
+# ENROLLMENT_PPKG_FAILURE_WINDOW_HOURS lock the package itself, with the same growing durations.
 ENROLLMENT_PPKG_FAILURE_LIMIT = env.int("ENROLLMENT_PPKG_FAILURE_LIMIT", default=10)
+ENROLLMENT_PPKG_PACKAGE_FAILURE_LIMIT = env.int("ENROLLMENT_PPKG_PACKAGE_FAILURE_LIMIT", default=1000)
+ENROLLMENT_PPKG_FAILURE_WINDOW_HOURS = env.int("ENROLLMENT_PPKG_FAILURE_WINDOW_HOURS", default=24)
 ENROLLMENT_PPKG_LOCKOUT_SECONDS = env.int("ENROLLMENT_PPKG_LOCKOUT_SECONDS", default=15 * 60)
 # Entra ID enrollment (enrollment/entra.py): how long the terms-of-use acceptance handed to Windows
 # (OpaqueBlob, back as EnrollmentData) stays valid; the enrollment follows it within minutes.

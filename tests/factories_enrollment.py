@@ -13,7 +13,8 @@ from factory.django import DjangoModelFactory
 from enrollment import ca
 from enrollment.models import (
     CertificateAuthority, ConfigurationGroup, Device, DeviceCommand, DeviceSettingState, EntraIdentity,
-    EntraKeyAlert, EntraSettings, GroupSetting, JwksSet, ManagementSession, PinEnrollment, RegistrationPin,
+    EntraKeyAlert, EntraSettings, GroupSetting, JwksSet, ManagementSession, PinEnrollment, PinEnrollmentFailure,
+    RegistrationPin,
 )
 
 KEY_POOL = 4  # CA keys cycle through this many test keys; consecutive CAs never share one
@@ -161,6 +162,22 @@ class PinEnrollmentFactory(DjangoModelFactory):
     def configuration_groups(pin_enrollment, create, groups, **kwargs):
         if create and groups:
             pin_enrollment.configuration_groups.add(*groups)
+
+
+class PinEnrollmentFailureFactory(DjangoModelFactory):
+    """Wrong PINs for a PIN enrollment from one address; `locked=True` for an address locked out."""
+
+    class Meta:
+        model = PinEnrollmentFailure
+
+    pin_enrollment = factory.SubFactory(PinEnrollmentFactory)
+    address = factory.Sequence(lambda n: f"198.51.100.{n % 250 + 1}")
+    failed_attempts = 3
+    last_failure_at = factory.LazyFunction(lambda: datetime.now(UTC))
+
+    class Params:
+        locked = factory.Trait(failed_attempts=0, lockouts=1, locked_until=factory.LazyFunction(
+            lambda: datetime.now(UTC) + timedelta(minutes=15)))
 
 def certified_device(key_index=0, **kwargs):
     """An enrolled Device holding a real certificate from the active issuing CA (create_ca_chain()

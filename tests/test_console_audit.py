@@ -1,4 +1,5 @@
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 from django.utils import timezone
 
@@ -73,3 +74,25 @@ def test_console_changes_are_audited_with_who_what_and_where(client, enrollment_
     assert (event.actor, event.actor_label, event.target_id, event.ip) == (
         enrollment_admin, "enroller@example.com", str(alice.pk), "2001:db8::7")
     assert event.created_at is not None
+
+
+def test_coalesced_refusals_show_their_count(client, helpdesk, settings):
+    with mock.patch("django.utils.timezone.now", lambda: datetime(2026, 3, 2, 9, 30, 5, tzinfo=UTC)):
+        for _ in range(7):
+            AuditEvent.record_refusal("enrollment.refused", ip="198.51.100.7", reason="unknown user",
+                                      detail={"reason": "unknown user"})
+        settings.AUDIT_REFUSALS_PER_ADDRESS = 1
+        for n in range(4):
+            AuditEvent.record_refusal("enrollment.refused", ip="198.51.100.7", reason=f"unknown user {n}")
+        AuditEvent.record_refusal("enrollment.refused", ip="198.51.100.8", reason="unknown user")
+    counts = dict(AuditEvent.objects.values_list("action", "count").filter(ip="198.51.100.7"))
+    assert counts == {"enrollment.refused": 7, AuditEvent.REFUSALS_OVERFLOW: 4}
+    assert AuditEvent.objects.get(ip="198.51.100.8").count == 1
+    # The next minute starts again.
+    AuditEvent.record_refusal("enrollment.refused", ip="198.51.100.7", reason="unknown user")
+    assert AuditEvent.objects.filter(ip="198.51.100.7").count() == 3
+    client.force_login(helpdesk)
+    response = client.get(AUDIT)
+    assert response.status_code == 200
+    assert "column-count" in response.content.decode()
+    assert 7 in [event.count for event in response.context["cl"].result_list]

@@ -171,8 +171,7 @@ def test_unknown_kid_on_the_terms_page_alerts_too(client):
     BROKER,
     "ms-appx-web://microsoft.aad.brokerplugin/S-1-15-2-1910091885-1573563583",
     "ms-aadj-redir://auth/mdm",
-    "https://login.microsoftonline.com/WebApp/CloudDomainJoin/8",
-    "https://enterpriseenrollment.contoso.com/tou-done?state=1",
+    "ms-aadj-redir://auth/mdm?state=1",
 ])
 def test_allowed_redirect_uri_gets_the_answer(client, redirect_uri):
     page = open_terms(client, tokens.make_token(), redirect_uri=redirect_uri)
@@ -186,6 +185,9 @@ def test_allowed_redirect_uri_gets_the_answer(client, redirect_uri):
     "JavaScript://%0aalert(1)",
     "data:text/html,<script>alert(1)</script>",
     "http://enterpriseenrollment.contoso.com/",
+    "https://enterpriseenrollment.contoso.com/tou-done?state=1",
+    "https://login.microsoftonline.com/WebApp/CloudDomainJoin/8",
+    "https://evil.example/phish",
     "ms-appx-web://ContosoMdm/ToUResponse",
     "ms-aadj-redir://auth/elsewhere",
     "ms-aadj-redir://evil/mdm",
@@ -200,5 +202,14 @@ def test_allowed_redirect_uri_gets_the_answer(client, redirect_uri):
 def test_other_redirect_uri_gets_a_page_never_a_redirect(client, redirect_uri):
     for token in (None, tokens.make_token()):
         response = open_terms(client, token, redirect_uri=redirect_uri)
+        assert response.status_code == 400 and "Location" not in response
+        assert "invalid return address" in response.content.decode()
+
+
+def test_an_https_redirect_uri_is_never_redirected_to(client):
+    """An open redirect with our host name on it: Windows only ever waits on ms-appx-web:// (the Entra
+    broker) or ms-aadj-redir://, so any web address is refused with the page, token or not."""
+    for token in (None, tokens.make_token()):
+        response = open_terms(client, token, redirect_uri="https://evil.example/phish")
         assert response.status_code == 400 and "Location" not in response
         assert "invalid return address" in response.content.decode()

@@ -2,7 +2,9 @@
 hardening): Discovery, Policy, Enrollment and the OMA-DM endpoint with and without a client
 certificate. Never a 500, never an exception escaping, every reply well-formed.
 
-`HYPOTHESIS_PROFILE=fuzz ./test -m fuzz` runs FUZZ_EXAMPLES bodies per endpoint (tests/fuzzing.py)."""
+`HYPOTHESIS_PROFILE=fuzz ./test -m fuzz` runs FUZZ_EXAMPLES bodies per endpoint (tests/fuzzing.py).
+CI runs them on PostgreSQL (.ci/run sets DATABASE_URL), which enforces column lengths where SQLite
+does not: a value too long for its column is a DataError there, so these are the runs that count."""
 import time
 from collections import Counter
 
@@ -65,7 +67,7 @@ def test_policy_answers_every_body_with_a_soap_reply(server):
     organisation, alice, *_ = server
     url = service_url(organisation, "policy")
     seeds = [get_policies_body(alice.email, PASSWORD), get_policies_body(alice.email, "wrong"),
-             get_policies_token_body(auth.issue_token(alice))]
+             get_policies_token_body(auth.issue_token(alice)), get_policies_body("u" * 300 + "@example.com", "wrong")]
     run("policy", seeds, lambda body: fuzzing.check_soap_reply(_post(url, body), soap.GET_POLICIES_RESPONSE))
 
 
@@ -109,3 +111,27 @@ def test_management_without_a_certificate_answers_every_body(server):
         return fuzzing.check_syncml_reply(response)
 
     run("management+digest", _management_seeds(device.device_id) + _management_seeds(DEVICE_ID), check)
+
+
+@pytest.mark.parametrize("length", [255, 256, 300, 5000])
+def test_a_too_long_user_name_is_a_clean_authentication_fault_on_postgresql(postgres, organisation, alice, caplog,
+                                                                           length):
+    """PostgreSQL enforces column lengths (SQLite does not): a user name longer than any account's must
+    be refused where it is read, as a wrong sign-in, before it reaches django-axes' AccessAttempt or
+    any other column; never an unexpected error with a traceback."""
+    from axes.models import AccessAttempt
+    from django.db.models.functions import Length
+
+    create_ca_chain()
+    username = "u" * (length - len("@example.com")) + "@example.com"
+    bodies = {
+        "policy": get_policies_body(username, "wrong"),
+        "enrollment": rst_body(password_security(username, "wrong"), windows_csr(rsa_key(1)), device_id="LONGNAME"),
+    }
+    for name, body in bodies.items():
+        caplog.clear()
+        response = _post(service_url(organisation, name), body)
+        assert response.status_code == 200, response.content[:300]
+        assert b"s:Authentication" in response.content, response.content[:800]
+        assert not [record for record in caplog.records if record.levelname in ("ERROR", "CRITICAL")], caplog.text
+    assert not AccessAttempt.objects.annotate(length=Length("username")).filter(length__gt=254).exists()

@@ -5,6 +5,7 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.db.models import Sum
 from django.urls import reverse
 from django.utils import timezone
 
@@ -143,7 +144,9 @@ def test_pin_failures_lock_the_account_too(client, organisation, alice, clock):
     RegistrationPinFactory(user=alice, raw="11112222")
     assert fail(client, organisation, 6, secret="00000000")[-1] == auth.LOCKED_OUT
     assert fault_of(get_policies(client, organisation, "11112222"))[1] == auth.LOCKED_OUT
-    assert AuditEvent.objects.filter(action="registration_pin.failed").count() == 5
+    # Wrong PINs of a client not signed in: one row per address, user and minute, with their count.
+    failed = AuditEvent.objects.filter(action="registration_pin.failed")
+    assert failed.aggregate(total=Sum("count"))["total"] == 5 and failed.count() <= 2
     clock.advance(31)
     parse(get_policies(client, organisation, "11112222"))
 

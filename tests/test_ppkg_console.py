@@ -10,7 +10,8 @@ from django.utils import timezone
 from enrollment.models import PinEnrollment
 from invitations.models import AuditEvent
 from tests.console_fixtures import messages_of
-from tests.factories_enrollment import PPKG_PIN, ConfigurationGroupFactory, DeviceFactory, PinEnrollmentFactory
+from tests.factories_enrollment import (PPKG_PIN, ConfigurationGroupFactory, DeviceFactory, PinEnrollmentFactory,
+                                        PinEnrollmentFailureFactory)
 
 pytestmark = pytest.mark.django_db
 
@@ -167,6 +168,20 @@ def test_detail_shows_the_lockout_alert(client, helpdesk, owner):
     client.force_login(helpdesk)
     html = client.get(url(package)).content.decode()
     assert "Locked until" in html and "locked for 900 s after 10 wrong PINs" in html and "203.0.113.9" in html
+
+
+def test_detail_shows_an_address_locked_out_and_offers_unlock(client, enrollment_admin, owner):
+    package = PinEnrollmentFactory(owner=owner)
+    PinEnrollmentFailureFactory(pin_enrollment=package, address="198.51.100.7", locked=True)
+    AuditEvent.record(None, "pin_enrollment.address_locked", package, ip="198.51.100.7",
+                      detail={"scope": "address", "address": "198.51.100.7", "seconds": 900, "failures": 10,
+                              "lockout": 1})
+    client.force_login(enrollment_admin)
+    html = client.get(url(package)).content.decode()
+    assert "1 address locked out" in html and "198.51.100.7 locked for 900 s after 10 wrong PINs" in html
+    assert ">Unlock<" in html and "Locked until" not in html
+    client.post(url(package, "unlock"))
+    assert not package.address_failures.exists()
 
 
 # Regenerate, revoke, unlock

@@ -7,17 +7,18 @@ from unittest import mock
 import pytest
 from django.contrib.auth.hashers import MD5PasswordHasher
 from django.db import connection
+from django.db.models import Sum
 from django.utils import timezone
 
 from enrollment import ppkg
-from enrollment.models import Device, PinEnrollment
+from enrollment.models import Device, PinEnrollment, PinEnrollmentFailure
 from invitations.models import AuditEvent, AuthPolicy, Organisation
 from tests.enrollment_soap import (
     NS, discover_body, fault_of, get_policies_body, parse, password_security, post, rst_body, service_url, windows_csr,
 )
 from tests.factories import UserFactory
 from tests.factories_enrollment import (PPKG_PIN, ConfigurationGroupFactory, DeviceFactory, PinEnrollmentFactory,
-                                        create_ca_chain, rsa_key)
+                                        PinEnrollmentFailureFactory, create_ca_chain, rsa_key)
 
 pytestmark = pytest.mark.django_db
 UPN = "enroll-lab@example.com"
@@ -144,24 +145,28 @@ def test_inactive_owner_is_refused_with_authorization(client, organisation, ca_c
     assert subcode == "s:Authorization"
 
 
-def test_wrong_pins_lock_the_package_and_alert_administrators(client, organisation, ca_chain, package, settings):
+def test_wrong_pins_lock_the_address_out_and_alert_administrators(client, organisation, ca_chain, package, settings):
     settings.ENROLLMENT_PPKG_FAILURE_LIMIT = 3
     settings.ENROLLMENT_PPKG_LOCKOUT_SECONDS = 60
     for _ in range(3):
         subcode, _reason, _type = fault_of(get_policies(client, organisation, pin="WRONG-PIN"))
         assert subcode == "s:Authentication"
-    package.refresh_from_db()
-    assert package.is_locked and package.lockouts == 1
-    assert timedelta(seconds=50) < package.locked_until - timezone.now() <= timedelta(seconds=60)
-    alert = AuditEvent.objects.get(action="pin_enrollment.locked")
+    failures = PinEnrollmentFailure.objects.get(pin_enrollment=package)
+    assert failures.is_locked and failures.lockouts == 1 and failures.address == "127.0.0.1"
+    assert timedelta(seconds=50) < failures.locked_until - timezone.now() <= timedelta(seconds=60)
+    alert = AuditEvent.objects.get(action="pin_enrollment.address_locked")
     assert alert.target_id == str(package.pk) and alert.detail["seconds"] == 60
-    assert AuditEvent.objects.filter(action="enrollment.refused").count() == 3
+    assert alert.detail["scope"] == "address" and alert.detail["address"] == "127.0.0.1"
+    refused = AuditEvent.objects.filter(action="enrollment.refused")
+    assert refused.aggregate(total=Sum("count"))["total"] == 3 and refused.count() <= 2  # coalesced per minute
 
-    # Locked: even the right PIN is refused, and nothing is hashed meanwhile.
+    # Locked out: even the right PIN is refused from there, and nothing is hashed meanwhile.
     with mock.patch.object(MD5PasswordHasher, "verify", autospec=True) as verify:
         subcode, reason, _type = fault_of(enroll(client, organisation))
     assert subcode == "s:Authentication" and "locked" in reason
     assert verify.call_count == 0 and not Device.objects.exists()
+    package.refresh_from_db()
+    assert not package.is_locked
 
 
 def test_each_further_lockout_lasts_longer(client, organisation, ca_chain, package, settings):
@@ -171,21 +176,40 @@ def test_each_further_lockout_lasts_longer(client, organisation, ca_chain, packa
     for _ in range(3):
         for _ in range(2):
             fault_of(get_policies(client, organisation, pin="WRONG-PIN"))
-        package.refresh_from_db()
-        durations.append(AuditEvent.objects.filter(action="pin_enrollment.locked").first().detail["seconds"])
-        PinEnrollment.objects.filter(pk=package.pk).update(locked_until=timezone.now())  # time passes
+        durations.append(AuditEvent.objects.filter(action="pin_enrollment.address_locked").first().detail["seconds"])
+        PinEnrollmentFailure.objects.update(locked_until=timezone.now())  # time passes
     assert durations == [60, 120, 240]
     assert ppkg.lockout_duration(40) == timedelta(days=1)
 
 
-def test_right_pin_resets_the_count_of_wrong_ones(client, organisation, ca_chain, package, settings):
+def test_right_pin_resets_the_count_of_wrong_ones_from_that_address(client, organisation, ca_chain, package,
+                                                                     settings):
     settings.ENROLLMENT_PPKG_FAILURE_LIMIT = 3
     for _ in range(2):
         fault_of(get_policies(client, organisation, pin="WRONG-PIN"))
     parse(get_policies(client, organisation))
     fault_of(get_policies(client, organisation, pin="WRONG-PIN"))
+    assert PinEnrollmentFailure.objects.get(pin_enrollment=package).failed_attempts == 1
     package.refresh_from_db()
-    assert not package.is_locked and package.failed_attempts == 1
+    # The backstop counts every wrong PIN of its window, right PINs or not.
+    assert not package.is_locked and package.failed_attempts == 3
+
+
+def test_an_ipv6_client_is_counted_by_its_64(client, organisation, ca_chain, package, settings):
+    settings.ENROLLMENT_PPKG_FAILURE_LIMIT = 3
+    for n in range(3):
+        fault_of(policies_from(client, organisation, f"2001:db8:0:1::{n + 1}", pin="WRONG-PIN"))
+    subcode, reason, _type = fault_of(policies_from(client, organisation, "2001:db8:0:1:ffff::9"))
+    assert "locked" in reason
+    assert parse(policies_from(client, organisation, "2001:db8:0:2::1")).find("s:Body/s:Fault", NS) is None
+    assert PinEnrollmentFailure.objects.get().address == "2001:db8:0:1::/64"
+
+
+def test_unlocking_forgets_every_address(client, organisation, ca_chain, package):
+    PinEnrollmentFailureFactory(pin_enrollment=package, locked=True)
+    assert package.has_failures()
+    ppkg.unlock(package)
+    assert not package.has_failures() and not PinEnrollmentFailure.objects.exists()
 
 
 def test_unknown_upn_is_an_ordinary_user_sign_in(client, organisation, ca_chain, package):
@@ -258,3 +282,39 @@ def test_queries_of_a_package_enrollment_are_fixed(client, organisation, ca_chai
     with django_assert_num_queries(16):
         parse(enroll(client, organisation, n=2))
     assert package.devices.count() == 2
+
+
+def policies_from(client, organisation, address, *, pin=PPKG_PIN):
+    return client.post(service_url(organisation, "policy"), get_policies_body(UPN, pin),
+                       content_type="application/soap+xml; charset=utf-8", secure=True, REMOTE_ADDR=address)
+
+
+def test_wrong_pins_from_one_address_lock_out_only_that_address(client, organisation, ca_chain, package, settings):
+    """The package's user name is predictable: ten wrong PINs from anywhere must not stop every device
+    of the organisation from enrolling with it. The PIN's entropy stops guessing; the lockout only
+    stops noise, per address."""
+    for _ in range(settings.ENROLLMENT_PPKG_FAILURE_LIMIT):
+        subcode, _reason, _type = fault_of(policies_from(client, organisation, "198.51.100.7", pin="WRONG-PIN"))
+        assert subcode == "s:Authentication"
+    # The noisy address is locked out, even with the right PIN...
+    subcode, reason, _type = fault_of(policies_from(client, organisation, "198.51.100.7"))
+    assert subcode == "s:Authentication" and "locked" in reason
+    # ...the organisation's devices, elsewhere, are not.
+    assert parse(policies_from(client, organisation, "203.0.113.20")).find("s:Body/s:Fault", NS) is None
+    package.refresh_from_db()
+    assert not package.is_locked
+    locked = AuditEvent.objects.get(action="pin_enrollment.address_locked")
+    assert locked.target_id == str(package.pk) and locked.ip == "198.51.100.7"
+
+
+def test_a_backstop_still_locks_the_package_against_a_spread_out_flood(client, organisation, ca_chain, package,
+                                                                       settings):
+    settings.ENROLLMENT_PPKG_PACKAGE_FAILURE_LIMIT = 25
+    for n in range(25):
+        fault_of(policies_from(client, organisation, f"198.51.100.{n + 1}", pin="WRONG-PIN"))
+    subcode, reason, _type = fault_of(policies_from(client, organisation, "203.0.113.20"))
+    assert subcode == "s:Authentication" and "locked" in reason
+    package.refresh_from_db()
+    assert package.is_locked
+    alert = AuditEvent.objects.get(action="pin_enrollment.locked")
+    assert alert.detail["failures"] == 25 and alert.detail["scope"] == "package"
