@@ -209,3 +209,46 @@ def test_audit_export_queries_do_not_grow_with_the_events(console, full_api, pat
         return len(queries)
 
     assert queries_for(10) == queries_for(190)
+
+
+def test_users_export_filters_by_role_and_sorts_like_the_list(console, helpdesk, enrollment_admin, alice):
+    rows = rows_of(console.get(USER_EXPORT, {"role": "Helpdesk (read-only)"}))
+    assert [row[0] for row in rows[1:]] == ["helpdesk@example.com"]
+
+    by_email_desc = rows_of(console.get(USER_EXPORT, {"o": "-1"}))
+    assert [row[0] for row in by_email_desc[1:]] == sorted((row[0] for row in by_email_desc[1:]), reverse=True)
+
+
+@pytest.mark.parametrize("path", [USER_EXPORT, AUDIT_EXPORT])
+def test_an_unknown_filter_sends_back_to_the_list_and_exports_nothing(console, path):
+    response = console.get(path, {"no_such_field__exact": "1"})
+
+    assert response.status_code == 302
+    assert response["Location"].endswith("/?e=1")
+    assert not AuditEvent.objects.filter(action__endswith=".exported").exists()
+
+
+def test_api_audit_export_refuses_a_bad_filter_with_a_400(full_api):
+    response = full_api.get(API_AUDIT_EXPORT, {"since": "yesterday"})
+
+    assert response.status_code == 400
+    assert "since" in response.json()
+    assert not AuditEvent.objects.filter(action="audit.exported").exists()
+
+
+def test_api_audit_list_filters_by_time_and_searches(full_api):
+    AuditEventFactory(action="user.added", target_label="carol@example.com")
+    old = AuditEventFactory(action="user.added", target_label="dave@example.com")
+    AuditEvent.objects.filter(pk=old.pk).update(created_at="2020-01-01T00:00:00Z")
+
+    recent = full_api.get(API_AUDIT, {"since": "2021-01-01T00:00:00Z", "action": "user.added"}).json()["results"]
+    searched = full_api.get(API_AUDIT, {"search": "dave"}).json()["results"]
+
+    assert [event["object"] for event in recent] == ["carol@example.com"]
+    assert [event["object"] for event in searched] == ["dave@example.com"]
+
+
+def test_the_export_link_and_action_are_translated(console):
+    page = console.get(USERS, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+
+    assert page.count("Exporter en CSV") == 2  # the link, and the action in the actions menu
