@@ -5,21 +5,26 @@ hidden button is also a refused request.
 """
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ERROR_FLAG
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Prefetch
+from django.http import HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from knox.models import AuthToken
 
-from mdmportal.console import AuditedAdminMixin, ReadOnlyAdminMixin, client_ip, is_full_admin
+from mdmportal.console import (
+    AuditedAdminMixin, ReadOnlyAdminMixin, WholeChangelistMixin, client_ip, is_full_admin,
+)
 
-from . import api_tokens, sending, user_import
+from . import api_tokens, exports, sending, user_import
 from .console_forms import (
     AdministratorChangeForm, CsvImportForm, OrganisationForm, UserAddForm, UserChangeForm, UserGroupForm,
 )
@@ -70,12 +75,12 @@ class RoleFilter(admin.SimpleListFilter):
 
 
 @admin.register(User)
-class UserAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class UserAdmin(WholeChangelistMixin, AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["email", "display_name", "mdm_username", "language", "device_limit", "invitation_status",
                     "is_staff"]
     list_filter = [UserInvitationFilter, "language", "is_staff", RoleFilter, "is_active"]
     search_fields = ["email", "display_name", "mdm_username"]
-    actions = ["send_invitations"]
+    actions = ["send_invitations", "export_csv"]
     change_list_template = "admin/invitations/user/change_list.html"
 
     def get_queryset(self, request):
@@ -167,10 +172,23 @@ class UserAdmin(AuditedAdminMixin, admin.ModelAdmin):
                                                 "%(count)d inactive users were not invited.", skipped)
                               % {"count": skipped}, messages.WARNING)
 
+    @admin.action(description=gettext_lazy("Export to CSV"), permissions=["view"])
+    def export_csv(self, request, queryset):
+        # The importer's columns (user_import.COLUMNS), cells neutralised against spreadsheet formulas.
+        return exports.export_users(queryset, actor=request.user, ip=client_ip(request), via="console",
+                                    detail={"filter": exports.filter_of(request.GET), "selection": True})
+
     def get_urls(self):
         return [
             path("import/", self.admin_site.admin_view(self.import_view), name="invitations_user_import"),
+            path("export/", self.admin_site.admin_view(self.export_view), name="invitations_user_export"),
         ] + super().get_urls()
+
+    def export_view(self, request):
+        """The list as filtered, searched and sorted on screen (its query string), as CSV."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return export_changelist(self, request, exports.export_users)
 
     def import_view(self, request):
         """Bulk add from a CSV upload, all rows or none, with a report row by row."""
@@ -391,8 +409,9 @@ class UserGroupAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Read-only for everyone, superusers included: the log is only ever appended to by the code."""
+class AuditEventAdmin(WholeChangelistMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Read-only for everyone, superusers included: the log is only ever appended to by the code.
+    Whoever may read it may export it (the list as filtered, as CSV); the export is itself audited."""
 
     list_display = ["created_at", "actor_label", "action", "target_type", "target_label", "ip", "count"]
     list_filter = ["action", ("created_at", admin.DateFieldListFilter)]
@@ -400,6 +419,31 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     fields = readonly_fields = ["created_at", "actor", "actor_label", "action", "target_type", "target_id",
                                 "target_label", "ip", "count", "last_at", "detail"]
+    change_list_template = "admin/invitations/auditevent/change_list.html"
+
+    def get_urls(self):
+        return [
+            path("export/", self.admin_site.admin_view(self.export_view), name="invitations_auditevent_export"),
+        ] + super().get_urls()
+
+    def export_view(self, request):
+        """The log as filtered, searched and sorted on screen (its query string), streamed as CSV."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return export_changelist(self, request, exports.export_audit)
+
+
+def export_changelist(model_admin, request, export):
+    """`export` (exports.export_users or export_audit) of `model_admin`'s list as the request filters
+    it; a filter the list does not know sends back to the list with its error, as the list does."""
+    try:
+        queryset = model_admin.changelist_queryset(request)
+    except IncorrectLookupParameters:
+        opts = model_admin.model._meta
+        return HttpResponseRedirect(f"{reverse(f'admin:{opts.app_label}_{opts.model_name}_changelist')}"
+                                    f"?{ERROR_FLAG}=1")
+    return export(queryset, actor=request.user, ip=client_ip(request), via="console",
+                  detail={"filter": exports.filter_of(request.GET)})
 
 
 class ApiTokenAddForm(forms.ModelForm):

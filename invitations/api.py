@@ -1,4 +1,6 @@
-"""The JSON API (/api/v1/) for users, invitations and the enrollment URL.
+"""The JSON API (/api/v1/) for users, invitations, the enrollment URL and the audit log, with CSV
+exports of the users and of the audit log (invitations.exports: cells neutralised against
+spreadsheet formulas, streamed, and audited).
 
 Views stay thin: they parse, let ConsolePermissions check the role, and call the same domain code as
 the console (invitations.sending, Organisation.regenerate_enrollment_url).
@@ -6,6 +8,7 @@ the console (invitations.sending, Organisation.regenerate_enrollment_url).
 from contextlib import contextmanager
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, serializers, status, viewsets
@@ -15,7 +18,7 @@ from rest_framework.response import Response
 
 from mdmportal.api import client_ip
 
-from . import sending
+from . import exports, sending
 from .models import AuditEvent, InvalidTransition, Invitation, InvitationEmail, Organisation, UrlRotation, User
 
 # Statuses as the console shows them: a pending invitation past its expiry reads "expired".
@@ -149,7 +152,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Creat
 
     def get_queryset(self):
         users = super().get_queryset()
-        if self.action != "list":
+        if self.action not in ("list", "export"):
             return users
         filters = UserFilterSerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
@@ -164,6 +167,15 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Creat
             raise exceptions.PermissionDenied("Only an administrator who manages roles may change "
                                               "another administrator's account.")
         serializer.save()
+
+    @extend_schema(parameters=[UserFilterSerializer], responses={(200, "text/csv"): bytes},
+                   description="The users (filtered and searched like the list, all pages) as CSV with the "
+                               "columns of the console's user import, which reads the file back unchanged.")
+    @action(detail=False, methods=["get"], pagination_class=None)
+    def export(self, request):
+        return exports.export_users(self.filter_queryset(self.get_queryset()), actor=request.user,
+                                    ip=client_ip(request), via="api",
+                                    detail={"filter": exports.filter_of(request.query_params)})
 
 
 # Invitations
@@ -302,6 +314,64 @@ class UrlRotationViewSet(viewsets.ReadOnlyModelViewSet):
 
     queryset = UrlRotation.objects.select_related("started_by")
     serializer_class = UrlRotationSerializer
+
+
+# Audit log
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    time = serializers.DateTimeField(source="created_at", read_only=True)
+    actor = serializers.CharField(source="actor_label", read_only=True)
+    object_type = serializers.CharField(source="target_type", read_only=True)
+    object_id = serializers.CharField(source="target_id", read_only=True)
+    object = serializers.CharField(source="target_label", read_only=True)
+    address = serializers.IPAddressField(source="ip", read_only=True, allow_null=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "time", "actor", "action", "object_type", "object_id", "object", "address", "detail"]
+        read_only_fields = fields
+
+
+class AuditEventFilterSerializer(serializers.Serializer):
+    action = serializers.CharField(required=False, help_text="Exact action, e.g. user.added.")
+    since = serializers.DateTimeField(required=False, help_text="Events at or after this time (ISO 8601).")
+    until = serializers.DateTimeField(required=False, help_text="Events before this time (ISO 8601).")
+    search = serializers.CharField(required=False, help_text="Part of the actor, the object or its id.")
+
+
+@extend_schema_view(list=extend_schema(parameters=[AuditEventFilterSerializer]))
+class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
+    """The audit log, newest first: read-only, as in the console. Whoever may read it may export it."""
+
+    queryset = AuditEvent.objects.all()
+    serializer_class = AuditEventSerializer
+
+    def get_queryset(self):
+        events = super().get_queryset()
+        if self.action not in ("list", "export"):
+            return events
+        filters = AuditEventFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        wanted = filters.validated_data
+        if "action" in wanted:
+            events = events.filter(action=wanted["action"])
+        if "since" in wanted:
+            events = events.filter(created_at__gte=wanted["since"])
+        if "until" in wanted:
+            events = events.filter(created_at__lt=wanted["until"])
+        if wanted.get("search"):
+            term = wanted["search"]
+            events = events.filter(Q(actor_label__icontains=term) | Q(target_label__icontains=term)
+                                   | Q(target_id__icontains=term))
+        return events
+
+    @extend_schema(parameters=[AuditEventFilterSerializer], responses={(200, "text/csv"): bytes},
+                   description="The events (filtered like the list, all pages) as CSV, streamed; the export "
+                               "is itself audited (audit.exported).")
+    @action(detail=False, methods=["get"], pagination_class=None)
+    def export(self, request):
+        return exports.export_audit(self.get_queryset(), actor=request.user, ip=client_ip(request), via="api",
+                                    detail={"filter": exports.filter_of(request.query_params)})
 
 
 # Helpers

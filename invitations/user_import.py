@@ -13,6 +13,8 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
+from mdmportal import csv_cells
+
 from . import sending
 from .models import AuditEvent, User
 
@@ -58,7 +60,9 @@ class Report:
 
 def read_csv(data):
     """Rows of an uploaded CSV file (bytes). The header line is required; a UTF-8 BOM, quoted
-    fields, CRLF line ends and Excel's semicolon separator are accepted."""
+    fields, CRLF line ends and Excel's semicolon separator are accepted. A cell the users export
+    neutralised against spreadsheet formulas ("'=..." — mdmportal/csv_cells.py) loses that quote
+    again, so an export imports back unchanged."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -76,7 +80,7 @@ def read_csv(data):
                 continue
             if len(rows) >= MAX_ROWS:
                 raise FileError(_("The file has more than %(max)d users; split it.") % {"max": MAX_ROWS})
-            rows.append(_row(reader.line_num, header, cells))
+            rows.append(_row(reader.line_num, header, cells, restore=True))
     except csv.Error as exc:
         raise FileError(_("Line %(line)d cannot be read: %(error)s") % {"line": reader.line_num, "error": exc}) from None
     if not rows:
@@ -160,8 +164,10 @@ def _read_header(reader):
     return header
 
 
-def _row(line, header, cells):
+def _row(line, header, cells, restore=False):
     cells = [cell.strip() for cell in cells]
+    if restore:
+        cells = [csv_cells.restore(cell) for cell in cells]
     row = Row(line=line, raw=dict(zip(header, cells)))
     if len(cells) > len(header):
         row.parse_errors.append(_("%(found)d values but only %(expected)d columns") % {"found": len(cells), "expected": len(header)})

@@ -9,6 +9,7 @@ router = SimpleRouter()
 router.register("users", invitations_api.UserViewSet, basename="user")
 router.register("invitations", invitations_api.InvitationViewSet, basename="invitation")
 router.register("enrollment-url/rotations", invitations_api.UrlRotationViewSet, basename="url-rotation")
+router.register("audit-events", invitations_api.AuditEventViewSet, basename="audit-event")
 
 # The enrollment URL is a singleton, not a collection: its two routes are mapped by hand.
 enrollment_url = invitations_api.EnrollmentUrlViewSet

@@ -62,6 +62,33 @@ class ReadOnlyAdminMixin:
         return False
 
 
+def _no_page(changelist, request):
+    changelist.result_list, changelist.result_count, changelist.full_result_count = [], 0, 0
+    changelist.show_all = changelist.multi_page = changelist.can_show_all = False
+
+
+class WholeChangelistMixin:
+    """`changelist_queryset(request)`: the rows of the list page as the request's query string filters,
+    searches and sorts them, all pages together, for an export of "the current list". Django's
+    ChangeList fetches a page and counts rows when it is built; an export needs neither, so the
+    ChangeList class given for such a request (marked on the request: the ModelAdmin is shared by
+    every request) skips that step."""
+
+    def get_changelist(self, request, **kwargs):
+        changelist = super().get_changelist(request, **kwargs)
+        if getattr(request, "_whole_changelist", False):
+            return type(f"Whole{changelist.__name__}", (changelist,), {"get_results": _no_page})
+        return changelist
+
+    def changelist_queryset(self, request):
+        """May raise IncorrectLookupParameters, as the list page does for a bad filter."""
+        request._whole_changelist = True
+        try:
+            return self.get_changelist_instance(request).queryset
+        finally:
+            request._whole_changelist = False
+
+
 class ConsoleSite(admin.AdminSite):
     site_header = "mdmportal console"
     site_title = "mdmportal"

@@ -20,6 +20,9 @@ READS = [
     "/api/v1/enrollment-url/",
     "/api/v1/enrollment-url/rotations/",
     "/api/v1/enrollment-url/rotations/{rotation}/",
+    "/api/v1/users/export/",
+    "/api/v1/audit-events/",
+    "/api/v1/audit-events/export/",
 ]
 USER_BODY = {"email": "target@example.com", "display_name": "Target", "language": "fr", "device_limit": 2,
              "is_active": True}

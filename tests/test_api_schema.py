@@ -13,6 +13,7 @@ EXPECTED_PATHS = {
     "/api/v1/invitations/{id}/resend/", "/api/v1/invitations/{id}/revoke/",
     "/api/v1/enrollment-url/", "/api/v1/enrollment-url/regenerate/",
     "/api/v1/enrollment-url/rotations/", "/api/v1/enrollment-url/rotations/{id}/",
+    "/api/v1/users/export/", "/api/v1/audit-events/", "/api/v1/audit-events/{id}/", "/api/v1/audit-events/export/",
 }
 
 

@@ -8,13 +8,16 @@ import base64
 import csv
 import hashlib
 import io
+import json
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from autopilot.models import AutopilotDevice, DeviceImport
+from invitations.models import User
 from mdmportal import csv_cells
+from tests.factories import AuditEventFactory, UserFactory
 from tests.factories_autopilot import AutopilotDeviceFactory
 
 pytestmark = pytest.mark.django_db
@@ -92,3 +95,90 @@ def test_the_export_imports_back_unchanged(console, django_capture_on_commit_cal
 def test_a_cell_is_neutralised_and_restored_exactly(value, cell):
     assert csv_cells.neutralise(value) == cell
     assert csv_cells.restore(cell) == ("" if value is None else str(value))
+
+
+# --- Users and audit log exports -------------------------------------------------------------------
+
+USER_EXPORT = "/admin/invitations/user/export/"
+AUDIT_EXPORT = "/admin/invitations/auditevent/export/"
+USER_IMPORT = "/admin/invitations/user/import/"
+
+
+def by_first_cell(rows):
+    return {row[0]: row for row in rows[1:]}
+
+
+def test_console_users_export_neutralises_formula_cells(console):
+    UserFactory(email="carol@example.com", display_name=FORMULA, mdm_username="@corp")
+
+    rows = rows_of(console.get(USER_EXPORT))
+
+    assert rows[0] == ["email", "display_name", "language", "mdm_username", "device_limit"]
+    assert by_first_cell(rows)["carol@example.com"][1:4] == ["'" + FORMULA, "en", "'@corp"]
+
+
+def test_api_users_export_neutralises_formula_cells(helpdesk_api):
+    UserFactory(email="-carol@example.com", display_name="+33 1 23 45 67 89")
+
+    rows = rows_of(helpdesk_api.get("/api/v1/users/export/"))
+
+    assert by_first_cell(rows)["'-carol@example.com"][1] == "'+33 1 23 45 67 89"
+
+
+def test_console_audit_export_neutralises_formula_cells(console):
+    AuditEventFactory(action="user.added", actor_label="@SUM(1+1)*cmd|' /C calc'!A0", target_label=FORMULA,
+                      target_type="=invitations.User", detail={"note": "=1+1"})
+
+    rows = rows_of(console.get(AUDIT_EXPORT))
+
+    row = next(row for row in rows[1:] if row[2] == "user.added")
+    assert row[1] == "'@SUM(1+1)*cmd|' /C calc'!A0"
+    assert row[3] == "'=invitations.User"
+    assert row[5] == "'" + FORMULA
+    assert json.loads(row[7]) == {"note": "=1+1"}
+
+
+def test_api_audit_export_neutralises_formula_cells(helpdesk_api):
+    AuditEventFactory(action="user.added", target_label="@evil", actor_label="-1+2")
+
+    rows = rows_of(helpdesk_api.get("/api/v1/audit-events/export/"))
+
+    row = next(row for row in rows[1:] if row[2] == "user.added")
+    assert (row[1], row[5]) == ("'-1+2", "'@evil")
+
+
+def test_the_users_export_imports_back_unchanged(console):
+    values = [
+        dict(email="carol@example.com", display_name=FORMULA, language="fr", mdm_username="@corp\\carol",
+             device_limit=0),
+        dict(email="-dave@example.com", display_name="+33 1 23", language="en", mdm_username=None, device_limit=7),
+        dict(email="erin@example.com", display_name="'=already quoted", language="en", mdm_username="-erin",
+             device_limit=5),
+        dict(email="frank@example.com", display_name="Sales, EU \"FR\"", language="fr", mdm_username="'@x",
+             device_limit=2),
+    ]
+    for fields in values:
+        UserFactory(**fields)
+    # Administrators stay: only the users the file holds are removed, then imported from it again.
+    text = b"".join(console.get(USER_EXPORT, {"is_staff__exact": "0"}).streaming_content)
+    User.objects.filter(is_staff=False).delete()
+
+    response = console.post(USER_IMPORT, {"file": SimpleUploadedFile("users.csv", text, content_type="text/csv")})
+
+    assert response.status_code == 200
+    assert [row.errors for row in response.context["report"].rows] == [[]] * len(values)
+    for fields in values:
+        stored = User.objects.get(email=fields["email"])
+        assert {name: getattr(stored, name) for name in fields} == fields
+
+
+def test_the_user_importer_takes_the_neutralising_quote_off(console):
+    text = ("email,display_name,mdm_username\n"
+            "carol@example.com,\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",'@corp\n"
+            "dave@example.com,'quoted but no formula,''-two quotes\n").encode()
+
+    console.post(USER_IMPORT, {"file": SimpleUploadedFile("users.csv", text, content_type="text/csv")})
+
+    carol, dave = User.objects.get(email="carol@example.com"), User.objects.get(email="dave@example.com")
+    assert (carol.display_name, carol.mdm_username) == (FORMULA, "@corp")
+    assert (dave.display_name, dave.mdm_username) == ("'quoted but no formula", "'-two quotes")
