@@ -328,7 +328,8 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AuditEvent
-        fields = ["id", "time", "actor", "action", "object_type", "object_id", "object", "address", "detail"]
+        fields = ["id", "time", "actor", "action", "object_type", "object_id", "object", "address", "count",
+                  "last_at", "detail"]
         read_only_fields = fields
 
 

@@ -19,8 +19,10 @@ from .models import AuditEvent
 from .user_import import COLUMNS as USER_COLUMNS
 
 # Column names, not labels: scripts read these files, whatever the administrator's language.
-AUDIT_COLUMNS = ["time", "actor", "action", "object_type", "object_id", "object", "address", "detail"]
-AUDIT_FIELDS = ["created_at", "actor_label", "action", "target_type", "target_id", "target_label", "ip", "detail"]
+AUDIT_COLUMNS = ["time", "actor", "action", "object_type", "object_id", "object", "address", "count",
+                 "last_time", "detail"]
+AUDIT_FIELDS = ["created_at", "actor_label", "action", "target_type", "target_id", "target_label", "ip", "count",
+                "last_at", "detail"]
 CHUNK_SIZE = 2000
 # Query parameters that choose a page or a format, not rows: left out of the audited filter.
 NOT_FILTERS = {"p", "page", "format", "e"}
@@ -50,9 +52,10 @@ def audit_lines(queryset):
     """The events (header first), in the queryset's order; time in ISO 8601 (UTC), detail as JSON."""
     rows = queryset.select_related(None).prefetch_related(None).values_list(*AUDIT_FIELDS)
     return _lines(AUDIT_COLUMNS, (
-        (created_at.isoformat(), actor, action, target_type, target_id, target_label, ip or "",
+        (created_at.isoformat(), actor, action, target_type, target_id, target_label, ip or "", count,
+         last_at.isoformat() if last_at else "",
          json.dumps(detail, cls=DjangoJSONEncoder, ensure_ascii=False, sort_keys=True))
-        for created_at, actor, action, target_type, target_id, target_label, ip, detail
+        for created_at, actor, action, target_type, target_id, target_label, ip, count, last_at, detail
         in rows.iterator(chunk_size=CHUNK_SIZE)))
 
 

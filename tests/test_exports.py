@@ -132,7 +132,8 @@ def test_helpdesk_may_export_the_audit_log(client, helpdesk):
 
     rows = rows_of(client.get(AUDIT_EXPORT))
 
-    assert rows[0] == ["time", "actor", "action", "object_type", "object_id", "object", "address", "detail"]
+    assert rows[0] == ["time", "actor", "action", "object_type", "object_id", "object", "address", "count",
+                       "last_time", "detail"]
     assert [row[2] for row in rows[1:]] == ["user.added"]
     assert AUDIT_EXPORT.encode() in client.get(AUDIT).content
 
@@ -144,8 +145,9 @@ def test_audit_export_refuses_anonymous_users_without_console_access_and_staff_w
     assert client.get(AUDIT_EXPORT)["Location"].startswith("/admin/login/")
     client.force_login(bare_staff)
     assert client.get(AUDIT_EXPORT).status_code == 403
-    assert client_with_token(make_token(bare_staff)).get(API_AUDIT_EXPORT).status_code == 403
-    assert client_with_token(make_token(bare_staff)).get(API_AUDIT).status_code == 403
+    api = client_with_token(make_token(bare_staff))
+    assert api.get(API_AUDIT_EXPORT).status_code == 403
+    assert api.get(API_AUDIT).status_code == 403
     assert not AuditEvent.objects.filter(action="audit.exported").exists()
 
 
@@ -252,3 +254,19 @@ def test_the_export_link_and_action_are_translated(console):
     page = console.get(USERS, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
 
     assert page.count("Exporter en CSV") == 2  # the link, and the action in the actions menu
+
+
+def test_coalesced_refusals_keep_their_count_in_the_export_and_the_api(client, helpdesk):
+    """Refusals of unauthenticated clients are one row a minute with a count: the file and the API
+    must carry that count, or a flood would read as one refusal."""
+    for _ in range(7):
+        AuditEvent.record_refusal("enrollment.refused", ip="198.51.100.7", reason="wrong password")
+    client.force_login(helpdesk)
+
+    rows = rows_of(client.get(AUDIT_EXPORT, {"action": "enrollment.refused"}))
+    listed = client_with_token(make_token(helpdesk)).get(API_AUDIT, {"action": "enrollment.refused"}).json()
+
+    header = rows[0]
+    assert [(row[header.index("address")], row[header.index("count")]) for row in rows[1:]] == [("198.51.100.7", "7")]
+    assert rows[1][header.index("last_time")] != ""
+    assert [(event["address"], event["count"]) for event in listed["results"]] == [("198.51.100.7", 7)]
