@@ -175,3 +175,36 @@ def test_digest_device_that_lost_a_reply_is_challenged_then_carries_on_and_the_l
     wifi.refresh_from_db()
     assert reboot.status == DeviceCommand.Status.SUCCEEDED
     assert (wifi.status, wifi.attempts) == (DeviceCommand.Status.QUEUED, 1)
+
+
+# --- what an unauthenticated sender can make the server write ---------------------------------------
+
+def test_messages_without_credentials_write_a_bounded_number_of_rows(client, chain):
+    """Anyone who knows a DeviceID can send it messages without credentials; each one is challenged.
+    The challenges must not grow the audit log or the sessions table with the number of messages:
+    they are counted (one audit row per address, reason and minute) and a device keeps at most one
+    session opened by a challenge."""
+    device = digest_device(SECRET)
+    sessions_before = ManagementSession.objects.count()
+
+    for number in range(60):
+        response = post(client, sml.package1(device.device_id, session=str(1000 + number)), remote=ATTACKER)
+        assert refused(response)
+
+    challenged = AuditEvent.objects.filter(action="management.challenged")
+    assert challenged.count() <= 2  # a minute may turn during the loop
+    assert sum(challenged.values_list("count", flat=True)) == 60
+    assert ManagementSession.objects.count() - sessions_before <= 1
+
+
+def test_the_device_still_signs_in_after_challenges_sent_by_someone_else(client, chain):
+    device = digest_device(SECRET)
+    for number in range(3):
+        post(client, sml.package1(device.device_id, session=str(1000 + number)), remote=ATTACKER)
+    device.refresh_from_db()
+
+    reply = sml.read(post(client, sml.package1(device.device_id, session="7",
+                                               cred=cred(device, device.appsrv_nonce))).content)
+
+    assert reply.header_status[4] == "200"
+    assert ManagementSession.objects.filter(device=device, session_id="7", messages=1).exists()
