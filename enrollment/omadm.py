@@ -146,8 +146,9 @@ def serve(request):
                 return _plain(429, "Too many failed sign-ins from this address: try again later.")
             return _plain(refused.http_status, "This device is not allowed to talk to this server.")
         if caller.challenged:
-            AuditEvent.record(None, "management.challenged", caller.device, ip=ip, detail={
-                "reason": caller.challenge_reason, "status": caller.header_code})
+            # Not authenticated (yet): counted per address and reason, like the other refusals.
+            AuditEvent.record_refusal("management.challenged", caller.device, ip=ip, reason=caller.challenge_reason,
+                                      detail={"reason": caller.challenge_reason, "status": caller.header_code})
         reply = Conversation(caller, message, body, server_url=request.build_absolute_uri(request.path), ip=ip,
                              now=now).run()
     response = HttpResponse(reply, content_type=syncml.CONTENT_TYPE)
@@ -381,13 +382,18 @@ class Conversation:
         leaves it exactly as it was). A new session is recorded with our MsgID only, so that the
         device's next message, with credentials, gets the next one; it counts none of the device's
         messages (the first authenticated one starts the session's work), and any MsgID of the
-        device carries it on."""
+        device carries it on. A device keeps one such session: a challenge under another SessionID
+        takes it over, so that messages without credentials (anyone may send them) cannot grow the
+        table."""
         session = _first(_OPEN_SESSION(device_id=self.device.pk, session_id=self.header.session_id))
         if session is not None:
             reply = self.reply(session, commands=[])  # the session is not saved
         else:
-            session = ManagementSession(device=self.device, session_id=self.header.session_id, auth="",
-                                        client_msg_id=0, messages=0, started_at=self.now, updated_at=self.now)
+            session = (ManagementSession.objects.filter(device=self.device, ended_at__isnull=True, messages=0)
+                       .order_by().first()
+                       or ManagementSession(device=self.device, auth="", messages=0))
+            session.session_id, session.server_msg_id, session.client_msg_id = self.header.session_id, 0, 0
+            session.started_at = session.updated_at = self.now
             reply = self.reply(session, commands=[])
             session.last_request_hash, session.last_reply = digest, reply
             session.save()
