@@ -210,6 +210,13 @@ def test_enrollment_data_not_ours_or_not_this_users_is_refused(client, entra_on,
     assert not Device.objects.exists()
 
 
+@pytest.mark.parametrize("enrollment_data", ["null", "NULL", " null ", "", "   "])
+def test_enrollment_data_null_empty_or_blank_is_no_blob(client, entra_on, organisation, enrollment_data):
+    # Windows sends the item so when no terms-of-use blob came back: treated as an absent item.
+    provisioning_document(tokens.enroll(client, organisation, tokens.make_token(), enrollment_data=enrollment_data))
+    assert Device.objects.get().method == "entra"
+
+
 def test_stale_enrollment_data_is_refused(client, entra_on, organisation, monkeypatch):
     old = time.time() - 2 * 24 * 3600
     monkeypatch.setattr("django.core.signing.time.time", lambda: old)
