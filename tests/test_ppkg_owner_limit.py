@@ -46,7 +46,7 @@ def test_package_devices_leave_the_owners_own_device_limit_alone(enrollment_serv
     for _ in range(2):
         result = Simulator(enrollment_server.url, owner.email, PASSWORD).run()
         device = Device.objects.get(device_id=result.device_id)
-        assert (device.user, device.method, device.pin_enrollment) == (owner, "password", None)
+        assert (device.user, device.method, device.pin_enrollment) == (owner, "onpremise", None)
     with pytest.raises(SoapFaultError) as error:
         Simulator(enrollment_server.url, owner.email, PASSWORD).run()
     assert (error.value.subcode, error.value.error_type) == ("s:Authorization", "DeviceCapReached")
