@@ -89,6 +89,13 @@ def enabled():
     return EntraSettings.get().is_ready
 
 
+def takes_address(email):
+    """Whether discovery sends the account `email` (the Discover EmailAddress, may be empty) to Entra:
+    Entra enrollment ready and the address one of the tenants' verified domains (EntraSettings.domains)."""
+    config = EntraSettings.get()
+    return config.is_ready and config.covers_address(email)
+
+
 def validate(token):
     """The claims of a trusted Entra access token; raises TokenRejected."""
     config = EntraSettings.get()

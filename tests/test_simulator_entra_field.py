@@ -96,7 +96,7 @@ def test_local_user_keeps_the_windows_password_box_while_entra_is_on(entra_serve
     assert result.discovery.auth_policy == "OnPremise"
     assert [step.name for step in result.steps] == ["probe", "discover", "policies", "keygen", "enroll"]
     device = Device.objects.get(device_id=result.device_id)
-    assert (device.method, device.user) == ("password", local_user)
+    assert (device.method, device.user) == ("onpremise", local_user)
 
 
 def test_address_of_the_tenants_domain_gets_federated(entra_server):
