@@ -1,13 +1,16 @@
 """MS-MDE2 Discover (brief §2): which sign-in Windows uses and where the policy and enrollment
 services are.
 
-Entra ID (brief §3.4): while Entra enrollment is on, a device that offers Federated is answered
-Federated, whatever the organisation's sign-in method, because Entra-joined devices and work
-accounts can only enroll that way. Discovery cannot tell an Entra client from a device whose user
-typed our address (both offer Federated), so the answer still carries AuthenticationServiceUrl, our
-sign-in page: MS-MDE2 requires it with Federated, Entra clients skip it and send their Entra token
-instead, other devices sign in there as their registration settings say. Devices offering only
-OnPremise (provisioning packages) keep OnPremise."""
+Entra ID (brief §3.4): Entra-joined devices and work accounts can only enroll Federated, yet Windows'
+Settings offers OnPremise and Federated in every Discover (MS-MDE2 AuthPolicies), so the offer
+cannot tell an Entra client from a local user. The EmailAddress does: while Entra enrollment is on,
+an address of one of the tenants' verified domains (EntraSettings.domains, matched whatever its
+case; every address while none is listed; an empty one, which only a user-less Entra device sends)
+is answered Federated whatever the organisation's sign-in method; any other address keeps the
+organisation's own method, so local users keep Windows' own password box. A Federated answer
+still carries AuthenticationServiceUrl, our sign-in page: MS-MDE2 requires it, Entra clients skip
+it and send their Entra token instead, other devices sign in there as their registration settings
+say. Devices offering only OnPremise (provisioning packages) keep OnPremise."""
 import logging
 from decimal import Decimal, InvalidOperation
 
@@ -100,7 +103,7 @@ def handle(request, envelope, key):
                 error_type=soap.ErrorType.NOT_SUPPORTED, log_detail=f"PIN and password user; offered {sorted(offered)}",
             )
         policy = FEDERATED
-    if policy != FEDERATED and FEDERATED in offered and entra.enabled():
+    if policy != FEDERATED and FEDERATED in offered and entra.takes_address(email):
         policy = FEDERATED
     if policy not in offered:
         # Provisioning packages sign in on-premise whatever the organisation's policy (brief §10).

@@ -56,6 +56,7 @@ NOT_ALLOWED = auth.NOT_ALLOWED
 ALREADY_USED = ("This Entra ID sign-in has already enrolled a device. Start the enrollment again to sign in "
                 "afresh.")
 MAX_TOKEN_ID_CLAIM = 64
+NO_BLOB = "null"  # EnrollmentData of a client that got no terms-of-use blob
 
 
 class TokenRejected(Exception):
@@ -86,6 +87,13 @@ class EntraClaims:
 def enabled():
     """Entra enrollment switched on and fully configured (tenant, audience, keys)."""
     return EntraSettings.get().is_ready
+
+
+def takes_address(email):
+    """Whether discovery sends the account `email` (the Discover EmailAddress, may be empty) to Entra:
+    Entra enrollment ready and the address one of the tenants' verified domains (EntraSettings.domains)."""
+    config = EntraSettings.get()
+    return config.is_ready and config.covers_address(email)
 
 
 def validate(token):
@@ -226,8 +234,8 @@ def identity(binary_token):
 def check_request(claims, token_request):
     """What the RST adds to the token (brief §3.4): a Device enrollment (Entra join) needs the
     token's device id, only Device enrollments may run without a user, and the terms-of-use blob,
-    when present, must be ours and this user's; and the token must not have enrolled a device already
-    (spend_token() settles races inside the transaction). Raises SoapFault."""
+    when present (see terms_blob_of), must be ours and this user's; and the token must not have
+    enrolled a device already (spend_token() settles races inside the transaction). Raises SoapFault."""
     spent = SpentEntraToken.objects.filter(token_id=claims.token_id).first()
     if spent is not None and not same_device(spent, claims, token_request):
         raise SoapFault(Fault.AUTHENTICATION, ALREADY_USED, log_detail=(
@@ -238,11 +246,20 @@ def check_request(claims, token_request):
         raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail="Entra Device enrollment without deviceid claim")
     if claims.userless and not device:
         raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail="Entra token without a user for a Full enrollment")
-    blob = token_request.item("EnrollmentData")
+    blob = terms_blob_of(token_request)
     if blob:
         problem = terms_blob_problem(blob, claims)
         if problem:
             raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail=f"EnrollmentData refused: {problem}")
+
+
+def terms_blob_of(token_request):
+    """The terms-of-use blob the RST carries as EnrollmentData, "" when it carries none. Windows sends
+    the item with the literal value null, or empty, when no OpaqueBlob came back from a terms-of-use
+    page (none configured in Entra, or none shown): that is no blob, exactly as an absent item, not a
+    blob that fails verification. Anything else is a blob and is verified."""
+    blob = token_request.item("EnrollmentData").strip()
+    return "" if blob.lower() == NO_BLOB else blob
 
 
 def same_device(spent, claims, token_request):

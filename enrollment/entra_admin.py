@@ -8,7 +8,8 @@ import re
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import DomainNameValidator
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -40,6 +41,13 @@ class EntraSettingsForm(forms.ModelForm):
         help_text=gettext_lazy("One per line: the MDM application's App ID URI (https://… or api://…) and/or "
                                "its Application (client) ID. Version 2 tokens carry the client ID."),
     )
+    domains_text = forms.CharField(
+        label=gettext_lazy("Verified domains"), required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=gettext_lazy("One per line: the tenants' verified domains (Entra admin center > Domain names), "
+                               "e.g. contoso.com. Discovery answers Federated (Entra sign-in) to addresses of "
+                               "these domains; other users keep the organisation's own sign-in method. Left "
+                               "empty, every device that offers Federated gets it, local users included."),
+    )
     jwks_mirror_url = forms.URLField(
         label=gettext_lazy("JWKS mirror URL"), required=False, max_length=500, assume_scheme="https",
         help_text=EntraSettings._meta.get_field("jwks_mirror_url").help_text,
@@ -53,6 +61,7 @@ class EntraSettingsForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["tenant_ids_text"].initial = "\n".join(self.instance.tenant_ids)
         self.fields["audiences_text"].initial = "\n".join(self.instance.audiences)
+        self.fields["domains_text"].initial = "\n".join(self.instance.domains)
 
     def clean_tenant_ids_text(self):
         tenants = _lines(self.cleaned_data["tenant_ids_text"])
@@ -70,6 +79,20 @@ class EntraSettingsForm(forms.ModelForm):
                                           "%(values)s") % {"values": ", ".join(wrong)})
         return list(dict.fromkeys(a.lower() if GUID.match(a) else a for a in audiences))
 
+    def clean_domains_text(self):
+        # Written as Entra lists them; a pasted "@contoso.com" or a trailing dot is the same domain.
+        domains = [d.lower().lstrip("@").rstrip(".") for d in _lines(self.cleaned_data["domains_text"])]
+        wrong = []
+        for domain in domains:
+            try:
+                DomainNameValidator()(domain)
+            except ValidationError:
+                wrong.append(domain)
+        if wrong:
+            raise forms.ValidationError(_("Not a domain name (such as contoso.com): %(values)s")
+                                        % {"values": ", ".join(wrong)})
+        return list(dict.fromkeys(domains))
+
     def clean(self):
         cleaned = super().clean()
         tenants, audiences = cleaned.get("tenant_ids_text"), cleaned.get("audiences_text")
@@ -81,6 +104,7 @@ class EntraSettingsForm(forms.ModelForm):
     def save(self, commit=True):
         self.instance.tenant_ids = self.cleaned_data["tenant_ids_text"]
         self.instance.audiences = self.cleaned_data["audiences_text"]
+        self.instance.domains = self.cleaned_data["domains_text"]
         return super().save(commit)
 
 
@@ -135,8 +159,8 @@ class EntraSettingsAdmin(FullAdminChangesMixin, AuditedAdminMixin, admin.ModelAd
 
     def get_fields(self, request, obj=None):
         if self.has_change_permission(request, obj):
-            return ["enabled", "tenant_ids_text", "audiences_text", "jwks_mirror_url", "terms_text"]
-        return ["enabled", "tenant_list", "audience_list", "jwks_mirror_url", "terms_text"]
+            return ["enabled", "tenant_ids_text", "audiences_text", "domains_text", "jwks_mirror_url", "terms_text"]
+        return ["enabled", "tenant_list", "audience_list", "domain_list", "jwks_mirror_url", "terms_text"]
 
     @admin.display(description=gettext_lazy("Tenant ids"))
     def tenant_list(self, settings_row):
@@ -145,6 +169,10 @@ class EntraSettingsAdmin(FullAdminChangesMixin, AuditedAdminMixin, admin.ModelAd
     @admin.display(description=gettext_lazy("Accepted audiences"))
     def audience_list(self, settings_row):
         return ", ".join(settings_row.audiences) or "—"
+
+    @admin.display(description=gettext_lazy("Verified domains"))
+    def domain_list(self, settings_row):
+        return ", ".join(settings_row.domains) or "—"
 
     def changelist_view(self, request, extra_context=None):
         # One settings row: its list is its page.

@@ -860,13 +860,20 @@ class EntraSettings(models.Model):
     enabled = models.BooleanField(
         "Entra ID enrollment", default=False,
         help_text="Accept enrollments carrying an Entra ID token (Entra join, add a work account, "
-                  "automatic enrollment). While on, discovery answers Federated to devices that offer it.",
+                  "automatic enrollment). While on, discovery answers Federated to devices that offer it and "
+                  "whose address is of a verified domain (all of them when no domain is listed).",
     )
     tenant_ids = models.JSONField("tenant ids", default=list, blank=True,
                                   help_text="Directory (tenant) ids whose tokens are accepted (lowercase GUIDs)")
     audiences = models.JSONField(
         default=list, blank=True,
         help_text="Accepted token audiences: the MDM application's App ID URI and/or its client id",
+    )
+    domains = models.JSONField(
+        "verified domains", default=list, blank=True,
+        help_text="The tenants' verified domains (lowercase), e.g. contoso.com. While Entra ID enrollment is on, "
+                  "discovery answers Federated to addresses of these domains and the organisation's own sign-in "
+                  "method to other addresses; left empty, to every device that offers Federated.",
     )
     jwks_mirror_url = models.URLField(
         "JWKS mirror URL", blank=True, max_length=500,
@@ -899,6 +906,16 @@ class EntraSettings(models.Model):
         problem = mirror_url_error(self.jwks_mirror_url)
         if problem:
             raise ValidationError({"jwks_mirror_url": problem})
+
+    def covers_address(self, email):
+        """Is the EmailAddress of a Discover (MS-MDE2) one of the tenants' users? Its domain among
+        `domains`, both compared whatever their case. With no domains listed every address is
+        (discovery cannot tell then), and so is no address: only an Entra device enrolling without a
+        user sends none."""
+        if not self.domains or not email:
+            return True
+        _local, at, domain = email.strip().rpartition("@")
+        return bool(at) and domain.lower().rstrip(".") in {d.strip().lower().rstrip(".") for d in self.domains}
 
     def accepted_audiences(self):
         """The configured audiences, URIs also without/with their trailing slash: Entra writes the App

@@ -83,6 +83,8 @@ ANONYMOUS = f"{WSA_NS}/anonymous"
 APPRU = "ms-app://windows.immersivecontrolpanel"
 # Brief §3.4: where Windows waits for the terms-of-use answer, and the web view's host header.
 TERMS_REDIRECT_URI = "ms-aadj-redir://auth/mdm"
+# What the EnrollmentData context item of an Entra RST may carry (see Simulator).
+ENROLLMENT_DATA_CHOICES = ("blob", "null", "empty", "absent")
 DISCOVERY_PATH = "/EnrollmentServer/Discovery.svc"
 REQUEST_VERSION = "5.0"
 # Brief §2: OSEdition is the GetProductInfo SKU, 48 Pro, 136 Holographic for Business (HoloLens 2).
@@ -962,7 +964,8 @@ class Simulator:
                  device_enrollment=False, device_id=None, verify_tls=True, ca_file=None,
                  *, csr_hash="sha1", timeout=30, private_key=None, provisioning_package=False, pin=None,
                  context_items=None, entra_token=None, terms_url=None, msi_install_status="70", resolve=None,
-                 client_cert_header=False, login_status="user"):
+                 client_cert_header=False, login_status="user", entra_enrollment_data=None,
+                 follow_auth_policy=False):
         self.discovery_url = discovery_url(base_url)
         # Extra (name, value) context items sent with the enrollment, e.g. Autopilot's (brief §9).
         self.extra_context_items = list(context_items or [])
@@ -978,6 +981,21 @@ class Simulator:
         self.federated = federated or bool(entra_token)
         self.terms_url = terms_url
         self.enrollment_data = None
+        # What the RST carries as EnrollmentData (brief §3.4): "blob", the OpaqueBlob of the accepted
+        # terms-of-use page; or, as Windows does when no blob came back, the literal "null", an empty
+        # value or no item at all. By default the blob with a terms page, nothing without one.
+        if entra_enrollment_data is None:
+            entra_enrollment_data = "blob" if terms_url else "absent"
+        if entra_enrollment_data not in ENROLLMENT_DATA_CHOICES:
+            raise SimulatorError("entra-enrollment-data", f"{entra_enrollment_data!r} is not one of "
+                                 f"{', '.join(ENROLLMENT_DATA_CHOICES)}")
+        if (entra_enrollment_data == "blob") != bool(terms_url):
+            raise SimulatorError("entra-enrollment-data", "the terms-of-use blob comes from the terms page: "
+                                 "give a terms URL for 'blob', and none for 'null', 'empty' or 'absent'")
+        self.entra_enrollment_data = entra_enrollment_data
+        # As Windows' Settings does: offer OnPremise and Federated and take whichever the server answers
+        # (its sign-in page for Federated, the password box for OnPremise) instead of insisting on one.
+        self.follow_auth_policy = follow_auth_policy
         self.hololens = hololens
         self.device_enrollment = device_enrollment
         # As a provisioning package's Workplace/Enrollments does (brief §10): OnPremise only, the
@@ -1148,7 +1166,18 @@ class Simulator:
             ("NotInOobe", "true"),
             ("RequestVersion", REQUEST_VERSION),
             *self.extra_context_items,
-        ] + ([("EnrollmentData", self.enrollment_data)] if self.enrollment_data else [])
+        ] + self._enrollment_data_items()
+
+    def _enrollment_data_items(self):
+        """The EnrollmentData context item as entra_enrollment_data says (absent outside Entra runs)."""
+        if not self.entra_token:
+            return [("EnrollmentData", self.enrollment_data)] if self.enrollment_data else []
+        return {
+            "blob": [("EnrollmentData", self.enrollment_data)] if self.enrollment_data else [],
+            "null": [("EnrollmentData", "null")],
+            "empty": [("EnrollmentData", "")],
+            "absent": [],
+        }[self.entra_enrollment_data]
 
     def enrollment_envelope(self, message_id, url, token, csr_der):
         T = ElementMaker(namespace=WST_NS, nsmap={"wst": WST_NS, "wsse": WSSE_NS, "ac": AC_NS})
@@ -1221,6 +1250,8 @@ class Simulator:
         self.responses["discover"] = envelope = parse_xml(body, "discover")
         discovery = parse_discover_response(envelope, message_id, secure=self.secure, entra=bool(self.entra_token))
         expected = "Federated" if self.federated else "OnPremise"
+        if self.follow_auth_policy and not self.entra_token:
+            expected = discovery.auth_policy  # Windows follows the server's choice
         if discovery.auth_policy != expected and self.entra_token:
             raise SimulatorError("discover-auth-policy", f"the server chose {discovery.auth_policy}, not Federated: is "
                                  "Entra ID enrollment switched on and fully configured there?")

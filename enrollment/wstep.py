@@ -195,13 +195,16 @@ def _enroll(identity, token_request, csr, ip):
     # The user's device limit and first-device mark concern a user's own enrollments: a package's
     # devices (counted by claim_slot) need neither query.
     by_user = user is not None and pin_enrollment is None
+    # Counted the other way round too: the devices a package enrolled for its owner are the package's
+    # (its maximum), so they never use up the owner's own device limit.
+    own_devices = Device.objects.filter(user=user, pin_enrollment__isnull=True) if by_user else Device.objects.none()
     if by_user:
-        live = Device.objects.enrolled().filter(user=user).exclude(pk__in=[d.pk for d in earlier]).count()
+        live = own_devices.enrolled().exclude(pk__in=[d.pk for d in earlier]).count()
         if live >= user.device_limit:
             raise SoapFault(Fault.AUTHORIZATION, "You have reached your device limit. Remove a device or ask your "
                             "administrator to raise the limit.", error_type=ErrorType.DEVICE_CAP_REACHED,
                             log_detail=f"user {user.pk} has {live} of {user.device_limit} devices")
-    first_device = by_user and not Device.objects.filter(user=user).exists()
+    first_device = by_user and not own_devices.exists()
     pin = None
     if identity.pin is not None:
         # The PIN is spent by this enrollment; a concurrent RST with the same PIN waits here, then fails.

@@ -87,7 +87,25 @@ def test_full_administrator_saves_tenants_and_audiences(client, full_admin, entr
     assert AuditEvent.objects.filter(action="entrasettings.changed", actor=full_admin).exists()
 
 
+def test_full_administrator_lists_the_verified_domains(client, full_admin, entra):
+    client = signed_in(client, full_admin)
+    response = client.post(SETTINGS, settings_form(domains_text="Contoso.com\n@fabrikam.com.\n\ncontoso.com"))
+    assert response.status_code == 302
+    assert EntraSettings.get().domains == ["contoso.com", "fabrikam.com"]
+    assert 'name="domains_text"' in client.get(SETTINGS).content.decode()
+    JwksSetFactory()  # ready: the page says what discovery does
+    assert "Discovery answers Federated to addresses of the verified domains" in client.get(SETTINGS).content.decode()
+
+
+def test_verified_domains_are_shown_to_roles_that_only_view(client, helpdesk, entra):
+    EntraSettings.objects.filter(pk=1).update(domains=["contoso.com"])
+    html = signed_in(client, helpdesk).get(SETTINGS).content.decode()
+    assert "contoso.com" in html and 'name="domains_text"' not in html
+
+
 @pytest.mark.parametrize("fields, error_field", [
+    ({"domains_text": "contoso com"}, "domains_text"),
+    ({"domains_text": "https://contoso.com/"}, "domains_text"),
     ({"tenant_ids_text": "contoso.onmicrosoft.com"}, "tenant_ids_text"),
     ({"audiences_text": "mdm.contoso.com"}, "audiences_text"),
     ({"tenant_ids_text": ""}, "__all__"),

@@ -17,10 +17,10 @@ from django.utils import timezone
 from lxml import etree
 
 from enrollment import auth, entra
-from enrollment.models import Device, EntraIdentity, SpentEntraToken
+from enrollment.models import Device, EntraIdentity, EntraSettings, SpentEntraToken
 from enrollment.tasks import purge_spent_entra_tokens
 from enrollment.soap import WSSE_NS, WST_NS
-from invitations.models import AuditEvent, User
+from invitations.models import AuditEvent, AuthPolicy, Organisation, User
 from tests import entra_tokens as tokens
 from tests.enrollment_soap import (
     NS, discover_body, fault_of, get_policies_token_body, parse, post, service_url,
@@ -80,6 +80,38 @@ def test_discovery_answers_federated_while_entra_is_on(client, entra_on):
 
 def test_discovery_keeps_on_premise_for_devices_offering_only_that(client, entra_on):
     assert discover(client, ("OnPremise",)).findtext("d:AuthPolicy", namespaces=NS) == "OnPremise"
+
+
+def discover_as(client, email, policies=("OnPremise", "Federated")):
+    body = discover_body(policies=policies).replace(b"<EmailAddress>alice@example.com</EmailAddress>",
+                                                    f"<EmailAddress>{email}</EmailAddress>".encode())
+    return parse(post(client, AUTODISCOVERY, body)).find(".//d:DiscoverResult", NS).findtext("d:AuthPolicy",
+                                                                                              namespaces=NS)
+
+
+@pytest.mark.parametrize("email, policy", [
+    ("dana@contoso.com", "Federated"),
+    ("Dana@CONTOSO.com", "Federated"),
+    ("dana@Contoso.com.", "Federated"),
+    ("alice@example.com", "OnPremise"),  # a local user keeps the organisation's own method
+    ("mallory@contoso.com.evil.example", "OnPremise"),
+    ("mallory@sub.contoso.com", "OnPremise"),  # verified domains are listed one by one, subdomains too
+    ("contoso.com", "OnPremise"),
+    ("", "Federated"),  # only a user-less Entra device names no account
+])
+def test_discovery_answers_federated_to_the_tenants_verified_domains_only(client, entra_on, email, policy):
+    EntraSettings.objects.filter(pk=1).update(domains=["contoso.com"])
+    assert discover_as(client, email) == policy
+
+
+def test_discovery_keeps_a_federated_organisation_federated_for_local_users(client, entra_on, organisation):
+    Organisation.objects.update(auth_policy=AuthPolicy.FEDERATED)
+    EntraSettings.objects.filter(pk=1).update(domains=["contoso.com"])
+    assert discover_as(client, "alice@example.com") == "Federated"
+
+
+def test_discovery_without_verified_domains_answers_federated_to_every_address(client, entra_on):
+    assert discover_as(client, "alice@example.com") == "Federated"
 
 
 def test_discovery_keeps_on_premise_while_entra_lacks_signing_keys(client, organisation):
@@ -208,6 +240,13 @@ def test_enrollment_data_not_ours_or_not_this_users_is_refused(client, entra_on,
     assert fault_of(response)[0] == "s:Authentication"
     assert reason in refusal_reason()
     assert not Device.objects.exists()
+
+
+@pytest.mark.parametrize("enrollment_data", ["null", "NULL", " null ", "", "   "])
+def test_enrollment_data_null_empty_or_blank_is_no_blob(client, entra_on, organisation, enrollment_data):
+    # Windows sends the item so when no terms-of-use blob came back: treated as an absent item.
+    provisioning_document(tokens.enroll(client, organisation, tokens.make_token(), enrollment_data=enrollment_data))
+    assert Device.objects.get().method == "entra"
 
 
 def test_stale_enrollment_data_is_refused(client, entra_on, organisation, monkeypatch):

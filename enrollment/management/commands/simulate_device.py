@@ -33,10 +33,19 @@ class Command(BaseCommand):
         secret.add_argument("--entra-token", help="an Entra ID access token (JWT) to enroll with instead of a password")
         parser.add_argument("--entra-terms-url", help="with --entra-token: accept the terms of use at this URL first "
                                                       "and send its OpaqueBlob as EnrollmentData")
+        parser.add_argument("--entra-enrollment-data", choices=["blob", "null", "empty", "absent"],
+                            help="with --entra-token: what the RST carries as the EnrollmentData context item: the "
+                                 "terms-of-use OpaqueBlob (blob, needs --entra-terms-url; the default with it), or, "
+                                 "as Windows does when no blob came back, the literal string null, an empty value, "
+                                 "or no item (absent, the default without --entra-terms-url)")
         parser.add_argument("--registration-pin",
                             help="the user's registration PIN, when the sign-in page asks for one (with --federated)")
         parser.add_argument("--federated", action="store_true",
                             help="expect the Federated policy and sign in through the server's sign-in page")
+        parser.add_argument("--follow-auth-policy", action="store_true",
+                            help="as Windows' Settings does: offer OnPremise and Federated and take whichever the "
+                                 "server answers (its sign-in page for Federated, this password for OnPremise) "
+                                 "instead of insisting on the one --federated names; the result reports which")
         parser.add_argument("--hololens", action="store_true", help="present as a HoloLens 2 (OSEdition 136)")
         parser.add_argument("--device-enrollment", action="store_true",
                             help="EnrollmentType Device: certificate in My/System instead of My/User")
@@ -75,7 +84,8 @@ class Command(BaseCommand):
 
     def handle(self, *, server, email, password, pin, federated, hololens, device_enrollment, device_id,
                csr_hash, insecure, ca_file, timeout, renew, checkin, digest, unenroll, registration_pin,
-               entra_token, entra_terms_url, resolve, client_cert_header, **options):
+               entra_token, entra_terms_url, resolve, client_cert_header, entra_enrollment_data, follow_auth_policy,
+               **options):
         as_json = options["json"]
         try:
             resolve = dict(parse_resolve(value) for value in resolve)
@@ -88,6 +98,14 @@ class Command(BaseCommand):
             raise CommandError("--digest and --unenroll go with --checkin")
         if entra_terms_url and not entra_token:
             raise CommandError("--entra-terms-url needs --entra-token")
+        if entra_enrollment_data and not entra_token:
+            raise CommandError("--entra-enrollment-data needs --entra-token")
+        if entra_enrollment_data and (entra_enrollment_data == "blob") != bool(entra_terms_url):
+            raise CommandError("--entra-enrollment-data blob needs --entra-terms-url; null, empty and absent go "
+                               "without it")
+        if follow_auth_policy and (pin is not None or entra_token or federated):
+            raise CommandError("--follow-auth-policy goes with a password sign-in, not with --pin, --entra-token "
+                               "or --federated")
         if not entra_token and not email:
             raise CommandError("--email is required (or --entra-token)")
         if pin is not None:
@@ -102,7 +120,8 @@ class Command(BaseCommand):
                 device_enrollment=device_enrollment, device_id=device_id, verify_tls=not insecure,
                 ca_file=ca_file, csr_hash=csr_hash, timeout=timeout, provisioning_package=pin is not None,
                 pin=registration_pin, entra_token=entra_token, terms_url=entra_terms_url, resolve=resolve,
-                client_cert_header=client_cert_header,
+                client_cert_header=client_cert_header, entra_enrollment_data=entra_enrollment_data,
+                follow_auth_policy=follow_auth_policy,
             )
             result = simulator.run()
         except SimulatorError as exc:
