@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('enrollment', '0016_jwks_mirror_url_https'),
+        ('enrollment', '0017_pin_enrollment_failures_per_address'),
     ]
 
     operations = [
