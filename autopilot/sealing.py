@@ -3,8 +3,10 @@ encrypted at rest.
 
 Fernet (AES-128-CBC + HMAC-SHA256, from `cryptography`) with a key derived from CA_KEY_PASSPHRASE,
 the passphrase that already protects the CA keys (enrollment/ca.py), so an operator has one secret
-to keep and one to rotate. Without it (development only: `check --deploy` refuses that, enrollment.E001)
-the key is derived from SECRET_KEY. Plain values are never logged or shown.
+to keep and one to rotate (`manage.py rotate_ca_passphrase` re-seals these values: enrollment/
+passphrase.py, graph_models.reseal_client_secrets). Without it (development only: `check --deploy`
+refuses that, enrollment.E001) the key is derived from SECRET_KEY. Plain values are never logged or
+shown.
 """
 import base64
 import functools
@@ -36,7 +38,8 @@ def unseal(token: str, *, passphrase: str | None = None) -> str:
         return _fernet(_passphrase(passphrase)).decrypt(token.encode()).decode()
     except (InvalidToken, ValueError):
         raise SealError("A stored secret cannot be decrypted with the current CA_KEY_PASSPHRASE "
-                        "(was it or SECRET_KEY changed?): enter the secret again.") from None
+                        "(was it or SECRET_KEY changed? `manage.py rotate_ca_passphrase` moves stored "
+                        "secrets to a new passphrase): enter the secret again.") from None
 
 
 def _passphrase(configured: str | None = None) -> bytes:

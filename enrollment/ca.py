@@ -2,7 +2,8 @@
 
 The private keys live in CertificateAuthority.encrypted_key_pem as encrypted PKCS#8 PEM
 (cryptography's BestAvailableEncryption: PBES2 with PBKDF2-HMAC-SHA256 and AES-256-CBC), with
-CA_KEY_PASSPHRASE from the environment, or in development a passphrase derived from SECRET_KEY.
+CA_KEY_PASSPHRASE from the environment, or in development a passphrase derived from SECRET_KEY;
+`manage.py rotate_ca_passphrase` moves them to a new passphrase (enrollment/passphrase.py).
 Decrypted keys are cached per process so an enrollment pays one RSA signature, not a key
 derivation. Keys and passphrases are never logged.
 
