@@ -157,9 +157,14 @@ def test_a_missing_old_passphrase_is_a_clear_error(stored, monkeypatch):
 
 def test_the_old_passphrase_is_never_taken_from_the_command_line(stored, monkeypatch):
     monkeypatch.delenv("OLD_CA_KEY_PASSPHRASE", raising=False)
+    # Not even as an abbreviation of --old-passphrase-env, which argparse would otherwise accept.
     for arguments in (["--old-passphrase", OLD], ["--old", OLD], [OLD]):
-        with pytest.raises(CommandError):
+        with pytest.raises(CommandError, match="unrecognized arguments"):
             rotate(*arguments)
+    # A passphrase typed in place of the variable's name is not echoed back.
+    with pytest.raises(CommandError) as refusal:
+        rotate("--old-passphrase-env", OLD)
+    assert OLD not in str(refusal.value)
     assert all(opens(pem, OLD) for pem in keys().values())
 
 
