@@ -1,4 +1,5 @@
 import os
+import re
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -20,6 +21,10 @@ class Command(BaseCommand):
     # open) fails by design, so that check must not stop the command.
     requires_system_checks = []
 
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # No abbreviations: `--old-passphrase SECRET` must be refused, not read as --old-passphrase-env.
+        return super().create_parser(prog_name, subcommand, allow_abbrev=False, **kwargs)
+
     def add_arguments(self, parser):
         parser.add_argument("--old-passphrase-env", default="OLD_CA_KEY_PASSPHRASE",
                             help="Environment variable holding the old passphrase (default OLD_CA_KEY_PASSPHRASE).")
@@ -35,13 +40,16 @@ class Command(BaseCommand):
         if problem:
             raise CommandError(f"{problem}: set the new passphrase in the environment file first "
                                f"(e.g. {secret_settings.GENERATE}).")
+        # Named back only when it looks like a variable name, not a passphrase typed in its place.
+        variable = (old_passphrase_env if re.fullmatch(r"[A-Z_][A-Z0-9_]{0,63}", old_passphrase_env)
+                    else "the variable named by --old-passphrase-env")
         if old_from_development_key:
             old = ""
         else:
             old = os.environ.get(old_passphrase_env, "")
             if not old:
                 raise CommandError(
-                    f"The old passphrase is not set: put it in the environment variable {old_passphrase_env} "
+                    f"The old passphrase is not set: put it in the environment variable {variable} "
                     "(if CA_KEY_PASSPHRASE was unset until now, pass --old-from-development-key instead).")
 
         try:
@@ -50,7 +58,7 @@ class Command(BaseCommand):
         except passphrase.RotationFailed as failure:
             raise CommandError(
                 "Nothing was changed: these open with neither the old nor the new passphrase: "
-                f"{failure}. Check {'SECRET_KEY' if old_from_development_key else old_passphrase_env}."
+                f"{failure}. Check {'SECRET_KEY' if old_from_development_key else variable}."
             ) from None
 
         keys, sealed = report.ca_keys, report.sealed_secrets
