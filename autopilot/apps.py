@@ -6,10 +6,12 @@ class AutopilotConfig(AppConfig):
     name = "autopilot"
 
     def ready(self):
-        from enrollment import reenrollment
+        from enrollment import passphrase, reenrollment
 
         from . import checks  # noqa: F401  (registers the system checks)
-        from . import matching
+        from . import graph_models, matching
 
         # An Autopilot record matched by hardware hash proves a re-enrollment comes from the same PC.
         reenrollment.register_hardware_proof(matching.hardware_hash_proof)
+        # The Graph client secret is sealed with CA_KEY_PASSPHRASE: `rotate_ca_passphrase` re-seals it.
+        passphrase.register_sealed_secrets(graph_models.reseal_client_secrets)

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from enrollment.passphrase import Outcome
 from invitations.models import InvalidTransition
 from mdmportal import outbound
 
@@ -130,6 +131,32 @@ class GraphConnector(models.Model):
         if not error:
             self.last_sync_at = timezone.now()
         self.save(update_fields=["last_error", "last_sync_at"])
+
+
+def reseal_client_secrets(old, new, *, dry_run):
+    """The connector's client secret sealed again under passphrase `new` when `old` opens it, for
+    `manage.py rotate_ca_passphrase` (enrollment.passphrase.register_sealed_secrets; runs inside its
+    transaction). The plain secret never leaves this function."""
+    outcome = Outcome()
+    for connector in GraphConnector.objects.select_for_update().exclude(sealed_client_secret=""):
+        try:
+            sealing.unseal(connector.sealed_client_secret, passphrase=new)
+        except sealing.SealError:
+            pass
+        else:
+            outcome.already += 1
+            continue
+        try:
+            secret = sealing.unseal(connector.sealed_client_secret, passphrase=old)
+        except sealing.SealError:
+            outcome.failed.append("the Microsoft Graph connector's client secret")
+            continue
+        outcome.rotated += 1
+        if not dry_run:
+            # client_secret_set_at stays: the secret itself did not change.
+            connector.sealed_client_secret = sealing.seal(secret, passphrase=new)
+            connector.save(update_fields=["sealed_client_secret"])
+    return outcome
 
 
 class GraphDeviceSync(models.Model):

@@ -3,8 +3,10 @@ encrypted at rest.
 
 Fernet (AES-128-CBC + HMAC-SHA256, from `cryptography`) with a key derived from CA_KEY_PASSPHRASE,
 the passphrase that already protects the CA keys (enrollment/ca.py), so an operator has one secret
-to keep and one to rotate. Without it (development only: `check --deploy` refuses that, enrollment.E001)
-the key is derived from SECRET_KEY. Plain values are never logged or shown.
+to keep and one to rotate (`manage.py rotate_ca_passphrase` re-seals these values: enrollment/
+passphrase.py, graph_models.reseal_client_secrets). Without it (development only: `check --deploy`
+refuses that, enrollment.E001) the key is derived from SECRET_KEY. Plain values are never logged or
+shown.
 """
 import base64
 import functools
@@ -24,21 +26,26 @@ class SealError(Exception):
     """A sealed value cannot be opened with the current passphrase."""
 
 
-def seal(value: str) -> str:
-    return _fernet(_passphrase()).encrypt(value.encode()).decode()
+def seal(value: str, *, passphrase: str | None = None) -> str:
+    """`value` sealed under the current CA_KEY_PASSPHRASE, or under `passphrase` (a CA_KEY_PASSPHRASE
+    value, "" for the development one; a rotation, enrollment/passphrase.py)."""
+    return _fernet(_passphrase(passphrase)).encrypt(value.encode()).decode()
 
 
-def unseal(token: str) -> str:
+def unseal(token: str, *, passphrase: str | None = None) -> str:
+    """The plain value of `token`, opened as seal() made it; SealError when it does not open."""
     try:
-        return _fernet(_passphrase()).decrypt(token.encode()).decode()
+        return _fernet(_passphrase(passphrase)).decrypt(token.encode()).decode()
     except (InvalidToken, ValueError):
         raise SealError("A stored secret cannot be decrypted with the current CA_KEY_PASSPHRASE "
-                        "(was it or SECRET_KEY changed?): enter the secret again.") from None
+                        "(was it or SECRET_KEY changed? `manage.py rotate_ca_passphrase` moves stored "
+                        "secrets to a new passphrase): enter the secret again.") from None
 
 
-def _passphrase() -> bytes:
-    if settings.CA_KEY_PASSPHRASE:
-        return settings.CA_KEY_PASSPHRASE.encode()
+def _passphrase(configured: str | None = None) -> bytes:
+    configured = settings.CA_KEY_PASSPHRASE if configured is None else configured
+    if configured:
+        return configured.encode()
     return salted_hmac("autopilot.sealing.passphrase", "development", algorithm="sha256").hexdigest().encode()
 
 

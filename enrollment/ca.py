@@ -2,7 +2,8 @@
 
 The private keys live in CertificateAuthority.encrypted_key_pem as encrypted PKCS#8 PEM
 (cryptography's BestAvailableEncryption: PBES2 with PBKDF2-HMAC-SHA256 and AES-256-CBC), with
-CA_KEY_PASSPHRASE from the environment, or in development a passphrase derived from SECRET_KEY.
+CA_KEY_PASSPHRASE from the environment, or in development a passphrase derived from SECRET_KEY;
+`manage.py rotate_ca_passphrase` moves them to a new passphrase (enrollment/passphrase.py).
 Decrypted keys are cached per process so an enrollment pays one RSA signature, not a key
 derivation. Keys and passphrases are never logged.
 
@@ -279,12 +280,28 @@ def load_pkcs12(data: bytes, password: bytes | None, what: str):
 
 # --- building blocks (also used by the test factories) ---------------------------------------
 
-def encrypt_key(key) -> str:
-    """Encrypted PKCS#8 PEM of a CA key, as stored in CertificateAuthority.encrypted_key_pem."""
+def encrypt_key(key, passphrase: bytes | None = None) -> str:
+    """Encrypted PKCS#8 PEM of a CA key, as stored in CertificateAuthority.encrypted_key_pem, under the
+    current passphrase or `passphrase` (passphrase_bytes; a rotation)."""
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(_passphrase()),
+        serialization.BestAvailableEncryption(_passphrase() if passphrase is None else passphrase),
     ).decode()
+
+
+def decrypt_key(encrypted_pem: str, passphrase: bytes):
+    """A stored key opened with an explicit passphrase (passphrase_bytes; a rotation). CaKeyError when
+    it does not open."""
+    return _decrypt_key(encrypted_pem, passphrase)
+
+
+def passphrase_bytes(configured: str) -> bytes:
+    """The passphrase the CA keys are encrypted with when CA_KEY_PASSPHRASE is `configured`; "" is
+    the development case, a value derived from SECRET_KEY."""
+    if configured:
+        return configured.encode()
+    # Development only (the deploy check enrollment.E001 refuses it): derived from SECRET_KEY.
+    return salted_hmac("enrollment.ca.key-passphrase", "development", algorithm="sha256").hexdigest().encode()
 
 
 def ca_name(organisation: str, role: str) -> x509.Name:
@@ -317,10 +334,7 @@ def build_ca_certificate(*, subject, public_key, issuer, issuer_key, issuer_publ
 # --- internals ----------------------------------------------------------------------------------
 
 def _passphrase() -> bytes:
-    if settings.CA_KEY_PASSPHRASE:
-        return settings.CA_KEY_PASSPHRASE.encode()
-    # Development only (the deploy check enrollment.E001 refuses it): derived from SECRET_KEY.
-    return salted_hmac("enrollment.ca.key-passphrase", "development", algorithm="sha256").hexdigest().encode()
+    return passphrase_bytes(settings.CA_KEY_PASSPHRASE)
 
 
 # The PBKDF2 of the PKCS#8 decryption is paid once per process and key, not per enrollment. The

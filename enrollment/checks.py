@@ -11,7 +11,9 @@ def check_ca_passphrase(app_configs, **kwargs):
     if not settings.CA_KEY_PASSPHRASE:
         return [Error(
             "CA_KEY_PASSPHRASE is not set: the CA private keys are encrypted with a passphrase derived from SECRET_KEY.",
-            hint="Set CA_KEY_PASSPHRASE to a long random value (openssl rand -base64 32) before `manage.py init_ca`.",
+            hint="Set CA_KEY_PASSPHRASE to a long random value (openssl rand -base64 32) before "
+                 "`manage.py init_ca`; with keys already stored, set it and run "
+                 "`manage.py rotate_ca_passphrase --old-from-development-key`.",
             id="enrollment.E001",
         )]
     if len(settings.CA_KEY_PASSPHRASE) < MIN_PASSPHRASE_LENGTH:
@@ -41,8 +43,9 @@ def check_ca_keys_decrypt(app_configs, **kwargs):
             errors.append(Error(
                 f"The private key of the {authority.get_kind_display()} ({authority.thumbprint}) cannot be "
                 "decrypted with the current CA_KEY_PASSPHRASE.",
-                hint="Restore the passphrase (or SECRET_KEY, if none was set) used when the CA was created, "
-                     "or import the CA again with `manage.py import_ca --replace`.",
+                hint="After changing CA_KEY_PASSPHRASE, run `manage.py rotate_ca_passphrase` with the old one in "
+                     "OLD_CA_KEY_PASSPHRASE. Otherwise restore the passphrase (or SECRET_KEY, if none was set) "
+                     "used when the CA was created, or import the CA again with `manage.py import_ca --replace`.",
                 id="enrollment.E002",
             ))
             continue

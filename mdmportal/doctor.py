@@ -234,7 +234,8 @@ class Doctor:
         if not settings.CA_KEY_PASSPHRASE:
             yield Result(FAIL, "ca", "CA_KEY_PASSPHRASE is not set: CA keys are encrypted with a passphrase "
                          "derived from SECRET_KEY", "set CA_KEY_PASSPHRASE (openssl rand -base64 32) before "
-                         "`manage.py init_ca`; with keys already stored, re-import them with `import_ca --replace`")
+                         "`manage.py init_ca`; with keys already stored, set it and run "
+                         "`manage.py rotate_ca_passphrase --old-from-development-key`")
         elif len(settings.CA_KEY_PASSPHRASE) < MIN_PASSPHRASE_LENGTH:
             yield Result(WARN, "ca", f"CA_KEY_PASSPHRASE is shorter than {MIN_PASSPHRASE_LENGTH} characters",
                          "use a long random value (openssl rand -base64 32)")
@@ -249,7 +250,9 @@ class Doctor:
             key = ca.private_key_of(issuing)
         except ca.CaKeyError:
             yield Result(FAIL, "ca", "the issuing CA key cannot be decrypted with CA_KEY_PASSPHRASE",
-                         "restore the passphrase used when the CA was created, or `import_ca --replace`")
+                         "after changing the passphrase, run `manage.py rotate_ca_passphrase` with the old one in "
+                         "OLD_CA_KEY_PASSPHRASE; else restore the passphrase used when the CA was created, "
+                         "or `import_ca --replace`")
             return
         certificate = ca.certificate_of(issuing)
         if key.public_key().public_numbers() != certificate.public_key().public_numbers():
