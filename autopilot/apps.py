@@ -6,10 +6,14 @@ class AutopilotConfig(AppConfig):
     name = "autopilot"
 
     def ready(self):
-        from enrollment import reenrollment
+        from enrollment import inventory, reenrollment, wstep
 
         from . import checks  # noqa: F401  (registers the system checks)
         from . import matching
 
         # An Autopilot record matched by hardware hash proves a re-enrollment comes from the same PC.
         reenrollment.register_hardware_proof(matching.hardware_hash_proof)
+        # Recognising a device: by the ZTD id or offline correlator of its enrollment request, else by
+        # the serial number and hardware hash read at the start of its first OMA-DM session.
+        wstep.register_enrolled(matching.link_enrolled_device)
+        inventory.register_reader(matching.wants_hardware, matching.recognise)

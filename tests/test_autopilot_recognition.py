@@ -29,7 +29,7 @@ def windows_pc(server):
 
 
 def autopilot_commands(session):
-    return [(verb, target) for verb, _, target, _, _ in session.commands if target.startswith(AUTOPILOT_TARGETS)]
+    return [(target, verb) for verb, _, target, _, _ in session.commands if target.startswith(AUTOPILOT_TARGETS)]
 
 
 def gets_of(session):
@@ -61,7 +61,7 @@ def test_an_imported_pc_is_recognised_by_its_serial_and_hash_in_its_first_sessio
     assert simulator.nodes[CAMERA] == "0"
     assert simulator.nodes[ESP + "ExpectedPolicies"] == f"{CAMERA}\uf000{LOCKDOWN}"
     link = AutopilotEnrollment.objects.get(device=device)
-    assert (link.record, link.matched_by, link.profile) == (record, "serial", sales_profile)
+    assert (link.record, link.matched_by, link.profile) == (record, "hardware_hash", sales_profile)
     assert link.applied_at is not None and link.esp_started_at is not None  # the page's clock runs
     assert AutopilotDevice.objects.enrolled().get() == record
     assert gets_of(simulator.checkin(result)) == []  # read once, not at every session
