@@ -99,3 +99,16 @@ def test_simulate_device_answers_with_the_serial_and_hash_it_is_given(enrollment
     targets = [command["target"] for message in output["checkin"]["messages"] for command in message["commands"]]
     assert targets[:2] == [SERIAL, HASH] and LOCKDOWN in targets
     assert AutopilotEnrollment.objects.get(device__device_id=output["device_id"]).record == record
+
+
+def test_a_record_imported_after_the_first_session_does_not_take_over_a_pc_in_use(enrollment_server, carol,
+                                                                                  sales_profile):
+    simulator = windows_pc(enrollment_server)
+    result = simulator.run()
+    simulator.checkin(result)  # no record yet: its serial and hash are read with the inventory
+    AutopilotDeviceFactory(serial_number=simulator.serial_number, hardware_hash=simulator.hardware_hash,
+                           profile=sales_profile)
+    Device.objects.filter(device_id=result.device_id).update(inventory_requested_at=None)  # inventory due again
+    later = simulator.checkin(result)
+    assert gets_of(later) == [SERIAL, HASH]  # read again with the inventory...
+    assert autopilot_commands(later) == [] and not AutopilotEnrollment.objects.exists()  # ...but not acted on
