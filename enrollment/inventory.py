@@ -58,8 +58,8 @@ def register_reader(first, received):
 
 
 def first_reads(device, gets):
-    """Of the unsaved inventory Gets `gets`, those to send before the rest of the queue, in order: only at
-    the device's first inventory, and only the nodes a reader asked for."""
+    """Of the inventory Gets `gets` just created, those to send before the rest of the queue, in order:
+    only at the device's first inventory, and only the nodes a reader asked for."""
     if device.inventory_requested_at is not None or not _readers:
         return []
     wanted = [uri for first, _ in _readers for uri in first(device) if uri in NODES]
