@@ -6,7 +6,7 @@ class AutopilotConfig(AppConfig):
     name = "autopilot"
 
     def ready(self):
-        from enrollment import passphrase, reenrollment
+        from enrollment import inventory, passphrase, reenrollment, wstep
 
         from . import checks  # noqa: F401  (registers the system checks)
         from . import graph_models, matching
@@ -15,3 +15,7 @@ class AutopilotConfig(AppConfig):
         reenrollment.register_hardware_proof(matching.hardware_hash_proof)
         # The Graph client secret is sealed with CA_KEY_PASSPHRASE: `rotate_ca_passphrase` re-seals it.
         passphrase.register_sealed_secrets(graph_models.reseal_client_secrets)
+        # Recognising a device: by the ZTD id or offline correlator of its enrollment request, else by
+        # the serial number and hardware hash read at the start of its first OMA-DM session.
+        wstep.register_enrolled(matching.link_enrolled_device)
+        inventory.register_reader(matching.wants_hardware, matching.recognise)

@@ -1,14 +1,20 @@
-"""Recognising an Autopilot device when it enrolls (brief §9).
+"""Recognising an Autopilot device: at its enrollment, then at its first OMA-DM session.
 
-Windows adds to the enrollment request (RST AdditionalContext) `ZeroTouchProvisioning` (the device's
-ZTD id in Microsoft's Autopilot service) or, for an offline profile file,
-`OfflineAutoPilotEnrollmentCorrelator` (that file's ZtdCorrelationId). The imported record is found by
-ZTD id, then by serial number (never a placeholder one), then by hardware hash; the correlator names
-the profile Windows set itself up with.
+At enrollment, Windows adds to the request (RST AdditionalContext, MS-MDE2's implementation-specific
+items) `ZeroTouchProvisioning`, the device's ZTD id in Microsoft's Autopilot service, or, for an offline
+profile file (AutopilotConfigurationFile.json), `OfflineAutoPilotEnrollmentCorrelator`, that file's
+ZtdCorrelationId. The record is found by ZTD id; the correlator names the profile Windows set itself up
+with. The request carries neither the serial number nor the hardware hash.
 
-The link records the profile and applies it at once (autopilot/provisioning.py): the device joins the
-profile's configuration groups, and its first OMA-DM session brings the Enrollment Status Page,
-TenantLockdown, the essential apps and the groups' settings.
+Those the server reads at the device's first OMA-DM session (enrollment/inventory.py, which sends the
+two Gets first when Autopilot records exist and the device has no record yet): DevDetail CSP
+./DevDetail/Ext/Microsoft/SMBIOSSerialNumber and ./DevDetail/Ext/DeviceHardwareData. When the device's
+next message brings the Results, the record is found by hardware hash, then by serial number (never a
+placeholder one), and the profile is applied at once (autopilot/provisioning.py): the device joins the
+profile's configuration groups, and the same session's next reply brings the Enrollment Status Page,
+TenantLockdown, the essential apps and the groups' settings. A device linked by its correlator alone
+gets its record then, keeping the profile of its file. Values read again later (the periodic inventory)
+never link a device: recognition belongs to the first session, before anyone uses the PC.
 """
 import logging
 import uuid
@@ -28,8 +34,10 @@ logger = logging.getLogger(__name__)
 
 ZTD_ITEM = "ZeroTouchProvisioning"
 CORRELATOR_ITEM = "OfflineAutoPilotEnrollmentCorrelator"
-SERIAL_ITEM = "SMBIOSSerialNumber"
+# Only a client of its own sends this in the request (Windows does not); see hardware_hash_proof.
 HARDWARE_ITEM = "DeviceHardwareData"
+SERIAL_NODE = "./DevDetail/Ext/Microsoft/SMBIOSSerialNumber"
+HARDWARE_NODE = "./DevDetail/Ext/DeviceHardwareData"
 
 
 def _item(context_items, name):
@@ -38,24 +46,23 @@ def _item(context_items, name):
                  if item_name == name and (value or "").strip()), "")
 
 
-def find_record(context_items):
-    """(AutopilotDevice, how) or (None, None)."""
+def record_by_ztd_id(context_items):
     ztd_id = _item(context_items, ZTD_ITEM)
-    if ztd_id:
-        record = AutopilotDevice.objects.filter(ztd_id__iexact=ztd_id[:64]).first()
-        if record:
-            return record, AutopilotEnrollment.MatchedBy.ZTD_ID
-    serial = _item(context_items, SERIAL_ITEM)
-    if serial and not is_placeholder_serial(serial):
-        record = AutopilotDevice.objects.filter(serial_key=serial_key(serial)[:64]).first()
-        if record:
-            return record, AutopilotEnrollment.MatchedBy.SERIAL
-    hardware = _item(context_items, HARDWARE_ITEM)
+    return AutopilotDevice.objects.filter(ztd_id__iexact=ztd_id[:64]).first() if ztd_id else None
+
+
+def record_by_hardware(serial, hardware):
+    """(AutopilotDevice, how) for the serial number and hardware hash a device reported, or (None, None).
+    The hash first: it names one PC, while a serial number is printed on its box."""
     digest = hardware_hash_digest(hardware) if hardware else None
     if digest:
         record = AutopilotDevice.objects.filter(hardware_hash_digest=digest).first()
         if record:
             return record, AutopilotEnrollment.MatchedBy.HARDWARE_HASH
+    if serial and not is_placeholder_serial(serial):
+        record = AutopilotDevice.objects.filter(serial_key=serial_key(serial)[:64]).first()
+        if record:
+            return record, AutopilotEnrollment.MatchedBy.SERIAL
     return None, None
 
 
@@ -73,7 +80,9 @@ def hardware_hash_proof(old_device, context_items):
     """Re-enrollment proof (enrollment/reenrollment.py): the request carries the hardware hash of the
     imported record `old_device` was linked to, so it comes from that hardware, whoever signs in (an
     Autopilot device re-deployed to another user). A ZTD id or serial number is no proof: both are
-    printed on the box or readable by anyone. Returns the reason, or ""."""
+    printed on the box or readable by anyone. Windows itself does not put the hash in its request, so
+    for a Windows PC this proof never applies (its wipe or an administrator's release does). Returns
+    the reason, or ""."""
     hardware = _item(context_items, HARDWARE_ITEM)
     digest = hardware_hash_digest(hardware) if hardware else None
     if digest and AutopilotEnrollment.objects.filter(device=old_device, record__hardware_hash_digest=digest).exists():
@@ -82,38 +91,96 @@ def hardware_hash_proof(old_device, context_items):
 
 
 def link_enrolled_device(device, context_items):
-    """Link a freshly enrolled Device to its Autopilot record and profile. Returns the
-    AutopilotEnrollment, or None when nothing marks the device as one of ours. Never raises for a
-    database problem: the enrollment itself has succeeded and must not turn into an error."""
+    """The enrollment hook (enrollment/wstep.py): link a freshly enrolled Device by its ZTD id or offline
+    correlator. Returns the AutopilotEnrollment, or None. Never raises for a database problem: the
+    enrollment itself has succeeded and must not turn into an error."""
+    context_items = context_items or []
+    return _safely(device, lambda: _link_at_enrollment(device, context_items))
+
+
+def wants_hardware(device):
+    """The inventory hook (enrollment/inventory.py): the nodes to read first at the device's first
+    session: none when no record was imported or the device already has its record."""
+    if not AutopilotDevice.objects.exists():
+        return []
+    if AutopilotEnrollment.objects.filter(device=device, record__isnull=False).exists():
+        return []
+    return [SERIAL_NODE, HARDWARE_NODE]
+
+
+def recognise(device, values, now):
+    """The inventory hook for values read for the first time: link `device` by the serial number and
+    hardware hash it reported, unless it has its record already. Returns the AutopilotEnrollment, or
+    None; never raises for a database problem (the session goes on)."""
+    serial, hardware = (values.get(node, "").strip() for node in (SERIAL_NODE, HARDWARE_NODE))
+    if not (serial or hardware):
+        return None
+    return _safely(device, lambda: _link_by_hardware(device, serial, hardware, now))
+
+
+def _safely(device, link):
     try:
         with transaction.atomic():
-            return _link(device, context_items or [])
+            return link()
     except (DatabaseError, CommandError):
         logger.exception("Autopilot: could not link device %s to its record", device.pk)
         return None
 
 
-def _link(device, context_items):
-    record, matched_by = find_record(context_items)
+def _link_at_enrollment(device, context_items):
+    record = record_by_ztd_id(context_items)
     profile, correlator = offline_profile(context_items)
     if record is None and profile is None:
         return None
     if profile is not None:
+        matched_by = AutopilotEnrollment.MatchedBy.ZTD_ID if record else AutopilotEnrollment.MatchedBy.CORRELATOR
         reason = f"offline profile file of {profile.name}"
-        matched_by = matched_by or AutopilotEnrollment.MatchedBy.CORRELATOR
     else:
+        matched_by = AutopilotEnrollment.MatchedBy.ZTD_ID
         assignment = effective_profile(record)
         profile, reason = assignment.profile, assignment.reason
+    return _link(device, record, matched_by, profile, reason, correlator)
+
+
+def _link_by_hardware(device, serial, hardware, now):
+    existing = AutopilotEnrollment.objects.select_for_update().filter(device=device).first()
+    if existing is not None and existing.record_id is not None:
+        return None
+    record, matched_by = record_by_hardware(serial, hardware)
+    if record is None:
+        return None
+    if existing is not None:
+        existing.device = device
+        # Linked by its offline file's correlator: the record joins, the file's profile stays applied.
+        existing.record, existing.matched_by = record, matched_by
+        existing.user_applied = _apply_user(device, record)
+        existing.save(update_fields=["record", "matched_by", "user_applied"])
+        _audit(existing)
+        return existing
+    assignment = effective_profile(record)
+    link = _link(device, record, matched_by, assignment.profile, assignment.reason, "")
+    # Its first session is under way: the status page's clock starts now (as at a session's start).
+    provisioning.checked_in(device, now)
+    return link
+
+
+def _link(device, record, matched_by, profile, reason, correlator):
     user_applied = _apply_user(device, record)
     link, _ = AutopilotEnrollment.objects.update_or_create(device=device, defaults={
         "record": record, "matched_by": matched_by, "profile": profile, "profile_reason": reason[:255],
         "correlation_id": correlator[:64], "user_applied": user_applied,
     })
-    AuditEvent.record(None, "autopilot.enrollment_linked", device, detail={
-        "record": record.serial_number if record else None, "matched_by": matched_by,
-        "profile": profile.name if profile else None, "reason": reason, "user_applied": user_applied,
-    })
+    _audit(link)
     return provisioning.apply(link)
+
+
+def _audit(link):
+    record, profile = link.record, link.profile
+    AuditEvent.record(None, "autopilot.enrollment_linked", link.device, detail={
+        "record": record.serial_number if record else None, "matched_by": link.matched_by,
+        "profile": profile.name if profile else None, "reason": link.profile_reason,
+        "user_applied": link.user_applied,
+    })
 
 
 def _apply_user(device, record):

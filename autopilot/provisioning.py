@@ -3,8 +3,9 @@ Page to the end, in its device phase and, for Store apps, its account-setup (use
 issue 5 items 3-5). DMClient's FirstSyncStatus is described in MicrosoftDocs/windows-itpro-docs,
 windows/client-management/mdm/dmclient-csp.md, under ./Device/… and ./User/…/DMClient/Provider/{ProviderID}.
 
-`apply` runs when autopilot/matching.py links the enrollment, in the same transaction, before the
-device's first OMA-DM session, so the first session delivers, in this order (the queue's order):
+`apply` runs when autopilot/matching.py links the enrollment, in the same transaction: at enrollment
+(ZTD id, offline correlator) or early in the first OMA-DM session (serial number, hardware hash), so the
+first session delivers, in this order (the queue's order):
 
 1. the device phase's nodes under ./Device/Vendor/MSFT/DMClient/Provider/{ProviderID}/FirstSyncStatus/:
    ExpectedPolicies (the LocURIs of the settings of the device's groups, and TenantLockdown),

@@ -3,6 +3,12 @@
 At the first session and then every ENROLLMENT_INVENTORY_INTERVAL_HOURS, a Get per node below is
 queued (source "inventory"); the Results are written to the Device as they come back. Package 1's
 Replace of ./DevInfo nodes feeds the same fields for free.
+
+Apps built on this one (Autopilot), which enrollment must not import, add readers with
+register_reader(): at the device's first inventory they may ask for some of these nodes to be read
+before anything else of the session, and they are told the values the server reads for the first time
+for a device in the message that brings them, early enough to queue commands for the same session's
+next reply.
 """
 from datetime import timedelta
 
@@ -38,6 +44,38 @@ NODES = {
 ARCHITECTURES = {"0": "x86", "5": "ARM", "6": "IA64", "9": "x64", "12": "ARM64"}
 
 MAX_VALUE = 16 * 1024  # DeviceHardwareData is a few KB of base64; anything larger is not kept
+
+
+_readers = []
+
+
+def register_reader(first, received):
+    """`first(device)` -> LocURIs of NODES to send as the first commands of the device's first inventory
+    (empty when there is nothing to recognise it by); `received(device, values, now)` is called with
+    {LocURI: value} of the nodes read for the first time for the device, once they are written to it."""
+    if (first, received) not in _readers:
+        _readers.append((first, received))
+
+
+def first_reads(device, gets):
+    """Of the inventory Gets `gets` just created, those to send before the rest of the queue, in order:
+    only at the device's first inventory, and only the nodes a reader asked for."""
+    if device.inventory_requested_at is not None or not _readers:
+        return []
+    wanted = [uri for first, _ in _readers for uri in first(device) if uri in NODES]
+    by_target = {get.target: get for get in gets}
+    return [by_target[uri] for uri in dict.fromkeys(wanted) if uri in by_target]
+
+
+def new_values(device, values):
+    """{LocURI: value} of `values` the device's inventory has no value for yet (call before apply)."""
+    return {uri: value.strip()[:MAX_VALUE] for uri, value in values.items()
+            if uri in NODES and value.strip() and uri not in device.inventory}
+
+
+def notify(device, values, now):
+    for _, received in _readers:
+        received(device, values, now)
 
 
 def due(device, now):

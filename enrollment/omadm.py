@@ -457,7 +457,12 @@ class Conversation:
             if command.name not in ("Status", "Results"):
                 self.answer(command)
         if self.inventory_values:
+            new_values = inventory.new_values(self.device, self.inventory_values)
             self.device_fields.update(inventory.apply(self.device, self.inventory_values, self.now))
+            if new_values and self.device.status == Device.Status.ENROLLED:
+                # Read for the first time (the first session's, as a rule): an app recognising the device
+                # by them queues what it sends, in time for this message's reply.
+                inventory.notify(self.device, new_values, self.now)
         self.device.last_seen_at = self.now
         self.device_fields.add("last_seen_at")
         session.events = (session.events + self.events)[:MAX_EVENTS]
@@ -615,15 +620,23 @@ class Conversation:
             # Autopilot devices: app installs and the Enrollment Status Page move on (brief §9).
             if _may(self.device, "has_autopilot_setup"):
                 autopilot_provisioning.checked_in(self.device, self.now)
+        first = []
         if inventory.due(self.device, self.now):
-            DeviceCommand.objects.bulk_create(inventory.gets(self.device, self.now))
+            gets = DeviceCommand.objects.bulk_create(inventory.gets(self.device, self.now))
+            # At the device's first inventory, the nodes an app recognises the device by (Autopilot: its
+            # serial number and hardware hash) go first, ahead of what was queued before.
+            first = inventory.first_reads(self.device, gets)
             self.device.inventory_requested_at = self.now
             self.device_fields.add("inventory_requested_at")
         key = (settings.ENROLLMENT_COMMANDS_PER_MESSAGE, self.device.login_status == "user")
         if key not in _QUEUED:
             _QUEUED[key] = Prepared(DeviceCommand, functools.partial(_queued, limit=key[0], user_signed_in=key[1]),
                                     device_id=int, now=datetime)
-        return _QUEUED[key](device_id=self.device.pk, now=self.now)
+        queued = _QUEUED[key](device_id=self.device.pk, now=self.now)
+        if not first:
+            return queued
+        firsts = {command.pk for command in first}
+        return (first + [command for command in queued if command.pk not in firsts])[:key[0]]
 
     def save_device(self):
         if self.device_fields:

@@ -965,9 +965,10 @@ class Simulator:
                  *, csr_hash="sha1", timeout=30, private_key=None, provisioning_package=False, pin=None,
                  context_items=None, entra_token=None, terms_url=None, msi_install_status="70", resolve=None,
                  client_cert_header=False, login_status="user", entra_enrollment_data=None,
-                 follow_auth_policy=False):
+                 follow_auth_policy=False, serial_number=None, hardware_hash=None):
         self.discovery_url = discovery_url(base_url)
-        # Extra (name, value) context items sent with the enrollment, e.g. Autopilot's (brief §9).
+        # Extra (name, value) context items sent with the enrollment, e.g. Autopilot's ZeroTouchProvisioning
+        # or OfflineAutoPilotEnrollmentCorrelator (never the serial number or hardware hash: see below).
         self.extra_context_items = list(context_items or [])
         self.secure = urllib.parse.urlsplit(self.discovery_url).scheme == "https"
         self.entra_token = entra_token
@@ -1008,7 +1009,11 @@ class Simulator:
         self.device_id = (device_id or secrets.token_hex(16)).upper()
         self.hw_dev_id = secrets.token_hex(32).upper()
         self.device_name = ("HOLOLENS-" if hololens else "DESKTOP-") + secrets.token_hex(4).upper()[:7]
-        self.serial_number = secrets.token_hex(6).upper()
+        # What the PC answers to Gets on ./DevDetail/Ext/Microsoft/SMBIOSSerialNumber and
+        # ./DevDetail/Ext/DeviceHardwareData (DevDetail CSP), as an Autopilot CSV would list it. Windows
+        # puts neither in its enrollment request: the server has to ask.
+        self.serial_number = serial_number or secrets.token_hex(6).upper()
+        self.hardware_hash = hardware_hash or base64.b64encode(self.hw_dev_id.encode()).decode()
         self.csr_hash = csr_hash
         self.timeout = timeout
         # Benchmarks pass a pre-generated key so that client-side key generation stays out of the
@@ -1434,7 +1439,7 @@ def fake_device_tree(simulator, hololens=False):
         "./DevDetail/Ext/Microsoft/SMBIOSSerialNumber": simulator.serial_number,
         "./DevDetail/Ext/Microsoft/ProcessorArchitecture": "12" if hololens else "9",
         "./DevDetail/Ext/Microsoft/TotalRAM": "4096" if hololens else "16384",
-        "./DevDetail/Ext/DeviceHardwareData": base64.b64encode(simulator.hw_dev_id.encode()).decode(),
+        "./DevDetail/Ext/DeviceHardwareData": simulator.hardware_hash,
         "./Vendor/MSFT/DeviceStatus/OS/Edition": simulator.os_edition,
     }
     return tree

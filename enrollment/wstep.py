@@ -15,7 +15,6 @@ from django.db import IntegrityError, transaction
 from lxml import etree
 from lxml.builder import ElementMaker
 
-from autopilot import matching as autopilot_matching
 from invitations import sending
 from invitations.models import AuditEvent, Organisation
 
@@ -41,6 +40,18 @@ U = ElementMaker(namespace=WSU_NS)
 
 BAD_REQUEST = "The enrollment request is not valid."
 BAD_CSR = "The device's certificate request was refused."
+
+
+_enrolled_hooks = []
+
+
+def register_enrolled(hook):
+    """Add `hook(device, context_items)`, called once an enrollment is recorded, with the request's
+    AdditionalContext items ([name, value] pairs). For apps built on this one (Autopilot recognises a
+    device by its ZTD id or offline profile correlator), which enrollment must not import. A hook must
+    not raise: the enrollment has succeeded."""
+    if hook not in _enrolled_hooks:
+        _enrolled_hooks.append(hook)
 
 
 @dataclass
@@ -154,7 +165,8 @@ def handle(request, envelope, key):
                 "upn": identity.upn, "reason": fault.log_detail,
             })
         raise
-    autopilot_matching.link_enrolled_device(device, token_request.items)
+    for hook in _enrolled_hooks:
+        hook(device, token_request.items)
     logger.info("enrollment: %s device %s (%s) enrolled for user %s", envelope.activity_id, device.pk,
                 device.device_id, device.user_id or "-")
     return response_envelope(envelope, document)

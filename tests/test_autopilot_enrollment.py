@@ -1,8 +1,11 @@
-"""Recognising Autopilot devices when they enroll: a simulated Windows client over real HTTP carrying
-each Autopilot context item (brief §9) is linked to its imported record and profile."""
+"""Recognising Autopilot devices: a simulated Windows client over real HTTP is linked to its imported
+record and profile by the ZTD id or offline correlator of its enrollment request, or by the serial number
+and hardware hash it answers in its first OMA-DM session (Windows sends neither in the request)."""
 import pytest
 
-from autopilot.matching import link_enrolled_device
+from django.utils import timezone
+
+from autopilot.matching import SERIAL_NODE, recognise
 from autopilot.models import AutopilotDevice, AutopilotEnrollment
 from enrollment.models import Device
 from enrollment.simulator import Simulator
@@ -14,8 +17,12 @@ from tests.factories_enrollment import DeviceFactory
 from tests.test_simulator import carol, enrollment_server  # noqa: F401  (fixtures: a live server and its user)
 
 
-def enroll(server, *items):
-    result = Simulator(server.url, "carol@example.com", PASSWORD, context_items=list(items)).run()
+def enroll(server, *items, **answers):
+    """Enroll with these context items, then run the first session, where the PC answers the Gets of its
+    serial number and hardware hash (`serial_number`, `hardware_hash`: random when not given)."""
+    simulator = Simulator(server.url, "carol@example.com", PASSWORD, context_items=list(items), **answers)
+    result = simulator.run()
+    simulator.checkin(result)
     return Device.objects.get(device_id=result.device_id)
 
 
@@ -23,11 +30,12 @@ def test_serial_number_links_the_enrolled_device_to_its_record_and_group_tag_pro
     profile = ProfileFactory(name="Sales")
     GroupTagRuleFactory(profile=profile, tag="Sales-01")
     record = AutopilotDeviceFactory(serial_number="PF1ABC23", group_tag="Sales-01")
-    device = enroll(enrollment_server, ("SMBIOSSerialNumber", "pf1abc23"))
+    device = enroll(enrollment_server, serial_number="pf1abc23")
     link = device.autopilot
     assert (link.record, link.matched_by, link.profile) == (record, "serial", profile)
     assert link.profile_reason == "from group tag Sales-01"
-    assert link.applied_at is not None and link.esp_state == "tracking"  # the profile is applied at once
+    # Applied in the first session, which also ends the page: the profile has nothing to wait for.
+    assert link.applied_at is not None and link.esp_state == "succeeded"
     assert AutopilotDevice.objects.enrolled().get() == record
     assert AuditEvent.objects.filter(action="autopilot.enrollment_linked", target_id=str(device.pk)).exists()
 
@@ -37,7 +45,7 @@ def test_a_store_app_waits_for_the_account_setup_of_a_user_driven_device(enrollm
     EssentialAppFactory(profile=profile, name="Agent")
     EssentialAppFactory(profile=profile, store=True, name="Company Portal", store_sku="0010")
     AutopilotDeviceFactory(serial_number="PF-STORE-1", profile=profile)
-    device = enroll(enrollment_server, ("SMBIOSSerialNumber", "PF-STORE-1"))
+    device = enroll(enrollment_server, serial_number="PF-STORE-1")
     link = device.autopilot
     assert (link.esp_state, link.user_esp_state) == ("tracking", "tracking")
     assert {(item.label, item.phase) for item in link.items.filter(kind__in=["msi", "modern"])} == {
@@ -71,26 +79,26 @@ def test_offline_correlator_with_an_imported_serial_links_both(enrollment_server
     offline = ProfileFactory()
     record = AutopilotDeviceFactory(serial_number="SN-OFF-1")
     device = enroll(enrollment_server, ("OfflineAutoPilotEnrollmentCorrelator", str(offline.ztd_correlation_id)),
-                    ("SMBIOSSerialNumber", "SN-OFF-1"))
+                    serial_number="SN-OFF-1")
     assert (device.autopilot.record, device.autopilot.matched_by, device.autopilot.profile) == (record, "serial", offline)
 
 
 def test_hardware_hash_links_the_device(enrollment_server, carol):
     record = AutopilotDeviceFactory(serial_number="SN-HASH", hardware_hash=hardware_hash(42))
-    device = enroll(enrollment_server, ("DeviceHardwareData", hardware_hash(42)))
+    device = enroll(enrollment_server, hardware_hash=hardware_hash(42))
     assert (device.autopilot.record, device.autopilot.matched_by) == (record, "hardware_hash")
 
 
 def test_a_placeholder_serial_never_matches(enrollment_server, carol):
     AutopilotDeviceFactory(serial_number="Default string")
-    device = enroll(enrollment_server, ("SMBIOSSerialNumber", "Default string"))
+    device = enroll(enrollment_server, serial_number="Default string")
     assert not AutopilotEnrollment.objects.filter(device=device).exists()
 
 
 def test_an_unknown_device_enrolls_without_a_link(enrollment_server, carol):
     AutopilotDeviceFactory(serial_number="SN-KNOWN")
-    device = enroll(enrollment_server, ("SMBIOSSerialNumber", "SN-OTHER"),
-                    ("OfflineAutoPilotEnrollmentCorrelator", "not-a-guid"))
+    device = enroll(enrollment_server, ("OfflineAutoPilotEnrollmentCorrelator", "not-a-guid"),
+                    serial_number="SN-OTHER")
     assert device.status == "enrolled"
     assert not AutopilotEnrollment.objects.exists()
     assert AutopilotDevice.objects.pending().count() == 1
@@ -101,7 +109,7 @@ def test_the_records_assigned_user_becomes_the_user_of_a_device_without_one():
     dana = UserFactory(email="dana@example.com")
     AutopilotDeviceFactory(serial_number="SN-DANA", assigned_user="DANA@example.com")
     device = DeviceFactory(user=None)
-    link = link_enrolled_device(device, [["SMBIOSSerialNumber", "SN-DANA"]])
+    link = recognise(device, {SERIAL_NODE: "SN-DANA"}, timezone.now())
     device.refresh_from_db()
     assert device.user == dana and link.user_applied
 
@@ -111,7 +119,7 @@ def test_a_device_with_a_user_keeps_it(alice):
     UserFactory(email="dana@example.com")
     AutopilotDeviceFactory(serial_number="SN-DANA", assigned_user="dana@example.com")
     device = DeviceFactory(user=alice)
-    link = link_enrolled_device(device, [["SMBIOSSerialNumber", "SN-DANA"]])
+    link = recognise(device, {SERIAL_NODE: "SN-DANA"}, timezone.now())
     device.refresh_from_db()
     assert device.user == alice and not link.user_applied
 
@@ -120,8 +128,8 @@ def test_a_device_with_a_user_keeps_it(alice):
 def test_a_re_enrollment_of_the_same_device_is_linked_again():
     record = AutopilotDeviceFactory(serial_number="SN-AGAIN")
     first, second = DeviceFactory(replaced=True), DeviceFactory()
-    link_enrolled_device(first, [["SMBIOSSerialNumber", "SN-AGAIN"]])
+    recognise(first, {SERIAL_NODE: "SN-AGAIN"}, timezone.now())
     assert AutopilotDevice.objects.pending().get() == record
-    link_enrolled_device(second, [["SMBIOSSerialNumber", "SN-AGAIN"]])
+    recognise(second, {SERIAL_NODE: "SN-AGAIN"}, timezone.now())
     assert AutopilotDevice.objects.enrolled().get() == record
     assert record.enrollments.count() == 2

@@ -97,7 +97,7 @@ def test_an_autopilot_device_gets_its_groups_lockdown_app_and_a_finished_status_
 
 def test_the_status_page_ends_after_every_command_was_answered(enrollment_server, carol, sales_profile):
     AutopilotDeviceFactory(serial_number="PF-SALES-1", profile=sales_profile)
-    simulator, result, device = autopilot_device(enrollment_server, [("SMBIOSSerialNumber", "PF-SALES-1")])
+    simulator, result, device = autopilot_device(enrollment_server, [], serial_number="PF-SALES-1")
 
     assert finish_of(simulator.checkin(result)) == {}  # commands delivered, nothing reported yet
     second = simulator.checkin(result)  # the install started: its Status node is read

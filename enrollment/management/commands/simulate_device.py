@@ -79,13 +79,19 @@ class Command(BaseCommand):
         parser.add_argument("--digest", action="store_true",
                             help="with --checkin: authenticate with the APPSRV digest instead of the client "
                                  "certificate")
+        parser.add_argument("--serial", help="the SMBIOS serial number the PC reports when the server reads "
+                                             "./DevDetail/Ext/Microsoft/SMBIOSSerialNumber (random when omitted); "
+                                             "as on Windows, it is not sent with the enrollment request")
+        parser.add_argument("--hardware-hash", help="the base64 hardware hash (an Autopilot CSV's Hardware Hash) the "
+                                                    "PC reports when the server reads ./DevDetail/Ext/DeviceHardwareData; "
+                                                    "not sent with the enrollment request either")
         parser.add_argument("--unenroll", action="store_true",
                             help="with --checkin: send the 1226 alert of a user removing the work account")
 
     def handle(self, *, server, email, password, pin, federated, hololens, device_enrollment, device_id,
                csr_hash, insecure, ca_file, timeout, renew, checkin, digest, unenroll, registration_pin,
                entra_token, entra_terms_url, resolve, client_cert_header, entra_enrollment_data, follow_auth_policy,
-               **options):
+               serial=None, hardware_hash=None, **options):
         as_json = options["json"]
         try:
             resolve = dict(parse_resolve(value) for value in resolve)
@@ -121,7 +127,7 @@ class Command(BaseCommand):
                 ca_file=ca_file, csr_hash=csr_hash, timeout=timeout, provisioning_package=pin is not None,
                 pin=registration_pin, entra_token=entra_token, terms_url=entra_terms_url, resolve=resolve,
                 client_cert_header=client_cert_header, entra_enrollment_data=entra_enrollment_data,
-                follow_auth_policy=follow_auth_policy,
+                follow_auth_policy=follow_auth_policy, serial_number=serial, hardware_hash=hardware_hash,
             )
             result = simulator.run()
         except SimulatorError as exc:
