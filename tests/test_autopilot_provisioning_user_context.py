@@ -125,6 +125,25 @@ def test_a_release_refused_for_as_long_as_the_pages_time_out_is_given_up(enrollm
     assert release_of(simulator.checkin(result)) == {}
 
 
+def test_a_succeeded_page_whose_release_never_got_through_is_recorded_as_timed_out(
+        enrollment_server, carol, store_profile):
+    simulator, result, device = autopilot_device(enrollment_server, store_profile)
+    simulator.checkin(result)  # the Store app is taken
+    simulator.checkin(result)  # its Status is read: installed
+    simulator.user_context_after = simulator.sessions + 100  # the user's context is gone again
+    assert release_of(simulator.checkin(result))["IsSyncDone"] == ("true", "405")
+    assert link_of(device).user_esp_state == "succeeded"
+    AutopilotEnrollment.objects.filter(device=device).update(
+        user_esp_finished_at=timezone.now() - timedelta(minutes=31))
+
+    assert release_of(simulator.checkin(result)) == {}
+    link = link_of(device)
+    # Windows was never told the server had finished: it ended the page as failed at its time-out.
+    assert link.user_esp_state == "timed_out" and link.user_esp_acknowledged_at is not None
+    assert link.user_esp_note.startswith("The device refused the end of the page with Status 405")
+    assert link.skip_user_page_command is not None
+
+
 def test_after_the_release_later_users_skip_the_account_setup_page(enrollment_server, carol, store_profile,
                                                                    admin_user, client):
     simulator, result, device = autopilot_device(enrollment_server, store_profile)
