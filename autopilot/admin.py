@@ -16,6 +16,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.db.models import Count, Prefetch
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from mdmportal.console import AuditedAdminMixin, client_ip
 
@@ -326,8 +328,21 @@ def progress(link, items=None):
     return f"{counts['done']} done, {counts['failed']} failed of {counts['expected']}"
 
 
+def later_users(link):
+    """Whether the people who sign in after the first one skip the account-setup page: the
+    SkipUserStatusPage the server queued (at once when the profile has nothing for the account setup,
+    else once the first user's page was released) and where it stands."""
+    command = link.skip_user_page_command
+    if command is not None:
+        return _("Later users skip the account-setup page (SkipUserStatusPage %(status)s)") % {
+            "status": command.get_status_display().lower()}
+    if link.esp_state == AutopilotEnrollment.EspState.NONE:
+        return "—"
+    return _("Not yet: later users skip the account-setup page once it is released")
+
+
 USER_PHASE_FIELDS = ["user_esp_state", "user_esp_started_at", "user_esp_deadline", "user_esp_finished_at",
-                     "user_esp_acknowledged_at", "user_esp_note"]
+                     "user_esp_acknowledged_at", "user_esp_note", "later_users"]
 
 
 @admin.register(AutopilotEnrollment)
@@ -350,7 +365,8 @@ class AutopilotEnrollmentAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related(Prefetch("items", ProvisioningItem.objects.order_by("pk")))
+        return (super().get_queryset(request).select_related("skip_user_page_command")
+                .prefetch_related(Prefetch("items", ProvisioningItem.objects.order_by("pk"))))
 
     def get_readonly_fields(self, request, obj=None):
         return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
@@ -366,6 +382,10 @@ class AutopilotEnrollmentAdmin(admin.ModelAdmin):
     @admin.display(description="items")
     def items(self, link):
         return items_table(link)
+
+    @admin.display(description=gettext_lazy("later users"))
+    def later_users(self, link):
+        return later_users(link)
 
     def has_add_permission(self, request):
         return False

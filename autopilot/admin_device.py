@@ -2,8 +2,9 @@
 Enrollment Status Page progress and its essential apps."""
 from django.contrib import admin
 from django.forms.models import BaseInlineFormSet
+from django.utils.translation import gettext_lazy
 
-from .admin import USER_PHASE_FIELDS, items_table, progress
+from .admin import USER_PHASE_FIELDS, items_table, later_users, progress
 from .models import AppInstall, AutopilotEnrollment, ProvisioningItem
 
 
@@ -15,7 +16,7 @@ class SetupFormSet(BaseInlineFormSet):
     def get_queryset(self):
         # Kept, so that the rows are read once however often the formset asks.
         if not hasattr(self, "_links"):
-            links = list(super().get_queryset().select_related("profile", "record"))
+            links = list(super().get_queryset().select_related("profile", "record", "skip_user_page_command"))
             items = list(ProvisioningItem.objects.filter(enrollment__device=self.instance).order_by("pk"))
             for link in links:
                 link.device = self.instance
@@ -42,6 +43,10 @@ class AutopilotSetupInline(admin.StackedInline):
     @admin.display(description="items")
     def items(self, link):
         return items_table(link, link.page_items)
+
+    @admin.display(description=gettext_lazy("later users"))
+    def later_users(self, link):
+        return later_users(link)
 
     def has_add_permission(self, request, obj=None):
         return False

@@ -350,14 +350,17 @@ class ProvisioningSerializer(serializers.ModelSerializer):
     failed = serializers.SerializerMethodField()
     items = ProvisioningItemSerializer(many=True, read_only=True)
     app_installs = AppInstallSerializer(source="device.app_installs", many=True, read_only=True)
+    # Later users skip the account-setup page: the SkipUserStatusPage command's status (queued, sent,
+    # succeeded…), null until the server queued it.
+    skip_user_page = serializers.CharField(source="skip_user_page_command.status", default=None, read_only=True)
 
     class Meta:
         model = AutopilotEnrollment
         fields = ["id", "device", "record", "matched_by", "profile", "profile_name", "profile_reason", "applied_at",
                   "esp_state", "expected", "done", "failed", "esp_started_at", "esp_deadline", "esp_finished_at",
                   "esp_acknowledged_at", "esp_note", "user_esp_state", "user_esp_started_at", "user_esp_deadline",
-                  "user_esp_finished_at", "user_esp_acknowledged_at", "user_esp_note", "items", "app_installs",
-                  "created_at"]
+                  "user_esp_finished_at", "user_esp_acknowledged_at", "user_esp_note", "skip_user_page", "items",
+                  "app_installs", "created_at"]
 
     def get_expected(self, link) -> int:
         return link.counts()["expected"]
@@ -373,7 +376,7 @@ class ProvisioningViewSet(viewsets.ReadOnlyModelViewSet):
     """Each Autopilot device's setup: `?state=tracking|succeeded|failed|timed_out` (device phase),
     `?user_state=` (account setup: Store apps once a user signed in) and `?device=<id>` filter."""
 
-    queryset = (AutopilotEnrollment.objects.select_related("profile")
+    queryset = (AutopilotEnrollment.objects.select_related("profile", "skip_user_page_command")
                 .prefetch_related("items", "device__app_installs").order_by("-created_at", "-pk"))
     serializer_class = ProvisioningSerializer
 

@@ -29,6 +29,11 @@ or pre-provisioned device in the Enrollment Status Page's account-setup phase. A
 apps refuse Store apps there (autopilot/models.py STORE_NEEDS_USER), and `queue_install` fails such an
 app at once rather than leaving it queued forever for a profile saved before that rule.
 
+Until the signed-in user's MDM context exists (the account setup of OOBE), Windows answers 405 to
+./User/ commands: a Store install refused so is not failed but sent again at the next session (at most
+MAX_POLLS times, `polls` counting those sessions too); the status page's time-out bounds how long the
+page waits for it (autopilot/provisioning.py).
+
 `poll` runs at each check-in (autopilot/provisioning.py): it closes installs whose Exec failed, and for
 the others reads the Status node once per session until it is final.
 """
@@ -159,6 +164,8 @@ def _observe(install, now):
             install.advance(AppInstall.State.FAILED, now, error="The install command was deleted")
         elif command.status == DeviceCommand.Status.SUCCEEDED:
             install.advance(AppInstall.State.INSTALLING, now)
+        elif commands.user_context_missing(command):
+            _send_again(install, command, now)
         elif command.status in DeviceCommand.FINAL:
             install.advance(AppInstall.State.FAILED, now, error=_why(command))
         return
@@ -170,6 +177,26 @@ def _observe(install, now):
         return
     state, error = verdict
     install.advance(state, now, error=error)
+
+
+def _send_again(install, command, now):
+    """The Store install was refused with 405 in the user scope: the signed-in user's MDM context did not
+    exist yet (account setup in OOBE). Not a failure: the Add and the StoreInstall go out again in this
+    session, and so at each session until the device takes them, at most MAX_POLLS times."""
+    if install.polls >= MAX_POLLS:
+        install.advance(AppInstall.State.FAILED, now,
+                        error=f"Refused with Status 405 at {MAX_POLLS} check-ins: the user's MDM context never appeared")
+        return
+    try:
+        commands.queue(install.device, DeviceCommand.Verb.ADD, modern_node(install.identifier), source=SOURCE)
+        install.install_command = commands.resend(install.device, command)
+    except commands.CommandError as error:
+        logger.warning("autopilot: cannot send the install of %s again: %s", install, error)
+        return
+    logger.info("autopilot: %s waits for the user's MDM context (Status 405); sent again", install)
+    install.polls += 1
+    install.updated_at = now
+    install.save(update_fields=["install_command", "polls", "updated_at"])
 
 
 def _verdict(install, status):

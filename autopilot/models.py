@@ -502,6 +502,12 @@ class AutopilotEnrollment(models.Model):
                                                    help_text="The last user-scope IsSyncDone queued")
     user_esp_acknowledged_at = models.DateTimeField("user page told", null=True, blank=True,
                                                     help_text="When the device answered the user-scope IsSyncDone")
+    # DMClient FirstSyncStatus/SkipUserStatusPage (device only): the users who sign in after the account
+    # setup was released (or every user, when the profile has nothing for the account setup) skip it.
+    skip_user_page_command = models.ForeignKey(
+        "enrollment.DeviceCommand", null=True, blank=True, related_name="+", on_delete=models.SET_NULL,
+        verbose_name="SkipUserStatusPage",
+        help_text="The SkipUserStatusPage queued so that later users skip the account-setup page")
 
     class Meta:
         verbose_name = "Autopilot enrollment"
@@ -556,6 +562,20 @@ class AutopilotEnrollment(models.Model):
         field = self.phase_field(phase, "acknowledged_at")
         setattr(self, field, at)
         self.save(update_fields=[field])
+
+    def release_refused(self, note, now, phase="device"):
+        """The device refused the phase's release (405: no user context) for as long as the page's time-out.
+        Windows, never told that the server finished, ends such a page as failed (dmclient-csp,
+        ServerHasFinishedProvisioning), so a page that succeeded on our side is recorded as timed out;
+        the page is over."""
+        state, note_field = self.phase_field(phase, "state"), self.phase_field(phase, "note")
+        if getattr(self, state) not in self.FINISHED or getattr(self, self.phase_field(phase, "acknowledged_at")):
+            raise InvalidTransition(getattr(self, state), "release refused")
+        if getattr(self, state) == self.EspState.SUCCEEDED:
+            setattr(self, state, self.EspState.TIMED_OUT)
+        setattr(self, note_field, note[:255])
+        self.save(update_fields=[state, note_field])
+        self.acknowledge(now, phase)
 
     def counts(self, items=None):
         """{"expected", "done", "failed"} over the items (prefetched ones when there are, or `items` when the

@@ -44,8 +44,23 @@ the page to hang: they are re-queued until the device answers IsSyncDone, and `f
 minute, Celery beat) ends the pages of devices that stopped checking in, so they go out at the next
 contact. IsSyncDone cannot be set twice (true → true is refused), so it is never queued again once
 answered.
+
+The account setup in OOBE. Until the signed-in user's MDM context exists, Windows answers 405 (Command
+not allowed) to every ./User/ command. Such an answer is "not yet", never a failed setting, app or page:
+a Store install refused so goes out again at the next session (autopilot/essential_apps.py), and so does
+the user-scope release (ServerHasFinishedProvisioning, WasDeviceSuccessfullyProvisioned, IsSyncDone),
+at each session until the device answers it, for as long as the page's time-out from the page's end.
+Past that the release is given up (audited): the page is over, and a page that succeeded on our side is
+recorded as timed out, since Windows, never told the server had finished, ended it as failed.
+
+Later users. The server releases the account-setup page once, for the user who set the device up; a
+person signing in for the first time afterwards would wait at "Account setup: identifying" for a
+release that never comes, until the time-out. So once that page's release was answered (or given up),
+SkipUserStatusPage (device only) is set to true; `skip_user_page_command` keeps it for the device page
+and the API, as it does for the SkipUserStatusPage of a profile with nothing for the account setup.
 """
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -94,13 +109,14 @@ def apply(link):
         policies.append(LOCKDOWN)
     # Only Store apps make an account-setup (user) phase; without them nothing would ever end that page.
     user_phase = not profile.is_self_deploying and any(app.kind == EssentialApp.Kind.STORE for app in apps)
+    skip_user_page = None
     if profile.esp_enabled:
         _queue_status_page(device, profile, policies, msi_apps)
         if not user_phase:
-            _queue(device, first_sync("SkipUserStatusPage"), "bool", "true", SOURCE_ESP)
+            skip_user_page = _queue(device, first_sync("SkipUserStatusPage"), "bool", "true", SOURCE_ESP)
     else:
-        for node in ("SkipDeviceStatusPage", "SkipUserStatusPage"):
-            _queue(device, first_sync(node), "bool", "true", SOURCE_ESP)
+        _queue(device, first_sync("SkipDeviceStatusPage"), "bool", "true", SOURCE_ESP)
+        skip_user_page = _queue(device, first_sync("SkipUserStatusPage"), "bool", "true", SOURCE_ESP)
     items = [ProvisioningItem(enrollment=link, kind=Item.POLICY, key=uri, label=desired[uri].label)
              for uri in desired]
     if profile.tenant_lockdown and LOCKDOWN not in desired:  # else a group of the device sets it already
@@ -120,6 +136,9 @@ def apply(link):
     link.mark_applied(track_esp=profile.esp_enabled,
                       track_user_esp=profile.esp_enabled and user_phase,
                       timeout_minutes=profile.esp_timeout_minutes, fail_on=profile.esp_fail_on)
+    if skip_user_page is not None:
+        link.skip_user_page_command = skip_user_page
+        link.save(update_fields=["skip_user_page_command"])
     reconcile.reconcile_device(device)
     AuditEvent.record(None, "autopilot.profile_applied", device, detail={
         "profile": profile.name, "groups": [g.name for g in groups], "tenant_lockdown": profile.tenant_lockdown,
@@ -274,16 +293,54 @@ def _queue_finish(link, phase):
 
 def _resend_finish_if_lost(link, phase, now):
     """The page is over on our side: note the device's answer to IsSyncDone, or queue the end again
-    when the commands were never answered (expired, cancelled, sent too often)."""
+    when the commands were never answered (expired, cancelled, sent too often) or refused in the user
+    scope because the user's MDM context did not exist yet (405)."""
     command = getattr(link, link.phase_field(phase, "sync_done_command"))
     if command is not None and command.is_pending:
         return
+    if commands.user_context_missing(command):
+        _release_refused(link, phase, now)
+        return
     if command is not None and command.status_code is not None:
         link.acknowledge(command.completed_at or now, phase)
+        _skip_later_users(link, phase)
         return
     logger.warning("autopilot: device %s never answered the end of its %s setup page; queued again",
                    link.device_id, phase)
     _queue_finish(link, phase)
+
+
+def _release_refused(link, phase, now):
+    """The device answered the release with 405 in the user scope: "not yet", the user's MDM context does
+    not exist yet. Sent again at each session for as long as the page's time-out from the page's end
+    (the device may show the page until then); past that, given up, and the page is over."""
+    finished = getattr(link, link.phase_field(phase, "finished_at")) or now
+    if now < finished + timedelta(minutes=link.esp_timeout_minutes):
+        logger.info("autopilot: device %s has no user context yet (405): the end of its %s setup page is sent again",
+                    link.device_id, phase)
+        _queue_finish(link, phase)
+        return
+    note = (f"The device refused the end of the page with Status 405 (no user context) for "
+            f"{link.esp_timeout_minutes} minutes; {getattr(link, link.phase_field(phase, 'note'))}")
+    link.release_refused(note, now, phase)
+    logger.warning("autopilot: device %s never took the end of its %s setup page; given up", link.device_id, phase)
+    AuditEvent.record(None, "autopilot.release_given_up", link.device,
+                      detail={"phase": phase, "state": link.phase_state(phase), "note": note[:255]})
+    _skip_later_users(link, phase)
+
+
+def _skip_later_users(link, phase):
+    """Once the account-setup page was released, the people who sign in to the device after this one
+    skip it (DMClient FirstSyncStatus/SkipUserStatusPage, device only): the server releases it for the
+    first user only, so theirs would otherwise wait for a release that never comes, until its time-out."""
+    if phase != Phase.USER or link.skip_user_page_command_id is not None:
+        return
+    try:
+        link.skip_user_page_command = _queue(link.device, first_sync("SkipUserStatusPage"), "bool", "true", SOURCE_ESP)
+    except commands.CommandError as error:
+        logger.warning("autopilot: cannot tell device %s to skip later users' setup page: %s", link.device_id, error)
+        return
+    link.save(update_fields=["skip_user_page_command"])
 
 
 def finish_overdue(now=None):

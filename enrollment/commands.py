@@ -27,6 +27,11 @@ from .models import DeviceCommand
 logger = logging.getLogger(__name__)
 
 # Brief §7 "Command shapes": Meta/Format values Windows accepts.
+# During the account setup of OOBE, until the signed-in user's MDM context exists, Windows answers 405
+# (Command not allowed) to every command under ./User/ (DMClient CSP, FirstSyncStatus in the user
+# scope): such an answer means "not yet", and whoever queued the command may send it again later.
+USER_SCOPE = "./User/"
+COMMAND_NOT_ALLOWED = 405
 FORMATS = ("chr", "int", "bool", "b64", "xml", "node", "null", "bin", "float", "date", "time")
 MAX_TARGET = 1024
 MAX_DATA = 256 * 1024
@@ -75,6 +80,19 @@ def queue(device, verb, target, *, format="", data="", type="", actor=None, sour
     return command
 
 
+def user_context_missing(command):
+    """True for a ./User/ command the device answered 405: the user's MDM context did not exist yet."""
+    return (command is not None and command.status == DeviceCommand.Status.FAILED
+            and command.status_code == COMMAND_NOT_ALLOWED and command.target.startswith(USER_SCOPE))
+
+
+def resend(device, command, *, actor=None):
+    """Queue `command` of `device` again, as a new command at the end of the queue (the answered one
+    stays as it was, with the device's Status). Raises CommandError as queue() does."""
+    return queue(device, command.verb, command.target, format=command.format, data=command.data,
+                 type=command.type, actor=actor, source=command.source)
+
+
 def cancel(command, actor=None, *, ip=None):
     """Withdraw a command the device has not been sent yet; raises InvalidTransition otherwise."""
     with transaction.atomic():
@@ -100,4 +118,5 @@ def expire_overdue(device=None, now=None):
     return count
 
 
-__all__ = ["CommandError", "InvalidTransition", "cancel", "expire_overdue", "queue", "validate"]
+__all__ = ["CommandError", "InvalidTransition", "cancel", "expire_overdue", "queue", "resend", "user_context_missing",
+           "validate"]

@@ -965,7 +965,8 @@ class Simulator:
                  *, csr_hash="sha1", timeout=30, private_key=None, provisioning_package=False, pin=None,
                  context_items=None, entra_token=None, terms_url=None, msi_install_status="70", resolve=None,
                  client_cert_header=False, login_status="user", entra_enrollment_data=None,
-                 follow_auth_policy=False, serial_number=None, hardware_hash=None):
+                 follow_auth_policy=False, serial_number=None, hardware_hash=None, user_context_after=0,
+                 second_user_at=None):
         self.discovery_url = discovery_url(base_url)
         # Extra (name, value) context items sent with the enrollment, e.g. Autopilot's ZeroTouchProvisioning
         # or OfflineAutoPilotEnrollmentCorrelator (never the serial number or hardware hash: see below).
@@ -1043,7 +1044,19 @@ class Simulator:
         # What the 1224 LoginStatus alert of each check-in reports: "user" once someone signed in,
         # "none" during the device phase of setup (change it between check-ins).
         self.login_status = login_status
-
+        # OMA-DM sessions run so far (ManagementClient.run counts them).
+        self.sessions = 0
+        # During the account-setup phase of OOBE the signed-in user's MDM context does not exist at
+        # first: Windows answers 405 (Command not allowed) to every command under ./User/ in the first
+        # `user_context_after` sessions, then carries them out (switch: --user-context-after).
+        self.user_context_after = int(user_context_after or 0)
+        # The session at which another person signs in to the device for the first time (switch:
+        # --second-user). Windows shows that user an account-setup page ("Account setup: identifying")
+        # unless DMClient FirstSyncStatus/SkipUserStatusPage is true on the device, and the page then
+        # waits for a user-scope release the server gave the first user only, until its time-out: the
+        # simulated device refuses to go on (SimulatorError "second-user") when the node is not set.
+        self.second_user_at = second_user_at
+        self.second_user_page = None  # "skipped" once the later user's sign-in got past the page
     @property
     def enrollment_type(self):
         return "Device" if self.device_enrollment else "Full"
@@ -1413,6 +1426,8 @@ SERVER_VERBS = ("Get", "Replace", "Add", "Delete", "Exec", "Atomic", "Sequence")
 MSI_INSTALL_SUFFIX = "/DownloadInstall"
 MSI_ROOT = "./Device/Vendor/MSFT/EnterpriseDesktopAppManagement/MSI/"
 IS_SYNC_DONE = "/FirstSyncStatus/IsSyncDone"
+USER_SCOPE = "./User/"
+COMMAND_NOT_ALLOWED = "405"
 MAX_SESSION_MESSAGES = 50
 
 SML = ElementMaker(namespace=SYNCML_NS, nsmap={None: SYNCML_NS})
@@ -1630,8 +1645,29 @@ class ManagementClient:
     def node(self, target):
         return self.simulator.nodes.get(target, self.tree.get(target))
 
+    def skip_user_status_page(self):
+        """DMClient FirstSyncStatus/SkipUserStatusPage as the device holds it: a device-only node, which a
+        server may name with or without the ./Device/ scope (dmclient-csp)."""
+        node = f"Vendor/MSFT/DMClient/Provider/{self.result.provisioning.provider_id}/FirstSyncStatus/SkipUserStatusPage"
+        value = self.simulator.nodes.get(f"./Device/{node}", self.simulator.nodes.get(f"./{node}"))
+        return (value or "").strip().lower() in ("true", "1")
+
+    def second_user_signs_in(self):
+        """A later user's first sign-in: on a device whose server set up the Enrollment Status Page (any
+        FirstSyncStatus node), past the account-setup page only when the server set SkipUserStatusPage;
+        otherwise Windows would sit at "Account setup: identifying" until the time-out."""
+        configured = any("/FirstSyncStatus/" in node for node in self.simulator.nodes)
+        if configured and not self.skip_user_status_page():
+            raise SimulatorError("second-user", "a later user's first sign-in would wait at \"Account setup: "
+                                                "identifying\" until the page's time-out: the server never set "
+                                                "DMClient FirstSyncStatus/SkipUserStatusPage to true")
+        self.simulator.second_user_page = "skipped"
+        self.simulator.login_status = "user"
+
     def apply(self, verb, target, data):
         """What a Windows device does with one command, as its Status code (as a string)."""
+        if target.startswith(USER_SCOPE) and self.simulator.sessions <= self.simulator.user_context_after:
+            return COMMAND_NOT_ALLOWED  # the signed-in user's MDM context does not exist yet
         if verb == "Get":
             return "404" if self.node(target) is None else "200"
         if verb in ("Replace", "Add"):
@@ -1651,6 +1687,9 @@ class ManagementClient:
         return "200"
 
     def run(self):
+        self.simulator.sessions += 1
+        if self.simulator.second_user_at is not None and self.simulator.sessions == self.simulator.second_user_at:
+            self.second_user_signs_in()
         body, sent = self.package1()
         content = self.post(body, with_credentials=self.digest)
         messages = []

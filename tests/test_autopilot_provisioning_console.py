@@ -102,6 +102,9 @@ def test_a_setup_waiting_for_its_user_shows_its_account_setup(client, helpdesk_a
     assert [row["device"] for row in body["results"]] == [link.device_id]
     assert (body["results"][0]["esp_state"], body["results"][0]["user_esp_state"]) == ("succeeded", "tracking")
     assert body["results"][0]["items"][0]["phase"] == "user"
+    # Later users are told to skip the account-setup page once it is released, not before.
+    assert "Not yet: later users skip the account-setup page once it is released" in detail
+    assert body["results"][0]["skip_user_page"] is None
 
 
 def test_api_refuses_anonymous(client):

@@ -87,6 +87,23 @@ class Command(BaseCommand):
                                                     "not sent with the enrollment request either")
         parser.add_argument("--unenroll", action="store_true",
                             help="with --checkin: send the 1226 alert of a user removing the work account")
+        parser.add_argument("--context-item", action="append", default=[], metavar="NAME=VALUE",
+                            help="an extra AdditionalContext item of the enrollment request (repeatable), e.g. "
+                                 "an Autopilot device's OfflineAutoPilotEnrollmentCorrelator=<profile's "
+                                 "ZtdCorrelationId>")
+        parser.add_argument("--sessions", type=int, default=None, metavar="K",
+                            help="with --checkin: run K OMA-DM sessions one after the other, as a device checking "
+                                 "in again (default 1; with --user-context-after N, N+4: enough for the account "
+                                 "setup to finish once the user's context exists)")
+        parser.add_argument("--user-context-after", type=int, default=0, metavar="N",
+                            help="with --checkin: the device answers 405 (Command not allowed) to every ./User/ "
+                                 "command in its first N sessions, as Windows does during the account setup of "
+                                 "OOBE until the signed-in user's MDM context exists; then it carries them out")
+        parser.add_argument("--second-user", action="store_true",
+                            help="with --checkin: after the sessions, another person signs in for the first time "
+                                 "(one more session): the run fails unless the server set DMClient "
+                                 "FirstSyncStatus/SkipUserStatusPage, without which Windows shows that user the "
+                                 "account-setup page until its time-out")
 
     def handle(self, *, server, email, password, pin, federated, hololens, device_enrollment, device_id,
                csr_hash, insecure, ca_file, timeout, renew, checkin, digest, unenroll, registration_pin,
@@ -97,11 +114,24 @@ class Command(BaseCommand):
             resolve = dict(parse_resolve(value) for value in resolve)
         except ValueError as exc:
             raise CommandError(f"--resolve: {exc}") from None
+        context_items = []
+        for item in options["context_item"]:
+            name, sep, value = item.partition("=")
+            if not sep or not name.strip():
+                raise CommandError(f"--context-item {item!r}: write NAME=VALUE")
+            context_items.append((name.strip(), value))
         if pin is not None and (federated or hololens or device_enrollment):
             raise CommandError("--pin enrolls a PC as a provisioning package does: on-premise, user (Full) enrollment; "
                                "it does not go with --federated, --hololens or --device-enrollment")
-        if (digest or unenroll) and not checkin:
-            raise CommandError("--digest and --unenroll go with --checkin")
+        sessions, user_context_after, second_user = (options["sessions"], options["user_context_after"],
+                                                     options["second_user"])
+        if (digest or unenroll or sessions is not None or user_context_after or second_user) and not checkin:
+            raise CommandError("--digest, --unenroll, --sessions, --user-context-after and --second-user go with "
+                               "--checkin")
+        if user_context_after < 0 or (sessions is not None and not 1 <= sessions <= 100):
+            raise CommandError("--user-context-after takes 0 or more sessions, --sessions 1 to 100")
+        if sessions is None:
+            sessions = user_context_after + 4 if user_context_after else 1
         if entra_terms_url and not entra_token:
             raise CommandError("--entra-terms-url needs --entra-token")
         if entra_enrollment_data and not entra_token:
@@ -128,6 +158,8 @@ class Command(BaseCommand):
                 pin=registration_pin, entra_token=entra_token, terms_url=entra_terms_url, resolve=resolve,
                 client_cert_header=client_cert_header, entra_enrollment_data=entra_enrollment_data,
                 follow_auth_policy=follow_auth_policy, serial_number=serial, hardware_hash=hardware_hash,
+                user_context_after=user_context_after, second_user_at=sessions + 1 if second_user else None,
+                context_items=context_items,
             )
             result = simulator.run()
         except SimulatorError as exc:
@@ -135,7 +167,8 @@ class Command(BaseCommand):
                 self.stdout.write(_dumps(_failure(exc)))
             raise CommandError(f"enrollment failed at {exc}") from None
         data = result.as_dict()
-        renewal = session = None
+        renewal = None
+        done = []
         if renew:
             try:
                 renewal = simulator.renew(result)
@@ -145,21 +178,29 @@ class Command(BaseCommand):
                 raise CommandError(f"renewal failed at {exc}") from None
             data["renewal"] = renewal.as_dict()
         if checkin:
+            enrolled = renewal.enrollment if renewal else result
             try:
-                session = simulator.checkin(renewal.enrollment if renewal else result, digest=digest, unenroll=unenroll)
+                # The unenrollment alert goes with the last session; a later user signs in after them all.
+                for number in range(1, sessions + (2 if second_user else 1)):
+                    done.append(simulator.checkin(enrolled, digest=digest, unenroll=unenroll and number == sessions))
             except SimulatorError as exc:
                 if as_json:
-                    self.stdout.write(_dumps({**data, "checkin": _failure(exc)}))
+                    self.stdout.write(_dumps({**data, **_sessions(done), "checkin": _failure(exc)}))
                 raise CommandError(f"check-in failed at {exc}") from None
-            data["checkin"] = session.as_dict()
+            data.update(_sessions(done))
+            if second_user:
+                data["second_user"] = {"account_setup_page": simulator.second_user_page}
         if as_json:
             self.stdout.write(_dumps(data))
             return
         self._summary(result)
         if renewal is not None:
             self._renewal_summary(renewal)
-        if session is not None:
+        for session in done:
             self._checkin_summary(session)
+        if second_user:
+            self.stdout.write(self.style.SUCCESS("A later user signed in for the first time and skipped the "
+                                                 "account-setup page (SkipUserStatusPage is set)."))
 
     def _renewal_summary(self, renewal):
         cert = renewal.certificate
@@ -206,6 +247,14 @@ class Command(BaseCommand):
         for label, value in rows:
             self.stdout.write(f"{label + ':':<16} {value}")
         self.stdout.write(self.style.SUCCESS("Enrollment succeeded; every answer passed the checks."))
+
+
+def _sessions(done):
+    """"checkin": the last session (the first one's place when there is one); "checkins": every one."""
+    if not done:
+        return {}
+    return {"checkin": done[-1].as_dict(), **({"checkins": [session.as_dict() for session in done]}
+                                              if len(done) > 1 else {})}
 
 
 def _failure(exc):
