@@ -62,8 +62,8 @@ def until_parked(simulator, result, device):
 def no_progress_for(install, minutes):
     """What the sweep sees once `minutes` passed since the install's last progress."""
     past = timezone.now() - timedelta(minutes=minutes)
-    AppInstall.objects.filter(pk=install.pk).update(progress_at=past, stalls_at=past + timedelta(
-        minutes=install.stall_minutes))
+    stalls_at = past + timedelta(minutes=install.stall_minutes) if install.stalls_at else None
+    AppInstall.objects.filter(pk=install.pk).update(progress_at=past, stalls_at=stalls_at)
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_a_stalled_msi_install_is_marked_sent_again_and_completes(enrollment_ser
     assert "Stalled" in client.get(f"/admin/enrollment/device/{device.pk}/change/").content.decode()
     dashboard = client.get("/admin/")
     assert '<div class="console-card" id="card-stalled-apps">' in dashboard.content.decode()
-    assert dashboard.context["stalled_app_installs"] == 1
+    assert {card["id"]: card["figure"] for card in dashboard.context["cards"]} == {"card-stalled-apps": 1}
 
     # The device gets the install again; this time it completes and the page ends well.
     again = simulator.checkin(result)
@@ -175,6 +175,7 @@ def test_a_profile_without_a_stall_time_never_marks_installs_stalled(enrollment_
     stall_profile(app_stall_minutes=0)
     simulator, result, device = stalling_device(enrollment_server, "always")
     install = until_parked(simulator, result, device)
+    assert (install.stall_minutes, install.stalls_at) == (0, None)
     no_progress_for(install, 24 * 60)
     assert tasks.sweep_stalled_installs() == 0
     assert AppInstall.objects.get(pk=install.pk).state == "installing"

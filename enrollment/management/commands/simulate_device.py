@@ -70,12 +70,17 @@ class Command(BaseCommand):
         parser.add_argument("--digest", action="store_true",
                             help="with --checkin: authenticate with the APPSRV digest instead of the client "
                                  "certificate")
+        parser.add_argument("--stall-msi", nargs="?", const="once", choices=["once", "always"],
+                            help="at check-ins, an MSI app's DownloadInstall parks, as seen in the field: its "
+                                 "EnterpriseDesktopAppManagement Status stays at 50 (enforcement in progress). "
+                                 "once (the default): the first install of each product parks and one sent again "
+                                 "completes; always: every install parks")
         parser.add_argument("--unenroll", action="store_true",
                             help="with --checkin: send the 1226 alert of a user removing the work account")
 
     def handle(self, *, server, email, password, pin, federated, hololens, device_enrollment, device_id,
                csr_hash, insecure, ca_file, timeout, renew, checkin, digest, unenroll, registration_pin,
-               entra_token, entra_terms_url, resolve, client_cert_header, **options):
+               entra_token, entra_terms_url, resolve, client_cert_header, stall_msi, **options):
         as_json = options["json"]
         try:
             resolve = dict(parse_resolve(value) for value in resolve)
@@ -102,7 +107,7 @@ class Command(BaseCommand):
                 device_enrollment=device_enrollment, device_id=device_id, verify_tls=not insecure,
                 ca_file=ca_file, csr_hash=csr_hash, timeout=timeout, provisioning_package=pin is not None,
                 pin=registration_pin, entra_token=entra_token, terms_url=entra_terms_url, resolve=resolve,
-                client_cert_header=client_cert_header,
+                client_cert_header=client_cert_header, msi_stall=stall_msi,
             )
             result = simulator.run()
         except SimulatorError as exc:
