@@ -31,6 +31,12 @@ app at once rather than leaving it queued forever for a profile saved before tha
 
 `poll` runs at each check-in (autopilot/provisioning.py): it closes installs whose Exec failed, and for
 the others reads the Status node once per session until it is final.
+
+An MSI install can park on the device (Status stuck at 20 or 50, or a device gone quiet). Progress is a new
+Status value or a change of state; with none for the profile's app_stall_minutes, `check_stalled` (at a
+check-in, and from the sweep in autopilot/provisioning.py for silent devices) marks the install stalled and
+sends it again up to the profile's app_retry_count, then fails it: the status page counts that failure as
+the profile's app_stall_blocks says.
 """
 import logging
 from urllib.parse import quote
