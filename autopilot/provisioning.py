@@ -52,7 +52,7 @@ from django.db.models import Exists
 from django.utils import timezone
 
 from enrollment import commands, reconcile
-from enrollment.models import DeviceCommand, DeviceSettingState
+from enrollment.models import Device, DeviceCommand, DeviceSettingState
 from invitations.models import AuditEvent
 
 from . import essential_apps
@@ -326,16 +326,19 @@ def sweep_stalled_installs(now=None):
     count = 0
     for pk, device_id in due:
         with transaction.atomic():
-            # Locked in the order of a session's checked_in: the enrollment, then the install.
-            link = AutopilotEnrollment.objects.select_for_update().select_related("device").filter(
-                device_id=device_id).first()
-            install = (AppInstall.objects.select_for_update(of=("self",)).select_related("device", "app")
-                       .filter(pk=pk).first())
-            if install is None or not essential_apps.check_stalled(install, now):
+            # Locked in a session's order (enrollment/omadm.py, then checked_in): the device, its
+            # enrollment, the install; a session of the device waits, or is waited for.
+            device = Device.objects.select_for_update().get(pk=device_id)
+            link = AutopilotEnrollment.objects.select_for_update().filter(device=device).first()
+            install = AppInstall.objects.select_for_update(of=("self",)).select_related("app").filter(pk=pk).first()
+            if install is None:
+                continue
+            install.device = device
+            if not essential_apps.check_stalled(install, now):
                 continue
             count += 1
-            if (install.state == AppInstall.State.FAILED and link is not None
-                    and link.esp_state == EspState.TRACKING and link.esp_started_at is not None
-                    and link.device.status == link.device.Status.ENROLLED):
+            if (install.state == AppInstall.State.FAILED and link is not None and link.esp_state == EspState.TRACKING
+                    and link.esp_started_at is not None and device.status == Device.Status.ENROLLED):
+                link.device = device
                 evaluate(link, now, Phase.DEVICE)
     return count
