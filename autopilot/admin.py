@@ -14,7 +14,8 @@ from django.http import HttpResponse, HttpResponseRedirect, StreamingHttpRespons
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.db.models import Count, Prefetch
+from django.db.models import Count, Exists, OuterRef, Prefetch, Subquery
+from django.db.models.functions import Coalesce
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -66,7 +67,8 @@ class ProfileAdmin(AuditedAdminMixin, admin.ModelAdmin):
         ("Enrollment Status Page", {"fields": ["esp_enabled", "esp_timeout_minutes", "esp_block_device",
                                                ("esp_allow_reset", "esp_allow_retry", "esp_allow_continue"),
                                                "esp_fail_on"]}),
-        ("Essential apps on devices", {"fields": ["app_installs"]}),
+        ("Essential apps on devices", {"fields": ["app_installs", "app_stall_minutes", "app_retry_count",
+                                                  "app_stall_blocks"]}),
         ("Offline profile file", {"fields": ["ztd_correlation_id", "created_at", "updated_at"]}),
     ]
 
@@ -341,6 +343,29 @@ def later_users(link):
     return _("Not yet: later users skip the account-setup page once it is released")
 
 
+class StalledFilter(admin.SimpleListFilter):
+    """Enrollments (or installs) with an MSI install found stalled: sent again and waiting, or given up."""
+
+    title = "stalled app install"
+    parameter_name = "stalled"
+
+    def __init__(self, request, params, model, model_admin):
+        self.prefix = "" if model is AppInstall else "device__app_installs__"
+        super().__init__(request, params, model, model_admin)
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Stalled"), ("no", "Not stalled")]
+
+    def queryset(self, request, queryset):
+        if self.value() not in ("yes", "no"):
+            return queryset
+        if self.prefix:
+            stalled = Exists(AppInstall.objects.filter(AppInstall.stalled_q(), device=OuterRef("device")))
+            return queryset.filter(stalled if self.value() == "yes" else ~stalled)
+        return queryset.filter(AppInstall.stalled_q()) if self.value() == "yes" else queryset.exclude(
+            AppInstall.stalled_q())
+
+
 USER_PHASE_FIELDS = ["user_esp_state", "user_esp_started_at", "user_esp_deadline", "user_esp_finished_at",
                      "user_esp_acknowledged_at", "user_esp_note", "later_users"]
 
@@ -350,9 +375,10 @@ class AutopilotEnrollmentAdmin(admin.ModelAdmin):
     """Read-only: links are made by enrollments. The list is the Autopilot provisioning list: each
     device's Enrollment Status Page, expected / done / failed, and when it started and ended."""
 
-    list_display = ["device", "profile", "setup_status", "setup_progress", "esp_started_at", "esp_deadline",
-                    "esp_finished_at", "esp_acknowledged_at", "user_esp_state", "matched_by", "record"]
-    list_filter = ["esp_state", "user_esp_state", "matched_by", ("applied_at", admin.EmptyFieldListFilter)]
+    list_display = ["device", "profile", "setup_status", "setup_progress", "stalled_apps", "esp_started_at",
+                    "esp_deadline", "esp_finished_at", "esp_acknowledged_at", "user_esp_state", "matched_by", "record"]
+    list_filter = ["esp_state", "user_esp_state", StalledFilter, "matched_by",
+                   ("applied_at", admin.EmptyFieldListFilter)]
     list_select_related = ["device", "record", "profile"]
     search_fields = ["device__device_id", "device__name", "record__serial_number"]
     fieldsets = [
@@ -365,8 +391,15 @@ class AutopilotEnrollmentAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request):
+        stalled = AppInstall.objects.filter(AppInstall.stalled_q(), device=OuterRef("device")).order_by().values(
+            "device").annotate(n=Count("pk")).values("n")
         return (super().get_queryset(request).select_related("skip_user_page_command")
-                .prefetch_related(Prefetch("items", ProvisioningItem.objects.order_by("pk"))))
+                .prefetch_related(Prefetch("items", ProvisioningItem.objects.order_by("pk")))
+                .annotate(stalled_count=Coalesce(Subquery(stalled), 0)))
+
+    @admin.display(description="stalled apps", ordering="stalled_count")
+    def stalled_apps(self, link):
+        return f"{link.stalled_count} stalled" if link.stalled_count else "—"
 
     def get_readonly_fields(self, request, obj=None):
         return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
@@ -399,14 +432,15 @@ class AutopilotEnrollmentAdmin(admin.ModelAdmin):
 class AppInstallAdmin(admin.ModelAdmin):
     """Essential apps on devices: queued, installing, installed or failed, with the device's last word."""
 
-    list_display = ["name", "device", "kind", "state", "reported_status", "last_error", "polls", "created_at",
-                    "completed_at"]
-    list_filter = ["state", "kind", ("app", admin.RelatedOnlyFieldListFilter)]
+    list_display = ["name", "device", "kind", "state", "reported_status", "last_error", "polls", "attempts",
+                    "created_at", "completed_at"]
+    list_filter = ["state", StalledFilter, "kind", ("app", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["device"]
     search_fields = ["name", "identifier", "device__name", "device__device_id"]
     readonly_fields = ["device", "app", "name", "kind", "identifier", "state", "install_command", "status_command",
-                       "error_command", "reported_status", "last_error", "polls", "created_at", "updated_at",
-                       "completed_at"]
+                       "error_command", "reported_status", "last_error", "polls", "attempts", "progress_at",
+                       "stalls_at", "stalled_at", "stall_minutes", "retry_count", "stall_blocks", "created_at",
+                       "updated_at", "completed_at"]
 
     def has_add_permission(self, request):
         return False

@@ -59,8 +59,8 @@ class AppInstallInline(admin.TabularInline):
     model = AppInstall
     ordering = ["name"]  # the model's ["device", "name"] would join the device table for one device
     verbose_name_plural = "Essential apps"
-    fields = ["name", "kind", "identifier", "state", "reported_status", "last_error", "polls", "updated_at",
-              "completed_at"]
+    fields = ["name", "kind", "identifier", "state", "reported_status", "last_error", "polls", "attempts",
+              "progress_at", "stalled_at", "updated_at", "completed_at"]
     readonly_fields = fields
     extra = 0
     can_delete = False

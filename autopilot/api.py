@@ -8,7 +8,7 @@ names); an unknown name is a 400 that names it.
 """
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.http import HttpResponse, StreamingHttpResponse
 from django.urls import include, path
 from drf_spectacular.utils import extend_schema
@@ -78,7 +78,8 @@ class ProfileSerializer(serializers.ModelSerializer):
                   "configure_keyboard", "device_name_template", "convert_all_targeted_devices",
                   "autopilot_update_during_oobe", "tenant_lockdown", "configuration_groups", "esp_enabled",
                   "esp_timeout_minutes", "esp_block_device", "esp_allow_reset", "esp_allow_retry",
-                  "esp_allow_continue", "esp_fail_on", "is_default", "group_tags", "essential_apps",
+                  "esp_allow_continue", "esp_fail_on", "app_stall_minutes", "app_retry_count", "app_stall_blocks",
+                  "is_default", "group_tags", "essential_apps",
                   "ztd_correlation_id", "created_at", "updated_at"]
         read_only_fields = ["ztd_correlation_id", "created_at", "updated_at"]
 
@@ -335,10 +336,15 @@ class ProvisioningItemSerializer(serializers.ModelSerializer):
 
 
 class AppInstallSerializer(serializers.ModelSerializer):
+    stalled = serializers.BooleanField(read_only=True, help_text=(
+        "Found with no progress past its profile's stall time: waiting for the install sent again (state "
+        "stalled), or given up after its retries (state failed)"))
+
     class Meta:
         model = AppInstall
         fields = ["id", "device", "app", "name", "kind", "identifier", "state", "reported_status", "last_error",
-                  "polls", "created_at", "updated_at", "completed_at"]
+                  "polls", "attempts", "progress_at", "stalled", "stalled_at", "created_at", "updated_at",
+                  "completed_at"]
 
 
 class ProvisioningSerializer(serializers.ModelSerializer):
@@ -353,6 +359,7 @@ class ProvisioningSerializer(serializers.ModelSerializer):
     # Later users skip the account-setup page: the SkipUserStatusPage command's status (queued, sent,
     # succeeded…), null until the server queued it.
     skip_user_page = serializers.CharField(source="skip_user_page_command.status", default=None, read_only=True)
+    stalled_apps = serializers.SerializerMethodField(help_text="Its app installs found stalled (see app_installs)")
 
     class Meta:
         model = AutopilotEnrollment
@@ -360,7 +367,7 @@ class ProvisioningSerializer(serializers.ModelSerializer):
                   "esp_state", "expected", "done", "failed", "esp_started_at", "esp_deadline", "esp_finished_at",
                   "esp_acknowledged_at", "esp_note", "user_esp_state", "user_esp_started_at", "user_esp_deadline",
                   "user_esp_finished_at", "user_esp_acknowledged_at", "user_esp_note", "skip_user_page", "items",
-                  "app_installs", "created_at"]
+                  "app_installs", "stalled_apps", "created_at"]
 
     def get_expected(self, link) -> int:
         return link.counts()["expected"]
@@ -371,10 +378,14 @@ class ProvisioningSerializer(serializers.ModelSerializer):
     def get_failed(self, link) -> int:
         return link.counts()["failed"]
 
+    def get_stalled_apps(self, link) -> int:
+        return sum(1 for install in link.device.app_installs.all() if install.stalled)
+
 
 class ProvisioningViewSet(viewsets.ReadOnlyModelViewSet):
     """Each Autopilot device's setup: `?state=tracking|succeeded|failed|timed_out` (device phase),
-    `?user_state=` (account setup: Store apps once a user signed in) and `?device=<id>` filter."""
+    `?user_state=` (account setup: Store apps once a user signed in), `?device=<id>` and `?stalled=true`
+    (a stalled app install) filter."""
 
     queryset = (AutopilotEnrollment.objects.select_related("profile", "skip_user_page_command")
                 .prefetch_related("items", "device__app_installs").order_by("-created_at", "-pk"))
@@ -389,11 +400,14 @@ class ProvisioningViewSet(viewsets.ReadOnlyModelViewSet):
             queryset = queryset.filter(user_esp_state=params["user_state"])
         if params.get("device", "").isdigit():
             queryset = queryset.filter(device_id=params["device"])
+        if params.get("stalled") in ("true", "false"):
+            stalled = Exists(AppInstall.objects.filter(AppInstall.stalled_q(), device=OuterRef("device")))
+            queryset = queryset.filter(stalled if params["stalled"] == "true" else ~stalled)
         return queryset
 
 
 class AppInstallViewSet(viewsets.ReadOnlyModelViewSet):
-    """Essential apps on devices: `?device=<id>`, `?app=<id>`, `?state=` filter."""
+    """Essential apps on devices: `?device=<id>`, `?app=<id>`, `?state=`, `?stalled=true|false` filter."""
 
     queryset = AppInstall.objects.order_by("-created_at", "-pk")
     serializer_class = AppInstallSerializer
@@ -406,6 +420,9 @@ class AppInstallViewSet(viewsets.ReadOnlyModelViewSet):
                 queryset = queryset.filter(**{f"{name}_id": params[name]})
         if params.get("state"):
             queryset = queryset.filter(state=params["state"])
+        if params.get("stalled") in ("true", "false"):
+            queryset = queryset.filter(AppInstall.stalled_q()) if params["stalled"] == "true" else queryset.exclude(
+                AppInstall.stalled_q())
         return queryset
 
 

@@ -7,9 +7,11 @@ class AutopilotConfig(AppConfig):
 
     def ready(self):
         from enrollment import inventory, passphrase, reenrollment, wstep
+        from invitations import dashboard
 
         from . import checks  # noqa: F401  (registers the system checks)
         from . import graph_models, matching
+        from .dashboard import stalled_installs_card
 
         # An Autopilot record matched by hardware hash proves a re-enrollment comes from the same PC.
         reenrollment.register_hardware_proof(matching.hardware_hash_proof)
@@ -19,3 +21,5 @@ class AutopilotConfig(AppConfig):
         # the serial number and hardware hash read at the start of its first OMA-DM session.
         wstep.register_enrolled(matching.link_enrolled_device)
         inventory.register_reader(matching.wants_hardware, matching.recognise)
+        # Stalled app installs need someone's attention: a figure on the console's dashboard.
+        dashboard.register_card(stalled_installs_card)

@@ -36,6 +36,12 @@ page waits for it (autopilot/provisioning.py).
 
 `poll` runs at each check-in (autopilot/provisioning.py): it closes installs whose Exec failed, and for
 the others reads the Status node once per session until it is final.
+
+An MSI install can park on the device (Status stuck at 20 or 50, or a device gone quiet). Progress is a new
+Status value or a change of state; with none for the profile's app_stall_minutes, `check_stalled` (at a
+check-in, and from the sweep in autopilot/provisioning.py for silent devices) marks the install stalled and
+sends it again up to the profile's app_retry_count, then fails it: the status page counts that failure as
+the profile's app_stall_blocks says.
 """
 import logging
 from urllib.parse import quote
@@ -116,8 +122,11 @@ def error_node(install):
 def queue_install(device, app, *, actor=None):
     """Queue `app` for `device` (Add, then the install Exec) and return its AppInstall. An app already
     queued or installed on the device is not queued again. Raises commands.CommandError."""
+    profile = app.profile
     install, created = AppInstall.objects.get_or_create(
-        device=device, kind=app.kind, identifier=identifier(app), defaults={"app": app, "name": app.name[:200]})
+        device=device, kind=app.kind, identifier=identifier(app),
+        defaults={"app": app, "name": app.name[:200], "stall_minutes": profile.app_stall_minutes,
+                  "retry_count": profile.app_retry_count, "stall_blocks": profile.app_stall_blocks})
     if not created:
         return install
     if app.kind == EssentialApp.Kind.STORE and app.profile.is_self_deploying:
@@ -125,25 +134,30 @@ def queue_install(device, app, *, actor=None):
         install.advance(AppInstall.State.FAILED, timezone.now(), error=STORE_NEEDS_USER)
         return install
     if app.kind == EssentialApp.Kind.MSI:
-        node = msi_node(app.product_code) + "/DownloadInstall"
-        commands.queue(device, DeviceCommand.Verb.ADD, node, actor=actor, source=SOURCE)
-        install.install_command = commands.queue(device, DeviceCommand.Verb.EXEC, node, format="xml", type="text/plain",
-                                                 data=install_job(app), actor=actor, source=SOURCE)
+        install.install_command = _queue_msi_install(device, app, actor=actor)
+        install.progressed(timezone.now())  # its stall clock starts
     else:
         node = modern_node(app.package_family_name)
         commands.queue(device, DeviceCommand.Verb.ADD, node, actor=actor, source=SOURCE)
         install.install_command = commands.queue(device, DeviceCommand.Verb.EXEC, node + "/StoreInstall", format="xml",
                                                  data=store_install(app), actor=actor, source=SOURCE)
-    install.save(update_fields=["install_command"])
+    install.save(update_fields=["install_command", "progress_at", "stalls_at"])
     return install
+
+
+def _queue_msi_install(device, app, *, actor=None):
+    """Add, then Exec, of the app's DownloadInstall (the CSP wants the Add first); returns the Exec."""
+    node = msi_node(app.product_code) + "/DownloadInstall"
+    commands.queue(device, DeviceCommand.Verb.ADD, node, actor=actor, source=SOURCE)
+    return commands.queue(device, DeviceCommand.Verb.EXEC, node, format="xml", type="text/plain",
+                          data=install_job(app), actor=actor, source=SOURCE)
 
 
 def poll(device, now=None):
     """At a check-in: settle the device's open installs from what it answered, and read the Status node
     of those still installing. Returns the installs that changed state."""
     now = now or timezone.now()
-    open_installs = (AppInstall.objects.filter(device=device, state__in=[AppInstall.State.QUEUED,
-                                                                          AppInstall.State.INSTALLING])
+    open_installs = (AppInstall.objects.filter(device=device, state__in=AppInstall.OPEN)
                      .select_related("install_command", "status_command", "error_command"))
     changed = []
     for install in open_installs:
@@ -152,6 +166,7 @@ def poll(device, now=None):
         _observe(install, now)
         if install.state == AppInstall.State.INSTALLING:
             _read_status(install, now)
+        check_stalled(install, now)
         if install.state != before:
             changed.append(install)
     return changed
@@ -159,7 +174,7 @@ def poll(device, now=None):
 
 def _observe(install, now):
     command = install.install_command
-    if install.state == AppInstall.State.QUEUED:
+    if install.state in (AppInstall.State.QUEUED, AppInstall.State.STALLED):
         if command is None:
             install.advance(AppInstall.State.FAILED, now, error="The install command was deleted")
         elif command.status == DeviceCommand.Status.SUCCEEDED:
@@ -172,7 +187,7 @@ def _observe(install, now):
     status = install.status_command
     if status is None or status.is_pending:
         return
-    verdict = _verdict(install, status)
+    verdict = _verdict(install, status, now)
     if verdict is None:
         return
     state, error = verdict
@@ -199,12 +214,13 @@ def _send_again(install, command, now):
     install.save(update_fields=["install_command", "polls", "updated_at"])
 
 
-def _verdict(install, status):
+def _verdict(install, status, now=None):
     """(final state, error) from an answered Get of the Status node, or None while installing."""
     value = status.result_data.strip() if status.status == DeviceCommand.Status.SUCCEEDED else ""
     if value and value != install.reported_status:
         install.reported_status = value[:32]
-        install.save(update_fields=["reported_status"])
+        install.progressed(now or timezone.now())  # a new Status is progress (10 → 20 → 40 → 50 → 70)
+        install.save(update_fields=["reported_status", "progress_at", "stalls_at"])
     last_error = _last_error(install)
     if install.kind == EssentialApp.Kind.MSI:
         if value == MSI_INSTALLED:
@@ -250,6 +266,52 @@ def _read_status(install, now):
     install.polls += 1
     install.updated_at = now
     install.save(update_fields=["status_command", "error_command", "polls", "updated_at"])
+
+
+def check_stalled(install, now):
+    """An MSI install that made no progress by its `stalls_at` (its Status unchanged, or the device gone
+    quiet) is stalled: sent again (Add, then Exec of DownloadInstall, as at first) while the profile's retries
+    last, else failed. A resend the device never fetched is withdrawn first, so that a device coming back
+    gets one install, not a pile. Returns True when the install was found stalled."""
+    if (install.kind != EssentialApp.Kind.MSI or install.stalls_at is None or now < install.stalls_at
+            or install.state not in (AppInstall.State.INSTALLING, AppInstall.State.STALLED)):
+        return False
+    _withdraw_resend(install, now)
+    waited = f"No progress for {install.stall_minutes} minutes (last Status {install.reported_status or 'none'})"
+    install.stalled_at = now
+    install.save(update_fields=["stalled_at"])
+    if install.attempts > install.retry_count:
+        _give_up(install, now, f"Stalled: {waited[0].lower()}{waited[1:]} after {install.attempts} attempts")
+        return True
+    if install.app is None:
+        _give_up(install, now, f"Stalled: {waited[0].lower()}{waited[1:]}; its app was removed from the profile")
+        return True
+    try:
+        command = _queue_msi_install(install.device, install.app)
+    except commands.CommandError as error:
+        _give_up(install, now, f"Stalled, and cannot be sent again: {error}")
+        return True
+    install.install_command, install.status_command, install.error_command = command, None, None
+    install.attempts += 1
+    install.save(update_fields=["install_command", "status_command", "error_command", "attempts"])
+    install.advance(AppInstall.State.STALLED, now,
+                    error=f"{waited}: sent again (attempt {install.attempts} of {install.retry_count + 1})")
+    logger.warning("autopilot: MSI install %s stalled; sent again (attempt %s)", install.pk, install.attempts)
+    return True
+
+
+def _give_up(install, now, error):
+    install.advance(AppInstall.State.FAILED, now, error=error)
+    logger.warning("autopilot: MSI install %s given up: %s", install.pk, error)
+
+
+def _withdraw_resend(install, now):
+    # A conditional update: a session taking the commands at this moment has them locked and marks them
+    # sent, and then they no longer match.
+    node = msi_node(install.identifier) + "/DownloadInstall"
+    DeviceCommand.objects.filter(device_id=install.device_id, source=SOURCE, target=node,
+                                 status=DeviceCommand.Status.QUEUED).update(
+        status=DeviceCommand.Status.CANCELLED, completed_at=now, note="Withdrawn: the install stalled")
 
 
 def _why(command):

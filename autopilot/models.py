@@ -38,6 +38,9 @@ STORE_SKU_RE = re.compile(r"^[0-9A-Z]{4}$")
 STORE_NEEDS_USER = ("Store apps install for the signed-in user (StoreInstall works in the user context only), and a "
                     "self-deploying profile has no user: use a user-driven profile, or an MSI app.")
 VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){0,3}$")
+# The MsiInstallJob's Enforcement lets msiexec run 10 minutes and retries after 5 (autopilot/essential_apps.py):
+# a stall time shorter than that would send an install again while Windows still retries it itself.
+MIN_STALL_MINUTES = 15
 
 
 class Profile(models.Model):
@@ -115,6 +118,20 @@ class Profile(models.Model):
         "setup fails when", max_length=8, default="any",
         choices=[("any", "an essential app or a setting fails"),
                  ("apps", "an essential app fails (failed settings are only reported)")])
+    # MSI installs that park on the device (EnterpriseDesktopAppManagement Status stuck, or a device gone
+    # quiet): autopilot/essential_apps.py marks them stalled and sends them again.
+    app_stall_minutes = models.PositiveSmallIntegerField(
+        "an MSI install is stalled after (minutes)", default=20,
+        validators=[MinValueValidator(0), MaxValueValidator(1440)],
+        help_text=f"An MSI app whose install shows no progress (its Status node unchanged) for this long is marked "
+                  f"stalled and sent again. At least {MIN_STALL_MINUTES}, so that Windows' own retry of msiexec "
+                  f"comes first; 0 never marks installs stalled.")
+    app_retry_count = models.PositiveSmallIntegerField(
+        "times a stalled install is sent again", default=2, validators=[MaxValueValidator(10)],
+        help_text="After that many, a still stalled install counts as failed (0 to 10).")
+    app_stall_blocks = models.BooleanField(
+        "an install still stalled after its retries fails the setup", default=True,
+        help_text="When off, the app is reported as failed but the Enrollment Status Page goes on without it.")
     is_default = models.BooleanField(
         "default profile", default=False,
         help_text="Given to Autopilot devices with no explicit profile and no matching group tag. At most one.")
@@ -167,6 +184,9 @@ class Profile(models.Model):
                 self.esp_allow_reset or self.esp_allow_retry or self.esp_allow_continue):
             errors["esp_allow_reset"] = ("A blocking status page needs a way out when setup fails: offer reset, "
                                          "try again or continue anyway.")
+        if 0 < (self.app_stall_minutes or 0) < MIN_STALL_MINUTES:
+            errors["app_stall_minutes"] = (f"Give at least {MIN_STALL_MINUTES} minutes, so that Windows' own retry of "
+                                           f"the install comes first, or 0 to never mark installs stalled.")
         if self.configure_keyboard and not self.language:
             errors["configure_keyboard"] = "Windows can only pick the keyboard for you when the language is set."
         if self.device_name_template:
@@ -596,8 +616,10 @@ class AppInstall(models.Model):
         INSTALLING = "installing", "Installing"
         INSTALLED = "installed", "Installed"
         FAILED = "failed", "Failed"
+        STALLED = "stalled", "Stalled, sent again"
 
     FINAL = {State.INSTALLED, State.FAILED}
+    OPEN = [State.QUEUED, State.INSTALLING, State.STALLED]
 
     device = models.ForeignKey("enrollment.Device", related_name="app_installs", on_delete=models.CASCADE)
     app = models.ForeignKey(EssentialApp, null=True, blank=True, related_name="installs", on_delete=models.SET_NULL)
@@ -618,6 +640,17 @@ class AppInstall(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # Stalled installs (MSI; autopilot/essential_apps.py): the profile's settings, copied when queued.
+    attempts = models.PositiveSmallIntegerField(default=1, help_text="Install commands sent so far")
+    progress_at = models.DateTimeField("last progress", default=timezone.now,
+                                       help_text="When the install last moved: queued, started, Status changed")
+    stalls_at = models.DateTimeField("stalled at if no progress by", null=True, blank=True, db_index=True,
+                                     help_text="Empty when the install is never marked stalled")
+    stalled_at = models.DateTimeField("last stalled", null=True, blank=True,
+                                      help_text="When the install was last found stalled")
+    stall_minutes = models.PositiveSmallIntegerField(default=0, help_text="Copied from the profile when queued")
+    retry_count = models.PositiveSmallIntegerField(default=0, help_text="Copied from the profile when queued")
+    stall_blocks = models.BooleanField(default=True, help_text="Copied from the profile when queued")
 
     class Meta:
         ordering = ["device", "name"]
@@ -627,7 +660,8 @@ class AppInstall(models.Model):
         return f"{self.name} on {self.device}"
 
     def advance(self, state, now, *, error=""):
-        """queued → installing → installed | failed (queued may fail or finish at once)."""
+        """queued → installing → installed | failed (queued may fail or finish at once); installing →
+        stalled (sent again) → installing, or failed."""
         if self.state in self.FINAL or (state == self.State.QUEUED):
             raise InvalidTransition(self.state, state)
         self.state, self.updated_at = state, now
@@ -635,7 +669,35 @@ class AppInstall(models.Model):
             self.last_error = error[:255]
         if state in self.FINAL:
             self.completed_at = now
-        self.save(update_fields=["state", "updated_at", "last_error", "completed_at"])
+        self.progressed(now)
+        self.save(update_fields=["state", "updated_at", "last_error", "completed_at", "progress_at", "stalls_at"])
+
+    def progressed(self, now):
+        """The install moved: its stall clock starts again (not saved)."""
+        self.progress_at = now
+        open_msi = self.kind == EssentialApp.Kind.MSI and self.state not in self.FINAL and self.stall_minutes
+        self.stalls_at = now + timedelta(minutes=self.stall_minutes) if open_msi else None
+
+    @classmethod
+    def stalled_q(cls, prefix=""):
+        """The installs found stalled and not over it: waiting for the install sent again, or given up."""
+        gave_up = {f"{prefix}state": cls.State.FAILED, f"{prefix}stalled_at": models.F(f"{prefix}completed_at")}
+        return models.Q(**{f"{prefix}state": cls.State.STALLED}) | models.Q(**gave_up)
+
+    @property
+    def gave_up_stalled(self):
+        """Failed because it stayed stalled after its retries (the give-up sets both times to the same now)."""
+        return self.state == self.State.FAILED and self.stalled_at is not None and self.stalled_at == self.completed_at
+
+    @property
+    def stalled(self):
+        return self.state == self.State.STALLED or self.gave_up_stalled
+
+    @property
+    def failure_counts(self):
+        """Whether the Enrollment Status Page counts this install's failure: an install given up after
+        stalling as its profile says (app_stall_blocks), any other failure always."""
+        return self.stall_blocks or not self.gave_up_stalled
 
 
 class ProvisioningItem(models.Model):

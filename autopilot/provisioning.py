@@ -68,7 +68,7 @@ from django.db.models import Exists
 from django.utils import timezone
 
 from enrollment import commands, reconcile
-from enrollment.models import DeviceCommand, DeviceSettingState
+from enrollment.models import Device, DeviceCommand, DeviceSettingState
 from invitations.models import AuditEvent
 
 from . import essential_apps
@@ -168,8 +168,7 @@ def checked_in(device, now=None):
     now = now or timezone.now()
     # One query for a device that is not Autopilot (apps are only queued for Autopilot devices).
     # Locked: two sessions of one device at once must not both end the page.
-    open_installs = AppInstall.objects.filter(device=device, state__in=[AppInstall.State.QUEUED,
-                                                                        AppInstall.State.INSTALLING])
+    open_installs = AppInstall.objects.filter(device=device, state__in=AppInstall.OPEN)
     link = (AutopilotEnrollment.objects.select_for_update().filter(device=device)
             .annotate(has_open_installs=Exists(open_installs)).first())
     if link is None:
@@ -215,7 +214,7 @@ def evaluate(link, now, phase=Phase.DEVICE):
         _finish(link, phase, EspState.FAILED, f"Failed: {names}"[:255], now)
     elif all(item.state != State.PENDING for item in items):
         failed = sum(1 for item in items if item.state == State.FAILED)
-        note = f"All {len(items)} items done" + (f" ({failed} setting(s) failed, not counted)" if failed else "")
+        note = f"All {len(items)} items done" + (f" ({failed} failed, not counted)" if failed else "")
         _finish(link, phase, EspState.SUCCEEDED, note, now)
     elif deadline is not None and now >= deadline:
         waiting = ", ".join(item.label for item in items if item.state == State.PENDING)
@@ -266,6 +265,8 @@ def _observe(item, states, desired):
 
 
 def _counts(item, fail_on):
+    if item.kind == Item.MSI and item.app_install is not None and not item.app_install.failure_counts:
+        return False  # given up after stalling, and the profile lets the page go on without it
     return fail_on == "any" or item.kind in (Item.MSI, Item.MODERN)
 
 
@@ -370,3 +371,32 @@ def _end_overdue(link, phase, now):
         return False
     essential_apps.poll(link.device, now)
     return evaluate(link, now, phase) != EspState.TRACKING
+
+
+def sweep_stalled_installs(now=None):
+    """Mark the MSI installs that made no progress by their stall time, device talking or not: each is sent
+    again or given up (essential_apps.check_stalled), and a status page given up on is settled at once, so
+    that its end waits for the device's next contact rather than its time-out. Returns how many."""
+    now = now or timezone.now()
+    due = (AppInstall.objects.filter(kind=EssentialApp.Kind.MSI, stalls_at__lte=now,
+                                     state__in=[AppInstall.State.INSTALLING, AppInstall.State.STALLED])
+           .values_list("pk", "device_id"))
+    count = 0
+    for pk, device_id in due:
+        with transaction.atomic():
+            # Locked in a session's order (enrollment/omadm.py, then checked_in): the device, its
+            # enrollment, the install; a session of the device waits, or is waited for.
+            device = Device.objects.select_for_update().get(pk=device_id)
+            link = AutopilotEnrollment.objects.select_for_update().filter(device=device).first()
+            install = AppInstall.objects.select_for_update(of=("self",)).select_related("app").filter(pk=pk).first()
+            if install is None:
+                continue
+            install.device = device
+            if not essential_apps.check_stalled(install, now):
+                continue
+            count += 1
+            if (install.state == AppInstall.State.FAILED and link is not None and link.esp_state == EspState.TRACKING
+                    and link.esp_started_at is not None and device.status == Device.Status.ENROLLED):
+                link.device = device
+                evaluate(link, now, Phase.DEVICE)
+    return count

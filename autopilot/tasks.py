@@ -26,6 +26,13 @@ def finish_overdue_setups():
     return provisioning.finish_overdue()
 
 
+@shared_task
+def sweep_stalled_installs():
+    """MSI installs with no progress past their profile's stall time are sent again or given up, even when
+    their device went quiet."""
+    return provisioning.sweep_stalled_installs()
+
+
 # --- the optional Microsoft Graph connector (autopilot/graph_sync.py) -----------------------------
 
 GRAPH_MAX_RETRIES = 10

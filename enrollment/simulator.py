@@ -954,6 +954,10 @@ def _random_mac():
     return "".join(f"{o:02X}" for o in octets)
 
 
+MSI_STALL_MODES = (None, "once", "always")
+MSI_PARKED_STATUS = "50"  # EnterpriseDesktopAppManagement Status: enforcement in progress
+
+
 class Simulator:
     """One simulated Windows enrollment. `run()` returns an EnrollmentResult or raises SimulatorError."""
 
@@ -966,7 +970,7 @@ class Simulator:
                  context_items=None, entra_token=None, terms_url=None, msi_install_status="70", resolve=None,
                  client_cert_header=False, login_status="user", entra_enrollment_data=None,
                  follow_auth_policy=False, serial_number=None, hardware_hash=None, user_context_after=0,
-                 second_user_at=None):
+                 second_user_at=None, msi_stall=None):
         self.discovery_url = discovery_url(base_url)
         # Extra (name, value) context items sent with the enrollment, e.g. Autopilot's ZeroTouchProvisioning
         # or OfflineAutoPilotEnrollmentCorrelator (never the serial number or hardware hash: see below).
@@ -1041,6 +1045,13 @@ class Simulator:
         self.appsrv_nonce = None
         # The Status an MSI install reaches (EnterpriseDesktopAppManagement: 70 completed, 60 failed).
         self.msi_install_status = str(msi_install_status)
+        # An MSI install that parks, as seen in the field: its Status stays at 50 (enforcement in
+        # progress) and never moves. "once": the first DownloadInstall of each product parks and one sent
+        # again completes; "always": every one parks. None: installs end at msi_install_status.
+        if msi_stall not in MSI_STALL_MODES:
+            raise SimulatorError("msi-stall", f"{msi_stall!r} is not one of {', '.join(map(str, MSI_STALL_MODES))}")
+        self.msi_stall = msi_stall
+        self.msi_install_runs = {}  # product id -> DownloadInstall Execs received
         # What the 1224 LoginStatus alert of each check-in reports: "user" once someone signed in,
         # "none" during the device phase of setup (change it between check-ins).
         self.login_status = login_status
@@ -1383,6 +1394,13 @@ class Simulator:
         return RenewalResult(previous=previous, certificate=certificate, private_key=key, enrollment=enrollment,
                              seconds=time.perf_counter() - started)
 
+    def msi_run_status(self, product):
+        """The Status an MSI install of `product` reaches this time (see msi_stall)."""
+        runs = self.msi_install_runs[product] = self.msi_install_runs.get(product, 0) + 1
+        if self.msi_stall == "always" or (self.msi_stall == "once" and runs == 1):
+            return MSI_PARKED_STATUS
+        return self.msi_install_status
+
     def checkin(self, result, *, digest=False, unenroll=False):
         """One OMA-DM session after `result` (from run()): package 1 with the client certificate (in
         the TLS handshake or the header nginx forwards, see client_cert_header; or the APPSRV digest),
@@ -1678,9 +1696,10 @@ class ManagementClient:
         if verb == "Exec" and target.startswith(MSI_ROOT) and target.endswith(MSI_INSTALL_SUFFIX):
             # The install runs in the background; its Status node tells how it went.
             product = target[len(MSI_ROOT):-len(MSI_INSTALL_SUFFIX)]
-            status = self.simulator.msi_install_status
+            status = self.simulator.msi_run_status(product)
             self.simulator.nodes[f"{MSI_ROOT}{product}/Status"] = status
-            self.simulator.nodes[f"{MSI_ROOT}{product}/LastError"] = "0" if status == "70" else "-2147023293"
+            failed = status not in ("70", MSI_PARKED_STATUS)
+            self.simulator.nodes[f"{MSI_ROOT}{product}/LastError"] = "-2147023293" if failed else "0"
             return "202"
         if verb == "Delete":
             self.simulator.nodes.pop(target, None)

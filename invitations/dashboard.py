@@ -2,6 +2,21 @@ from enrollment.models import Device
 
 from .models import Invitation, User
 
+# Figures of higher apps (Autopilot...), which this app cannot import: each registers a function of the
+# signed-in user returning a card {"id", "figure", "label", "url"} (url None when the user may not open the
+# list) or None to show nothing.
+_cards = []
+
+
+def register_card(card):
+    if card not in _cards:
+        _cards.append(card)
+
+
+def cards(user):
+    """The registered apps' cards for `user`, in registration order."""
+    return [card for card in (make(user) for make in _cards) if card is not None]
+
 
 def counts():
     """The console dashboard's figures."""

@@ -103,10 +103,11 @@ class ConsoleSite(admin.AdminSite):
 
     def index(self, request, extra_context=None):
         from enrollment.models import EntraKeyAlert
-        from invitations.dashboard import counts
+        from invitations.dashboard import cards, counts
         from invitations.models import Organisation
 
-        extra_context = {**(extra_context or {}), "counts": counts(), "organisation": Organisation.get(),
+        extra_context = {**(extra_context or {}), "counts": counts(), "cards": cards(request.user),
+                         "organisation": Organisation.get(),
                          "entra_key_alerts": EntraKeyAlert.objects.open().count()}
         return super().index(request, extra_context)
 

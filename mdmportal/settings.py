@@ -304,6 +304,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "autopilot.tasks.finish_overdue_setups",
         "schedule": 60.0,
     },
+    "sweep-stalled-app-installs": {
+        "task": "autopilot.tasks.sweep_stalled_installs",
+        "schedule": 60.0,
+    },
     # The optional Microsoft Graph connector (autopilot/graph_sync.py); does nothing while it is off.
     "sync-autopilot-with-graph": {
         "task": "autopilot.tasks.sync_with_graph",

@@ -3,6 +3,7 @@ import base64
 import hashlib
 
 import factory
+from django.utils import timezone
 from factory.django import DjangoModelFactory
 
 from autopilot.models import (AppInstall, AutopilotDevice, AutopilotEnrollment, DeviceImport, DeviceImportChunk,
@@ -127,6 +128,12 @@ class AppInstallFactory(DjangoModelFactory):
     class Params:
         installed = factory.Trait(state=AppInstall.State.INSTALLED, reported_status="70")
         failed = factory.Trait(state=AppInstall.State.FAILED, reported_status="60", last_error="0x80070643")
+        # Sent again after no progress; given up after its retries (stalled_at is then the completion).
+        stalled = factory.Trait(state=AppInstall.State.STALLED, reported_status="50", attempts=2,
+                                stalled_at=factory.LazyFunction(timezone.now))
+        gave_up = factory.Trait(state=AppInstall.State.FAILED, reported_status="50", attempts=3,
+                                stalled_at=factory.SelfAttribute("completed_at"),
+                                completed_at=factory.LazyFunction(timezone.now))
 
 
 class ProvisioningItemFactory(DjangoModelFactory):

@@ -29,7 +29,7 @@ def profile_form(**overrides):
         "join_type": "entra", "user_account_type": "standard", "hide_eula": "on", "hide_privacy_settings": "on",
         "hide_change_account_options": "on", "language": "", "device_name_template": "",
         "esp_enabled": "on", "esp_timeout_minutes": "60", "esp_block_device": "on", "esp_allow_reset": "on",
-        "esp_fail_on": "any",
+        "esp_fail_on": "any", "app_stall_minutes": "20", "app_retry_count": "2", "app_stall_blocks": "on",
         "group_tags-TOTAL_FORMS": "0", "group_tags-INITIAL_FORMS": "0",
         "essential_apps-TOTAL_FORMS": "0", "essential_apps-INITIAL_FORMS": "0",
     }
@@ -98,6 +98,8 @@ def test_enrollment_admin_adds_a_profile_with_group_tags_and_an_essential_app(cl
      "domain join configuration"),
     ({"esp_allow_reset": None}, "esp_allow_reset", "needs a way out"),
     ({"esp_timeout_minutes": "1441"}, "esp_timeout_minutes", "less than or equal to 1440"),
+    ({"app_stall_minutes": "10"}, "app_stall_minutes", "at least 15"),
+    ({"app_retry_count": "11"}, "app_retry_count", "less than or equal to 10"),
 ])
 def test_profile_rules_are_clear_form_errors(console, overrides, field, message):
     response = add_profile(console, **overrides)

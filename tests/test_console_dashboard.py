@@ -1,6 +1,7 @@
 from django.utils import timezone
 
 from tests.factories import InvitationFactory, UserFactory
+from tests.factories_autopilot import AppInstallFactory
 from tests.factories_enrollment import DeviceFactory
 
 DASHBOARD = "/admin/"
@@ -52,3 +53,17 @@ def test_dashboard_tells_helpdesk_that_setup_is_for_full_administrators(client, 
     assert response.status_code == 200
     assert b'href="/admin/getting-started/"' not in response.content
     assert b"a full administrator should run the getting-started wizard" in response.content
+
+
+def test_dashboard_shows_stalled_app_installs_only_when_there_are_some(console, organisation):
+    AppInstallFactory(installed=True)
+    AppInstallFactory(failed=True)
+    assert "card-stalled-apps" not in console.get(DASHBOARD).content.decode()
+
+    AppInstallFactory(stalled=True)
+    AppInstallFactory(gave_up=True)
+    response = console.get(DASHBOARD)
+    assert response.context["cards"] == [{"id": "card-stalled-apps", "figure": 2, "label": "Stalled app installs",
+                                          "url": "/admin/autopilot/appinstall/?stalled=yes"}]
+    listing = console.get("/admin/autopilot/appinstall/?stalled=yes")
+    assert listing.context["cl"].result_count == 2

@@ -85,6 +85,11 @@ class Command(BaseCommand):
         parser.add_argument("--hardware-hash", help="the base64 hardware hash (an Autopilot CSV's Hardware Hash) the "
                                                     "PC reports when the server reads ./DevDetail/Ext/DeviceHardwareData; "
                                                     "not sent with the enrollment request either")
+        parser.add_argument("--stall-msi", nargs="?", const="once", choices=["once", "always"],
+                            help="at check-ins, an MSI app's DownloadInstall parks, as seen in the field: its "
+                                 "EnterpriseDesktopAppManagement Status stays at 50 (enforcement in progress). "
+                                 "once (the default): the first install of each product parks and one sent again "
+                                 "completes; always: every install parks")
         parser.add_argument("--unenroll", action="store_true",
                             help="with --checkin: send the 1226 alert of a user removing the work account")
         parser.add_argument("--context-item", action="append", default=[], metavar="NAME=VALUE",
@@ -108,7 +113,7 @@ class Command(BaseCommand):
     def handle(self, *, server, email, password, pin, federated, hololens, device_enrollment, device_id,
                csr_hash, insecure, ca_file, timeout, renew, checkin, digest, unenroll, registration_pin,
                entra_token, entra_terms_url, resolve, client_cert_header, entra_enrollment_data, follow_auth_policy,
-               serial=None, hardware_hash=None, **options):
+               stall_msi, serial=None, hardware_hash=None, **options):
         as_json = options["json"]
         try:
             resolve = dict(parse_resolve(value) for value in resolve)
@@ -160,6 +165,7 @@ class Command(BaseCommand):
                 follow_auth_policy=follow_auth_policy, serial_number=serial, hardware_hash=hardware_hash,
                 user_context_after=user_context_after, second_user_at=sessions + 1 if second_user else None,
                 context_items=context_items,
+                msi_stall=stall_msi,
             )
             result = simulator.run()
         except SimulatorError as exc:
