@@ -30,9 +30,15 @@ logger = logging.getLogger(__name__)
 
 ROOT_VALIDITY_DAYS = 20 * 365
 ISSUING_VALIDITY_DAYS = 10 * 365
-# Certificates start five minutes in the past to absorb clock skew, never more (a back-dated
-# NotBefore was a Fleet bug; brief §5).
+# CA certificates start five minutes in the past to absorb clock skew between servers.
 CLOCK_SKEW = timedelta(minutes=5)
+# A device certificate starts a day in the past: Windows checks it against the device's own clock,
+# which can trail ours by hours (a real-time clock read as local time, a restored VM, a PC that has
+# not reached a time server yet during setup), and a certificate "not yet valid" there fails the
+# first check-in. Only NotBefore moves: NotAfter, the lifetime and the renewal window still count
+# from the moment of issue (backdating them too, as some servers did, shortens the certificate's life
+# and opens the renewal window at once).
+DEVICE_CLOCK_TOLERANCE = timedelta(days=1)
 MIN_RSA_BITS = 2048
 _CN_MAX = 64  # ub-common-name, RFC 5280 appendix A
 
@@ -122,7 +128,7 @@ def issue_device_certificate(public_key, common_name: str, *, validity_days: int
         .issuer_name(issuing_cert.subject)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_before(now - DEVICE_CLOCK_TOLERANCE)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(digital_signature=True, key_encipherment=True), critical=True)

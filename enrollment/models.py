@@ -132,6 +132,11 @@ class Device(models.Model):
         max_length=64, unique=True, null=True, blank=True, editable=False,
         help_text="jti of the sign-in token spent by this enrollment (a token enrolls once)",
     )
+    enrollment_request_digest = models.CharField(
+        max_length=64, blank=True, db_index=True, editable=False,
+        help_text="Keyed hash (HMAC with SECRET_KEY) of the enrollment's RequestSecurityToken, its credentials "
+                  "and request, to answer the very same message again after a lost answer (enrollment/rst_retry.py)",
+    )
     entra_device_id = models.CharField(
         "Entra device id", max_length=64, blank=True, db_index=True,
         help_text="The deviceid claim of the Entra token that enrolled the device (Entra join)",

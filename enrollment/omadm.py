@@ -109,7 +109,12 @@ def serve(request):
     content_type = (request.content_type or "").lower()
     if content_type != syncml.CONTENT_TYPE:
         logger.info("management: refused Content-Type %r", content_type)
-        return _plain(415, f"Send SyncML as {syncml.CONTENT_TYPE} (WBXML is not supported).")
+        # WBXML (application/vnd.syncml.dm+wbxml, OMA DM 1.2's binary encoding) is not supported:
+        # Windows sends XML. 415 Unsupported Media Type with Accept naming the one we take (RFC 9110
+        # 15.5.16), before any parsing, so a client that tried WBXML can fall back.
+        response = _plain(415, f"Send SyncML as {syncml.CONTENT_TYPE} (WBXML is not supported).")
+        response["Accept"] = syncml.CONTENT_TYPE
+        return response
     cap = min(settings.ENROLLMENT_MAX_BODY_BYTES, syncml.MAX_BODY)
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)

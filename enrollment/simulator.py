@@ -32,7 +32,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import lxml.html
 from cryptography import x509
@@ -241,6 +241,7 @@ class EnrollmentResult:
                 "not_before": cert.not_valid_before_utc.isoformat(),
                 "not_after": cert.not_valid_after_utc.isoformat(),
             },
+            "enrollment_url": self.discovery.enrollment_url,
             "management_url": self.provisioning.management_url,
             "provider_id": self.provisioning.provider_id,
             "steps": [{"name": s.name, "seconds": round(s.seconds, 4), "detail": s.detail} for s in self.steps],
@@ -495,7 +496,7 @@ def _is_ca(cert):
         return False
 
 
-def _check_client_certificate(cert, *, public_key, subject):
+def _check_client_certificate(cert, *, public_key, subject, now=None):
     ours = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     theirs = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     if ours != theirs:
@@ -511,7 +512,7 @@ def _check_client_certificate(cert, *, public_key, subject):
         raise SimulatorError("provisioning-client-eku", "the client certificate lacks the clientAuth EKU (1.3.6.1.5.5.7.3.2)")
     if _is_ca(cert):
         raise SimulatorError("provisioning-client-ca", "the client certificate says CA=true")
-    now = datetime.now(timezone.utc)
+    now = now or datetime.now(timezone.utc)  # the device's clock, which may be off (Simulator.now)
     if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
         raise SimulatorError("provisioning-client-validity",
                              f"the client certificate is valid {cert.not_valid_before_utc} .. {cert.not_valid_after_utc}, not now")
@@ -601,7 +602,8 @@ def _renewal_schedule(root):
     return RenewalSchedule(robo == "true", days["RenewPeriod"], days["RetryInterval"])
 
 
-def validate_provisioning_document(document, *, public_key, device_id, device_enrollment=False, subject=None):
+def validate_provisioning_document(document, *, public_key, device_id, device_enrollment=False, subject=None,
+                                   now=None):
     """Every check of brief §5.1 / conformance test 4. Returns (Provisioning, lxml tree). `subject`
     is the expected certificate CN when it is not the DeviceID (the Entra device id of an Entra join)."""
     root = parse_xml(document, "provisioning")
@@ -621,7 +623,7 @@ def validate_provisioning_document(document, *, public_key, device_id, device_en
     (_, _, root_cert, _), (_, _, issuing, _), (_, _, client, my_location) = entries
     if not _characteristics(my_location, "PrivateKeyContainer"):
         raise SimulatorError("provisioning-private-key-container", f"My/{location} has no PrivateKeyContainer")
-    _check_client_certificate(client, public_key=public_key, subject=subject or device_id)
+    _check_client_certificate(client, public_key=public_key, subject=subject or device_id, now=now)
     if not (_is_ca(root_cert) and _is_ca(issuing)):
         raise SimulatorError("provisioning-chain", "the Root and CA certificates must both say CA=true")
     _verify_issued(root_cert, root_cert, "the root certificate is not self-signed")
@@ -634,7 +636,7 @@ def validate_provisioning_document(document, *, public_key, device_id, device_en
     return Provisioning(root_cert, issuing, client, location, provider_id, address, renewal), root.getroottree()
 
 
-def validate_renewal_document(document, *, public_key, previous, provisioning, device_enrollment=False):
+def validate_renewal_document(document, *, public_key, previous, provisioning, device_enrollment=False, now=None):
     """Brief §6: the answer to a renewal holds only the CertificateStore and APPLICATION/PROVIDER-ID
     of our enrollment; its client certificate carries our new key and the old certificate's subject,
     expires no earlier, and chains to the root we were given at enrollment. Returns the new certificate."""
@@ -665,7 +667,8 @@ def validate_renewal_document(document, *, public_key, previous, provisioning, d
     _verify_issued(issuing, provisioning.root, "the issuing CA is not signed by the root we trust")
     _verify_issued(client, issuing, "the new certificate is not signed by the issuing CA")
     common_names = [a.value for a in previous.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    _check_client_certificate(client, public_key=public_key, subject=common_names[0] if common_names else "")
+    _check_client_certificate(client, public_key=public_key, subject=common_names[0] if common_names else "",
+                              now=now)
     if client.subject != previous.subject:
         raise SimulatorError("renewal-subject", f"the new certificate is for {client.subject.rfc4514_string()}, "
                              f"the old one for {previous.subject.rfc4514_string()}")
@@ -970,7 +973,8 @@ class Simulator:
                  context_items=None, entra_token=None, terms_url=None, msi_install_status="70", resolve=None,
                  client_cert_header=False, login_status="user", entra_enrollment_data=None,
                  follow_auth_policy=False, serial_number=None, hardware_hash=None, user_context_after=0,
-                 second_user_at=None, msi_stall=None):
+                 second_user_at=None, msi_stall=None, clock_skew_hours=0, retry_rst=False, wbxml=False,
+                 before_renew=None):
         self.discovery_url = discovery_url(base_url)
         # Extra (name, value) context items sent with the enrollment, e.g. Autopilot's ZeroTouchProvisioning
         # or OfflineAutoPilotEnrollmentCorrelator (never the serial number or hardware hash: see below).
@@ -1068,6 +1072,22 @@ class Simulator:
         # simulated device refuses to go on (SimulatorError "second-user") when the node is not set.
         self.second_user_at = second_user_at
         self.second_user_page = None  # "skipped" once the later user's sign-in got past the page
+        # How far the device's clock is off ours (hours, negative: behind). Windows checks the
+        # certificates it is given against its own clock (see now()).
+        self.clock_skew = timedelta(hours=clock_skew_hours)
+        # Send the RequestSecurityToken, drop the answer as if the connection had failed, and send
+        # the very same message again; the second answer is the one kept.
+        self.retry_rst = retry_rst
+        # Send the first message of each OMA-DM session as WBXML (application/vnd.syncml.dm+wbxml)
+        # and fall back to XML when the server refuses that Content-Type with 415.
+        self.wbxml = wbxml
+        # Called by renew() before it posts (e.g. to wait while the enrollment URL is regenerated).
+        self.before_renew = before_renew
+
+    def now(self):
+        """The device's clock: ours, off by clock_skew."""
+        return datetime.now(timezone.utc) + self.clock_skew
+
     @property
     def enrollment_type(self):
         return "Device" if self.device_enrollment else "Full"
@@ -1354,12 +1374,17 @@ class Simulator:
     def enroll(self, url, token, key):
         csr = build_windows_csr(key, self.device_id, hash_name=self.csr_hash)
         message_id = new_message_id()
-        body = self._post_soap(url, self.enrollment_envelope(message_id, url, token, csr), "enroll")
+        envelope = self.enrollment_envelope(message_id, url, token, csr)
+        if self.retry_rst:
+            # The answer is lost on the way (a dropped connection, a proxy timing out): Windows has
+            # nothing, and sends the very same message again.
+            self.responses["enroll-lost"] = parse_xml(self._post_soap(url, envelope, "enroll-first"), "enroll-first")
+        body = self._post_soap(url, envelope, "enroll")
         self.responses["enroll"] = envelope = parse_xml(body, "enroll")
         document = parse_enrollment_response(envelope, message_id)
         provisioning, tree = validate_provisioning_document(
             document, public_key=key.public_key(), device_id=self.device_id, device_enrollment=self.device_enrollment,
-            subject=self.certificate_subject,
+            subject=self.certificate_subject, now=self.now(),
         )
         subject = provisioning.certificate.subject.rfc4514_string()
         return (key, provisioning, tree), f"certificate {subject} in My/{provisioning.store_location}"
@@ -1375,6 +1400,8 @@ class Simulator:
         if schedule is None or not schedule.robo_support:
             raise SimulatorError("renew-not-offered", "the provisioning document does not offer ROBO renewal "
                                  "(CertificateStore/My/WSTEP/Renew/ROBOSupport)")
+        if self.before_renew is not None:
+            self.before_renew()
         started = time.perf_counter()
         previous, current_key = result.certificate, result.private_key
         key = rsa.generate_private_key(public_exponent=65537, key_size=max(2048, current_key.key_size))
@@ -1389,7 +1416,7 @@ class Simulator:
         document = parse_enrollment_response(envelope, message_id, check="renew")
         certificate = validate_renewal_document(document, public_key=key.public_key(), previous=previous,
                                                 provisioning=result.provisioning,
-                                                device_enrollment=self.device_enrollment)
+                                                device_enrollment=self.device_enrollment, now=self.now())
         enrollment = replace(result, private_key=key, provisioning=replace(result.provisioning, certificate=certificate))
         return RenewalResult(previous=previous, certificate=certificate, private_key=key, enrollment=enrollment,
                              seconds=time.perf_counter() - started)
@@ -1434,6 +1461,7 @@ class Simulator:
 SYNCML_NS = "SYNCML:SYNCML1.2"
 METINF_NS = "syncml:metinf"
 SYNCML_CONTENT_TYPE = "application/vnd.syncml.dm+xml"
+WBXML_CONTENT_TYPE = "application/vnd.syncml.dm+wbxml"
 OMADM_USER_AGENT = "MSFT OMA DM Client/1.2.0.1"
 MANAGEMENT_QUERY = "mode=Maintenance&Platform=WoA"
 LOGIN_STATUS_TYPE = "com.microsoft/MDM/LoginStatus"
@@ -1498,19 +1526,24 @@ class CheckinResult:
     session_id: str
     auth: str
     messages: list
+    wbxml_refused: str | None = None  # with Simulator(wbxml=True): the Accept of the server's 415
+
 
     @property
     def commands(self):
         return [command for message in self.messages for command in message.commands]
 
     def as_dict(self):
-        return {
+        data = {
             "ok": True, "session_id": self.session_id, "auth": self.auth,
             "messages": [{"msg_id": m.msg_id, "header_status": m.header_code,
                           "commands": [{"verb": v, "cmd_id": c, "target": t, "format": f, "data": d, "answer": a}
                                        for (v, c, t, f, d), a in zip(m.commands, m.answers)]}
                          for m in self.messages],
         }
+        if self.wbxml_refused is not None:
+            data["wbxml_refused"] = self.wbxml_refused
+        return data
 
 
 def appsrv_credentials(tree):
@@ -1544,6 +1577,7 @@ class ManagementClient:
         self.url = f"{url}{'&' if '?' in url else '?'}{MANAGEMENT_QUERY}"
         self.session_id = format(secrets.randbelow(0xFFFF) + 1, "X")
         self.msg_id = 0
+        self.wbxml_refused = None
 
     def _header(self, with_credentials):
         children = [SML.VerDTD("1.2"), SML.VerProto("DM/1.2"), SML.SessionID(self.session_id),
@@ -1579,6 +1613,8 @@ class ManagementClient:
         if not self.digest:
             opener, cert_headers = self.simulator.device_opener(self.result.certificate, self.result.private_key)
             headers.update(cert_headers)
+        if self.simulator.wbxml and self.msg_id == 1 and self.wbxml_refused is None:
+            self.wbxml_refused = self.try_wbxml(data, headers, opener)
         request = urllib.request.Request(self.url, data=data, method="POST", headers=headers)
         status, response_headers, content = self.simulator._open(opener, request, "checkin")
         if status != 200:
@@ -1588,6 +1624,24 @@ class ManagementClient:
         if response_headers.get("Content-Length") is None:
             raise SimulatorError("checkin-content-length", "the answer has no Content-Length")
         return content
+
+    def try_wbxml(self, data, headers, opener):
+        """Post the first message as WBXML; the server must refuse it with 415 Unsupported Media Type
+        naming XML in Accept (RFC 9110 15.5.16), and the same message then goes again as XML with the
+        same MsgID (the refused one was never processed). The simulator has no WBXML encoder: the
+        body is the XML message under the WBXML Content-Type, so a server answering anything but 415
+        fails here. Returns the Accept header."""
+        request = urllib.request.Request(self.url, data=data, method="POST",
+                                         headers={**headers, "Content-Type": WBXML_CONTENT_TYPE})
+        status, response_headers, content = self.simulator._open(opener, request, "checkin-wbxml")
+        if status != 415:
+            raise SimulatorError("checkin-wbxml", f"{self.url} answered HTTP {status} to a WBXML message, expected "
+                                 f"415 Unsupported Media Type: {_page_text(content)}")
+        accept = response_headers.get("Accept", "")
+        if SYNCML_CONTENT_TYPE not in [value.split(";")[0].strip().lower() for value in accept.split(",")]:
+            raise SimulatorError("checkin-wbxml-accept", f"the 415 answer's Accept is {accept!r}; it should name "
+                                 f"{SYNCML_CONTENT_TYPE} for the device to fall back to")
+        return accept
 
     def read(self, content, sent, expected_msg_id):
         """Brief §7 reply rules 1-4, checked; returns a ServerMessage."""
@@ -1726,7 +1780,8 @@ class ManagementClient:
             if message.header_code not in ("200", "212"):
                 raise SimulatorError("checkin-auth", f"SyncHdr Status {message.header_code}")
             if not message.commands:
-                return CheckinResult(self.session_id, "digest" if self.digest else "certificate", messages)
+                return CheckinResult(self.session_id, "digest" if self.digest else "certificate", messages,
+                                     wbxml_refused=self.wbxml_refused)
             if len(messages) >= MAX_SESSION_MESSAGES:
                 raise SimulatorError("checkin-endless", f"the session did not end after {MAX_SESSION_MESSAGES} messages")
             body, sent = self.respond(message), {}

@@ -18,7 +18,7 @@ from lxml.builder import ElementMaker
 from invitations import sending
 from invitations.models import AuditEvent, Organisation
 
-from . import auth, ca, entra, ppkg, provisioning, reenrollment, soap
+from . import auth, ca, entra, ppkg, provisioning, reenrollment, rst_retry, soap
 from .csr import CsrError, parse_csr
 from .models import Device, RegistrationPin
 from .soap import AC_NS, ENROLLMENT_NS, PARSER, SOAP_NS, WSA_NS, WSSE_NS, WST_NS, WSU_NS, ErrorType, Fault, SoapFault
@@ -141,13 +141,19 @@ def parse_certificate_request(request):
 def handle(request, envelope, key):
     token_request = parse_request(envelope.body)
     ip = request.META.get("REMOTE_ADDR") or None
-    identity = None
+    identity = again = None
+    digest = rst_retry.request_digest(envelope)
     try:
-        identity = auth.authenticate_envelope(request, envelope)
-        if identity.entra is not None:
-            entra.check_request(identity.entra, token_request)
-        csr = parse_certificate_request(token_request)
-        device, document = enroll(identity, token_request, csr, ip=ip)
+        # The very same message as an enrollment answered moments ago: its answer was lost.
+        again = rst_retry.answer_again(digest, token_request, ip=ip)
+        if again is not None:
+            device, document = again
+        else:
+            identity = auth.authenticate_envelope(request, envelope)
+            if identity.entra is not None:
+                entra.check_request(identity.entra, token_request)
+            csr = parse_certificate_request(token_request)
+            device, document = enroll(identity, token_request, csr, ip=ip, request_digest=digest)
     except SoapFault as fault:
         detail = {"step": "enrollment", "fault": fault.subcode, "error_type": fault.error_type or "",
                   "reason": fault.log_detail or fault.reason, "device_id": token_request.device_id[:80]}
@@ -165,18 +171,20 @@ def handle(request, envelope, key):
                 "upn": identity.upn, "reason": fault.log_detail,
             })
         raise
-    for hook in _enrolled_hooks:
-        hook(device, token_request.items)
-    logger.info("enrollment: %s device %s (%s) enrolled for user %s", envelope.activity_id, device.pk,
-                device.device_id, device.user_id or "-")
+    if again is None:
+        for hook in _enrolled_hooks:
+            hook(device, token_request.items)
+    logger.info("enrollment: %s device %s (%s) %s for user %s", envelope.activity_id, device.pk,
+                device.device_id, "answered again" if again else "enrolled", device.user_id or "-")
     return response_envelope(envelope, document)
 
 
-def enroll(identity, token_request, csr, *, ip=None):
-    """Record the enrollment and return (device, provisioning document bytes); raises SoapFault."""
+def enroll(identity, token_request, csr, *, ip=None, request_digest=""):
+    """Record the enrollment and return (device, provisioning document bytes); raises SoapFault.
+    `request_digest`: rst_retry.request_digest of the message, kept to answer it again."""
     try:
         with transaction.atomic():
-            return _enroll(identity, token_request, csr, ip)
+            return _enroll(identity, token_request, csr, ip, request_digest)
     except IntegrityError as exc:
         if identity.token_id:
             # Two RSTs raced with the same federated token: the second one lost.
@@ -193,7 +201,7 @@ def _enrolling_user(identity, ip):
     return get_user_model().objects.select_for_update().get(pk=identity.user.pk)
 
 
-def _enroll(identity, token_request, csr, ip):
+def _enroll(identity, token_request, csr, ip, request_digest=""):
     # First, so that a concurrent RST with the same Entra token waits here, before any other work.
     spent_token = entra.spend_token(identity.entra, token_request) if identity.entra is not None else None
     user = _enrolling_user(identity, ip)
@@ -242,6 +250,7 @@ def _enroll(identity, token_request, csr, ip):
         certificate_not_after=certificate.not_valid_after_utc,
         context_items=token_request.items,
         federated_token_id=identity.token_id,
+        enrollment_request_digest=request_digest,
         pin_enrollment=pin_enrollment,
         entra_device_id=identity.entra.device_id if identity.entra is not None else "",
         **appauth,
@@ -298,12 +307,18 @@ def issue_certificate(public_key, common_name):
 def issue(identity, token_request, csr):
     common_name = entra.certificate_name(identity, token_request)
     certificate, root, issuing = issue_certificate(csr.public_key, common_name)
+    document = enrollment_document(certificate, root, issuing, token_request, upn=identity.upn)
+    return certificate, document
+
+
+def enrollment_document(certificate, root, issuing, token_request, *, upn):
+    """The provisioning document of an enrollment (brief §5.1), with fresh APPAUTH secrets."""
     organisation = Organisation.get()
-    document = provisioning.build_document(
+    return provisioning.build_document(
         root=root, issuing=issuing, device_cert=certificate,
         enrollment_type=token_request.enrollment_type,
         device_id=token_request.device_id,
-        upn=identity.upn,
+        upn=upn,
         device_name=token_request.item("DeviceName"),
         provider_id=settings.ENROLLMENT_PROVIDER_ID,
         management_url=organisation.base_url + settings.ENROLLMENT_MANAGEMENT_PATH,
@@ -312,7 +327,6 @@ def issue(identity, token_request, csr):
         renew_period_days=settings.ENROLLMENT_RENEW_PERIOD_DAYS,
         retry_interval_days=settings.ENROLLMENT_RENEW_RETRY_DAYS,
     )
-    return certificate, document
 
 
 def digest_material(document, device_id):

@@ -464,6 +464,69 @@ def test_body_over_two_mebibytes_is_refused_by_nginx_with_413(production):
     assert response.status == 413
 
 
+def hardware_hash_csv(target_bytes, prefix="NGINX"):
+    """An Autopilot CSV as Get-WindowsAutopilotInfo writes it, of about `target_bytes`, with hashes
+    the size of real ones (~4 KB of binary): (bytes, number of rows)."""
+    import base64
+    import hashlib
+
+    lines, size, row = ["Device Serial Number,Windows Product ID,Hardware Hash"], 0, 0
+    while size < target_bytes:
+        seed = hashlib.sha512(f"{prefix} {row}".encode()).digest()
+        hardware_hash = base64.b64encode((seed * 63)[:4000]).decode()
+        lines.append(f"{prefix}{row:07d},00330-80000-00000-AA{row % 1000:03d},{hardware_hash}")
+        size += len(lines[-1]) + 2
+        row += 1
+    return ("\r\n".join(lines) + "\r\n").encode("ascii"), row
+
+
+def multipart(field, file_name, content):
+    boundary = secrets.token_hex(16)
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{file_name}\"\r\n"
+            f"Content-Type: text/csv\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@with_database
+def test_twenty_megabyte_hardware_hash_file_is_imported_through_nginx_by_the_api(production, deployed):
+    """The upload pages and the import API take files far over the 2 MiB cap of device messages."""
+    from autopilot.models import AutopilotDevice, DeviceImport
+    from invitations import roles
+    from tests.api_helpers import make_token
+    from tests.factories import role_admin
+
+    token = make_token(role_admin(roles.ENROLLMENT_ADMIN, "enroller@example.com"))
+    content, rows = hardware_hash_csv(20 * 1024 * 1024)
+    body, content_type = multipart("file", "AutopilotHWID.csv", content)
+    connection = production.connection(timeout=120)
+    connection.request("POST", "/api/v1/autopilot/imports/", body=body, headers={
+        "Content-Type": content_type, "Authorization": f"Token {token}", "Accept": "application/json"})
+    response = connection.getresponse()
+    answer = response.read()
+
+    assert response.status == 202, f"{response.status} {answer[:300]!r}\n{production.output()}"
+    device_import = DeviceImport.objects.get()
+    assert (device_import.file_size, device_import.total_rows) == (len(content), rows)
+    # No worker in this set-up: the import ran in-process once the upload was stored.
+    assert device_import.status == DeviceImport.Status.DONE, device_import.status
+    assert (device_import.created_count, device_import.failed_count) == (rows, 0)
+    assert AutopilotDevice.objects.filter(serial_number__startswith="NGINX").count() == rows
+
+
+def test_large_body_to_a_device_endpoint_is_still_refused_by_nginx_with_413(production):
+    for path in ("/ManagementServer/MDM.svc", "/EnrollmentServer/anykey/Enrollment.svc"):
+        connection = production.connection()
+        try:
+            connection.request("POST", path, body=b"<" * (3 * 1024 * 1024),
+                               headers={"Content-Type": "application/soap+xml; charset=utf-8"})
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        response = connection.getresponse()
+
+        assert response.status == 413, path
+        connection.close()
+
+
 def test_invitation_tokens_never_reach_the_logs(production):
     """An invitation link is a sign-in link: its token must not be readable in nginx's or gunicorn's
     logs, whether it came over HTTPS, over plain HTTP (redirected) or as the Referer of a page it opened."""

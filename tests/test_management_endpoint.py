@@ -457,8 +457,11 @@ def test_malformed_messages_get_400_and_change_nothing(client, pc, body):
 def test_wbxml_and_other_types_get_415(client, pc):
     device, cert = pc
     body = sml.package1(device.device_id)
-    assert post(client, body, cert, content_type="application/vnd.syncml.dm+wbxml").status_code == 415
-    assert post(client, body, cert, content_type="text/xml").status_code == 415
+    for content_type in ("application/vnd.syncml.dm+wbxml", "text/xml"):
+        response = post(client, body, cert, content_type=content_type)
+        assert response.status_code == 415
+        assert response["Accept"] == "application/vnd.syncml.dm+xml"  # what to fall back to
+    assert not ManagementSession.objects.exists()
 
 
 def test_oversized_body_gets_413(client, pc, settings):

@@ -1,13 +1,16 @@
 import base64
 import re
+from datetime import timedelta
 from unittest import mock
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import padding
 from django.contrib.auth.hashers import MD5PasswordHasher
+from django.utils import timezone
 from lxml import etree
 
+from enrollment import rst_retry
 from enrollment.models import Device
 from enrollment.soap import REQUEST_TOKEN_RESPONSE
 from enrollment.wstep import PROVISIONING_DOC
@@ -320,3 +323,72 @@ def test_a_failure_after_the_certificate_is_issued_writes_nothing(client, url, c
         subcode, _reason, _type = fault_of(enroll(client, url))
     assert subcode == "a:InternalServiceFault"
     assert_nothing_enrolled(invitation)
+
+
+# --- the same RST again after a lost answer (enrollment/rst_retry.py) ------------------------------
+
+def same_rst_twice(client, url):
+    body = rst_body(password_security("alice@example.com", PASSWORD), windows_csr(rsa_key(DEVICE_KEY)))
+    first = provisioning_document(post(client, url, body))
+    return body, first
+
+
+def test_same_rst_again_is_answered_for_the_same_device_with_a_certificate_for_the_same_key(client, url, ca_chain,
+                                                                                            alice):
+    body, first = same_rst_twice(client, url)
+    lost = Device.objects.get()
+
+    second = provisioning_document(post(client, url, body))
+
+    device = Device.objects.get()
+    assert device.pk == lost.pk and device.status == Device.Status.ENROLLED
+    (_, new), = certificates(second, "My").values()
+    (_, old), = certificates(first, "My").values()
+    assert new.public_key().public_numbers() == old.public_key().public_numbers()
+    assert new.serial_number != old.serial_number
+    assert device.previous_certificate_serial == lost.certificate_serial  # the lost answer's, if it arrived after all
+    assert device.appsrv_digest != lost.appsrv_digest  # fresh secrets: the first ones were never kept
+    assert AuditEvent.objects.filter(action="enrollment.retried").count() == 1
+    assert AuditEvent.objects.filter(action="device.enrolled").count() == 1
+
+
+def test_same_rst_after_the_device_checked_in_is_a_new_enrollment(client, url, ca_chain, alice):
+    body, _first = same_rst_twice(client, url)
+    Device.objects.update(last_seen_at=timezone.now())  # it had its answer
+
+    provisioning_document(post(client, url, body))
+
+    assert Device.objects.count() == 2 and Device.objects.enrolled().count() == 1
+    assert not AuditEvent.objects.filter(action="enrollment.retried").exists()
+
+
+def test_same_rst_after_the_retry_window_is_a_new_enrollment(client, url, ca_chain, alice):
+    body, _first = same_rst_twice(client, url)
+    Device.objects.update(enrolled_at=timezone.now() - rst_retry.RETRY_WINDOW - timedelta(seconds=1))
+
+    provisioning_document(post(client, url, body))
+
+    assert Device.objects.count() == 2
+    assert not AuditEvent.objects.filter(action="enrollment.retried").exists()
+
+
+def test_same_rst_with_another_password_is_not_an_answer_again(client, url, ca_chain, alice):
+    _body, _first = same_rst_twice(client, url)
+    other = rst_body(password_security("alice@example.com", "not her password"), windows_csr(rsa_key(DEVICE_KEY)))
+
+    subcode, _reason, _type = fault_of(post(client, url, other))
+
+    assert subcode == "s:Authentication"
+    assert Device.objects.count() == 1 and not AuditEvent.objects.filter(action="enrollment.retried").exists()
+
+
+def test_the_stored_request_digest_is_keyed(client, url, ca_chain, alice, settings):
+    same_rst_twice(client, url)
+    digest = Device.objects.get().enrollment_request_digest
+    assert len(digest) == 64
+
+    settings.SECRET_KEY = "another secret key, another digest of the same message" * 2
+    body = rst_body(password_security("alice@example.com", PASSWORD), windows_csr(rsa_key(DEVICE_KEY)))
+    provisioning_document(post(client, url, body))
+
+    assert Device.objects.count() == 2  # the old digest no longer matches: a new enrollment

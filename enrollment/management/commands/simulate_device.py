@@ -9,6 +9,8 @@ from enrollment.simulator import SimulatorError, SoapFaultError, Simulator, pars
 
 
 class Command(BaseCommand):
+    # The stream --pause-before-renew reads (call_command(..., stdin=...) in tests).
+    stealth_options = ("stdin",)
     help = (
         "Enroll a simulated Windows 10/11 PC (or HoloLens 2) against a running mdmportal server over "
         "real HTTP, as Settings > Access work or school does: discovery probe, Discover, the federated "
@@ -109,12 +111,33 @@ class Command(BaseCommand):
                                  "(one more session): the run fails unless the server set DMClient "
                                  "FirstSyncStatus/SkipUserStatusPage, without which Windows shows that user the "
                                  "account-setup page until its time-out")
+        parser.add_argument("--pause-before-renew", action="store_true",
+                            help="with --renew: after enrolling, wait for Enter before renewing, e.g. while an "
+                                 "administrator regenerates the enrollment URL (Organisation > Regenerate enrollment "
+                                 "URL); the renewal still goes to the URL the device enrolled through, as Windows' does")
+        parser.add_argument("--clock-skew-hours", type=float, default=0, metavar="HOURS",
+                            help="the device's clock is this many hours off the real time (negative: behind); the "
+                                 "certificates the server issues are checked against it, as Windows does")
+        parser.add_argument("--retry-rst", action="store_true",
+                            help="send the RequestSecurityToken, drop the answer as if the connection had failed, and "
+                                 "send the very same message again (the server answers it again without a second "
+                                 "device and without spending a single-use credential twice)")
+        parser.add_argument("--wbxml", action="store_true",
+                            help="with --checkin: send each session's first message as WBXML "
+                                 "(application/vnd.syncml.dm+wbxml), expect 415 naming XML in Accept, then fall "
+                                 "back to XML")
 
     def handle(self, *, server, email, password, pin, federated, hololens, device_enrollment, device_id,
                csr_hash, insecure, ca_file, timeout, renew, checkin, digest, unenroll, registration_pin,
                entra_token, entra_terms_url, resolve, client_cert_header, entra_enrollment_data, follow_auth_policy,
-               stall_msi, serial=None, hardware_hash=None, **options):
+               stall_msi, pause_before_renew, clock_skew_hours, retry_rst, wbxml, serial=None, hardware_hash=None,
+               **options):
         as_json = options["json"]
+        if pause_before_renew and not renew:
+            raise CommandError("--pause-before-renew goes with --renew")
+        if wbxml and not checkin:
+            raise CommandError("--wbxml goes with --checkin")
+        stdin = options.get("stdin") or sys.stdin
         try:
             resolve = dict(parse_resolve(value) for value in resolve)
         except ValueError as exc:
@@ -166,6 +189,8 @@ class Command(BaseCommand):
                 user_context_after=user_context_after, second_user_at=sessions + 1 if second_user else None,
                 context_items=context_items,
                 msi_stall=stall_msi,
+                client_cert_header=client_cert_header, clock_skew_hours=clock_skew_hours, retry_rst=retry_rst,
+                wbxml=wbxml, before_renew=(lambda: self._pause(stdin)) if pause_before_renew else None,
             )
             result = simulator.run()
         except SimulatorError as exc:
@@ -207,6 +232,12 @@ class Command(BaseCommand):
         if second_user:
             self.stdout.write(self.style.SUCCESS("A later user signed in for the first time and skipped the "
                                                  "account-setup page (SkipUserStatusPage is set)."))
+
+    def _pause(self, stdin):
+        # On stderr: stdout may be the --json result.
+        self.stderr.write("Enrolled. Press Enter to renew the certificate (regenerate the enrollment URL first to "
+                          "see a renewal across a rotation).")
+        stdin.readline()
 
     def _renewal_summary(self, renewal):
         cert = renewal.certificate
