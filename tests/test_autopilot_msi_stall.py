@@ -45,7 +45,7 @@ def stall_profile(**fields):
 
 def stalling_device(server, stall):
     simulator = Simulator(server.url, "carol@example.com", PASSWORD, msi_stall=stall,
-                          context_items=[("SMBIOSSerialNumber", "PF-STALL-1")])
+                          serial_number="PF-STALL-1")
     result = simulator.run()
     return simulator, result, Device.objects.get(device_id=result.device_id)
 

@@ -188,8 +188,7 @@ class Command(BaseCommand):
                 follow_auth_policy=follow_auth_policy, serial_number=serial, hardware_hash=hardware_hash,
                 user_context_after=user_context_after, second_user_at=sessions + 1 if second_user else None,
                 context_items=context_items,
-                msi_stall=stall_msi,
-                client_cert_header=client_cert_header, clock_skew_hours=clock_skew_hours, retry_rst=retry_rst,
+                msi_stall=stall_msi, clock_skew_hours=clock_skew_hours, retry_rst=retry_rst,
                 wbxml=wbxml, before_renew=(lambda: self._pause(stdin)) if pause_before_renew else None,
             )
             result = simulator.run()
