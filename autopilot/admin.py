@@ -74,7 +74,7 @@ class ProfileAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="install status")
     def app_installs(self, profile):
-        """Per essential app: how many devices have it installed, installing, failed (issue 5 item 4)."""
+        """Per essential app: how many devices have it installed, installing, failed."""
         if profile.pk is None:
             return "—"
         rows = []

@@ -11,7 +11,7 @@ from .models import AppInstall, AutopilotEnrollment, ProvisioningItem
 class SetupFormSet(BaseInlineFormSet):
     """The device's Autopilot enrollment (one at most) with its profile, record and status-page items, read in
     the same two queries whether the device has one or not: the page's query count must not depend on the
-    device (issue 7, tests/test_devices_admin_queries.py)."""
+    device (tests/test_devices_admin_queries.py)."""
 
     def get_queryset(self):
         # Kept, so that the rows are read once however often the formset asks.

@@ -1,4 +1,4 @@
-"""Installing a profile's essential apps on a device and following each install (issue 5 item 4).
+"""Installing a profile's essential apps on a device and following each install.
 
 MSI apps go through the EnterpriseDesktopAppManagement CSP (enterprisedesktopappmanagement-csp), in the
 device scope: `Add ./Device/Vendor/MSFT/EnterpriseDesktopAppManagement/MSI/{ProductID}/DownloadInstall`,

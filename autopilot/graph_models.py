@@ -1,4 +1,4 @@
-"""The optional Microsoft Graph connector (issue 5 item 7): its settings, and what Microsoft's Autopilot
+"""The optional Microsoft Graph connector: its settings, and what Microsoft's Autopilot
 service said about each device and profile we pushed. Imported by models.py so Django finds them.
 
 The domain work (token, requests, push, poll, pull) lives in autopilot/graph.py and graph_sync.py.

@@ -1,4 +1,4 @@
-"""Synchronising with Microsoft's Autopilot service through Graph (issue 5 item 7), so that devices
+"""Synchronising with Microsoft's Autopilot service through Graph, so that devices
 imported here also get their profile from Microsoft when they start online.
 
 - Devices: imported records are pushed in batches to the v1.0 `import` action of

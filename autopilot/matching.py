@@ -41,7 +41,7 @@ HARDWARE_NODE = "./DevDetail/Ext/DeviceHardwareData"
 
 
 def _item(context_items, name):
-    """First non-empty value of a context item (names are case-sensitive, brief §5)."""
+    """First non-empty value of a context item (names are case-sensitive, as Windows sends them)."""
     return next(((value or "").strip() for item_name, value in context_items
                  if item_name == name and (value or "").strip()), "")
 

@@ -100,7 +100,7 @@ class Profile(models.Model):
     configuration_groups = models.ManyToManyField(
         "enrollment.ConfigurationGroup", blank=True, related_name="autopilot_profiles",
         help_text="Devices of this profile join these groups (by hand) when they enroll, and get their settings.")
-    # The Enrollment Status Page (DMClient FirstSyncStatus, brief §9).
+    # The Enrollment Status Page (DMClient CSP, FirstSyncStatus).
     esp_enabled = models.BooleanField(
         "show the Enrollment Status Page", default=True,
         help_text="Windows shows setup progress (settings, apps) until everything is installed. When off, "

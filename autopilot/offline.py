@@ -1,4 +1,4 @@
-"""The offline Autopilot profile, `AutopilotConfigurationFile.json` (brief §9; Microsoft's "Windows
+"""The offline Autopilot profile, `AutopilotConfigurationFile.json` (Microsoft's "Windows
 Autopilot for existing devices"): Windows reads it from %WINDIR%\\Provisioning\\Autopilot in setup
 instead of asking Microsoft's service, and sends its ZtdCorrelationId back at enrollment as the
 `OfflineAutoPilotEnrollmentCorrelator` context item.

@@ -1,6 +1,6 @@
 """Applying an Autopilot profile to a device that just enrolled, and driving its Enrollment Status
-Page to the end, in its device phase and, for Store apps, its account-setup (user) phase (brief §9;
-issue 5 items 3-5). DMClient's FirstSyncStatus is described in MicrosoftDocs/windows-itpro-docs,
+Page to the end, in its device phase and, for Store apps, its account-setup (user) phase
+(Windows Autopilot Enrollment Status Page). DMClient's FirstSyncStatus is described in MicrosoftDocs/windows-itpro-docs,
 windows/client-management/mdm/dmclient-csp.md, under ./Device/… and ./User/…/DMClient/Provider/{ProviderID}.
 
 `apply` runs when autopilot/matching.py links the enrollment, in the same transaction: at enrollment

@@ -1,5 +1,5 @@
-"""A password hasher that counts its work, for bench/run only (issue 3: "exactly one password hash
-per enrollment").
+"""A password hasher that counts its work, for bench/run only (the target: exactly one password hash
+per enrollment).
 
 The bench server runs with BENCH_PASSWORD_HASH_LOG set; settings.py then makes this the only
 hasher. It is Django's default PBKDF2 hasher (same algorithm name, same iterations, so it reads

@@ -1,6 +1,6 @@
 """Benchmark: import a generated 100,000-row Autopilot CSV through the same code as the console
 (imports.create_import stores the upload in chunks, imports.run streams and writes it in batches)
-and print rows per second and peak memory (issue 5, Benchmark: under 30 s, flat memory).
+and print rows per second and peak memory (target: under 30 s, flat memory).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench python bench/autopilot_import.py [--rows N]
 

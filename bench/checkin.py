@@ -1,9 +1,9 @@
-"""Workload: OMA-DM check-ins (issue 4, Benchmark).
+"""Workload: OMA-DM check-ins (benchmark).
 
 BENCH_CHECKIN_DEVICES enrolled PCs are seeded straight into the database, each with its own device
 certificate signed by the issuing CA (enrollment.ca), in one configuration group with two settings.
 Each device then runs full OMA-DM sessions with the simulator's Windows client
-(enrollment/simulator.py ManagementClient, every reply checked against the brief's rules) over real
+(enrollment/simulator.py ManagementClient, every reply checked against docs/omadm-sessions.md) over real
 HTTP, with the client certificate in the header nginx would forward, from 127.0.0.1 (a trusted
 proxy): package 1 (1201, LoginStatus, Replace of DevInfo) gets the queued commands, the second POST
 answers them (Statuses, Results for the Gets) and gets the Status-only reply that ends the session.

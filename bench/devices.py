@@ -1,4 +1,4 @@
-"""Workload: the console's device list and device page with 100,000 devices (issue 7, Benchmark).
+"""Workload: the console's device list and device page with 100,000 devices (benchmark).
 
 BENCH_DEVICES devices of BENCH_DEVICE_USERS users are seeded (once per database: a later run tops
 them up). Rows this many go in with one INSERT ... SELECT over generate_series per table, the values

@@ -5,9 +5,9 @@ For each mode it enrolls BENCH_ENROLLMENTS simulated PCs over real HTTP with enr
 answer validated down to the certificate chain) from BENCH_CLIENTS concurrent clients:
 
 - on-premise and federated: each PC as its own invited user, with their password;
-- provisioning-package PIN (issue 6): every PC with the one UPN and PIN of a PIN enrollment, as the
+- provisioning-package PIN: every PC with the one UPN and PIN of a PIN enrollment, as the
   package's Workplace/Enrollments entry sends them (simulator `provisioning_package=True`);
-- Entra token (issue 6): each PC as its own Entra user, with an access token signed by a key the
+- Entra token: each PC as its own Entra user, with an access token signed by a key the
   bench makes for a tenant of its own. The bench serves that key's JWKS on 127.0.0.1 and configures
   Entra ID enrollment as an administrator would (tenant, audience, mirror URL, `fetch_entra_keys`);
   the server creates each user from its token, as on a tenant's first enrollments.
@@ -160,7 +160,7 @@ class _JwksHandler(BaseHTTPRequestHandler):
 class EntraTenant:
     """A stand-in for an organisation's Entra ID tenant: a token-signing key of its own, whose public
     JWKS it serves on 127.0.0.1 as the mirror an administrator points the portal at, and access tokens
-    for the MDM application as Entra issues them to Windows (brief §3.4). Use as a context manager:
+    for the MDM application as Entra issues them to Windows (Entra integration with MDM). Use as a context manager:
     `configure()` switches Entra enrollment on as an administrator would; leaving switches it off and
     retires the key set it imported, so the other modes (and a kept database) are left as before."""
 
@@ -261,7 +261,7 @@ def enroll_all(url, credentials, keys, mode):
     def one(pair):
         who, key = pair
         if mode.entra:
-            # An Entra client discovers with the token's UPN and shows the terms of use (brief §3.4).
+            # An Entra client discovers with the token's UPN and shows the terms of use (as Windows does).
             simulator = Simulator(url, None, entra_token=who.secret, terms_url=terms_url, private_key=key, timeout=120)
         else:
             simulator = Simulator(url, who.name, who.secret, federated=mode.federated, private_key=key, timeout=120,

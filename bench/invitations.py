@@ -1,4 +1,4 @@
-"""Workload: 10,000 invitations from one console action (issue 7, Benchmark).
+"""Workload: 10,000 invitations from one console action (benchmark).
 
 BENCH_INVITATIONS users are seeded (bulk). An administrator signs in to the console over HTTP, lists
 them (a search on their address, as one would), ticks "Select all" and runs "Send invitations": the

@@ -1,11 +1,11 @@
-"""Device actions (issue 4 item 5), called alike by the console and the API: each queues OMA-DM
+"""Device actions, called alike by the console and the API: each queues OMA-DM
 commands through enrollment.commands.queue() and is audited with who, what and from where.
 
 Windows has no push here (WNS needs the internet), so a command reaches the device at its next poll:
 the DMClient schedule of the provisioning document (`poll_schedule()`), or when the user presses
 Sync, or at sign-in.
 
-Retire (brief §7 "Unenroll"): Exec ./Vendor/MSFT/DMClient/Provider/{ProviderID}/Unenroll with the
+Retire (DMClient CSP, "Unenroll"): Exec ./Vendor/MSFT/DMClient/Provider/{ProviderID}/Unenroll with the
 provider id as data. The device keeps checking in with its certificate until it has acknowledged the
 command, so the record is retired and the certificate revoked only then (`finish_retirements`, run by
 Celery beat every minute). Windows ignores the command for an "add work or school account"

@@ -44,7 +44,7 @@ class LatestCommandsFormSet(BaseInlineFormSet):
 
 
 class DeviceCommandInline(admin.TabularInline):
-    """The device's queue and history, newest first (issue 4 item 3)."""
+    """The device's queue and history, newest first."""
 
     model = DeviceCommand
     formset = LatestCommandsFormSet
@@ -169,7 +169,7 @@ class RegistrationPinAdmin(admin.ModelAdmin):
 
 @admin.register(PinEnrollment)
 class PinEnrollmentAdmin(admin.ModelAdmin):
-    """Provisioning-package enrollments (issue 6). Creating one or regenerating its PIN shows the PIN
+    """Provisioning-package enrollments. Creating one or regenerating its PIN shows the PIN
     once, with its Windows Configuration Designer project; it is stored only as a hash, so later the
     project can be rebuilt only by typing the PIN again."""
 
@@ -408,5 +408,5 @@ class DeviceCommandAdmin(SubquerySearchMixin, admin.ModelAdmin):
         return TemplateResponse(request, "admin/enrollment/devicecommand/cancel.html", context)
 
 
-# Entra ID enrollment pages (issue 6) live in their own module.
+# Entra ID enrollment pages live in their own module.
 from . import entra_admin  # noqa: E402,F401

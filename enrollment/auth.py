@@ -1,5 +1,6 @@
-"""Who is enrolling: the WS-Security header of GetPolicies and RST (brief §3.1 on-premise
-UsernameToken, §3.2 our federated sign-in token, §3.4 an Entra ID token, checked in enrollment/entra.py).
+"""Who is enrolling: the WS-Security header of GetPolicies and RST (MS-MDE2 3.3, 3.4): the
+on-premise UsernameToken, our federated sign-in token (MS-MDE2 3.2), or an Entra ID token, checked in
+enrollment/entra.py.
 
 The secret in an on-premise UsernameToken is the account password or a one-time registration PIN, as
 the user's registration settings say (invitations/registration.py). Users who need both a PIN and the
@@ -97,7 +98,8 @@ def authenticate_envelope(request, envelope):
 
 def _package_identity(request, token):
     """A provisioning package's identity when the UsernameToken names a PIN enrollment, else None.
-    Packages sign in on-premise whatever the organisation's policy (brief §10)."""
+    Packages sign in on-premise whatever the organisation's policy (their UPN and PIN are the
+    UsernameToken: Provisioning CSP, Enrollments)."""
     from . import ppkg
 
     username, secret = read_username_token(token)
@@ -108,7 +110,7 @@ def _package_identity(request, token):
 def _password_identity(request, token):
     username, secret = read_username_token(token)
     user = get_user_model().objects.for_login(username)
-    # Brief §3.1: Windows' on-premise box carries one secret, the password or the PIN per the mode.
+    # MS-MDE2 3.4.4.1.1.1.3: Windows' on-premise box carries one secret, the password or the PIN per the mode.
     policy = effective_registration_settings(user)
     if policy.needs_sign_in_page:
         raise SoapFault(Fault.AUTHORIZATION, NEEDS_SIGN_IN_PAGE,
@@ -122,7 +124,7 @@ def _password_identity(request, token):
 
 
 def read_username_token(token):
-    """(Username, secret) of a wsse:UsernameToken (brief §3.1); raises SoapFault."""
+    """(Username, secret) of a wsse:UsernameToken (MS-MDE2 3.4.4.1.1.1.3); raises SoapFault."""
     username = text(token, f"{{{WSSE_NS}}}Username")
     password_element = token.find(f"{{{WSSE_NS}}}Password")
     if not username or password_element is None:
@@ -235,7 +237,7 @@ def _recently_verified(user, secret, stored_hash):
     return cache.get(_verification_key(user, secret, stored_hash))
 
 
-# Federated sign-in token (brief §3.2): opaque to Windows, signed by us, short-lived, and spent by the
+# Federated sign-in token (MS-MDE2 3.2): opaque to Windows, signed by us, short-lived, and spent by the
 # RST that enrolls with it (the jti is stored on the Device row, unique). When the sign-in page checked a
 # registration PIN, the token names it, and the RST consumes it.
 

@@ -7,7 +7,7 @@ CA_KEY_PASSPHRASE from the environment, or in development a passphrase derived f
 Decrypted keys are cached per process so an enrollment pays one RSA signature, not a key
 derivation. Keys and passphrases are never logged.
 
-Device certificates follow the brief §5, "Issued certificate".
+Device certificates: the CSR's key, CN=<DeviceID>, clientAuth EKU (RFC 5280 §4.2.1.12).
 """
 import functools
 import logging
@@ -101,8 +101,8 @@ def private_key_of(authority: CertificateAuthority):
 def issue_device_certificate(public_key, common_name: str, *, validity_days: int | None = None,
                              authorities=None) -> x509.Certificate:
     """Sign a device certificate for `public_key` with subject CN=`common_name` (the DeviceID, or the
-    Entra device id for Entra Device enrollments; never the CSR subject). Brief §5, "Issued
-    certificate". Raises CaNotInitialised / CaKeyError / CaError, or ValueError for bad arguments.
+    Entra device id for Entra Device enrollments; never the CSR subject: Windows' CSR subject
+    is not a valid PrintableString). Raises CaNotInitialised / CaKeyError / CaError, or ValueError for bad arguments.
     `authorities`: the active (root, issuing) rows when the caller already read them (active_authorities),
     so that an enrollment reads the CA once for the signature and the chain it sends."""
     if not isinstance(public_key, rsa.RSAPublicKey) or public_key.key_size < MIN_RSA_BITS:

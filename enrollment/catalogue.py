@@ -1,5 +1,5 @@
-"""Named settings administrators can attach to configuration groups without knowing their LocURI
-(issue 4 item 6). Each entry says which node it sets, the values Windows accepts and how the setting
+"""Named settings administrators can attach to configuration groups without knowing their LocURI.
+Each entry says which node it sets, the values Windows accepts and how the setting
 is taken back when it no longer applies: Policy CSP nodes are deleted (the policy becomes "not
 configured"); nodes that support only Get/Replace are replaced with their default.
 

@@ -1,4 +1,5 @@
-"""Which device is talking: the TLS client certificate forwarded by nginx (brief §7 "HTTP").
+"""Which device is talking: the TLS client certificate forwarded by nginx (MS-MDM: the device
+authenticates with the certificate it enrolled, over TLS).
 
 nginx terminates TLS with `ssl_verify_client optional_no_ca` and passes the certificate it received
 as `proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;` (URL-escaped PEM). Anyone can send

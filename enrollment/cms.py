@@ -1,4 +1,4 @@
-"""The CMS SignedData a Windows ROBO renewal carries (brief §6; RFC 5652 §5; MS-WCCE 3.1.1.4.3.2.1,
+"""The CMS SignedData a Windows ROBO renewal carries (MS-MDE2 3.5; RFC 5652 §5; MS-WCCE 3.1.1.4.3.2.1,
 "Renew Certificate Request Using CMS and PKCS #10 Request Formats"): id-signedData whose
 encapsulated id-data content is the new PKCS#10, and whose first SignerInfo is made with the key of
 the certificate being renewed.

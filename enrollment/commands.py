@@ -1,4 +1,4 @@
-"""The per-device OMA-DM command queue (issue 4 item 3).
+"""The per-device OMA-DM command queue.
 
 Everyone who wants something done on a device (console actions, policies, inventory) calls queue();
 enrollment/omadm.py delivers the queue at the device's next check-in, in sequence (pk) order, and
@@ -26,7 +26,7 @@ from .models import DeviceCommand
 
 logger = logging.getLogger(__name__)
 
-# Brief §7 "Command shapes": Meta/Format values Windows accepts.
+# Meta/Format values Windows accepts (OMA DM 1.2 RepPro, Meta/Format; MS-MDM).
 # During the account setup of OOBE, until the signed-in user's MDM context exists, Windows answers 405
 # (Command not allowed) to every command under ./User/ (DMClient CSP, FirstSyncStatus in the user
 # scope): such an answer means "not yet", and whoever queued the command may send it again later.
@@ -42,7 +42,7 @@ class CommandError(ValueError):
 
 
 def validate(verb, target, format="", data="", type=""):
-    """Brief §7: a known verb, a relative LocURI ("./…", never "/…"), a listed format."""
+    """OMA DM 1.2 RepPro and MS-MDM: a known verb, a relative LocURI ("./…", never "/…"), a listed format."""
     if verb not in DeviceCommand.Verb.values:
         raise CommandError(f"Unknown verb {verb!r}: use one of {', '.join(DeviceCommand.Verb.values)}.")
     if not target or target != target.strip() or len(target) > MAX_TARGET:

@@ -1,12 +1,12 @@
 """PKCS#10 certificate requests as Windows sends them in the WS-Trust enrollment call (MS-WSTEP
-3.1.4.1.2.1; brief §5, "CSR parsing — Python trap").
+3.1.4.1.2.1; PKCS#10 is RFC 2986).
 
 Windows puts `CN=<30 chars>!<DeviceID>` plus a trailing NUL in the subject, tagged PrintableString,
 where `!` and NUL are illegal, and signs with the old OIW SHA-1 OID 1.3.14.3.2.29. cryptography's
 `load_der_x509_csr` refuses such requests, so we walk the DER ourselves with a small TLV reader:
 it hands us the exact CertificationRequestInfo bytes the signature covers (a decode/re-encode
 library could normalise them and break the signature). We never read the subject: the issued
-certificate's subject comes from the DeviceID (brief §5, "Issued certificate").
+certificate's subject comes from the DeviceID.
 
     CertificationRequest ::= SEQUENCE {
         certificationRequestInfo  SEQUENCE { version INTEGER, subject Name,
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 MIN_RSA_BITS = 2048
 MAX_CSR_BYTES = 64 * 1024
 
-# Signature algorithm OID -> hash (brief §5: the OIW SHA-1 OID is what devices send).
+# Signature algorithm OID -> hash (the OIW SHA-1 OID is what Windows devices send).
 SIGNATURE_HASHES = {
     "1.3.14.3.2.29": hashes.SHA1,  # sha1WithRSASignature (OIW), seen on Windows devices
     "1.2.840.113549.1.1.5": hashes.SHA1,  # sha1WithRSAEncryption

@@ -30,7 +30,7 @@ def check_enrollment_settings(app_configs, **kwargs):
 
 
 def check_renewal_schedule():
-    """WSTEP/Renew (brief §5.1): Windows refuses a schedule outside 1 <= RetryInterval <= RenewPeriod
+    """WSTEP/Renew (CertificateStore CSP): Windows refuses a schedule outside 1 <= RetryInterval <= RenewPeriod
     <= 1000 days, and a RenewPeriod as long as the certificate would make every device renew at once."""
     period, retry = settings.ENROLLMENT_RENEW_PERIOD_DAYS, settings.ENROLLMENT_RENEW_RETRY_DAYS
     errors = []

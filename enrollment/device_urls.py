@@ -1,5 +1,5 @@
 """Device-facing URLs (SOAP and SyncML, CSRF-exempt). Paths are matched case-insensitively and never get a
-slash redirect: Windows does not follow a 301 (brief §1). Every service URL except the fixed
+slash redirect: Windows does not follow a 301 (MS-MDE2 3.1). Every service URL except the fixed
 autodiscovery one carries the organisation's enrollment key, so regenerating it stops them all."""
 import re
 
@@ -33,6 +33,6 @@ urlpatterns = [
     # The management address is written into the provisioning document (ADDR), keyless: devices keep
     # it for their whole enrollment, across enrollment-URL rotations.
     re_path(rf"^{anycase(settings.ENROLLMENT_MANAGEMENT_PATH.lstrip('/'))}$", views.management, name="management"),
-    # Pasted once into Entra ID (brief §3.4), so like autodiscovery it carries no enrollment key.
+    # Pasted once into Entra ID (the MDM app's terms of use URL), so like autodiscovery it carries no enrollment key.
     re_path(service("TermsOfUse", key=False), terms.terms_of_use, name="terms"),
 ]

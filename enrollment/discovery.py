@@ -1,7 +1,7 @@
-"""MS-MDE2 Discover (brief §2): which sign-in Windows uses and where the policy and enrollment
+"""MS-MDE2 3.1.4.1 Discover: which sign-in Windows uses and where the policy and enrollment
 services are.
 
-Entra ID (brief §3.4): Entra-joined devices and work accounts can only enroll Federated, yet Windows'
+Entra ID (enrollment/entra.py): Entra-joined devices and work accounts can only enroll Federated, yet Windows'
 Settings offers OnPremise and Federated in every Discover (MS-MDE2 AuthPolicies), so the offer
 cannot tell an Entra client from a local user. The EmailAddress does: while Entra enrollment is on,
 an address of one of the tenants' verified domains (EntraSettings.domains, matched whatever its
@@ -66,7 +66,7 @@ def enrollment_version(requested):
 
 def service_url(base_url, name, key):
     """Absolute URL of one of our services, carrying the enrollment key of the discovery URL used, so
-    regenerating the enrollment URL stops enrollments already under way too. All on one host (brief §2)."""
+    regenerating the enrollment URL stops enrollments already under way too. All on one host (MS-MDE2 3.1.4.1)."""
     return base_url + reverse(f"enrollment:{name}", kwargs={"key": key})
 
 
@@ -91,9 +91,9 @@ def handle(request, envelope, key):
     organisation = Organisation.get()
     policy = POLICIES[organisation.auth_policy]
     if policy == ONPREMISE and needs_sign_in_page(email):
-        # "PIN and password": Windows' on-premise flow (brief §3.1) has a single secret box, whose value
+        # "PIN and password": Windows' on-premise flow (MS-MDE2 3.4.4.1.1.1.3) has a single secret box, whose value
         # travels as the UsernameToken password, so it cannot carry two secrets. The federated flow
-        # (brief §3.2) opens our sign-in page, which asks for both; its token then stands for them in
+        # (MS-MDE2 3.2) opens our sign-in page, which asks for both; its token then stands for them in
         # GetPolicies and RST. So these users get Federated even when the organisation is on-premise.
         if FEDERATED not in offered:
             raise SoapFault(
@@ -106,7 +106,7 @@ def handle(request, envelope, key):
     if policy != FEDERATED and FEDERATED in offered and entra.takes_address(email):
         policy = FEDERATED
     if policy not in offered:
-        # Provisioning packages sign in on-premise whatever the organisation's policy (brief §10).
+        # Provisioning packages sign in on-premise whatever the organisation's policy (see ppkg.py).
         policy = ppkg.discovery_policy(offered) or policy
     if policy not in offered:
         raise SoapFault(

@@ -1,4 +1,4 @@
-"""Microsoft Entra ID standard enrollment (issue 6, brief §3.4): the Entra access token that Windows
+"""Microsoft Entra ID standard enrollment ("Microsoft Entra integration with MDM"): the Entra access token that Windows
 sends to the terms-of-use page (Authorization: Bearer) and to GetPolicies and RST (a
 BinarySecurityToken of ValueType urn:ietf:params:oauth:token-type:jwt), and the user it enrolls.
 
@@ -232,7 +232,7 @@ def identity(binary_token):
 
 
 def check_request(claims, token_request):
-    """What the RST adds to the token (brief §3.4): a Device enrollment (Entra join) needs the
+    """What the RST adds to the token (MS-MDE2 AdditionalContext): a Device enrollment (Entra join) needs the
     token's device id, only Device enrollments may run without a user, and the terms-of-use blob,
     when present (see terms_blob_of), must be ours and this user's; and the token must not have
     enrolled a device already (spend_token() settles races inside the transaction). Raises SoapFault."""
@@ -328,7 +328,7 @@ def enrollment_user(claims, *, ip=None):
 
 def certificate_name(identity, token_request):
     """Subject CN of the device certificate: the Entra device id for an Entra join (Device
-    enrollment, brief §3.4), the DeviceID otherwise."""
+    enrollment: the certificate names the Entra device), the DeviceID otherwise."""
     if identity.entra is not None and token_request.enrollment_type == Device.EnrollmentType.DEVICE:
         return identity.entra.device_id
     return token_request.device_id

@@ -1,4 +1,4 @@
-"""Console pages for Entra ID enrollment (issue 6): the settings page with the values to paste into
+"""Console pages for Entra ID enrollment: the settings page with the values to paste into
 Entra, the signing-key sets (import, fetch from the mirror, switch off), the unknown-key alerts and
 the links between portal users and Entra users.
 

@@ -1,5 +1,5 @@
-"""Entra ID token-signing keys (brief §3.4 "Keys"): JWKS documents imported by administrators, and
-the lookup of a key by `kid` across the active sets.
+"""Entra ID token-signing keys (JWK sets, RFC 7517, as Entra publishes them): JWKS documents imported by
+administrators, and the lookup of a key by `kid` across the active sets.
 
 Microsoft publishes the keys at https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys. The
 portal runs offline, so an administrator uploads a copy or points us at a mirror on the local
@@ -173,7 +173,8 @@ def _public_key(pk, fingerprint, kid):
 
 
 def report_unknown_kid(kid):
-    """A token named a key we do not have: alert the administrators (brief §3.4), who must import
+    """A token named a key we do not have: alert the administrators (Entra rotates its
+    keys), who must import
     Microsoft's current set. Open alerts are capped: past the cap only the log hears of new kids."""
     kid = kid[:MAX_KID_LENGTH]
     if EntraKeyAlert.objects.open().filter(kid=kid).exists() or EntraKeyAlert.objects.open().count() < MAX_OPEN_ALERTS:

@@ -1,4 +1,4 @@
-"""The federated sign-in page (brief §3.2): Windows opens it in its web authentication broker at our
+"""The federated sign-in page (MS-MDE2 3.2): Windows opens it in its web authentication broker at our
 AuthenticationServiceUrl with `appru` and `login_hint`; we sign the user in and post a short-lived,
 single-use token back to `appru` as `wresult`. Windows then sends that token in GetPolicies and RST."""
 import logging
@@ -49,7 +49,7 @@ def policy_for(identity):
 
 
 def valid_appru(value):
-    """Only the broker's own ms-app:// callback: never reflect any other scheme (brief §3.2)."""
+    """Only the broker's own ms-app:// callback: never reflect any other scheme (MS-MDE2 3.2)."""
     return (bool(value) and len(value) <= MAX_APPRU and value[:len(APP_SCHEME)].lower() == APP_SCHEME
             and len(value) > len(APP_SCHEME) and value.isprintable() and not any(c.isspace() for c in value))
 

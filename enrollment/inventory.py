@@ -1,4 +1,4 @@
-"""Device inventory over OMA-DM (brief §7 "Inventory", DevInfo and DevDetail CSPs).
+"""Device inventory over OMA-DM (DevInfo, DevDetail and DeviceStatus CSPs).
 
 At the first session and then every ENROLLMENT_INVENTORY_INTERVAL_HOURS, a Get per node below is
 queued (source "inventory"); the Results are written to the Device as they come back. Package 1's
@@ -125,7 +125,8 @@ def _convert(field, value):
 
 
 def recognise_kind(device):
-    """HoloLens 2 from its model, platform or Holographic edition (brief §8)."""
+    """HoloLens 2 from its model, platform or Holographic edition (DevInfo CSP Mod, DevDetail CSP
+    Ext/Microsoft/OSPlatform, GetProductInfo)."""
     if "hololens" in device.model.lower() or "holographic" in device.os_platform.lower():
         return Device.Kind.HOLOLENS
     if device.os_edition == Device.HOLOGRAPHIC_EDITION:

@@ -48,7 +48,7 @@ class DeviceQuerySet(models.QuerySet):
 
     def of_hardware(self, device_id, hw_dev_id):
         """Enrollments, live or not, of the hardware a request names: same DeviceID, or same HWDevID
-        unless it is all zeros (VMs and some tools send zeros, which identify nothing; brief §5).
+        unless it is all zeros (VMs and some tools send zeros, which identify nothing).
         These ids are the client's own claims (MS-MDE2 AdditionalContext): they find the earlier
         enrollments, they never prove that the request comes from that hardware
         (enrollment/reenrollment.py decides who may replace what)."""
@@ -93,7 +93,7 @@ class Device(models.Model):
         UNENROLLED = "unenrolled", "Unenrolled"
         RETIRED = "retired", "Retired"
 
-    # GetProductInfo SKU of "Windows Holographic for Business" (brief §8).
+    # GetProductInfo SKU of "Windows Holographic for Business" (PRODUCT_HOLOGRAPHIC_BUSINESS, 0x88).
     HOLOGRAPHIC_EDITION = 136
 
     device_id = models.CharField("DeviceID", max_length=64, db_index=True)
@@ -161,7 +161,7 @@ class Device(models.Model):
     unenrolled_at = models.DateTimeField(null=True, blank=True)
     login_status = models.CharField(max_length=16, blank=True,
                                     help_text="Last 1224 com.microsoft/MDM/LoginStatus: user, others or none")
-    # Inventory (brief §7 "Inventory"), collected over OMA-DM by enrollment/inventory.py.
+    # Inventory (DevInfo, DevDetail, DeviceStatus CSPs), collected over OMA-DM by enrollment/inventory.py.
     manufacturer = models.CharField(max_length=255, blank=True)
     model = models.CharField(max_length=255, blank=True)
     serial_number = models.CharField(max_length=255, blank=True, db_index=True)
@@ -225,7 +225,7 @@ class Device(models.Model):
         self.save(update_fields=["released_for_reenrollment_at", "released_for_reenrollment_by"])
 
     def renew_certificate(self, *, serial, thumbprint, not_after, renewed_from):
-        """A ROBO renewal (brief §6, enrollment/renewal.py) issued the certificate `serial` to replace
+        """A ROBO renewal (MS-MDE2 3.5, enrollment/renewal.py) issued the certificate `serial` to replace
         the one whose serial is `renewed_from`.
 
         Windows swaps to the new certificate as soon as it reads our answer; if the answer is lost
@@ -283,7 +283,7 @@ class RegistrationPinQuerySet(models.QuerySet):
 
 
 class RegistrationPin(models.Model):
-    """A one-time registration PIN (issue 3 item 3): server-generated, shown to its user once, stored
+    """A one-time registration PIN: server-generated, shown to its user once, stored
     only as a password hash, spent by the enrollment that uses it. At most one usable PIN per user."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="registration_pins", on_delete=models.CASCADE)
@@ -332,7 +332,7 @@ class PinEnrollmentQuerySet(models.QuerySet):
 
 
 class PinEnrollment(models.Model):
-    """Bulk enrollment from a provisioning package (issue 6, brief §10): a service identity (UPN) and
+    """Bulk enrollment from a provisioning package (Provisioning CSP, Enrollments): a service identity (UPN) and
     a server-generated PIN that a Windows Configuration Designer package carries as
     Workplace/Enrollments/{UPN}/Secret, so that many devices enroll on-premise with it.
 
@@ -511,7 +511,7 @@ class PinEnrollmentFailure(models.Model):
 
 
 class ManagementSession(models.Model):
-    """One OMA-DM session of a device (brief §7): the SessionID it chose, our MsgID counter and what
+    """One OMA-DM session of a device (OMA DM 1.2 Protocol; MS-MDM): the SessionID it chose, our MsgID counter and what
     we need to answer a retransmitted message. The commands sent in it point here."""
 
     class Auth(models.TextChoices):
@@ -548,7 +548,7 @@ class DeviceCommandQuerySet(models.QuerySet):
 
 
 class DeviceCommand(models.Model):
-    """One OMA-DM command for one device (brief §7 "Command shapes"), queued by an administrator, a
+    """One OMA-DM command for one device (OMA DM 1.2 RepPro; MS-MDM), queued by an administrator, a
     policy or the inventory, delivered at the device's next check-in in `pk` order (the sequence), and
     closed by the device's Status. Created through enrollment.commands.queue()."""
 
@@ -618,7 +618,7 @@ class DeviceCommand(models.Model):
         self.save(update_fields=["status", "completed_at"])
 
 
-# Formats a setting's value can have (brief §7): node and null carry no value to configure.
+# Formats a setting's value can have (OMA DM 1.2 RepPro, Meta/Format): node and null carry no value to configure.
 SETTING_FORMATS = ("chr", "int", "bool", "b64", "xml", "float", "date", "time")
 
 
@@ -643,7 +643,7 @@ def value_problem(format, value):
 
 
 class ConfigurationGroup(models.Model):
-    """Devices that receive the same settings (issue 4 item 6). A device is a member by hand, through
+    """Devices that receive the same settings. A device is a member by hand, through
     its user, or by the group's rule; enrollment/reconcile.py turns memberships and settings into
     commands. When two groups of a device set the same LocURI, the group with the lower priority
     number wins (then the older group): one predictable rule the console states next to the field."""
@@ -756,7 +756,7 @@ class GroupSetting(models.Model):
 
     def clean(self):
         """A catalogue entry takes its node, format and removal from the catalogue and must use one of
-        its values; a raw setting must be a command Windows understands (brief §7 "Command shapes")."""
+        its values; a raw setting must be a command Windows understands (commands.validate)."""
         from .catalogue import CATALOGUE
         from .commands import CommandError, validate
 
@@ -844,7 +844,7 @@ class DeviceSettingState(models.Model):
         return self.command.note or self.command.get_status_display()
 
 
-# Microsoft Entra ID standard enrollment (issue 6, brief §3.4).
+# Microsoft Entra ID standard enrollment ("Microsoft Entra integration with MDM").
 
 def mirror_url_error(url):
     """Why `url` cannot be the JWKS mirror URL, or "". Whoever answers it chooses the keys that sign
@@ -1060,7 +1060,7 @@ class SpentEntraTokenQuerySet(models.QuerySet):
 class SpentEntraToken(models.Model):
     """An Entra access token that has enrolled a device.
 
-    Windows presents one Entra token to GetPolicies and then to RST (brief §3.4), and retries a failed
+    Windows presents one Entra token to GetPolicies and then to RST (MS-MDE2 3.3, 3.4), and retries a failed
     RST with it, so the token stays good for those; but it enrolls one device only. The row is written
     inside the enrollment's transaction (enrollment/wstep.py), so a refused or failed enrollment spends
     nothing, and the unique token id makes two concurrent RSTs with one token end in one enrollment.

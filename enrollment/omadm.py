@@ -1,11 +1,11 @@
-"""OMA-DM management sessions: POST /ManagementServer/MDM.svc (brief §7; MS-MDM, OMA-DM 1.2).
+"""OMA-DM management sessions: POST /ManagementServer/MDM.svc (MS-MDM, OMA-DM 1.2; docs/omadm-sessions.md).
 
 One request = one SyncML message from the device, one reply from us:
 
 1. HTTP checks: XML SyncML only (WBXML → 415), body cap (413), well-formed SyncML (400).
 2. Who is talking (`identify`), at every message: the client certificate nginx forwarded
    (enrollment/clientcert.py); without one, the OMA-DM digest made with the APPSRV secret of the
-   enrollment (brief §5.1 APPAUTH, `syncml:auth-md5` or `syncml:auth-basic`). Without a certificate
+   enrollment (w7 APPLICATION CSP APPAUTH, `syncml:auth-md5` or `syncml:auth-basic`). Without a certificate
    the transport authenticates no session, so each message carries its own credentials (OMA DM 1.2
    Security, "Authentication"): an accepted digest is answered 200, not 212 (which would let the
    client drop its credentials for the rest of the session), with a new NextNonce in the Chal of the
@@ -24,7 +24,7 @@ One request = one SyncML message from the device, one reply from us:
    message's bytes from anyone else gets a challenge, never the device's reply. (A digest message's
    copy cannot authenticate again, its nonce being spent: a device that lost our reply is
    challenged and sends its message again with the nonce of the Chal; the commands of the lost
-   reply go back to the queue when the session ends.) Reply rules of brief §7:
+   reply go back to the queue when the session ends.) Reply rules (docs/omadm-sessions.md):
    SyncHdr Status first, a Status for every client command except Status/Results, then our queued
    commands (enrollment/commands.py) in sequence order, then Final. A reply with no command ends the
    session. Statuses and Results are matched to our commands by (session, MsgRef, CmdRef).
@@ -63,7 +63,7 @@ from .models import Device, DeviceCommand, ManagementSession
 
 logger = logging.getLogger(__name__)
 
-# Alert codes (brief §7; MS-MDM 2.2.7.2).
+# Alert codes (OMA DM 1.2 RepPro; MS-MDM 2.2.7.2).
 SERVER_INITIATED, CLIENT_INITIATED = "1200", "1201"
 NEXT_MESSAGE, ABORT, CLIENT_EVENT, GENERIC_ALERT = "1222", "1223", "1224", "1226"
 KNOWN_ALERTS = {SERVER_INITIATED, CLIENT_INITIATED, NEXT_MESSAGE, ABORT, CLIENT_EVENT, GENERIC_ALERT}
@@ -72,7 +72,7 @@ LOGIN_VALUES = {"user", "others", "none"}
 UNENROLL_REQUEST = "com.microsoft:mdm.unenrollment.userrequest"
 AUTH_MD5, AUTH_BASIC = "syncml:auth-md5", "syncml:auth-basic"
 
-# Status codes (brief §7).
+# Status codes (OMA DM 1.2 RepPro, "Response Status Codes").
 OK, BAD_REQUEST, INVALID_CREDENTIALS, NOT_SUPPORTED, MISSING_CREDENTIALS = 200, 400, 401, 406, 407
 
 # An open session with no message for this long is over: its unanswered commands go back to queued.
@@ -179,7 +179,7 @@ def _check_header(header):
 # --- who is talking -------------------------------------------------------------------------------
 
 def identify(request, message, now=None):
-    """Caller for a device we manage; raises Refused. Brief §7 "HTTP" and reply rule 7. Call inside a
+    """Caller for a device we manage; raises Refused. docs/omadm-sessions.md, rule 7. Call inside a
     transaction: the device's row is locked until it ends."""
     source = message.header.source
     now = now or timezone.now()
@@ -483,7 +483,7 @@ class Conversation:
             outgoing = self.next_commands(session_start=session.messages == 1)
         reply = self.reply(session, commands=outgoing)
         if not outgoing:
-            # A Status-only reply ends the session (brief §7 rule 6).
+            # A Status-only reply ends the session (docs/omadm-sessions.md, rule 6).
             session.ended_at = self.now
             if self.unanswered != 0:
                 requeue_unanswered(DeviceCommand.objects.filter(session=session), self.now)
@@ -502,7 +502,7 @@ class Conversation:
             self.sent.append(command)  # saved by run() once the session has its row
         return reply
 
-    # -- the device's Statuses and Results for our commands (brief §7 rule 5) ----------------------
+    # -- the device's Statuses and Results for our commands (omadm-sessions.md rule 5) -------------------
 
     def apply_answers(self, session):
         answers = [c for c in self.message.commands if c.name in ("Status", "Results")]
@@ -521,7 +521,7 @@ class Conversation:
             command = by_ref.get(ref) if ref else None
             if command is None:
                 if answer.cmd_ref != "0":
-                    # Brief §7 rule 3: some clients acknowledge things we never sent; never an error.
+                    # docs/omadm-sessions.md rule 3: some clients acknowledge things we never sent; never an error.
                     logger.info("management: device %s sent a %s for MsgRef %s CmdRef %s, which we never sent",
                                 self.device.pk, answer.name, answer.msg_ref[:16], answer.cmd_ref[:16])
                 continue
@@ -544,7 +544,7 @@ class Conversation:
         if command.source == inventory.SOURCE:
             self.inventory_values[command.target] = item.data
 
-    # -- the device's own commands (brief §7 rules 2-3) --------------------------------------------
+    # -- the device's own commands (omadm-sessions.md rules 2-3) -----------------------------------------
 
     def answer(self, command):
         code = self.handle(command) if command.cmd_id else BAD_REQUEST
@@ -592,7 +592,7 @@ class Conversation:
         self.record(CLIENT_EVENT, event_type, data)
 
     def generic_alert(self, item):
-        """Brief §7: 1226 carries async CSP results and the user's unenrollment."""
+        """MS-MDM: 1226 carries async CSP results and the user's unenrollment."""
         self.record(GENERIC_ALERT, item.type, item.data, item.source)
         if item.type != UNENROLL_REQUEST:
             return
@@ -622,7 +622,7 @@ class Conversation:
                 expire_overdue(self.device, self.now)
             # The device is locked and current (identify): the reconciler need not read it again.
             reconcile.checked_in(self.device, locked=True)
-            # Autopilot devices: app installs and the Enrollment Status Page move on (brief §9).
+            # Autopilot devices: app installs and the Enrollment Status Page move on (DMClient CSP FirstSyncStatus).
             if _may(self.device, "has_autopilot_setup"):
                 autopilot_provisioning.checked_in(self.device, self.now)
         first = []
@@ -662,7 +662,7 @@ def _queued(device_id, now, limit, user_signed_in):
     """The device's next commands, at most `limit`."""
     queued = DeviceCommand.objects.filter(device_id=device_id, status=DeviceCommand.Status.QUEUED, expires_at__gt=now)
     if not user_signed_in:
-        queued = queued.exclude(target__startswith=USER_SCOPE)  # brief §7: held until a user is signed in
+        queued = queued.exclude(target__startswith=USER_SCOPE)  # held until a user is signed in (LoginStatus)
     # skip_locked: a concurrent session of the same device takes the other commands, never these.
     return queued.order_by("pk").select_for_update(skip_locked=True)[:limit]
 

@@ -1,4 +1,4 @@
-"""One-time registration PINs (issue 3 item 3): the secret a user types instead of, or with, the
+"""One-time registration PINs: the secret a user types instead of, or with, the
 account password when their registration settings ask for one (invitations/registration.py).
 
 A PIN is generated here with the user's effective length and lifetime, shown once (in the invitation

@@ -1,4 +1,4 @@
-"""MS-XCEP GetPolicies (brief §4): the certificate policy Windows builds its CSR from. Windows reads
+"""MS-XCEP GetPolicies (MS-MDE2 3.3): the certificate policy Windows builds its CSR from. Windows reads
 only minimalKeyLength, hashAlgorithmOIDReference (resolved in oIDs) and cryptoProviders."""
 import logging
 
@@ -32,7 +32,7 @@ def policies_response():
         X.policySchema("3"),
         X.certificateValidity(
             X.validityPeriodSeconds(str(validity_days * DAY)),
-            # The same window the provisioning document's WSTEP/Renew/RenewPeriod gives (brief §5.1).
+            # The same window the provisioning document's WSTEP/Renew/RenewPeriod gives (CertificateStore CSP).
             X.renewalPeriodSeconds(str(settings.ENROLLMENT_RENEW_PERIOD_DAYS * DAY)),
         ),
         X.permission(X.enroll("true"), X.autoEnroll("false")),

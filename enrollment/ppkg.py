@@ -1,9 +1,9 @@
-"""Provisioning-package enrollment with a PIN (issue 6, brief §10): PIN enrollments are made, their
+"""Provisioning-package enrollment with a PIN (Provisioning CSP, Enrollments): PIN enrollments are made, their
 PIN replaced or revoked here, and the enrollment service asks here whether a UsernameToken is a
 package's and whether one more device may enroll with it.
 
 A package carries Workplace/Enrollments/{UPN} with AuthPolicy OnPremise and the PIN as Secret, so the
-UPN and the PIN arrive verbatim in wsse:UsernameToken of GetPolicies and RST (brief §3.1, §10). One
+UPN and the PIN arrive verbatim in wsse:UsernameToken of GetPolicies and RST (MS-MDE2 3.4.4.1.1.1.3). One
 PIN enrolls many devices: it is never spent, only counted against the maximum. Checking it costs one
 password hash per enrollment (GetPolicies verifies, the RST that follows finds the verification
 remembered, as enrollment/auth.py does for passwords). Wrong PINs are counted here, not through
@@ -63,7 +63,7 @@ def new_pin():
 
 def default_domain():
     """The organisation's domain as its enrollment host suggests it: enterpriseenrollment.example.com
-    (the autodiscovery name, brief §1) gives example.com."""
+    (the autodiscovery name, MS-MDE2 3.1) gives example.com."""
     host = urlsplit(Organisation.get().base_url).hostname or "localhost"
     prefix = "enterpriseenrollment."
     return host[len(prefix):] if host.startswith(prefix) and host.count(".") > 1 else host
@@ -174,7 +174,7 @@ def address_locked(pin_enrollment, address):
 
 
 def authenticate(request, pin_enrollment, secret):
-    """The auth.Identity a package's UsernameToken stands for; raises SoapFault (brief §3.1, §10)."""
+    """The auth.Identity a package's UsernameToken stands for; raises SoapFault (MS-MDE2 3.4.4.1.1.1.3)."""
     from .auth import Identity
 
     if pin_enrollment.is_revoked or pin_enrollment.is_expired:
@@ -272,8 +272,8 @@ def _recently_verified(pin_enrollment, secret):
 
 def discovery_policy(offered):
     """OnPremise for a device that offers it while the organisation signs users in another way, as
-    long as a package may enroll: packages always sign in on-premise (brief §2 "pick a policy the
-    client offered"). None otherwise."""
+    long as a package may enroll: packages always sign in on-premise (Discover answers one of the
+    policies the client offered, MS-MDE2 3.1.4.1). None otherwise."""
     if "OnPremise" in offered and PinEnrollment.objects.usable().exists():
         return "OnPremise"
     return None
@@ -303,7 +303,7 @@ def record_device(pin_enrollment, device, *, ip=None):
     if groups:
         device.configuration_groups.add(*groups)
     if device.enrollment_type != Device.EnrollmentType.FULL:
-        # Brief §10 [U]: packages are expected to enroll Full; accepted either way, but worth knowing.
+        # Unconfirmed on devices: packages are expected to enroll Full; accepted either way, but worth knowing.
         logger.info("PIN enrollment %s: device %s enrolled with EnrollmentType %s", pin_enrollment.pk, device.pk,
                     device.enrollment_type)
     AuditEvent.record(None, "pin_enrollment.device_enrolled", pin_enrollment, ip=ip, detail={

@@ -1,11 +1,11 @@
-"""The wap-provisioningdoc returned (base64) in the enrollment response: brief §5.1, MS-MDE2
-3.1.4.1.2.2, CertificateStore, w7 APPLICATION and DMClient configuration service providers.
+"""The wap-provisioningdoc returned (base64) in the enrollment response: MS-MDE2
+2.2.9.1, CertificateStore, w7 APPLICATION and DMClient configuration service providers.
 
 Only three kinds of top-level characteristic appear, in this order: CertificateStore (root under
 Root/System, issuing CA under CA/System, then the device certificate under My/User or My/System,
 as Intune emits them: some clients take certificates by position, and the ROBO renewal schedule
 under My/WSTEP/Renew), APPLICATION and DMClient. A renewal's document holds only the
-CertificateStore and APPLICATION/PROVIDER-ID (brief §6).
+CertificateStore and APPLICATION/PROVIDER-ID ("Certificate Renewal" page).
 Every value goes through lxml, which escapes it; nothing is concatenated into XML.
 """
 import base64
@@ -50,7 +50,7 @@ def build_document(*, root, issuing, device_cert: x509.Certificate, enrollment_t
     `root` and `issuing` are certificates (or CertificateAuthority rows); `enrollment_type` is the
     RST context item (`Full` or `Device`); `client_secret`/`server_secret` are the CLIENT/APPSRV
     APPAUTH secrets the caller keeps for the SyncML digest fallback. The AAUTHDATA nonces are fresh
-    random values: a Windows 11 enrollment failed without them (brief §5.1). `renew_period_days` and
+    random values: a Windows 11 (26200) enrollment failed without them. `renew_period_days` and
     `retry_interval_days` are the ROBO renewal schedule (CertificateStore CSP My/WSTEP/Renew)."""
     if enrollment_type not in ENROLLMENT_TYPES:
         raise ValueError(f"unknown enrollment type {enrollment_type!r}")
@@ -72,7 +72,7 @@ def build_document(*, root, issuing, device_cert: x509.Certificate, enrollment_t
 
 def build_renewal_document(*, root, issuing, device_cert: x509.Certificate, enrollment_type: str,
                            provider_id: str) -> bytes:
-    """The document answering a ROBO renewal (brief §6, Microsoft's "Certificate Renewal" page): the
+    """The document answering a ROBO renewal (MS-MDE2 3.5, Microsoft's "Certificate Renewal" page): the
     new certificate in the store it enrolled into, with the chain, and APPLICATION/PROVIDER-ID naming
     the enrollment it belongs to. Nothing else: the account, its secrets and the schedule stay."""
     if enrollment_type not in ENROLLMENT_TYPES:
@@ -100,7 +100,7 @@ def _certificate_store(root, issuing, device_cert, store, renewal=None):
 
 
 def _renewal_schedule(renew_period_days, retry_interval_days):
-    """My/WSTEP/Renew (brief §5.1): we serve ROBO renewals (enrollment/renewal.py); Windows starts
+    """My/WSTEP/Renew (CertificateStore CSP): we serve ROBO renewals (enrollment/renewal.py); Windows starts
     RenewPeriod days before expiry and retries every RetryInterval days. An on-premise enrollment
     would otherwise renew by prompting the user for a password, which we do not serve."""
     return _characteristic(

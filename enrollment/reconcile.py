@@ -1,4 +1,4 @@
-"""The reconciler (issue 4 item 6): every enrolled device converges on the settings of its
+"""The reconciler: every enrolled device converges on the settings of its
 configuration groups.
 
 For one device, `reconcile_device` computes the desired settings (its groups' settings, the group with

@@ -1,10 +1,10 @@
-"""ROBO certificate renewal (brief §6; MS-MDE2 3.4.4.1.1.1; Microsoft's "Certificate Renewal" page).
+"""ROBO certificate renewal (MS-MDE2 3.5.4.1.1.1; Microsoft's "Certificate Renewal" page).
 
 RenewPeriod days before its certificate expires (WSTEP/Renew in the provisioning document), Windows
 posts an RST with RequestType Renew to the enrollment URL it enrolled through, over TLS with its
 current client certificate and without a user token. Its BinarySecurityToken is a PKCS#7 SignedData
 made with the current key around a PKCS#10 for a fresh key. We check, in this order, each failure
-with its fault (brief §5.2), writing nothing but the audit entry:
+with its fault (MS-MDE2 2.2.10), writing nothing but the audit entry:
 
 - a client certificate came from the TLS terminator (enrollment/clientcert.py) — else Authentication;
 - it is ours, known and current — another CA or an unknown one: Authentication; its device replaced,
@@ -40,7 +40,7 @@ from .soap import ENROLLMENT_NS, WSSE_NS, WST_NS, ErrorType, Fault, SoapFault
 
 logger = logging.getLogger(__name__)
 
-# Brief §1: the PKCS7 value type as devices send it, and as Microsoft's renewal sample writes it.
+# The PKCS7 value type as devices send it, and as Microsoft's renewal sample writes it.
 PKCS7_VALUE_TYPES = (f"{ENROLLMENT_NS}#PKCS7", f"{WSSE_NS}#PKCS7")
 
 BAD_REQUEST = "The certificate renewal request is not valid."
@@ -149,7 +149,7 @@ def check_device_id(renewal, csr, device):
 
 
 def check_window(certificate):
-    """Brief §6: renew only inside the window the device was given (WSTEP/Renew/RenewPeriod), allowing
+    """Renew only inside the window the device was given (WSTEP/Renew/RenewPeriod), allowing
     the CA's clock skew for a device whose clock runs a little ahead."""
     opens = certificate.not_valid_after_utc - timedelta(days=settings.ENROLLMENT_RENEW_PERIOD_DAYS) - ca.CLOCK_SKEW
     if datetime.now(UTC) < opens:

@@ -1,15 +1,15 @@
 """A Windows enrollment client that speaks the real HTTP protocol, for smoke tests and benchmarks.
 
 It does what a Windows 10/11 PC or a HoloLens 2 does when the user types an email and a server
-address in Settings > Accounts > Access work or school: the discovery probe and Discover (brief §2),
-the federated sign-in (§3.2) or the on-premise UsernameToken (§3.1), GetPolicies (§4), and the
-RequestSecurityToken with a Windows-shaped CSR (§5), then checks every answer as strictly as the
-brief describes it, down to the provisioning document (§5.1, conformance test 4). Afterwards it can
-renew its certificate as Windows' ROBO renewal does (§6) and check in over OMA-DM (§7).
+address in Settings > Accounts > Access work or school: the discovery probe and Discover (MS-MDE2 3.1),
+the federated sign-in (MS-MDE2 3.2) or the on-premise UsernameToken, GetPolicies (MS-MDE2 3.3, MS-XCEP),
+and the RequestSecurityToken with a Windows-shaped CSR (MS-MDE2 3.4, MS-WSTEP), then checks every
+answer as strictly as Windows would, down to the provisioning document (MS-MDE2 2.2.9.1). Afterwards it
+can renew its certificate as Windows' ROBO renewal does (MS-MDE2 3.5) and check in over OMA-DM (MS-MDM).
 
-With an Entra ID token (§3.4) it plays an Entra-joined PC or a work account instead: optionally the
-terms-of-use page (Bearer token in, OpaqueBlob out, sent back as the EnrollmentData item), then
-GetPolicies and RST carrying the token as a JWT BinarySecurityToken.
+With an Entra ID token ("Microsoft Entra integration with MDM") it plays an Entra-joined PC or a work
+account instead: optionally the terms-of-use page (Bearer token in, OpaqueBlob out, sent back as the
+EnrollmentData item), then GetPolicies and RST carrying the token as a JWT BinarySecurityToken.
 
 The protocol constants are spelled out here rather than imported from the server code on purpose:
 a client that shared the server's literals could not catch a typo in them.
@@ -46,7 +46,7 @@ from lxml.builder import ElementMaker
 
 from enrollment.csr import build_windows_csr
 
-# Brief §1: namespaces and URIs.
+# Namespaces and URIs (MS-MDE2 2.2.1, 3.4.4.1.1.1).
 SOAP12_NS = "http://www.w3.org/2003/05/soap-envelope"
 SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 WSA_NS = "http://www.w3.org/2005/08/addressing"
@@ -79,21 +79,21 @@ RENEW = f"{WST_NS}/Renew"
 PKCS7 = f"{ENROLLMENT_NS}#PKCS7"
 ANONYMOUS = f"{WSA_NS}/anonymous"
 
-# Brief §3.2: the value Windows' web-auth broker passes as appru.
+# The value Windows' web-auth broker passes as appru (MS-MDE2 3.2: an ms-app:// id).
 APPRU = "ms-app://windows.immersivecontrolpanel"
-# Brief §3.4: where Windows waits for the terms-of-use answer, and the web view's host header.
+# Where Windows waits for the terms-of-use answer, and the web view's host header (Entra integration with MDM).
 TERMS_REDIRECT_URI = "ms-aadj-redir://auth/mdm"
 # What the EnrollmentData context item of an Entra RST may carry (see Simulator).
 ENROLLMENT_DATA_CHOICES = ("blob", "null", "empty", "absent")
 DISCOVERY_PATH = "/EnrollmentServer/Discovery.svc"
 REQUEST_VERSION = "5.0"
-# Brief §2: OSEdition is the GetProductInfo SKU, 48 Pro, 136 Holographic for Business (HoloLens 2).
+# MS-MDE2 3.1.4.1: OSEdition is the GetProductInfo SKU, 48 Pro, 136 Holographic for Business (HoloLens 2).
 OSEDITION_PRO = "48"
 OSEDITION_HOLOLENS = "136"
 PC_VERSION = "10.0.22631.4317"
 HOLOLENS_VERSION = "10.0.22621.1133"
 
-# Brief §4: hash OIDs a policy may reference, and the name build_windows_csr takes.
+# MS-XCEP: hash OIDs a policy may reference, and the name build_windows_csr takes.
 HASH_OIDS = {
     "1.3.14.3.2.26": "sha1",
     "1.3.14.3.2.29": "sha1",  # szOID_OIWSEC_sha1RSASign, Microsoft's own sample
@@ -122,7 +122,7 @@ class SimulatorError(Exception):
 
 
 class SoapFaultError(SimulatorError):
-    """The server answered with a SOAP fault (brief §5.2)."""
+    """The server answered with a SOAP fault (MS-MDE2 2.2.10)."""
 
     def __init__(self, check, *, code, subcode, reason, error_type=None):
         detail = f" ({error_type})" if error_type else ""
@@ -147,7 +147,7 @@ class Policy:
 
 @dataclass
 class RenewalSchedule:
-    """CertificateStore/My/WSTEP/Renew of the provisioning document (brief §5.1)."""
+    """CertificateStore/My/WSTEP/Renew of the provisioning document (CertificateStore CSP)."""
 
     robo_support: bool
     renew_period: int  # days before expiry
@@ -255,7 +255,7 @@ def thumbprint(cert):
 
 
 def discovery_url(server):
-    """The Discovery.svc URL Windows would use for what the user typed (brief §1, §2)."""
+    """The Discovery.svc URL Windows would use for what the user typed (MS-MDE2 3.1)."""
     server = server.strip()
     if "://" not in server:
         server = f"https://{server}"
@@ -311,7 +311,7 @@ def _fault(envelope, ns, check):
 
 
 def read_envelope(body, *, action, message_id, check):
-    """The SOAP Body of a reply after the checks every reply must pass (brief §1); faults raise.
+    """The SOAP Body of a reply after the checks every reply must pass (MS-MDE2 2.2); faults raise.
     `body` is the raw answer or the envelope parse_xml already made of it."""
     envelope = parse_xml(body, check) if isinstance(body, bytes) else body
     ns = etree.QName(envelope).namespace
@@ -344,8 +344,8 @@ def _service_url(value, name, *, secure, check):
 
 
 def parse_discover_response(body, message_id, *, secure=True, entra=False):
-    """Brief §2: the DiscoverResponse, checked field by field. Entra clients skip the
-    AuthenticationServiceUrl (brief §3.4), so it is optional for them."""
+    """MS-MDE2 3.1.4.1: the DiscoverResponse, checked field by field. Entra clients skip the
+    AuthenticationServiceUrl (they hold an Entra token already), so it is optional for them."""
     check = "discover"
     soap_body = read_envelope(body, action=DISCOVER_RESPONSE_ACTION, message_id=message_id, check=check)
     response = soap_body[0]
@@ -381,7 +381,7 @@ def parse_discover_response(body, message_id, *, secure=True, entra=False):
 
 
 def parse_policies_response(body, message_id):
-    """Brief §4: Windows reads minimalKeyLength and hashAlgorithmOIDReference (→ oIDs)."""
+    """MS-XCEP, MS-MDE2 3.3: Windows reads minimalKeyLength and hashAlgorithmOIDReference (→ oIDs)."""
     check = "policies"
     soap_body = read_envelope(body, action=GET_POLICIES_RESPONSE_ACTION, message_id=message_id, check=check)
     response = soap_body.find(f"{{{XCEP_NS}}}GetPoliciesResponse")
@@ -411,12 +411,12 @@ def parse_policies_response(body, message_id):
 
 
 def _attribute(element, name):
-    """Brief §3.1: ValueType/EncodingType come with or without the wsse: prefix."""
+    """ValueType/EncodingType come with or without the wsse: prefix (MS-MDE2 samples use it)."""
     return element.get(name) or element.get(f"{{{WSSE_NS}}}{name}")
 
 
 def parse_enrollment_response(body, message_id, *, check="enroll"):
-    """Brief §5: the RSTRC (of an enrollment, or of a renewal, §6); returns the decoded provisioning
+    """MS-MDE2 3.4: the RSTRC (of an enrollment, or of a renewal, MS-MDE2 3.5); returns the decoded provisioning
     document bytes."""
     soap_body = read_envelope(body, action=RSTRC_ACTION, message_id=message_id, check=check)
     rstr = soap_body.find(f"{{{WST_NS}}}RequestSecurityTokenResponseCollection/{{{WST_NS}}}RequestSecurityTokenResponse")
@@ -439,7 +439,7 @@ def parse_enrollment_response(body, message_id, *, check="enroll"):
         raise SimulatorError("enroll-token", "the provisioning document is not valid base64") from None
 
 
-# --- the provisioning document (brief §5.1, conformance test 4) ------------------------------------
+# --- the provisioning document (MS-MDE2 2.2.9.1) --------------------------------------------------
 
 def _characteristics(element, type_=None):
     return [c for c in element if c.tag == "characteristic" and (type_ is None or c.get("type") == type_)]
@@ -548,7 +548,7 @@ def _check_application(root, *, device_enrollment):
             raise SimulatorError("provisioning-appauth", f"APPAUTH {level} has AAUTHTYPE {auth_parms.get('AAUTHTYPE')!r}, expected {' or '.join(types)}")
         if not auth_parms.get("AAUTHSECRET"):
             raise SimulatorError("provisioning-appauth", f"APPAUTH {level} has no AAUTHSECRET")
-        # Brief §5.1: Windows 11 26200 refused the document without these nonces.
+        # Windows 11 26200 refused the document without these nonces.
         try:
             nonce = base64.b64decode(auth_parms.get("AAUTHDATA") or "", validate=True)
         except binascii.Error:
@@ -573,7 +573,7 @@ def _check_dmclient(root, provider_id):
     intervals = {k: v for k, v in poll.items() if k.startswith("Interval")}
     if not intervals or not all((v or "").isdigit() and int(v) > 0 for v in intervals.values()):
         raise SimulatorError("provisioning-poll", f"the Poll intervals {intervals} are not positive minutes")
-    # Brief §5.1: an endless 1-minute poll made Fleet's devices re-apply CSPs in a storm.
+    # An endless 1-minute poll made Fleet's devices re-apply CSPs in a storm.
     if poll.get("NumberOfRemainingScheduledRetries") == "0" and int(poll.get("IntervalForRemainingScheduledRetries") or "0") <= 1:
         raise SimulatorError("provisioning-poll", "the endless poll interval is 1 minute or less")
 
@@ -604,7 +604,7 @@ def _renewal_schedule(root):
 
 def validate_provisioning_document(document, *, public_key, device_id, device_enrollment=False, subject=None,
                                    now=None):
-    """Every check of brief §5.1 / conformance test 4. Returns (Provisioning, lxml tree). `subject`
+    """Every check of the provisioning document (MS-MDE2 2.2.9.1). Returns (Provisioning, lxml tree). `subject`
     is the expected certificate CN when it is not the DeviceID (the Entra device id of an Entra join)."""
     root = parse_xml(document, "provisioning")
     if root.tag != "wap-provisioningdoc":
@@ -612,7 +612,7 @@ def validate_provisioning_document(document, *, public_key, device_id, device_en
     kinds = [c.get("type") for c in _characteristics(root)]
     unexpected = sorted(set(kinds) - {"CertificateStore", "APPLICATION", "DMClient"})
     if unexpected:
-        raise SimulatorError("provisioning", f"unexpected top-level characteristics {unexpected} (brief §5.1: only CertificateStore, APPLICATION, DMClient)")
+        raise SimulatorError("provisioning", f"unexpected top-level characteristics {unexpected} (only CertificateStore, APPLICATION, DMClient)")
 
     location = "System" if device_enrollment else "User"
     entries = _certificate_entries(root)
@@ -637,7 +637,7 @@ def validate_provisioning_document(document, *, public_key, device_id, device_en
 
 
 def validate_renewal_document(document, *, public_key, previous, provisioning, device_enrollment=False, now=None):
-    """Brief §6: the answer to a renewal holds only the CertificateStore and APPLICATION/PROVIDER-ID
+    """MS-MDE2 3.5: the answer to a renewal holds only the CertificateStore and APPLICATION/PROVIDER-ID
     of our enrollment; its client certificate carries our new key and the old certificate's subject,
     expires no earlier, and chains to the root we were given at enrollment. Returns the new certificate."""
     root = parse_xml(document, "renewal-document")
@@ -681,7 +681,7 @@ def validate_renewal_document(document, *, public_key, previous, provisioning, d
 
 
 def signed_renewal_request(certificate, private_key, csr_der):
-    """The PKCS#7 of a ROBO renewal (brief §6; MS-WCCE 3.1.1.4.3.2.1): SignedData around the new
+    """The PKCS#7 of a ROBO renewal (MS-MDE2 3.5; MS-WCCE 3.1.1.4.3.2.1): SignedData around the new
     PKCS#10, signed by the key of the certificate being renewed, which it carries."""
     builder = pkcs7.PKCS7SignatureBuilder().set_data(csr_der).add_signer(certificate, private_key, hashes.SHA256())
     return builder.sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
@@ -693,7 +693,7 @@ def client_certificate_header(certificate):
     return urllib.parse.quote(certificate.public_bytes(serialization.Encoding.PEM).decode())
 
 
-# --- federated sign-in (brief §3.2) ----------------------------------------------------------------
+# --- federated sign-in (MS-MDE2 3.2) --------------------------------------------------------------
 
 def sign_in_url(authentication_url, email):
     """AuthenticationServiceUrl with appru and login_hint added, its own query string kept."""
@@ -802,7 +802,7 @@ def fill_sign_in_form(html, page_url, email, password, pin=None):
 
 
 def read_auto_post(html, page_url):
-    """The wresult token from the page that auto-posts back to appru (brief §3.2)."""
+    """The wresult token from the page that auto-posts back to appru (MS-MDE2 3.2)."""
     check = "sign-in-result"
     document, forms = _forms(html, page_url, check)
     for form in forms:
@@ -822,7 +822,7 @@ def read_auto_post(html, page_url):
     raise SimulatorError(check, f"no form posts to {APPRU}; form actions found: {actions}")
 
 
-# --- Entra ID (brief §3.4) -------------------------------------------------------------------------
+# --- Entra ID (Microsoft Entra integration with MDM) ----------------------------------------------
 
 def jwt_claims(token):
     """The payload of a JWT, unverified (the client only reads it, as Windows does for the device
@@ -839,7 +839,7 @@ def jwt_claims(token):
 
 
 def terms_page_url(terms_url, request_id, joining):
-    """The terms-of-use URL with the query Windows adds (brief §3.4 ToU page contract)."""
+    """The terms-of-use URL with the query Windows adds (Entra integration with MDM, terms of use)."""
     parts = urllib.parse.urlsplit(terms_url)
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     query += [("redirect_uri", TERMS_REDIRECT_URI), ("client-request-id", request_id), ("api-version", "1.0")]
@@ -850,7 +850,7 @@ def terms_page_url(terms_url, request_id, joining):
 
 def accept_form(html, page_url, *, joining):
     """(action URL, fields) of the page's Accept button. During an Entra join the page must not
-    offer Decline (brief §3.4)."""
+    offer Decline (Windows shows none there)."""
     check = "terms-page"
     _, forms = _forms(html, page_url, check)
     for form in forms:
@@ -887,7 +887,7 @@ def read_terms_answer(location, request_id):
 # --- the client ------------------------------------------------------------------------------------
 
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    """Brief §1: a redirect on the enrollment endpoints breaks Windows; report it instead."""
+    """A redirect on the enrollment endpoints breaks Windows (it does not follow them); report it instead."""
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None
@@ -991,7 +991,7 @@ class Simulator:
         self.federated = federated or bool(entra_token)
         self.terms_url = terms_url
         self.enrollment_data = None
-        # What the RST carries as EnrollmentData (brief §3.4): "blob", the OpaqueBlob of the accepted
+        # What the RST carries as EnrollmentData (the terms page's OpaqueBlob): "blob", the OpaqueBlob of the accepted
         # terms-of-use page; or, as Windows does when no blob came back, the literal "null", an empty
         # value or no item at all. By default the blob with a terms page, nothing without one.
         if entra_enrollment_data is None:
@@ -1008,7 +1008,7 @@ class Simulator:
         self.follow_auth_policy = follow_auth_policy
         self.hololens = hololens
         self.device_enrollment = device_enrollment
-        # As a provisioning package's Workplace/Enrollments does (brief §10): OnPremise only, the
+        # As a provisioning package's Workplace/Enrollments does (Provisioning CSP): OnPremise only, the
         # service UPN and PIN in the UsernameToken, in the background, EnrollmentType Full [U].
         self.provisioning_package = provisioning_package
         if provisioning_package and (federated or device_enrollment or hololens):
@@ -1143,7 +1143,7 @@ class Simulator:
         if content_type.split(";")[0].strip().lower() != "application/soap+xml":
             raise SimulatorError(f"{check}-content-type", f"Content-Type is {content_type!r}, expected application/soap+xml")
         if headers.get("Content-Length") is None:
-            raise SimulatorError(f"{check}-content-length", "the answer has no Content-Length (brief §1: never chunked)")
+            raise SimulatorError(f"{check}-content-length", "the answer has no Content-Length (Windows needs it: never chunked)")
         return body
 
     # -- messages ----------------------------------------------------------------------------------
@@ -1160,7 +1160,7 @@ class Simulator:
         return S.Header(*children)
 
     def _security(self, token):
-        """Brief §3.1 / §3.2 / §3.4: UsernameToken on-premise, the wresult as BinarySecurityToken
+        """MS-MDE2 3.3, 3.4: UsernameToken on-premise, the wresult as BinarySecurityToken
         federated, the Entra token as a JWT BinarySecurityToken."""
         must = {f"{{{SOAP12_NS}}}mustUnderstand": "1"}
         if self.entra_token is not None:
@@ -1198,7 +1198,7 @@ class Simulator:
         return S.Envelope(self._header(GET_POLICIES_ACTION, message_id, url, self._security(token)), body)
 
     def context_items(self):
-        """Brief §5 AdditionalContext, as a Windows client of the simulated kind sends them."""
+        """MS-MDE2 AdditionalContext items, as a Windows client of the simulated kind sends them."""
         return [
             ("UXInitiated", "false" if self.device_enrollment or self.provisioning_package else "true"),
             ("HWDevID", self.hw_dev_id),
@@ -1241,7 +1241,7 @@ class Simulator:
         return S.Envelope(self._header(RST_ACTION, message_id, url, self._security(token)), S.Body(rst))
 
     def renewal_envelope(self, message_id, url, signed_request):
-        """Brief §6: RequestType Renew and the PKCS#7, no user token (the TLS client certificate is the
+        """MS-MDE2 3.5.4.1.1.1: RequestType Renew and the PKCS#7, no user token (the TLS client certificate is the
         credential); the context items Microsoft's renewal sample sends, plus our DeviceID."""
         T = ElementMaker(namespace=WST_NS, nsmap={"wst": WST_NS, "wsse": WSSE_NS, "ac": AC_NS})
         AC = ElementMaker(namespace=AC_NS)
@@ -1327,13 +1327,13 @@ class Simulator:
 
     @property
     def certificate_subject(self):
-        """Brief §3.4: an Entra join's certificate is named after the Entra device id."""
+        """An Entra join's certificate is named after the Entra device id."""
         if self.entra_token and self.device_enrollment and isinstance(self.entra_claims.get("deviceid"), str):
             return self.entra_claims["deviceid"]
         return self.device_id
 
     def accept_terms(self):
-        """Brief §3.4: the terms-of-use page in the web view, accepted; its OpaqueBlob goes back as
+        """The terms-of-use page (Entra integration with MDM) in the web view, accepted; its OpaqueBlob goes back as
         the EnrollmentData context item. Device enrollments play the OOBE join (FRX, no Decline)."""
         request_id = str(uuid.uuid4())
         url = terms_page_url(self.terms_url, request_id, self.device_enrollment)
@@ -1363,7 +1363,7 @@ class Simulator:
         return policy, f"minimalKeyLength {policy.minimal_key_length}, hash {policy.hash_oid or 'default'}"
 
     def make_key(self, policy):
-        """The device key, of at least the policy's minimalKeyLength (brief §4)."""
+        """The device key, of at least the policy's minimalKeyLength (MS-XCEP)."""
         size = max(2048, policy.minimal_key_length)
         if self.private_key is not None:
             if self.private_key.key_size < size:
@@ -1390,7 +1390,7 @@ class Simulator:
         return (key, provisioning, tree), f"certificate {subject} in My/{provisioning.store_location}"
 
     def renew(self, result):
-        """ROBO certificate renewal (brief §6) of the enrollment `result` (from run() or an earlier
+        """ROBO certificate renewal (MS-MDE2 3.5) of the enrollment `result` (from run() or an earlier
         renew()): a fresh key and Windows-style CSR, wrapped in a PKCS#7 signed by the current key,
         posted to the enrollment service with the current certificate as the client certificate (in
         the TLS handshake, or the header nginx would forward: see client_cert_header). Returns a
@@ -1455,7 +1455,7 @@ class Simulator:
         )
 
 
-# --- OMA-DM check-in (brief §7) ---------------------------------------------------------------------
+# --- OMA-DM check-in (MS-MDM, OMA DM 1.2) ---------------------------------------------------------
 # Spelled out again on purpose (see the module docstring): the client's literals are its own.
 
 SYNCML_NS = "SYNCML:SYNCML1.2"
@@ -1589,7 +1589,7 @@ class ManagementClient:
         return SML.SyncHdr(*children)
 
     def package1(self):
-        """Brief §7 package 1: 1201, 1224 LoginStatus, Replace of DevInfo (and 1226 when unenrolling)."""
+        """First message (MS-MDM): 1201, 1224 LoginStatus, Replace of DevInfo (and 1226 when unenrolling)."""
         body = [
             SML.Alert(SML.CmdID("2"), SML.Data("1201")),
             SML.Alert(SML.CmdID("3"), SML.Data("1224"), SML.Item(SML.Meta(MET.Type(LOGIN_STATUS_TYPE)),
@@ -1644,7 +1644,7 @@ class ManagementClient:
         return accept
 
     def read(self, content, sent, expected_msg_id):
-        """Brief §7 reply rules 1-4, checked; returns a ServerMessage."""
+        """Reply rules 1-4 of docs/omadm-sessions.md, checked; returns a ServerMessage."""
         root = parse_xml(content, "checkin")
         if root.tag != f"{{{SYNCML_NS}}}SyncML":
             raise SimulatorError("checkin", f"the answer is <{root.tag}>, not SyncML 1.2")

@@ -1,5 +1,5 @@
 """SOAP 1.2 plumbing shared by the enrollment services: the locked-down parser, reply and fault builders,
-and the one view every device endpoint goes through (brief §1, §5.2)."""
+and the one view every device endpoint goes through (MS-MDE2 2.2, 2.2.10)."""
 import logging
 import uuid
 from collections.abc import Callable
@@ -14,7 +14,7 @@ from mdmportal.unavailable import DEPENDENCY_DOWN
 
 logger = logging.getLogger(__name__)
 
-# Namespaces (brief §1).
+# Namespaces (MS-MDE2 2.2.1).
 SOAP_NS = "http://www.w3.org/2003/05/soap-envelope"
 SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 WSA_NS = "http://www.w3.org/2005/08/addressing"
@@ -31,7 +31,7 @@ DIAG_NS = "http://schemas.microsoft.com/2004/09/ServiceModel/Diagnostics"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 XSD_NS = "http://www.w3.org/2001/XMLSchema"
 
-# Actions, request -> response (brief §1).
+# Actions, request -> response (MS-MDE2 3.1.4.1, 3.3, 3.4 WSDL).
 DISCOVER = DISCOVERY_NS + "/IDiscoveryService/Discover"
 DISCOVER_RESPONSE = DISCOVERY_NS + "/IDiscoveryService/DiscoverResponse"
 GET_POLICIES = XCEP_NS + "/IPolicy/GetPolicies"
@@ -54,7 +54,7 @@ PARSER = etree.XMLParser(
 
 
 class Fault:
-    """Subcodes of brief §5.2 (client HRESULT in the comment). All are prefixed QNames whose prefixes
+    """Subcodes of MS-MDE2 2.2.10 (client HRESULT in the comment). All are prefixed QNames whose prefixes
     the reply envelope declares."""
 
     MESSAGE_FORMAT = "s:MessageFormat"  # 0x80180001 malformed, wrong action/token
@@ -67,7 +67,7 @@ class Fault:
 
 
 class ErrorType:
-    """Optional DeviceEnrollmentServiceError/ErrorType values, in Intune's casing (brief §5.2)."""
+    """Optional DeviceEnrollmentServiceError/ErrorType values, in Intune's casing (MS-MDE2 2.2.10)."""
 
     DEVICE_CAP_REACHED = "DeviceCapReached"
     DEVICE_NOT_SUPPORTED = "DeviceNotSupported"
@@ -130,7 +130,7 @@ def text(element, path=None, namespaces=None):
 
 def attribute(element, name, namespace):
     """An attribute written either plain (`Type`) or qualified (`wsse:Type`): devices and Microsoft's
-    samples qualify it where WS-Security writes it plain (brief §3.1)."""
+    samples qualify it where WS-Security writes it plain (MS-MDE2 4.3.1.4)."""
     value = element.get(name)
     if value is None:
         value = element.get(f"{{{namespace}}}{name}")
@@ -205,14 +205,14 @@ def soap_body(*children):
 def soap_response(envelope_element, status=200):
     payload = etree.tostring(envelope_element, xml_declaration=False, encoding="utf-8")
     response = HttpResponse(payload, content_type=CONTENT_TYPE, status=status)
-    # Windows wants a plain, non-chunked answer (brief §1).
+    # Windows wants a plain, non-chunked answer (a chunked reply fails the enrollment).
     response["Content-Length"] = str(len(payload))
     return response
 
 
 def fault_response(fault, envelope, response_action, activity_id):
-    """The fault of brief §5.2. Sent with HTTP 200, as Fleet does in production: SOAP 1.2 allows 500,
-    but whether Windows then shows our message is unconfirmed (brief §1 [U])."""
+    """The fault of MS-MDE2 2.2.10. Sent with HTTP 200, as Fleet does in production: SOAP 1.2 allows 500,
+    but whether Windows then shows our message is unconfirmed."""
     detail = [ERR.DeviceEnrollmentServiceError(
         *([ERR.ErrorType(fault.error_type)] if fault.error_type else []),
         ERR.Message(fault.reason),

@@ -1,4 +1,4 @@
-"""SyncML 1.2 (OMA-DM) messages as Windows sends and expects them (brief §7, MS-MDM).
+"""SyncML 1.2 (OMA-DM) messages as Windows sends and expects them (OMA DM 1.2 RepPro, MS-MDM).
 
 Parses SyncML 1.1 and 1.2 into plain data and builds 1.2 replies with lxml. Protocol only: who the
 device is and what to send it are decided elsewhere.
@@ -18,7 +18,7 @@ MAX_COMMANDS = 500
 # per-element work below (xml-formatted Data is serialised child by child) bounded.
 MAX_ELEMENTS = 20_000
 
-# Commands the client sends us, and those we send (brief §7 "Command shapes").
+# Commands the client sends us, and those we send (OMA DM 1.2 RepPro, MS-MDM).
 CLIENT_COMMANDS = {"Alert", "Replace", "Status", "Results", "Add", "Get", "Delete", "Exec", "Atomic", "Sequence"}
 SERVER_COMMANDS = {"Get", "Replace", "Add", "Delete", "Exec"}
 FORMATS = {"chr", "int", "bool", "b64", "xml", "node", "null", "bin", "float", "date", "time"}

@@ -1,4 +1,4 @@
-"""The terms-of-use page of Entra ID enrollment (brief §3.4 "ToU page contract"; Microsoft's "Terms
+"""The terms-of-use page of Entra ID enrollment (Microsoft's "Terms
 of Use protocol semantics"): Windows opens it in a web view with the user's Entra token, the user
 accepts (or, outside an Entra join, declines), and we send Windows back to its redirect_uri.
 

@@ -22,7 +22,8 @@ RETIRED_MESSAGE = ("This enrollment address is no longer valid. Ask your adminis
 
 
 def request_token(request, envelope, key):
-    """The RST carries enrollments (RequestType Issue, brief §5) and ROBO renewals (Renew, §6)."""
+    """The RST carries enrollments (RequestType Issue, MS-MDE2 3.4) and ROBO renewals
+    (Renew, MS-MDE2 3.5)."""
     if wstep.is_renewal(envelope.body):
         return renewal.handle(request, envelope, key)
     return wstep.handle(request, envelope, key)
@@ -87,7 +88,7 @@ def _serve(request, name, key):
 def discovery(request, key=None):
     if request.method == "POST":
         return serve(request, "discovery", key)
-    # The probe Windows sends before its Discover (brief §2): an empty 200.
+    # The probe Windows sends before its Discover (MS-MDE2 3.1): an empty 200.
     state = key_state(key)
     if state == "unknown":
         raise Http404("unknown enrollment key")
@@ -113,5 +114,5 @@ def enrollment(request, key):
 @csrf_exempt
 @require_http_methods(["POST"])
 def management(request):
-    """OMA-DM sessions of enrolled devices (brief §7); the query string Windows appends is ignored."""
+    """OMA-DM sessions of enrolled devices (MS-MDM); the query string Windows appends is ignored."""
     return omadm.serve(request)

@@ -1,4 +1,4 @@
-"""The Windows Configuration Designer project of a PIN enrollment (issue 6, brief §10): a zip with
+"""The Windows Configuration Designer project of a PIN enrollment (Provisioning CSP, Enrollments): a zip with
 customizations.xml (what WCD saves for Runtime settings > Workplace > Enrollments > {UPN}), an
 install script and a README on building the .ppkg and pushing it with SCCM or Ivanti EPM.
 

@@ -1,4 +1,4 @@
-"""MS-WSTEP RequestSecurityToken (brief §5): check the request, issue the device certificate, record
+"""MS-WSTEP RequestSecurityToken (MS-MDE2 3.4): check the request, issue the device certificate, record
 the enrollment and answer the provisioning document. All or nothing: a refused or failed enrollment
 writes no device and spends nothing single-use (federated token, PIN, Entra token; its refusal is
 audited), so Windows' retry with the same credentials still works; a successful one spends them."""
@@ -25,7 +25,7 @@ from .soap import AC_NS, ENROLLMENT_NS, PARSER, SOAP_NS, WSA_NS, WSSE_NS, WST_NS
 
 logger = logging.getLogger(__name__)
 
-# Value URIs (brief §1).
+# Value URIs (MS-MDE2 3.4.4.1.1.1).
 TOKEN_TYPE = "http://schemas.microsoft.com/5.0.0.0/ConfigurationManager/Enrollment/DeviceEnrollmentToken"
 ISSUE = "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Issue"
 RENEW = "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Renew"
@@ -82,7 +82,7 @@ class TokenRequest:
 
 
 def parse_request(body):
-    """The RST body -> TokenRequest; raises SoapFault for everything the brief calls malformed."""
+    """The RST body -> TokenRequest; raises SoapFault for everything MS-MDE2 2.2.10 calls a MessageFormat error."""
     if etree.QName(body) != etree.QName(WST_NS, "RequestSecurityToken"):
         raise SoapFault(Fault.MESSAGE_FORMAT, BAD_REQUEST, log_detail=f"body element {body.tag}")
     token_type = soap.text(body, f"{{{WST_NS}}}TokenType")
@@ -282,7 +282,7 @@ def _enroll(identity, token_request, csr, ip, request_digest=""):
 
 
 def is_renewal(body):
-    """Is this RST a renewal (RequestType Renew, brief §6; served by enrollment/renewal.py)?"""
+    """Is this RST a renewal (RequestType Renew, MS-MDE2 3.5; served by enrollment/renewal.py)?"""
     return (etree.QName(body) == etree.QName(WST_NS, "RequestSecurityToken")
             and soap.text(body, f"{{{WST_NS}}}RequestType") == RENEW)
 
@@ -312,7 +312,7 @@ def issue(identity, token_request, csr):
 
 
 def enrollment_document(certificate, root, issuing, token_request, *, upn):
-    """The provisioning document of an enrollment (brief §5.1), with fresh APPAUTH secrets."""
+    """The provisioning document of an enrollment (MS-MDE2 2.2.9.1), with fresh APPAUTH secrets."""
     organisation = Organisation.get()
     return provisioning.build_document(
         root=root, issuing=issuing, device_cert=certificate,
@@ -355,7 +355,7 @@ def _utc(moment):
 
 
 def response_envelope(envelope, document):
-    """The RequestSecurityTokenResponseCollection of brief §5."""
+    """The RequestSecurityTokenResponseCollection (MS-WSTEP 3.1.4.1.2.6, as MS-MDE2 3.4 profiles it)."""
     now = datetime.now(UTC)
     must_understand = {f"{{{SOAP_NS}}}mustUnderstand": "1"}
     security = O.Security(

@@ -111,7 +111,7 @@ class User(AbstractBaseUser, PermissionsMixin):
 
 
 class AuthPolicy(models.TextChoices):
-    """How Windows signs the user in (brief §3): the secret typed in Windows itself, or our web page."""
+    """How Windows signs the user in (MS-MDE2 AuthPolicy): the secret typed in Windows itself, or our web page."""
 
     ONPREMISE = "onpremise", _("On-premise: the user types the secret in Windows")
     FEDERATED = "federated", _("Federated: Windows opens our sign-in page")

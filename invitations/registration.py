@@ -1,4 +1,4 @@
-"""Registration authentication settings (issue 3 item 3, as Ivanti has them): what a user proves to
+"""Registration authentication settings (as Ivanti has them): what a user proves to
 enroll a device (password, a one-time registration PIN, or both) and the shape of their PINs.
 
 The organisation holds the default; a user group overrides it for its members. This module is the one

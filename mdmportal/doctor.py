@@ -19,7 +19,7 @@ from django.http.request import split_domain_port, validate_host
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
-# Windows looks for this name under the domain of the address the user types (brief §1).
+# Windows looks for this name under the domain of the address the user types (MS-MDE2 3.1).
 AUTODISCOVERY_PREFIX = "enterpriseenrollment."
 CERT_WARN_DAYS = 21  # a TLS certificate closer than this to its end is renewed now
 CA_WARN_DAYS = 180  # re-keying a CA takes planning: devices must get the new root

@@ -1,4 +1,4 @@
-"""Console search that stays fast with 100,000 rows (issue 7, bench/devices.py).
+"""Console search that stays fast with 100,000 rows (bench/devices.py).
 
 Django's admin search is `UPPER(column) LIKE UPPER('%term%')` ORed over the search fields, with a JOIN for a
 related field such as `user__email`. No B-tree index serves a substring match, so PostgreSQL read every row:

@@ -176,13 +176,13 @@ INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=14)
 # An invitation email still "queued" this long after its request is re-queued by the sweep.
 INVITATION_SWEEP_AFTER_SECONDS = env.int("INVITATION_SWEEP_AFTER_SECONDS", default=180)
 
-# Windows enrollment, device side (enrollment/device_urls.py; literals from the Windows MDM protocol brief).
+# Windows enrollment, device side (enrollment/device_urls.py; literals from MS-MDE2 and MS-MDM).
 # PROVIDER-ID of the provisioning document and the DMClient node: never change it once devices enrolled.
 ENROLLMENT_PROVIDER_ID = env("ENROLLMENT_PROVIDER_ID", default="mdmportal")
-# The sign-in method (brief §3) a new organisation starts with: "onpremise" (the secret in the SOAP
+# The sign-in method (MS-MDE2 AuthPolicy) a new organisation starts with: "onpremise" (the secret in the SOAP
 # calls) or "federated" (our sign-in page). Afterwards it is the organisation's field in the console.
 ENROLLMENT_AUTH_POLICY = env("ENROLLMENT_AUTH_POLICY", default="onpremise")
-# Highest EnrollmentVersion we answer (brief §2: min(ours, RequestVersion)); 5.0 and up makes Windows
+# Highest EnrollmentVersion we answer (MS-MDE2 3.1.4.1: min(ours, RequestVersion)); 5.0 and up makes Windows
 # send TPM attestation items, which we do not verify, so 4.0 as Fleet does in production.
 ENROLLMENT_MAX_VERSION = env("ENROLLMENT_MAX_VERSION", default="4.0")
 # SOAP bodies larger than this get 413 before any parsing.
@@ -216,7 +216,7 @@ ENROLLMENT_ENTRA_TERMS_SECONDS = env.int("ENROLLMENT_ENTRA_TERMS_SECONDS", defau
 # in production.
 ENTRA_ALLOW_LOOPBACK_HTTP = env.bool("ENTRA_ALLOW_LOOPBACK_HTTP", default=False)
 
-# OMA-DM management (brief §7; enrollment/omadm.py). nginx verifies the TLS client certificate and
+# OMA-DM management (MS-MDM; enrollment/omadm.py). nginx verifies the TLS client certificate and
 # forwards it URL-escaped in X-SSL-Client-Cert; that header is believed only from these addresses
 # (IPs or networks) and ignored, with an audit entry, from anyone else. The same addresses are the
 # only ones whose X-Forwarded-For and X-Forwarded-Proto are believed (mdmportal/proxies.py).
@@ -243,9 +243,9 @@ ENROLLMENT_WIPE_LIMIT = env.int("ENROLLMENT_WIPE_LIMIT", default=10)
 CA_KEY_PASSPHRASE = env("CA_KEY_PASSPHRASE", default="")
 if not DEBUG and (_refusal := secret_settings.refusal("CA_KEY_PASSPHRASE", CA_KEY_PASSPHRASE)):
     raise ImproperlyConfigured(_refusal)
-# Lifetime of issued device certificates (brief §5: one year by default).
+# Lifetime of issued device certificates (one year by default).
 DEVICE_CERT_VALIDITY_DAYS = env.int("DEVICE_CERT_VALIDITY_DAYS", default=365)
-# ROBO certificate renewal (brief §5.1 WSTEP/Renew, §6; enrollment/renewal.py). Windows asks for a new
+# ROBO certificate renewal (MS-MDE2 3.5, CertificateStore CSP; enrollment/renewal.py). Windows asks for a new
 # certificate this many days before its certificate expires (written into the provisioning document at
 # enrollment, so a change reaches only devices enrolled afterwards) and retries every RETRY days until
 # it expires; the server renews only inside that window. Windows wants 1 <= RETRY <= PERIOD <= 1000,

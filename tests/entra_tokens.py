@@ -1,4 +1,4 @@
-"""Entra ID access tokens for the tests (brief §3.4), signed with a test RSA key whose JWKS the tests
+"""Entra ID access tokens for the tests (shaped as Entra issues them), signed with a test RSA key whose JWKS the tests
 configure (JwksSetFactory), plus the SOAP bodies that carry them."""
 import base64
 import hashlib

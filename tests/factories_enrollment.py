@@ -286,7 +286,7 @@ class DeviceSettingStateFactory(DjangoModelFactory):
                                  target=factory.SelfAttribute("..loc_uri"), format="int", data="0")
 
 
-# Entra ID enrollment (issue 6).
+# Entra ID enrollment.
 
 TEST_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 TEST_CLIENT_ID = "0000000a-0000-0000-c000-000000000000"

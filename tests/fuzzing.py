@@ -1,4 +1,4 @@
-"""Hypothesis profiles and strategies for the hardening tests (issue 7): bodies built by mutating the
+"""Hypothesis profiles and strategies for the hardening tests: bodies built by mutating the
 real device messages of tests/fixtures/ (tree edits, then byte edits), plus element soup and plain
 random bytes, and the checks every reply must pass.
 
@@ -198,7 +198,7 @@ SOAP_NSMAP = {"s": soap.SOAP_NS, "a": soap.WSA_NS, "e": soap.ENROLLMENT_NS}
 
 def check_soap_reply(response, response_action):
     """A SOAP 1.2 envelope answering `response_action`, its Content-Length exact; a fault has the
-    shape of brief §5.2 (Receiver code, one of our subcodes, a reason, a TraceId). Returns the
+    shape of MS-MDE2 2.2.10 (Receiver code, one of our subcodes, a reason, a TraceId). Returns the
     fault subcode, or None for a successful answer. A 413 is the one non-SOAP answer allowed."""
     if response.status_code == 413:
         return "413"

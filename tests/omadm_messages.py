@@ -1,4 +1,4 @@
-"""SyncML messages as a Windows device sends them (brief §7 package 1 and replies), for the OMA-DM
+"""SyncML messages as a Windows device sends them (a session's first message and replies), for the OMA-DM
 endpoint tests, and a reader for the server's replies."""
 import base64
 import hashlib

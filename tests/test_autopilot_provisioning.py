@@ -1,7 +1,7 @@
 """End to end over a live server: a simulated Autopilot device enrolls, joins its profile's groups,
 gets its Enrollment Status Page, TenantLockdown, its apps and its groups' settings at its check-ins,
 and is told IsSyncDone / ServerHasFinishedProvisioning once everything reported, failed or timed out
-(brief §9). Store apps wait for a signed-in user (the simulator's LoginStatus) and end the account-setup
+(DMClient CSP). Store apps wait for a signed-in user (the simulator's LoginStatus) and end the account-setup
 page in the ./User/ scope. A provisioning-package device joins its package's groups the same way."""
 from datetime import timedelta
 

@@ -1,4 +1,4 @@
-"""The console's Entra ID pages (issue 6 item 1): settings with the values to paste into Entra, the
+"""The console's Entra ID pages: settings with the values to paste into Entra, the
 signing keys (upload, paste, mirror fetch, switch off), unknown-key alerts and the dashboard banner.
 Full administrators change; the other roles view."""
 import json

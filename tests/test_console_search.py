@@ -1,4 +1,4 @@
-"""Searching the big console lists (issue 7: 100,000 devices; mdmportal/search.py): the same matches as
+"""Searching the big console lists (100,000 devices; mdmportal/search.py): the same matches as
 Django's search, with the related fields searched in their own table, and on PostgreSQL an index lookup
 (trigram indexes of the *_trigram_search migrations). bench/devices.py times them."""
 import re

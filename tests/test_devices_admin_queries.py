@@ -1,4 +1,4 @@
-"""The device list and device page stay cheap with many devices, users and commands (issue 7: a fixed
+"""The device list and device page stay cheap with many devices, users and commands (a fixed
 query count with 100,000 devices; bench/devices.py times them). Nothing here is timed."""
 import re
 

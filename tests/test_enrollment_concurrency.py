@@ -1,4 +1,4 @@
-"""Enrollments and check-ins at the same time (issue 7, hardening), on PostgreSQL: its row locks and
+"""Enrollments and check-ins at the same time (hardening), on PostgreSQL: its row locks and
 unique constraints are what these rely on (SQLite serialises every writer, so there is nothing to
 race there: skipped, and a failure under CI=true).
 

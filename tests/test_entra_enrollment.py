@@ -1,4 +1,4 @@
-"""Enrollment with an Entra ID token (issue 6 item 3, brief §3.4): discovery, users created and tied
+"""Enrollment with an Entra ID token (Microsoft Entra integration with MDM): discovery, users created and tied
 to the tenant, Entra joins named after the Entra device id, user-less runs, the terms-of-use blob, and
 a token enrolling one device only."""
 import base64

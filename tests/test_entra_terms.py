@@ -1,4 +1,4 @@
-"""The Entra terms-of-use page (issue 6 item 2, brief §3.4 ToU page contract)."""
+"""The Entra terms-of-use page (Microsoft's "Terms of Use protocol semantics")."""
 import re
 import urllib.parse
 from html import unescape

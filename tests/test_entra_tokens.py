@@ -1,4 +1,4 @@
-"""Every way an Entra token can be forged or stale (issue 6 item 4, brief §3.4 JWT checks), through
+"""Every way an Entra token can be forged or stale (the token checks of enrollment/entra.py), through
 the policy and enrollment endpoints: each is refused with s:Authentication, audited with its reason
 (never the token), and enrolls nothing."""
 import base64

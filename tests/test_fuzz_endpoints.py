@@ -1,4 +1,4 @@
-"""Generated bodies against the live device endpoints through the Django test client (issue 7,
+"""Generated bodies against the live device endpoints through the Django test client (for
 hardening): Discovery, Policy, Enrollment and the OMA-DM endpoint with and without a client
 certificate. Never a 500, never an exception escaping, every reply well-formed.
 

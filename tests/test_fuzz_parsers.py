@@ -1,4 +1,4 @@
-"""Property-based tests of the parsers devices and administrators feed us (issue 7, hardening): each
+"""Property-based tests of the parsers devices and administrators feed us (hardening): each
 one either returns its result or raises its own documented error, never anything else."""
 import csv
 import io

@@ -1,4 +1,4 @@
-"""Headers a client can forge (issue 7, hardening): X-Forwarded-For, X-Forwarded-Proto and
+"""Headers a client can forge (hardening): X-Forwarded-For, X-Forwarded-Proto and
 X-SSL-Client-Cert are believed only from TRUSTED_PROXIES (mdmportal/proxies.py), by the address the
 connection itself came from."""
 import pytest

@@ -1,4 +1,6 @@
-"""POST /ManagementServer/MDM.svc: OMA-DM sessions through the Django test client (brief §7)."""
+"""POST /ManagementServer/MDM.svc: OMA-DM sessions through the Django test client (MS-MDM).
+
+The reply rules checked here are those of docs/omadm-sessions.md."""
 from datetime import timedelta
 
 import pytest

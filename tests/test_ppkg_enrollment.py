@@ -1,5 +1,5 @@
 """Devices enrolling from a provisioning package with a PIN enrollment's UPN and PIN, through the real
-Discovery, Policy and Enrollment endpoints (brief §3.1, §10)."""
+Discovery, Policy and Enrollment endpoints (Provisioning CSP Enrollments, MS-MDE2 3.4.4.1.1.1.3)."""
 import threading
 from datetime import timedelta
 from unittest import mock

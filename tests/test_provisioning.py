@@ -1,4 +1,4 @@
-"""The wap-provisioningdoc of brief §5.1, parsed back node by node."""
+"""The wap-provisioningdoc (MS-MDE2 2.2.9.1), parsed back node by node."""
 import base64
 
 import pytest

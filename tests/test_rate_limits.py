@@ -1,4 +1,4 @@
-"""Every endpoint that takes a credential locks after the configured failures (issue 7, hardening):
+"""Every endpoint that takes a credential locks after the configured failures (hardening):
 once locked, even the right secret is refused. One compact test per endpoint; the lockout's growth,
 audit and reset are tested in test_lockout.py, test_ppkg_enrollment.py and test_management_endpoint.py.
 

@@ -89,7 +89,7 @@ def test_password_mode_enrolls_with_the_account_password_and_no_pin(client, orga
     assert not RegistrationPin.objects.exists()
 
 
-# Registration PIN only, typed in Windows' password box (brief §3.1)
+# Registration PIN only, typed in Windows' password box (MS-MDE2 3.4.4.1.1.1.3)
 
 def test_pin_only_user_enrolls_on_premise_with_the_pin_from_the_enrollment_page(client, organisation, ca_chain,
                                                                                   alice):

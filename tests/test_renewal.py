@@ -1,4 +1,4 @@
-"""ROBO certificate renewal through the enrollment endpoint (brief §6): a Renew RST with a PKCS#7 signed
+"""ROBO certificate renewal through the enrollment endpoint (MS-MDE2 3.5): a Renew RST with a PKCS#7 signed
 by the device's current key, over client TLS as nginx forwards it."""
 import base64
 import secrets

@@ -1,4 +1,4 @@
-"""The device simulator: its checks against brief-shaped answers, its HTTP behaviour, its command."""
+"""The device simulator: its checks against protocol-shaped answers, its HTTP behaviour, its command."""
 import base64
 import json
 import threading
@@ -23,7 +23,7 @@ S = ElementMaker(namespace=sim.SOAP12_NS, nsmap={"s": sim.SOAP12_NS, "a": sim.WS
 A = ElementMaker(namespace=sim.WSA_NS)
 
 
-# --- brief-shaped answers ---------------------------------------------------------------------------
+# --- protocol-shaped answers (MS-MDE2 samples) ------------------------------------------------------
 
 def envelope(action, body, *, relates_to=MESSAGE_ID):
     header = S.Header(A.Action(action, **{f"{{{sim.SOAP12_NS}}}mustUnderstand": "1"}), A.RelatesTo(relates_to))
@@ -86,7 +86,7 @@ def rstrc(document, *, token_type=sim.TOKEN_TYPE, value_type=sim.PROV_DOC, prefi
     return envelope(sim.RSTRC_ACTION, body)
 
 
-# --- a small PKI and the provisioning document of brief §5.1 ----------------------------------------
+# --- a small PKI and the provisioning document (MS-MDE2 2.2.9.1) ------------------------------------
 
 def _certificate(subject_cn, public_key, issuer_cn, issuer_key, *, ca, eku=True):
     now = datetime.now(timezone.utc)
@@ -313,7 +313,7 @@ def test_rstrc_answering_another_message_is_refused():
     assert error.value.check == "enroll-relates-to"
 
 
-# --- provisioning document (brief §5.1, conformance test 4) -----------------------------------------
+# --- provisioning document (MS-MDE2 2.2.9.1) --------------------------------------------------------
 
 def test_provisioning_document_of_the_brief_is_accepted(pki):
     provisioning, tree = validate(pki, provisioning_document(pki))
@@ -423,7 +423,7 @@ def test_endless_one_minute_poll_is_refused(pki):
     assert error.value.check == "provisioning-poll"
 
 
-# --- federated sign-in (brief §3.2) -----------------------------------------------------------------
+# --- federated sign-in (MS-MDE2 3.2) ----------------------------------------------------------------
 
 SIGN_IN_PAGE = b"""<!doctype html><html><body>
 <form method="post" action="signin?next=1">
@@ -697,7 +697,7 @@ def test_command_json_failure_is_machine_readable(scripted, capsys):
     assert result["ok"] is False and result["check"] == "probe"
 
 
-# --- a whole run against a scripted server that follows the brief -----------------------------------
+# --- a whole run against a scripted server that follows the protocol --------------------------------
 
 AUTH_PAGE = SIGN_IN_PAGE.replace(b'action="signin?next=1"', b'action="/signin"')
 AUTO_POST = b"""<html><body><form method="post" action="ms-app://windows.immersivecontrolpanel">

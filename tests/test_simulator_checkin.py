@@ -1,4 +1,4 @@
-"""End to end over a live server: the simulator enrolls, then checks in over OMA-DM (issue 4)."""
+"""End to end over a live server: the simulator enrolls, then checks in over OMA-DM."""
 import json
 
 import pytest

@@ -1,4 +1,4 @@
-"""End to end: the simulator enrolls with an Entra ID token over real HTTP (issue 6 "done when": user
+"""End to end: the simulator enrolls with an Entra ID token over real HTTP (user
 and device enrollments; forged tokens refused), terms-of-use page included."""
 import json
 

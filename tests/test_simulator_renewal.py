@@ -1,5 +1,5 @@
 """End to end over a live server: the simulator enrolls, renews its certificate as Windows' ROBO
-renewal does (brief §6), then checks in with the new certificate."""
+renewal does (MS-MDE2 3.5), then checks in with the new certificate."""
 import json
 from dataclasses import replace
 

@@ -1,4 +1,4 @@
-"""CSRF and XSS probes on the pages people sign in on (issue 7, hardening): the federated sign-in
+"""CSRF and XSS probes on the pages people sign in on (hardening): the federated sign-in
 page, /go, /login, /invite/<token> and /enroll. `appru`, `login_hint`, `next` and stored values carry
 javascript:, data:, markup, encoded variants and CRLF; nothing comes back unescaped, no redirect
 leaves the site, every inline script carries the page's CSP nonce, and the forms refuse a POST

@@ -1,4 +1,4 @@
-"""XML attacks against every XML endpoint (issue 7, hardening): external entities to a file and to
+"""XML attacks against every XML endpoint (hardening): external entities to a file and to
 a URL, parameter entities, external DTDs, billion laughs, XInclude, a DOCTYPE hidden by UTF-16,
 deep nesting, huge attributes, many namespaces, many elements and oversized bodies. Each is refused
 (or answered) cleanly and quickly, nothing is fetched and no file content comes back."""

@@ -20,7 +20,8 @@ class Command(BaseCommand):
         "reported with a non-zero exit. SERVER is a host name, https://host, or the full URL ending in "
         "Discovery.svc. Windows itself only enrolls over https with a certificate it already trusts; "
         "http:// is accepted here for local test servers only. With --entra-token it enrolls as an Entra "
-        "ID device or work account instead (brief §3.4): no password, the token in GetPolicies and RST, "
+        "ID device or work account instead (see Microsoft's \"Microsoft Entra integration with MDM\"): "
+        "no password, the token in GetPolicies and RST, "
         "and with --entra-terms-url the terms-of-use page first."
     )
 
