@@ -207,7 +207,7 @@ def test_deploy_check_is_registered_for_check_deploy(settings):
 
 # --- device certificates ------------------------------------------------------------------------
 
-def test_issued_certificate_has_the_fields_of_the_brief(chain, settings):
+def test_issued_certificate_has_the_fields_windows_expects(chain, settings):
     settings.DEVICE_CERT_VALIDITY_DAYS = 365
     root, issuing = chain
     key = device_key()

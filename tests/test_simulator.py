@@ -202,7 +202,7 @@ def test_server_address_that_windows_would_not_use_is_refused(typed):
 
 # --- Discover ---------------------------------------------------------------------------------------
 
-def test_discover_response_of_the_brief_is_accepted():
+def test_discover_response_as_ms_mde2_shows_it_is_accepted():
     discovery = sim.parse_discover_response(discover_response(auth_url=None), MESSAGE_ID)
     assert discovery.auth_policy == "OnPremise"
     assert discovery.enrollment_version == "4.0"
@@ -263,7 +263,7 @@ def test_answer_that_is_not_a_soap_envelope_is_refused(body):
 
 # --- GetPolicies ------------------------------------------------------------------------------------
 
-def test_policies_response_of_the_brief_is_accepted():
+def test_policies_response_as_ms_xcep_shows_it_is_accepted():
     policy = sim.parse_policies_response(policies_response(), MESSAGE_ID)
     assert policy.minimal_key_length == 2048
     assert policy.hash_oid == "2.16.840.1.101.3.4.2.1"
@@ -315,7 +315,7 @@ def test_rstrc_answering_another_message_is_refused():
 
 # --- provisioning document (MS-MDE2 2.2.9.1) --------------------------------------------------------
 
-def test_provisioning_document_of_the_brief_is_accepted(pki):
+def test_provisioning_document_as_ms_mde2_shows_it_is_accepted(pki):
     provisioning, tree = validate(pki, provisioning_document(pki))
     assert provisioning.certificate == pki["client"]
     assert provisioning.root == pki["root"] and provisioning.issuing == pki["issuing"]
@@ -752,7 +752,7 @@ def _scripted_enrollment_server(scripted, pki, *, policy="OnPremise", seen=None)
     return server
 
 
-def test_simulator_enrolls_on_premise_against_a_server_that_follows_the_brief(scripted, pki):
+def test_simulator_enrolls_on_premise_against_a_server_that_follows_ms_mde2(scripted, pki):
     seen = {}
     server = _scripted_enrollment_server(scripted, pki, seen=seen)
     result = Simulator(server.url, "alice@example.com", "pw").run()
