@@ -390,9 +390,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    # The loggers that write request paths: no invitation token in their records (mdmportal/log_redaction.py).
+    # No invitation token in a record (mdmportal/log_redaction.py): on the loggers that write request
+    # paths, so that every handler gets the redacted record, and on our handler for every other logger
+    # (a logger's filter does not see its children's records: django-axes logs as axes.handlers.*).
     "filters": {"invitation_tokens": {"()": "mdmportal.log_redaction.RedactInvitationTokens"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["invitation_tokens"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
