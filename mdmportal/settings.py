@@ -393,8 +393,13 @@ LOGGING = {
     # No invitation token in a record (mdmportal/log_redaction.py): on the loggers that write request
     # paths, so that every handler gets the redacted record, and on our handler for every other logger
     # (a logger's filter does not see its children's records: django-axes logs as axes.handlers.*).
-    "filters": {"invitation_tokens": {"()": "mdmportal.log_redaction.RedactInvitationTokens"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["invitation_tokens"]}},
+    # On every handler: control characters of a message escaped, one record one line (log forging).
+    "filters": {
+        "invitation_tokens": {"()": "mdmportal.log_redaction.RedactInvitationTokens"},
+        "control_characters": {"()": "mdmportal.log_redaction.EscapeControlCharacters"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "filters": ["invitation_tokens", "control_characters"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
