@@ -58,6 +58,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every page (mdmportal/csp.py, SECURE_CSP below).
     "mdmportal.csp.ContentSecurityPolicyMiddleware",
+    # A NUL in a query parameter: a 400 before a filter hands it to PostgreSQL (mdmportal/nul_characters.py).
+    "mdmportal.nul_characters.RefuseNulInQueryMiddleware",
     # Django's session, locale, auth and messages middleware, except that the OMA-DM endpoint and the
     # keyless discovery address pass them untouched: devices use none of them (mdmportal/device_requests.py).
     "mdmportal.device_requests.SessionMiddleware",
