@@ -5,8 +5,9 @@ django-axes counts the failures (AccessAttempt rows) and refuses a locked accoun
 - `account_for_lockout` (AXES_USERNAME_CALLABLE): every form and endpoint counts against the account's
   email, whichever name was typed;
 - `cool_off` (AXES_COOLOFF_TIME): the account's current interval, from its AccountLockout row;
-- `GrowingLockoutHandler` (AXES_HANDLER): tells `cool_off` which account a request is about, and
-  expires attempts per account;
+- `GrowingLockoutHandler` (AXES_HANDLER): tells `cool_off` which account a request is about, expires
+  attempts per account, and takes the token out of an invitation link's path before axes stores it
+  (AccessAttempt, AccessLog) or logs it;
 - `record_lockout` (axes' user_locked_out signal): a new lockout raises the account's level and is
   audited.
 """
@@ -23,6 +24,8 @@ from django.db import transaction
 from django.db.models import Sum
 from django.dispatch import receiver
 from django.utils import timezone
+
+from mdmportal.log_redaction import redact
 
 from .models import AccountLockout, AuditEvent, User
 
@@ -69,7 +72,27 @@ def cool_off(request=None):
     return interval(current_level(account, now))
 
 
+def _redact_path(request):
+    """axes keeps the request's path (request.axes_path_info, set before its handler runs) in its tables
+    and its log lines; through /invite/<token> that path is a sign-in link (OWASP Logging Cheat Sheet:
+    never record access tokens)."""
+    if request is not None and hasattr(request, "axes_path_info"):
+        request.axes_path_info = redact(request.axes_path_info)
+
+
 class GrowingLockoutHandler(AxesDatabaseHandler):
+    def user_login_failed(self, sender, credentials, request=None, **kwargs):
+        _redact_path(request)
+        return super().user_login_failed(sender, credentials, request, **kwargs)
+
+    def user_logged_in(self, sender, request, user, **kwargs):
+        _redact_path(request)
+        return super().user_logged_in(sender, request, user, **kwargs)
+
+    def user_logged_out(self, sender, request, user, **kwargs):
+        _redact_path(request)
+        return super().user_logged_out(sender, request, user, **kwargs)
+
     def get_user_attempts(self, request, credentials=None):
         request.lockout_account = get_client_username(request, credentials)
         return super().get_user_attempts(request, credentials)

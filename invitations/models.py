@@ -399,6 +399,19 @@ class InvitationEmail(models.Model):
         return f"{self.get_reason_display()} to {self.invitation.user}"
 
 
+def without_nul(value):
+    """`value` with NUL taken out of every string in it (dict keys and values, list items): PostgreSQL
+    stores no NUL in text or JSON ("unsupported Unicode escape sequence"), and an audit row must not
+    be lost to a NUL in what a client sent."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_nul(item) for item in value]
+    return value
+
+
 class AuditEvent(models.Model):
     """Who did what, when, from where. Written by domain code; read-only in the console.
 
@@ -437,14 +450,19 @@ class AuditEvent(models.Model):
         actor = actor if getattr(actor, "is_authenticated", False) else None
         return cls.objects.create(
             actor=actor,
-            actor_label=str(actor) if actor else "system",
-            action=action,
-            target_type=target._meta.label if target is not None else "",
-            target_id=str(target.pk) if target is not None else "",
-            target_label=str(target)[:254] if target is not None else "",
+            actor_label=without_nul(str(actor)) if actor else "system",
+            action=without_nul(action),
+            **cls._target_fields(target),
             ip=ip,
-            detail=detail or {},
+            detail=without_nul(detail or {}),
         )
+
+    @staticmethod
+    def _target_fields(target):
+        if target is None:
+            return {"target_type": "", "target_id": "", "target_label": ""}
+        return {"target_type": target._meta.label, "target_id": without_nul(str(target.pk)),
+                "target_label": without_nul(str(target))[:254]}
 
     @classmethod
     def record_refusal(cls, action, target=None, *, ip=None, reason="", detail=None):
@@ -466,10 +484,8 @@ class AuditEvent(models.Model):
             bucket, action, target = prefix + "overflow", cls.REFUSALS_OVERFLOW, None
             if cls._count_refusal(bucket, now):
                 return
-        event = cls(actor_label="system", action=action, ip=ip, detail=detail or {}, bucket=bucket, last_at=now,
-                    target_type=target._meta.label if target is not None else "",
-                    target_id=str(target.pk) if target is not None else "",
-                    target_label=str(target)[:254] if target is not None else "")
+        event = cls(actor_label="system", action=without_nul(action), ip=ip, detail=without_nul(detail or {}),
+                    bucket=bucket, last_at=now, **cls._target_fields(target))
         try:
             with transaction.atomic():
                 event.save(force_insert=True)

@@ -1,10 +1,15 @@
-"""A logging filter that takes the token out of invitation links before a record is written.
+"""Logging filters: one takes the token out of invitation links, one escapes control characters.
 
 Django logs the path of refused requests (django.request "Forbidden: /invite/<token>", the CSRF
 refusal) and the development server logs every request line; an invitation's token in the journal
 is a sign-in link for whoever reads it (OWASP Logging Cheat Sheet: never log access tokens).
 Attached to those loggers in settings.LOGGING, so that every handler, not only ours, sees the
 redacted record.
+
+A device id, a query parameter or any other text from a request may carry CR, LF or other control
+characters; written as they are, they start a line of their own in the journal that looks like a
+record we wrote (log forging; OWASP Logging Cheat Sheet: encode CR/LF and other control characters).
+EscapeControlCharacters is on every handler of settings.LOGGING, so that one record is one line.
 """
 import logging
 import re
@@ -24,4 +29,29 @@ class RedactInvitationTokens(logging.Filter):
             record.args = {key: redact(value) for key, value in record.args.items()}
         elif record.args:
             record.args = tuple(redact(value) for value in record.args)
+        return True
+
+
+# C0 controls, DEL, C1 controls (NEL among them) and the Unicode line and paragraph separators.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+NAMED = {"\n": "\\n", "\r": "\\r"}
+
+
+def escape_controls(text):
+    """Each control character as Python writes it in a string literal: \\n, \\r, \\t, \\xNN, \\uNNNN."""
+    return CONTROL.sub(lambda m: NAMED.get(m.group()) or ascii(m.group())[1:-1], text)
+
+
+class EscapeControlCharacters(logging.Filter):
+    """Escapes the formatted message; a record's traceback (exc_info, stack_info), formatted apart
+    from it, keeps its own lines."""
+
+    def filter(self, record):
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is the handler's to report (handleError)
+            return True
+        escaped = escape_controls(message)
+        if escaped != message:
+            record.msg, record.args = escaped, None
         return True

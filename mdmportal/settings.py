@@ -58,6 +58,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every page (mdmportal/csp.py, SECURE_CSP below).
     "mdmportal.csp.ContentSecurityPolicyMiddleware",
+    # A NUL in a query parameter: a 400 before a filter hands it to PostgreSQL (mdmportal/nul_characters.py).
+    "mdmportal.nul_characters.RefuseNulInQueryMiddleware",
     # Django's session, locale, auth and messages middleware, except that the OMA-DM endpoint and the
     # keyless discovery address pass them untouched: devices use none of them (mdmportal/device_requests.py).
     "mdmportal.device_requests.SessionMiddleware",
@@ -390,9 +392,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    # The loggers that write request paths: no invitation token in their records (mdmportal/log_redaction.py).
-    "filters": {"invitation_tokens": {"()": "mdmportal.log_redaction.RedactInvitationTokens"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # No invitation token in a record (mdmportal/log_redaction.py): on the loggers that write request
+    # paths, so that every handler gets the redacted record, and on our handler for every other logger
+    # (a logger's filter does not see its children's records: django-axes logs as axes.handlers.*).
+    # On every handler: control characters of a message escaped, one record one line (log forging).
+    "filters": {
+        "invitation_tokens": {"()": "mdmportal.log_redaction.RedactInvitationTokens"},
+        "control_characters": {"()": "mdmportal.log_redaction.EscapeControlCharacters"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "filters": ["invitation_tokens", "control_characters"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

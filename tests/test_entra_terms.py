@@ -1,4 +1,5 @@
 """The Entra terms-of-use page (Microsoft's "Terms of Use protocol semantics")."""
+import logging
 import re
 import urllib.parse
 from html import unescape
@@ -26,8 +27,9 @@ def entra_on(organisation):
     JwksSetFactory()
 
 
-def open_terms(client, token=None, *, redirect_uri=BROKER, api_version="1.0", mode=None, host="MOSET", language="en"):
-    query = {"redirect_uri": redirect_uri, "client-request-id": REQUEST_ID}
+def open_terms(client, token=None, *, redirect_uri=BROKER, api_version="1.0", mode=None, host="MOSET", language="en",
+               request_id=REQUEST_ID):
+    query = {"redirect_uri": redirect_uri, "client-request-id": request_id}
     if api_version is not None:
         query["api-version"] = api_version
     if mode:
@@ -213,3 +215,16 @@ def test_an_https_redirect_uri_is_never_redirected_to(client):
         response = open_terms(client, token, redirect_uri="https://evil.example/phish")
         assert response.status_code == 400 and "Location" not in response
         assert "invalid return address" in response.content.decode()
+
+
+def test_a_nul_in_the_request_id_is_still_audited_on_postgresql(postgres, client, caplog):
+    """PostgreSQL refuses NUL in text and JSON (SQLite does not): a client-request-id carrying one must
+    not make the refusal's audit row fail, with a traceback and no audit."""
+    redirect_uri = "ms-aadj-redir://auth/mdm"
+    answer, _location = answer_of(open_terms(client, redirect_uri=redirect_uri, request_id="\x00" + REQUEST_ID),
+                                  redirect_uri)
+
+    assert answer["error"] == "unauthorized_client"
+    event = AuditEvent.objects.get(action="entra.terms_refused")
+    assert event.detail == {"reason": "no bearer token", "client_request_id": REQUEST_ID}
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR], caplog.text

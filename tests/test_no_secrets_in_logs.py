@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from invitations import sending
-from tests.factories import UserFactory
+from tests.factories import PASSWORD, UserFactory
 
 LINK = re.compile(r"https?://[^\s\"<>]+/invite/([\w-]+)")
 PIN = re.compile(r"Your registration PIN: (\d+)")
@@ -90,3 +90,28 @@ def test_without_email_url_outside_debug_an_invitation_fails_with_the_reason_and
     assert invitation.status == Invitation.Status.FAILED and "EMAIL_URL is not set" in invitation.failure_reason
     out, err = capfd.readouterr()
     assert "/invite/" not in out + err
+
+
+def test_django_axes_never_logs_or_stores_the_invitation_token(organisation, alice, caplog):
+    """django-axes records the path of every sign-in (AccessAttempt, AccessLog) and logs it: through
+    an invitation link that path is the link. A wrong password, then the right one, through the link."""
+    from axes.models import AccessAttempt, AccessLog
+
+    from invitations.models import hash_token
+    from tests.factories import InvitationEmailFactory, InvitationFactory
+
+    token = "Zm9vYmFyLXNlY3JldC10b2tlbi1mb3ItYXhlcw"
+    InvitationEmailFactory(invitation=InvitationFactory(user=alice), token_hash=hash_token(token), status="sent")
+    path = "/invite/" + token
+    caplog.set_level(logging.DEBUG)
+    client = Client()
+
+    assert client.get(path).status_code == 200
+    assert "This password is not correct" in client.post(path, {"password": "not it"}).content.decode()
+    stored_failures = list(AccessAttempt.objects.values_list("path_info", flat=True))
+    assert client.post(path, {"password": PASSWORD}).status_code == 302
+
+    assert caplog.records, "nothing was logged: this test would prove nothing"
+    assert_never_logged(caplog, token, "invitation token")
+    assert stored_failures == ["/invite/[redacted]"]
+    assert list(AccessLog.objects.values_list("path_info", flat=True)) == ["/invite/[redacted]"]
