@@ -153,3 +153,18 @@ def test_a_pc_with_a_user_of_its_own_keeps_it_on_a_serial_match(enrollment_serve
     device.refresh_from_db()
     assert device.user == carol
     assert AutopilotEnrollment.objects.get(device=device).user_applied is False
+
+
+def test_a_pc_naming_the_ztd_id_of_a_live_pc_does_not_take_its_record(enrollment_server, carol, record):
+    record.ztd_id = "ztd-42"
+    record.save(update_fields=["ztd_id"])
+    real = real_pc_enrolled(enrollment_server, record)
+
+    other = windows_pc(enrollment_server)
+    other.extra_context_items = [("ZeroTouchProvisioning", "ztd-42")]
+    device, session = first_session(other)
+
+    assert not AutopilotEnrollment.objects.filter(device=device).exists()
+    assert list(record.enrollments.values_list("device", flat=True)) == [real.pk]
+    [detail] = audits("autopilot.match_refused", device)
+    assert (detail["matched_by"], detail["linked_device"]) == ("ztd_id", real.pk)
