@@ -15,6 +15,18 @@ profile's configuration groups, and the same session's next reply brings the Enr
 TenantLockdown, the essential apps and the groups' settings. A device linked by its correlator alone
 gets its record then, keeping the profile of its file. Values read again later (the periodic inventory)
 never link a device: recognition belongs to the first session, before anyone uses the PC.
+
+What a match gives depends on what it proves (OWASP ASVS V4, access control: decide from what the
+caller proved, not from identifiers it sent). The hardware hash names one PC, the ZTD id is the one
+Microsoft's Autopilot service gave that hardware and the offline file's correlator is what the
+administrator put on it: those give the record's profile and its assigned user. A serial number is
+printed on the box and on invoices, so anyone can report it: a match by serial number alone gives the
+record's profile only, never its assigned user, and only while no other live enrollment holds the
+record. A record held by a live enrollment is never taken by a serial number; a proven match takes it
+only from an enrollment that holds it by serial number alone (which keeps the profile it was given).
+Otherwise it moves to other hardware only once enrollment replaced the holder (enrollment/
+reenrollment.py: its hardware hash in the request, its wipe, or an administrator's release). A refusal
+is audited as `autopilot.match_refused`.
 """
 import logging
 import uuid
@@ -23,6 +35,7 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError, transaction
 
 from enrollment.commands import CommandError
+from enrollment.models import Device
 from invitations.models import AuditEvent
 
 from . import provisioning
@@ -36,6 +49,9 @@ ZTD_ITEM = "ZeroTouchProvisioning"
 CORRELATOR_ITEM = "OfflineAutoPilotEnrollmentCorrelator"
 # Only a client of its own sends this in the request (Windows does not); see hardware_hash_proof.
 HARDWARE_ITEM = "DeviceHardwareData"
+# The matches that prove the hardware, and so give the record's assigned user (see the module's doc).
+PROVEN = frozenset({AutopilotEnrollment.MatchedBy.HARDWARE_HASH, AutopilotEnrollment.MatchedBy.ZTD_ID,
+                    AutopilotEnrollment.MatchedBy.CORRELATOR})
 SERIAL_NODE = "./DevDetail/Ext/Microsoft/SMBIOSSerialNumber"
 HARDWARE_NODE = "./DevDetail/Ext/DeviceHardwareData"
 
@@ -130,6 +146,8 @@ def _safely(device, link):
 def _link_at_enrollment(device, context_items):
     record = record_by_ztd_id(context_items)
     profile, correlator = offline_profile(context_items)
+    if record is not None and not _may_take(device, record, AutopilotEnrollment.MatchedBy.ZTD_ID):
+        record = None
     if record is None and profile is None:
         return None
     if profile is not None:
@@ -147,15 +165,15 @@ def _link_by_hardware(device, serial, hardware, now):
     if existing is not None and existing.record_id is not None:
         return None
     record, matched_by = record_by_hardware(serial, hardware)
-    if record is None:
+    if record is None or not _may_take(device, record, matched_by):
         return None
     if existing is not None:
         existing.device = device
         # Linked by its offline file's correlator: the record joins, the file's profile stays applied.
         existing.record, existing.matched_by = record, matched_by
-        existing.user_applied = _apply_user(device, record)
+        existing.user_applied, user_note = _apply_user(device, record, matched_by)
         existing.save(update_fields=["record", "matched_by", "user_applied"])
-        _audit(existing)
+        _audit(existing, user_note)
         return existing
     assignment = effective_profile(record)
     link = _link(device, record, matched_by, assignment.profile, assignment.reason, "")
@@ -164,31 +182,72 @@ def _link_by_hardware(device, serial, hardware, now):
     return link
 
 
+def _may_take(device, record, matched_by):
+    """Whether `device`, matched to `record` by `matched_by`, may be linked to it: yes when no other
+    live enrollment holds the record, or when the match proves the hardware and the holder was linked
+    by serial number alone (the holder then keeps its profile, not the record). Otherwise the refusal
+    is audited and the answer is no."""
+    # Locks the record: two first sessions naming it at once are linked one after the other.
+    AutopilotDevice.objects.select_for_update().filter(pk=record.pk).first()
+    holder = (AutopilotEnrollment.objects.select_for_update().select_related("device")
+              .filter(record=record, device__status=Device.Status.ENROLLED).exclude(device=device)
+              .order_by("pk").first())
+    if holder is None:
+        return True
+    if matched_by in PROVEN and holder.matched_by == AutopilotEnrollment.MatchedBy.SERIAL:
+        holder.record = None
+        holder.save(update_fields=["record"])
+        AuditEvent.record(None, "autopilot.record_reclaimed", holder.device, detail={
+            "record": record.serial_number, "by_device": device.pk, "matched_by": matched_by,
+            "reason": "this device held the record by its serial number alone; the other proved the hardware",
+        })
+        return True
+    if matched_by == AutopilotEnrollment.MatchedBy.SERIAL:
+        reason = ("the record is held by another live device, and a serial number, printed on the box and on "
+                  "invoices, is no proof of the hardware")
+    else:
+        reason = (f"the record is held by another live device (matched by {holder.matched_by}); it moves to "
+                  "other hardware only once an enrollment replaced that device (its hardware hash in the "
+                  "enrollment request, its wipe, or an administrator's release for re-enrollment)")
+    AuditEvent.record(None, "autopilot.match_refused", device, detail={
+        "record": record.serial_number, "matched_by": matched_by, "linked_device": holder.device_id,
+        "reason": reason,
+    })
+    return False
+
+
 def _link(device, record, matched_by, profile, reason, correlator):
-    user_applied = _apply_user(device, record)
+    user_applied, user_note = _apply_user(device, record, matched_by)
     link, _ = AutopilotEnrollment.objects.update_or_create(device=device, defaults={
         "record": record, "matched_by": matched_by, "profile": profile, "profile_reason": reason[:255],
         "correlation_id": correlator[:64], "user_applied": user_applied,
     })
-    _audit(link)
+    _audit(link, user_note)
     return provisioning.apply(link)
 
 
-def _audit(link):
+def _audit(link, user_note):
     record, profile = link.record, link.profile
     AuditEvent.record(None, "autopilot.enrollment_linked", link.device, detail={
         "record": record.serial_number if record else None, "matched_by": link.matched_by,
         "profile": profile.name if profile else None, "reason": link.profile_reason,
-        "user_applied": link.user_applied,
+        "user_applied": link.user_applied, "user": user_note,
     })
 
 
-def _apply_user(device, record):
-    if record is None or not record.assigned_user or device.user_id is not None:
-        return False
+def _apply_user(device, record, matched_by):
+    """Make the record's assigned user the device's user when the match proves the hardware.
+    Returns (applied, why) for the audit."""
+    if record is None or not record.assigned_user:
+        return False, "no assigned user"
+    if matched_by not in PROVEN:
+        return False, ("not applied: matched by serial number alone, which anyone can report "
+                       "(it is printed on the box and on invoices)")
+    if device.user_id is not None:
+        return False, "not applied: the device has a user of its own"
     user = get_user_model().objects.filter(email__iexact=record.assigned_user, is_active=True).first()
     if user is None:
-        return False
+        return False, "not applied: no active user has the assigned user's address"
     device.user = user
     device.save(update_fields=["user"])
-    return True
+    return True, f"applied: matched by {matched_by}"

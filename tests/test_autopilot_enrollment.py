@@ -5,7 +5,7 @@ import pytest
 
 from django.utils import timezone
 
-from autopilot.matching import SERIAL_NODE, recognise
+from autopilot.matching import HARDWARE_NODE, SERIAL_NODE, recognise
 from autopilot.models import AutopilotDevice, AutopilotEnrollment
 from enrollment.models import Device
 from enrollment.simulator import Simulator
@@ -106,10 +106,14 @@ def test_an_unknown_device_enrolls_without_a_link(enrollment_server, carol):
 
 @pytest.mark.django_db
 def test_the_records_assigned_user_becomes_the_user_of_a_device_without_one():
+    # By its hardware hash: a serial number alone, which anyone can report, never hands the user over.
     dana = UserFactory(email="dana@example.com")
-    AutopilotDeviceFactory(serial_number="SN-DANA", assigned_user="DANA@example.com")
-    device = DeviceFactory(user=None)
-    link = recognise(device, {SERIAL_NODE: "SN-DANA"}, timezone.now())
+    AutopilotDeviceFactory(serial_number="SN-DANA", assigned_user="DANA@example.com", hardware_hash=hardware_hash(5))
+    claimant, device = DeviceFactory(user=None), DeviceFactory(user=None)
+    link = recognise(claimant, {SERIAL_NODE: "SN-DANA"}, timezone.now())
+    claimant.refresh_from_db()
+    assert claimant.user is None and not link.user_applied
+    link = recognise(device, {SERIAL_NODE: "SN-DANA", HARDWARE_NODE: hardware_hash(5)}, timezone.now())
     device.refresh_from_db()
     assert device.user == dana and link.user_applied
 
