@@ -50,7 +50,7 @@ def test_the_settings_read_the_env_file_that_mdmportal_env_file_names(tmp_path, 
     """The control: the hostile file is one the settings would read."""
     secret_key, database = settings_of_a_process(tmp_path, MDMPORTAL_ENV_FILE=str(hostile_env_file))
     assert secret_key == HOSTILE_SECRET_KEY
-    assert database == "/nonexistent/x.db"
+    assert database == "nonexistent/x.db"
 
 
 def test_an_empty_mdmportal_env_file_reads_no_file(tmp_path, hostile_env_file):
