@@ -46,6 +46,12 @@ class EssentialAppInline(admin.StackedInline):
                            "id, family name and SKU, installed for the user once signed in, so not with "
                            "self-deploying profiles)")
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        # An MSI URL typed without a scheme is taken as https (Django 6's default), never plain http.
+        if db_field.name == "msi_url":
+            kwargs["assume_scheme"] = "https"
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
 
 @admin.register(Profile)
 class ProfileAdmin(AuditedAdminMixin, admin.ModelAdmin):

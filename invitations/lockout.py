@@ -120,6 +120,11 @@ def reset_after_success(request, account):
     """A complete, successful sign-in (every secret the account needs): its failures and the lockout
     escalation start again. Never after a partial success, or a known password would let the PIN be
     guessed forever."""
+    end_lockout(account)
+
+
+def end_lockout(account):
+    """Forget the account's failures and lockout escalation (its addresses' failures stay counted)."""
     AxesProxyHandler.reset_attempts(username=account)
     AccountLockout.objects.filter(account=account).delete()
 

@@ -16,7 +16,12 @@ from mdmportal.csp import CSP
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# A `.env` next to manage.py fills in what the environment lacks (the environment wins). MDMPORTAL_ENV_FILE
+# names another file, or none when empty: the test suite sets it empty (tests/settings.py), so that
+# neither it nor the processes it starts read a developer's `.env`.
+ENV_FILE = env("MDMPORTAL_ENV_FILE", default=str(BASE_DIR / ".env"))
+if ENV_FILE:
+    environ.Env.read_env(ENV_FILE, overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
 # Required outside DEBUG (refused below when missing or published, mdmportal/secret_settings.py): it signs

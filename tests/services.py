@@ -22,6 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVICES_REQUIRED = os.environ.get("CI", "").lower() == "true"
 
 
+def isolated(env):
+    """`env` for a Django process a test starts, made to read none of the developer's working files: no
+    `.env` (MDMPORTAL_ENV_FILE empty, whatever `env` says) and no `db.sqlite3` (the default database),
+    since `env` must name its DATABASE_URL."""
+    assert env.get("DATABASE_URL"), "a process started by a test names its DATABASE_URL (not db.sqlite3)"
+    return {**env, "MDMPORTAL_ENV_FILE": ""}
+
+
 def service_missing(reason):
     if SERVICES_REQUIRED:
         pytest.fail(f"required service missing: {reason} (CI=true)", pytrace=False)
@@ -158,14 +166,14 @@ def start_worker(*, broker_url, database, smtp_port, log, pool="solo", app="mdmp
     from mdmportal.celery import app as celery_app
 
     queue = celery_app.conf.task_default_queue
-    env = {
+    env = isolated({
         **os.environ,
         "DATABASE_URL": database_url(database),
         "REDIS_URL": broker_url,
         "EMAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
         "INVITATION_SWEEP_AFTER_SECONDS": "0",
         **(env or {}),
-    }
+    })
     pool_args = ["--pool", "prefork", "--concurrency", "1"] if pool == "prefork" else ["--pool", pool]
     with log.open("w") as out:
         process = subprocess.Popen(

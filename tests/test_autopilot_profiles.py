@@ -83,6 +83,19 @@ def test_enrollment_admin_adds_a_profile_with_group_tags_and_an_essential_app(cl
     assert profile.block_in_status_page == 1  # blocking, "Reset device" offered on failure
 
 
+def test_an_msi_url_typed_without_a_scheme_is_taken_as_https(client, enrollment_admin):
+    client.force_login(enrollment_admin)
+    response = add_profile(client, **{
+        "essential_apps-TOTAL_FORMS": "1", "essential_apps-0-name": "Agent", "essential_apps-0-kind": "msi",
+        "essential_apps-0-msi_url": "apps.contoso.com/agent.msi",
+        "essential_apps-0-product_code": "{9BE6A8D4-1F2E-4C3B-8A9D-0E1F2A3B4C5D}",
+        "essential_apps-0-sha256": "ab" * 32, "essential_apps-0-version": "2.1.0",
+        "essential_apps-0-command_line": "/quiet",
+    })
+    assert response.status_code == 302, form_errors(response)
+    assert Profile.objects.get(name="Sales laptops").essential_apps.get().msi_url == "https://apps.contoso.com/agent.msi"
+
+
 # --- rules -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("overrides, field, message", [

@@ -2,10 +2,11 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 from django.core.management import call_command
 
-from tests.services import ROOT
+from tests.services import ROOT, isolated
 
 PRODUCTION_ENV = {
     "SECRET_KEY": "ci-deploy-check-9f8e7d6c5b4a39281706f5e4d3c2b1a0-abcdefghijklmnop",
@@ -20,8 +21,13 @@ PRODUCTION_ENV = {
 
 
 def run_check(env):
-    return subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                          cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    """check --deploy on a fresh, empty SQLite database: not the developer's db.sqlite3 (whose CA a
+    ./serve made with another passphrase), nor the database DATABASE_URL names. The checks that read
+    the database are run against a migrated one by tests/test_deployment.py."""
+    with tempfile.TemporaryDirectory() as folder:
+        env = isolated({**os.environ, "DATABASE_URL": f"sqlite:///{folder}/db.sqlite3", **env})
+        return subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_models_and_migrations_agree(db):

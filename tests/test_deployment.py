@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from enrollment import simulator as sim
-from tests.services import ROOT, free_port, service_missing
+from tests.services import ROOT, free_port, isolated, service_missing
 
 # Tests that write through the server use the committed (transactional) test database; the others
 # do without, since each flush of it costs seconds.
@@ -270,7 +270,7 @@ def production(postgres, tmp_path_factory):
         "STATIC_ROOT": str(folder / "staticfiles"),
     })
     # The production environment alone: nothing of this process's (DEBUG, a developer's .env values).
-    process_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **env}
+    process_env = isolated({"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **env})
     _run([sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"], process_env, "collectstatic")
     site = folder / "mdmportal.conf"
     site.write_text(render_nginx_site(https_port=https_port, http_port=http_port, upstream=f"127.0.0.1:{web_port}",

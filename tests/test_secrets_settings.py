@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.services import ROOT
+from tests.services import ROOT, isolated
 
 ENV_EXAMPLE = ROOT / "deploy" / "mdmportal.env.example"
 GOOD_SECRET_KEY = "a-real-secret-key-for-this-test-only-7f3c9a1e5b2d8c4f6a0e9b7d3c1f5a8e2b6d"
@@ -30,8 +30,8 @@ def manage(tmp_path, *argv, **variables):
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "DJANGO_SETTINGS_MODULE": "mdmportal.settings",
            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "PORTAL_URL": "https://portal.example.com",
            **variables}
-    return subprocess.run([sys.executable, "manage.py", *argv], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, "manage.py", *argv], cwd=ROOT, env=isolated(env), capture_output=True,
+                          text=True, timeout=120)
 
 
 def production(**overrides):
@@ -85,7 +85,7 @@ def test_the_wsgi_application_refuses_to_load_without_secrets(tmp_path):
     """What gunicorn loads: the refusal is at settings import, not in a command that may not run."""
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
            "DEBUG": "false", "SECRET_KEY": "", "CA_KEY_PASSPHRASE": "", "EMAIL_URL": SMTP}
-    result = subprocess.run([sys.executable, "-c", "import mdmportal.wsgi"], cwd=ROOT, env=env,
+    result = subprocess.run([sys.executable, "-c", "import mdmportal.wsgi"], cwd=ROOT, env=isolated(env),
                             capture_output=True, text=True, timeout=120)
     assert_refused(result, "SECRET_KEY")
 
