@@ -13,7 +13,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from invitations.models import AuditEvent, InvalidTransition
-from mdmportal.console import AuditedAdminMixin, client_ip
+from invitations.audited_admin import AuditedAdminMixin
+from mdmportal.console import client_ip
 from mdmportal.search import SubquerySearchMixin
 
 from . import commands, ppkg, wcd
