@@ -20,7 +20,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from mdmportal.console import AuditedAdminMixin, client_ip
+from invitations.audited_admin import AuditedAdminMixin
+from mdmportal.console import client_ip
 
 from . import assignment, imports, offline
 from .admin_graph import GraphDeviceStatusInline  # also registers the Graph connector's page

@@ -16,7 +16,9 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from invitations.models import AuditEvent
-from mdmportal.console import AuditedAdminMixin, client_ip, is_full_admin
+from invitations.audited_admin import AuditedAdminMixin
+from invitations.roles import is_full_admin
+from mdmportal.console import client_ip
 
 from . import graph, graph_sync, tasks
 from .graph_models import GraphConnector, GraphDeviceSync, GraphProfileSync

@@ -6,11 +6,12 @@ class AutopilotConfig(AppConfig):
     name = "autopilot"
 
     def ready(self):
-        from enrollment import inventory, passphrase, reenrollment, wstep
+        from enrollment import admin as enrollment_admin
+        from enrollment import inventory, omadm, passphrase, reenrollment, wstep
         from invitations import dashboard
 
         from . import checks  # noqa: F401  (registers the system checks)
-        from . import graph_models, matching
+        from . import admin_device, graph_models, matching, provisioning
         from .dashboard import stalled_installs_card
 
         # An Autopilot record matched by hardware hash proves a re-enrollment comes from the same PC.
@@ -21,5 +22,10 @@ class AutopilotConfig(AppConfig):
         # the serial number and hardware hash read at the start of its first OMA-DM session.
         wstep.register_enrolled(matching.link_enrolled_device)
         inventory.register_reader(matching.wants_hardware, matching.recognise)
+        # At the start of each OMA-DM session of a device with an Autopilot setup: app installs and the
+        # Enrollment Status Page move on. The condition joins the device's read of the first message.
+        omadm.register_session_start("has_autopilot_setup", provisioning.has_setup, provisioning.checked_in)
+        # The device's console page shows its Enrollment Status Page progress and essential apps.
+        enrollment_admin.register_device_inlines(admin_device.AutopilotSetupInline, admin_device.AppInstallInline)
         # Stalled app installs need someone's attention: a figure on the console's dashboard.
         dashboard.register_card(stalled_installs_card)

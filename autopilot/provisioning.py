@@ -163,8 +163,14 @@ def _queue(device, target, format, data, source):
 
 # --- following the status page ----------------------------------------------------------------------
 
+def has_setup(device):
+    """Whether `device` (an OuterRef to it) has an Autopilot setup to follow: `checked_in`'s
+    condition, joined to the OMA-DM endpoint's read of the device (enrollment.omadm.register_session_start)."""
+    return Exists(AutopilotEnrollment.objects.filter(device=device))
+
+
 def checked_in(device, now=None):
-    """The hook for the OMA-DM endpoint, at the start of each session of `device`."""
+    """The hook for the OMA-DM endpoint, at the start of each session of `device` that has_setup."""
     now = now or timezone.now()
     # One query for a device that is not Autopilot (apps are only queued for Autopilot devices).
     # Locked: two sessions of one device at once must not both end the page.

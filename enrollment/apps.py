@@ -11,6 +11,19 @@ class EnrollmentConfig(AppConfig):
         from . import entra_checks  # noqa: F401  (registers the Entra ID settings checks)
         from django.db.models.signals import post_save
 
-        from . import reconcile
+        from invitations import dashboard, registration
+        from mdmportal import unavailable
+
+        from . import pins, reconcile, views
+        from .models import Device
+
+        # The console dashboard's figure of enrolled devices.
+        dashboard.register_count("enrolled_devices", lambda: Device.objects.enrolled().count())
+
+        # The invitation email and the user's enrollment page issue and show registration PINs.
+        registration.register_pins(pins)
+
+        # Devices get the SOAP fault of their protocol while the database or Redis is down.
+        unavailable.register_responder("enrollment", views.unavailable)
 
         post_save.connect(reconcile.device_saved, sender="enrollment.Device", dispatch_uid="reconcile-new-device")

@@ -17,7 +17,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from invitations.models import InvalidTransition, Organisation
-from mdmportal.console import AuditedAdminMixin, ReadOnlyAdminMixin, client_ip, is_full_admin
+from invitations.audited_admin import AuditedAdminMixin
+from invitations.roles import is_full_admin
+from mdmportal.console import ReadOnlyAdminMixin, client_ip
 
 from . import entra_keys
 from .models import EntraIdentity, EntraKeyAlert, EntraSettings, JwksSet

@@ -51,8 +51,6 @@ from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.http import HttpResponse
 from django.utils import timezone
 
-from autopilot import provisioning as autopilot_provisioning
-from autopilot.models import AutopilotEnrollment
 from invitations.models import AuditEvent
 from mdmportal.bulk import bulk_update
 from mdmportal.prepared import Prepared
@@ -206,11 +204,31 @@ def identify(request, message, now=None):
     return _digest_caller(device, message.header, request.META.get("REMOTE_ADDR") or "")
 
 
+# Once-per-session work of apps built on this one (Autopilot), which this app must not import: each
+# registers a name, the condition under which it has anything to do for a device, and the work.
+_session_starts = {}  # name -> (pending, started)
+
+
+def register_session_start(name, pending, started):
+    """Run `started(device, now)` at the first message of each OMA-DM session of a device, after
+    this app's own session-start work, when `pending(device)` is true for it. `pending` gets
+    OuterRef("pk") and returns a boolean expression (an Exists of an index lookup on the device): it
+    joins the device's read of that message as the annotation `name`, so a device with nothing to do
+    costs no query and the message's query count does not grow. Registered in an AppConfig.ready,
+    before the read is compiled (mdmportal/prepared.py)."""
+    if name in _session_starts and _session_starts[name] != (pending, started):
+        raise ValueError(f"another session-start hook is registered as {name!r}")
+    _session_starts[name] = (pending, started)
+    # A read compiled before this registration would lack the annotation: compile it again.
+    _FIRST_MESSAGE_DEVICE.compiled.clear()
+
+
 def _devices(first_message, now, idle_before):
     """The devices to identify the caller among: its row locked for the rest of the transaction and,
     at a session's first message, annotated with whether the once-per-session work has anything to
-    do (idle sessions to close, overdue commands to time out, an Autopilot setup), so that a device
-    with none of it costs none of those queries. The subqueries are index lookups on the device."""
+    do (idle sessions to close, overdue commands to time out, the registered hooks' work: an Autopilot
+    setup), so that a device with none of it costs none of those queries. The subqueries are index
+    lookups on the device."""
     devices = Device.objects.select_for_update(of=("self",))
     if not first_message:
         return devices
@@ -219,7 +237,7 @@ def _devices(first_message, now, idle_before):
         has_idle_sessions=Exists(ManagementSession.objects.filter(
             device=device, ended_at__isnull=True, updated_at__lt=idle_before)),
         has_overdue_commands=Exists(DeviceCommand.objects.pending().filter(device=device, expires_at__lte=now)),
-        has_autopilot_setup=Exists(AutopilotEnrollment.objects.filter(device=device)),
+        **{name: pending(device) for name, (pending, _) in _session_starts.items()},
     )
 
 
@@ -622,9 +640,11 @@ class Conversation:
                 expire_overdue(self.device, self.now)
             # The device is locked and current (identify): the reconciler need not read it again.
             reconcile.checked_in(self.device, locked=True)
-            # Autopilot devices: app installs and the Enrollment Status Page move on (DMClient CSP FirstSyncStatus).
-            if _may(self.device, "has_autopilot_setup"):
-                autopilot_provisioning.checked_in(self.device, self.now)
+            # The registered apps' work (Autopilot: app installs and the Enrollment Status Page move
+            # on, DMClient CSP FirstSyncStatus), each only when the device's row says it has some.
+            for name, (_, started) in _session_starts.items():
+                if _may(self.device, name):
+                    started(self.device, self.now)
         first = []
         if inventory.due(self.device, self.now):
             gets = DeviceCommand.objects.bulk_create(inventory.gets(self.device, self.now))

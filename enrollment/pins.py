@@ -15,13 +15,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from invitations.models import AuditEvent
-from invitations.registration import effective_registration_settings
+from invitations.registration import RenewalNotAllowed, effective_registration_settings
 
 from .models import RegistrationPin
 
-
-class RenewalNotAllowed(Exception):
-    """The user's registration settings do not let them request a PIN themselves."""
+__all__ = ["RenewalNotAllowed", "issue", "renew", "usable_pin", "matching_pin", "PinBackend"]
 
 
 def issue(user, *, actor=None, ip=None, renewal=False):

@@ -20,11 +20,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from knox.models import AuthToken
 
-from mdmportal.console import (
-    AuditedAdminMixin, ReadOnlyAdminMixin, WholeChangelistMixin, client_ip, is_full_admin,
-)
+from mdmportal.console import ReadOnlyAdminMixin, WholeChangelistMixin, client_ip
 
 from . import api_tokens, exports, sending, user_import
+from .audited_admin import AuditedAdminMixin
 from .console_forms import (
     AdministratorChangeForm, CsvImportForm, OrganisationForm, UserAddForm, UserChangeForm, UserGroupForm,
 )
@@ -32,7 +31,7 @@ from .models import (
     AuditEvent, Invitation, InvitationEmail, InvalidTransition, Organisation, RegistrationSettings, UrlRotation, User,
     UserGroup,
 )
-from .roles import ROLES
+from .roles import ROLES, is_full_admin
 
 # Roles are fixed and re-synced after every migrate; they are given on the user's form, not edited.
 admin.site.unregister(Group)

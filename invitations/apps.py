@@ -7,8 +7,6 @@ class InvitationsConfig(AppConfig):
     verbose_name = "Users and invitations"
 
     def ready(self):
-        from mdmportal import checks  # noqa: F401  (registers the deployment checks)
-
         from . import lockout, roles  # noqa: F401  (lockout connects its signal receivers)
 
         post_migrate.connect(roles.sync_roles, dispatch_uid="invitations.sync_roles")

@@ -58,3 +58,29 @@ def registration_settings_for(users):
         chosen.setdefault(membership.user_id, membership.usergroup)
     return {user.pk: RegistrationPolicy.of(chosen[user.pk], chosen[user.pk]) if user.pk in chosen else default
             for user in users}
+
+
+class RenewalNotAllowed(Exception):
+    """The user's registration settings do not let them request a PIN themselves."""
+
+
+# The registration PINs themselves (their records, hashing, audit) belong to the enrollment app, which
+# checks them when a device enrolls and which this app must not import: it registers them here in its
+# AppConfig.ready, and the invitation email and the user's enrollment page reach them through pins().
+_pins = []
+
+
+def register_pins(issuer):
+    """`issuer` provides issue(user, *, actor=None, ip=None) and renew(user, *, ip=None) -> (record with
+    expires_at, is_usable and revoke(), the PIN in clear), the latter raising RenewalNotAllowed, and
+    usable_pin(user) -> the user's usable record or None."""
+    if _pins and _pins[0] is not issuer:
+        raise ValueError("registration PINs are already provided by another module")
+    _pins[:] = [issuer]
+
+
+def pins():
+    """The registered PIN issuer (enrollment/pins.py)."""
+    if not _pins:
+        raise LookupError("no app provides registration PINs (the enrollment app registers them)")
+    return _pins[0]

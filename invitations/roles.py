@@ -13,6 +13,13 @@ ENROLLMENT_ADMIN_MODELS = ["user", "invitation", "invitationemail", "usergroup"]
 EVERYONE_VIEWS = ["view_auditevent", "view_organisation", "view_urlrotation"]
 
 
+def is_full_admin(user):
+    """Superusers and members of the "Full administrator" role."""
+    if not (user.is_active and user.is_staff):
+        return False
+    return user.is_superuser or user.groups.filter(name=FULL_ADMIN).exists()
+
+
 def role_permissions(role):
     from django.contrib.auth.models import Permission
 

@@ -16,11 +16,10 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from enrollment import pins
 from mdmportal.bulk import insert_select
 
 from .models import AuditEvent, Invitation, InvitationEmail, InvalidTransition, Organisation, User, hash_token
-from .registration import effective_registration_settings, registration_settings_for
+from .registration import effective_registration_settings, pins, registration_settings_for
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +260,7 @@ def _pin_for_email(user, policy=None):
     has them) ask for a PIN, else None."""
     if not (policy or effective_registration_settings(user)).requires_pin:
         return None
-    return pins.issue(user)
+    return pins().issue(user)
 
 
 def build_message(email, raw_token, pin=None, *, organisation=None, policy=None):

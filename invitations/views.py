@@ -13,12 +13,10 @@ from django.utils import translation
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from enrollment import pins
-
 from . import sending
 from .models import InvalidTransition, Invitation, Organisation
 from .portal_forms import ContinueForm, InvitationSetPasswordForm, InvitationSignInForm, SignInForm
-from .registration import effective_registration_settings
+from .registration import RenewalNotAllowed, effective_registration_settings, pins
 
 # The backend that checks passwords; login() must be told which one when it is not authenticate()'s pick.
 PASSWORD_BACKEND = "django.contrib.auth.backends.ModelBackend"
@@ -91,8 +89,8 @@ def enroll(request):
     """What the user needs to enroll a Windows PC or a HoloLens 2, in the user's language. A user who
     enrolls with a registration PIN and has none usable gets one, shown this once."""
     new_pin = None
-    if effective_registration_settings(request.user).requires_pin and pins.usable_pin(request.user) is None:
-        new_pin = pins.issue(request.user, actor=request.user, ip=get_client_ip_address(request))
+    if effective_registration_settings(request.user).requires_pin and pins().usable_pin(request.user) is None:
+        new_pin = pins().issue(request.user, actor=request.user, ip=get_client_ip_address(request))
     return _enroll_page(request, new_pin)
 
 
@@ -103,8 +101,8 @@ def request_pin(request):
     """"Request a new PIN": replaces the user's PIN and shows the new one once (rendered, not
     redirected, so the PIN in clear is never stored to survive a redirect)."""
     try:
-        new_pin = pins.renew(request.user, ip=get_client_ip_address(request))
-    except pins.RenewalNotAllowed:
+        new_pin = pins().renew(request.user, ip=get_client_ip_address(request))
+    except RenewalNotAllowed:
         return _enroll_page(request, None, renewal_refused=True, status=403)
     return _enroll_page(request, new_pin)
 
@@ -117,7 +115,7 @@ def _enroll_page(request, new_pin, renewal_refused=False, status=200):
         "registration": registration,
         "renewal_refused": renewal_refused,
         "new_pin": new_pin[1] if new_pin else None,
-        "pin": new_pin[0] if new_pin else (pins.usable_pin(user) if registration.requires_pin else None),
+        "pin": new_pin[0] if new_pin else (pins().usable_pin(user) if registration.requires_pin else None),
         "organisation": organisation,
         "enrollment_url": organisation.enrollment_url,
         "email": user.email,

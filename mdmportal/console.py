@@ -1,18 +1,7 @@
-"""The administrators' console: Django's admin site, titled, with a dashboard and the getting-started
-wizard, plus the helpers every console page shares (who is a full administrator, where a request
-comes from, auditing of the admin's own add/change/delete)."""
-from django.contrib import admin
-from django.urls import path
-from django.utils import timezone
-
-
-def is_full_admin(user):
-    """Superusers and members of the "Full administrator" role."""
-    from invitations.roles import FULL_ADMIN
-
-    if not (user.is_active and user.is_staff):
-        return False
-    return user.is_superuser or user.groups.filter(name=FULL_ADMIN).exists()
+"""Helpers every console page shares, whatever its app: where a request comes from, read-only pages,
+exports of a whole list. Shared by every app, so it imports none: the admin site itself is
+mdmportal/admin_site.py, who is a full administrator invitations/roles.py, the auditing of the
+administrators' own add/change/delete invitations/audited_admin.py."""
 
 
 def client_ip(request):
@@ -20,33 +9,6 @@ def client_ip(request):
     nginx the address nginx saw (mdmportal.proxies); never a header the client itself could set, which
     anyone could forge into the audit log."""
     return request.META.get("REMOTE_ADDR") or None
-
-
-class AuditedAdminMixin:
-    """Writes an AuditEvent next to Django's own LogEntry for every add, change and delete made in
-    the console, so the audit log holds who, what, when and from where."""
-
-    def _audit(self, request, action, obj, detail=None):
-        from invitations.models import AuditEvent
-
-        AuditEvent.record(request.user, f"{obj._meta.model_name}.{action}", obj,
-                          ip=client_ip(request), detail=detail)
-
-    def log_addition(self, request, obj, message):
-        entry = super().log_addition(request, obj, message)
-        self._audit(request, "added", obj, {"change": message})
-        return entry
-
-    def log_change(self, request, obj, message):
-        entry = super().log_change(request, obj, message)
-        self._audit(request, "changed", obj, {"change": message})
-        return entry
-
-    def log_deletions(self, request, queryset):
-        # Called before the rows are deleted, so each object still has its pk and label.
-        for obj in queryset:
-            self._audit(request, "deleted", obj)
-        return super().log_deletions(request, queryset)
 
 
 class ReadOnlyAdminMixin:
@@ -87,37 +49,3 @@ class WholeChangelistMixin:
             return self.get_changelist_instance(request).queryset
         finally:
             request._whole_changelist = False
-
-
-class ConsoleSite(admin.AdminSite):
-    site_header = "mdmportal console"
-    site_title = "mdmportal"
-    index_title = "Dashboard"
-    index_template = "admin/console_index.html"
-
-    def each_context(self, request):
-        context = super().each_context(request)
-        context["now"] = timezone.now()
-        context["is_full_admin"] = request.user.is_authenticated and is_full_admin(request.user)
-        return context
-
-    def index(self, request, extra_context=None):
-        from enrollment.models import EntraKeyAlert
-        from invitations.dashboard import cards, counts
-        from invitations.models import Organisation
-
-        extra_context = {**(extra_context or {}), "counts": counts(), "cards": cards(request.user),
-                         "organisation": Organisation.get(),
-                         "entra_key_alerts": EntraKeyAlert.objects.open().count()}
-        return super().index(request, extra_context)
-
-    def get_urls(self):
-        from invitations import wizard
-
-        steps = [
-            ("getting-started/", wizard.organisation_step, "getting_started"),
-            ("getting-started/enrollment/", wizard.enrollment_step, "getting_started_enrollment"),
-            ("getting-started/users/", wizard.users_step, "getting_started_users"),
-            ("getting-started/done/", wizard.summary, "getting_started_done"),
-        ]
-        return [path(route, self.admin_view(view), name=name) for route, view, name in steps] + super().get_urls()

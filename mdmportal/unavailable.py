@@ -3,7 +3,8 @@
 PostgreSQL restarting, or the Redis behind the cache going away, raises connection errors from deep
 inside any view. They are not bugs in the request, so they get one answer here rather than a stack
 trace: pages a short "try again in a minute" page, the API a JSON error, devices the SOAP fault of
-their protocol (enrollment.views.unavailable). Nothing half-written is left behind: every write that
+their protocol (enrollment.views.unavailable, registered for its URL namespace: this module is shared
+by every app and imports none). Nothing half-written is left behind: every write that
 spans rows runs in a transaction, which the lost connection rolls back.
 
 The page speaks the language the portal's pages would have used, chosen without the database (it may
@@ -27,6 +28,15 @@ logger = logging.getLogger(__name__)
 DEPENDENCY_DOWN = (OperationalError, InterfaceError, redis.ConnectionError, redis.TimeoutError)
 RETRY_AFTER_SECONDS = 30
 
+# An app's own answer for the requests of its URL namespace: function(request, exception) -> response,
+# or None for the 503 page.
+_responders = {}
+
+
+def register_responder(namespace, responder):
+    """Answer requests of the URL namespace `namespace` with `responder` while a dependency is down."""
+    _responders[namespace] = responder
+
 
 def is_dependency_down(exception):
     return isinstance(exception, DEPENDENCY_DOWN)
@@ -46,10 +56,8 @@ class DependencyUnavailableMiddleware:
                        type(exception).__name__, str(exception).strip()[:300])
         response = None
         match = getattr(request, "resolver_match", None)
-        if match is not None and match.namespace == "enrollment":
-            from enrollment.views import unavailable
-
-            response = unavailable(request, exception)
+        if match is not None and match.namespace in _responders:
+            response = _responders[match.namespace](request, exception)
         if response is None:
             response = unavailable_response(request)
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)

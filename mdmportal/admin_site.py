@@ -1,0 +1,40 @@
+"""The administrators' console: Django's admin site, titled, with a dashboard (the apps' figures and
+cards, invitations/dashboard.py) and the getting-started wizard. Part of the project's assembly: it
+stands above every app."""
+from django.contrib import admin
+from django.urls import path
+from django.utils import timezone
+
+from enrollment.models import EntraKeyAlert
+from invitations import wizard
+from invitations.dashboard import cards, counts
+from invitations.models import Organisation
+from invitations.roles import is_full_admin
+
+
+class ConsoleSite(admin.AdminSite):
+    site_header = "mdmportal console"
+    site_title = "mdmportal"
+    index_title = "Dashboard"
+    index_template = "admin/console_index.html"
+
+    def each_context(self, request):
+        context = super().each_context(request)
+        context["now"] = timezone.now()
+        context["is_full_admin"] = request.user.is_authenticated and is_full_admin(request.user)
+        return context
+
+    def index(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "counts": counts(), "cards": cards(request.user),
+                         "organisation": Organisation.get(),
+                         "entra_key_alerts": EntraKeyAlert.objects.open().count()}
+        return super().index(request, extra_context)
+
+    def get_urls(self):
+        steps = [
+            ("getting-started/", wizard.organisation_step, "getting_started"),
+            ("getting-started/enrollment/", wizard.enrollment_step, "getting_started_enrollment"),
+            ("getting-started/users/", wizard.users_step, "getting_started_users"),
+            ("getting-started/done/", wizard.summary, "getting_started_done"),
+        ]
+        return [path(route, self.admin_view(view), name=name) for route, view, name in steps] + super().get_urls()
