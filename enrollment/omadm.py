@@ -5,7 +5,8 @@ One request = one SyncML message from the device, one reply from us:
 1. HTTP checks: XML SyncML only (WBXML → 415), body cap (413), well-formed SyncML (400).
 2. Who is talking (`identify`), at every message: the client certificate nginx forwarded
    (enrollment/clientcert.py); without one, the OMA-DM digest made with the APPSRV secret of the
-   enrollment (w7 APPLICATION CSP APPAUTH, `syncml:auth-md5` or `syncml:auth-basic`). Without a certificate
+   enrollment (w7 APPLICATION CSP APPAUTH, `syncml:auth-md5` only: `syncml:auth-basic` carries the
+   secret itself, so one copied message would authenticate any other). Without a certificate
    the transport authenticates no session, so each message carries its own credentials (OMA DM 1.2
    Security, "Authentication"): an accepted digest is answered 200, not 212 (which would let the
    client drop its credentials for the rest of the session), with a new NextNonce in the Chal of the
@@ -68,7 +69,7 @@ KNOWN_ALERTS = {SERVER_INITIATED, CLIENT_INITIATED, NEXT_MESSAGE, ABORT, CLIENT_
 LOGIN_STATUS = "com.microsoft/MDM/LoginStatus"
 LOGIN_VALUES = {"user", "others", "none"}
 UNENROLL_REQUEST = "com.microsoft:mdm.unenrollment.userrequest"
-AUTH_MD5, AUTH_BASIC = "syncml:auth-md5", "syncml:auth-basic"
+AUTH_MD5 = "syncml:auth-md5"
 
 # Status codes (OMA DM 1.2 RepPro, "Response Status Codes").
 OK, BAD_REQUEST, INVALID_CREDENTIALS, NOT_SUPPORTED, MISSING_CREDENTIALS = 200, 400, 401, 406, 407
@@ -268,6 +269,11 @@ def _digest_caller(device, header, ip):
         raise Refused(429, "locked out after repeated wrong digests", device, audit=False)
     if not header.cred_data:
         return _challenge(device, MISSING_CREDENTIALS, "no client certificate and no credentials")
+    if header.cred_type != AUTH_MD5:
+        # We provision DIGEST (APPSRV AAUTHTYPE); a basic credential is the secret itself, valid for
+        # ever, so it is never accepted: the md5 challenge tells the client what to send instead. No
+        # secret was tested, so nothing counts towards the lockout.
+        return _challenge(device, INVALID_CREDENTIALS, f"{header.cred_type or 'unknown'} credentials are not accepted")
     if not digest_matches(device, header):
         record_digest_failure(device, ip)
         return _challenge(device, INVALID_CREDENTIALS, f"wrong {header.cred_type or 'unknown'} credentials")
@@ -278,26 +284,16 @@ def _digest_caller(device, header, ip):
 
 
 def digest_matches(device, header):
-    """OMA-DM Security: md5 digest = b64(md5(b64(md5("name:secret")) + ":" + nonce)); basic =
-    b64("name:secret"). Device keeps only b64(md5("name:secret")) (see Device)."""
-    if not device.appsrv_digest:
+    """OMA-DM Security: md5 digest = b64(md5(b64(md5("name:secret")) + ":" + nonce)), with the device's
+    current nonce. Device keeps only b64(md5("name:secret")) (see Device)."""
+    if not device.appsrv_digest or header.cred_type != AUTH_MD5:
         return False
-    if header.cred_type == AUTH_MD5:
-        try:
-            nonce = base64.b64decode(device.appsrv_nonce, validate=True)
-        except binascii.Error:
-            return False
-        expected = base64.b64encode(hashlib.md5(device.appsrv_digest.encode() + b":" + nonce).digest()).decode()
-        return hmac.compare_digest(expected, header.cred_data)
-    if header.cred_type == AUTH_BASIC:
-        try:
-            pair = base64.b64decode(header.cred_data, validate=True)
-        except binascii.Error:
-            return False
-        name = pair.partition(b":")[0].decode("utf-8", "replace")
-        digest = base64.b64encode(hashlib.md5(pair).digest()).decode()
-        return name.lower() == device.device_id.lower() and hmac.compare_digest(digest, device.appsrv_digest)
-    return False
+    try:
+        nonce = base64.b64decode(device.appsrv_nonce, validate=True)
+    except binascii.Error:
+        return False
+    expected = base64.b64encode(hashlib.md5(device.appsrv_digest.encode() + b":" + nonce).digest()).decode()
+    return hmac.compare_digest(expected, header.cred_data)
 
 
 def _failures_key(device, ip):

@@ -208,3 +208,22 @@ def test_the_device_still_signs_in_after_challenges_sent_by_someone_else(client,
 
     assert reply.header_status[4] == "200"
     assert ManagementSession.objects.filter(device=device, session_id="7", messages=1).exists()
+
+
+def test_a_copied_basic_credential_does_not_authenticate_a_message(client, chain):
+    """syncml:auth-basic carries the secret itself: whoever has one such message could send any other
+    message with it, for ever. The server provisions DIGEST (w7 APPLICATION APPSRV AAUTHTYPE), so a
+    basic credential is answered with an md5 challenge and the message is not acted on."""
+    import base64
+
+    device = digest_device(SECRET)
+    basic = ("syncml:auth-basic", base64.b64encode(f"{device.device_id}:{SECRET}".encode()).decode())
+    commands.queue(device, "Exec", REBOOT, format="null")
+
+    response = post(client, sml.message(device.device_id, [sml.alert(2, 1201), UNENROLL], cred=basic), remote=ATTACKER)
+
+    assert refused(response)
+    reply = sml.read(response.content)
+    assert reply.chal_nonce  # an md5 challenge the device can answer
+    device.refresh_from_db()
+    assert device.status == Device.Status.ENROLLED and device.revoked_at is None

@@ -296,14 +296,17 @@ def test_right_digest_is_accepted_for_its_message_with_a_next_nonce_for_the_next
         assert replay.header_status[4] == "401"
 
 
-def test_basic_credentials_are_checked_against_the_stored_digest(client, chain):
+def test_basic_credentials_are_answered_with_an_md5_challenge(client, chain):
+    """Even the right secret in syncml:auth-basic: the server provisions DIGEST, and a basic credential
+    would authenticate any message it is copied into."""
     import base64
 
     device = digest_device()
     good = ("syncml:auth-basic", base64.b64encode(f"{device.device_id}:s3cret".encode()).decode())
-    bad = ("syncml:auth-basic", base64.b64encode(f"{device.device_id}:nope".encode()).decode())
-    assert sml.read(post(client, sml.package1(device.device_id, cred=good)).content).header_status[4] == "200"
-    assert sml.read(post(client, sml.package1(device.device_id, cred=bad, session="2")).content).header_status[4] == "401"
+    reply = sml.read(post(client, sml.package1(device.device_id, cred=good)).content)
+    assert reply.header_status[4] == "401" and reply.chal_nonce
+    md5 = ("syncml:auth-md5", sml.md5_cred(device.device_id, "s3cret", reply.chal_nonce))
+    assert sml.read(post(client, sml.package1(device.device_id, cred=md5, session="2")).content).header_status[4] == "200"
 
 
 # --- the queue --------------------------------------------------------------------------------------
