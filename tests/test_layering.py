@@ -28,6 +28,7 @@ MDMPORTAL = {
     "device_requests": SHARED,
     "log_redaction": SHARED,
     "mail": SHARED,
+    "nul_characters": SHARED,  # a middleware: a NUL in a query parameter is a 400
     "outbound": SHARED,
     "prepared": SHARED,
     "proxies": SHARED,
