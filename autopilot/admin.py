@@ -20,7 +20,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from invitations.audited_admin import AuditedAdminMixin
+from invitations.audit import AuditedAdminMixin
 from mdmportal.console import client_ip
 
 from . import assignment, imports, offline

@@ -16,7 +16,7 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from invitations.models import AuditEvent
-from invitations.audited_admin import AuditedAdminMixin
+from invitations.audit import AuditedAdminMixin
 from invitations.roles import is_full_admin
 from mdmportal.console import client_ip
 

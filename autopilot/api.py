@@ -18,7 +18,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
-from invitations.models import AuditEvent
+from invitations.audit import AuditedViewSetMixin
 from mdmportal.api import client_ip
 
 from . import assignment, imports, offline
@@ -141,28 +141,9 @@ class ProfileSerializer(serializers.ModelSerializer):
         return profile
 
 
-class AuditedMixin:
-    audit_name = ""
-
-    def _audit(self, action_name, obj, detail=None):
-        AuditEvent.record(self.request.user, f"{self.audit_name}.{action_name}", obj, ip=client_ip(self.request),
-                          detail=detail)
-
-    def perform_create(self, serializer):
-        self._audit("added", serializer.save())
-
-    def perform_update(self, serializer):
-        self._audit("changed", serializer.save(), {"fields": sorted(self.request.data.keys())})
-
-    def perform_destroy(self, instance):
-        self._audit("deleted", instance)
-        instance.delete()
-
-
-class ProfileViewSet(AuditedMixin, viewsets.ModelViewSet):
+class ProfileViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
     queryset = Profile.objects.prefetch_related("group_tags", "essential_apps", "configuration_groups").order_by("name")
     serializer_class = ProfileSerializer
-    audit_name = "profile"
 
     @extend_schema(responses={(200, "application/json"): bytes, 409: None},
                    description="The profile's AutopilotConfigurationFile.json (ASCII), as a download.")
@@ -178,10 +159,9 @@ class ProfileViewSet(AuditedMixin, viewsets.ModelViewSet):
         return response
 
 
-class EssentialAppViewSet(AuditedMixin, viewsets.ModelViewSet):
+class EssentialAppViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
     queryset = EssentialApp.objects.select_related("profile").order_by("profile__name", "name")
     serializer_class = EssentialAppSerializer
-    audit_name = "essentialapp"
 
     def get_queryset(self):
         queryset = super().get_queryset()
@@ -273,11 +253,10 @@ class AutopilotDeviceSerializer(serializers.ModelSerializer):
         return self._assignment(device).reason
 
 
-class AutopilotDeviceViewSet(AuditedMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin,
+class AutopilotDeviceViewSet(AuditedViewSetMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin,
                              viewsets.ReadOnlyModelViewSet):
     queryset = AutopilotDevice.objects.with_state().select_related("profile", "profile_assigned_by").order_by("serial_key")
     serializer_class = AutopilotDeviceSerializer
-    audit_name = "autopilotdevice"
 
     def get_queryset(self):
         queryset = super().get_queryset()

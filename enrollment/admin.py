@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from invitations.models import AuditEvent, InvalidTransition
-from invitations.audited_admin import AuditedAdminMixin
+from invitations.audit import AuditedAdminMixin
 from mdmportal.console import client_ip
 from mdmportal.search import SubquerySearchMixin
 

@@ -21,8 +21,9 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from invitations.models import AuditEvent, User
-from mdmportal.api import ConsolePermissions, client_ip
+from invitations.audit import AuditedViewSetMixin
+from invitations.models import User
+from mdmportal.api import ConsolePermissions
 
 from . import catalogue, reconcile
 from .models import ConfigurationGroup, Device, GroupSetting
@@ -70,12 +71,7 @@ class ConfigurationGroupSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at", "updated_at"]
 
 
-def _audit(request, action_name, obj, detail=None):
-    AuditEvent.record(request.user, f"{obj._meta.model_name}.{action_name}", obj, ip=client_ip(request),
-                      detail={"via": "api", **(detail or {})})
-
-
-class AuditedReconcilingViewSet(viewsets.ModelViewSet):
+class AuditedReconcilingViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
     """Saves, audits, and reconciles the group the object belongs to after commit."""
 
     permission_classes = [ConsolePermissions]
@@ -85,22 +81,19 @@ class AuditedReconcilingViewSet(viewsets.ModelViewSet):
 
     def perform_create(self, serializer):
         with transaction.atomic():
-            obj = serializer.save()
-            _audit(self.request, "added", obj, {"fields": sorted(serializer.validated_data)})
-            reconcile.schedule_group(self.group_of(obj))
+            super().perform_create(serializer)
+            reconcile.schedule_group(self.group_of(serializer.instance))
 
     def perform_update(self, serializer):
         with transaction.atomic():
             before = reconcile.affected_by(self.group_of(serializer.instance))
-            obj = serializer.save()
-            _audit(self.request, "changed", obj, {"fields": sorted(serializer.validated_data)})
-            reconcile.schedule_devices(before | reconcile.affected_by(self.group_of(obj)))
+            super().perform_update(serializer)
+            reconcile.schedule_devices(before | reconcile.affected_by(self.group_of(serializer.instance)))
 
     def perform_destroy(self, instance):
         with transaction.atomic():
             reconcile.schedule_group(self.group_of(instance))
-            _audit(self.request, "deleted", instance)
-            instance.delete()
+            super().perform_destroy(instance)
 
 
 class ConfigurationGroupViewSet(AuditedReconcilingViewSet):
@@ -142,8 +135,8 @@ class ConfigurationGroupViewSet(AuditedReconcilingViewSet):
             group.devices.remove(*changes["remove_devices"])
             group.users.add(*changes["add_users"])
             group.users.remove(*changes["remove_users"])
-            _audit(request, "membership_changed", group,
-                   {key: [str(o) for o in objs] for key, objs in changes.items() if objs})
+            self.audit_change("membership_changed", group,
+                              {key: [str(o) for o in objs] for key, objs in changes.items() if objs})
             reconcile.schedule_devices(before | reconcile.affected_by(group))
         return self.members(request, pk)
 

@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from invitations.models import InvalidTransition, Organisation
-from invitations.audited_admin import AuditedAdminMixin
+from invitations.audit import AuditedAdminMixin
 from invitations.roles import is_full_admin
 from mdmportal.console import ReadOnlyAdminMixin, client_ip
 
@@ -249,7 +249,7 @@ class EntraSettingsAdmin(FullAdminChangesMixin, AuditedAdminMixin, admin.ModelAd
             except InvalidTransition:
                 pass
             else:
-                self._audit(request, "activated" if jwks.active else "deactivated", jwks)
+                self.audit_change(request, "activated" if jwks.active else "deactivated", jwks)
                 self.message_user(request, (_("Keys of %(set)s are trusted again.") if jwks.active
                                             else _("Keys of %(set)s are no longer trusted.")) % {"set": jwks})
         return redirect("admin:enrollment_entrasettings_change", EntraSettings.get().pk)

@@ -23,7 +23,7 @@ from knox.models import AuthToken
 from mdmportal.console import ReadOnlyAdminMixin, WholeChangelistMixin, client_ip
 
 from . import api_tokens, exports, sending, user_import
-from .audited_admin import AuditedAdminMixin
+from .audit import AuditedAdminMixin
 from .console_forms import (
     AdministratorChangeForm, CsvImportForm, OrganisationForm, UserAddForm, UserChangeForm, UserGroupForm,
 )
