@@ -10,13 +10,11 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.http import HttpResponse, StreamingHttpResponse
-from django.urls import include, path
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
-from rest_framework.routers import SimpleRouter
 
 from invitations.audit import AuditedViewSetMixin
 from mdmportal.api import client_ip
@@ -404,13 +402,3 @@ class AppInstallViewSet(viewsets.ReadOnlyModelViewSet):
                 AppInstall.stalled_q())
         return queryset
 
-
-router = SimpleRouter()
-router.register("profiles", ProfileViewSet, basename="autopilot-profile")
-router.register("essential-apps", EssentialAppViewSet, basename="autopilot-essential-app")
-router.register("imports", DeviceImportViewSet, basename="autopilot-import")
-router.register("devices", AutopilotDeviceViewSet, basename="autopilot-device")
-router.register("assignments", AssignmentViewSet, basename="autopilot-assignment")
-router.register("provisioning", ProvisioningViewSet, basename="autopilot-provisioning")
-router.register("app-installs", AppInstallViewSet, basename="autopilot-app-install")
-urlpatterns = [path("", include(router.urls))]

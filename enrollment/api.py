@@ -4,18 +4,16 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.http import HttpResponse
-from django.urls import include, path
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
-from rest_framework.routers import SimpleRouter
 
 from invitations.models import AuditEvent, InvalidTransition
 from mdmportal.api import client_ip
 
-from . import api_actions, api_configuration, ppkg, wcd
+from . import ppkg, wcd
 from .console_forms import check_upn_is_free
 from .models import ConfigurationGroup, Device, DeviceCommand, PinEnrollment
 
@@ -223,17 +221,3 @@ class PinEnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         fresh = self.get_queryset().get(pk=pin_enrollment.pk)
         return NewPinSerializer(fresh, context={"request": self.request, "pin": pin}).data
 
-
-router = SimpleRouter()
-router.register("devices", DeviceViewSet, basename="device")
-router.register("pin-enrollments", PinEnrollmentViewSet, basename="pin-enrollment")
-router.register("configuration-groups", api_configuration.ConfigurationGroupViewSet, basename="configuration-group")
-router.register("configuration-settings", api_configuration.GroupSettingViewSet, basename="configuration-setting")
-urlpatterns = [
-    path("devices/actions/<slug:name>/", api_actions.BulkDeviceActionView.as_view(), name="device-bulk-action"),
-    path("devices/<int:pk>/actions/<slug:name>/", api_actions.DeviceActionView.as_view(), name="device-action"),
-    path("devices/<int:pk>/configuration/", api_actions.DeviceConfigurationView.as_view(),
-         name="device-configuration"),
-    path("configuration-catalogue/", api_configuration.CatalogueView.as_view(), name="configuration-catalogue"),
-    path("", include(router.urls)),
-]

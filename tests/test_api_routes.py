@@ -1,11 +1,16 @@
 """Every route of the JSON API, by name and path, and every path and method of its OpenAPI schema: moving
 where an app's routes are declared must change none of them."""
+import importlib
 import json
+from pathlib import Path
 
 import pytest
 from django.urls import resolve, reverse
 
 from tests.api_helpers import HttpsAPIClient
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = ["invitations", "enrollment", "autopilot"]
 
 # (URL name, its arguments, the path it reverses to and resolves from)
 ROUTES = [
@@ -124,3 +129,14 @@ def test_the_schema_lists_every_path_and_method_and_no_other(db):
     schema = json.loads(HttpsAPIClient().get("/api/v1/schema/", {"format": "json"}).content)
 
     assert {path: set(operations) for path, operations in schema["paths"].items()} == SCHEMA
+
+
+def test_each_app_declares_its_api_routes_in_its_one_router_module():
+    """Each app's routes are in `<app>/api_urls.py`, with the app's one router; no other module builds
+    a router, so the place to look for (or add) an endpoint is the same in every app."""
+    building = sorted(str(path.relative_to(ROOT)) for package in [*APPS, "mdmportal"]
+                      for path in (ROOT / package).rglob("*.py") if "Router()" in path.read_text())
+    assert building == [f"{app}/api_urls.py" for app in sorted(APPS)]
+    for app in APPS:
+        router = importlib.import_module(f"{app}.api_urls").router
+        assert {viewset.__module__.split(".")[0] for _, viewset, _ in router.registry} == {app}
