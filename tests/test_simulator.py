@@ -14,8 +14,8 @@ from django.core.management import CommandError, call_command
 from lxml import etree
 from lxml.builder import E, ElementMaker
 
-from enrollment import simulator as sim
-from enrollment.simulator import Simulator, SimulatorError, SoapFaultError
+import simulator as sim
+from simulator import Simulator, SimulatorError, SoapFaultError
 
 MESSAGE_ID = "urn:uuid:0d5a1441-5891-453b-becf-a2e5f6ea3749"
 DEVICE_ID = "1E08C6E95D8BB843B1278FF45BC60CC6"

@@ -7,8 +7,8 @@ from cryptography.x509.oid import NameOID
 from django.core.management import call_command
 
 from enrollment import entra
-from enrollment import simulator as sim
-from enrollment.simulator import Simulator, SimulatorError, SoapFaultError
+import simulator as sim
+from simulator import Simulator, SimulatorError, SoapFaultError
 from tests import entra_tokens as tokens
 from tests.factories_enrollment import TEST_TENANT
 from tests.test_simulator import enrollment_server  # noqa: F401  (the live server fixture)
