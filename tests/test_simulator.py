@@ -453,7 +453,7 @@ def test_sign_in_form_is_filled_like_a_user_would():
 
 def test_error_page_is_reported_by_its_text_not_its_styles():
     page = b"<html><head><title>403</title><style>h1 { color: red }</style></head><body><h1>Forbidden</h1><p>CSRF failed.</p></body></html>"
-    assert sim._page_text(page) == "Forbidden CSRF failed."
+    assert sim.transport._page_text(page) == "Forbidden CSRF failed."
 
 
 def test_page_without_a_sign_in_form_is_reported():
