@@ -20,12 +20,12 @@ nothing of the server (tests/test_simulator_independence.py checks it); the serv
     soap.py          namespaces and actions, the Discovery URL, Discover/GetPolicies/RST answers read
     signin.py        the federated sign-in page and the Entra terms-of-use page
     provisioning.py  the provisioning document and the renewal answer, checked
-    certificates.py  thumbprints, the renewal's PKCS#7
+    certificates.py  the Windows-shaped certificate request, thumbprints, the renewal's PKCS#7
     transport.py     urllib openers: no redirects, --resolve, TLS, the X-SSL-Client-Cert header
     omadm.py         ManagementClient: OMA-DM sessions, the device tree, answers to the server's commands
     results.py       what a run returns; errors.py what a failed check raises
 """
-from .certificates import signed_renewal_request, thumbprint
+from .certificates import build_windows_csr, signed_renewal_request, thumbprint
 from .device import ENROLLMENT_DATA_CHOICES, MSI_STALL_MODES, Simulator
 from .errors import SimulatorError, SoapFaultError
 from .omadm import ManagementClient, appsrv_credentials, fake_device_tree, md5_credentials
@@ -46,8 +46,8 @@ __all__ = [
     "TOKEN_TYPE", "USER_TOKEN", "WSA_NS", "WSSE_NS", "WST_NS", "XCEP_NS", "XSI_NS",
     "CheckinResult", "Discovery", "EnrollmentResult", "ManagementClient", "Policy", "Provisioning", "RenewalResult",
     "RenewalSchedule", "ServerMessage", "Simulator", "SimulatorError", "SoapFaultError", "Step",
-    "appsrv_credentials", "client_certificate_header", "discovery_url", "fake_device_tree", "fill_sign_in_form",
-    "form_post_headers", "jwt_claims", "md5_credentials", "parse_discover_response", "parse_enrollment_response",
-    "parse_policies_response", "parse_resolve", "read_auto_post", "read_envelope", "sign_in_url",
+    "appsrv_credentials", "build_windows_csr", "client_certificate_header", "discovery_url", "fake_device_tree",
+    "fill_sign_in_form", "form_post_headers", "jwt_claims", "md5_credentials", "parse_discover_response",
+    "parse_enrollment_response", "parse_policies_response", "parse_resolve", "read_auto_post", "read_envelope", "sign_in_url",
     "signed_renewal_request", "thumbprint", "validate_provisioning_document", "validate_renewal_document",
 ]

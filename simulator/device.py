@@ -19,9 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 from lxml.builder import ElementMaker
 
-from enrollment.csr import build_windows_csr
-
-from .certificates import signed_renewal_request, thumbprint
+from .certificates import build_windows_csr, signed_renewal_request, thumbprint
 from .errors import SimulatorError
 from .omadm import MSI_PARKED_STATUS, ManagementClient
 from .provisioning import validate_provisioning_document, validate_renewal_document
