@@ -1,7 +1,7 @@
 """A password hasher that counts its work, for bench/run only (the target: exactly one password hash
 per enrollment).
 
-The bench server runs with BENCH_PASSWORD_HASH_LOG set; settings.py then makes this the only
+The bench server runs with BENCH_PASSWORD_HASH_LOG set; bench/settings.py then makes this the only
 hasher. It is Django's default PBKDF2 hasher (same algorithm name, same iterations, so it reads
 and writes the same hashes) that appends one byte to that file for every hash it computes:
 `encode` is the single place where both make_password and check_password (through `verify`) derive

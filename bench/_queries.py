@@ -1,7 +1,7 @@
 """SQL queries and server time per request, for bench/run only (issues 4 and 7: "SQL queries per
 session", "a fixed query count").
 
-The bench servers run with BENCH_QUERY_LOG set; settings.py then puts this middleware first, so it
+The bench servers run with BENCH_QUERY_LOG set; bench/settings.py then puts this middleware first, so it
 sees every query of the request: the other middleware (session, user), the view and the template
 rendering (Django renders a TemplateResponse before the middleware gets it back). For each request it
 appends one line to that file:

@@ -3,7 +3,7 @@
 BENCH_CHECKIN_DEVICES enrolled PCs are seeded straight into the database, each with its own device
 certificate signed by the issuing CA (enrollment.ca), in one configuration group with two settings.
 Each device then runs full OMA-DM sessions with the simulator's Windows client
-(enrollment/simulator.py ManagementClient, every reply checked against docs/omadm-sessions.md) over real
+(simulator/ ManagementClient, every reply checked against docs/omadm-sessions.md) over real
 HTTP, with the client certificate in the header nginx would forward, from 127.0.0.1 (a trusted
 proxy): package 1 (1201, LoginStatus, Replace of DevInfo) gets the queued commands, the second POST
 answers them (Statuses, Results for the Gets) and gets the Status-only reply that ends the session.
@@ -80,7 +80,7 @@ def seed(run_id, count):
 
     from enrollment import ca
     from enrollment.models import ConfigurationGroup, Device, GroupSetting
-    from enrollment.simulator import Simulator
+    from simulator import Simulator
 
     owner = get_user_model().objects.create_user(f"bench-checkin-{run_id}@bench.invalid")
     # One key for every device keeps seeding fast; each device still has its own certificate and serial.
@@ -139,7 +139,7 @@ def queue_commands(devices, count):
 
 def run_sessions(url, devices):
     """One OMA-DM session per device from clients() threads: (wall seconds, latencies, failures)."""
-    from enrollment.simulator import ManagementClient
+    from simulator import ManagementClient
 
     def one(pair):
         device, seeded = pair

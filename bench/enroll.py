@@ -1,6 +1,6 @@
 """Workload: full Windows enrollments per second (issues 3, 6 and 7, Benchmark).
 
-For each mode it enrolls BENCH_ENROLLMENTS simulated PCs over real HTTP with enrollment/simulator.py
+For each mode it enrolls BENCH_ENROLLMENTS simulated PCs over real HTTP with the simulator package
 (probe, Discover, the sign-in or terms-of-use page when the mode has one, GetPolicies, RST; every
 answer validated down to the certificate chain) from BENCH_CLIENTS concurrent clients:
 
@@ -254,7 +254,7 @@ class EntraTenant:
 def enroll_all(url, credentials, keys, mode):
     """Run one Simulator per credentials from `clients()` threads; returns (wall seconds,
     [(credentials, result)], failures)."""
-    from enrollment.simulator import Simulator
+    from simulator import Simulator
 
     terms_url = url.rstrip("/") + "/EnrollmentServer/TermsOfUse"
 
@@ -284,7 +284,7 @@ def check_recorded(enrolled, method):
     from django.contrib.auth import get_user_model
 
     from enrollment.models import Device
-    from enrollment.simulator import thumbprint
+    from simulator import thumbprint
 
     devices = {d.device_id: d for d in Device.objects.filter(device_id__in=[r.device_id for _, r in enrolled])}
     made = dict(get_user_model().objects.filter(email__in=[who.name for who, _ in enrolled if who.user is None])

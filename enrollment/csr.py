@@ -16,8 +16,6 @@ certificate's subject comes from the DeviceID.
         signature                 BIT STRING }                                       (RFC 2986 §4)
 """
 import logging
-import secrets
-import string
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -37,17 +35,8 @@ SIGNATURE_HASHES = {
     "1.2.840.113549.1.1.12": hashes.SHA384,  # sha384WithRSAEncryption
     "1.2.840.113549.1.1.13": hashes.SHA512,  # sha512WithRSAEncryption
 }
-# What build_windows_csr writes for each hash: SHA-1 with the old OIW OID, as Windows does.
-_SIGNATURE_OIDS = {
-    "sha1": "1.3.14.3.2.29",
-    "sha256": "1.2.840.113549.1.1.11",
-    "sha384": "1.2.840.113549.1.1.12",
-    "sha512": "1.2.840.113549.1.1.13",
-}
 OID_EXTENSION_REQUEST = "1.2.840.113549.1.9.14"  # PKCS#9 extensionRequest
 OID_DEVICE_ID = "1.3.6.1.4.1.311.66.1.0"  # Microsoft enrollment: the DeviceID, repeated in the CSR
-OID_OS_VERSION = "1.3.6.1.4.1.311.13.2.3"  # szOID_OS_VERSION, another attribute Windows adds
-OID_COMMON_NAME = "2.5.4.3"
 
 SEQUENCE, SET, INTEGER, BIT_STRING, OCTET_STRING, NULL, OID = 0x30, 0x31, 0x02, 0x03, 0x04, 0x05, 0x06
 UTF8_STRING, PRINTABLE_STRING, IA5_STRING, BMP_STRING = 0x0C, 0x13, 0x16, 0x1E
@@ -124,30 +113,6 @@ def parse_csr(der: bytes) -> ParsedCsr:
 
     device_id = _device_id(der, attributes) if attributes is not None else None
     return ParsedCsr(public_key=public_key, hash_name=hash_class.name, device_id=device_id, signature_oid=signature_oid)
-
-
-def build_windows_csr(private_key: rsa.RSAPrivateKey, device_id: str, *, hash_name: str = "sha1") -> bytes:
-    """A DER request shaped like a real Windows one: subject CN `<30 chars>!<DeviceID>` plus NUL
-    tagged PrintableString, the DeviceID extension, an OS version attribute, and (by default)
-    SHA-1 under the OIW OID 1.3.14.3.2.29. For tests, the device simulator and the benchmarks."""
-    if hash_name not in _SIGNATURE_OIDS:
-        raise ValueError(f"unsupported hash {hash_name!r}")
-    if not device_id or not device_id.isascii() or not device_id.isprintable():
-        raise ValueError("device_id must be printable ASCII")
-    prefix = "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(30))
-    common_name = f"{prefix}!{device_id}\x00".encode("ascii")
-    subject = _enc(SEQUENCE, _enc(SET, _enc(SEQUENCE, _enc_oid(OID_COMMON_NAME) + _enc(PRINTABLE_STRING, common_name))))
-    spki = private_key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    # The enrollment client passes the id's raw bytes as the extension value (no inner DER string).
-    device_extension = _enc(SEQUENCE, _enc_oid(OID_DEVICE_ID) + _enc(OCTET_STRING, device_id.encode("ascii")))
-    extension_request = _enc(SEQUENCE, _enc_oid(OID_EXTENSION_REQUEST) + _enc(SET, _enc(SEQUENCE, device_extension)))
-    os_version = _enc(SEQUENCE, _enc_oid(OID_OS_VERSION) + _enc(SET, _enc(IA5_STRING, b"10.0.22631.2")))
-    attributes = _enc(ATTRIBUTES, os_version + extension_request)
-    info = _enc(SEQUENCE, _enc(INTEGER, b"\x00") + subject + spki + attributes)
-    hash_class = SIGNATURE_HASHES[_SIGNATURE_OIDS[hash_name]]
-    signature = private_key.sign(info, padding.PKCS1v15(), hash_class())
-    algorithm = _enc(SEQUENCE, _enc_oid(_SIGNATURE_OIDS[hash_name]) + _enc(NULL, b""))
-    return _enc(SEQUENCE, info + algorithm + _enc(BIT_STRING, b"\x00" + signature))
 
 
 def _rsa_public_key(spki_der: bytes) -> rsa.RSAPublicKey:
@@ -296,23 +261,3 @@ def _decode_oid(content: bytes) -> str:
     first = min(arcs[0] // 40, 2)
     return ".".join(str(arc) for arc in [first, arcs[0] - 40 * first, *arcs[1:]])
 
-
-def _enc(tag: int, content: bytes) -> bytes:
-    length = len(content)
-    if length < 0x80:
-        return bytes([tag, length]) + content
-    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(size)]) + size + content
-
-
-def _enc_oid(dotted: str) -> bytes:
-    arcs = [int(arc) for arc in dotted.split(".")]
-    out = bytearray()
-    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        out.extend(reversed(chunk))
-    return _enc(OID, bytes(out))

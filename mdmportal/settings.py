@@ -122,16 +122,6 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# Benchmark hook: bench/run sets this for the server it starts, to count that server's password
-# hashes (bench/_hashers.py, Django's default PBKDF2 hasher plus a counter). Never set it elsewhere.
-BENCH_PASSWORD_HASH_LOG = env("BENCH_PASSWORD_HASH_LOG", default="")
-if BENCH_PASSWORD_HASH_LOG:
-    PASSWORD_HASHERS = ["bench._hashers.CountingPBKDF2PasswordHasher"]
-# Benchmark hook: bench/run sets this for its servers to log SQL queries and server time per request
-# (bench/_queries.py). Never set it elsewhere.
-BENCH_QUERY_LOG = env("BENCH_QUERY_LOG", default="")
-if BENCH_QUERY_LOG:
-    MIDDLEWARE = ["bench._queries.QueryCountMiddleware", *MIDDLEWARE]
 LOGIN_URL = "invitations:login"
 LOGIN_REDIRECT_URL = "invitations:enroll"
 

@@ -7,9 +7,9 @@ from string import Template
 from django.urls import reverse
 from lxml import etree
 
-from enrollment.csr import build_windows_csr
 from enrollment.soap import DIAG_NS, DISCOVERY_NS, ENROLLMENT_NS, SOAP_NS, WSA_NS
 from enrollment.wstep import ISSUE
+from simulator import build_windows_csr
 
 FIXTURES = Path(__file__).parent / "fixtures" / "enrollment"
 DEVICE_ID = "1E08C6E95D8BB843B1278FF45BC60CC6"

@@ -8,8 +8,8 @@ from django.utils import timezone
 from autopilot.matching import HARDWARE_NODE, SERIAL_NODE, recognise
 from autopilot.models import AutopilotDevice, AutopilotEnrollment
 from enrollment.models import Device
-from enrollment.simulator import Simulator
 from invitations.models import AuditEvent
+from simulator import Simulator
 from tests.factories import PASSWORD, UserFactory
 from tests.factories_autopilot import (AutopilotDeviceFactory, EssentialAppFactory, GroupTagRuleFactory, ProfileFactory,
                                       hardware_hash)

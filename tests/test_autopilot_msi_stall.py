@@ -14,7 +14,7 @@ from autopilot import tasks
 from autopilot.models import AppInstall, AutopilotEnrollment
 from enrollment.management.commands import simulate_device
 from enrollment.models import Device, DeviceCommand
-from enrollment.simulator import Simulator
+from simulator import Simulator
 from tests.api_helpers import client_with_token, make_token
 from tests.factories import PASSWORD, AdminFactory
 from tests.factories_autopilot import AutopilotDeviceFactory, EssentialAppFactory, ProfileFactory

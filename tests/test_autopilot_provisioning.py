@@ -12,7 +12,7 @@ from lxml import etree
 from autopilot import provisioning
 from autopilot.models import AppInstall, AutopilotEnrollment
 from enrollment.models import Device, DeviceCommand, DeviceSettingState
-from enrollment.simulator import Simulator
+from simulator import Simulator
 from tests.factories import PASSWORD
 from tests.factories_autopilot import AutopilotDeviceFactory, EssentialAppFactory, ProfileFactory
 from tests.factories_enrollment import PPKG_PIN, ConfigurationGroupFactory, GroupSettingFactory, PinEnrollmentFactory

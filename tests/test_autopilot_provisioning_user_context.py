@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from autopilot.models import AppInstall, AutopilotEnrollment
 from enrollment.models import Device
-from enrollment.simulator import Simulator, SimulatorError
 from invitations.models import AuditEvent
+from simulator import Simulator, SimulatorError
 from tests.factories import PASSWORD
 from tests.factories_autopilot import EssentialAppFactory, ProfileFactory
 from tests.test_simulator import carol, enrollment_server  # noqa: F401  (fixtures: a live server and its user)

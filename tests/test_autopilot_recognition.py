@@ -12,7 +12,7 @@ from django.core.management import call_command
 
 from autopilot.models import AutopilotDevice, AutopilotEnrollment
 from enrollment.models import Device
-from enrollment.simulator import Simulator, fake_device_tree
+from simulator import Simulator, fake_device_tree
 from tests.factories import PASSWORD
 from tests.factories_autopilot import AutopilotDeviceFactory, hardware_hash
 from tests.test_autopilot_provisioning import CAMERA, ESP, LOCKDOWN, MSI_NODE, sales_profile  # noqa: F401

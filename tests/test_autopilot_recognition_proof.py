@@ -12,8 +12,8 @@ import pytest
 
 from autopilot.models import AutopilotEnrollment
 from enrollment.models import Device
-from enrollment.simulator import Simulator, fake_device_tree
 from invitations.models import AuditEvent
+from simulator import Simulator, fake_device_tree
 from tests import entra_tokens as tokens
 from tests.factories import UserFactory
 from tests.factories_autopilot import AutopilotDeviceFactory, hardware_hash

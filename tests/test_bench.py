@@ -1,8 +1,13 @@
 """The benchmark harness's own moving parts, and the workloads' seeding and client side against a live
 server (bench/run itself, with gunicorn and PostgreSQL, is exercised by running it)."""
+import importlib
 import json
+import sys
 
+import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher, check_password, make_password
+
+from mdmportal import settings as production_settings
 
 from bench import _harness
 from bench._hashers import CountingPBKDF2PasswordHasher, hashes_counted
@@ -20,6 +25,40 @@ def test_counting_hasher_counts_every_hash_and_reads_default_hashes(settings, tm
     assert not check_password("wrong", encoded)
     assert make_password("correct horse", salt="s" * 22) == encoded
     assert hashes_counted(log) == 3
+
+
+@pytest.fixture
+def bench_settings(monkeypatch):
+    """bench/settings.py as a bench server loads it, under the environment the test sets first."""
+    def load(**environment):
+        for name in ("BENCH_PASSWORD_HASH_LOG", "BENCH_QUERY_LOG"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        sys.modules.pop("bench.settings", None)
+        return importlib.import_module("bench.settings")
+
+    yield load
+    sys.modules.pop("bench.settings", None)
+
+
+def test_bench_settings_count_hashes_and_queries_when_bench_run_asks(bench_settings, tmp_path):
+    hashes, queries = str(tmp_path / "hashes"), str(tmp_path / "queries")
+    counted = bench_settings(BENCH_PASSWORD_HASH_LOG=hashes, BENCH_QUERY_LOG=queries)
+    assert (counted.BENCH_PASSWORD_HASH_LOG, counted.BENCH_QUERY_LOG) == (hashes, queries)
+    assert counted.PASSWORD_HASHERS == ["bench._hashers.CountingPBKDF2PasswordHasher"]
+    assert counted.MIDDLEWARE == ["bench._queries.QueryCountMiddleware", *production_settings.MIDDLEWARE]
+    assert counted.DATABASES == production_settings.DATABASES  # the production settings otherwise
+
+
+def test_bench_settings_without_the_hooks_are_the_production_settings(bench_settings):
+    plain = bench_settings()
+    assert plain.MIDDLEWARE == production_settings.MIDDLEWARE
+    assert getattr(plain, "PASSWORD_HASHERS", None) == getattr(production_settings, "PASSWORD_HASHERS", None)
+
+
+def test_production_settings_have_no_bench_hooks():
+    assert not [name for name in dir(production_settings) if name.startswith("BENCH_")]
 
 
 def test_table_lists_reported_rows_and_failed_workloads(tmp_path, monkeypatch):

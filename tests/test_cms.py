@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509.oid import NameOID
 
 from enrollment import cms
-from enrollment.simulator import signed_renewal_request
+from simulator import signed_renewal_request
 from tests.factories_enrollment import rsa_key
 
 CONTENT = b"0\x03\x02\x01\x00 stands in for the PKCS#10"

@@ -7,7 +7,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.x509.oid import NameOID
 
-from enrollment.csr import CsrError, _decode_device_id, build_windows_csr, parse_csr
+from enrollment.csr import CsrError, _decode_device_id, parse_csr
+from simulator import build_windows_csr
 from tests.factories_enrollment import rsa_key
 
 DEVICE_ID = "1E08C6E95D8BB843B1278FF45BC60CC6"
@@ -57,7 +58,7 @@ def test_windows_csr_subject_has_the_printable_string_quirks():
 
 
 def test_windows_shaped_csr_fixture_is_accepted():
-    # Built once by build_windows_csr and kept, so a change to the builder cannot hide a parser bug.
+    # Built once by a Windows-shaped builder and kept, so a change to the builder cannot hide a parser bug.
     der = (FIXTURES / "windows_csr_sha1.der").read_bytes()
 
     parsed = parse_csr(der)
@@ -210,3 +211,15 @@ def test_device_id_extension_encodings_are_understood(value):
 @pytest.mark.parametrize("value", [b"", b"\x00\x00", bytes(range(16)), b"\xff" * 40, b"A" * 65])
 def test_undecodable_device_id_extension_is_ignored(value):
     assert _decode_device_id(value) is None
+
+
+@pytest.mark.parametrize("hash_name, signature_oid", [("sha1", "1.3.14.3.2.29"), ("sha256", "1.2.840.113549.1.1.11"),
+                                                      ("sha384", "1.2.840.113549.1.1.12"),
+                                                      ("sha512", "1.2.840.113549.1.1.13")])
+def test_the_simulators_own_request_is_accepted(hash_name, signature_oid):
+    """The device simulator writes its request itself, as a client (simulator/certificates.py); the server reads it."""
+    key = rsa_key(10)
+    parsed = parse_csr(build_windows_csr(key, DEVICE_ID, hash_name=hash_name))
+    assert parsed.signature_oid == signature_oid and parsed.hash_name == hash_name
+    assert parsed.public_key.public_numbers() == public_numbers(key)
+    assert parsed.device_id == DEVICE_ID

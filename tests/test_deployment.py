@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from enrollment import simulator as sim
+import simulator as sim
 from tests.services import ROOT, free_port, isolated, service_missing
 
 # Tests that write through the server use the committed (transactional) test database; the others

@@ -17,8 +17,8 @@ from django.utils import timezone
 from lxml import etree
 
 from enrollment import auth, commands
-from enrollment.csr import build_windows_csr
 from enrollment.models import Device, DeviceCommand, RegistrationPin, SpentEntraToken
+from simulator import build_windows_csr
 from tests import entra_tokens
 from tests import omadm_messages as sml
 from tests.enrollment_soap import (

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 
 from autopilot import imports as autopilot_imports
 from enrollment import soap, syncml, wstep
-from enrollment.csr import CsrError, ParsedCsr, build_windows_csr, parse_csr
+from enrollment.csr import CsrError, ParsedCsr, parse_csr
 from invitations import user_import
+from simulator import build_windows_csr
 from tests import fuzzing
 from tests import omadm_messages as sml
 from tests.enrollment_soap import (

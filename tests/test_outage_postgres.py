@@ -13,8 +13,8 @@ from django.core.management import call_command
 from django.urls import reverse
 from pytest_django.live_server_helper import LiveServer
 
-from enrollment import simulator as sim
-from enrollment.simulator import Simulator, SimulatorError, SoapFaultError
+import simulator as sim
+from simulator import Simulator, SimulatorError, SoapFaultError
 from tests import omadm_messages as sml
 from tests.factories import PASSWORD, AdminFactory, OrganisationFactory, UserFactory
 from tests.private_services import PostgresCluster

@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from enrollment import actions, reconcile
 from enrollment.models import Device, DeviceSettingState
-from enrollment.simulator import Simulator, SimulatorError
+from simulator import Simulator, SimulatorError
 from tests.api_helpers import client_with_token, make_token
 from tests.factories import PASSWORD
 from tests.factories_enrollment import ConfigurationGroupFactory, GroupSettingFactory

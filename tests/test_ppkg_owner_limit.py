@@ -6,7 +6,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-from enrollment.simulator import Simulator, SoapFaultError
+from simulator import Simulator, SoapFaultError
 from tests.test_simulator import enrollment_server  # noqa: F401 (the live server fixture)
 
 UPN = "enroll-lab@example.com"

@@ -12,12 +12,11 @@ from lxml import etree
 from lxml.builder import ElementMaker
 
 from enrollment import ca, clientcert
-from enrollment.csr import build_windows_csr
 from enrollment.models import Device
-from enrollment.simulator import signed_renewal_request
 from enrollment.soap import AC_NS, ENROLLMENT_NS, SOAP_NS, WSA_NS, WSSE_NS, WST_NS
 from enrollment.wstep import BASE64, PROVISIONING_DOC, TOKEN_TYPE
 from invitations.models import AuditEvent
+from simulator import build_windows_csr, signed_renewal_request
 from tests.enrollment_soap import CONTENT_TYPE, NS, fault_of, parse, password_security, post, rst_body, service_url, windows_csr
 from tests.factories import PASSWORD, RetiredEnrollmentKeyFactory
 from tests.factories_enrollment import DeviceFactory, certificate_header, create_ca_chain, rsa_key

@@ -14,8 +14,8 @@ from django.core.management import CommandError, call_command
 from lxml import etree
 from lxml.builder import E, ElementMaker
 
-from enrollment import simulator as sim
-from enrollment.simulator import Simulator, SimulatorError, SoapFaultError
+import simulator as sim
+from simulator import Simulator, SimulatorError, SoapFaultError
 
 MESSAGE_ID = "urn:uuid:0d5a1441-5891-453b-becf-a2e5f6ea3749"
 DEVICE_ID = "1E08C6E95D8BB843B1278FF45BC60CC6"
@@ -453,7 +453,7 @@ def test_sign_in_form_is_filled_like_a_user_would():
 
 def test_error_page_is_reported_by_its_text_not_its_styles():
     page = b"<html><head><title>403</title><style>h1 { color: red }</style></head><body><h1>Forbidden</h1><p>CSRF failed.</p></body></html>"
-    assert sim._page_text(page) == "Forbidden CSRF failed."
+    assert sim.transport._page_text(page) == "Forbidden CSRF failed."
 
 
 def test_page_without_a_sign_in_form_is_reported():

@@ -6,8 +6,8 @@ from django.core.management import CommandError, call_command
 
 from enrollment import commands
 from enrollment.models import Device, DeviceCommand, ManagementSession
-from enrollment.simulator import Simulator, SimulatorError
 from invitations.models import AuditEvent
+from simulator import Simulator, SimulatorError
 from tests.factories import PASSWORD
 from tests.test_simulator import carol, enrollment_server  # noqa: F401  (fixtures)
 

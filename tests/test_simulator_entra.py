@@ -1,5 +1,6 @@
 """End to end: the simulator enrolls with an Entra ID token over real HTTP (user
 and device enrollments; forged tokens refused), terms-of-use page included."""
+import base64
 import json
 
 import pytest
@@ -7,8 +8,8 @@ from cryptography.x509.oid import NameOID
 from django.core.management import call_command
 
 from enrollment import entra
-from enrollment import simulator as sim
-from enrollment.simulator import Simulator, SimulatorError, SoapFaultError
+import simulator as sim
+from simulator import Simulator, SimulatorError, SoapFaultError
 from tests import entra_tokens as tokens
 from tests.factories_enrollment import TEST_TENANT
 from tests.test_simulator import enrollment_server  # noqa: F401  (the live server fixture)
@@ -100,7 +101,7 @@ def test_entra_requests_carry_the_token_as_a_jwt_binary_security_token():
     security = simulator._security(None)
     binary = security.find(f"{{{sim.WSSE_NS}}}BinarySecurityToken")
     assert binary.get("ValueType") == "urn:ietf:params:oauth:token-type:jwt"
-    assert sim.base64.b64decode(binary.text).decode() == token
+    assert base64.b64decode(binary.text).decode() == token
     assert simulator.email == "dana@contoso.com"  # Discover sends the token's UPN
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-from enrollment.simulator import Simulator, SimulatorError, SoapFaultError
+from simulator import Simulator, SimulatorError, SoapFaultError
 from tests import entra_tokens as tokens
 from tests.test_simulator import enrollment_server  # noqa: F401  (the live server fixture)
 from tests.test_simulator_entra import entra_server, terms_url  # noqa: F401

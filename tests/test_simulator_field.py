@@ -13,8 +13,8 @@ from django.core.management import call_command
 
 from enrollment import ca
 from enrollment.models import Device
-from enrollment.simulator import Simulator, SimulatorError
 from invitations.models import AuditEvent, AuthPolicy, Organisation
+from simulator import Simulator, SimulatorError
 from tests import entra_tokens as tokens
 from tests.factories import PASSWORD
 from tests.test_simulator import carol, enrollment_server  # noqa: F401  (fixtures)

@@ -9,10 +9,10 @@ from django.core.management import CommandError, call_command
 from enrollment import ca, clientcert
 from enrollment.models import Device
 from enrollment.provisioning import build_document, build_renewal_document
-from enrollment.simulator import (
+from invitations.models import AuditEvent
+from simulator import (
     Simulator, SimulatorError, SoapFaultError, validate_provisioning_document, validate_renewal_document,
 )
-from invitations.models import AuditEvent
 from tests.factories import PASSWORD
 from tests.factories_enrollment import create_ca_chain, rsa_key
 from tests.test_simulator import carol, enrollment_server  # noqa: F401  (fixtures)

@@ -245,7 +245,7 @@ def test_garbage_base64_csr_is_a_certificate_request_fault(client, url, ca_chain
 
 
 def test_csr_signed_by_another_key_is_refused(client, url, ca_chain, alice):
-    from enrollment.csr import build_windows_csr
+    from simulator import build_windows_csr
 
     der = bytearray(build_windows_csr(rsa_key(DEVICE_KEY), DEVICE_ID))
     der[-1] ^= 0xFF  # the signature no longer matches the key in the request

@@ -5,7 +5,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from enrollment.simulator import SimulatorError, SoapFaultError, Simulator, parse_resolve, thumbprint
+from simulator import SimulatorError, SoapFaultError, Simulator, parse_resolve, thumbprint
 
 
 class Command(BaseCommand):

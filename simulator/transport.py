@@ -1,0 +1,102 @@
+"""HTTP as the device sends it: urllib openers that refuse redirects where Windows does not follow
+them, curl-style --resolve (the URL's host name kept for the Host header, SNI and the certificate
+check), the TLS context, the X-SSL-Client-Cert header nginx would forward, and the readable text of an
+error page for the report."""
+import functools
+import http.client
+import socket
+import ssl
+import urllib.parse
+import urllib.request
+
+import lxml.html
+from cryptography.hazmat.primitives import serialization
+from lxml import etree
+
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+CLIENT_CERT_HEADER = "X-SSL-Client-Cert"
+
+
+def client_certificate_header(certificate):
+    """The X-SSL-Client-Cert value nginx forwards after verifying a TLS client certificate
+    ($ssl_client_escaped_cert: the URL-escaped PEM)."""
+    return urllib.parse.quote(certificate.public_bytes(serialization.Encoding.PEM).decode())
+
+
+def _page_text(html):
+    """The readable text of an error page, for the report."""
+    try:
+        document = lxml.html.document_fromstring(html) if html.strip() else None
+    except (etree.ParserError, ValueError):
+        document = None
+    if document is None:
+        text = html.decode("utf-8", "replace")
+    else:
+        for element in document.xpath("//style | //script | //title"):
+            element.drop_tree()
+        text = " ".join(document.itertext())
+    return " ".join(text.split())[:300] or "(empty body)"
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect on the enrollment endpoints breaks Windows (it does not follow them); report it instead."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+def parse_resolve(value):
+    """curl's --resolve HOST:PORT:ADDRESS (ADDRESS may be a bracketed IPv6 address) as
+    ((host, port), address); ValueError when it is not of that shape."""
+    host, sep, rest = value.partition(":")
+    port, sep2, address = rest.partition(":")
+    if not (host and sep and sep2 and port.isdigit() and address):
+        raise ValueError(f"{value!r} is not HOST:PORT:ADDRESS")
+    return (host.lower(), int(port)), address.strip("[]")
+
+
+def _resolving(connection_class, resolve):
+    """`connection_class` connecting to the address `resolve` maps (host, port) to, like curl's
+    --resolve: the URL's host name still goes into the Host header, the TLS SNI and the certificate
+    check, so a test server can be reached under its production name without touching DNS."""
+
+    class Resolving(connection_class):
+        def __init__(self, host, *args, **kwargs):
+            super().__init__(host, *args, **kwargs)
+            address = resolve.get((self.host.lower(), self.port))
+            if address is not None:
+                self._create_connection = lambda target, *a, **kw: socket.create_connection((address, target[1]), *a, **kw)
+
+    return Resolving
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, resolve):
+        super().__init__()
+        self._connection = _resolving(http.client.HTTPConnection, resolve)
+
+    def http_open(self, req):
+        return self.do_open(self._connection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, context, resolve):
+        super().__init__(context=context)
+        self._connection = functools.partial(_resolving(http.client.HTTPSConnection, resolve), context=context)
+
+    def https_open(self, req):
+        return self.do_open(self._connection, req)
+
+
+def build_opener(context, resolve, *handlers):
+    """A urllib opener whose connections follow `resolve` ({(host, port): address}, see --resolve)."""
+    return urllib.request.build_opener(_HTTPHandler(resolve), _HTTPSHandler(context, resolve), *handlers)
+
+
+def _ssl_context(verify_tls, ca_file):
+    if not verify_tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(cafile=ca_file)
