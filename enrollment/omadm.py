@@ -677,15 +677,17 @@ class Conversation:
             first = inventory.first_reads(self.device, gets)
             self.device.inventory_requested_at = self.now
             self.device_fields.add("inventory_requested_at")
-        key = (settings.ENROLLMENT_COMMANDS_PER_MESSAGE, self.device.login_status == "user")
+        limit, user_signed_in = settings.ENROLLMENT_COMMANDS_PER_MESSAGE, self.device.login_status == "user"
+        key = (limit, user_signed_in)
         if key not in _QUEUED:
-            _QUEUED[key] = Prepared(DeviceCommand, functools.partial(_queued, limit=key[0], user_signed_in=key[1]),
-                                    device_id=int, now=datetime)
+            _QUEUED[key] = Prepared(
+                DeviceCommand, functools.partial(_queued, limit=limit, user_signed_in=user_signed_in),
+                device_id=int, now=datetime)
         queued = _QUEUED[key](device_id=self.device.pk, now=self.now)
         if not first:
             return queued
         firsts = {command.pk for command in first}
-        return (first + [command for command in queued if command.pk not in firsts])[:key[0]]
+        return (first + [command for command in queued if command.pk not in firsts])[:limit]
 
     def save_device(self):
         if self.device_fields:
