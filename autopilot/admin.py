@@ -260,10 +260,7 @@ class AutopilotDeviceAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="state", boolean=False)
     def state(self, device):
-        enrolled = getattr(device, "is_enrolled", None)
-        if enrolled is None:
-            enrolled = device.enrollments.filter(device__status="enrolled").exists()
-        return "enrolled" if enrolled else "pending"
+        return device.enrollment_state
 
     @admin.display(description="effective profile")
     def effective(self, device):

@@ -238,10 +238,7 @@ class AutopilotDeviceSerializer(serializers.ModelSerializer):
         return cache[device.pk]
 
     def get_state(self, device) -> str:
-        enrolled = getattr(device, "is_enrolled", None)
-        if enrolled is None:
-            enrolled = device.enrollments.filter(device__status="enrolled").exists()
-        return "enrolled" if enrolled else "pending"
+        return device.enrollment_state
 
     def get_effective_profile(self, device) -> int | None:
         found = self._assignment(device)

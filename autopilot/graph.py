@@ -20,6 +20,7 @@ import json
 import logging
 import threading
 import time
+from typing import NamedTuple
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -40,7 +41,12 @@ DEFAULT_RETRY_AFTER = 30
 MAX_RETRY_AFTER = 3600
 TRANSIENT_STATUSES = {500, 502, 503, 504}
 
-_tokens = {}
+class _CachedToken(NamedTuple):
+    token: str
+    renew_at: float  # time.monotonic() after which a new token is fetched
+
+
+_tokens = {}  # Client._cache_key() -> _CachedToken
 _tokens_lock = threading.Lock()
 
 
@@ -95,11 +101,11 @@ class Client:
         key = self._cache_key()
         with _tokens_lock:
             cached = _tokens.get(key)
-        if cached and cached[1] > time.monotonic():
-            return cached[0]
+        if cached and cached.renew_at > time.monotonic():
+            return cached.token
         token, lifetime = self._fetch_token()
         with _tokens_lock:
-            _tokens[key] = (token, time.monotonic() + lifetime - TOKEN_MARGIN_SECONDS)
+            _tokens[key] = _CachedToken(token, time.monotonic() + lifetime - TOKEN_MARGIN_SECONDS)
         return token
 
     def forget_token(self):

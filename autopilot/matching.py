@@ -82,14 +82,19 @@ def record_by_hardware(serial, hardware):
     return None, None
 
 
-def offline_profile(context_items):
-    """The profile whose offline file carried this correlator, or None."""
-    correlator = _item(context_items, CORRELATOR_ITEM)
+def offline_correlator(context_items):
+    """The correlator of the offline profile file the device set itself up with, as the request carried
+    it (the file's ZtdCorrelationId), or ""."""
+    return _item(context_items, CORRELATOR_ITEM)
+
+
+def offline_profile(correlator):
+    """The profile whose offline file carried `correlator` (offline_correlator), or None."""
     try:
         correlation_id = uuid.UUID(correlator.strip("{}"))
     except ValueError:
-        return None, correlator
-    return Profile.objects.filter(ztd_correlation_id=correlation_id).first(), correlator
+        return None
+    return Profile.objects.filter(ztd_correlation_id=correlation_id).first()
 
 
 def hardware_hash_proof(old_device, context_items):
@@ -145,7 +150,8 @@ def _safely(device, link):
 
 def _link_at_enrollment(device, context_items):
     record = record_by_ztd_id(context_items)
-    profile, correlator = offline_profile(context_items)
+    correlator = offline_correlator(context_items)
+    profile = offline_profile(correlator)
     if record is not None and not _may_take(device, record, AutopilotEnrollment.MatchedBy.ZTD_ID):
         record = None
     if record is None and profile is None:

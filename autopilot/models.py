@@ -351,6 +351,15 @@ class AutopilotDevice(models.Model):
     def __str__(self):
         return self.serial_number
 
+    @property
+    def enrollment_state(self):
+        """"enrolled" when a live enrollment of this hardware is linked to the record, else "pending":
+        from the row's `is_enrolled` when it was read with_state(), else one query."""
+        enrolled = getattr(self, "is_enrolled", None)
+        if enrolled is None:
+            enrolled = self.enrollments.filter(device__status="enrolled").exists()
+        return "enrolled" if enrolled else "pending"
+
     def assign_profile(self, profile, *, by):
         """Explicit selection (None clears it, back to group tag or default)."""
         self.profile = profile

@@ -1,6 +1,8 @@
 """Console pages for enrolled devices (a filtered list and a read-only detail page with the command
 queue; devices are created only by enrollment, never by hand), device commands, registration PINs
 and provisioning-package PIN enrollments."""
+from typing import NamedTuple
+
 from django.contrib import admin, messages
 from django.forms.models import BaseInlineFormSet
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -94,6 +96,17 @@ class DeviceCommandInline(admin.TabularInline):
         return False
 
 
+class _DevicePageRead(NamedTuple):
+    """The device a device page's request read (DeviceAdmin.get_object), kept on the request so that the
+    page reads it once."""
+    object_id: str
+    from_field: str | None
+    device: Device | None
+
+
+_DEVICE_PAGE_READ = "_device_page_read"  # the request's attribute holding its _DevicePageRead
+
+
 @admin.register(Device)
 class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, SubquerySearchMixin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "user", "status", "method", "enrollment_type", "os_version", "model",
@@ -143,17 +156,20 @@ class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, SubquerySearchMixin, ad
         """The device with the related rows its page shows (owner, PIN enrollment, replacement), so that the
         page makes the same queries whichever are set; read once per request, though both the page's context
         (DeviceActionsMixin.change_view) and Django's view ask for it."""
-        found = getattr(request, "_device_page_object", None)
-        if found is None or found[0] != (object_id, from_field):
-            queryset = self.get_queryset(request).select_related("user", "pin_enrollment", "replaced_by",
-                                                                  "released_for_reenrollment_by")
-            field = Device._meta.pk if from_field is None else Device._meta.get_field(from_field)
-            try:
-                device = queryset.get(**{field.name: field.to_python(object_id)})
-            except (Device.DoesNotExist, ValidationError, ValueError):
-                device = None
-            found = request._device_page_object = ((object_id, from_field), device)
-        return found[1]
+        read = getattr(request, _DEVICE_PAGE_READ, None)
+        if read is None or (read.object_id, read.from_field) != (object_id, from_field):
+            read = _DevicePageRead(object_id, from_field, self._device_for_page(request, object_id, from_field))
+            setattr(request, _DEVICE_PAGE_READ, read)
+        return read.device
+
+    def _device_for_page(self, request, object_id, from_field):
+        queryset = self.get_queryset(request).select_related("user", "pin_enrollment", "replaced_by",
+                                                              "released_for_reenrollment_by")
+        field = Device._meta.pk if from_field is None else Device._meta.get_field(from_field)
+        try:
+            return queryset.get(**{field.name: field.to_python(object_id)})
+        except (Device.DoesNotExist, ValidationError, ValueError):
+            return None
 
     def has_add_permission(self, request):
         return False

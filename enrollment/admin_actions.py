@@ -35,23 +35,23 @@ class DeviceActionsMixin:
     actions = [_selection_action(name) for name, a in actions.ACTIONS.items() if not a.single_device] + ["reapply"]
     change_form_template = "admin/enrollment/device/change_form.html"
 
-    def _may(self, request, name):
+    def _may_run(self, request, name):
         return request.user.has_perm(actions.ACTIONS[name].permission)
 
     def has_sync_permission(self, request):
-        return self._may(request, "sync")
+        return self._may_run(request, "sync")
 
     def has_reboot_permission(self, request):
-        return self._may(request, "reboot")
+        return self._may_run(request, "reboot")
 
     def has_wipe_permission(self, request):
-        return self._may(request, "wipe")
+        return self._may_run(request, "wipe")
 
     def has_retire_permission(self, request):
-        return self._may(request, "retire")
+        return self._may_run(request, "retire")
 
     def has_release_permission(self, request):
-        return self._may(request, "release")
+        return self._may_run(request, "release")
 
     def has_reapply_permission(self, request):
         return request.user.has_perm("enrollment.change_device")

@@ -205,9 +205,20 @@ def identify(request, message, now=None):
     return _digest_caller(device, message.header, request.META.get("REMOTE_ADDR") or "")
 
 
-# Once-per-session work of apps built on this one (Autopilot), which this app must not import: each
-# registers a name, the condition under which it has anything to do for a device, and the work.
-_session_starts = {}  # name -> (pending, started)
+@dataclass(frozen=True)
+class SessionStartHook:
+    """Once-per-session work of an app built on this one (Autopilot), which this app must not import:
+    `pending(OuterRef("pk"))` is the condition under which it has anything to do for a device,
+    `started(device, now)` the work. `name` is the annotation the condition is read as (_devices)."""
+    name: str
+    pending: object
+    started: object
+
+    def may_have_work(self, device):
+        return _unless_row_says_no(device, self.name)
+
+
+_session_starts = {}  # name -> SessionStartHook
 
 
 def register_session_start(name, pending, started):
@@ -217,9 +228,10 @@ def register_session_start(name, pending, started):
     joins the device's read of that message as the annotation `name`, so a device with nothing to do
     costs no query and the message's query count does not grow. Registered in an AppConfig.ready,
     before the read is compiled (mdmportal/prepared.py)."""
-    if name in _session_starts and _session_starts[name] != (pending, started):
+    hook = SessionStartHook(name, pending, started)
+    if name in _session_starts and _session_starts[name] != hook:
         raise ValueError(f"another session-start hook is registered as {name!r}")
-    _session_starts[name] = (pending, started)
+    _session_starts[name] = hook
     # A read compiled before this registration would lack the annotation: compile it again.
     _FIRST_MESSAGE_DEVICE.compiled.clear()
 
@@ -234,12 +246,12 @@ def _devices(first_message, now, idle_before):
     if not first_message:
         return devices
     device = OuterRef("pk")
-    return devices.annotate(
-        has_idle_sessions=Exists(ManagementSession.objects.filter(
+    return devices.annotate(**{
+        _HAS_IDLE_SESSIONS: Exists(ManagementSession.objects.filter(
             device=device, ended_at__isnull=True, updated_at__lt=idle_before)),
-        has_overdue_commands=Exists(DeviceCommand.objects.pending().filter(device=device, expires_at__lte=now)),
-        **{name: pending(device) for name, (pending, _) in _session_starts.items()},
-    )
+        _HAS_OVERDUE_COMMANDS: Exists(DeviceCommand.objects.pending().filter(device=device, expires_at__lte=now)),
+        **{hook.name: hook.pending(device) for hook in _session_starts.values()},
+    })
 
 
 # The device's read by certificate serial, at every message: compiled once (mdmportal/prepared.py), as
@@ -255,9 +267,25 @@ def _first(rows):
     return rows[0] if rows else None
 
 
-def _may(device, hint):
-    """False only when the device's row says there is nothing to do (see _devices); True when unknown."""
-    return getattr(device, hint, True)
+# The annotations of the device's read at a session's first message (_devices).
+_HAS_IDLE_SESSIONS = "has_idle_sessions"
+_HAS_OVERDUE_COMMANDS = "has_overdue_commands"
+
+
+def _unless_row_says_no(device, annotation):
+    """False only when the device was read with `annotation` (a session's first message, _devices)
+    and it is false: nothing to do. True when the row was read without it: unknown, so look."""
+    return getattr(device, annotation, True)
+
+
+def may_have_idle_sessions(device):
+    """Whether the device may have sessions left open past SESSION_IDLE to close."""
+    return _unless_row_says_no(device, _HAS_IDLE_SESSIONS)
+
+
+def may_have_overdue_commands(device):
+    """Whether the device may have pending commands past their expiry to time out."""
+    return _unless_row_says_no(device, _HAS_OVERDUE_COMMANDS)
 
 
 def _digest_caller(device, header, ip):
@@ -439,7 +467,7 @@ class Conversation:
         if session is not None and session.messages == 0:
             self.unanswered = 0  # opened by a challenge: nothing was sent in it
         if session is None:
-            if _may(self.device, "has_idle_sessions"):
+            if may_have_idle_sessions(self.device):
                 self.close_idle_sessions()
             # Saved at the end of the message (run), with its reply.
             session = ManagementSession(device=self.device, session_id=self.header.session_id, auth=self.caller.auth,
@@ -632,15 +660,15 @@ class Conversation:
             # groups the device joined by rule since its last session (new name, OS version) send
             # their settings in this one.
             # Each is skipped when the device's row said it has nothing to do (_devices).
-            if _may(self.device, "has_overdue_commands"):
+            if may_have_overdue_commands(self.device):
                 expire_overdue(self.device, self.now)
             # The device is locked and current (identify): the reconciler need not read it again.
             reconcile.checked_in(self.device, locked=True)
             # The registered apps' work (Autopilot: app installs and the Enrollment Status Page move
             # on, DMClient CSP FirstSyncStatus), each only when the device's row says it has some.
-            for name, (_, started) in _session_starts.items():
-                if _may(self.device, name):
-                    started(self.device, self.now)
+            for hook in _session_starts.values():
+                if hook.may_have_work(self.device):
+                    hook.started(self.device, self.now)
         first = []
         if inventory.due(self.device, self.now):
             gets = DeviceCommand.objects.bulk_create(inventory.gets(self.device, self.now))
@@ -649,15 +677,17 @@ class Conversation:
             first = inventory.first_reads(self.device, gets)
             self.device.inventory_requested_at = self.now
             self.device_fields.add("inventory_requested_at")
-        key = (settings.ENROLLMENT_COMMANDS_PER_MESSAGE, self.device.login_status == "user")
+        limit, user_signed_in = settings.ENROLLMENT_COMMANDS_PER_MESSAGE, self.device.login_status == "user"
+        key = (limit, user_signed_in)
         if key not in _QUEUED:
-            _QUEUED[key] = Prepared(DeviceCommand, functools.partial(_queued, limit=key[0], user_signed_in=key[1]),
-                                    device_id=int, now=datetime)
+            _QUEUED[key] = Prepared(
+                DeviceCommand, functools.partial(_queued, limit=limit, user_signed_in=user_signed_in),
+                device_id=int, now=datetime)
         queued = _QUEUED[key](device_id=self.device.pk, now=self.now)
         if not first:
             return queued
         firsts = {command.pk for command in first}
-        return (first + [command for command in queued if command.pk not in firsts])[:key[0]]
+        return (first + [command for command in queued if command.pk not in firsts])[:limit]
 
     def save_device(self):
         if self.device_fields:

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from invitations.models import AuditEvent
-from invitations.registration import RenewalNotAllowed, effective_registration_settings
+from invitations.registration import IssuedPin, RenewalNotAllowed, effective_registration_settings
 
 from .models import RegistrationPin
 
@@ -23,7 +23,8 @@ __all__ = ["RenewalNotAllowed", "issue", "renew", "usable_pin", "matching_pin", 
 
 
 def issue(user, *, actor=None, ip=None, renewal=False):
-    """A new PIN for `user`, replacing any usable one. Returns (RegistrationPin, the PIN in clear)."""
+    """A new PIN for `user`, replacing any usable one: an IssuedPin of the RegistrationPin and the PIN in
+    clear."""
     policy = effective_registration_settings(user)
     raw = "".join(secrets.choice(string.digits) for _ in range(policy.pin_length))
     with transaction.atomic():
@@ -36,7 +37,7 @@ def issue(user, *, actor=None, ip=None, renewal=False):
         AuditEvent.record(actor, "registration_pin.renewed" if renewal else "registration_pin.issued", user, ip=ip,
                           detail={"pin": pin.pk, "expires_at": pin.expires_at.isoformat(), "length": policy.pin_length,
                                   "group": policy.group.name if policy.group else None})
-    return pin, raw
+    return IssuedPin(pin, raw)
 
 
 def renew(user, *, ip=None):

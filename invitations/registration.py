@@ -6,6 +6,7 @@ place that decides which settings apply to a user.
 """
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 from .models import Organisation, RegistrationMode, UserGroup
 
@@ -70,10 +71,15 @@ class RenewalNotAllowed(Exception):
 _pins = []
 
 
+class IssuedPin(NamedTuple):
+    """A PIN just issued: shown this once, then only its hash is kept."""
+    record: object  # the stored PIN: expires_at, is_usable, revoke()
+    code: str  # the PIN in clear
+
+
 def register_pins(issuer):
-    """`issuer` provides issue(user, *, actor=None, ip=None) and renew(user, *, ip=None) -> (record with
-    expires_at, is_usable and revoke(), the PIN in clear), the latter raising RenewalNotAllowed, and
-    usable_pin(user) -> the user's usable record or None."""
+    """`issuer` provides issue(user, *, actor=None, ip=None) and renew(user, *, ip=None) -> IssuedPin,
+    the latter raising RenewalNotAllowed, and usable_pin(user) -> the user's usable record or None."""
     if _pins and _pins[0] is not issuer:
         raise ValueError("registration PINs are already provided by another module")
     _pins[:] = [issuer]

@@ -19,7 +19,7 @@ from django.utils import timezone, translation
 from mdmportal.bulk import insert_select
 
 from .models import AuditEvent, Invitation, InvitationEmail, InvalidTransition, Organisation, User, hash_token
-from .registration import effective_registration_settings, pins, registration_settings_for
+from .registration import IssuedPin, effective_registration_settings, pins, registration_settings_for
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def deliver_many(email_ids):
 @dataclass
 class _Outcome:
     email: InvitationEmail
-    pin: tuple | None
+    pin: IssuedPin | None
     error: Exception | None = None
 
 
@@ -225,8 +225,8 @@ def _give_back(email, pin):
     """Not sent: give the row back to the queue so the retry (or the sweep) can send it, and drop the
     PIN nobody saw."""
     InvitationEmail.objects.filter(pk=email.pk).update(status=InvitationEmail.Status.QUEUED)
-    if pin is not None and pin[0].is_usable:
-        pin[0].revoke()
+    if pin is not None and pin.record.is_usable:
+        pin.record.revoke()
 
 
 def _record_sent(email):
@@ -256,7 +256,7 @@ def record_failure(email_id, exc, *, final):
 
 
 def _pin_for_email(user, policy=None):
-    """(RegistrationPin, PIN in clear) when the user's registration settings (`policy`, when the caller
+    """An IssuedPin when the user's registration settings (`policy`, when the caller
     has them) ask for a PIN, else None."""
     if not (policy or effective_registration_settings(user)).requires_pin:
         return None
@@ -264,7 +264,7 @@ def _pin_for_email(user, policy=None):
 
 
 def build_message(email, raw_token, pin=None, *, organisation=None, policy=None):
-    """The invitation email; `pin` is (RegistrationPin, PIN in clear) when the user enrolls with one.
+    """The invitation email; `pin` is the IssuedPin when the user enrolls with one.
     A caller sending many passes the organisation and the user's registration settings it already has."""
     invitation = email.invitation
     user = invitation.user
@@ -272,8 +272,8 @@ def build_message(email, raw_token, pin=None, *, organisation=None, policy=None)
     policy = policy or effective_registration_settings(user)
     context = {
         "registration": policy,
-        "pin": pin[1] if pin else None,
-        "pin_expires_at": pin[0].expires_at if pin else None,
+        "pin": pin.code if pin else None,
+        "pin_expires_at": pin.record.expires_at if pin else None,
         "user": user,
         "organisation": org,
         "invitation": invitation,

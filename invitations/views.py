@@ -114,8 +114,8 @@ def _enroll_page(request, new_pin, renewal_refused=False, status=200):
     context = {
         "registration": registration,
         "renewal_refused": renewal_refused,
-        "new_pin": new_pin[1] if new_pin else None,
-        "pin": new_pin[0] if new_pin else (pins().usable_pin(user) if registration.requires_pin else None),
+        "new_pin": new_pin.code if new_pin else None,
+        "pin": new_pin.record if new_pin else (pins().usable_pin(user) if registration.requires_pin else None),
         "organisation": organisation,
         "enrollment_url": organisation.enrollment_url,
         "email": user.email,

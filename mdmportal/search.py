@@ -29,8 +29,9 @@ class EqualsAny(models.Func):
     output_field = models.BooleanField()
 
     def as_sql(self, compiler, connection, **extra_context):
-        column, array = (compiler.compile(expression) for expression in self.get_source_expressions())
-        return f"{column[0]} = ANY({array[0]})", (*column[1], *array[1])
+        (column, column_params), (array, array_params) = (
+            compiler.compile(expression) for expression in self.get_source_expressions())
+        return f"{column} = ANY({array})", (*column_params, *array_params)
 
 
 def is_email_address(text):
@@ -64,11 +65,12 @@ class SubquerySearchMixin:
         for bit in smart_split(search_term):
             if bit.startswith(('"', "'")) and bit[0] == bit[-1]:
                 bit = unescape_string_literal(bit)
-            lookup, fields = "icontains", (own, related)
+            lookup, own_fields, related_fields = "icontains", own, related
             if self.email_search_fields and is_email_address(bit):
-                lookup, fields = "iexact", self._split_search_fields(self.email_search_fields)
-            matches = [models.Q(**{f"{name}__{lookup}": bit}) for name in fields[0]]
-            for field, columns in fields[1].items():
+                lookup = "iexact"
+                own_fields, related_fields = self._split_search_fields(self.email_search_fields)
+            matches = [models.Q(**{f"{name}__{lookup}": bit}) for name in own_fields]
+            for field, columns in related_fields.items():
                 found = field.related_model._base_manager.filter(
                     models.Q.create([(f"{column}__{lookup}", bit) for column in columns], connector=models.Q.OR)
                 ).order_by().values(field.target_field.attname)
