@@ -226,7 +226,7 @@ class EnrollmentInline(admin.TabularInline):
 @admin.register(AutopilotDevice)
 class AutopilotDeviceAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_filter = [StateFilter, ("profile", admin.RelatedOnlyFieldListFilter), "group_tag"]
-    # Trigram indexes serve the search (migration 0007, mdmportal/search.py); one COUNT per page, not a
+    # Trigram indexes serve the search (migration 0002, mdmportal/search.py); one COUNT per page, not a
     # second of the whole table (100,000 records from one import).
     search_fields = ["serial_number", "group_tag", "assigned_user", "product_id", "ztd_id"]
     show_full_result_count = False

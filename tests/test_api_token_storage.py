@@ -1,17 +1,12 @@
 """API tokens are stored as a hash only (OWASP Authentication Cheat Sheet: store secrets as one-way
 hashes): a copy of the database, a backup or a read-only SQL account gives no API access. The token
 is shown once, when it is made."""
-import importlib
 import re
-from datetime import timedelta
 from io import StringIO
-from types import SimpleNamespace
 
 import pytest
-from django.apps import apps as django_apps
 from django.core.management import call_command
 from django.db import connection
-from django.utils import timezone
 
 from tests.api_helpers import client_with_token
 
@@ -97,22 +92,3 @@ def test_only_full_administrators_see_api_tokens(client, request, role_fixture, 
     assert client.get(LIST).status_code == 403
     assert client.post(ADD, {"user": alice.pk}).status_code == 403
 
-
-# Tokens made before the change (Django REST framework's table, in clear) keep working, hashed
-
-def test_tokens_of_the_old_table_are_hashed_keep_working_and_the_clear_table_is_dropped(full_admin):
-    migration = importlib.import_module("invitations.migrations.0005_hash_api_tokens")
-    old_key = "0123456789abcdef0123456789abcdef01234567"  # DRF's tokens: 40 hex characters
-    with connection.cursor() as cursor:
-        cursor.execute('CREATE TABLE authtoken_token ("key" varchar(40) PRIMARY KEY, "created" timestamp with '
-                       'time zone NOT NULL, "user_id" bigint NOT NULL)' if connection.vendor == "postgresql" else
-                       'CREATE TABLE authtoken_token ("key" varchar(40) PRIMARY KEY, "created" datetime NOT NULL, '
-                       '"user_id" bigint NOT NULL)')
-        cursor.execute('INSERT INTO authtoken_token ("key", "created", "user_id") VALUES (%s, %s, %s)',
-                       [old_key, timezone.now() - timedelta(days=30), full_admin.pk])
-
-    migration.hash_existing_tokens(django_apps, SimpleNamespace(connection=connection))
-
-    assert "authtoken_token" not in connection.introspection.table_names()
-    assert client_with_token(old_key).get("/api/v1/users/").status_code == 200
-    assert [value for value in every_stored_value() if old_key in value] == []

@@ -1,5 +1,5 @@
-"""Trigram indexes for the console's search of the Autopilot device list (autopilot/admin.py
-AutopilotDeviceAdmin), so that a substring search among 100,000 rows is an index lookup
+"""Trigram indexes for the console's search of the device list (enrollment/admin.py DeviceAdmin; the owner's
+email through invitations 0002), so that a substring search among 100,000 rows is an index lookup
 (mdmportal/search.py). PostgreSQL only: nothing happens on SQLite. CREATE EXTENSION pg_trgm needs a
 superuser, or on PostgreSQL 13 and later the owner of the database (pg_trgm is a trusted extension); see
 README, Production. The indexes are built CONCURRENTLY, hence not atomic."""
@@ -12,11 +12,12 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("autopilot", "0006_autopilot_device_ztd_id_upper_index"),
+        ("enrollment", "0001_initial"),
     ]
 
     operations = [
-        TrigramIndexes("autopilot_autopilotdevice", [
-            "serial_number", "group_tag", "assigned_user", "product_id", "ztd_id",
+        TrigramIndexes("enrollment_device", [
+            "name", "device_id", "hw_dev_id", "upn", "certificate_serial", "certificate_thumbprint", "serial_number",
+            "model", "entra_device_id",
         ]),
     ]

@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("invitations", "0003_user_case_insensitive_lookup_indexes"),
+        ("invitations", "0001_initial"),
     ]
 
     operations = [
