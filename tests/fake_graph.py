@@ -309,3 +309,21 @@ def elsewhere():
     yield recorder
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_tokens():
+    """Graph access tokens are cached per process: each test starts without one (autouse where imported)."""
+    from autopilot import graph
+
+    graph._tokens.clear()
+    yield
+    graph._tokens.clear()
+
+
+@pytest.fixture
+def connector(fake_graph):
+    """The Graph connector, pointed at the fake Graph for its token and its calls."""
+    from tests.factories_graph import GraphConnectorFactory
+
+    return GraphConnectorFactory(graph_base_url=fake_graph.url, token_base_url=fake_graph.url)

@@ -11,21 +11,9 @@ from autopilot.models import AutopilotDevice, Profile
 from tests.factories_autopilot import AutopilotDeviceFactory, GroupTagRuleFactory, ProfileFactory
 from tests.factories_graph import GraphConnectorFactory, GraphDeviceSyncFactory, GraphTagGroupFactory
 from tests.fake_graph import CLIENT_ID, CLIENT_SECRET, IDENTITIES, IDENTITIES_V1, IMPORTED, PROFILES, TENANT
-from tests.fake_graph import fake_graph  # noqa: F401  (the fixture)
+from tests.fake_graph import connector, fake_graph, fresh_tokens  # noqa: F401  (the fixtures)
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_tokens():
-    graph._tokens.clear()
-    yield
-    graph._tokens.clear()
-
-
-@pytest.fixture
-def connector(fake_graph):
-    return GraphConnectorFactory(graph_base_url=fake_graph.url, token_base_url=fake_graph.url)
 
 
 @pytest.fixture

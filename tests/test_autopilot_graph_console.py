@@ -11,7 +11,7 @@ from invitations.models import AuditEvent
 from tests.factories_autopilot import AutopilotDeviceFactory
 from tests.factories_graph import GraphConnectorFactory, GraphDeviceSyncFactory
 from tests.fake_graph import CLIENT_ID, CLIENT_SECRET, IMPORTED, TENANT
-from tests.fake_graph import fake_graph  # noqa: F401  (the fixture)
+from tests.fake_graph import connector, fake_graph, fresh_tokens  # noqa: F401  (the fixtures)
 
 pytestmark = pytest.mark.django_db
 
@@ -19,18 +19,6 @@ PAGE = "/admin/autopilot/graphconnector/1/change/"
 TEST = "/admin/autopilot/graphconnector/test/"
 SYNC = "/admin/autopilot/graphconnector/sync/"
 NEW_SECRET = "n3w~Secret.Value_that-must-stay-hidden"
-
-
-@pytest.fixture(autouse=True)
-def fresh_tokens():
-    graph._tokens.clear()
-    yield
-    graph._tokens.clear()
-
-
-@pytest.fixture
-def connector(fake_graph):
-    return GraphConnectorFactory(graph_base_url=fake_graph.url, token_base_url=fake_graph.url)
 
 
 def settings_form(**fields):

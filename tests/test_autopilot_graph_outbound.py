@@ -6,23 +6,10 @@ import pytest
 from autopilot import graph, tasks
 from autopilot.graph_models import GraphConnector
 from tests.factories_autopilot import AutopilotDeviceFactory
-from tests.factories_graph import GraphConnectorFactory
 from tests.fake_graph import IDENTITIES, IMPORTED, Flood
-from tests.fake_graph import elsewhere, fake_graph  # noqa: F401  (the fixtures)
+from tests.fake_graph import connector, elsewhere, fake_graph, fresh_tokens  # noqa: F401  (the fixtures)
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_tokens():
-    graph._tokens.clear()
-    yield
-    graph._tokens.clear()
-
-
-@pytest.fixture
-def connector(fake_graph):
-    return GraphConnectorFactory(graph_base_url=fake_graph.url, token_base_url=fake_graph.url)
 
 
 @pytest.fixture
