@@ -17,7 +17,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from invitations.audit import AuditedViewSetMixin
-from mdmportal.api import client_ip
+from mdmportal.console import client_ip
 
 from . import assignment, imports, offline
 from enrollment.models import ConfigurationGroup

@@ -11,7 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from invitations.models import AuditEvent, InvalidTransition
-from mdmportal.api import client_ip
+from mdmportal.console import client_ip
 
 from . import ppkg, wcd
 from .console_forms import check_upn_is_free

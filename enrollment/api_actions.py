@@ -14,7 +14,8 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mdmportal.api import ConsolePermissions, client_ip
+from mdmportal.api import ConsolePermissions
+from mdmportal.console import client_ip
 
 from . import actions
 from .action_forms import FORMS

@@ -16,7 +16,7 @@ from rest_framework.decorators import action
 from rest_framework.filters import SearchFilter
 from rest_framework.response import Response
 
-from mdmportal.api import client_ip
+from mdmportal.console import client_ip
 
 from . import exports, sending
 from .models import AuditEvent, InvalidTransition, Invitation, InvitationEmail, Organisation, UrlRotation, User

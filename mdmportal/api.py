@@ -1,6 +1,5 @@
 """Shared API permission: the same model permissions as the console, reads included; the HTML pages
 of the browsable API."""
-from axes.helpers import get_client_ip_address
 from rest_framework import renderers
 from rest_framework.permissions import DjangoModelPermissions
 
@@ -29,11 +28,6 @@ class ConsolePermissions(DjangoModelPermissions):
         if action_perms is not None:
             return request.user.has_perms(action_perms)
         return super().has_permission(request, view)
-
-
-def client_ip(request):
-    """The address audited for an API call, resolved the way the sign-in lockout resolves it."""
-    return get_client_ip_address(request)
 
 
 class BrowsableAPIRenderer(renderers.BrowsableAPIRenderer):
