@@ -9,9 +9,10 @@ from django.db.models import Q
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from accounts.models import AuthPolicy, Organisation, RegistrationSettings, User, UserGroup
+from accounts.roles import ROLES
+
 from . import user_import
-from .models import AuthPolicy, Organisation, RegistrationSettings, User, UserGroup
-from .roles import ROLES
 
 MAX_CSV_BYTES = 5 * 1024 * 1024
 
