@@ -9,7 +9,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ERROR_FLAG
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Prefetch
+from django.db.models import Prefetch
 from django.http import HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -21,13 +21,13 @@ from django.utils.translation import gettext_lazy, ngettext
 from knox.models import AuthToken
 
 from accounts.audit import AuditedAdminMixin
-from accounts.models import AuditEvent, Organisation, RegistrationSettings, User, UserGroup
+from accounts.models import AuditEvent, Organisation, RegistrationSettings, User
 from accounts.roles import ROLES, is_full_admin
 from mdmportal.console import ReadOnlyAdminMixin, WholeChangelistMixin, client_ip
 
 from . import api_tokens, exports, sending, user_import
 from .console_forms import (
-    AdministratorChangeForm, CsvImportForm, OrganisationForm, UserAddForm, UserChangeForm, UserGroupForm,
+    AdministratorChangeForm, CsvImportForm, OrganisationForm, UserAddForm, UserChangeForm,
 )
 from .models import Invitation, InvitationEmail, InvalidTransition, UrlRotation
 
@@ -380,29 +380,6 @@ class OrganisationAdmin(AuditedAdminMixin, admin.ModelAdmin):
             "refresh": any(rotation.finished_at is None for rotation in rotations),
         }
         return TemplateResponse(request, "admin/accounts/organisation/rotations.html", context)
-
-
-@admin.register(UserGroup)
-class UserGroupAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    """User groups with their own registration authentication settings."""
-
-    form = UserGroupForm
-    list_display = ["name", "priority", "registration_mode", "pin_length", "pin_lifetime_hours",
-                    "pin_renewal_allowed", "member_count"]
-    search_fields = ["name", "members__email"]
-    filter_horizontal = ["members"]
-    fieldsets = [
-        (None, {"fields": ["name", "priority"]}),
-        (gettext_lazy("Registration authentication"), {"fields": RegistrationSettings.REGISTRATION_FIELDS}),
-        (gettext_lazy("Members"), {"fields": ["members"]}),
-    ]
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(member_total=Count("members"))
-
-    @admin.display(description=gettext_lazy("members"), ordering="member_total")
-    def member_count(self, group):
-        return group.member_total
 
 
 @admin.register(AuditEvent)

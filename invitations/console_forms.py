@@ -173,13 +173,6 @@ class OrganisationForm(forms.ModelForm):
         return normalise_enrollment_host(value) if value else ""
 
 
-class UserGroupForm(forms.ModelForm):
-    class Meta:
-        model = UserGroup
-        fields = ["name", "priority", *RegistrationSettings.REGISTRATION_FIELDS, "members"]
-        widgets = {"registration_mode": forms.RadioSelect}
-
-
 class CsvImportForm(forms.Form):
     file = forms.FileField(
         label=gettext_lazy("CSV file"),
