@@ -4,7 +4,7 @@ from django.db.models.signals import post_migrate
 
 class AccountsConfig(AppConfig):
     name = "accounts"
-    verbose_name = "Accounts and organisation"
+    verbose_name = "Users and organisation"
 
     def ready(self):
         from . import lockout, roles  # noqa: F401  (lockout connects its signal receivers)

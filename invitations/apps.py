@@ -3,4 +3,4 @@ from django.apps import AppConfig
 
 class InvitationsConfig(AppConfig):
     name = "invitations"
-    verbose_name = "Users and invitations"
+    verbose_name = "Invitations"
