@@ -2,7 +2,7 @@
 imports (upload, progress, report), devices (pending or enrolled, effective profile and why, assign,
 export) and the enrollments recognised as Autopilot.
 
-Enrollment administrators manage all of it, helpdesk reads it (invitations/roles.py); the permission
+Enrollment administrators manage all of it, helpdesk reads it (accounts/roles.py); the permission
 methods decide, not the templates.
 """
 from django import forms
@@ -20,7 +20,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from invitations.audit import AuditedAdminMixin
+from accounts.audit import AuditedAdminMixin
 from mdmportal.console import client_ip
 
 from . import assignment, imports, offline

@@ -15,9 +15,9 @@ from django.shortcuts import redirect
 from django.urls import path
 from django.views.decorators.http import require_POST
 
-from invitations.models import AuditEvent
-from invitations.audit import AuditedAdminMixin
-from invitations.roles import is_full_admin
+from accounts.audit import AuditedAdminMixin
+from accounts.models import AuditEvent
+from accounts.roles import is_full_admin
 from mdmportal.console import client_ip
 
 from . import graph, graph_sync, tasks

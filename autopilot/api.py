@@ -16,12 +16,11 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from invitations.audit import AuditedViewSetMixin
+from accounts.audit import AuditedViewSetMixin
+from enrollment.models import ConfigurationGroup
 from mdmportal.console import client_ip
 
 from . import assignment, imports, offline
-from enrollment.models import ConfigurationGroup
-
 from .models import (AppInstall, AutopilotDevice, AutopilotEnrollment, DeviceImport, EssentialApp, GroupTagRule,
                      ImportRow, Profile, ProvisioningItem)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import formats, timezone
 
-from invitations.models import AuditEvent
+from accounts.models import AuditEvent
 
 from .models import AutopilotDevice, GroupTagRule, Profile
 

@@ -36,7 +36,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections,
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from invitations.models import AuditEvent
+from accounts.models import AuditEvent
 from mdmportal import csv_cells
 
 from .models import AutopilotDevice, DeviceImport, DeviceImportChunk, ImportRow

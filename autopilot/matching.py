@@ -34,9 +34,9 @@ import uuid
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, transaction
 
+from accounts.models import AuditEvent
 from enrollment.commands import CommandError
 from enrollment.models import Device
-from invitations.models import AuditEvent
 
 from . import provisioning
 from .assignment import effective_profile

@@ -67,9 +67,9 @@ from django.db import transaction
 from django.db.models import Exists
 from django.utils import timezone
 
+from accounts.models import AuditEvent
 from enrollment import commands, reconcile
 from enrollment.models import Device, DeviceCommand, DeviceSettingState
-from invitations.models import AuditEvent
 
 from . import essential_apps
 from .models import AppInstall, AutopilotEnrollment, EssentialApp, ProvisioningItem

@@ -199,7 +199,7 @@ def main():
         ("device commands, search by device name", f"/admin/enrollment/devicecommand/?q={busy.name}"),
         ("Autopilot device list, search by part of a serial",
          f"/admin/autopilot/autopilotdevice/?q={serial[len(PREFIX) + 2:][:7]}"),
-        ("user list, search by email", "/admin/invitations/user/?q=benchdev-000042%40bench"),
+        ("user list, search by email", "/admin/accounts/user/?q=benchdev-000042%40bench"),
     ]
     rows = [(label, *measure(console, query_log, path)) for label, path in pages]
     _, quiet_counts = measure(console, query_log, f"/admin/enrollment/device/{quiet.pk}/change/")

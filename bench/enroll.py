@@ -335,7 +335,7 @@ def server_profile(requests):
 def set_auth_policy(policy):
     """The organisation's sign-in method (a console setting, read by every request): the modes run one
     after the other against the shared database."""
-    from invitations.models import Organisation
+    from accounts.models import Organisation
 
     Organisation.objects.filter(pk=Organisation.get().pk).update(auth_policy=policy)
 

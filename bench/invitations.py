@@ -28,7 +28,7 @@ COUNT = int(os.environ.get("BENCH_INVITATIONS") or 10_000)
 WAIT = float(os.environ.get("BENCH_INVITATION_WAIT") or 150)
 ACTION_TARGET, DELIVERY_TARGET = 1.0, 60.0
 PASSWORD = "Bench-console-password-5d1c"
-CHANGELIST = "/admin/invitations/user/"
+CHANGELIST = "/admin/accounts/user/"
 SELECTED = re.compile(rb'name="_selected_action" value="(\d+)"')
 
 

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
-from invitations.models import AuditEvent
+from accounts.models import AuditEvent
 
 from . import commands, provisioning
 from .models import Device, DeviceCommand

@@ -14,8 +14,9 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from invitations.models import AuditEvent, InvalidTransition
-from invitations.audit import AuditedAdminMixin
+from accounts.audit import AuditedAdminMixin
+from accounts.models import AuditEvent
+from invitations.models import InvalidTransition
 from mdmportal.console import client_ip
 from mdmportal.search import SubquerySearchMixin
 

@@ -4,7 +4,7 @@ can affect (enrollment/reconcile.py), after commit, in Celery."""
 from django import forms
 from django.contrib import admin
 
-from invitations.audit import AuditedAdminMixin
+from accounts.audit import AuditedAdminMixin
 
 from . import catalogue, reconcile
 from .models import ConfigurationGroup, Device, GroupSetting

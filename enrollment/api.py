@@ -10,7 +10,8 @@ from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from invitations.models import AuditEvent, InvalidTransition
+from accounts.models import AuditEvent
+from invitations.models import InvalidTransition
 from mdmportal.console import client_ip
 
 from . import ppkg, wcd

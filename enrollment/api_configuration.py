@@ -21,8 +21,8 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from invitations.audit import AuditedViewSetMixin
-from invitations.models import User
+from accounts.audit import AuditedViewSetMixin
+from accounts.models import User
 from mdmportal.api import ConsolePermissions
 
 from . import catalogue, reconcile

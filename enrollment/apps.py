@@ -11,7 +11,8 @@ class EnrollmentConfig(AppConfig):
         from . import entra_checks  # noqa: F401  (registers the Entra ID settings checks)
         from django.db.models.signals import post_save
 
-        from invitations import dashboard, registration
+        from accounts import registration
+        from invitations import dashboard
         from mdmportal import unavailable
 
         from . import pins, reconcile, views

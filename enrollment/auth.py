@@ -3,12 +3,12 @@ on-premise UsernameToken, our federated sign-in token (MS-MDE2 3.2), or an Entra
 enrollment/entra.py.
 
 The secret in an on-premise UsernameToken is the account password or a one-time registration PIN, as
-the user's registration settings say (invitations/registration.py). Users who need both a PIN and the
+the user's registration settings say (accounts/registration.py). Users who need both a PIN and the
 password enroll through our sign-in page instead (see enrollment/discovery.py).
 
 A successful on-premise enrollment costs one hash: GetPolicies verifies the secret and remembers that
 (a short-lived cache entry keyed by an HMAC of the user's id, stored hash and the secret), so the RST
-that follows does not hash again. Every check goes through django-axes (invitations/lockout.py).
+that follows does not hash again. Every check goes through django-axes (accounts/lockout.py).
 """
 import base64
 import binascii
@@ -23,9 +23,9 @@ from django.contrib.auth import authenticate, get_user_model
 from django.core import signing
 from django.core.cache import cache
 
-from invitations import lockout
-from invitations.models import AuditEvent, AuthPolicy, Organisation
-from invitations.registration import effective_registration_settings
+from accounts import lockout
+from accounts.models import AuditEvent, AuthPolicy, Organisation
+from accounts.registration import effective_registration_settings
 
 from .soap import WSSE_NS, Fault, SoapFault, attribute, text
 

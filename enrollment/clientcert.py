@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from cryptography import x509
 from django.db.models import Q
 
-from invitations.models import AuditEvent
+from accounts.models import AuditEvent
 from mdmportal.proxies import peer_address, trusted_proxy
 
 from . import ca

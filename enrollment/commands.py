@@ -20,7 +20,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from invitations.models import AuditEvent, InvalidTransition
+from accounts.models import AuditEvent
+from invitations.models import InvalidTransition
 
 from .models import DeviceCommand
 

@@ -20,8 +20,8 @@ from django.urls import reverse
 from lxml import etree
 from lxml.builder import ElementMaker
 
-from invitations.models import Organisation
-from invitations.registration import effective_registration_settings
+from accounts.models import Organisation
+from accounts.registration import effective_registration_settings
 
 from . import entra, ppkg, soap
 from .soap import DISCOVERY_NAMESPACES, DISCOVERY_NS, Fault, SoapFault, text

@@ -34,7 +34,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from jwt import exceptions as jwt_errors
 
-from invitations.models import AuditEvent
+from accounts.models import AuditEvent
 
 from . import auth, entra_keys
 from .models import Device, EntraIdentity, EntraSettings, SpentEntraToken

@@ -16,9 +16,10 @@ from django.urls import path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from invitations.models import InvalidTransition, Organisation
-from invitations.audit import AuditedAdminMixin
-from invitations.roles import is_full_admin
+from accounts.audit import AuditedAdminMixin
+from accounts.models import Organisation
+from accounts.roles import is_full_admin
+from invitations.models import InvalidTransition
 from mdmportal.console import ReadOnlyAdminMixin, client_ip
 
 from . import entra_keys

@@ -18,7 +18,7 @@ import jwt
 from django.db import transaction
 from jwt.exceptions import PyJWTError
 
-from invitations.models import AuditEvent
+from accounts.models import AuditEvent
 from mdmportal import outbound
 
 from .models import EntraKeyAlert, JwksSet, mirror_url_error

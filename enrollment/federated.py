@@ -10,10 +10,10 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from invitations import lockout
+from accounts import lockout
+from accounts.models import AuditEvent
+from accounts.registration import effective_registration_settings
 from mdmportal import csp
-from invitations.models import AuditEvent
-from invitations.registration import effective_registration_settings
 
 from . import auth
 from .soap import SoapFault

@@ -52,7 +52,7 @@ from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.http import HttpResponse
 from django.utils import timezone
 
-from invitations.models import AuditEvent
+from accounts.models import AuditEvent
 from mdmportal.bulk import bulk_update
 from mdmportal.prepared import Prepared
 

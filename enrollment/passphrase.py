@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
-from invitations.models import AuditEvent
+from accounts.models import AuditEvent
 
 from . import ca
 from .models import CertificateAuthority

@@ -1,5 +1,5 @@
 """One-time registration PINs: the secret a user types instead of, or with, the
-account password when their registration settings ask for one (invitations/registration.py).
+account password when their registration settings ask for one (accounts/registration.py).
 
 A PIN is generated here with the user's effective length and lifetime, shown once (in the invitation
 email, or on the user's enrollment page), and stored only as a password hash. It proves nothing after
@@ -14,8 +14,8 @@ from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
 from django.utils import timezone
 
-from invitations.models import AuditEvent
-from invitations.registration import IssuedPin, RenewalNotAllowed, effective_registration_settings
+from accounts.models import AuditEvent
+from accounts.registration import IssuedPin, RenewalNotAllowed, effective_registration_settings
 
 from .models import RegistrationPin
 

@@ -6,7 +6,7 @@ from django.conf import settings
 from lxml import etree
 from lxml.builder import ElementMaker
 
-from invitations.models import AuditEvent
+from accounts.models import AuditEvent
 
 from . import auth, soap
 from .soap import XCEP_NS, XSI_NS, Fault, SoapFault

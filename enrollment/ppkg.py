@@ -32,7 +32,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
-from invitations.models import AuditEvent, Organisation
+from accounts.models import AuditEvent, Organisation
 
 from .models import Device, PinEnrollment, PinEnrollmentFailure
 from .soap import ErrorType, Fault, SoapFault

@@ -31,7 +31,7 @@ from cryptography.x509.oid import NameOID
 from django.conf import settings
 from django.db import transaction
 
-from invitations.models import AuditEvent
+from accounts.models import AuditEvent
 
 from . import auth, ca, clientcert, cms, provisioning, soap, wstep
 from .csr import CsrError, parse_csr

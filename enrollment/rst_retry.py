@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from lxml import etree
 
-from invitations.models import AuditEvent
+from accounts.models import AuditEvent
 
 from . import ca
 from .models import Device

@@ -26,7 +26,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from invitations.models import AuditEvent, Organisation
+from accounts.models import AuditEvent, Organisation
 from mdmportal import csp
 
 from . import entra

@@ -6,7 +6,7 @@ from django.http import Http404, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from invitations.models import Organisation
+from accounts.models import Organisation
 
 from . import discovery as discovery_service
 from . import omadm

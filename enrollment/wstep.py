@@ -15,8 +15,8 @@ from django.db import IntegrityError, transaction
 from lxml import etree
 from lxml.builder import ElementMaker
 
+from accounts.models import AuditEvent, Organisation
 from invitations import sending
-from invitations.models import AuditEvent, Organisation
 
 from . import auth, ca, entra, ppkg, provisioning, reenrollment, rst_retry, soap
 from .csr import CsrError, parse_csr

@@ -9,7 +9,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ERROR_FLAG
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Prefetch
+from django.db.models import Prefetch
 from django.http import HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -20,18 +20,16 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from knox.models import AuthToken
 
+from accounts.audit import AuditedAdminMixin
+from accounts.models import AuditEvent, Organisation, RegistrationSettings, User
+from accounts.roles import ROLES, is_full_admin
 from mdmportal.console import ReadOnlyAdminMixin, WholeChangelistMixin, client_ip
 
 from . import api_tokens, exports, sending, user_import
-from .audit import AuditedAdminMixin
 from .console_forms import (
-    AdministratorChangeForm, CsvImportForm, OrganisationForm, UserAddForm, UserChangeForm, UserGroupForm,
+    AdministratorChangeForm, CsvImportForm, OrganisationForm, UserAddForm, UserChangeForm,
 )
-from .models import (
-    AuditEvent, Invitation, InvitationEmail, InvalidTransition, Organisation, RegistrationSettings, UrlRotation, User,
-    UserGroup,
-)
-from .roles import ROLES, is_full_admin
+from .models import Invitation, InvitationEmail, InvalidTransition, UrlRotation
 
 # Roles are fixed and re-synced after every migrate; they are given on the user's form, not edited.
 admin.site.unregister(Group)
@@ -80,7 +78,7 @@ class UserAdmin(WholeChangelistMixin, AuditedAdminMixin, admin.ModelAdmin):
     list_filter = [UserInvitationFilter, "language", "is_staff", RoleFilter, "is_active"]
     search_fields = ["email", "display_name", "mdm_username"]
     actions = ["send_invitations", "export_csv"]
-    change_list_template = "admin/invitations/user/change_list.html"
+    change_list_template = "admin/accounts/user/change_list.html"
 
     def get_queryset(self, request):
         latest_first = Invitation.objects.order_by("-created_at")
@@ -131,7 +129,7 @@ class UserAdmin(WholeChangelistMixin, AuditedAdminMixin, admin.ModelAdmin):
         return super().has_delete_permission(request, obj)
 
     def has_send_invitation_permission(self, request):
-        return request.user.has_perm("invitations.send_invitation")
+        return request.user.has_perm("accounts.send_invitation")
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -179,8 +177,8 @@ class UserAdmin(WholeChangelistMixin, AuditedAdminMixin, admin.ModelAdmin):
 
     def get_urls(self):
         return [
-            path("import/", self.admin_site.admin_view(self.import_view), name="invitations_user_import"),
-            path("export/", self.admin_site.admin_view(self.export_view), name="invitations_user_export"),
+            path("import/", self.admin_site.admin_view(self.import_view), name="accounts_user_import"),
+            path("export/", self.admin_site.admin_view(self.export_view), name="accounts_user_export"),
         ] + super().get_urls()
 
     def export_view(self, request):
@@ -216,7 +214,7 @@ class UserAdmin(WholeChangelistMixin, AuditedAdminMixin, admin.ModelAdmin):
             "report": report,
             "columns": user_import.COLUMNS,
         }
-        return TemplateResponse(request, "admin/invitations/user/import.html", context)
+        return TemplateResponse(request, "admin/accounts/user/import.html", context)
 
 
 class InvitationStatusFilter(admin.SimpleListFilter):
@@ -266,7 +264,7 @@ class InvitationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                                 "expires_at", "sent_at", "opened_at", "accepted_at", "completed_at", "revoked_at"]
 
     def has_send_invitation_permission(self, request):
-        return request.user.has_perm("invitations.send_invitation")
+        return request.user.has_perm("accounts.send_invitation")
 
     def has_revoke_permission(self, request):
         return request.user.has_perm("invitations.change_invitation")
@@ -313,7 +311,7 @@ class OrganisationAdmin(AuditedAdminMixin, admin.ModelAdmin):
         }),
     ]
     readonly_fields = ["current_enrollment_url", "enrollment_url_version", "setup_completed_at"]
-    change_form_template = "admin/invitations/organisation/change_form.html"
+    change_form_template = "admin/accounts/organisation/change_form.html"
 
     def has_add_permission(self, request):
         return False
@@ -322,7 +320,7 @@ class OrganisationAdmin(AuditedAdminMixin, admin.ModelAdmin):
         return False
 
     def has_regenerate_permission(self, request):
-        return request.user.has_perm("invitations.regenerate_enrollment_url")
+        return request.user.has_perm("accounts.regenerate_enrollment_url")
 
     @admin.display(description=gettext_lazy("Current enrollment URL"))
     def current_enrollment_url(self, organisation):
@@ -332,7 +330,7 @@ class OrganisationAdmin(AuditedAdminMixin, admin.ModelAdmin):
         # One organisation: its list is its page.
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
-        return redirect("admin:invitations_organisation_change", Organisation.get().pk)
+        return redirect("admin:accounts_organisation_change", Organisation.get().pk)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = {
@@ -345,9 +343,9 @@ class OrganisationAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def get_urls(self):
         return [
             path("regenerate/", self.admin_site.admin_view(self.regenerate_view),
-                 name="invitations_organisation_regenerate"),
+                 name="accounts_organisation_regenerate"),
             path("rotations/", self.admin_site.admin_view(self.rotations_view),
-                 name="invitations_organisation_rotations"),
+                 name="accounts_organisation_rotations"),
         ] + super().get_urls()
 
     def regenerate_view(self, request):
@@ -356,10 +354,10 @@ class OrganisationAdmin(AuditedAdminMixin, admin.ModelAdmin):
             raise PermissionDenied
         organisation = Organisation.get()
         if request.method == "POST":
-            rotation = organisation.regenerate_enrollment_url(actor=request.user, ip=client_ip(request))
+            rotation = sending.regenerate_enrollment_url(organisation, actor=request.user, ip=client_ip(request))
             self.message_user(request, _("New enrollment URL (version %(version)d). Users with a pending "
                                          "invitation are being sent it.") % {"version": rotation.version})
-            return redirect("admin:invitations_organisation_rotations")
+            return redirect("admin:accounts_organisation_rotations")
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -367,7 +365,7 @@ class OrganisationAdmin(AuditedAdminMixin, admin.ModelAdmin):
             "organisation": organisation,
             "pending_count": Invitation.objects.pending().count(),
         }
-        return TemplateResponse(request, "admin/invitations/organisation/regenerate_confirm.html", context)
+        return TemplateResponse(request, "admin/accounts/organisation/regenerate_confirm.html", context)
 
     def rotations_view(self, request):
         if not self.has_view_or_change_permission(request):
@@ -381,30 +379,7 @@ class OrganisationAdmin(AuditedAdminMixin, admin.ModelAdmin):
             "rotations": rotations,
             "refresh": any(rotation.finished_at is None for rotation in rotations),
         }
-        return TemplateResponse(request, "admin/invitations/organisation/rotations.html", context)
-
-
-@admin.register(UserGroup)
-class UserGroupAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    """User groups with their own registration authentication settings."""
-
-    form = UserGroupForm
-    list_display = ["name", "priority", "registration_mode", "pin_length", "pin_lifetime_hours",
-                    "pin_renewal_allowed", "member_count"]
-    search_fields = ["name", "members__email"]
-    filter_horizontal = ["members"]
-    fieldsets = [
-        (None, {"fields": ["name", "priority"]}),
-        (gettext_lazy("Registration authentication"), {"fields": RegistrationSettings.REGISTRATION_FIELDS}),
-        (gettext_lazy("Members"), {"fields": ["members"]}),
-    ]
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(member_total=Count("members"))
-
-    @admin.display(description=gettext_lazy("members"), ordering="member_total")
-    def member_count(self, group):
-        return group.member_total
+        return TemplateResponse(request, "admin/accounts/organisation/rotations.html", context)
 
 
 @admin.register(AuditEvent)
@@ -418,11 +393,11 @@ class AuditEventAdmin(WholeChangelistMixin, ReadOnlyAdminMixin, admin.ModelAdmin
     date_hierarchy = "created_at"
     fields = readonly_fields = ["created_at", "actor", "actor_label", "action", "target_type", "target_id",
                                 "target_label", "ip", "count", "last_at", "detail"]
-    change_list_template = "admin/invitations/auditevent/change_list.html"
+    change_list_template = "admin/accounts/auditevent/change_list.html"
 
     def get_urls(self):
         return [
-            path("export/", self.admin_site.admin_view(self.export_view), name="invitations_auditevent_export"),
+            path("export/", self.admin_site.admin_view(self.export_view), name="accounts_auditevent_export"),
         ] + super().get_urls()
 
     def export_view(self, request):

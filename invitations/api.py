@@ -3,7 +3,7 @@ exports of the users and of the audit log (invitations.exports: cells neutralise
 spreadsheet formulas, streamed, and audited).
 
 Views stay thin: they parse, let ConsolePermissions check the role, and call the same domain code as
-the console (invitations.sending, Organisation.regenerate_enrollment_url).
+the console (invitations.sending).
 """
 from contextlib import contextmanager
 
@@ -16,10 +16,11 @@ from rest_framework.decorators import action
 from rest_framework.filters import SearchFilter
 from rest_framework.response import Response
 
+from accounts.models import AuditEvent, Organisation, User
 from mdmportal.console import client_ip
 
 from . import exports, sending
-from .models import AuditEvent, InvalidTransition, Invitation, InvitationEmail, Organisation, UrlRotation, User
+from .models import InvalidTransition, Invitation, InvitationEmail, UrlRotation
 
 # Statuses as the console shows them: a pending invitation past its expiry reads "expired".
 EXPIRABLE_STATUSES = [Invitation.Status.QUEUED, Invitation.Status.SENT, Invitation.Status.OPENED,
@@ -219,8 +220,8 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     queryset = Invitation.objects.select_related("user", "created_by").prefetch_related("emails")
     serializer_class = InvitationSerializer
     action_permissions = {
-        "create": ["invitations.add_invitation", "invitations.send_invitation"],
-        "resend": ["invitations.change_invitation", "invitations.send_invitation"],
+        "create": ["invitations.add_invitation", "accounts.send_invitation"],
+        "resend": ["invitations.change_invitation", "accounts.send_invitation"],
         "revoke": ["invitations.change_invitation"],
     }
 
@@ -293,7 +294,7 @@ class EnrollmentUrlViewSet(viewsets.GenericViewSet):
 
     queryset = Organisation.objects.all()
     serializer_class = EnrollmentUrlSerializer
-    action_permissions = {"regenerate": ["invitations.regenerate_enrollment_url"]}
+    action_permissions = {"regenerate": ["accounts.regenerate_enrollment_url"]}
 
     @extend_schema(responses=EnrollmentUrlSerializer)
     def current(self, request):
@@ -304,7 +305,7 @@ class EnrollmentUrlViewSet(viewsets.GenericViewSet):
         description="Rotate the enrollment URL: older URLs stop working and every user with a pending "
                     "invitation is sent the new one in the background. Follow the returned rotation.")
     def regenerate(self, request):
-        rotation = Organisation.get().regenerate_enrollment_url(actor=request.user, ip=client_ip(request))
+        rotation = sending.regenerate_enrollment_url(Organisation.get(), actor=request.user, ip=client_ip(request))
         rotation.refresh_from_db()
         return Response(UrlRotationSerializer(rotation).data, status=status.HTTP_202_ACCEPTED)
 

@@ -5,7 +5,7 @@ console's "API tokens" page. An administrator has at most one; making a new one 
 from django.db import transaction
 from knox.models import AuthToken
 
-from .models import AuditEvent
+from accounts.models import AuditEvent
 
 
 def issue(user, *, actor=None, via, ip=None):

@@ -9,9 +9,10 @@ from django.db.models import Q
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from accounts.models import AuthPolicy, Organisation, RegistrationSettings, User, UserGroup
+from accounts.roles import ROLES
+
 from . import user_import
-from .models import AuthPolicy, Organisation, RegistrationSettings, User, UserGroup
-from .roles import ROLES
 
 MAX_CSV_BYTES = 5 * 1024 * 1024
 
@@ -170,13 +171,6 @@ class OrganisationForm(forms.ModelForm):
     def clean_enrollment_base_url(self):
         value = self.cleaned_data["enrollment_base_url"].strip()
         return normalise_enrollment_host(value) if value else ""
-
-
-class UserGroupForm(forms.ModelForm):
-    class Meta:
-        model = UserGroup
-        fields = ["name", "priority", *RegistrationSettings.REGISTRATION_FIELDS, "members"]
-        widgets = {"registration_mode": forms.RadioSelect}
 
 
 class CsvImportForm(forms.Form):

@@ -1,4 +1,6 @@
-from .models import Invitation, User
+from accounts.models import User
+
+from .models import Invitation
 
 # Figures of higher apps (Autopilot...), which this app cannot import: each registers a function of the
 # signed-in user returning a card {"id", "figure", "label", "url"} (url None when the user may not open the

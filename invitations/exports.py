@@ -13,9 +13,9 @@ import json
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import StreamingHttpResponse
 
+from accounts.models import AuditEvent
 from mdmportal.csv_cells import neutralise
 
-from .models import AuditEvent
 from .user_import import COLUMNS as USER_COLUMNS
 
 # Column names, not labels: scripts read these files, whatever the administrator's language.

@@ -16,10 +16,11 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 
+from accounts.models import AuditEvent, Organisation, User
+from accounts.registration import IssuedPin, effective_registration_settings, pins, registration_settings_for
 from mdmportal.bulk import insert_select
 
-from .models import AuditEvent, Invitation, InvitationEmail, InvalidTransition, Organisation, User, hash_token
-from .registration import IssuedPin, effective_registration_settings, pins, registration_settings_for
+from .models import Invitation, InvitationEmail, InvalidTransition, UrlRotation, hash_token
 
 logger = logging.getLogger(__name__)
 
@@ -308,6 +309,22 @@ def sweep():
         with transaction.atomic():
             queue_emails(ids)
     return len(ids), abandoned
+
+
+def regenerate_enrollment_url(organisation, *, actor=None, ip=None):
+    """Rotate the organisation's enrollment key (old URLs stop working) and re-issue every pending
+    invitation with the new URL, in Celery once the rotation is committed. Returns the UrlRotation
+    that follows the re-issue."""
+    from . import tasks
+
+    with transaction.atomic():
+        org = organisation.rotate_enrollment_key()
+        rotation = UrlRotation.objects.create(version=org.enrollment_url_version, started_by=actor)
+        AuditEvent.record(actor, "enrollment_url.regenerated", org, ip=ip,
+                          detail={"version": org.enrollment_url_version})
+        transaction.on_commit(lambda: tasks.reissue_invitations.delay(rotation.pk))
+    organisation.refresh_from_db()
+    return rotation
 
 
 def reissue_for_rotation(rotation):

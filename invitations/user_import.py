@@ -13,10 +13,10 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
+from accounts.models import AuditEvent, User
 from mdmportal import csv_cells
 
 from . import sending
-from .models import AuditEvent, User
 
 COLUMNS = ["email", "display_name", "language", "mdm_username", "device_limit"]
 WIZARD_COLUMNS = ["email", "display_name", "language"]

@@ -13,10 +13,12 @@ from django.utils import translation
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from accounts.models import Organisation
+from accounts.registration import RenewalNotAllowed, effective_registration_settings, pins
+
 from . import sending
-from .models import InvalidTransition, Invitation, Organisation
+from .models import InvalidTransition, Invitation
 from .portal_forms import ContinueForm, InvitationSetPasswordForm, InvitationSignInForm, SignInForm
-from .registration import RenewalNotAllowed, effective_registration_settings, pins
 
 # The backend that checks passwords; login() must be told which one when it is not authenticate()'s pick.
 PASSWORD_BACKEND = "django.contrib.auth.backends.ModelBackend"

@@ -15,12 +15,12 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from accounts.models import AuditEvent, Organisation
+from accounts.roles import is_full_admin
 from mdmportal.console import client_ip
 
 from . import user_import
 from .console_forms import EnrollmentHostForm, FirstUsersForm, OrganisationNameForm
-from .models import AuditEvent, Organisation
-from .roles import is_full_admin
 
 SESSION_KEY = "getting_started"
 STEPS = [

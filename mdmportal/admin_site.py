@@ -5,11 +5,11 @@ from django.contrib import admin
 from django.urls import path
 from django.utils import timezone
 
+from accounts.models import Organisation
+from accounts.roles import is_full_admin
 from enrollment.models import EntraKeyAlert
 from invitations import wizard
 from invitations.dashboard import cards, counts
-from invitations.models import Organisation
-from invitations.roles import is_full_admin
 
 
 class ConsoleSite(admin.AdminSite):

@@ -10,7 +10,7 @@ class ConsolePermissions(DjangoModelPermissions):
     """Staff only, then the model permission for the HTTP method (view_* for reads).
 
     A view can name the permissions of an action that is not plain CRUD (resend, regenerate...) in
-    `action_permissions = {"resend": ["invitations.send_invitation"]}`; those replace the
+    `action_permissions = {"resend": ["accounts.send_invitation"]}`; those replace the
     method-based ones for that action, so a POST that sends emails is not mistaken for "add".
     """
 

@@ -1,7 +1,7 @@
 """Helpers every console page shares, whatever its app: where a request comes from, read-only pages,
 exports of a whole list. Shared by every app, so it imports none: the admin site itself is
-mdmportal/admin_site.py, who is a full administrator invitations/roles.py, the auditing of the
-administrators' own add/change/delete (console and API alike) invitations/audit.py."""
+mdmportal/admin_site.py, who is a full administrator accounts/roles.py, the auditing of the
+administrators' own add/change/delete (console and API alike) accounts/audit.py."""
 
 
 def client_ip(request):

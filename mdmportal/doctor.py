@@ -84,7 +84,7 @@ class Doctor:
         return (self._resolve or resolve_host)(host)
 
     def enrollment_base_url(self):
-        from invitations.models import Organisation
+        from accounts.models import Organisation
 
         # Not Organisation.get(): it creates the row when missing, and the doctor writes nothing.
         organisation = Organisation.objects.filter(pk=1).first()
@@ -100,7 +100,7 @@ class Doctor:
     def email_domains(self):
         if self.domains is not None:
             return list(self.domains)
-        from invitations.models import User
+        from accounts.models import User
 
         counts = Counter(email.rsplit("@", 1)[-1].lower()
                          for email in User.objects.filter(is_active=True).values_list("email", flat=True)

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "knox",  # API tokens stored as a hash (invitations/api_tokens.py); before invitations, whose admin replaces knox's
     "drf_spectacular",
     "axes",
+    "accounts",
     "invitations",
     "enrollment",
     "autopilot",
@@ -110,7 +111,7 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-AUTH_USER_MODEL = "invitations.User"
+AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -129,18 +130,18 @@ LOGIN_REDIRECT_URL = "invitations:enroll"
 # enrollment endpoint that takes a password or a registration PIN. As Ivanti does, an account is locked
 # for SIGNIN_LOCKOUT_SECONDS after SIGNIN_FAILURE_LIMIT failures; each further lockout lasts twice as
 # long, up to SIGNIN_LOCKOUT_MAX_SECONDS, until a successful sign-in or SIGNIN_LOCKOUT_RESET_HOURS
-# without a lockout (invitations/lockout.py).
+# without a lockout (accounts/lockout.py).
 AXES_FAILURE_LIMIT = env.int("SIGNIN_FAILURE_LIMIT", default=6)
 SIGNIN_LOCKOUT_SECONDS = env.int("SIGNIN_LOCKOUT_SECONDS", default=30)
 SIGNIN_LOCKOUT_MAX_SECONDS = env.int("SIGNIN_LOCKOUT_MAX_SECONDS", default=60 * 60)
 SIGNIN_LOCKOUT_RESET_HOURS = env.int("SIGNIN_LOCKOUT_RESET_HOURS", default=24)
-AXES_COOLOFF_TIME = "invitations.lockout.cool_off"
-AXES_HANDLER = "invitations.lockout.GrowingLockoutHandler"
+AXES_COOLOFF_TIME = "accounts.lockout.cool_off"
+AXES_HANDLER = "accounts.lockout.GrowingLockoutHandler"
 # A lockout lasts its interval from the failure that caused it; attempts while locked do not extend it.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 AXES_RESET_ON_SUCCESS = True
-AXES_USERNAME_CALLABLE = "invitations.lockout.account_for_lockout"
+AXES_USERNAME_CALLABLE = "accounts.lockout.account_for_lockout"
 AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "pin"]
 AXES_LOCKOUT_TEMPLATE = "invitations/locked_out.html"
 AXES_VERBOSE = False
@@ -191,10 +192,10 @@ ENROLLMENT_PASSWORD_CACHE_SECONDS = env.int("ENROLLMENT_PASSWORD_CACHE_SECONDS",
 # Path of the OMA-DM endpoint written into the provisioning document (ADDR), on the enrollment host.
 ENROLLMENT_MANAGEMENT_PATH = env("ENROLLMENT_MANAGEMENT_PATH", default="/ManagementServer/MDM.svc")
 # Password, registration PIN or both, and the PINs' length and lifetime, are registration settings of
-# the organisation and of user groups (invitations/registration.py), edited in the console.
+# the organisation and of user groups (accounts/registration.py), edited in the console.
 # Refusals of clients that have not authenticated (wrong sign-ins, bad tokens, untrusted certificates) are
 # audited one row per address, action, target and reason a minute, with a count; one address writes at
-# most this many such rows a minute, the rest counted on one overflow row (invitations/models.py).
+# most this many such rows a minute, the rest counted on one overflow row (accounts/models.py).
 AUDIT_REFUSALS_PER_ADDRESS = env.int("AUDIT_REFUSALS_PER_ADDRESS", default=20)
 # Provisioning-package PIN enrollments (enrollment/ppkg.py): this many wrong PINs in a row from one address
 # (an IPv6 client's /64) lock that address out of the package for ENROLLMENT_PPKG_LOCKOUT_SECONDS, twice

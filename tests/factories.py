@@ -7,10 +7,11 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 from factory.django import DjangoModelFactory
 
-from invitations.models import (
-    AccountLockout, AuditEvent, AuthPolicy, Invitation, InvitationEmail, Organisation, RegistrationMode,
-    RetiredEnrollmentKey, UrlRotation, User, UserGroup,
+from accounts.models import (
+    AccountLockout, AuditEvent, AuthPolicy, Organisation, RegistrationMode, RetiredEnrollmentKey, User,
+    UserGroup,
 )
+from invitations.models import Invitation, InvitationEmail, UrlRotation
 
 PASSWORD = "correct horse battery staple"
 
@@ -131,7 +132,7 @@ class AuditEventFactory(DjangoModelFactory):
 
 
 def role_admin(role, email):
-    """A console user whose permissions come from one of the roles (invitations/roles.py)."""
+    """A console user whose permissions come from one of the roles (accounts/roles.py)."""
     user = UserFactory(email=email, is_staff=True)
     user.groups.add(Group.objects.get(name=role))
     return user

@@ -2,7 +2,8 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.core import mail
 
-from invitations.models import AuditEvent, InvitationEmail, Organisation, RetiredEnrollmentKey, UrlRotation
+from accounts.models import AuditEvent, Organisation, RetiredEnrollmentKey
+from invitations.models import InvitationEmail, UrlRotation
 from tests.api_helpers import client_with_token, make_token
 from tests.factories import InvitationFactory, UrlRotationFactory, UserFactory
 
@@ -76,7 +77,7 @@ def test_regenerate_refuses_get_and_changes_nothing(full_api, organisation):
 
 def staff_with_perms(email, *codenames):
     user = UserFactory(email=email, is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label="invitations",
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label__in=["accounts", "invitations"],
                                                         codename__in=codenames))
     return client_with_token(make_token(user))
 

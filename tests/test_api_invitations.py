@@ -7,7 +7,8 @@ from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
 from django.utils import timezone
 
-from invitations.models import AuditEvent, Invitation, InvitationEmail
+from accounts.models import AuditEvent
+from invitations.models import Invitation, InvitationEmail
 from tests.api_helpers import client_with_token, make_token
 from tests.factories import InvitationEmailFactory, InvitationFactory, UserFactory
 

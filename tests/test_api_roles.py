@@ -6,7 +6,8 @@ console access are refused (403) and requests without a valid token are unauthen
 """
 import pytest
 
-from invitations.models import AuditEvent, Invitation, Organisation, User
+from accounts.models import AuditEvent, Organisation, User
+from invitations.models import Invitation
 from tests.api_helpers import HttpsAPIClient, client_with_token, make_token
 from tests.factories import InvitationFactory, UrlRotationFactory, UserFactory
 

@@ -6,7 +6,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from knox.models import AuthToken
 
-from invitations.models import AuditEvent
+from accounts.models import AuditEvent
 from tests.api_helpers import client_with_token, make_token
 from tests.factories import AdminFactory, UserFactory
 

@@ -41,7 +41,7 @@ LIST = "/admin/knox/authtoken/"
 
 
 def test_console_shows_a_new_token_once_and_stores_only_its_hash(client, full_admin, enrollment_admin):
-    from invitations.models import AuditEvent
+    from accounts.models import AuditEvent
 
     client.force_login(full_admin)
     response = client.post(ADD, {"user": enrollment_admin.pk})

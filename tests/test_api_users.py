@@ -3,8 +3,9 @@ from unittest.mock import patch
 import pytest
 from django.core import mail
 
+from accounts.models import AuditEvent, User
 from invitations import api
-from invitations.models import AuditEvent, Invitation, User
+from invitations.models import Invitation
 from tests.factories import AdminFactory, UserFactory
 
 

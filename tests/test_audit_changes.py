@@ -4,9 +4,9 @@ saying which door it came through; the API's rows name the fields the call set."
 import pytest
 from django.urls import reverse
 
+from accounts.models import AuditEvent
 from autopilot.models import Profile
 from enrollment.models import ConfigurationGroup
-from invitations.models import AuditEvent
 from tests.factories_autopilot import AutopilotDeviceFactory, ProfileFactory
 from tests.factories_enrollment import ConfigurationGroupFactory, DeviceFactory
 from tests.test_configuration_console import group_form as full_group_form

@@ -7,7 +7,7 @@ from unittest import mock
 import pytest
 from django.db.models import Sum
 
-from invitations.models import AuditEvent
+from accounts.models import AuditEvent
 from tests.enrollment_soap import CONTENT_TYPE, get_policies_body, service_url
 
 pytestmark = pytest.mark.django_db

@@ -3,9 +3,9 @@ the console and the API; assigned with the console action and the API."""
 import pytest
 from django.urls import reverse
 
+from accounts.models import AuditEvent
 from autopilot.assignment import effective_profile
 from autopilot.models import AutopilotDevice
-from invitations.models import AuditEvent
 from tests.factories_autopilot import (AutopilotDeviceFactory, AutopilotEnrollmentFactory, GroupTagRuleFactory,
                                        ProfileFactory)
 

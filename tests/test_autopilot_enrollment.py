@@ -5,10 +5,10 @@ import pytest
 
 from django.utils import timezone
 
+from accounts.models import AuditEvent
 from autopilot.matching import HARDWARE_NODE, SERIAL_NODE, recognise
 from autopilot.models import AutopilotDevice, AutopilotEnrollment
 from enrollment.models import Device
-from invitations.models import AuditEvent
 from simulator import Simulator
 from tests.factories import PASSWORD, UserFactory
 from tests.factories_autopilot import (AutopilotDeviceFactory, EssentialAppFactory, GroupTagRuleFactory, ProfileFactory,

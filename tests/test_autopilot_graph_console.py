@@ -5,9 +5,9 @@ import logging
 import pytest
 from django.contrib.messages import get_messages
 
+from accounts.models import AuditEvent
 from autopilot import graph
 from autopilot.graph_models import GraphConnector, GraphDeviceSync
-from invitations.models import AuditEvent
 from tests.factories_autopilot import AutopilotDeviceFactory
 from tests.factories_graph import GraphConnectorFactory, GraphDeviceSyncFactory
 from tests.fake_graph import CLIENT_ID, CLIENT_SECRET, IMPORTED, TENANT

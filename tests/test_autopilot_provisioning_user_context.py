@@ -17,9 +17,9 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import AuditEvent
 from autopilot.models import AppInstall, AutopilotEnrollment
 from enrollment.models import Device
-from invitations.models import AuditEvent
 from simulator import Simulator, SimulatorError
 from tests.factories import PASSWORD
 from tests.factories_autopilot import EssentialAppFactory, ProfileFactory

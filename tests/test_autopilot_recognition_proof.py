@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
+from accounts.models import AuditEvent
 from autopilot.models import AutopilotEnrollment
 from enrollment.models import Device
-from invitations.models import AuditEvent
 from simulator import Simulator, fake_device_tree
 from tests import entra_tokens as tokens
 from tests.factories import UserFactory

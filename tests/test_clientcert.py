@@ -7,8 +7,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 from django.test import RequestFactory
 
+from accounts.models import AuditEvent
 from enrollment import ca, clientcert
-from invitations.models import AuditEvent
 from tests.factories_enrollment import certificate_header, certified_device, create_ca_chain, rsa_key
 
 pytestmark = pytest.mark.django_db

@@ -1,8 +1,8 @@
 """Configuration groups, settings and memberships over the API."""
 import pytest
 
+from accounts.models import AuditEvent
 from enrollment.models import ConfigurationGroup, DeviceCommand, GroupSetting
-from invitations.models import AuditEvent
 from tests.api_helpers import HttpsAPIClient
 from tests.factories_enrollment import ConfigurationGroupFactory, DeviceFactory, GroupSettingFactory
 

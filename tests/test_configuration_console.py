@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 import pytest
 from django.urls import reverse
 
+from accounts.models import AuditEvent
 from enrollment.models import ConfigurationGroup, DeviceCommand, GroupSetting
-from invitations.models import AuditEvent
 from tests.factories_enrollment import (ConfigurationGroupFactory, DeviceFactory, DeviceSettingStateFactory,
                                         GroupSettingFactory)
 

@@ -4,10 +4,10 @@ from unittest import mock
 import lxml.html
 from django.utils import timezone
 
-from invitations.models import AuditEvent
+from accounts.models import AuditEvent
 from tests.factories import AuditEventFactory
 
-AUDIT = "/admin/invitations/auditevent/"
+AUDIT = "/admin/accounts/auditevent/"
 
 
 def shown(response):
@@ -69,7 +69,7 @@ def test_audit_log_searches_actor_and_target(console):
 
 def test_console_changes_are_audited_with_who_what_and_where(client, enrollment_admin, alice):
     client.force_login(enrollment_admin)
-    client.post(f"/admin/invitations/user/{alice.pk}/change/",
+    client.post(f"/admin/accounts/user/{alice.pk}/change/",
                 {"email": alice.email, "display_name": "Alice Martin", "language": "fr", "device_limit": "2",
                  "is_active": "on", "_save": "Save"}, REMOTE_ADDR="2001:db8::7")
     event = AuditEvent.objects.get(action="user.changed")

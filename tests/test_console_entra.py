@@ -8,9 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.core.management import CommandError, call_command
 
+from accounts.models import AuditEvent
 from enrollment.entra_checks import check_entra_settings
 from enrollment.models import EntraKeyAlert, EntraSettings, JwksSet
-from invitations.models import AuditEvent
 from tests.console_fixtures import action, messages_of
 from tests.factories_enrollment import (
     TEST_APP_ID_URI, TEST_TENANT, EntraKeyAlertFactory, EntraSettingsFactory, JwksSetFactory, public_jwk, rsa_key,

@@ -3,7 +3,8 @@ from smtplib import SMTPRecipientsRefused
 from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
 
-from invitations.models import AuditEvent, Invitation, InvitationEmail
+from accounts.models import AuditEvent
+from invitations.models import Invitation, InvitationEmail
 from tests.console_fixtures import action, messages_of
 from tests.factories import InvitationEmailFactory, InvitationFactory
 
@@ -34,7 +35,7 @@ def test_invitations_list_shows_the_smtp_reason_of_a_failed_email(console, alice
                                                                    django_capture_on_commit_callbacks):
     settings.EMAIL_BACKEND = "tests.test_console_invitations.RefusingBackend"
     with django_capture_on_commit_callbacks(execute=True):
-        console.post("/admin/invitations/user/", action("send_invitations", alice))
+        console.post("/admin/accounts/user/", action("send_invitations", alice))
 
     response = console.get(INVITATIONS)
 

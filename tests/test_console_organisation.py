@@ -2,16 +2,17 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from invitations.models import AuditEvent, InvitationEmail, Organisation, UrlRotation
+from accounts.models import AuditEvent, Organisation
+from invitations.models import InvitationEmail, UrlRotation
 from tests.console_fixtures import messages_of
 from tests.factories import InvitationFactory, UrlRotationFactory
 
-REGENERATE = "/admin/invitations/organisation/regenerate/"
-ROTATIONS = "/admin/invitations/organisation/rotations/"
+REGENERATE = "/admin/accounts/organisation/regenerate/"
+ROTATIONS = "/admin/accounts/organisation/rotations/"
 
 
 def change_url(organisation):
-    return f"/admin/invitations/organisation/{organisation.pk}/change/"
+    return f"/admin/accounts/organisation/{organisation.pk}/change/"
 
 
 def org_form(**fields):
@@ -25,7 +26,7 @@ def test_organisation_page_redirects_anonymous(client, organisation):
 
 
 def test_organisation_list_leads_to_the_one_organisation(console, organisation):
-    response = console.get("/admin/invitations/organisation/")
+    response = console.get("/admin/accounts/organisation/")
     assert response.status_code == 302
     assert response["Location"] == change_url(organisation)
 

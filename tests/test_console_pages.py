@@ -13,13 +13,13 @@ def pages(organisation, alice):
     event = AuditEventFactory()
     UrlRotationFactory(total=3, done=1)
     return [
-        "/admin/", "/admin/invitations/", "/admin/invitations/user/", "/admin/invitations/user/add/",
-        "/admin/invitations/user/import/", f"/admin/invitations/user/{alice.pk}/change/",
-        f"/admin/invitations/user/{staff.pk}/change/", f"/admin/invitations/user/{alice.pk}/delete/",
+        "/admin/", "/admin/invitations/", "/admin/accounts/user/", "/admin/accounts/user/add/",
+        "/admin/accounts/user/import/", f"/admin/accounts/user/{alice.pk}/change/",
+        f"/admin/accounts/user/{staff.pk}/change/", f"/admin/accounts/user/{alice.pk}/delete/",
         "/admin/invitations/invitation/", f"/admin/invitations/invitation/{email.invitation.pk}/change/",
-        f"/admin/invitations/organisation/{organisation.pk}/change/", "/admin/invitations/organisation/regenerate/",
-        "/admin/invitations/organisation/rotations/", "/admin/invitations/auditevent/",
-        f"/admin/invitations/auditevent/{event.pk}/change/", "/admin/getting-started/",
+        f"/admin/accounts/organisation/{organisation.pk}/change/", "/admin/accounts/organisation/regenerate/",
+        "/admin/accounts/organisation/rotations/", "/admin/accounts/auditevent/",
+        f"/admin/accounts/auditevent/{event.pk}/change/", "/admin/getting-started/",
     ]
 
 

@@ -3,23 +3,23 @@ groups and their members (also from the user's form), the wizard's sign-in metho
 visitors, helpdesk (read-only), enrollment and full administrators."""
 import pytest
 
-from invitations.models import AuditEvent, Organisation, UserGroup
+from accounts.models import AuditEvent, Organisation, UserGroup
 from tests.factories import UserGroupFactory
 
-GROUPS = "/admin/invitations/usergroup/"
-ADD_GROUP = "/admin/invitations/usergroup/add/"
+GROUPS = "/admin/accounts/usergroup/"
+ADD_GROUP = "/admin/accounts/usergroup/add/"
 
 
 def organisation_url(organisation):
-    return f"/admin/invitations/organisation/{organisation.pk}/change/"
+    return f"/admin/accounts/organisation/{organisation.pk}/change/"
 
 
 def group_url(group):
-    return f"/admin/invitations/usergroup/{group.pk}/change/"
+    return f"/admin/accounts/usergroup/{group.pk}/change/"
 
 
 def user_url(user):
-    return f"/admin/invitations/user/{user.pk}/change/"
+    return f"/admin/accounts/user/{user.pk}/change/"
 
 
 def org_form(**fields):
@@ -140,7 +140,7 @@ def test_user_form_shows_the_groups_read_only_to_helpdesk(client, helpdesk, alic
 
 def test_add_user_form_puts_the_new_user_in_groups(console, organisation):
     lab = UserGroupFactory(name="Lab")
-    response = console.post("/admin/invitations/user/add/", {
+    response = console.post("/admin/accounts/user/add/", {
         "email": "carol@example.com", "mdm_username": "", "display_name": "Carol", "language": "en",
         "device_limit": "3", "user_groups": [lab.pk], "_save": "Save"})
     assert response.status_code == 302

@@ -9,9 +9,9 @@ from django.db import connection
 from django.test import RequestFactory
 from django.urls import reverse
 
+from accounts.models import User
 from autopilot.models import AutopilotDevice
 from enrollment.models import Device, DeviceCommand
-from invitations.models import User
 from tests.factories import UserFactory
 from tests.factories_autopilot import AutopilotDeviceFactory
 from tests.factories_enrollment import DeviceCommandFactory, DeviceFactory
@@ -82,7 +82,7 @@ def test_device_search_does_not_join_the_user_table(console, alice):
     count, page = device_queries
     assert "JOIN" not in count
     # The page joins the owners to show them, but matches their emails in a subquery of the user table.
-    assert '"invitations_user"."email"' not in page.split(" WHERE ", 1)[1]
+    assert '"accounts_user"."email"' not in page.split(" WHERE ", 1)[1]
 
 
 def test_command_search_finds_the_devices_name_and_the_target(console):
@@ -104,7 +104,7 @@ def test_autopilot_device_and_user_lists_search_their_columns(console, alice):
     AutopilotDeviceFactory(serial_number="R90AB123")
     html = console.get(reverse("admin:autopilot_autopilotdevice_changelist"), {"q": "3xq9"}).content.decode()
     assert "PF3XQ9ZL" in html and "R90AB123" not in html
-    html = console.get(reverse("admin:invitations_user_changelist"), {"q": "ALICE@EXAMPLE"}).content.decode()
+    html = console.get(reverse("admin:accounts_user_changelist"), {"q": "ALICE@EXAMPLE"}).content.decode()
     assert "alice@example.com" in html
 
 
@@ -117,9 +117,9 @@ def admin_search(model, term):
 
 @pytest.mark.parametrize("model, indexes", [
     (Device, ["enrollment_device_name_trgm", "enrollment_device_certificate_thumbprint_trgm",
-              "invitations_user_email_trgm", "user_id = ANY"]),
+              "accounts_user_email_trgm", "user_id = ANY"]),
     (AutopilotDevice, ["autopilot_autopilotdevice_serial_number_trgm", "autopilot_autopilotdevice_ztd_id_trgm"]),
-    (User, ["invitations_user_email_trgm", "invitations_user_display_name_trgm"]),
+    (User, ["accounts_user_email_trgm", "accounts_user_display_name_trgm"]),
 ])
 def test_search_is_an_index_lookup_on_postgresql(model, indexes):
     if connection.vendor != "postgresql":

@@ -2,11 +2,12 @@ import pytest
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from invitations.models import AuditEvent, Invitation, User
+from accounts.models import AuditEvent, User
+from invitations.models import Invitation
 from tests.console_fixtures import messages_of
 from tests.factories import UserFactory
 
-IMPORT = "/admin/invitations/user/import/"
+IMPORT = "/admin/accounts/user/import/"
 GOOD = (
     "email,display_name,language,mdm_username,device_limit\n"
     "carol@example.com,Carol,fr,,2\n"
@@ -39,7 +40,7 @@ def test_import_page_refuses_helpdesk(client, helpdesk):
 
 def test_import_page_is_linked_from_the_users_list_for_enrollment_admins(client, enrollment_admin):
     client.force_login(enrollment_admin)
-    assert IMPORT.encode() in client.get("/admin/invitations/user/").content
+    assert IMPORT.encode() in client.get("/admin/accounts/user/").content
     response = client.get(IMPORT)
     assert response.status_code == 200
     assert "send_invitations" in response.context["form"].fields

@@ -1,17 +1,18 @@
 from django.contrib.auth.models import Group
 from django.core import mail
 
-from invitations.models import AuditEvent, Invitation, User
-from invitations.roles import ENROLLMENT_ADMIN, FULL_ADMIN, HELPDESK
+from accounts.models import AuditEvent, User
+from accounts.roles import ENROLLMENT_ADMIN, FULL_ADMIN, HELPDESK
+from invitations.models import Invitation
 from tests.console_fixtures import action, messages_of
 from tests.factories import InvitationFactory, UserFactory
 
-USERS = "/admin/invitations/user/"
-ADD = "/admin/invitations/user/add/"
+USERS = "/admin/accounts/user/"
+ADD = "/admin/accounts/user/add/"
 
 
 def change_url(user):
-    return f"/admin/invitations/user/{user.pk}/change/"
+    return f"/admin/accounts/user/{user.pk}/change/"
 
 
 def new_user(**fields):
@@ -79,7 +80,7 @@ def test_helpdesk_sees_no_add_button_nor_import_link(client, helpdesk):
     client.force_login(helpdesk)
     html = client.get(USERS).content.decode()
     assert ADD not in html
-    assert "/admin/invitations/user/import/" not in html
+    assert "/admin/accounts/user/import/" not in html
 
 
 def test_add_user_with_invitation_box_sends_the_invitation(console, organisation, django_capture_on_commit_callbacks):
@@ -244,7 +245,7 @@ def test_helpdesk_sees_a_user_but_cannot_change_it(client, helpdesk, alice):
 
 
 def test_deleting_a_user_is_audited(console, alice):
-    response = console.post(f"/admin/invitations/user/{alice.pk}/delete/", {"post": "yes"}, REMOTE_ADDR="192.0.2.9")
+    response = console.post(f"/admin/accounts/user/{alice.pk}/delete/", {"post": "yes"}, REMOTE_ADDR="192.0.2.9")
     assert response.status_code == 302
     assert not User.objects.filter(email="alice@example.com").exists()
     deleted = AuditEvent.objects.get(action="user.deleted")

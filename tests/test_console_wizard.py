@@ -1,7 +1,8 @@
 import pytest
 from django.core import mail
 
-from invitations.models import AuditEvent, Invitation, Organisation, User
+from accounts.models import AuditEvent, Organisation, User
+from invitations.models import Invitation
 
 START = "/admin/getting-started/"
 ENROLLMENT = "/admin/getting-started/enrollment/"
@@ -56,7 +57,7 @@ def test_wizard_sets_up_the_organisation_and_invites_the_first_users(client, ful
     html = summary.content.decode()
     assert organisation.enrollment_url in html
     assert "bob@fabrikam.fr" in html
-    assert 'href="/admin/invitations/user/"' in html
+    assert 'href="/admin/accounts/user/"' in html
     assert b'href="/admin/getting-started/"' not in client.get("/admin/").content
 
 

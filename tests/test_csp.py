@@ -13,7 +13,8 @@ import pytest
 from django.db import OperationalError
 from django.urls import reverse
 
-from invitations.models import Organisation, hash_token
+from accounts.models import Organisation
+from invitations.models import hash_token
 from mdmportal import csp
 from tests import entra_tokens as tokens
 from tests.enrollment_soap import discover_body, service_url
@@ -122,8 +123,8 @@ def test_terms_of_use_page(client, organisation):
 
 # The console.
 
-@pytest.mark.parametrize("url", ["/admin/", "/admin/invitations/user/", "/admin/enrollment/device/",
-                                 "/admin/invitations/user/add/", "/admin/getting-started/"])
+@pytest.mark.parametrize("url", ["/admin/", "/admin/accounts/user/", "/admin/enrollment/device/",
+                                 "/admin/accounts/user/add/", "/admin/getting-started/"])
 def test_console_pages(console, url):
     response = console.get(url, follow=True)
     assert response.status_code == 200

@@ -14,8 +14,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from accounts.models import User
 from autopilot.models import AutopilotDevice, DeviceImport
-from invitations.models import User
 from mdmportal import csv_cells
 from tests.factories import AuditEventFactory, UserFactory
 from tests.factories_autopilot import AutopilotDeviceFactory
@@ -99,9 +99,9 @@ def test_a_cell_is_neutralised_and_restored_exactly(value, cell):
 
 # --- Users and audit log exports -------------------------------------------------------------------
 
-USER_EXPORT = "/admin/invitations/user/export/"
-AUDIT_EXPORT = "/admin/invitations/auditevent/export/"
-USER_IMPORT = "/admin/invitations/user/import/"
+USER_EXPORT = "/admin/accounts/user/export/"
+AUDIT_EXPORT = "/admin/accounts/auditevent/export/"
+USER_IMPORT = "/admin/accounts/user/import/"
 
 
 def by_first_cell(rows):
@@ -127,13 +127,13 @@ def test_api_users_export_neutralises_formula_cells(helpdesk_api):
 
 def test_console_audit_export_neutralises_formula_cells(console):
     AuditEventFactory(action="user.added", actor_label="@SUM(1+1)*cmd|' /C calc'!A0", target_label=FORMULA,
-                      target_type="=invitations.User", detail={"note": "=1+1"})
+                      target_type="=accounts.User", detail={"note": "=1+1"})
 
     rows = rows_of(console.get(AUDIT_EXPORT))
 
     row = next(row for row in rows[1:] if row[2] == "user.added")
     assert row[1] == "'@SUM(1+1)*cmd|' /C calc'!A0"
-    assert row[3] == "'=invitations.User"
+    assert row[3] == "'=accounts.User"
     assert row[5] == "'" + FORMULA
     assert json.loads(row[rows[0].index("detail")]) == {"note": "=1+1"}
 

@@ -9,9 +9,10 @@ from django.db import IntegrityError, OperationalError, connection
 from django.urls import reverse
 from lxml import etree
 
+from accounts.models import Organisation
 from enrollment import soap
 from invitations import sending
-from invitations.models import InvitationEmail, Organisation
+from invitations.models import InvitationEmail
 from tests import omadm_messages as sml
 from tests.enrollment_soap import discover_body
 from tests.factories import InvitationFactory, UrlRotationFactory, UserFactory
@@ -103,7 +104,7 @@ def test_unavailable_page_in_french_says_nothing_was_lost(client, db):
 
 def test_unavailable_page_speaks_the_signed_in_users_language_over_the_browsers(client, organisation):
     client.force_login(UserFactory(email="amelie@example.com", language="fr"))
-    outage = DatabaseGoesDown(table="invitations_organisation")  # after the user was read
+    outage = DatabaseGoesDown(table="accounts_organisation")  # after the user was read
     with connection.execute_wrapper(outage):
         response = client.get(reverse("invitations:enroll"), HTTP_ACCEPT_LANGUAGE="en")
 

@@ -370,7 +370,7 @@ def test_pc_enrolls_over_https_and_checks_in_with_its_certificate_in_the_tls_han
 @with_database
 def test_client_certificate_header_sent_by_a_client_is_overwritten_by_nginx(production, deployed):
     from enrollment.models import Device, ManagementSession
-    from invitations.models import AuditEvent
+    from accounts.models import AuditEvent
 
     result = enroll(production, deployed)
     # The device's own certificate, in the header gunicorn would believe from nginx's address, but
@@ -393,7 +393,7 @@ def test_client_certificate_header_sent_by_a_client_is_overwritten_by_nginx(prod
 def test_audit_entries_and_lockouts_see_the_clients_address_not_nginxs(production, deployed):
     from axes.models import AccessAttempt
 
-    from invitations.models import AuditEvent, Organisation
+    from accounts.models import AuditEvent, Organisation
     from tests.enrollment_soap import CONTENT_TYPE, get_policies_body
 
     key = Organisation.get().enrollment_key
@@ -411,7 +411,7 @@ def test_audit_entries_and_lockouts_see_the_clients_address_not_nginxs(productio
 @with_database
 def test_federated_sign_in_page_works_through_nginx(production, deployed):
     from enrollment.models import Device
-    from invitations.models import Organisation
+    from accounts.models import Organisation
 
     Organisation.objects.update(auth_policy="federated")
     result = enroll(production, deployed, federated=True)
@@ -491,7 +491,7 @@ def multipart(field, file_name, content):
 def test_twenty_megabyte_hardware_hash_file_is_imported_through_nginx_by_the_api(production, deployed):
     """The upload pages and the import API take files far over the 2 MiB cap of device messages."""
     from autopilot.models import AutopilotDevice, DeviceImport
-    from invitations import roles
+    from accounts import roles
     from tests.api_helpers import make_token
     from tests.factories import role_admin
 

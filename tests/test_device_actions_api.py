@@ -2,8 +2,8 @@
 console's permissions and checks."""
 import pytest
 
+from accounts.models import AuditEvent
 from enrollment.models import DeviceCommand
-from invitations.models import AuditEvent
 from tests.api_helpers import HttpsAPIClient
 from tests.factories_enrollment import DeviceFactory
 

@@ -3,9 +3,9 @@ pages, the wipe limit and the checks on names and custom commands."""
 import pytest
 from django.urls import reverse
 
+from accounts.models import AuditEvent
 from enrollment import actions
 from enrollment.models import Device, DeviceCommand
-from invitations.models import AuditEvent
 from tests.factories_enrollment import DeviceCommandFactory, DeviceFactory
 
 pytestmark = pytest.mark.django_db

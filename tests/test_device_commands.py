@@ -4,9 +4,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.models import AuditEvent
 from enrollment import commands
 from enrollment.models import DeviceCommand
-from invitations.models import AuditEvent, InvalidTransition
+from invitations.models import InvalidTransition
 from tests.factories_enrollment import DeviceCommandFactory, DeviceFactory
 
 pytestmark = pytest.mark.django_db

@@ -3,8 +3,8 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
+from accounts.models import AuditEvent
 from enrollment.models import DeviceCommand
-from invitations.models import AuditEvent
 from tests.factories import UserFactory
 from tests.factories_enrollment import DeviceCommandFactory, DeviceFactory
 

@@ -88,7 +88,7 @@ def test_enrolled_queryset_counts_only_live_enrollments(devices):
 
 
 def test_deleting_a_device_in_the_console_is_audited_with_who_and_from_where(console, admin_user, devices):
-    from invitations.models import AuditEvent
+    from accounts.models import AuditEvent
 
     old = devices["old"]
     response = console.post(LIST, {"action": "delete_selected", "_selected_action": [old.pk], "post": "yes"},

@@ -6,9 +6,9 @@ from django.contrib.auth.hashers import MD5PasswordHasher
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import AuditEvent
 from enrollment import pins
 from enrollment.models import Device, RegistrationPin
-from invitations.models import AuditEvent
 from tests.enrollment_soap import (
     fault_of, get_policies_body, parse, password_security, post, rst_body, service_url, windows_csr,
 )

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.core.management import CommandError, call_command
 
-from invitations.models import InvitationEmail, Organisation
+from accounts.models import Organisation
+from invitations.models import InvitationEmail
 from mdmportal import doctor
 from mdmportal.doctor import FAIL, OK, WARN, Doctor
 from tests.factories import InvitationEmailFactory, OrganisationFactory, UserFactory

@@ -7,8 +7,9 @@ import pytest
 from django.conf import settings
 from django.core import mail
 
+from accounts.models import Organisation
 from invitations import sending
-from invitations.models import Invitation, InvitationEmail, Organisation
+from invitations.models import Invitation, InvitationEmail
 from tests.factories import InvitationEmailFactory, InvitationFactory, UserFactory
 
 
@@ -138,7 +139,7 @@ def test_regenerated_url_reaches_pending_invitees(organisation, django_capture_o
     mail.outbox.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
-        Organisation.get().regenerate_enrollment_url()
+        sending.regenerate_enrollment_url(Organisation.get())
 
     message, = mail.outbox
     assert message.subject == "Contoso: new device enrollment address"

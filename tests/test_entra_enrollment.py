@@ -16,11 +16,11 @@ from django.urls import reverse
 from django.utils import timezone
 from lxml import etree
 
+from accounts.models import AuditEvent, AuthPolicy, Organisation, User
 from enrollment import auth, entra
 from enrollment.models import Device, EntraIdentity, EntraSettings, SpentEntraToken
-from enrollment.tasks import purge_spent_entra_tokens
 from enrollment.soap import WSSE_NS, WST_NS
-from invitations.models import AuditEvent, AuthPolicy, Organisation, User
+from enrollment.tasks import purge_spent_entra_tokens
 from tests import entra_tokens as tokens
 from tests.enrollment_soap import (
     NS, discover_body, fault_of, get_policies_token_body, parse, post, service_url,

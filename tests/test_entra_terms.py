@@ -7,9 +7,9 @@ from unittest import mock
 
 import pytest
 
+from accounts.models import AuditEvent
 from enrollment import entra
 from enrollment.models import EntraKeyAlert
-from invitations.models import AuditEvent
 from tests import entra_tokens as tokens
 from tests.factories import UserFactory
 from tests.factories_enrollment import TEST_TENANT, EntraIdentityFactory, EntraSettingsFactory, JwksSetFactory

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from accounts.models import AuditEvent
 from enrollment.models import Device, EntraKeyAlert, EntraSettings
-from invitations.models import AuditEvent
 from tests import entra_tokens as tokens
 from tests.enrollment_soap import fault_of, parse
 from tests.factories_enrollment import (

@@ -8,17 +8,17 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from invitations.models import AuditEvent
+from accounts.models import AuditEvent
 from tests.api_helpers import client_with_token, make_token
 from tests.console_fixtures import action
 from tests.factories import AuditEventFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
-USERS = "/admin/invitations/user/"
-USER_EXPORT = "/admin/invitations/user/export/"
-AUDIT = "/admin/invitations/auditevent/"
-AUDIT_EXPORT = "/admin/invitations/auditevent/export/"
+USERS = "/admin/accounts/user/"
+USER_EXPORT = "/admin/accounts/user/export/"
+AUDIT = "/admin/accounts/auditevent/"
+AUDIT_EXPORT = "/admin/accounts/auditevent/export/"
 API_USER_EXPORT = "/api/v1/users/export/"
 API_AUDIT = "/api/v1/audit-events/"
 API_AUDIT_EXPORT = "/api/v1/audit-events/export/"

@@ -5,8 +5,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import AuditEvent
 from enrollment import commands
-from invitations.models import AuditEvent
 from mdmportal.proxies import client_address
 from tests import omadm_messages as sml
 from tests.enrollment_soap import discover_body, get_policies_body, service_url

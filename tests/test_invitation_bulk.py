@@ -11,14 +11,15 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from accounts.models import AuditEvent
 from invitations import sending, tasks
-from invitations.models import AuditEvent, Invitation, InvitationEmail
+from invitations.models import Invitation, InvitationEmail
 from tests.console_fixtures import messages_of
 from tests.factories import UserFactory, UserGroupFactory
 
 pytestmark = pytest.mark.django_db
 
-USERS = "/admin/invitations/user/"
+USERS = "/admin/accounts/user/"
 
 
 def make_users(count, prefix="bulk"):

@@ -26,7 +26,7 @@ def test_invitation_sent_from_users_action_arrives_with_working_link(
     user = UserFactory(email="carol@example.com", no_password=True, french=True)
     client.force_login(admin_user)
 
-    response = client.post(reverse("admin:invitations_user_changelist"),
+    response = client.post(reverse("admin:accounts_user_changelist"),
                            {"action": "send_invitations", "_selected_action": [user.pk]})
 
     assert response.status_code == 302
@@ -46,7 +46,7 @@ def test_send_invitations_on_all_users_delivers_each_email_once_over_one_smtp_co
     users = [UserFactory(email=f"chunk{i:02d}@example.com") for i in range(12)]
     client.force_login(admin_user)
 
-    response = client.post(reverse("admin:invitations_user_changelist") + "?q=chunk", {
+    response = client.post(reverse("admin:accounts_user_changelist") + "?q=chunk", {
         "action": "send_invitations", "select_across": "1", "index": "0", "_selected_action": [users[0].pk]})
 
     assert response.status_code == 302

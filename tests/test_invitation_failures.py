@@ -1,8 +1,9 @@
 """What an administrator sees when the SMTP server is missing: a failed status with the reason."""
 import pytest
 
+from accounts.models import AuditEvent
 from invitations import sending
-from invitations.models import AuditEvent, Invitation, InvitationEmail
+from invitations.models import Invitation, InvitationEmail
 from tests.factories import UserFactory
 from tests.services import free_port
 

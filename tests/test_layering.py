@@ -1,7 +1,8 @@
 """The apps stand on floors and a floor never imports a higher one: shared helpers of the project
-package (0), `invitations` — users, organisation, roles, audit (1), `enrollment` — the registration
-protocol, PKI and OMA-DM management (2), `autopilot` (3), and the project assembly — settings, URLs,
-the admin site, Celery, WSGI, checks, doctor (4). A lower floor learns of a higher one only through the
+package (0), `accounts` — users, organisation, roles, lockout, registration settings, audit (1),
+`invitations` — invitations, their emails, the end-user pages (2), `enrollment` — the registration
+protocol, PKI and OMA-DM management (3), `autopilot` (4), and the project assembly — settings, URLs,
+the admin site, Celery, WSGI, checks, doctor (5). A lower floor learns of a higher one only through the
 hooks the higher one registers in its AppConfig.ready (see the README's Code map).
 
 Every module is read with `ast` (imports at the top of a module and inside its functions alike);
@@ -13,9 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-APPS = {"invitations": 1, "enrollment": 2, "autopilot": 3}
+APPS = {"accounts": 1, "invitations": 2, "enrollment": 3, "autopilot": 4}
 
-SHARED, ASSEMBLY = 0, 4
+SHARED, ASSEMBLY = 0, 5
 
 # Every module of the project package, named: a new one must be given its floor here.
 MDMPORTAL = {
@@ -49,7 +50,8 @@ MDMPORTAL = {
     "management": ASSEMBLY,
 }
 
-FLOOR_NAMES = {0: "shared helpers", 1: "invitations", 2: "enrollment", 3: "autopilot", 4: "project assembly"}
+FLOOR_NAMES = {0: "shared helpers", 1: "accounts", 2: "invitations", 3: "enrollment", 4: "autopilot",
+               5: "project assembly"}
 
 
 def _modules():
@@ -138,7 +140,9 @@ def test_no_import_cycle_between_apps():
 @pytest.mark.parametrize("source, imported, upward", [
     ("enrollment.omadm", "autopilot.provisioning", True),
     ("autopilot.apps", "enrollment.wstep", False),
-    ("mdmportal.console", "invitations.roles", True),
+    ("mdmportal.console", "accounts.roles", True),
+    ("accounts.models", "invitations.tasks", True),
+    ("invitations.sending", "accounts.models", False),
     ("mdmportal.urls", "enrollment.device_urls", False),
 ])
 def test_the_floors_order_as_described(source, imported, upward):

@@ -1,4 +1,4 @@
-"""Growing lockout (invitations/lockout.py on django-axes): 30 s after six failures, twice as long at
+"""Growing lockout (accounts/lockout.py on django-axes): 30 s after six failures, twice as long at
 each further lockout, capped; on every endpoint that takes a password or a PIN; audited; a locked
 account gets the same answer whether the secret was right or not. Time is frozen, never slept."""
 from datetime import timedelta
@@ -9,8 +9,8 @@ from django.db.models import Sum
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import AccountLockout, AuditEvent
 from enrollment import auth
-from invitations.models import AccountLockout, AuditEvent
 from tests.enrollment_soap import fault_of, get_policies_body, parse, post, service_url
 from tests.factories import PASSWORD, AccountLockoutFactory
 from tests.factories_enrollment import RegistrationPinFactory

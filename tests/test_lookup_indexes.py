@@ -8,9 +8,9 @@ import pytest
 from django.db import connection
 from django.db.models import Q
 
+from accounts.models import User
 from autopilot.models import AutopilotDevice
 from enrollment.models import Device
-from invitations.models import User
 
 pytestmark = pytest.mark.django_db
 

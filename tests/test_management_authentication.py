@@ -8,9 +8,9 @@ DeviceID, a SessionID or the bytes of an earlier message is not enough.
 import pytest
 from django.utils import timezone
 
+from accounts.models import AuditEvent
 from enrollment import commands
 from enrollment.models import Device, DeviceCommand, ManagementSession
-from invitations.models import AuditEvent
 from tests import omadm_messages as sml
 from tests.test_management_endpoint import chain, digest_device, pc, post  # noqa: F401  (fixtures)
 

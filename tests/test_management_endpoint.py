@@ -6,9 +6,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.models import AuditEvent
 from enrollment import commands
 from enrollment.models import CertificateAuthority, Device, DeviceCommand, ManagementSession
-from invitations.models import AuditEvent
 from tests import omadm_messages as sml
 from tests.factories_enrollment import (DeviceCommandFactory, DeviceFactory, certificate_header, certified_device,
                                         create_ca_chain)

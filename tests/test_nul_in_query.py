@@ -14,10 +14,10 @@ API = [
     "/api/v1/autopilot/devices/?serial=ok&a%00=b",  # in a parameter's name
 ]
 CONSOLE = [
-    "/admin/invitations/auditevent/?action=%00",
+    "/admin/accounts/auditevent/?action=%00",
     "/admin/enrollment/device/?status__exact=%00",
-    "/admin/invitations/auditevent/export/?q=%00",
-    "/admin/invitations/auditevent/?q=a\x00b",  # raw, as some servers pass it
+    "/admin/accounts/auditevent/export/?q=%00",
+    "/admin/accounts/auditevent/?q=a\x00b",  # raw, as some servers pass it
 ]
 
 
@@ -45,4 +45,4 @@ def test_a_nul_in_a_console_filter_is_a_400_on_postgresql(postgres, console, url
 def test_filters_without_a_nul_still_work_on_postgresql(postgres, full_api, console, objects):
     assert full_api.get("/api/v1/autopilot/devices/?serial=a").status_code == 200
     assert full_api.get(f"/api/v1/devices/{objects['device_id']}/commands/?status=pending").status_code == 200
-    assert console.get("/admin/invitations/auditevent/?action=x&q=%2500").status_code == 200
+    assert console.get("/admin/accounts/auditevent/?action=x&q=%2500").status_code == 200

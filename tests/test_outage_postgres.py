@@ -152,7 +152,7 @@ def test_enrollment_cut_inside_its_transaction_gets_a_fault_and_leaves_no_device
     import psycopg
 
     from enrollment.models import Device
-    from invitations.models import User
+    from accounts.models import User
     from tests.factories_enrollment import CertificateAuthorityFactory
 
     server = LiveServer("localhost:0")
@@ -235,7 +235,7 @@ def test_invitations_sent_during_a_postgres_restart_get_a_503_then_go_out_once(p
 
     private_db.stop()
     try:
-        page = console.post(reverse("admin:invitations_user_changelist"), action)
+        page = console.post(reverse("admin:accounts_user_changelist"), action)
         answer = api.post("/api/v1/invitations/", {"users": [users[0].pk]}, format="json")
     finally:
         restart_finished(private_db)
@@ -246,7 +246,7 @@ def test_invitations_sent_during_a_postgres_restart_get_a_503_then_go_out_once(p
     assert not Invitation.objects.exists() and not InvitationEmail.objects.exists()
     assert mailoutbox == []
 
-    page = console.post(reverse("admin:invitations_user_changelist"), action)
+    page = console.post(reverse("admin:accounts_user_changelist"), action)
 
     assert page.status_code == 302
     assert sorted(m.to[0] for m in mailoutbox) == sorted(u.email for u in users)

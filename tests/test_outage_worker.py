@@ -13,8 +13,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from accounts.models import Organisation
 from invitations import sending
-from invitations.models import Invitation, InvitationEmail, Organisation, UrlRotation
+from invitations.models import Invitation, InvitationEmail, UrlRotation
 from tests.factories import InvitationFactory, UserFactory
 from tests.private_services import RedisServer, sweep_until_sent
 from tests.services import start_worker, use_broker
@@ -124,7 +125,7 @@ def test_worker_killed_during_the_enrollment_url_reissue_resumes_it_without_dupl
     try:
         holder.execute(f"SELECT 1 FROM {Invitation._meta.db_table} WHERE id = %s FOR UPDATE",
                        [invitations[CHUNK].pk])
-        rotation = Organisation.get().regenerate_enrollment_url()
+        rotation = sending.regenerate_enrollment_url(Organisation.get())
         wait(lambda: UrlRotation.objects.get(pk=rotation.pk).done == CHUNK and watcher.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = %s",
             [address["dbname"]]).fetchone()[0], what="the re-issue to stop at its second batch")

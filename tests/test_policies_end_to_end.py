@@ -29,7 +29,7 @@ def received(session, *, skip_inventory=True):
 
 @pytest.fixture
 def api(transactional_db):
-    from invitations import roles
+    from accounts import roles
     from tests.factories import role_admin
 
     return client_with_token(make_token(role_admin(roles.ENROLLMENT_ADMIN, "enroller@example.com")))
@@ -48,7 +48,7 @@ def test_a_group_with_tenant_lockdown_delivers_it_at_the_first_check_in(enrollme
 
 
 def test_a_reboot_from_the_console_arrives(enrollment_server, carol, client, transactional_db):
-    from invitations import roles
+    from accounts import roles
     from tests.factories import role_admin
 
     simulator, result, device = enroll(enrollment_server)

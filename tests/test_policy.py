@@ -1,7 +1,7 @@
 import pytest
 
+from accounts.models import AuditEvent
 from enrollment.soap import GET_POLICIES_RESPONSE, XCEP_NS
-from invitations.models import AuditEvent
 from tests.enrollment_soap import fault_of, fixture, get_policies_body, parse, post, service_url
 from tests.factories import PASSWORD, RetiredEnrollmentKeyFactory, UserFactory
 

@@ -5,7 +5,8 @@ from urllib.parse import parse_qs
 import pytest
 from django.urls import reverse
 
-from invitations.models import Organisation
+from accounts.models import Organisation
+from invitations.sending import regenerate_enrollment_url
 from invitations.views import enrollment_link
 from tests.factories import UserFactory
 
@@ -88,7 +89,7 @@ def test_enrollment_link_percent_encodes_every_value():
 def test_enroll_page_follows_server_address_changes(client, organisation, alice):
     client.force_login(alice)
     old_url = Organisation.get().enrollment_url
-    Organisation.get().regenerate_enrollment_url()
+    regenerate_enrollment_url(Organisation.get())
 
     body = client.get(ENROLL).content.decode()
 

@@ -6,8 +6,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import AuditEvent
 from invitations import sending
-from invitations.models import AuditEvent, Invitation, hash_token
+from invitations.models import Invitation, hash_token
 from tests.factories import PASSWORD, InvitationEmailFactory, InvitationFactory, UserFactory
 
 NEW_PASSWORD = "Lantern-Orchard-1987"

@@ -8,10 +8,11 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 
+from accounts.models import AuditEvent
 from enrollment.models import RegistrationPin
 from enrollment.pins import matching_pin
 from invitations import sending
-from invitations.models import AuditEvent, InvitationEmail
+from invitations.models import InvitationEmail
 from tests.factories import UserFactory, UserGroupFactory
 from tests.factories_enrollment import RegistrationPinFactory
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.models import AuditEvent
 from enrollment.models import PinEnrollment
-from invitations.models import AuditEvent
 from tests.factories_enrollment import PPKG_PIN, ConfigurationGroupFactory, DeviceFactory, PinEnrollmentFactory
 
 pytestmark = pytest.mark.django_db

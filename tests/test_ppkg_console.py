@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.models import AuditEvent
 from enrollment.models import PinEnrollment
-from invitations.models import AuditEvent
 from tests.console_fixtures import messages_of
 from tests.factories_enrollment import (PPKG_PIN, ConfigurationGroupFactory, DeviceFactory, PinEnrollmentFactory,
                                         PinEnrollmentFailureFactory)

@@ -10,9 +10,9 @@ from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
+from accounts.models import AuditEvent, AuthPolicy, Organisation
 from enrollment import ppkg
 from enrollment.models import Device, PinEnrollment, PinEnrollmentFailure
-from invitations.models import AuditEvent, AuthPolicy, Organisation
 from tests.enrollment_soap import (
     NS, discover_body, fault_of, get_policies_body, parse, password_security, post, rst_body, service_url, windows_csr,
 )

@@ -4,7 +4,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from invitations.models import AuthPolicy, Organisation
+from accounts.models import AuthPolicy, Organisation
 from simulator import Simulator, SimulatorError, SoapFaultError
 from tests.test_simulator import assert_enrolled, enrollment_server  # noqa: F401 (the live server fixture)
 

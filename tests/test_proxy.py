@@ -2,8 +2,8 @@
 import pytest
 from django.utils import timezone
 
+from accounts.models import AuditEvent
 from enrollment.models import ManagementSession
-from invitations.models import AuditEvent
 from tests import omadm_messages as sml
 from tests.enrollment_soap import fault_of, get_policies_body, service_url
 from tests.factories import UserFactory

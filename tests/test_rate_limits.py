@@ -8,8 +8,9 @@ import secrets
 import pytest
 from django.urls import reverse
 
+from accounts.models import AuditEvent
 from enrollment import auth
-from invitations.models import AuditEvent, hash_token
+from invitations.models import hash_token
 from tests import omadm_messages as sml
 from tests.enrollment_soap import (
     fault_of, get_policies_body, password_security, post, rst_body, service_url, windows_csr,

@@ -6,10 +6,10 @@ claim is the device's, an Autopilot record matched by hardware hash); anyone els
 s:Authorization unless the device was wiped or an administrator released it for re-enrollment."""
 import pytest
 
+from accounts.models import AuditEvent
 from autopilot.models import AutopilotEnrollment
 from enrollment import auth, entra
 from enrollment.models import Device, DeviceCommand, SpentEntraToken
-from invitations.models import AuditEvent
 from tests import entra_tokens as tokens
 from tests.enrollment_soap import (
     DEVICE_ID, HW_DEV_ID, fault_of, parse, password_security, post, rst_body, service_url, token_security,

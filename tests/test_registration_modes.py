@@ -7,10 +7,10 @@ from html import unescape
 import pytest
 from django.urls import reverse
 
+from accounts.models import AuditEvent
+from accounts.registration import effective_registration_settings
 from enrollment import auth
 from enrollment.models import Device, RegistrationPin
-from invitations.models import AuditEvent
-from invitations.registration import effective_registration_settings
 from tests.enrollment_soap import (
     NS, discover_body, fault_of, get_policies_body, get_policies_token_body, parse, password_security, post, rst_body,
     service_url, token_security, windows_csr,

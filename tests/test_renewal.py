@@ -11,11 +11,11 @@ from cryptography.x509.oid import NameOID
 from lxml import etree
 from lxml.builder import ElementMaker
 
+from accounts.models import AuditEvent
 from enrollment import ca, clientcert
 from enrollment.models import Device
 from enrollment.soap import AC_NS, ENROLLMENT_NS, SOAP_NS, WSA_NS, WSSE_NS, WST_NS
 from enrollment.wstep import BASE64, PROVISIONING_DOC, TOKEN_TYPE
-from invitations.models import AuditEvent
 from simulator import build_windows_csr, signed_renewal_request
 from tests.enrollment_soap import CONTENT_TYPE, NS, fault_of, parse, password_security, post, rst_body, service_url, windows_csr
 from tests.factories import PASSWORD, RetiredEnrollmentKeyFactory

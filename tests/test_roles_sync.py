@@ -1,7 +1,7 @@
 """The roles as a fresh `migrate` leaves them (the test database is built by migrate)."""
 from django.contrib.auth.models import Group
 
-from invitations import roles
+from accounts import roles
 
 
 def test_roles_get_permissions_of_apps_installed_after_invitations(db):

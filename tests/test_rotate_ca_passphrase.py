@@ -7,11 +7,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from django.core.management import CommandError, call_command
 
+from accounts.models import AuditEvent
 from autopilot import sealing
 from autopilot.graph_models import GraphConnector
 from enrollment import ca, checks
 from enrollment.models import CertificateAuthority
-from invitations.models import AuditEvent
 from tests.factories_enrollment import CertificateAuthorityFactory, create_ca_chain, rsa_key
 from tests.factories_graph import GraphConnectorFactory
 from tests.fake_graph import CLIENT_SECRET

@@ -841,7 +841,7 @@ def test_simulated_pc_enrolls_on_premise_over_http(enrollment_server, carol):
 
 
 def test_simulated_pc_enrolls_federated_through_the_sign_in_page(enrollment_server, carol):
-    from invitations.models import Organisation
+    from accounts.models import Organisation
     from tests.factories import PASSWORD
 
     Organisation.objects.filter(pk=Organisation.get().pk).update(auth_policy="federated")
@@ -874,7 +874,7 @@ def test_simulated_pc_enrolls_on_premise_with_a_registration_pin(enrollment_serv
 
 
 def test_simulated_hololens_enrolls_through_the_organisations_enrollment_url(enrollment_server, carol):
-    from invitations.models import Organisation
+    from accounts.models import Organisation
     from tests.factories import PASSWORD
 
     result = Simulator(Organisation.get().enrollment_url, "carol@example.com", PASSWORD, hololens=True).run()

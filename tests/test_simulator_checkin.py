@@ -4,9 +4,9 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
+from accounts.models import AuditEvent
 from enrollment import commands
 from enrollment.models import Device, DeviceCommand, ManagementSession
-from invitations.models import AuditEvent
 from simulator import Simulator, SimulatorError
 from tests.factories import PASSWORD
 from tests.test_simulator import carol, enrollment_server  # noqa: F401  (fixtures)

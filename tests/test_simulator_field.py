@@ -11,9 +11,10 @@ import json
 import pytest
 from django.core.management import call_command
 
+from accounts.models import AuditEvent, AuthPolicy, Organisation
 from enrollment import ca
 from enrollment.models import Device
-from invitations.models import AuditEvent, AuthPolicy, Organisation
+from invitations.sending import regenerate_enrollment_url
 from simulator import Simulator, SimulatorError
 from tests import entra_tokens as tokens
 from tests.factories import PASSWORD
@@ -40,7 +41,7 @@ class RegenerateOnEnter:
         self.old_key = Organisation.get().enrollment_key
 
     def readline(self):
-        Organisation.get().regenerate_enrollment_url()
+        regenerate_enrollment_url(Organisation.get())
         return "\n"
 
 
@@ -63,7 +64,7 @@ def test_device_enrolled_before_the_url_is_regenerated_renews_and_checks_in(enro
 
 def test_new_enrollment_through_the_regenerated_url_is_refused(enrollment_server, carol):
     result = Simulator(enrollment_server.url, "carol@example.com", PASSWORD).run()
-    Organisation.get().regenerate_enrollment_url()
+    regenerate_enrollment_url(Organisation.get())
 
     old_url = result.discovery.enrollment_url.replace("Enrollment.svc", "Discovery.svc")
     with pytest.raises(SimulatorError) as refused:

@@ -33,7 +33,7 @@ def imported_modules(tree):
 
 
 def test_the_server_packages_are_known():
-    assert {"enrollment", "invitations", "autopilot", "mdmportal", "django"} <= server_packages()
+    assert {"accounts", "enrollment", "invitations", "autopilot", "mdmportal", "django"} <= server_packages()
 
 
 def test_the_simulator_imports_nothing_of_the_server():

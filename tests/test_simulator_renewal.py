@@ -6,10 +6,10 @@ from dataclasses import replace
 import pytest
 from django.core.management import CommandError, call_command
 
+from accounts.models import AuditEvent
 from enrollment import ca, clientcert
 from enrollment.models import Device
 from enrollment.provisioning import build_document, build_renewal_document
-from invitations.models import AuditEvent
 from simulator import (
     Simulator, SimulatorError, SoapFaultError, validate_provisioning_document, validate_renewal_document,
 )

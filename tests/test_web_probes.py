@@ -13,7 +13,8 @@ from django.urls import reverse
 from hypothesis import given
 from hypothesis import strategies as st
 
-from invitations.models import Organisation, hash_token
+from accounts.models import Organisation
+from invitations.models import hash_token
 from tests import fuzzing  # noqa: F401 (loads the hypothesis profile)
 from tests.factories import PASSWORD, InvitationEmailFactory, InvitationFactory, UserFactory
 

@@ -10,11 +10,12 @@ from django.contrib.auth.hashers import MD5PasswordHasher
 from django.utils import timezone
 from lxml import etree
 
+from accounts.models import AuditEvent
 from enrollment import rst_retry
 from enrollment.models import Device
 from enrollment.soap import REQUEST_TOKEN_RESPONSE
 from enrollment.wstep import PROVISIONING_DOC
-from invitations.models import AuditEvent, Invitation
+from invitations.models import Invitation
 from tests.enrollment_soap import (
     DEVICE_ID, HW_DEV_ID, NS, b64, fault_of, get_policies_body, parse, password_security, post, rst_body,
     service_url, windows_csr,

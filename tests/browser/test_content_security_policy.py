@@ -7,7 +7,7 @@ from unittest.mock import patch
 import pytest
 from django.db import OperationalError
 
-from invitations.models import Organisation
+from accounts.models import Organisation
 from tests import entra_tokens as tokens
 from tests.browser.conftest import CSP_VIOLATION
 from tests.browser.pages import expect, sign_in_console, sign_in_portal
@@ -75,8 +75,8 @@ def test_console_pages_raise_no_violation(open_page, full_admin, csp_violations)
     page = open_page("console")
     sign_in_console(page, full_admin)
     expect(page.locator(".console-card").first).to_have_css("border-radius", "4px")  # console.css
-    for url in ["/admin/invitations/user/", "/admin/invitations/user/add/", "/admin/invitations/user/import/",
-                "/admin/invitations/invitation/", "/admin/invitations/auditevent/", "/admin/invitations/usergroup/add/",
+    for url in ["/admin/accounts/user/", "/admin/accounts/user/add/", "/admin/accounts/user/import/",
+                "/admin/invitations/invitation/", "/admin/accounts/auditevent/", "/admin/accounts/usergroup/add/",
                 f"/admin/enrollment/device/{device.pk}/change/",
                 f"/admin/enrollment/configurationgroup/{group.pk}/change/",
                 "/admin/enrollment/pinenrollment/add/", "/admin/enrollment/entrasettings/",
@@ -85,7 +85,7 @@ def test_console_pages_raise_no_violation(open_page, full_admin, csp_violations)
         assert response.ok, (url, response.status)
         page.wait_for_load_state("load")
     # Widgets the admin's scripts build: the two-list member selector, an autocomplete (select2) searched.
-    page.goto("/admin/invitations/usergroup/add/")
+    page.goto("/admin/accounts/usergroup/add/")
     expect(page.locator(".selector-available").first).to_be_visible()
     page.goto(f"/admin/enrollment/configurationgroup/{group.pk}/change/")
     page.locator(".select2-selection").first.click()

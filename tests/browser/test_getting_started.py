@@ -2,7 +2,7 @@
 import pytest
 from django.core import mail
 
-from invitations.models import Organisation, User
+from accounts.models import Organisation, User
 from tests.browser.pages import expect, screenshot, sign_in_console
 
 pytestmark = pytest.mark.browser

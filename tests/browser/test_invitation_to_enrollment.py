@@ -5,7 +5,8 @@ import re
 import pytest
 from django.core import mail
 
-from invitations.models import Invitation, Organisation
+from accounts.models import Organisation
+from invitations.models import Invitation
 from tests.browser.pages import (assert_copy_button_copies, assert_enrollment_page, expect, screenshot,
                                  sign_in_console, sign_in_portal)
 from tests.factories import UserFactory

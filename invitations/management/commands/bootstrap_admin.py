@@ -4,9 +4,9 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from invitations.lockout import end_lockout
-from invitations.models import AuditEvent, User
-from invitations.roles import FULL_ADMIN
+from accounts.lockout import end_lockout
+from accounts.models import AuditEvent, User
+from accounts.roles import FULL_ADMIN
 
 DEFAULT_EMAIL = "admin@example.com"
 

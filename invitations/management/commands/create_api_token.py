@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 from knox.models import AuthToken
 
+from accounts.models import User
 from invitations import api_tokens
-from invitations.models import User
 
 
 class Command(BaseCommand):

@@ -12,9 +12,9 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("invitations", "0001_initial"),
+        ("accounts", "0001_initial"),
     ]
 
     operations = [
-        TrigramIndexes("invitations_user", ["email", "display_name", "mdm_username"]),
+        TrigramIndexes("accounts_user", ["email", "display_name", "mdm_username"]),
     ]
