@@ -582,3 +582,26 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path):
 
     assert len(units) == 3
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+
+
+def test_every_upload_location_of_the_nginx_site_is_a_url_of_the_portal():
+    """The larger body limit applies to the upload pages named in deploy/nginx.conf: a page that moves
+    (an app renamed, a path changed) must move there too, or its uploads are refused with 413 again."""
+    import re
+
+    from django.urls import Resolver404, resolve
+
+    text = (DEPLOY / "nginx.conf").read_text()
+    uploads = re.search(r"location ~ \^/\(([^)]*)\)/\$ \{", text)
+    assert uploads, "deploy/nginx.conf has no location for the upload pages"
+    paths = [f"/{alternative}/" for alternative in uploads.group(1).split("|")]
+    assert len(paths) == 3
+    unknown = []
+    for path in paths:
+        try:
+            named = resolve(path).url_name  # None for the admin's catch-all (a redirect or a 404)
+        except Resolver404:
+            named = None
+        if not named:
+            unknown.append(path)
+    assert unknown == []
