@@ -7,8 +7,9 @@ class AutopilotConfig(AppConfig):
 
     def ready(self):
         from enrollment import admin as enrollment_admin
-        from enrollment import inventory, omadm, passphrase, reenrollment, wstep
+        from enrollment import inventory, omadm, reenrollment, wstep
         from invitations import dashboard
+        from pki import passphrase
 
         from . import checks  # noqa: F401  (registers the system checks)
         from . import admin_device, graph_models, matching, provisioning

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from enrollment.passphrase import Outcome
+from pki.passphrase import Outcome
 from invitations.models import InvalidTransition
 from mdmportal import outbound
 
@@ -135,7 +135,7 @@ class GraphConnector(models.Model):
 
 def reseal_client_secrets(old, new, *, dry_run):
     """The connector's client secret sealed again under passphrase `new` when `old` opens it, for
-    `manage.py rotate_ca_passphrase` (enrollment.passphrase.register_sealed_secrets; runs inside its
+    `manage.py rotate_ca_passphrase` (pki.passphrase.register_sealed_secrets; runs inside its
     transaction). The plain secret never leaves this function."""
     outcome = Outcome()
     for connector in GraphConnector.objects.select_for_update().exclude(sealed_client_secret=""):

@@ -2,7 +2,7 @@
 encrypted at rest.
 
 Fernet (AES-128-CBC + HMAC-SHA256, from `cryptography`) with a key derived from CA_KEY_PASSPHRASE,
-the passphrase that already protects the CA keys (enrollment/ca.py), so an operator has one secret
+the passphrase that already protects the CA keys (pki/ca.py), so an operator has one secret
 to keep and one to rotate (`manage.py rotate_ca_passphrase` re-seals these values: enrollment/
 passphrase.py, graph_models.reseal_client_secrets). Without it (development only: `check --deploy`
 refuses that, enrollment.E001) the key is derived from SECRET_KEY. Plain values are never logged or
@@ -28,7 +28,7 @@ class SealError(Exception):
 
 def seal(value: str, *, passphrase: str | None = None) -> str:
     """`value` sealed under the current CA_KEY_PASSPHRASE, or under `passphrase` (a CA_KEY_PASSPHRASE
-    value, "" for the development one; a rotation, enrollment/passphrase.py)."""
+    value, "" for the development one; a rotation, pki/passphrase.py)."""
     return _fernet(_passphrase(passphrase)).encrypt(value.encode()).decode()
 
 

@@ -73,7 +73,7 @@ def seed(count):
     from django.contrib.auth import get_user_model
     from django.utils import timezone
 
-    from enrollment import ca
+    from pki import ca
     from enrollment.models import ConfigurationGroup, Device, GroupSetting
     from tests.factories_enrollment import certificate_header, rsa_key
 

@@ -1,7 +1,7 @@
 """Workload: OMA-DM check-ins (benchmark).
 
 BENCH_CHECKIN_DEVICES enrolled PCs are seeded straight into the database, each with its own device
-certificate signed by the issuing CA (enrollment.ca), in one configuration group with two settings.
+certificate signed by the issuing CA (pki.ca), in one configuration group with two settings.
 Each device then runs full OMA-DM sessions with the simulator's Windows client
 (simulator/ ManagementClient, every reply checked against docs/omadm-sessions.md) over real
 HTTP, with the client certificate in the header nginx would forward, from 127.0.0.1 (a trusted
@@ -78,7 +78,7 @@ def seed(run_id, count):
     from django.utils import timezone
     from lxml import etree
 
-    from enrollment import ca
+    from pki import ca
     from enrollment.models import ConfigurationGroup, Device, GroupSetting
     from simulator import Simulator
 

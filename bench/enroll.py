@@ -358,7 +358,7 @@ class Floor:
 
 def signature_seconds():
     """One device certificate signed with the issuing CA key, as the RST does."""
-    from enrollment import ca
+    from pki import ca
 
     (public_key,) = [key.public_key() for key in new_keys(1)]
     ca.issue_device_certificate(public_key, "BENCHFLOOR")  # loads and decrypts the CA key once, as a worker does

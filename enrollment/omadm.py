@@ -55,6 +55,7 @@ from django.utils import timezone
 from accounts.models import AuditEvent
 from mdmportal.bulk import bulk_update
 from mdmportal.prepared import Prepared
+from pki import clientcert as forwarded_certificate
 
 from . import clientcert, inventory, reconcile, syncml
 from .commands import expire_overdue
@@ -182,7 +183,7 @@ def identify(request, message, now=None):
     transaction: the device's row is locked until it ends."""
     source = message.header.source
     now = now or timezone.now()
-    cert = clientcert.certificate_from_request(request)
+    cert = forwarded_certificate.certificate_from_request(request)
     if cert is not None:
         def find(serial):
             if message.header.msg_id == "1":

@@ -18,8 +18,8 @@ from cryptography.x509.oid import NameOID
 from lxml import etree
 from lxml.builder import ElementMaker
 
-from .ca import certificate_of, thumbprint
-from .models import CertificateAuthority
+from pki.ca import certificate_of, thumbprint
+from pki.models import CertificateAuthority
 
 ENROLLMENT_TYPES = {"Full": "User", "Device": "System"}  # EnrollmentType -> My/<store>
 DEFAULT_ENCODING = "application/vnd.syncml.dm+xml"

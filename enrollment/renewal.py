@@ -12,7 +12,7 @@ with its fault (MS-MDE2 2.2.10), writing nothing but the audit entry:
   (Windows never renews an expired certificate automatically; the device enrolls again);
 - the SignedData names that certificate as its signer and its signature verifies with its key —
   else Authentication (a signature is the device's proof of possession);
-- the inner PKCS#10 parses and verifies (enrollment.csr, Windows quirks accepted, RSA >= 2048) —
+- the inner PKCS#10 parses and verifies (pki.csr, Windows quirks accepted, RSA >= 2048) —
   else CertificateRequest;
 - a DeviceID the request repeats (context item, CSR extension) is the device's — else Authorization
   + NotEligibleToRenew;
@@ -32,9 +32,11 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.models import AuditEvent
+from pki import ca, cms
+from pki import clientcert as forwarded_certificate
+from pki.csr import CsrError, parse_csr
 
-from . import auth, ca, clientcert, cms, provisioning, soap, wstep
-from .csr import CsrError, parse_csr
+from . import auth, clientcert, provisioning, soap, wstep
 from .models import Device
 from .soap import ENROLLMENT_NS, WSSE_NS, WST_NS, ErrorType, Fault, SoapFault
 
@@ -105,7 +107,7 @@ def handle(request, envelope, key):
 
 
 def presented_certificate(request):
-    certificate = clientcert.certificate_from_request(request)
+    certificate = forwarded_certificate.certificate_from_request(request)
     if certificate is None:
         raise SoapFault(Fault.AUTHENTICATION, NOT_AUTHENTICATED,
                         log_detail="no client certificate from a trusted proxy")

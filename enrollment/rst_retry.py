@@ -24,8 +24,8 @@ from django.utils.crypto import salted_hmac
 from lxml import etree
 
 from accounts.models import AuditEvent
+from pki import ca
 
-from . import ca
 from .models import Device
 
 RETRY_WINDOW = timedelta(minutes=15)

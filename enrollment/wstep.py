@@ -17,9 +17,10 @@ from lxml.builder import ElementMaker
 
 from accounts.models import AuditEvent, Organisation
 from invitations import sending
+from pki import ca
+from pki.csr import CsrError, parse_csr
 
-from . import auth, ca, entra, ppkg, provisioning, reenrollment, rst_retry, soap
-from .csr import CsrError, parse_csr
+from . import auth, entra, ppkg, provisioning, reenrollment, rst_retry, soap
 from .models import Device, RegistrationPin
 from .soap import AC_NS, ENROLLMENT_NS, PARSER, SOAP_NS, WSA_NS, WSSE_NS, WST_NS, WSU_NS, ErrorType, Fault, SoapFault
 

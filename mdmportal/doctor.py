@@ -228,8 +228,8 @@ class Doctor:
             yield Result(OK, "clock", message)
 
     def check_ca(self):
-        from enrollment import ca
-        from enrollment.checks import MIN_PASSPHRASE_LENGTH
+        from pki import ca
+        from pki.checks import MIN_PASSPHRASE_LENGTH
 
         if not settings.CA_KEY_PASSPHRASE:
             yield Result(FAIL, "ca", "CA_KEY_PASSPHRASE is not set: CA keys are encrypted with a passphrase "

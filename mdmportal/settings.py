@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "axes",
     "accounts",
+    "pki",  # our certificate authority; below invitations and enrollment, which use it
     "invitations",
     "enrollment",
     "autopilot",
@@ -233,7 +234,7 @@ ENROLLMENT_INVENTORY_INTERVAL_HOURS = env.int("ENROLLMENT_INVENTORY_INTERVAL_HOU
 # slip in a selection cannot reset the whole fleet.
 ENROLLMENT_WIPE_LIMIT = env.int("ENROLLMENT_WIPE_LIMIT", default=10)
 
-# Our CA (enrollment/ca.py). Its private keys are stored as PKCS#8 encrypted with this passphrase.
+# Our CA (pki/ca.py). Its private keys are stored as PKCS#8 encrypted with this passphrase.
 # cryptography's BestAvailableEncryption derives the key with PBKDF2-HMAC-SHA256 at only 2048
 # iterations, so use a long random value (e.g. `openssl rand -base64 32`). Left empty, a passphrase
 # is derived from SECRET_KEY: development only (outside DEBUG the settings refuse to load without it), and

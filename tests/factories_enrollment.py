@@ -1,4 +1,4 @@
-"""One factory per model of the enrollment app."""
+"""One factory per model of the enrollment app, and of the pki app's CertificateAuthority."""
 import functools
 import secrets
 import urllib.parse
@@ -10,12 +10,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth.hashers import make_password
 from factory.django import DjangoModelFactory
 
-from enrollment import ca
 from enrollment.models import (
-    CertificateAuthority, ConfigurationGroup, Device, DeviceCommand, DeviceSettingState, EntraIdentity,
+    ConfigurationGroup, Device, DeviceCommand, DeviceSettingState, EntraIdentity,
     EntraKeyAlert, EntraSettings, GroupSetting, JwksSet, ManagementSession, PinEnrollment, PinEnrollmentFailure,
     RegistrationPin,
 )
+from pki import ca
+from pki.models import CertificateAuthority
 
 KEY_POOL = 4  # CA keys cycle through this many test keys; consecutive CAs never share one
 

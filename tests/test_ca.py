@@ -10,9 +10,9 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from django.core.management import CommandError, call_command
 
-from enrollment import ca, checks
-from enrollment.management.commands.import_ca import Command as ImportCaCommand
-from enrollment.models import CertificateAuthority
+from pki import ca, checks
+from pki.management.commands.import_ca import Command as ImportCaCommand
+from pki.models import CertificateAuthority
 from tests.factories_enrollment import CertificateAuthorityFactory, create_ca_chain, rsa_key
 
 pytestmark = pytest.mark.django_db

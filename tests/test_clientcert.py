@@ -1,4 +1,4 @@
-"""Who is talking: the forwarded client certificate (enrollment.clientcert)."""
+"""Who is talking: the forwarded client certificate (pki.clientcert) and its device (enrollment.clientcert)."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -8,7 +8,9 @@ from cryptography.x509.oid import NameOID
 from django.test import RequestFactory
 
 from accounts.models import AuditEvent
-from enrollment import ca, clientcert
+from enrollment import clientcert
+from pki import ca
+from pki import clientcert as forwarded_certificate
 from tests.factories_enrollment import certificate_header, certified_device, create_ca_chain, rsa_key
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +28,7 @@ def request_with(cert, remote="127.0.0.1"):
 
 def test_certificate_from_the_proxy_identifies_its_device(chain):
     device, cert = certified_device()
-    found = clientcert.certificate_from_request(request_with(cert))
+    found = forwarded_certificate.certificate_from_request(request_with(cert))
     assert found == cert
     assert clientcert.device_for_certificate(found) == device
 
@@ -34,21 +36,21 @@ def test_certificate_from_the_proxy_identifies_its_device(chain):
 def test_proxy_networks_can_be_configured(chain, settings):
     settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
     _, cert = certified_device()
-    assert clientcert.certificate_from_request(request_with(cert, "10.1.2.3")) == cert
-    assert clientcert.certificate_from_request(request_with(cert, "127.0.0.1")) is None
+    assert forwarded_certificate.certificate_from_request(request_with(cert, "10.1.2.3")) == cert
+    assert forwarded_certificate.certificate_from_request(request_with(cert, "127.0.0.1")) is None
 
 
 def test_header_from_an_untrusted_address_is_ignored_and_audited(chain):
     _, cert = certified_device()
-    assert clientcert.certificate_from_request(request_with(cert, "203.0.113.9")) is None
+    assert forwarded_certificate.certificate_from_request(request_with(cert, "203.0.113.9")) is None
     event = AuditEvent.objects.get(action="management.untrusted_certificate_header")
     assert event.ip == "203.0.113.9"
 
 
 def test_no_header_or_garbage_means_no_certificate(chain):
-    assert clientcert.certificate_from_request(RequestFactory().post("/x", REMOTE_ADDR="127.0.0.1")) is None
+    assert forwarded_certificate.certificate_from_request(RequestFactory().post("/x", REMOTE_ADDR="127.0.0.1")) is None
     garbage = RequestFactory().post("/x", HTTP_X_SSL_CLIENT_CERT="-----BEGIN%20junk", REMOTE_ADDR="127.0.0.1")
-    assert clientcert.certificate_from_request(garbage) is None
+    assert forwarded_certificate.certificate_from_request(garbage) is None
 
 
 def test_certificate_of_another_ca_is_refused(chain):

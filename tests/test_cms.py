@@ -1,4 +1,4 @@
-"""CMS SignedData verification (enrollment.cms) against shapes a second encoder (asn1crypto) makes:
+"""CMS SignedData verification (pki.cms) against shapes a second encoder (asn1crypto) makes:
 the SHA-1, attribute-less, OIW-OID form older Windows clients write, and the edge cases."""
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509.oid import NameOID
 
-from enrollment import cms
+from pki import cms
 from simulator import signed_renewal_request
 from tests.factories_enrollment import rsa_key
 

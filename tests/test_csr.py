@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.x509.oid import NameOID
 
-from enrollment.csr import CsrError, _decode_device_id, parse_csr
+from pki.csr import CsrError, _decode_device_id, parse_csr
 from simulator import build_windows_csr
 from tests.factories_enrollment import rsa_key
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from autopilot import imports as autopilot_imports
 from enrollment import soap, syncml, wstep
-from enrollment.csr import CsrError, ParsedCsr, parse_csr
+from pki.csr import CsrError, ParsedCsr, parse_csr
 from invitations import user_import
 from simulator import build_windows_csr
 from tests import fuzzing
@@ -112,7 +112,7 @@ def _attr(value):
     return _esc(value).replace('"', "&quot;").replace("\t", " ").replace("\n", " ").replace("\r", " ")
 
 
-# --- PKCS#10 (enrollment/csr.py) ----------------------------------------------------------------------
+# --- PKCS#10 (pki/csr.py) ----------------------------------------------------------------------
 
 def _csr_or_error(der):
     try:

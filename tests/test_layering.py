@@ -1,8 +1,9 @@
 """The apps stand on floors and a floor never imports a higher one: shared helpers of the project
 package (0), `accounts` — users, organisation, roles, lockout, registration settings, audit (1),
-`invitations` — invitations, their emails, the end-user pages (2), `enrollment` — the registration
-protocol, PKI and OMA-DM management (3), `autopilot` (4), and the project assembly — settings, URLs,
-the admin site, Celery, WSGI, checks, doctor (5). A lower floor learns of a higher one only through the
+`pki` — our certificate authority, certificate requests, CMS, the forwarded client certificate (2),
+`invitations` — invitations, their emails, the end-user pages (3), `enrollment` — the registration
+protocol and OMA-DM management (4), `autopilot` (5), and the project assembly — settings, URLs, the
+admin site, Celery, WSGI, checks, doctor (6). A lower floor learns of a higher one only through the
 hooks the higher one registers in its AppConfig.ready (see the README's Code map).
 
 Every module is read with `ast` (imports at the top of a module and inside its functions alike);
@@ -14,9 +15,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-APPS = {"accounts": 1, "invitations": 2, "enrollment": 3, "autopilot": 4}
+APPS = {"accounts": 1, "pki": 2, "invitations": 3, "enrollment": 4, "autopilot": 5}
 
-SHARED, ASSEMBLY = 0, 5
+SHARED, ASSEMBLY = 0, 6
 
 # Every module of the project package, named: a new one must be given its floor here.
 MDMPORTAL = {
@@ -50,8 +51,8 @@ MDMPORTAL = {
     "management": ASSEMBLY,
 }
 
-FLOOR_NAMES = {0: "shared helpers", 1: "accounts", 2: "invitations", 3: "enrollment", 4: "autopilot",
-               5: "project assembly"}
+FLOOR_NAMES = {0: "shared helpers", 1: "accounts", 2: "pki", 3: "invitations", 4: "enrollment", 5: "autopilot",
+               6: "project assembly"}
 
 
 def _modules():
@@ -144,6 +145,10 @@ def test_no_import_cycle_between_apps():
     ("accounts.models", "invitations.tasks", True),
     ("invitations.sending", "accounts.models", False),
     ("mdmportal.urls", "enrollment.device_urls", False),
+    ("pki.ca", "enrollment.models", True),
+    ("pki.ca", "invitations.models", True),
+    ("pki.passphrase", "accounts.models", False),
+    ("enrollment.wstep", "pki.csr", False),
 ])
 def test_the_floors_order_as_described(source, imported, upward):
     assert (_floor(imported) > _floor(source)) is upward

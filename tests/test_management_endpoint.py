@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent
 from enrollment import commands
-from enrollment.models import CertificateAuthority, Device, DeviceCommand, ManagementSession
+from enrollment.models import Device, DeviceCommand, ManagementSession
+from pki.models import CertificateAuthority
 from tests import omadm_messages as sml
 from tests.factories_enrollment import (DeviceCommandFactory, DeviceFactory, certificate_header, certified_device,
                                         create_ca_chain)

@@ -5,7 +5,7 @@ import pytest
 from cryptography import x509
 from lxml import etree
 
-from enrollment import ca
+from pki import ca
 from enrollment.provisioning import build_document, build_renewal_document
 from tests.factories_enrollment import create_ca_chain, rsa_key
 

@@ -12,7 +12,8 @@ from lxml import etree
 from lxml.builder import ElementMaker
 
 from accounts.models import AuditEvent
-from enrollment import ca, clientcert
+from enrollment import clientcert
+from pki import ca
 from enrollment.models import Device
 from enrollment.soap import AC_NS, ENROLLMENT_NS, SOAP_NS, WSA_NS, WSSE_NS, WST_NS
 from enrollment.wstep import BASE64, PROVISIONING_DOC, TOKEN_TYPE

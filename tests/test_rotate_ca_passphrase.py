@@ -10,8 +10,8 @@ from django.core.management import CommandError, call_command
 from accounts.models import AuditEvent
 from autopilot import sealing
 from autopilot.graph_models import GraphConnector
-from enrollment import ca, checks
-from enrollment.models import CertificateAuthority
+from pki import ca, checks
+from pki.models import CertificateAuthority
 from tests.factories_enrollment import CertificateAuthorityFactory, create_ca_chain, rsa_key
 from tests.factories_graph import GraphConnectorFactory
 from tests.fake_graph import CLIENT_SECRET
@@ -194,7 +194,7 @@ def test_from_the_development_passphrase_to_a_real_one(settings, monkeypatch):
 
 
 def test_system_checks_do_not_block_it():
-    from enrollment.management.commands.rotate_ca_passphrase import Command
+    from pki.management.commands.rotate_ca_passphrase import Command
 
     # enrollment.E002 fails exactly between setting the new passphrase and rotating.
     assert Command.requires_system_checks == []

@@ -709,7 +709,7 @@ def _security(request_body):
 
 
 def _scripted_enrollment_server(scripted, pki, *, policy="OnPremise", seen=None):
-    from enrollment.csr import parse_csr
+    from pki.csr import parse_csr
 
     seen = seen if seen is not None else {}
     base = {}
@@ -813,7 +813,7 @@ def carol(transactional_db):
 
 
 def assert_enrolled(result, user, **device_fields):
-    from enrollment import ca
+    from pki import ca
     from enrollment.models import Device
 
     root, issuing = ca.active_chain()

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 
 from accounts.models import AuditEvent, AuthPolicy, Organisation
-from enrollment import ca
+from pki import ca
 from enrollment.models import Device
 from invitations.sending import regenerate_enrollment_url
 from simulator import Simulator, SimulatorError

@@ -7,7 +7,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.models import AuditEvent
-from enrollment import ca, clientcert
+from enrollment import clientcert
+from pki import ca
 from enrollment.models import Device
 from enrollment.provisioning import build_document, build_renewal_document
 from simulator import (

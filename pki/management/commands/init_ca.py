@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import Organisation
-from enrollment import ca
+from pki import ca
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from enrollment import ca
+from pki import ca
 
 
 class Command(BaseCommand):

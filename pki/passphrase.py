@@ -1,6 +1,6 @@
 """Rotating CA_KEY_PASSPHRASE without losing what it protects (`manage.py rotate_ca_passphrase`).
 
-The passphrase encrypts every stored CA private key (enrollment/ca.py) and seals the secrets other
+The passphrase encrypts every stored CA private key (pki/ca.py) and seals the secrets other
 apps must give back to someone (the Graph connector's client secret). A rotation opens each of them
 with the old passphrase and stores it again under the new one, in one database transaction: when
 anything does not open, nothing is written (OWASP Cryptographic Storage Cheat Sheet, key rotation:
@@ -54,7 +54,7 @@ _sealed_secrets = []
 
 def register_sealed_secrets(rotate):
     """Add `rotate(old, new, *, dry_run) -> Outcome` for an app built on this one (Autopilot), which
-    enrollment must not import: it seals again under `new` each of its secrets that `old` opens (both
+    pki must not import: it seals again under `new` each of its secrets that `old` opens (both
     CA_KEY_PASSPHRASE values, "" for the development one), counts those `new` already opens, names the
     others in `failed`, and writes nothing when `dry_run`. It runs inside the rotation's transaction,
     so it must write through the database only."""

@@ -3,7 +3,7 @@
 The private keys live in CertificateAuthority.encrypted_key_pem as encrypted PKCS#8 PEM
 (cryptography's BestAvailableEncryption: PBES2 with PBKDF2-HMAC-SHA256 and AES-256-CBC), with
 CA_KEY_PASSPHRASE from the environment, or in development a passphrase derived from SECRET_KEY;
-`manage.py rotate_ca_passphrase` moves them to a new passphrase (enrollment/passphrase.py).
+`manage.py rotate_ca_passphrase` moves them to a new passphrase (pki/passphrase.py).
 Decrypted keys are cached per process so an enrollment pays one RSA signature, not a key
 derivation. Keys and passphrases are never logged.
 
@@ -306,7 +306,8 @@ def passphrase_bytes(configured: str) -> bytes:
     the development case, a value derived from SECRET_KEY."""
     if configured:
         return configured.encode()
-    # Development only (the deploy check enrollment.E001 refuses it): derived from SECRET_KEY.
+    # Development only (the deploy check enrollment.E001 refuses it): derived from SECRET_KEY. The salt
+    # keeps the name this module had before the pki app: changing it would lose the keys it encrypted.
     return salted_hmac("enrollment.ca.key-passphrase", "development", algorithm="sha256").hexdigest().encode()
 
 

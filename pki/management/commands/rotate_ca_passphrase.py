@@ -4,7 +4,7 @@ import re
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from enrollment import passphrase
+from pki import passphrase
 from mdmportal import secret_settings
 
 
