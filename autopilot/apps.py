@@ -12,7 +12,7 @@ class AutopilotConfig(AppConfig):
         from pki import passphrase
 
         from . import checks  # noqa: F401  (registers the system checks)
-        from . import admin_device, graph_models, matching, provisioning
+        from . import admin_device, graph_models, matching, status_page
         from .dashboard import stalled_installs_card
 
         # An Autopilot record matched by hardware hash proves a re-enrollment comes from the same PC.
@@ -25,7 +25,7 @@ class AutopilotConfig(AppConfig):
         inventory.register_reader(matching.wants_hardware, matching.recognise)
         # At the start of each OMA-DM session of a device with an Autopilot setup: app installs and the
         # Enrollment Status Page move on. The condition joins the device's read of the first message.
-        omadm.register_session_start("has_autopilot_setup", provisioning.has_setup, provisioning.checked_in)
+        omadm.register_session_start("has_autopilot_setup", status_page.has_setup, status_page.checked_in)
         # The device's console page shows its Enrollment Status Page progress and essential apps.
         enrollment_admin.register_device_inlines(admin_device.AutopilotSetupInline, admin_device.AppInstallInline)
         # Stalled app installs need someone's attention: a figure on the console's dashboard.

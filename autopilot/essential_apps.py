@@ -32,14 +32,14 @@ app at once rather than leaving it queued forever for a profile saved before tha
 Until the signed-in user's MDM context exists (the account setup of OOBE), Windows answers 405 to
 ./User/ commands: a Store install refused so is not failed but sent again at the next session (at most
 MAX_POLLS times, `polls` counting those sessions too); the status page's time-out bounds how long the
-page waits for it (autopilot/provisioning.py).
+page waits for it (autopilot/status_page.py).
 
-`poll` runs at each check-in (autopilot/provisioning.py): it closes installs whose Exec failed, and for
+`poll` runs at each check-in (autopilot/status_page.py): it closes installs whose Exec failed, and for
 the others reads the Status node once per session until it is final.
 
 An MSI install can park on the device (Status stuck at 20 or 50, or a device gone quiet). Progress is a new
 Status value or a change of state; with none for the profile's app_stall_minutes, `check_stalled` (at a
-check-in, and from the sweep in autopilot/provisioning.py for silent devices) marks the install stalled and
+check-in, and from the sweep in autopilot/status_page.py for silent devices) marks the install stalled and
 sends it again up to the profile's app_retry_count, then fails it: the status page counts that failure as
 the profile's app_stall_blocks says.
 """

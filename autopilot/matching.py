@@ -10,7 +10,7 @@ Those the server reads at the device's first OMA-DM session (enrollment/inventor
 two Gets first when Autopilot records exist and the device has no record yet): DevDetail CSP
 ./DevDetail/Ext/Microsoft/SMBIOSSerialNumber and ./DevDetail/Ext/DeviceHardwareData. When the device's
 next message brings the Results, the record is found by hardware hash, then by serial number (never a
-placeholder one), and the profile is applied at once (autopilot/provisioning.py): the device joins the
+placeholder one), and the profile is applied at once (autopilot/status_page.py): the device joins the
 profile's configuration groups, and the same session's next reply brings the Enrollment Status Page,
 TenantLockdown, the essential apps and the groups' settings. A device linked by its correlator alone
 gets its record then, keeping the profile of its file. Values read again later (the periodic inventory)
@@ -38,7 +38,7 @@ from accounts.models import AuditEvent
 from enrollment.commands import CommandError
 from enrollment.models import Device
 
-from . import provisioning
+from . import status_page
 from .assignment import effective_profile
 from .imports import hardware_hash_digest, is_placeholder_serial, serial_key
 from .models import AutopilotDevice, AutopilotEnrollment, Profile
@@ -184,7 +184,7 @@ def _link_by_hardware(device, serial, hardware, now):
     assignment = effective_profile(record)
     link = _link(device, record, matched_by, assignment.profile, assignment.reason, "")
     # Its first session is under way: the status page's clock starts now (as at a session's start).
-    provisioning.checked_in(device, now)
+    status_page.checked_in(device, now)
     return link
 
 
@@ -229,7 +229,7 @@ def _link(device, record, matched_by, profile, reason, correlator):
         "correlation_id": correlator[:64], "user_applied": user_applied,
     })
     _audit(link, user_note)
-    return provisioning.apply(link)
+    return status_page.apply(link)
 
 
 def _audit(link, user_note):

@@ -3,7 +3,7 @@ themselves with their row-by-row report, and the link made when an imported devi
 
 Brief §9. What the profile asks for beyond the offline file (configuration groups, TenantLockdown,
 essential apps, the Enrollment Status Page) is applied when the enrollment is linked
-(autopilot/provisioning.py) and delivered over OMA-DM: AppInstall follows each essential app on each
+(autopilot/status_page.py) and delivered over OMA-DM: AppInstall follows each essential app on each
 device, ProvisioningItem each thing the Enrollment Status Page waits for.
 """
 import re
@@ -471,7 +471,7 @@ class ImportRow(models.Model):
 
 class AutopilotEnrollment(models.Model):
     """An enrollment recognised as Autopilot: which imported record it matched (if any), how, the
-    profile applied to it (autopilot/provisioning.py sets `applied_at`) and where its Enrollment Status
+    profile applied to it (autopilot/status_page.py sets `applied_at`) and where its Enrollment Status
     Page stands (`esp_state`, with one ProvisioningItem per thing the page waits for)."""
 
     class MatchedBy(models.TextChoices):

@@ -1,9 +1,9 @@
-"""Background work of the Autopilot app: ids in, domain call (imports.py, provisioning.py, graph_sync.py)."""
+"""Background work of the Autopilot app: ids in, domain call (imports.py, status_page.py, graph_sync.py)."""
 import logging
 
 from celery import shared_task
 
-from . import graph, graph_sync, imports, provisioning
+from . import graph, graph_sync, imports, status_page
 
 logger = logging.getLogger(__name__)
 
@@ -23,14 +23,14 @@ def sweep_imports():
 @shared_task
 def finish_overdue_setups():
     """Enrollment Status Pages past their time-out end even when their device went quiet."""
-    return provisioning.finish_overdue()
+    return status_page.finish_overdue()
 
 
 @shared_task
 def sweep_stalled_installs():
     """MSI installs with no progress past their profile's stall time are sent again or given up, even when
     their device went quiet."""
-    return provisioning.sweep_stalled_installs()
+    return status_page.sweep_stalled_installs()
 
 
 # --- the optional Microsoft Graph connector (autopilot/graph_sync.py) -----------------------------

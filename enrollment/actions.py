@@ -27,7 +27,7 @@ from django.db import transaction
 
 from accounts.models import AuditEvent
 
-from . import commands, provisioning
+from . import commands, provisioning_document
 from .models import Device, DeviceCommand
 
 logger = logging.getLogger(__name__)
@@ -102,8 +102,8 @@ class Report:
 
 
 def poll_schedule():
-    """The DMClient poll schedule we provision, in words (provisioning.POLL_SCHEDULE)."""
-    values = {name: value for name, value, _ in provisioning.POLL_SCHEDULE}
+    """The DMClient poll schedule we provision, in words (provisioning_document.POLL_SCHEDULE)."""
+    values = {name: value for name, value, _ in provisioning_document.POLL_SCHEDULE}
     first, second = int(values["NumberOfFirstRetries"]), int(values["NumberOfSecondRetries"])
     remaining = int(values["NumberOfRemainingScheduledRetries"])
     return (f"every {values['IntervalForFirstSetOfRetries']} minutes {first} times after enrollment, then every "

@@ -441,4 +441,4 @@ class DeviceCommandAdmin(SubquerySearchMixin, admin.ModelAdmin):
 
 
 # Entra ID enrollment pages live in their own module.
-from . import entra_admin  # noqa: E402,F401
+from . import admin_entra  # noqa: E402,F401

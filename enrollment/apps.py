@@ -6,8 +6,7 @@ class EnrollmentConfig(AppConfig):
     name = "enrollment"
 
     def ready(self):
-        from . import device_checks  # noqa: F401  (registers the enrollment settings checks)
-        from . import entra_checks  # noqa: F401  (registers the Entra ID settings checks)
+        from . import checks  # noqa: F401  (registers the enrollment and Entra ID settings checks)
         from django.db.models.signals import post_save
 
         from accounts import registration

@@ -36,7 +36,7 @@ from pki import ca, cms
 from pki import clientcert as forwarded_certificate
 from pki.csr import CsrError, parse_csr
 
-from . import auth, clientcert, provisioning, soap, wstep
+from . import auth, clientcert, provisioning_document, soap, wstep
 from .models import Device
 from .soap import ENROLLMENT_NS, WSSE_NS, WST_NS, ErrorType, Fault, SoapFault
 
@@ -170,7 +170,7 @@ def renew(device, certificate, csr, *, ip=None):
             raise SoapFault(Fault.AUTHORIZATION, NOT_ELIGIBLE, error_type=ErrorType.NOT_ELIGIBLE_TO_RENEW,
                             log_detail=f"certificate {renewed_from} was replaced meanwhile")
         new_certificate, root, issuing = wstep.issue_certificate(csr.public_key, common_name)
-        document = provisioning.build_renewal_document(
+        document = provisioning_document.build_renewal_document(
             root=root, issuing=issuing, device_cert=new_certificate, enrollment_type=device.enrollment_type,
             provider_id=settings.ENROLLMENT_PROVIDER_ID,
         )

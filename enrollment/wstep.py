@@ -20,7 +20,7 @@ from invitations import sending
 from pki import ca
 from pki.csr import CsrError, parse_csr
 
-from . import auth, entra, ppkg, provisioning, reenrollment, rst_retry, soap
+from . import auth, entra, ppkg, provisioning_document, reenrollment, rst_retry, soap
 from .models import Device, RegistrationPin
 from .soap import AC_NS, ENROLLMENT_NS, PARSER, SOAP_NS, WSA_NS, WSSE_NS, WST_NS, WSU_NS, ErrorType, Fault, SoapFault
 
@@ -315,7 +315,7 @@ def issue(identity, token_request, csr):
 def enrollment_document(certificate, root, issuing, token_request, *, upn):
     """The provisioning document of an enrollment (MS-MDE2 2.2.9.1), with fresh APPAUTH secrets."""
     organisation = Organisation.get()
-    return provisioning.build_document(
+    return provisioning_document.build_document(
         root=root, issuing=issuing, device_cert=certificate,
         enrollment_type=token_request.enrollment_type,
         device_id=token_request.device_id,

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 from lxml import etree
 
-from autopilot import provisioning
+from autopilot import status_page
 from autopilot.models import AppInstall, AutopilotEnrollment
 from enrollment.models import Device, DeviceCommand, DeviceSettingState
 from simulator import Simulator
@@ -137,7 +137,7 @@ def test_a_user_driven_device_gets_its_store_app_once_a_user_signed_in(enrollmen
     assert (link.user_esp_state, link.user_esp_started_at) == ("tracking", None)
     store = AppInstall.objects.get(device=device, kind="store")
     assert store.state == "queued"
-    assert provisioning.finish_overdue() == 0  # no user yet: the account setup's clock has not started
+    assert status_page.finish_overdue() == 0  # no user yet: the account setup's clock has not started
 
     simulator.login_status = "user"
     signed_in = sent(simulator.checkin(result))
@@ -170,7 +170,7 @@ def test_the_account_setup_times_out_on_a_store_app_that_never_settles(enrollmen
     simulator.checkin(result)  # signed in at once: the install starts
     AutopilotEnrollment.objects.filter(device=device).update(user_esp_deadline=timezone.now() - timedelta(minutes=1))
 
-    assert provisioning.finish_overdue() == 1
+    assert status_page.finish_overdue() == 1
     link = AutopilotEnrollment.objects.get(device=device)
     assert (link.esp_state, link.user_esp_state) == ("succeeded", "timed_out")
     assert "Company Portal" in link.user_esp_note
@@ -227,8 +227,8 @@ def test_a_silent_device_past_its_time_out_is_finished_by_the_sweep(enrollment_s
     simulator.checkin(result)
     AutopilotEnrollment.objects.filter(device=device).update(esp_deadline=timezone.now() - timedelta(minutes=1))
 
-    assert provisioning.finish_overdue() == 1
-    assert provisioning.finish_overdue() == 0
+    assert status_page.finish_overdue() == 1
+    assert status_page.finish_overdue() == 0
     assert AutopilotEnrollment.objects.get(device=device).esp_state == "timed_out"
     assert finish_of(simulator.checkin(result))["IsSyncDone"] == "true"
 
@@ -238,9 +238,9 @@ def test_end_commands_that_never_reached_the_device_are_queued_again(enrollment_
     simulator, result, device = autopilot_device(enrollment_server, [("ZeroTouchProvisioning", ZTD_ID)])
     simulator.checkin(result)
     AutopilotEnrollment.objects.filter(device=device).update(esp_deadline=timezone.now())
-    provisioning.finish_overdue()
+    status_page.finish_overdue()
     # The device stayed away longer than the commands live.
-    device.commands.filter(source=provisioning.SOURCE_FINISH).update(status=DeviceCommand.Status.TIMED_OUT)
+    device.commands.filter(source=status_page.SOURCE_FINISH).update(status=DeviceCommand.Status.TIMED_OUT)
 
     # The next session notices at its start and sends them again.
     assert finish_of(simulator.checkin(result))["IsSyncDone"] == "true"

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.models import AuditEvent
-from enrollment.entra_checks import check_entra_settings
+from enrollment.checks import check_entra_settings
 from enrollment.models import EntraKeyAlert, EntraSettings, JwksSet
 from tests.console_fixtures import action, messages_of
 from tests.factories_enrollment import (

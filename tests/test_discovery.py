@@ -178,7 +178,7 @@ def test_head_probe_answers_200(client, organisation):
 
 
 def test_bad_auth_policy_setting_is_a_system_check_error(settings):
-    from enrollment.device_checks import check_enrollment_settings
+    from enrollment.checks import check_enrollment_settings
 
     settings.ENROLLMENT_AUTH_POLICY = "ldap"
     assert [e.id for e in check_enrollment_settings(None)] == ["enrollment.E101"]

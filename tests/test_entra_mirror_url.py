@@ -146,7 +146,7 @@ def test_a_redirect_that_keeps_to_the_rule_is_followed(entra, mirror, settings):
 
 
 def test_check_warns_about_a_plain_http_mirror_saved_earlier(entra, settings):
-    from enrollment.entra_checks import check_entra_settings
+    from enrollment.checks import check_entra_settings
 
     settings.ENTRA_ALLOW_LOOPBACK_HTTP = False
     EntraSettings.objects.filter(pk=1).update(jwks_mirror_url="http://keys.contoso.internal/keys")

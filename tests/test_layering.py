@@ -139,7 +139,7 @@ def test_no_import_cycle_between_apps():
 
 
 @pytest.mark.parametrize("source, imported, upward", [
-    ("enrollment.omadm", "autopilot.provisioning", True),
+    ("enrollment.omadm", "autopilot.status_page", True),
     ("autopilot.apps", "enrollment.wstep", False),
     ("mdmportal.console", "accounts.roles", True),
     ("accounts.models", "invitations.tasks", True),

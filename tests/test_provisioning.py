@@ -6,7 +6,7 @@ from cryptography import x509
 from lxml import etree
 
 from pki import ca
-from enrollment.provisioning import build_document, build_renewal_document
+from enrollment.provisioning_document import build_document, build_renewal_document
 from tests.factories_enrollment import create_ca_chain, rsa_key
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ from accounts.models import AuditEvent
 from enrollment import clientcert
 from pki import ca
 from enrollment.models import Device
-from enrollment.provisioning import build_document, build_renewal_document
+from enrollment.provisioning_document import build_document, build_renewal_document
 from simulator import (
     Simulator, SimulatorError, SoapFaultError, validate_provisioning_document, validate_renewal_document,
 )

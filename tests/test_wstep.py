@@ -320,7 +320,7 @@ def test_enrollment_on_a_retired_key_is_refused(client, organisation, ca_chain, 
 
 
 def test_a_failure_after_the_certificate_is_issued_writes_nothing(client, url, ca_chain, alice, invitation):
-    with mock.patch("enrollment.wstep.provisioning.build_document", autospec=True, side_effect=RuntimeError("boom")):
+    with mock.patch("enrollment.wstep.provisioning_document.build_document", autospec=True, side_effect=RuntimeError("boom")):
         subcode, _reason, _type = fault_of(enroll(client, url))
     assert subcode == "a:InternalServiceFault"
     assert_nothing_enrolled(invitation)
