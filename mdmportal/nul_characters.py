@@ -8,7 +8,7 @@ what cannot be valid as early as possible).
 
 The device protocol endpoints are left to answer in their own protocol: the OMA-DM, discovery and
 enrollment services read no query parameter, and the terms-of-use page answers Windows at its
-redirect_uri (its audit row takes the NUL out, invitations.models.without_nul).
+redirect_uri (its audit row takes the NUL out, accounts.models.without_nul).
 """
 from django.http import HttpResponseBadRequest, JsonResponse
 from django.urls import Resolver404, resolve

@@ -273,17 +273,24 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def fake_graph():
-    fake = FakeGraph()
+def _serving(fake):
+    """Serve `fake` (its handle() answers every request) on a loopback port until the test ends; its
+    address is set as fake.url."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.fake = fake
     fake.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    yield fake
-    server.shutdown()
-    server.server_close()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def fake_graph():
+    yield from _serving(FakeGraph())
 
 
 class Elsewhere:
@@ -300,15 +307,7 @@ class Elsewhere:
 
 @pytest.fixture
 def elsewhere():
-    recorder = Elsewhere()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.fake = recorder
-    recorder.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield recorder
-    server.shutdown()
-    server.server_close()
+    yield from _serving(Elsewhere())
 
 
 @pytest.fixture(autouse=True)
