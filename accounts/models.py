@@ -50,8 +50,8 @@ class UserManager(BaseUserManager):
 
 class User(AbstractBaseUser, PermissionsMixin):
     class Language(models.TextChoices):
-        ENGLISH = "en", "English"
-        FRENCH = "fr", "Français"
+        ENGLISH = "en", _("English")
+        FRENCH = "fr", _("Français")
 
     email = models.EmailField(_("email"), unique=True)
     mdm_username = models.CharField(
@@ -63,7 +63,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     device_limit = models.PositiveSmallIntegerField(_("device limit"), default=5)
     is_active = models.BooleanField(_("active"), default=True)
     is_staff = models.BooleanField(_("console access"), default=False)
-    date_joined = models.DateTimeField(default=timezone.now)
+    date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
 
     objects = UserManager()
 
@@ -72,6 +72,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     REQUIRED_FIELDS = []
 
     class Meta:
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
         ordering = ["email"]
         permissions = [("send_invitation", "Can send invitations")]
         # Sign-ins look users up case-insensitively (for_login: UPPER(email) = UPPER(%s)), several
@@ -158,13 +160,15 @@ class Organisation(RegistrationSettings):
         _("enrollment server address"), blank=True,
         help_text=_("https://host the devices reach, e.g. https://enterpriseenrollment.example.com"),
     )
-    enrollment_key = models.CharField(max_length=64, editable=False)
-    enrollment_url_version = models.PositiveIntegerField(default=1, editable=False)
-    setup_completed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    enrollment_key = models.CharField(_("enrollment key"), max_length=64, editable=False)
+    enrollment_url_version = models.PositiveIntegerField(_("enrollment url version"), default=1, editable=False)
+    setup_completed_at = models.DateTimeField(_("setup completed at"), null=True, blank=True, editable=False)
     auth_policy = models.CharField(_("sign-in method"), max_length=16, choices=AuthPolicy.choices,
                                    default=default_auth_policy)
 
     class Meta:
+        verbose_name = _("organisation")
+        verbose_name_plural = _("organisations")
         permissions = [("regenerate_enrollment_url", "Can regenerate the enrollment URL")]
 
     def __str__(self):
@@ -257,19 +261,28 @@ class AccountLockout(models.Model):
     """How many times in a row an account was locked out, so that each lockout lasts longer than the
     last (accounts/lockout.py). The failed attempts themselves are django-axes' AccessAttempt rows."""
 
-    account = models.CharField(max_length=255, unique=True, help_text="The email (or the name typed, if unknown)")
-    lockouts = models.PositiveIntegerField(default=0)
-    locked_at = models.DateTimeField(null=True, blank=True)
-    locked_until = models.DateTimeField(null=True, blank=True)
+    account = models.CharField(_("account"), max_length=255, unique=True, help_text=_("The email (or the name typed, if unknown)"))
+    lockouts = models.PositiveIntegerField(_("lockouts"), default=0)
+    locked_at = models.DateTimeField(_("locked at"), null=True, blank=True)
+    locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("account lockout")
+        verbose_name_plural = _("account lockouts")
 
     def __str__(self):
-        return f"{self.account}: {self.lockouts} lockout(s)"
+        return ngettext("%(account)s: %(count)d lockout", "%(account)s: %(count)d lockouts", self.lockouts) % {
+            "account": self.account, "count": self.lockouts}
 
 
 class RetiredEnrollmentKey(models.Model):
-    key = models.CharField(max_length=64, unique=True)
-    version = models.PositiveIntegerField()
-    retired_at = models.DateTimeField(auto_now_add=True)
+    key = models.CharField(_("key"), max_length=64, unique=True)
+    version = models.PositiveIntegerField(_("version"))
+    retired_at = models.DateTimeField(_("retired at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("retired enrollment key")
+        verbose_name_plural = _("retired enrollment keys")
 
 
 
@@ -296,24 +309,26 @@ class AuditEvent(models.Model):
 
     REFUSALS_OVERFLOW = "audit.refusals_overflow"
 
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("actor"), null=True, blank=True, related_name="+",
                               on_delete=models.SET_NULL)
-    actor_label = models.CharField(max_length=254, blank=True)
-    action = models.CharField(max_length=64, db_index=True)
-    target_type = models.CharField(max_length=64, blank=True)
-    target_id = models.CharField(max_length=64, blank=True)
-    target_label = models.CharField(max_length=254, blank=True)
-    ip = models.GenericIPAddressField(null=True, blank=True)
-    detail = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    count = models.PositiveIntegerField(
-        default=1, help_text="How many times it happened: refusals are counted per address, reason and minute")
-    last_at = models.DateTimeField(null=True, blank=True, help_text="The last of the refusals counted here")
+    actor_label = models.CharField(_("actor label"), max_length=254, blank=True)
+    action = models.CharField(_("action"), max_length=64, db_index=True)
+    target_type = models.CharField(_("target type"), max_length=64, blank=True)
+    target_id = models.CharField(_("target id"), max_length=64, blank=True)
+    target_label = models.CharField(_("target label"), max_length=254, blank=True)
+    ip = models.GenericIPAddressField(_("ip"), null=True, blank=True)
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+    count = models.PositiveIntegerField(_("count"), 
+        default=1, help_text=_("How many times it happened: refusals are counted per address, reason and minute"))
+    last_at = models.DateTimeField(_("last at"), null=True, blank=True, help_text=_("The last of the refusals counted here"))
     # "<minute> <address> <digest of action, target and reason>" of a coalesced refusal, else NULL; the
     # prefix "<minute> <address> " finds an address's rows of the minute on the unique index.
-    bucket = models.CharField(max_length=100, null=True, blank=True, unique=True, editable=False)
+    bucket = models.CharField(_("bucket"), max_length=100, null=True, blank=True, unique=True, editable=False)
 
     class Meta:
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
         ordering = ["-created_at", "-pk"]
 
     def __str__(self):

@@ -18,7 +18,7 @@ from django.db.models import Count, Exists, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from accounts.audit import AuditedAdminMixin
 from mdmportal.console import client_ip
@@ -34,8 +34,8 @@ REPORT_PAGE_SIZE = 200
 class GroupTagInline(admin.TabularInline):
     model = GroupTagRule
     extra = 1
-    verbose_name = "group tag"
-    verbose_name_plural = "Group tags (devices imported with one of these tags get this profile)"
+    verbose_name = gettext_lazy("group tag")
+    verbose_name_plural = gettext_lazy("Group tags (devices imported with one of these tags get this profile)")
 
 
 class EssentialAppInline(admin.StackedInline):
@@ -43,9 +43,9 @@ class EssentialAppInline(admin.StackedInline):
     extra = 0
     fields = ["name", "kind", ("msi_url", "product_code"), ("sha256", "version"), "command_line",
               ("store_id", "package_family_name"), ("store_sku", "store_claim_seat")]
-    verbose_name_plural = ("Essential apps (installed during setup; MSI: URL, product code and hash; Store: product "
+    verbose_name_plural = (gettext_lazy("Essential apps (installed during setup; MSI: URL, product code and hash; Store: product "
                            "id, family name and SKU, installed for the user once signed in, so not with "
-                           "self-deploying profiles)")
+                           "self-deploying profiles)"))
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         # An MSI URL typed without a scheme is taken as https (Django 6's default), never plain http.
@@ -65,21 +65,21 @@ class ProfileAdmin(AuditedAdminMixin, admin.ModelAdmin):
     readonly_fields = ["ztd_correlation_id", "created_at", "updated_at", "app_installs"]
     fieldsets = [
         (None, {"fields": ["name", "description", "is_default"]}),
-        ("Deployment", {"fields": ["device_type", "deployment_mode", "allow_pre_provisioning", "join_type",
+        (gettext_lazy("Deployment"), {"fields": ["device_type", "deployment_mode", "allow_pre_provisioning", "join_type",
                                    "convert_all_targeted_devices", "device_name_template"]}),
-        ("Out-of-box experience", {"fields": ["user_account_type", "hide_eula", "hide_privacy_settings",
+        (gettext_lazy("Out-of-box experience"), {"fields": ["user_account_type", "hide_eula", "hide_privacy_settings",
                                               "hide_change_account_options", "language", "configure_keyboard",
                                               "autopilot_update_during_oobe"]}),
-        ("After enrollment", {"fields": ["tenant_lockdown", "configuration_groups"]}),
-        ("Enrollment Status Page", {"fields": ["esp_enabled", "esp_timeout_minutes", "esp_block_device",
+        (gettext_lazy("After enrollment"), {"fields": ["tenant_lockdown", "configuration_groups"]}),
+        (gettext_lazy("Enrollment Status Page"), {"fields": ["esp_enabled", "esp_timeout_minutes", "esp_block_device",
                                                ("esp_allow_reset", "esp_allow_retry", "esp_allow_continue"),
                                                "esp_fail_on"]}),
-        ("Essential apps on devices", {"fields": ["app_installs", "app_stall_minutes", "app_retry_count",
+        (gettext_lazy("Essential apps on devices"), {"fields": ["app_installs", "app_stall_minutes", "app_retry_count",
                                                   "app_stall_blocks"]}),
-        ("Offline profile file", {"fields": ["ztd_correlation_id", "created_at", "updated_at"]}),
+        (gettext_lazy("Offline profile file"), {"fields": ["ztd_correlation_id", "created_at", "updated_at"]}),
     ]
 
-    @admin.display(description="install status")
+    @admin.display(description=gettext_lazy("install status"))
     def app_installs(self, profile):
         """Per essential app: how many devices have it installed, installing, failed."""
         if profile.pk is None:
@@ -90,7 +90,7 @@ class ProfileAdmin(AuditedAdminMixin, admin.ModelAdmin):
             link = reverse("admin:autopilot_appinstall_changelist") + f"?app__id__exact={app.pk}"
             rows.append((link, app.name, *(counts.get(state, 0) for state in AppInstall.State.values)))
         if not rows:
-            return "No essential apps."
+            return _("No essential apps.")
         body = format_html_join("", '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
                                 rows)
         heads = format_html_join("", "<th>{}</th>", ((label,) for label in AppInstall.State.labels))
@@ -99,11 +99,11 @@ class ProfileAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("group_tags")
 
-    @admin.display(description="group tags")
+    @admin.display(description=gettext_lazy("group tags"))
     def tags(self, profile):
         return ", ".join(rule.tag for rule in profile.group_tags.all()) or "—"
 
-    @admin.display(description="offline file")
+    @admin.display(description=gettext_lazy("offline file"))
     def offline_file(self, profile):
         url = reverse("admin:autopilot_profile_offline_file", args=[profile.pk])
         return format_html('<a href="{}">{}</a>', url, offline.FILE_NAME)
@@ -133,8 +133,8 @@ def offline_file_response(content):
 
 
 class UploadForm(forms.Form):
-    file = forms.FileField(label="CSV file", help_text="The file Windows (Get-WindowsAutopilotInfo) or your "
-                                                      "reseller produced. Any size.")
+    file = forms.FileField(label=gettext_lazy("CSV file"), help_text=gettext_lazy("The file Windows (Get-WindowsAutopilotInfo) or your "
+                                                      "reseller produced. Any size."))
 
 
 @admin.register(DeviceImport)
@@ -145,7 +145,7 @@ class DeviceImportAdmin(admin.ModelAdmin):
     list_select_related = ["uploaded_by"]
     search_fields = ["file_name"]
 
-    @admin.display(description="progress")
+    @admin.display(description=gettext_lazy("progress"))
     def progress(self, device_import):
         return f"{device_import.processed_rows} / {device_import.total_rows}"
 
@@ -163,10 +163,10 @@ class DeviceImportAdmin(admin.ModelAdmin):
         form = UploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             device_import = imports.create_import(form.cleaned_data["file"], actor=request.user, ip=client_ip(request))
-            self.message_user(request, f"{device_import.file_name} is uploaded; its devices are being imported.")
+            self.message_user(request, _("%(file)s is uploaded; its devices are being imported.") % {"file": device_import.file_name})
             return HttpResponseRedirect(reverse("admin:autopilot_deviceimport_report", args=[device_import.pk]))
         context = {
-            **self.admin_site.each_context(request), "opts": self.opts, "title": "Import Autopilot devices",
+            **self.admin_site.each_context(request), "opts": self.opts, "title": _("Import Autopilot devices"),
             "form": form, "columns": imports.COLUMNS,
         }
         return TemplateResponse(request, "autopilot/import_form.html", context)
@@ -184,7 +184,7 @@ class DeviceImportAdmin(admin.ModelAdmin):
             rows = rows.filter(result=result)
         page = Paginator(rows, REPORT_PAGE_SIZE).get_page(request.GET.get("page"))
         context = {
-            **self.admin_site.each_context(request), "opts": self.opts, "title": f"Import of {device_import.file_name}",
+            **self.admin_site.each_context(request), "opts": self.opts, "title": _("Import of %(file)s") % {"file": device_import.file_name},
             "device_import": device_import, "page": page, "result": result, "results": ImportRow.Result.choices,
             "refresh": not device_import.is_finished,
         }
@@ -192,11 +192,11 @@ class DeviceImportAdmin(admin.ModelAdmin):
 
 
 class StateFilter(admin.SimpleListFilter):
-    title = "state"
+    title = gettext_lazy("state")
     parameter_name = "state"
 
     def lookups(self, request, model_admin):
-        return [("pending", "Pending (not enrolled yet)"), ("enrolled", "Enrolled")]
+        return [("pending", _("Pending (not enrolled yet)")), ("enrolled", _("Enrolled"))]
 
     def queryset(self, request, queryset):
         if self.value() == "pending":
@@ -207,7 +207,7 @@ class StateFilter(admin.SimpleListFilter):
 
 
 class AssignProfileForm(forms.Form):
-    profile = forms.ModelChoiceField(Profile.objects.all(), required=False, empty_label="— none: use group tag or default —")
+    profile = forms.ModelChoiceField(Profile.objects.all(), required=False, empty_label=gettext_lazy("— none: use group tag or default —"))
 
 
 class EnrollmentInline(admin.TabularInline):
@@ -217,7 +217,7 @@ class EnrollmentInline(admin.TabularInline):
     fields = ["device", "matched_by", "profile", "profile_reason", "created_at", "applied_at"]
     readonly_fields = fields
     can_delete = False
-    verbose_name_plural = "Enrollments of this device"
+    verbose_name_plural = gettext_lazy("Enrollments of this device")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -236,8 +236,8 @@ class AutopilotDeviceAdmin(AuditedAdminMixin, admin.ModelAdmin):
     inlines = [EnrollmentInline, GraphDeviceStatusInline]
     fieldsets = [
         (None, {"fields": ["serial_number", "state", "group_tag", "assigned_user", "profile", "effective"]}),
-        ("Hardware", {"fields": ["product_id", "hardware_hash", "ztd_id"]}),
-        ("History", {"fields": ["profile_assigned_by", "profile_assigned_at", "source_import", "created_at",
+        (gettext_lazy("Hardware"), {"fields": ["product_id", "hardware_hash", "ztd_id"]}),
+        (gettext_lazy("History"), {"fields": ["profile_assigned_by", "profile_assigned_at", "source_import", "created_at",
                                 "updated_at"]}),
     ]
 
@@ -251,18 +251,18 @@ class AutopilotDeviceAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def get_list_display(self, request):
         resolve = assignment.Resolver()
 
-        @admin.display(description="effective profile")
+        @admin.display(description=_("effective profile"))
         def effective_profile(device):
             found = resolve(device)
             return format_html("{}<br><small>{}</small>", found.profile or "—", found.reason)
 
         return ["serial_number", "state", "group_tag", "assigned_user", effective_profile, "product_id", "created_at"]
 
-    @admin.display(description="state", boolean=False)
+    @admin.display(description=gettext_lazy("state"), boolean=False)
     def state(self, device):
         return device.enrollment_state
 
-    @admin.display(description="effective profile")
+    @admin.display(description=gettext_lazy("effective profile"))
     def effective(self, device):
         found = assignment.effective_profile(device)
         return f"{found.profile or '—'} ({found.reason})"
@@ -276,24 +276,29 @@ class AutopilotDeviceAdmin(AuditedAdminMixin, admin.ModelAdmin):
             obj.assign_profile(obj.profile, by=request.user)
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Assign profile", permissions=["change"])
+    @admin.action(description=gettext_lazy("Assign profile"), permissions=["change"])
     def assign_profile(self, request, queryset):
         form = AssignProfileForm(request.POST if "apply" in request.POST else None)
         if "apply" in request.POST and form.is_valid():
             profile = form.cleaned_data["profile"]
             count = assignment.assign(queryset, profile, actor=request.user, ip=client_ip(request))
-            label = f"“{profile}”" if profile else "no explicit profile"
-            self.message_user(request, f"{count} device(s) now have {label}.", messages.SUCCESS)
+            if profile:
+                message = ngettext("%(count)d device now has the profile “%(profile)s”.",
+                                   "%(count)d devices now have the profile “%(profile)s”.", count)
+            else:
+                message = ngettext("%(count)d device now has no explicit profile.",
+                                   "%(count)d devices now have no explicit profile.", count)
+            self.message_user(request, message % {"count": count, "profile": profile}, messages.SUCCESS)
             return None
         context = {
-            **self.admin_site.each_context(request), "opts": self.opts, "title": "Assign a profile",
+            **self.admin_site.each_context(request), "opts": self.opts, "title": _("Assign a profile"),
             "form": form, "devices": queryset, "count": queryset.count(),
             "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
             "select_across": request.POST.get("select_across", "0"),
         }
         return TemplateResponse(request, "autopilot/assign_profile.html", context)
 
-    @admin.action(description="Export as CSV (Windows format)", permissions=["view"])
+    @admin.action(description=gettext_lazy("Export as CSV (Windows format)"), permissions=["view"])
     def export_csv(self, request, queryset):
         return export_response(queryset)
 
@@ -331,7 +336,7 @@ def progress(link, items=None):
     if link.esp_state in (AutopilotEnrollment.EspState.NONE, AutopilotEnrollment.EspState.SKIPPED):
         return "—"
     counts = link.counts(items)
-    return f"{counts['done']} done, {counts['failed']} failed of {counts['expected']}"
+    return _("%(done)d done, %(failed)d failed of %(expected)d") % counts
 
 
 def later_users(link):
@@ -350,7 +355,7 @@ def later_users(link):
 class StalledFilter(admin.SimpleListFilter):
     """Enrollments (or installs) with an MSI install found stalled: sent again and waiting, or given up."""
 
-    title = "stalled app install"
+    title = gettext_lazy("stalled app install")
     parameter_name = "stalled"
 
     def __init__(self, request, params, model, model_admin):
@@ -358,7 +363,7 @@ class StalledFilter(admin.SimpleListFilter):
         super().__init__(request, params, model, model_admin)
 
     def lookups(self, request, model_admin):
-        return [("yes", "Stalled"), ("no", "Not stalled")]
+        return [("yes", _("Stalled")), ("no", _("Not stalled"))]
 
     def queryset(self, request, queryset):
         if self.value() not in ("yes", "no"):
@@ -388,10 +393,10 @@ class AutopilotEnrollmentAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["device", "record", "matched_by", "profile", "profile_reason", "correlation_id",
                            "user_applied", "created_at", "applied_at"]}),
-        ("Enrollment Status Page", {"fields": ["esp_state", "setup_progress", "esp_started_at", "esp_deadline",
+        (gettext_lazy("Enrollment Status Page"), {"fields": ["esp_state", "setup_progress", "esp_started_at", "esp_deadline",
                                                "esp_timeout_minutes", "esp_finished_at", "esp_acknowledged_at",
                                                "esp_note", "items"]}),
-        ("Account setup (Store apps, once a user signed in)", {"fields": USER_PHASE_FIELDS}),
+        (gettext_lazy("Account setup (Store apps, once a user signed in)"), {"fields": USER_PHASE_FIELDS}),
     ]
 
     def get_queryset(self, request):
@@ -401,22 +406,22 @@ class AutopilotEnrollmentAdmin(admin.ModelAdmin):
                 .prefetch_related(Prefetch("items", ProvisioningItem.objects.order_by("pk")))
                 .annotate(stalled_count=Coalesce(Subquery(stalled), 0)))
 
-    @admin.display(description="stalled apps", ordering="stalled_count")
+    @admin.display(description=gettext_lazy("stalled apps"), ordering="stalled_count")
     def stalled_apps(self, link):
-        return f"{link.stalled_count} stalled" if link.stalled_count else "—"
+        return _("%(count)d stalled") % {"count": link.stalled_count} if link.stalled_count else "—"
 
     def get_readonly_fields(self, request, obj=None):
         return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
 
-    @admin.display(description="setup", ordering="esp_state")
+    @admin.display(description=gettext_lazy("setup"), ordering="esp_state")
     def setup_status(self, link):
         return link.get_esp_state_display()
 
-    @admin.display(description="expected / done / failed")
+    @admin.display(description=gettext_lazy("expected / done / failed"))
     def setup_progress(self, link):
         return progress(link)
 
-    @admin.display(description="items")
+    @admin.display(description=gettext_lazy("items"))
     def items(self, link):
         return items_table(link)
 

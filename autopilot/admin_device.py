@@ -3,6 +3,7 @@ Enrollment Status Page progress and its essential apps."""
 from django.contrib import admin
 from django.forms.models import BaseInlineFormSet
 from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy as _
 
 from .admin import USER_PHASE_FIELDS, items_table, later_users, progress
 from .models import AppInstall, AutopilotEnrollment, ProvisioningItem
@@ -29,18 +30,18 @@ class AutopilotSetupInline(admin.StackedInline):
     model = AutopilotEnrollment
     formset = SetupFormSet
     fk_name = "device"
-    verbose_name = verbose_name_plural = "Autopilot setup (Enrollment Status Page)"
+    verbose_name = verbose_name_plural = _("Autopilot setup (Enrollment Status Page)")
     fields = ["profile", "matched_by", "record", "applied_at", "esp_state", "setup_progress", "esp_started_at",
               "esp_deadline", "esp_finished_at", "esp_acknowledged_at", "esp_note", *USER_PHASE_FIELDS, "items"]
     readonly_fields = fields
     extra = 0
     can_delete = False
 
-    @admin.display(description="expected / done / failed")
+    @admin.display(description=_("expected / done / failed"))
     def setup_progress(self, link):
         return progress(link, link.page_items)
 
-    @admin.display(description="items")
+    @admin.display(description=_("items"))
     def items(self, link):
         return items_table(link, link.page_items)
 
@@ -58,7 +59,7 @@ class AutopilotSetupInline(admin.StackedInline):
 class AppInstallInline(admin.TabularInline):
     model = AppInstall
     ordering = ["name"]  # the model's ["device", "name"] would join the device table for one device
-    verbose_name_plural = "Essential apps"
+    verbose_name_plural = _("Essential apps")
     fields = ["name", "kind", "identifier", "state", "reported_status", "last_error", "polls", "attempts",
               "progress_at", "stalled_at", "updated_at", "completed_at"]
     readonly_fields = fields

@@ -14,6 +14,7 @@ from django.db.models import Count
 from django.shortcuts import redirect
 from django.urls import path
 from django.views.decorators.http import require_POST
+from django.utils.translation import gettext_lazy as _
 
 from accounts.audit import AuditedAdminMixin
 from accounts.models import AuditEvent
@@ -35,9 +36,9 @@ def _formfield(model_field, **kwargs):
 
 class GraphConnectorForm(forms.ModelForm):
     client_secret = forms.CharField(
-        label="Client secret", required=False, widget=forms.PasswordInput(render_value=False),
-        help_text="The app registration's client secret (its value, not its id). Stored encrypted and never shown "
-                  "again: leave empty to keep the saved one.")
+        label=_("Client secret"), required=False, widget=forms.PasswordInput(render_value=False),
+        help_text=_("The app registration's client secret (its value, not its id). Stored encrypted and never shown "
+                  "again: leave empty to keep the saved one."))
 
     class Meta:
         model = GraphConnector
@@ -70,16 +71,16 @@ class GraphConnectorAdmin(AuditedAdminMixin, admin.ModelAdmin):
             credentials.insert(2, "client_secret")
         return [
             (None, {"fields": ["enabled"]}),
-            ("Tenant and app registration", {"fields": credentials}),
-            ("Endpoints", {"fields": ["graph_base_url", "token_base_url"]}),
-            ("Last synchronisation", {"fields": ["last_sync_at", "last_error"]}),
+            (_("Tenant and app registration"), {"fields": credentials}),
+            (_("Endpoints"), {"fields": ["graph_base_url", "token_base_url"]}),
+            (_("Last synchronisation"), {"fields": ["last_sync_at", "last_error"]}),
         ]
 
-    @admin.display(description="client secret")
+    @admin.display(description=_("client secret"))
     def secret_state(self, connector):
         if not connector.has_client_secret:
-            return "none saved"
-        return f"saved {connector.client_secret_set_at:%Y-%m-%d %H:%M} (not shown)"
+            return _("none saved")
+        return _("saved %(when)s (not shown)") % {"when": f"{connector.client_secret_set_at:%Y-%m-%d %H:%M}"}
 
     def has_add_permission(self, request):
         return False
@@ -134,9 +135,9 @@ class GraphConnectorAdmin(AuditedAdminMixin, admin.ModelAdmin):
         try:
             self.message_user(request, graph_sync.test_connection(connector), messages.SUCCESS)
         except graph.Retry as exc:
-            self.message_user(request, f"Microsoft Graph did not answer in time: {exc.message}", messages.WARNING)
+            self.message_user(request, _("Microsoft Graph did not answer in time: %(error)s") % {"error": exc.message}, messages.WARNING)
         except graph.GraphError as exc:
-            self.message_user(request, f"The connection failed: {exc.message}", messages.ERROR)
+            self.message_user(request, _("The connection failed: %(error)s") % {"error": exc.message}, messages.ERROR)
         return redirect("admin:autopilot_graphconnector_change", connector.pk)
 
     def sync_view(self, request):
@@ -144,14 +145,14 @@ class GraphConnectorAdmin(AuditedAdminMixin, admin.ModelAdmin):
             raise PermissionDenied
         connector = GraphConnector.get()
         if not connector.enabled:
-            self.message_user(request, "The connector is off: nothing was sent.", messages.ERROR)
+            self.message_user(request, _("The connector is off: nothing was sent."), messages.ERROR)
             return redirect("admin:autopilot_graphconnector_change", connector.pk)
         retry_refused = request.POST.get("retry_refused") == "1"
         AuditEvent.record(request.user, "graphconnector.sync", connector, ip=client_ip(request),
                           detail={"retry_refused": retry_refused})
         transaction.on_commit(lambda: tasks.sync_with_graph.delay(retry_refused=retry_refused))
-        self.message_user(request, "Synchronisation with Microsoft's Autopilot service started; refresh this page "
-                                   "to follow it.", messages.SUCCESS)
+        self.message_user(request, _("Synchronisation with Microsoft's Autopilot service started; refresh this page "
+                                   "to follow it."), messages.SUCCESS)
         return redirect("admin:autopilot_graphconnector_change", connector.pk)
 
 
@@ -167,7 +168,7 @@ class GraphDeviceStatusInline(admin.StackedInline):
     readonly_fields = ["status", "pushed_at", "checked_at", "error_code", "error_name", "error_message",
                        "identity_id", "pulled_at", "profile_assignment_status", "enrollment_state",
                        "last_contacted_at"]
-    verbose_name_plural = "Microsoft Autopilot service (Graph connector)"
+    verbose_name_plural = _("Microsoft Autopilot service (Graph connector)")
 
     def has_add_permission(self, request, obj=None):
         return False

@@ -1,8 +1,9 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class AutopilotConfig(AppConfig):
-    verbose_name = "Windows Autopilot"
+    verbose_name = _("Windows Autopilot")
     name = "autopilot"
 
     def ready(self):

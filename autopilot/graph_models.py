@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from pki.passphrase import Outcome
 from invitations.models import InvalidTransition
@@ -37,42 +38,42 @@ def base_url_error(url):
     https; plain http is accepted on the loopback, for a local test double."""
     parts = urlsplit(url)
     if parts.query or parts.fragment or parts.username or parts.password:
-        return "Give only the scheme, host and (optionally) a path, without query, fragment or user name."
+        return _("Give only the scheme, host and (optionally) a path, without query, fragment or user name.")
     if outbound.is_https(url, allow_loopback_http=True):
         return None
-    return "Use an https:// address (plain http:// is only accepted on this machine, for testing)."
+    return _("Use an https:// address (plain http:// is only accepted on this machine, for testing).")
 
 
 class GraphConnector(models.Model):
     """The connector's settings: one row. Off by default; the client secret is stored sealed
     (autopilot/sealing.py) and never shown again after it is saved."""
 
-    enabled = models.BooleanField(
-        default=False, help_text="Push imported devices and profiles to Microsoft's Autopilot service and pull "
-                                 "their status back.")
+    enabled = models.BooleanField(_("enabled"), 
+        default=False, help_text=_("Push imported devices and profiles to Microsoft's Autopilot service and pull "
+                                 "their status back."))
     tenant_id = models.CharField(
-        "tenant", max_length=253, blank=True,
-        help_text="Your Microsoft Entra tenant: its id (a GUID) or its primary domain (contoso.onmicrosoft.com).")
+        _("tenant"), max_length=253, blank=True,
+        help_text=_("Your Microsoft Entra tenant: its id (a GUID) or its primary domain (contoso.onmicrosoft.com)."))
     client_id = models.CharField(
-        "application (client) id", max_length=36, blank=True,
-        help_text="The app registration's id. It needs the DeviceManagementServiceConfig.ReadWrite.All "
-                  "application permission, and Group.ReadWrite.All to assign profiles by group tag.")
-    sealed_client_secret = models.TextField(blank=True, editable=False)
-    client_secret_set_at = models.DateTimeField("client secret saved", null=True, blank=True, editable=False)
+        _("application (client) id"), max_length=36, blank=True,
+        help_text=_("The app registration's id. It needs the DeviceManagementServiceConfig.ReadWrite.All "
+                  "application permission, and Group.ReadWrite.All to assign profiles by group tag."))
+    sealed_client_secret = models.TextField(_("sealed client secret"), blank=True, editable=False)
+    client_secret_set_at = models.DateTimeField(_("client secret saved"), null=True, blank=True, editable=False)
     graph_base_url = models.URLField(
-        "Graph base URL", default=DEFAULT_GRAPH_BASE_URL,
-        help_text="https://graph.microsoft.com, or your national cloud's (https://graph.microsoft.us...).")
+        _("Graph base URL"), default=DEFAULT_GRAPH_BASE_URL,
+        help_text=_("https://graph.microsoft.com, or your national cloud's (https://graph.microsoft.us...)."))
     token_base_url = models.URLField(
-        "token endpoint base", default=DEFAULT_TOKEN_BASE_URL,
-        help_text="https://login.microsoftonline.com, or your national cloud's sign-in host.")
-    last_sync_at = models.DateTimeField("last synchronisation", null=True, blank=True, editable=False)
-    last_error = models.TextField(blank=True, editable=False,
-                                  help_text="Why the last synchronisation stopped, if it did")
-    updated_at = models.DateTimeField(auto_now=True)
+        _("token endpoint base"), default=DEFAULT_TOKEN_BASE_URL,
+        help_text=_("https://login.microsoftonline.com, or your national cloud's sign-in host."))
+    last_sync_at = models.DateTimeField(_("last synchronisation"), null=True, blank=True, editable=False)
+    last_error = models.TextField(_("last error"), blank=True, editable=False,
+                                  help_text=_("Why the last synchronisation stopped, if it did"))
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
-        verbose_name = "Microsoft Graph connector"
-        verbose_name_plural = "Microsoft Graph connector"
+        verbose_name = _("Microsoft Graph connector")
+        verbose_name_plural = _("Microsoft Graph connector")
 
     def __str__(self):
         return "Microsoft Graph connector"
@@ -81,7 +82,7 @@ class GraphConnector(models.Model):
 
     @classmethod
     def get(cls):
-        connector, _ = cls.objects.get_or_create(pk=cls.SINGLETON_PK)
+        connector, _created = cls.objects.get_or_create(pk=cls.SINGLETON_PK)
         return connector
 
     @property
@@ -111,18 +112,19 @@ class GraphConnector(models.Model):
         errors = {}
         self.tenant_id, self.client_id = self.tenant_id.strip(), self.client_id.strip()
         if self.tenant_id and not (_is_guid(self.tenant_id) or DOMAIN_RE.match(self.tenant_id)):
-            errors["tenant_id"] = "Give the tenant id (a GUID) or the tenant's domain, such as contoso.onmicrosoft.com."
+            errors["tenant_id"] = _("Give the tenant id (a GUID) or the tenant's domain, such as contoso.onmicrosoft.com.")
         if self.client_id and not _is_guid(self.client_id):
-            errors["client_id"] = "The application (client) id is a GUID: copy it from the app registration."
+            errors["client_id"] = _("The application (client) id is a GUID: copy it from the app registration.")
         for field in ("graph_base_url", "token_base_url"):
             problem = base_url_error(getattr(self, field))
             if problem:
                 errors[field] = problem
         if self.enabled:
-            missing = [label for label, value in (("the tenant", self.tenant_id), ("the client id", self.client_id),
-                                                  ("the client secret", self.sealed_client_secret)) if not value]
+            missing = [str(label) for label, value in ((_("the tenant"), self.tenant_id),
+                                                       (_("the client id"), self.client_id),
+                                                       (_("the client secret"), self.sealed_client_secret)) if not value]
             if missing:
-                errors["enabled"] = f"Give {', '.join(missing)} before turning the connector on."
+                errors["enabled"] = _("Give %(missing)s before turning the connector on.") % {"missing": ", ".join(missing)}
         if errors:
             raise ValidationError(errors)
 
@@ -164,29 +166,29 @@ class GraphDeviceSync(models.Model):
     until Microsoft's Device Directory Service answers) and its registration (pulled)."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Import pending at Microsoft"
-        REGISTERED = "registered", "Registered with Microsoft"
-        REFUSED = "refused", "Refused by Microsoft"
+        PENDING = "pending", _("Import pending at Microsoft")
+        REGISTERED = "registered", _("Registered with Microsoft")
+        REFUSED = "refused", _("Refused by Microsoft")
 
-    device = models.OneToOneField(AutopilotDevice, related_name="graph_sync", on_delete=models.CASCADE)
-    status = models.CharField(max_length=10, choices=Status.choices, db_index=True)
-    imported_id = models.CharField("import record id", max_length=64, blank=True,
-                                   help_text="The importedWindowsAutopilotDeviceIdentity, while the import runs")
-    error_code = models.IntegerField(null=True, blank=True, help_text="deviceErrorCode, or the HTTP status")
-    error_name = models.CharField(max_length=128, blank=True, help_text="deviceErrorName, or Graph's error code")
-    error_message = models.TextField(blank=True)
-    pushed_at = models.DateTimeField(null=True, blank=True)
-    checked_at = models.DateTimeField("import last checked", null=True, blank=True)
-    identity_id = models.CharField("Autopilot device id", max_length=64, blank=True,
-                                   help_text="The windowsAutopilotDeviceIdentity (its ZTD id)")
-    profile_assignment_status = models.CharField(max_length=40, blank=True)
-    enrollment_state = models.CharField(max_length=40, blank=True)
-    last_contacted_at = models.DateTimeField(null=True, blank=True)
-    pulled_at = models.DateTimeField("status last pulled", null=True, blank=True)
+    device = models.OneToOneField(AutopilotDevice, verbose_name=_("device"), related_name="graph_sync", on_delete=models.CASCADE)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, db_index=True)
+    imported_id = models.CharField(_("import record id"), max_length=64, blank=True,
+                                   help_text=_("The importedWindowsAutopilotDeviceIdentity, while the import runs"))
+    error_code = models.IntegerField(_("error code"), null=True, blank=True, help_text=_("deviceErrorCode, or the HTTP status"))
+    error_name = models.CharField(_("error name"), max_length=128, blank=True, help_text=_("deviceErrorName, or Graph's error code"))
+    error_message = models.TextField(_("error message"), blank=True)
+    pushed_at = models.DateTimeField(_("pushed at"), null=True, blank=True)
+    checked_at = models.DateTimeField(_("import last checked"), null=True, blank=True)
+    identity_id = models.CharField(_("Autopilot device id"), max_length=64, blank=True,
+                                   help_text=_("The windowsAutopilotDeviceIdentity (its ZTD id)"))
+    profile_assignment_status = models.CharField(_("profile assignment status"), max_length=40, blank=True)
+    enrollment_state = models.CharField(_("enrollment state"), max_length=40, blank=True)
+    last_contacted_at = models.DateTimeField(_("last contacted at"), null=True, blank=True)
+    pulled_at = models.DateTimeField(_("status last pulled"), null=True, blank=True)
 
     class Meta:
-        verbose_name = "Autopilot service status"
-        verbose_name_plural = "Autopilot service status"
+        verbose_name = _("Autopilot service status")
+        verbose_name_plural = _("Autopilot service status")
 
     def __str__(self):
         return f"{self.device}: {self.get_status_display()}"
@@ -234,14 +236,15 @@ class GraphProfileSync(models.Model):
     """A profile as pushed to Graph: its windowsAutopilotDeploymentProfile id, and a digest of what was
     sent so unchanged profiles are not sent again."""
 
-    profile = models.OneToOneField(Profile, related_name="graph_sync", on_delete=models.CASCADE)
-    graph_id = models.CharField("deployment profile id", max_length=64, blank=True)
-    pushed_digest = models.CharField(max_length=64, blank=True, editable=False)
-    pushed_at = models.DateTimeField(null=True, blank=True)
-    error_message = models.TextField(blank=True)
+    profile = models.OneToOneField(Profile, verbose_name=_("profile"), related_name="graph_sync", on_delete=models.CASCADE)
+    graph_id = models.CharField(_("deployment profile id"), max_length=64, blank=True)
+    pushed_digest = models.CharField(_("pushed digest"), max_length=64, blank=True, editable=False)
+    pushed_at = models.DateTimeField(_("pushed at"), null=True, blank=True)
+    error_message = models.TextField(_("error message"), blank=True)
 
     class Meta:
-        verbose_name = "profile in the Autopilot service"
+        verbose_name = _("profile in the Autopilot service")
+        verbose_name_plural = _("profile in the Autopilot services")
 
     def __str__(self):
         return f"{self.profile} → {self.graph_id or 'not pushed'}"
@@ -251,12 +254,13 @@ class GraphTagGroup(models.Model):
     """The dynamic Microsoft Entra device group made for a group tag: Autopilot profiles are assigned to
     groups, and Intune itself targets a group tag with such a group."""
 
-    tag = models.CharField(max_length=128, unique=True)
-    group_id = models.CharField(max_length=64)
-    created_at = models.DateTimeField(auto_now_add=True)
+    tag = models.CharField(_("tag"), max_length=128, unique=True)
+    group_id = models.CharField(_("group id"), max_length=64)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
-        verbose_name = "group tag's Entra group"
+        verbose_name = _("group tag's Entra group")
+        verbose_name_plural = _("group tag's Entra groups")
 
     def __str__(self):
         return f"{self.tag} → {self.group_id}"

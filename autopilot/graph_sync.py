@@ -97,7 +97,7 @@ def test_connection(connector):
     client = graph.Client(connector, require_enabled=False)
     client.token()
     client.get(IDENTITIES_PATH + "?$top=1")
-    return "Connected: Microsoft Graph gave a token and the Autopilot devices can be read."
+    return gettext("Connected: Microsoft Graph gave a token and the Autopilot devices can be read.")
 
 
 class _recorded:

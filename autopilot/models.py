@@ -16,6 +16,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower, Upper
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from invitations.models import InvalidTransition
 
@@ -35,8 +37,8 @@ PFN_RE = re.compile(r"^[A-Za-z0-9.\-]{3,50}_[a-z0-9]{13}$")
 STORE_SKU_RE = re.compile(r"^[0-9A-Z]{4}$")
 # Store apps install for the signed-in user only (autopilot/essential_apps.py): refused where no user
 # ever signs in during setup.
-STORE_NEEDS_USER = ("Store apps install for the signed-in user (StoreInstall works in the user context only), and a "
-                    "self-deploying profile has no user: use a user-driven profile, or an MSI app.")
+STORE_NEEDS_USER = _("Store apps install for the signed-in user (StoreInstall works in the user context only), and "
+                      "a self-deploying profile has no user: use a user-driven profile, or an MSI app.")
 VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){0,3}$")
 # The MsiInstallJob's Enforcement lets msiexec run 10 minutes and retries after 5 (autopilot/essential_apps.py):
 # a stall time shorter than that would send an install again while Windows still retries it itself.
@@ -47,100 +49,102 @@ class Profile(models.Model):
     """An Autopilot deployment profile, with the settings an Intune administrator knows."""
 
     class DeploymentMode(models.TextChoices):
-        USER_DRIVEN = "user_driven", "User-driven"
-        SELF_DEPLOYING = "self_deploying", "Self-deploying"
+        USER_DRIVEN = "user_driven", _("User-driven")
+        SELF_DEPLOYING = "self_deploying", _("Self-deploying")
 
     class JoinType(models.TextChoices):
-        ENTRA = "entra", "Microsoft Entra joined"
-        HYBRID = "hybrid", "Microsoft Entra hybrid joined"
+        ENTRA = "entra", _("Microsoft Entra joined")
+        HYBRID = "hybrid", _("Microsoft Entra hybrid joined")
 
     class DeviceType(models.TextChoices):
-        WINDOWS_PC = "windows_pc", "Windows PC"
-        HOLOLENS = "hololens2", "HoloLens 2"
+        WINDOWS_PC = "windows_pc", _("Windows PC")
+        HOLOLENS = "hololens2", _("HoloLens 2")
 
     class UserAccountType(models.TextChoices):
-        STANDARD = "standard", "Standard"
-        ADMINISTRATOR = "administrator", "Administrator"
+        STANDARD = "standard", _("Standard")
+        ADMINISTRATOR = "administrator", _("Administrator")
 
-    name = models.CharField(max_length=120, unique=True)
-    description = models.TextField(blank=True)
-    device_type = models.CharField(max_length=16, choices=DeviceType.choices, default=DeviceType.WINDOWS_PC)
-    deployment_mode = models.CharField(max_length=16, choices=DeploymentMode.choices,
+    name = models.CharField(_("name"), max_length=120, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    device_type = models.CharField(_("device type"), max_length=16, choices=DeviceType.choices, default=DeviceType.WINDOWS_PC)
+    deployment_mode = models.CharField(_("deployment mode"), max_length=16, choices=DeploymentMode.choices,
                                        default=DeploymentMode.USER_DRIVEN)
     allow_pre_provisioning = models.BooleanField(
-        "allow pre-provisioned deployment", default=False,
-        help_text="Lets a technician or reseller provision the device before the user gets it (formerly White Glove).")
-    join_type = models.CharField("join to Microsoft Entra ID as", max_length=8, choices=JoinType.choices,
+        _("allow pre-provisioned deployment"), default=False,
+        help_text=_("Lets a technician or reseller provision the device before the user gets it (formerly White Glove)."))
+    join_type = models.CharField(_("join to Microsoft Entra ID as"), max_length=8, choices=JoinType.choices,
                                  default=JoinType.ENTRA)
-    user_account_type = models.CharField(max_length=16, choices=UserAccountType.choices,
+    user_account_type = models.CharField(_("user account type"), max_length=16, choices=UserAccountType.choices,
                                          default=UserAccountType.STANDARD)
-    hide_eula = models.BooleanField("hide the Microsoft Software License Terms", default=True)
-    hide_privacy_settings = models.BooleanField(default=True)
-    hide_change_account_options = models.BooleanField(default=True)
+    hide_eula = models.BooleanField(_("hide the Microsoft Software License Terms"), default=True)
+    hide_privacy_settings = models.BooleanField(_("hide privacy settings"), default=True)
+    hide_change_account_options = models.BooleanField(_("hide change account options"), default=True)
     language = models.CharField(
-        "language (region)", max_length=16, blank=True,
-        help_text="A locale such as en-US or fr-FR; empty for the operating system default.")
+        _("language (region)"), max_length=16, blank=True,
+        help_text=_("A locale such as en-US or fr-FR; empty for the operating system default."))
     configure_keyboard = models.BooleanField(
-        "automatically configure keyboard", default=False,
-        help_text="Skips the keyboard page; needs a language.")
+        _("automatically configure keyboard"), default=False,
+        help_text=_("Skips the keyboard page; needs a language."))
     device_name_template = models.CharField(
-        "device name template", max_length=64, blank=True,
-        help_text="Up to 15 characters once expanded: letters, digits and hyphens, not only digits. "
-                  "%SERIAL% adds the serial number (Windows cuts it to fit), %RAND:x% adds x random digits.")
+        _("device name template"), max_length=64, blank=True,
+        help_text=_("Up to 15 characters once expanded: letters, digits and hyphens, not only digits. "
+                  "%SERIAL% adds the serial number (Windows cuts it to fit), %RAND:x% adds x random digits."))
     convert_all_targeted_devices = models.BooleanField(
-        "convert all targeted devices to Autopilot", default=False,
-        help_text="Enrolled devices targeted by this profile are registered for Autopilot too.")
+        _("convert all targeted devices to Autopilot"), default=False,
+        help_text=_("Enrolled devices targeted by this profile are registered for Autopilot too."))
     autopilot_update_during_oobe = models.BooleanField(
-        "install Autopilot updates during setup", default=False,
-        help_text="When off, the offline file tells Windows to skip the Autopilot update check in setup.")
+        _("install Autopilot updates during setup"), default=False,
+        help_text=_("When off, the offline file tells Windows to skip the Autopilot update check in setup."))
     tenant_lockdown = models.BooleanField(
-        "require network connection in setup (TenantLockdown)", default=False,
-        help_text="After a reset, the device cannot get past setup without the network, so it always "
-                  "comes back to this organisation.")
+        _("require network connection in setup (TenantLockdown)"), default=False,
+        help_text=_("After a reset, the device cannot get past setup without the network, so it always "
+                  "comes back to this organisation."))
     configuration_groups = models.ManyToManyField(
-        "enrollment.ConfigurationGroup", blank=True, related_name="autopilot_profiles",
-        help_text="Devices of this profile join these groups (by hand) when they enroll, and get their settings.")
+        "enrollment.ConfigurationGroup", verbose_name=_("configuration groups"), blank=True, related_name="autopilot_profiles",
+        help_text=_("Devices of this profile join these groups (by hand) when they enroll, and get their settings."))
     # The Enrollment Status Page (DMClient CSP, FirstSyncStatus).
     esp_enabled = models.BooleanField(
-        "show the Enrollment Status Page", default=True,
-        help_text="Windows shows setup progress (settings, apps) until everything is installed. When off, "
-                  "Windows is told to skip the page.")
+        _("show the Enrollment Status Page"), default=True,
+        help_text=_("Windows shows setup progress (settings, apps) until everything is installed. When off, "
+                  "Windows is told to skip the page."))
     esp_timeout_minutes = models.PositiveSmallIntegerField(
-        "time-out (minutes)", default=60, validators=[MinValueValidator(1), MaxValueValidator(1440)],
-        help_text="After this long, the page shows an error and the server reports the setup as failed (1 to 1440).")
+        _("time-out (minutes)"), default=60, validators=[MinValueValidator(1), MaxValueValidator(1440)],
+        help_text=_("After this long, the page shows an error and the server reports the setup as failed (1 to 1440)."))
     esp_block_device = models.BooleanField(
-        "block device use until everything is installed", default=True,
-        help_text="When off, the user may leave the page before setup completes.")
-    esp_allow_reset = models.BooleanField("on failure, offer \"Reset device\"", default=True)
-    esp_allow_retry = models.BooleanField("on failure, offer \"Try again\"", default=False)
-    esp_allow_continue = models.BooleanField("on failure, offer \"Continue anyway\"", default=False)
+        _("block device use until everything is installed"), default=True,
+        help_text=_("When off, the user may leave the page before setup completes."))
+    esp_allow_reset = models.BooleanField(_("on failure, offer \"Reset device\""), default=True)
+    esp_allow_retry = models.BooleanField(_("on failure, offer \"Try again\""), default=False)
+    esp_allow_continue = models.BooleanField(_("on failure, offer \"Continue anyway\""), default=False)
     esp_fail_on = models.CharField(
-        "setup fails when", max_length=8, default="any",
-        choices=[("any", "an essential app or a setting fails"),
-                 ("apps", "an essential app fails (failed settings are only reported)")])
+        _("setup fails when"), max_length=8, default="any",
+        choices=[("any", _("an essential app or a setting fails")),
+                 ("apps", _("an essential app fails (failed settings are only reported)"))])
     # MSI installs that park on the device (EnterpriseDesktopAppManagement Status stuck, or a device gone
     # quiet): autopilot/essential_apps.py marks them stalled and sends them again.
     app_stall_minutes = models.PositiveSmallIntegerField(
-        "an MSI install is stalled after (minutes)", default=20,
+        _("an MSI install is stalled after (minutes)"), default=20,
         validators=[MinValueValidator(0), MaxValueValidator(1440)],
-        help_text=f"An MSI app whose install shows no progress (its Status node unchanged) for this long is marked "
-                  f"stalled and sent again. At least {MIN_STALL_MINUTES}, so that Windows' own retry of msiexec "
-                  f"comes first; 0 never marks installs stalled.")
+        help_text=format_lazy(_("An MSI app whose install shows no progress (its Status node unchanged) for this long "
+                                "is marked stalled and sent again. At least {minimum}, so that Windows' own retry of "
+                                "msiexec comes first; 0 never marks installs stalled."), minimum=MIN_STALL_MINUTES))
     app_retry_count = models.PositiveSmallIntegerField(
-        "times a stalled install is sent again", default=2, validators=[MaxValueValidator(10)],
-        help_text="After that many, a still stalled install counts as failed (0 to 10).")
+        _("times a stalled install is sent again"), default=2, validators=[MaxValueValidator(10)],
+        help_text=_("After that many, a still stalled install counts as failed (0 to 10)."))
     app_stall_blocks = models.BooleanField(
-        "an install still stalled after its retries fails the setup", default=True,
-        help_text="When off, the app is reported as failed but the Enrollment Status Page goes on without it.")
+        _("an install still stalled after its retries fails the setup"), default=True,
+        help_text=_("When off, the app is reported as failed but the Enrollment Status Page goes on without it."))
     is_default = models.BooleanField(
-        "default profile", default=False,
-        help_text="Given to Autopilot devices with no explicit profile and no matching group tag. At most one.")
-    ztd_correlation_id = models.UUIDField("ZtdCorrelationId", default=uuid.uuid4, unique=True, editable=False,
-                                          help_text="Written in the offline file; Windows sends it back at enrollment.")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+        _("default profile"), default=False,
+        help_text=_("Given to Autopilot devices with no explicit profile and no matching group tag. At most one."))
+    ztd_correlation_id = models.UUIDField(_("ZtdCorrelationId"), default=uuid.uuid4, unique=True, editable=False,
+                                          help_text=_("Written in the offline file; Windows sends it back at enrollment."))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("profile")
+        verbose_name_plural = _("profiles")
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["is_default"], condition=models.Q(is_default=True),
@@ -168,31 +172,33 @@ class Profile(models.Model):
         errors = {}
         if self.device_type == self.DeviceType.HOLOLENS:
             if self.deployment_mode != self.DeploymentMode.SELF_DEPLOYING:
-                errors["deployment_mode"] = "HoloLens 2 profiles must be self-deploying: HoloLens supports no other mode."
+                errors["deployment_mode"] = _("HoloLens 2 profiles must be self-deploying: HoloLens supports no other mode.")
             if self.join_type != self.JoinType.ENTRA:
-                errors["join_type"] = "HoloLens 2 can only join Microsoft Entra ID, not a hybrid domain."
+                errors["join_type"] = _("HoloLens 2 can only join Microsoft Entra ID, not a hybrid domain.")
             if self.allow_pre_provisioning:
-                errors["allow_pre_provisioning"] = "HoloLens 2 does not support pre-provisioned deployment."
+                errors["allow_pre_provisioning"] = _("HoloLens 2 does not support pre-provisioned deployment.")
         elif self.is_self_deploying and self.join_type == self.JoinType.HYBRID:
-            errors["join_type"] = "Self-deploying mode supports Microsoft Entra join only, not hybrid join."
+            errors["join_type"] = _("Self-deploying mode supports Microsoft Entra join only, not hybrid join.")
         if self.is_self_deploying and self.pk is not None and self.essential_apps.filter(
                 kind=EssentialApp.Kind.STORE).exists():
-            errors["deployment_mode"] = f"This profile has Store apps. {STORE_NEEDS_USER} Remove them first."
+            errors["deployment_mode"] = format_lazy(_("This profile has Store apps. {reason} Remove them first."),
+                                                    reason=STORE_NEEDS_USER)
         if self.language and not LOCALE_RE.match(self.language):
-            errors["language"] = "Give a locale such as en-US or fr-FR, or leave it empty for the OS default."
+            errors["language"] = _("Give a locale such as en-US or fr-FR, or leave it empty for the OS default.")
         if self.esp_enabled and self.esp_block_device and not (
                 self.esp_allow_reset or self.esp_allow_retry or self.esp_allow_continue):
-            errors["esp_allow_reset"] = ("A blocking status page needs a way out when setup fails: offer reset, "
-                                         "try again or continue anyway.")
+            errors["esp_allow_reset"] = (_("A blocking status page needs a way out when setup fails: offer reset, "
+                                         "try again or continue anyway."))
         if 0 < (self.app_stall_minutes or 0) < MIN_STALL_MINUTES:
-            errors["app_stall_minutes"] = (f"Give at least {MIN_STALL_MINUTES} minutes, so that Windows' own retry of "
-                                           f"the install comes first, or 0 to never mark installs stalled.")
+            errors["app_stall_minutes"] = _("Give at least %(minimum)d minutes, so that Windows' own retry of the "
+                                            "install comes first, or 0 to never mark installs stalled.") % {
+                                                "minimum": MIN_STALL_MINUTES}
         if self.configure_keyboard and not self.language:
-            errors["configure_keyboard"] = "Windows can only pick the keyboard for you when the language is set."
+            errors["configure_keyboard"] = _("Windows can only pick the keyboard for you when the language is set.")
         if self.device_name_template:
             if self.join_type == self.JoinType.HYBRID:
-                errors["device_name_template"] = ("Hybrid-joined devices are named by the domain join configuration; "
-                                                  "leave the template empty.")
+                errors["device_name_template"] = (_("Hybrid-joined devices are named by the domain join configuration; "
+                                                  "leave the template empty."))
             else:
                 problem = naming.template_error(self.device_name_template)
                 if problem:
@@ -204,10 +210,12 @@ class Profile(models.Model):
 class GroupTagRule(models.Model):
     """Devices imported with this group tag get this profile (unless one is assigned explicitly)."""
 
-    profile = models.ForeignKey(Profile, related_name="group_tags", on_delete=models.CASCADE)
-    tag = models.CharField(max_length=128)
+    profile = models.ForeignKey(Profile, verbose_name=_("profile"), related_name="group_tags", on_delete=models.CASCADE)
+    tag = models.CharField(_("tag"), max_length=128)
 
     class Meta:
+        verbose_name = _("group tag rule")
+        verbose_name_plural = _("group tag rules")
         ordering = ["tag"]
         constraints = [
             models.UniqueConstraint(Lower("tag"), name="unique_autopilot_group_tag",
@@ -220,7 +228,7 @@ class GroupTagRule(models.Model):
     def clean(self):
         self.tag = self.tag.strip()
         if not self.tag:
-            raise ValidationError({"tag": "A group tag cannot be empty."})
+            raise ValidationError({"tag": _("A group tag cannot be empty.")})
 
 
 class EssentialApp(models.Model):
@@ -228,33 +236,35 @@ class EssentialApp(models.Model):
     Microsoft Store app through EnterpriseModernAppManagement (autopilot/essential_apps.py)."""
 
     class Kind(models.TextChoices):
-        MSI = "msi", "MSI (line-of-business)"
-        STORE = "store", "Microsoft Store / MSIX"
+        MSI = "msi", _("MSI (line-of-business)")
+        STORE = "store", _("Microsoft Store / MSIX")
 
-    profile = models.ForeignKey(Profile, related_name="essential_apps", on_delete=models.CASCADE)
-    name = models.CharField(max_length=200)
-    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.MSI)
-    msi_url = models.URLField("MSI URL", max_length=1000, blank=True)
-    product_code = models.CharField(max_length=38, blank=True, help_text="{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}")
-    sha256 = models.CharField("SHA-256 of the MSI", max_length=64, blank=True)
-    version = models.CharField("MSI product version", max_length=32, blank=True, default="1.0.0",
-                               help_text="The version the MSI installs; Windows compares it to decide on an upgrade.")
-    command_line = models.CharField("msiexec options", max_length=500, blank=True, default="/quiet",
-                                    help_text="Options given to msiexec, e.g. /quiet PROPERTY=value")
-    store_id = models.CharField("Store product id", max_length=80, blank=True, help_text="e.g. 9WZDNCRFJ3PZ")
-    package_family_name = models.CharField(
-        max_length=80, blank=True, help_text="The Store app's package family name, e.g. Microsoft.CompanyPortal_8wekyb3d8bbwe")
+    profile = models.ForeignKey(Profile, verbose_name=_("profile"), related_name="essential_apps", on_delete=models.CASCADE)
+    name = models.CharField(_("name"), max_length=200)
+    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices, default=Kind.MSI)
+    msi_url = models.URLField(_("MSI URL"), max_length=1000, blank=True)
+    product_code = models.CharField(_("product code"), max_length=38, blank=True, help_text=_("{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}"))
+    sha256 = models.CharField(_("SHA-256 of the MSI"), max_length=64, blank=True)
+    version = models.CharField(_("MSI product version"), max_length=32, blank=True, default="1.0.0",
+                               help_text=_("The version the MSI installs; Windows compares it to decide on an upgrade."))
+    command_line = models.CharField(_("msiexec options"), max_length=500, blank=True, default="/quiet",
+                                    help_text=_("Options given to msiexec, e.g. /quiet PROPERTY=value"))
+    store_id = models.CharField(_("Store product id"), max_length=80, blank=True, help_text=_("e.g. 9WZDNCRFJ3PZ"))
+    package_family_name = models.CharField(_("package family name"), 
+        max_length=80, blank=True, help_text=_("The Store app's package family name, e.g. Microsoft.CompanyPortal_8wekyb3d8bbwe"))
     store_sku = models.CharField(
-        "Store SKU", max_length=4, blank=True, default="0016",
-        help_text="The app's SKU in the Microsoft Store, 4 letters or digits: the part after the slash of the SKU's "
+        _("Store SKU"), max_length=4, blank=True, default="0016",
+        help_text=_("The app's SKU in the Microsoft Store, 4 letters or digits: the part after the slash of the SKU's "
                   "Store id (product id/SKU, shown by Partner Center or the Store's catalogue for the product). "
-                  "0016 is the SKU of a free public app.")
+                  "0016 is the SKU of a free public app."))
     store_claim_seat = models.BooleanField(
-        "let Windows claim a licence seat", default=False,
-        help_text="Off: the user's seat is assigned through your Store licensing before the install. On: Windows "
-                  "claims a seat for the user itself when one is free.")
+        _("let Windows claim a licence seat"), default=False,
+        help_text=_("Off: the user's seat is assigned through your Store licensing before the install. On: Windows "
+                  "claims a seat for the user itself when one is free."))
 
     class Meta:
+        verbose_name = _("essential app")
+        verbose_name_plural = _("essential apps")
         ordering = ["profile", "name"]
 
     def __str__(self):
@@ -267,34 +277,34 @@ class EssentialApp(models.Model):
         except Profile.DoesNotExist:
             profile = None
         if self.kind == self.Kind.MSI and profile is not None and profile.device_type == Profile.DeviceType.HOLOLENS:
-            errors["kind"] = "HoloLens 2 installs Store (UWP/MSIX) apps only, not MSI."
+            errors["kind"] = _("HoloLens 2 installs Store (UWP/MSIX) apps only, not MSI.")
         if self.kind == self.Kind.MSI:
             if not self.msi_url:
-                errors["msi_url"] = "An MSI app needs the URL devices download it from."
+                errors["msi_url"] = _("An MSI app needs the URL devices download it from.")
             elif not self.msi_url.lower().startswith("https://"):
-                errors["msi_url"] = "Devices only download MSI files over https://."
+                errors["msi_url"] = _("Devices only download MSI files over https://.")
             if not PRODUCT_CODE_RE.match(self.product_code):
-                errors["product_code"] = "Give the MSI product code as a GUID in braces, e.g. {9BE6A8D4-...}."
+                errors["product_code"] = _("Give the MSI product code as a GUID in braces, e.g. {9BE6A8D4-...}.")
             if not SHA256_RE.match(self.sha256):
-                errors["sha256"] = "Give the file's SHA-256 as 64 hexadecimal characters."
+                errors["sha256"] = _("Give the file's SHA-256 as 64 hexadecimal characters.")
             else:
                 self.sha256 = self.sha256.upper()
             if not VERSION_RE.match(self.version):
-                errors["version"] = "Give the MSI's product version, e.g. 1.0.0 or 24.1.2.7."
+                errors["version"] = _("Give the MSI's product version, e.g. 1.0.0 or 24.1.2.7.")
             if any(not c.isprintable() for c in self.command_line):
-                errors["command_line"] = "The msiexec options must fit on one line."
+                errors["command_line"] = _("The msiexec options must fit on one line.")
         else:
             if PFN_RE.match(self.store_id) and not self.package_family_name:
                 # Profiles made before Store delivery kept the family name here.
                 self.package_family_name, self.store_id = self.store_id, ""
             if not STORE_ID_RE.match(self.store_id):
-                errors["store_id"] = "Give the Store product id: 12 letters and digits, e.g. 9WZDNCRFJ3PZ."
+                errors["store_id"] = _("Give the Store product id: 12 letters and digits, e.g. 9WZDNCRFJ3PZ.")
             if not PFN_RE.match(self.package_family_name):
-                errors["package_family_name"] = ("Give the package family name (Name_publisherid), e.g. "
-                                                 "Microsoft.CompanyPortal_8wekyb3d8bbwe.")
+                errors["package_family_name"] = (_("Give the package family name (Name_publisherid), e.g. "
+                                                 "Microsoft.CompanyPortal_8wekyb3d8bbwe."))
             self.store_sku = self.store_sku.strip().upper()
             if not STORE_SKU_RE.match(self.store_sku):
-                errors["store_sku"] = "Give the app's Store SKU: 4 letters or digits, e.g. 0016."
+                errors["store_sku"] = _("Give the app's Store SKU: 4 letters or digits, e.g. 0016.")
             if profile is not None and profile.is_self_deploying:
                 errors["kind"] = STORE_NEEDS_USER
         if errors:
@@ -318,31 +328,32 @@ class AutopilotDevice(models.Model):
     """A device registered for Autopilot, from a row of Windows' hardware-hash CSV. It is *pending*
     until an enrollment of that hardware is linked to it."""
 
-    serial_number = models.CharField(max_length=64)
-    serial_key = models.CharField(max_length=64, unique=True, editable=False,
-                                  help_text="The serial number upper-cased: serials compare without case")
-    product_id = models.CharField("Windows Product ID", max_length=64, blank=True)
-    hardware_hash = models.TextField(blank=True)
-    hardware_hash_digest = models.CharField(max_length=64, blank=True, db_index=True, editable=False,
-                                            help_text="SHA-256 of the decoded hardware hash, to match it quickly")
-    group_tag = models.CharField(max_length=128, blank=True, db_index=True)
-    assigned_user = models.EmailField(blank=True, help_text="The user the device is for (its UPN)")
-    ztd_id = models.CharField("ZTD id", max_length=64, blank=True, db_index=True,
-                              help_text="The device's Zero Touch id in Microsoft's Autopilot service, when known")
-    profile = models.ForeignKey(Profile, null=True, blank=True, related_name="assigned_devices",
-                                on_delete=models.SET_NULL, help_text="Explicitly assigned profile")
-    profile_assigned_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+    serial_number = models.CharField(_("serial number"), max_length=64)
+    serial_key = models.CharField(_("serial key"), max_length=64, unique=True, editable=False,
+                                  help_text=_("The serial number upper-cased: serials compare without case"))
+    product_id = models.CharField(_("Windows Product ID"), max_length=64, blank=True)
+    hardware_hash = models.TextField(_("hardware hash"), blank=True)
+    hardware_hash_digest = models.CharField(_("hardware hash digest"), max_length=64, blank=True, db_index=True, editable=False,
+                                            help_text=_("SHA-256 of the decoded hardware hash, to match it quickly"))
+    group_tag = models.CharField(_("group tag"), max_length=128, blank=True, db_index=True)
+    assigned_user = models.EmailField(_("assigned user"), blank=True, help_text=_("The user the device is for (its UPN)"))
+    ztd_id = models.CharField(_("ZTD id"), max_length=64, blank=True, db_index=True,
+                              help_text=_("The device's Zero Touch id in Microsoft's Autopilot service, when known"))
+    profile = models.ForeignKey(Profile, verbose_name=_("profile"), null=True, blank=True, related_name="assigned_devices",
+                                on_delete=models.SET_NULL, help_text=_("Explicitly assigned profile"))
+    profile_assigned_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("profile assigned by"), null=True, blank=True, related_name="+",
                                             on_delete=models.SET_NULL)
-    profile_assigned_at = models.DateTimeField(null=True, blank=True)
-    source_import = models.ForeignKey("DeviceImport", null=True, blank=True, related_name="+",
+    profile_assigned_at = models.DateTimeField(_("profile assigned at"), null=True, blank=True)
+    source_import = models.ForeignKey("DeviceImport", verbose_name=_("source import"), null=True, blank=True, related_name="+",
                                       on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
 
     objects = AutopilotDeviceQuerySet.as_manager()
 
     class Meta:
-        verbose_name = "Autopilot device"
+        verbose_name = _("Autopilot device")
+        verbose_name_plural = _("Autopilot devices")
         ordering = ["serial_key"]
         # Enrollment matching finds a record by ZeroTouchProvisioning id without case
         # (autopilot/matching.py): UPPER(ztd_id) = UPPER(%s) must not scan 100,000 imported rows.
@@ -374,31 +385,32 @@ class DeviceImport(models.Model):
     it; the per-row report (ImportRow) stays."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Importing"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Importing")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
 
-    file_name = models.CharField(max_length=255)
-    file_size = models.PositiveBigIntegerField(default=0)
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED, db_index=True)
-    error = models.TextField(blank=True, help_text="Why the file as a whole could not be read")
-    total_rows = models.PositiveIntegerField(default=0, help_text="Data lines counted at upload (for the progress bar)")
-    processed_rows = models.PositiveIntegerField(default=0)
-    created_count = models.PositiveIntegerField("created", default=0)
-    updated_count = models.PositiveIntegerField("updated", default=0)
-    unchanged_count = models.PositiveIntegerField("unchanged", default=0)
-    failed_count = models.PositiveIntegerField("refused", default=0)
-    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+    file_name = models.CharField(_("file name"), max_length=255)
+    file_size = models.PositiveBigIntegerField(_("file size"), default=0)
+    status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    error = models.TextField(_("error"), blank=True, help_text=_("Why the file as a whole could not be read"))
+    total_rows = models.PositiveIntegerField(_("total rows"), default=0, help_text=_("Data lines counted at upload (for the progress bar)"))
+    processed_rows = models.PositiveIntegerField(_("processed rows"), default=0)
+    created_count = models.PositiveIntegerField(_("created"), default=0)
+    updated_count = models.PositiveIntegerField(_("updated"), default=0)
+    unchanged_count = models.PositiveIntegerField(_("unchanged"), default=0)
+    failed_count = models.PositiveIntegerField(_("refused"), default=0)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("uploaded by"), null=True, blank=True, related_name="+",
                                     on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    enqueued_at = models.DateTimeField(null=True, blank=True,
-                                       help_text="When its task reached the broker (empty: the sweep queues it)")
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    enqueued_at = models.DateTimeField(_("enqueued at"), null=True, blank=True,
+                                       help_text=_("When its task reached the broker (empty: the sweep queues it)"))
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
 
     class Meta:
-        verbose_name = "device import"
+        verbose_name = _("device import")
+        verbose_name_plural = _("device imports")
         ordering = ["-created_at", "-pk"]
 
     def __str__(self):
@@ -436,11 +448,13 @@ class DeviceImport(models.Model):
 class DeviceImportChunk(models.Model):
     """A piece of the uploaded file, so that a worker on another host can stream it back."""
 
-    device_import = models.ForeignKey(DeviceImport, related_name="chunks", on_delete=models.CASCADE)
-    index = models.PositiveIntegerField()
-    data = models.BinaryField()
+    device_import = models.ForeignKey(DeviceImport, verbose_name=_("device import"), related_name="chunks", on_delete=models.CASCADE)
+    index = models.PositiveIntegerField(_("index"))
+    data = models.BinaryField(_("data"))
 
     class Meta:
+        verbose_name = _("device import chunk")
+        verbose_name_plural = _("device import chunks")
         ordering = ["device_import", "index"]
         constraints = [models.UniqueConstraint(fields=["device_import", "index"], name="unique_import_chunk")]
 
@@ -449,19 +463,21 @@ class ImportRow(models.Model):
     """The result of one data line of an import."""
 
     class Result(models.TextChoices):
-        CREATED = "created", "Created"
-        UPDATED = "updated", "Updated"
-        UNCHANGED = "unchanged", "Unchanged"
-        FAILED = "failed", "Refused"
+        CREATED = "created", _("Created")
+        UPDATED = "updated", _("Updated")
+        UNCHANGED = "unchanged", _("Unchanged")
+        FAILED = "failed", _("Refused")
 
-    device_import = models.ForeignKey(DeviceImport, related_name="rows", on_delete=models.CASCADE)
-    line = models.PositiveIntegerField()
-    serial_number = models.CharField(max_length=255, blank=True)
-    result = models.CharField(max_length=10, choices=Result.choices)
-    message = models.TextField(blank=True)
-    device = models.ForeignKey(AutopilotDevice, null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
+    device_import = models.ForeignKey(DeviceImport, verbose_name=_("device import"), related_name="rows", on_delete=models.CASCADE)
+    line = models.PositiveIntegerField(_("line"))
+    serial_number = models.CharField(_("serial number"), max_length=255, blank=True)
+    result = models.CharField(_("result"), max_length=10, choices=Result.choices)
+    message = models.TextField(_("message"), blank=True)
+    device = models.ForeignKey(AutopilotDevice, verbose_name=_("device"), null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
 
     class Meta:
+        verbose_name = _("import row")
+        verbose_name_plural = _("import rows")
         ordering = ["device_import", "line"]
         indexes = [models.Index(fields=["device_import", "result", "line"])]
 
@@ -475,71 +491,72 @@ class AutopilotEnrollment(models.Model):
     Page stands (`esp_state`, with one ProvisioningItem per thing the page waits for)."""
 
     class MatchedBy(models.TextChoices):
-        ZTD_ID = "ztd_id", "ZeroTouchProvisioning id"
-        CORRELATOR = "correlator", "Offline profile ZtdCorrelationId"
-        SERIAL = "serial", "Serial number"
-        HARDWARE_HASH = "hardware_hash", "Hardware hash"
+        ZTD_ID = "ztd_id", _("ZeroTouchProvisioning id")
+        CORRELATOR = "correlator", _("Offline profile ZtdCorrelationId")
+        SERIAL = "serial", _("Serial number")
+        HARDWARE_HASH = "hardware_hash", _("Hardware hash")
 
     class EspState(models.TextChoices):
-        NONE = "none", "Not tracked"
-        SKIPPED = "skipped", "Status page skipped"
-        TRACKING = "tracking", "In progress"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        TIMED_OUT = "timed_out", "Timed out"
+        NONE = "none", _("Not tracked")
+        SKIPPED = "skipped", _("Status page skipped")
+        TRACKING = "tracking", _("In progress")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        TIMED_OUT = "timed_out", _("Timed out")
 
     FINISHED = {EspState.SUCCEEDED, EspState.FAILED, EspState.TIMED_OUT}
 
-    device = models.OneToOneField("enrollment.Device", related_name="autopilot", on_delete=models.CASCADE)
-    record = models.ForeignKey(AutopilotDevice, null=True, blank=True, related_name="enrollments",
+    device = models.OneToOneField("enrollment.Device", verbose_name=_("device"), related_name="autopilot", on_delete=models.CASCADE)
+    record = models.ForeignKey(AutopilotDevice, verbose_name=_("record"), null=True, blank=True, related_name="enrollments",
                                on_delete=models.SET_NULL)
-    matched_by = models.CharField(max_length=16, choices=MatchedBy.choices)
-    profile = models.ForeignKey(Profile, null=True, blank=True, related_name="+", on_delete=models.SET_NULL,
-                                help_text="The profile to apply to the device")
-    profile_reason = models.CharField(max_length=255, blank=True)
-    correlation_id = models.CharField("offline correlation id", max_length=64, blank=True)
-    user_applied = models.BooleanField(default=False, help_text="The record's assigned user became the device's user")
-    created_at = models.DateTimeField(auto_now_add=True)
-    applied_at = models.DateTimeField(null=True, blank=True,
-                                      help_text="When the profile's groups, TenantLockdown and apps were queued")
-    esp_state = models.CharField("setup status", max_length=10, choices=EspState.choices, default=EspState.NONE,
+    matched_by = models.CharField(_("matched by"), max_length=16, choices=MatchedBy.choices)
+    profile = models.ForeignKey(Profile, verbose_name=_("profile"), null=True, blank=True, related_name="+", on_delete=models.SET_NULL,
+                                help_text=_("The profile to apply to the device"))
+    profile_reason = models.CharField(_("profile reason"), max_length=255, blank=True)
+    correlation_id = models.CharField(_("offline correlation id"), max_length=64, blank=True)
+    user_applied = models.BooleanField(_("user applied"), default=False, help_text=_("The record's assigned user became the device's user"))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    applied_at = models.DateTimeField(_("applied at"), null=True, blank=True,
+                                      help_text=_("When the profile's groups, TenantLockdown and apps were queued"))
+    esp_state = models.CharField(_("setup status"), max_length=10, choices=EspState.choices, default=EspState.NONE,
                                  db_index=True)
-    esp_started_at = models.DateTimeField("first session", null=True, blank=True,
-                                          help_text="The device's first check-in: the status page's clock starts")
-    esp_deadline = models.DateTimeField("time-out at", null=True, blank=True)
-    esp_timeout_minutes = models.PositiveSmallIntegerField(default=60, help_text="Copied from the profile when applied")
-    esp_fail_on = models.CharField(max_length=8, default="any", help_text="Copied from the profile when applied")
-    esp_finished_at = models.DateTimeField("finished", null=True, blank=True,
-                                           help_text="When IsSyncDone and ServerHasFinishedProvisioning were queued")
-    esp_note = models.CharField(max_length=255, blank=True, help_text="Why the setup ended as it did")
-    esp_sync_done_command = models.ForeignKey("enrollment.DeviceCommand", null=True, blank=True, related_name="+",
-                                              on_delete=models.SET_NULL, help_text="The last IsSyncDone queued")
-    esp_acknowledged_at = models.DateTimeField("device told", null=True, blank=True,
-                                               help_text="When the device answered IsSyncDone")
+    esp_started_at = models.DateTimeField(_("first session"), null=True, blank=True,
+                                          help_text=_("The device's first check-in: the status page's clock starts"))
+    esp_deadline = models.DateTimeField(_("time-out at"), null=True, blank=True)
+    esp_timeout_minutes = models.PositiveSmallIntegerField(_("esp timeout minutes"), default=60, help_text=_("Copied from the profile when applied"))
+    esp_fail_on = models.CharField(_("esp fail on"), max_length=8, default="any", help_text=_("Copied from the profile when applied"))
+    esp_finished_at = models.DateTimeField(_("finished"), null=True, blank=True,
+                                           help_text=_("When IsSyncDone and ServerHasFinishedProvisioning were queued"))
+    esp_note = models.CharField(_("esp note"), max_length=255, blank=True, help_text=_("Why the setup ended as it did"))
+    esp_sync_done_command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("esp sync done command"), null=True, blank=True, related_name="+",
+                                              on_delete=models.SET_NULL, help_text=_("The last IsSyncDone queued"))
+    esp_acknowledged_at = models.DateTimeField(_("device told"), null=True, blank=True,
+                                               help_text=_("When the device answered IsSyncDone"))
     # The user phase (account setup) of the page: the items only a signed-in user can complete
     # (Store apps), followed and ended through ./User/…/FirstSyncStatus once a user signed in.
-    user_esp_state = models.CharField("account setup status", max_length=10, choices=EspState.choices,
+    user_esp_state = models.CharField(_("account setup status"), max_length=10, choices=EspState.choices,
                                       default=EspState.NONE, db_index=True)
-    user_esp_started_at = models.DateTimeField("user signed in", null=True, blank=True,
-                                               help_text="The first session with a signed-in user: the account "
-                                                         "setup's clock starts")
-    user_esp_deadline = models.DateTimeField("account setup time-out at", null=True, blank=True)
-    user_esp_finished_at = models.DateTimeField("account setup finished", null=True, blank=True)
-    user_esp_note = models.CharField("account setup note", max_length=255, blank=True)
-    user_esp_sync_done_command = models.ForeignKey("enrollment.DeviceCommand", null=True, blank=True, related_name="+",
+    user_esp_started_at = models.DateTimeField(_("user signed in"), null=True, blank=True,
+                                               help_text=_("The first session with a signed-in user: the account "
+                                                         "setup's clock starts"))
+    user_esp_deadline = models.DateTimeField(_("account setup time-out at"), null=True, blank=True)
+    user_esp_finished_at = models.DateTimeField(_("account setup finished"), null=True, blank=True)
+    user_esp_note = models.CharField(_("account setup note"), max_length=255, blank=True)
+    user_esp_sync_done_command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("user esp sync done command"), null=True, blank=True, related_name="+",
                                                    on_delete=models.SET_NULL,
-                                                   help_text="The last user-scope IsSyncDone queued")
-    user_esp_acknowledged_at = models.DateTimeField("user page told", null=True, blank=True,
-                                                    help_text="When the device answered the user-scope IsSyncDone")
+                                                   help_text=_("The last user-scope IsSyncDone queued"))
+    user_esp_acknowledged_at = models.DateTimeField(_("user page told"), null=True, blank=True,
+                                                    help_text=_("When the device answered the user-scope IsSyncDone"))
     # DMClient FirstSyncStatus/SkipUserStatusPage (device only): the users who sign in after the account
     # setup was released (or every user, when the profile has nothing for the account setup) skip it.
     skip_user_page_command = models.ForeignKey(
         "enrollment.DeviceCommand", null=True, blank=True, related_name="+", on_delete=models.SET_NULL,
-        verbose_name="SkipUserStatusPage",
-        help_text="The SkipUserStatusPage queued so that later users skip the account-setup page")
+        verbose_name=_("SkipUserStatusPage"),
+        help_text=_("The SkipUserStatusPage queued so that later users skip the account-setup page"))
 
     class Meta:
-        verbose_name = "Autopilot enrollment"
+        verbose_name = _("Autopilot enrollment")
+        verbose_name_plural = _("Autopilot enrollments")
         ordering = ["-created_at", "-pk"]
 
     def __str__(self):
@@ -621,47 +638,49 @@ class AppInstall(models.Model):
     read at later check-ins, says whether it installed."""
 
     class State(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        INSTALLING = "installing", "Installing"
-        INSTALLED = "installed", "Installed"
-        FAILED = "failed", "Failed"
-        STALLED = "stalled", "Stalled, sent again"
+        QUEUED = "queued", _("Queued")
+        INSTALLING = "installing", _("Installing")
+        INSTALLED = "installed", _("Installed")
+        FAILED = "failed", _("Failed")
+        STALLED = "stalled", _("Stalled, sent again")
 
     FINAL = {State.INSTALLED, State.FAILED}
     OPEN = [State.QUEUED, State.INSTALLING, State.STALLED]
 
-    device = models.ForeignKey("enrollment.Device", related_name="app_installs", on_delete=models.CASCADE)
-    app = models.ForeignKey(EssentialApp, null=True, blank=True, related_name="installs", on_delete=models.SET_NULL)
-    name = models.CharField(max_length=200, help_text="The app's name when it was queued")
-    kind = models.CharField(max_length=8, choices=EssentialApp.Kind.choices)
-    identifier = models.CharField(max_length=80, help_text="MSI product code or package family name")
-    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED, db_index=True)
-    install_command = models.ForeignKey("enrollment.DeviceCommand", null=True, blank=True, related_name="+",
+    device = models.ForeignKey("enrollment.Device", verbose_name=_("device"), related_name="app_installs", on_delete=models.CASCADE)
+    app = models.ForeignKey(EssentialApp, verbose_name=_("app"), null=True, blank=True, related_name="installs", on_delete=models.SET_NULL)
+    name = models.CharField(_("name"), max_length=200, help_text=_("The app's name when it was queued"))
+    kind = models.CharField(_("kind"), max_length=8, choices=EssentialApp.Kind.choices)
+    identifier = models.CharField(_("identifier"), max_length=80, help_text=_("MSI product code or package family name"))
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.QUEUED, db_index=True)
+    install_command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("install command"), null=True, blank=True, related_name="+",
                                         on_delete=models.SET_NULL)
-    status_command = models.ForeignKey("enrollment.DeviceCommand", null=True, blank=True, related_name="+",
-                                       on_delete=models.SET_NULL, help_text="The last Get of the app's Status node")
-    error_command = models.ForeignKey("enrollment.DeviceCommand", null=True, blank=True, related_name="+",
-                                      on_delete=models.SET_NULL, help_text="The last Get of the app's LastError node")
-    reported_status = models.CharField("status node", max_length=32, blank=True,
-                                       help_text="The last value of the app's Status node")
-    last_error = models.CharField(max_length=255, blank=True)
-    polls = models.PositiveSmallIntegerField(default=0, help_text="Status reads so far")
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(default=timezone.now)
-    completed_at = models.DateTimeField(null=True, blank=True)
+    status_command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("status command"), null=True, blank=True, related_name="+",
+                                       on_delete=models.SET_NULL, help_text=_("The last Get of the app's Status node"))
+    error_command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("error command"), null=True, blank=True, related_name="+",
+                                      on_delete=models.SET_NULL, help_text=_("The last Get of the app's LastError node"))
+    reported_status = models.CharField(_("status node"), max_length=32, blank=True,
+                                       help_text=_("The last value of the app's Status node"))
+    last_error = models.CharField(_("last error"), max_length=255, blank=True)
+    polls = models.PositiveSmallIntegerField(_("polls"), default=0, help_text=_("Status reads so far"))
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
     # Stalled installs (MSI; autopilot/essential_apps.py): the profile's settings, copied when queued.
-    attempts = models.PositiveSmallIntegerField(default=1, help_text="Install commands sent so far")
-    progress_at = models.DateTimeField("last progress", default=timezone.now,
-                                       help_text="When the install last moved: queued, started, Status changed")
-    stalls_at = models.DateTimeField("stalled at if no progress by", null=True, blank=True, db_index=True,
-                                     help_text="Empty when the install is never marked stalled")
-    stalled_at = models.DateTimeField("last stalled", null=True, blank=True,
-                                      help_text="When the install was last found stalled")
-    stall_minutes = models.PositiveSmallIntegerField(default=0, help_text="Copied from the profile when queued")
-    retry_count = models.PositiveSmallIntegerField(default=0, help_text="Copied from the profile when queued")
-    stall_blocks = models.BooleanField(default=True, help_text="Copied from the profile when queued")
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=1, help_text=_("Install commands sent so far"))
+    progress_at = models.DateTimeField(_("last progress"), default=timezone.now,
+                                       help_text=_("When the install last moved: queued, started, Status changed"))
+    stalls_at = models.DateTimeField(_("stalled at if no progress by"), null=True, blank=True, db_index=True,
+                                     help_text=_("Empty when the install is never marked stalled"))
+    stalled_at = models.DateTimeField(_("last stalled"), null=True, blank=True,
+                                      help_text=_("When the install was last found stalled"))
+    stall_minutes = models.PositiveSmallIntegerField(_("stall minutes"), default=0, help_text=_("Copied from the profile when queued"))
+    retry_count = models.PositiveSmallIntegerField(_("retry count"), default=0, help_text=_("Copied from the profile when queued"))
+    stall_blocks = models.BooleanField(_("stall blocks"), default=True, help_text=_("Copied from the profile when queued"))
 
     class Meta:
+        verbose_name = _("app install")
+        verbose_name_plural = _("app installs")
         ordering = ["device", "name"]
         constraints = [models.UniqueConstraint(fields=["device", "kind", "identifier"], name="one_install_per_device_app")]
 
@@ -714,33 +733,35 @@ class ProvisioningItem(models.Model):
     TenantLockdown node, or an essential app. Its state follows the setting's or app's own record."""
 
     class Kind(models.TextChoices):
-        POLICY = "policy", "Setting"
-        MSI = "msi", "MSI app"
-        MODERN = "modern", "Store app"
+        POLICY = "policy", _("Setting")
+        MSI = "msi", _("MSI app")
+        MODERN = "modern", _("Store app")
 
     class State(models.TextChoices):
-        PENDING = "pending", "Pending"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Pending")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
 
     class Phase(models.TextChoices):
-        DEVICE = "device", "Device setup"
-        USER = "user", "Account setup"
+        DEVICE = "device", _("Device setup")
+        USER = "user", _("Account setup")
 
-    enrollment = models.ForeignKey(AutopilotEnrollment, related_name="items", on_delete=models.CASCADE)
-    kind = models.CharField(max_length=8, choices=Kind.choices)
-    phase = models.CharField(max_length=8, choices=Phase.choices, default=Phase.DEVICE,
-                             help_text="Device setup, or account setup once a user signed in (Store apps)")
-    key = models.CharField(max_length=1024, help_text="The LocURI, or the app's product code or family name")
-    label = models.CharField(max_length=255)
-    command = models.ForeignKey("enrollment.DeviceCommand", null=True, blank=True, related_name="+",
-                                on_delete=models.SET_NULL, help_text="A command of its own (TenantLockdown)")
-    app_install = models.ForeignKey(AppInstall, null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
-    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
-    detail = models.CharField(max_length=255, blank=True)
-    completed_at = models.DateTimeField(null=True, blank=True)
+    enrollment = models.ForeignKey(AutopilotEnrollment, verbose_name=_("enrollment"), related_name="items", on_delete=models.CASCADE)
+    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
+    phase = models.CharField(_("phase"), max_length=8, choices=Phase.choices, default=Phase.DEVICE,
+                             help_text=_("Device setup, or account setup once a user signed in (Store apps)"))
+    key = models.CharField(_("key"), max_length=1024, help_text=_("The LocURI, or the app's product code or family name"))
+    label = models.CharField(_("label"), max_length=255)
+    command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("command"), null=True, blank=True, related_name="+",
+                                on_delete=models.SET_NULL, help_text=_("A command of its own (TenantLockdown)"))
+    app_install = models.ForeignKey(AppInstall, verbose_name=_("app install"), null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
+    state = models.CharField(_("state"), max_length=8, choices=State.choices, default=State.PENDING)
+    detail = models.CharField(_("detail"), max_length=255, blank=True)
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("provisioning item")
+        verbose_name_plural = _("provisioning items")
         ordering = ["enrollment", "pk"]
 
     def __str__(self):

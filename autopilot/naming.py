@@ -7,6 +7,8 @@ characters; %RAND:x% by x random digits.
 import re
 import secrets
 
+from django.utils.translation import gettext as _
+
 MAX_LENGTH = 15
 MACRO_RE = re.compile(r"%([^%]*)%")
 RAND_RE = re.compile(r"^RAND:(\d{1,2})$")
@@ -23,16 +25,16 @@ def _parts(template):
         elif RAND_RE.match(upper):
             digits = int(RAND_RE.match(upper).group(1))
             if digits < 1:
-                raise ValueError("%RAND:x% needs at least one digit (x from 1 to 14).")
+                raise ValueError(_("%RAND:x% needs at least one digit (x from 1 to 14)."))
             rand_digits += digits
             rand_count += 1
         else:
-            raise ValueError(f"Unknown macro %{macro}%: use %SERIAL% or %RAND:x%.")
+            raise ValueError(_("Unknown macro %{macro}%: use %SERIAL% or %RAND:x%.").format(macro=macro))
     if serials > 1 or rand_count > 1:
-        raise ValueError("Use %SERIAL% and %RAND:x% at most once each.")
+        raise ValueError(_("Use %SERIAL% and %RAND:x% at most once each."))
     fixed = MACRO_RE.sub("", template)
     if "%" in fixed:
-        raise ValueError("A % sign must open a macro: %SERIAL% or %RAND:x%.")
+        raise ValueError(_("A % sign must open a macro: %SERIAL% or %RAND:x%."))
     return fixed, bool(serials), rand_digits
 
 
@@ -41,21 +43,23 @@ def template_error(template):
     if not template:
         return None
     if " " in template:
-        return "Device names cannot contain spaces."
+        return _("Device names cannot contain spaces.")
     try:
         fixed, serial, rand_digits = _parts(template)
     except ValueError as exc:
         return str(exc)
     if not ALLOWED.match(fixed):
         bad = "".join(sorted({c for c in fixed if not ALLOWED.match(c)}))
-        return f"Device names may contain only letters, digits and hyphens, not {bad!r}."
+        return _("Device names may contain only letters, digits and hyphens, not {bad}.").format(bad=repr(bad))
     length = len(fixed) + rand_digits
     if length > MAX_LENGTH:
-        return f"The name is {length} characters once expanded; Windows allows {MAX_LENGTH}."
+        return _("The name is {length} characters once expanded; Windows allows {maximum}.").format(
+            length=length, maximum=MAX_LENGTH)
     if serial and length >= MAX_LENGTH:
-        return f"%SERIAL% needs room: the rest of the name takes {length} of the {MAX_LENGTH} characters."
+        return _("%SERIAL% needs room: the rest of the name takes {length} of the {maximum} characters.").format(
+            length=length, maximum=MAX_LENGTH)
     if not serial and (fixed.isdigit() or not fixed):
-        return "A device name cannot be only digits: add a letter or a hyphen."
+        return _("A device name cannot be only digits: add a letter or a hyphen.")
     return None
 
 

@@ -1,8 +1,9 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class EnrollmentConfig(AppConfig):
-    verbose_name = "Devices and enrollment"
+    verbose_name = _("Devices and enrollment")
     name = "enrollment"
 
     def ready(self):

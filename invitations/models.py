@@ -22,14 +22,16 @@ def hash_token(raw):
 class UrlRotation(models.Model):
     """One "Regenerate enrollment URL": its progress re-issuing pending invitations."""
 
-    version = models.PositiveIntegerField()
-    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    started_at = models.DateTimeField(auto_now_add=True)
-    total = models.PositiveIntegerField(null=True, blank=True)
-    done = models.PositiveIntegerField(default=0)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(_("version"))
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("started by"), null=True, blank=True, on_delete=models.SET_NULL)
+    started_at = models.DateTimeField(_("started at"), auto_now_add=True)
+    total = models.PositiveIntegerField(_("total"), null=True, blank=True)
+    done = models.PositiveIntegerField(_("done"), default=0)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("URL rotation")
+        verbose_name_plural = _("URL rotations")
         ordering = ["-started_at"]
 
     def __str__(self):
@@ -58,22 +60,24 @@ class Invitation(models.Model):
         COMPLETED = "completed", _("enrollment completed")
         REVOKED = "revoked", _("revoked")
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="invitations", on_delete=models.CASCADE)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    failure_reason = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), related_name="invitations", on_delete=models.CASCADE)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
+    failure_reason = models.TextField(_("failure reason"), blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("created by"), null=True, blank=True, related_name="+",
                                    on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    expires_at = models.DateTimeField()
-    sent_at = models.DateTimeField(null=True, blank=True)
-    opened_at = models.DateTimeField(null=True, blank=True)
-    accepted_at = models.DateTimeField(null=True, blank=True)
-    completed_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("expires at"))
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    opened_at = models.DateTimeField(_("opened at"), null=True, blank=True)
+    accepted_at = models.DateTimeField(_("accepted at"), null=True, blank=True)
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
 
     objects = InvitationQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("invitation")
+        verbose_name_plural = _("invitations")
         ordering = ["-created_at"]
 
     def __str__(self):
@@ -114,16 +118,18 @@ class InvitationEmail(models.Model):
         SENT = "sent", _("sent")
         FAILED = "failed", _("failed")
 
-    invitation = models.ForeignKey(Invitation, related_name="emails", on_delete=models.CASCADE)
-    reason = models.CharField(max_length=16, choices=Reason.choices, default=Reason.INVITE)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    token_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    error = models.TextField(blank=True)
-    queued_at = models.DateTimeField(default=timezone.now)
-    sent_at = models.DateTimeField(null=True, blank=True)
+    invitation = models.ForeignKey(Invitation, verbose_name=_("invitation"), related_name="emails", on_delete=models.CASCADE)
+    reason = models.CharField(_("reason"), max_length=16, choices=Reason.choices, default=Reason.INVITE)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
+    token_hash = models.CharField(_("token hash"), max_length=64, unique=True, null=True, blank=True, editable=False)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    error = models.TextField(_("error"), blank=True)
+    queued_at = models.DateTimeField(_("queued at"), default=timezone.now)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("invitation email")
+        verbose_name_plural = _("invitation emails")
         ordering = ["-queued_at"]
         indexes = [models.Index(fields=["status", "queued_at"])]
 

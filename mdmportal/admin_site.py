@@ -4,6 +4,7 @@ stands above every app."""
 from django.contrib import admin
 from django.urls import path
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organisation
 from accounts.roles import is_full_admin
@@ -13,9 +14,9 @@ from invitations.dashboard import cards, counts
 
 
 class ConsoleSite(admin.AdminSite):
-    site_header = "mdmportal console"
-    site_title = "mdmportal"
-    index_title = "Dashboard"
+    site_header = _("mdmportal console")
+    site_title = _("mdmportal")
+    index_title = _("Dashboard")
     index_template = "admin/console_index.html"
 
     def each_context(self, request):
