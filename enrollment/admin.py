@@ -13,6 +13,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from accounts.audit import AuditedAdminMixin
 from accounts.models import AuditEvent
@@ -63,7 +66,7 @@ class DeviceCommandInline(admin.TabularInline):
 
     model = DeviceCommand
     formset = LatestCommandsFormSet
-    verbose_name_plural = f"Commands (queue and latest history, newest {DEVICE_PAGE_COMMANDS})"
+    verbose_name_plural = format_lazy(_("Commands (queue and latest history, newest {count})"), count=DEVICE_PAGE_COMMANDS)
     fields = ["sequence", "verb", "target", "status", "status_code", "result", "source", "queued_by", "created_at",
               "sent_at", "completed_at", "expires_at", "cancel_link"]
     readonly_fields = fields
@@ -76,7 +79,7 @@ class DeviceCommandInline(admin.TabularInline):
     def sequence(self, command):
         return command.pk
 
-    @admin.display(description="Result")
+    @admin.display(description=_("Result"))
     def result(self, command):
         return _result(command)
 
@@ -128,12 +131,12 @@ class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, SubquerySearchMixin, ad
         (None, {"fields": ["name", "kind", "status", "user", "upn", "method", "pin_enrollment", "enrollment_type",
                            "enrolled_at", "last_seen_at", "login_status", "unenrolled_at", "replaced_by",
                            "released_for_reenrollment_at", "released_for_reenrollment_by"]}),
-        ("Hardware and system", {"fields": ["device_id", "hw_dev_id", "entra_device_id", "manufacturer", "model",
+        (_("Hardware and system"), {"fields": ["device_id", "hw_dev_id", "entra_device_id", "manufacturer", "model",
                                             "serial_number", "os_version", "os_edition", "os_platform", "architecture",
                                             "total_ram_mb", "hardware_data_excerpt", "inventory_at"]}),
-        ("Certificate", {"fields": ["certificate_serial", "certificate_thumbprint", "certificate_not_after",
+        (_("Certificate"), {"fields": ["certificate_serial", "certificate_thumbprint", "certificate_not_after",
                                     "certificate_renewed_at", "previous_certificate_serial", "revoked_at"]}),
-        ("Enrollment request", {"fields": ["context_table"]}),
+        (_("Enrollment request"), {"fields": ["context_table"]}),
     ]
 
     inlines = [DeviceCommandInline]
@@ -141,11 +144,11 @@ class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, SubquerySearchMixin, ad
     def get_inlines(self, request, obj):
         return [*_device_inlines, *self.inlines]
 
-    @admin.display(description="DeviceHardwareData")
+    @admin.display(description=_("DeviceHardwareData"))
     def hardware_data_excerpt(self, device):
         return Truncator(device.hardware_data).chars(60) if device.hardware_data else "—"
 
-    @admin.display(description="Context items")
+    @admin.display(description=_("Context items"))
     def context_table(self, device):
         rows = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", ((n, v) for n, v in device.context_items))
         return format_html("<table>{}</table>", rows) if device.context_items else "—"
@@ -230,22 +233,22 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
         # Devices keep pointing at the enrollment they came from: revoke instead.
         return False
 
-    @admin.display(description="used / maximum")
+    @admin.display(description=_("used / maximum"))
     def usage(self, pin_enrollment):
         return f"{pin_enrollment.used_count()} / {pin_enrollment.max_devices}"
 
-    @admin.display(description="status")
+    @admin.display(description=_("status"))
     def status_display(self, pin_enrollment):
         return pin_enrollment.status
 
-    @admin.display(description="wrong PINs")
+    @admin.display(description=_("wrong PINs"))
     def lock_state(self, pin_enrollment):
         if pin_enrollment.is_locked:
-            return format_html("<strong>Locked until {}</strong> (lockout {} in a row)",
+            return format_html(_("<strong>Locked until {}</strong> (lockout {} in a row)"),
                                pin_enrollment.locked_until.strftime("%Y-%m-%d %H:%M %Z"), pin_enrollment.lockouts)
-        return f"{pin_enrollment.failed_attempts} from any address in the backstop's window"
+        return _("%(count)d from any address in the backstop's window") % {"count": pin_enrollment.failed_attempts}
 
-    @admin.display(description="enrolled devices")
+    @admin.display(description=_("enrolled devices"))
     def devices_table(self, pin_enrollment):
         devices = list(pin_enrollment.devices.select_related("user")[:50])
         if not devices:
@@ -312,50 +315,52 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request), "opts": self.opts, "pin_enrollment": pin_enrollment,
             "pin": pin, "created": created, "discovery_url": ppkg.discovery_url(),
-            "title": "PIN enrollment created" if created else "New PIN",
+            "title": _("PIN enrollment created") if created else _("New PIN"),
         }
         return TemplateResponse(request, "admin/enrollment/pinenrollment/pin_once.html", context)
 
     def regenerate_view(self, request, pk):
         pin_enrollment = self._managed(request, pk)
         if request.method != "POST":
-            return self._confirm(request, pin_enrollment, "Regenerate the PIN?",
-                                 "Packages built with the current PIN stop enrolling devices at once; devices "
-                                 "already enrolled stay enrolled. You get the new PIN and a new project to rebuild "
-                                 "the package.",
-                                 "Yes, make a new PIN")
+            return self._confirm(request, pin_enrollment, _("Regenerate the PIN?"),
+                                 _("Packages built with the current PIN stop enrolling devices at once; devices "
+                                   "already enrolled stay enrolled. You get the new PIN and a new project to rebuild "
+                                   "the package."),
+                                 _("Yes, make a new PIN"))
         try:
             pin = ppkg.regenerate(pin_enrollment, actor=request.user, ip=client_ip(request))
         except InvalidTransition:
-            self.message_user(request, "A revoked PIN enrollment gets no new PIN.", messages.ERROR)
+            self.message_user(request, _("A revoked PIN enrollment gets no new PIN."), messages.ERROR)
             return self._back(pin_enrollment)
         return self._pin_page(request, pin_enrollment, pin, created=False)
 
     def revoke_view(self, request, pk):
         pin_enrollment = self._managed(request, pk)
         if request.method != "POST":
-            return self._confirm(request, pin_enrollment, "Revoke this PIN enrollment?",
-                                 "Its packages stop enrolling devices for good; devices already enrolled stay "
-                                 "enrolled.",
-                                 "Yes, revoke it")
+            return self._confirm(request, pin_enrollment, _("Revoke this PIN enrollment?"),
+                                 _("Its packages stop enrolling devices for good; devices already enrolled stay "
+                                   "enrolled."),
+                                 _("Yes, revoke it"))
         try:
             ppkg.revoke(pin_enrollment, actor=request.user, ip=client_ip(request))
-            self.message_user(request, f"{pin_enrollment} is revoked.", messages.SUCCESS)
+            self.message_user(request, _("%(pin_enrollment)s is revoked.") % {"pin_enrollment": pin_enrollment},
+                              messages.SUCCESS)
         except InvalidTransition:
-            self.message_user(request, "This PIN enrollment was already revoked.", messages.WARNING)
+            self.message_user(request, _("This PIN enrollment was already revoked."), messages.WARNING)
         return self._back(pin_enrollment)
 
     def unlock_view(self, request, pk):
         pin_enrollment = self._managed(request, pk)
         if request.method != "POST":
-            return self._confirm(request, pin_enrollment, "Unlock this PIN enrollment?",
-                                 "Devices may try its PIN again at once, and the count of wrong PINs starts over. If "
-                                 "someone is guessing the PIN, regenerate it instead.", "Yes, unlock it")
+            return self._confirm(request, pin_enrollment, _("Unlock this PIN enrollment?"),
+                                 _("Devices may try its PIN again at once, and the count of wrong PINs starts over. If "
+                                   "someone is guessing the PIN, regenerate it instead."), _("Yes, unlock it"))
         try:
             ppkg.unlock(pin_enrollment, actor=request.user, ip=client_ip(request))
-            self.message_user(request, f"{pin_enrollment} is unlocked.", messages.SUCCESS)
+            self.message_user(request, _("%(pin_enrollment)s is unlocked.") % {"pin_enrollment": pin_enrollment},
+                              messages.SUCCESS)
         except InvalidTransition:
-            self.message_user(request, "This PIN enrollment is not locked.", messages.WARNING)
+            self.message_user(request, _("This PIN enrollment is not locked."), messages.WARNING)
         return self._back(pin_enrollment)
 
     def wcd_project_view(self, request, pk):
@@ -366,11 +371,11 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
             return self._back(pin_enrollment)
         pin = request.POST.get("pin", "").strip()
         if not pin_enrollment.is_usable:
-            self.message_user(request, "This PIN enrollment is revoked or expired: a package would not enroll.",
+            self.message_user(request, _("This PIN enrollment is revoked or expired: a package would not enroll."),
                               messages.ERROR)
             return self._back(pin_enrollment)
         if not ppkg.pin_matches(pin_enrollment, pin):
-            self.message_user(request, "That is not this PIN enrollment's current PIN: no project was made.",
+            self.message_user(request, _("That is not this PIN enrollment's current PIN: no project was made."),
                               messages.ERROR)
             return self._back(pin_enrollment)
         filename, data = wcd.project_zip(pin_enrollment, pin)
@@ -380,7 +385,7 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
         return response
 
 
-@admin.action(description="Cancel the selected queued commands", permissions=["change"])
+@admin.action(description=_("Cancel the selected queued commands"), permissions=["change"])
 def cancel_commands(modeladmin, request, queryset):
     cancelled = 0
     for command in queryset.filter(status=DeviceCommand.Status.QUEUED):
@@ -389,7 +394,8 @@ def cancel_commands(modeladmin, request, queryset):
             cancelled += 1
         except InvalidTransition:
             pass  # sent to the device meanwhile
-    modeladmin.message_user(request, f"Cancelled {cancelled} command(s).", messages.SUCCESS)
+    modeladmin.message_user(request, ngettext("Cancelled %(count)d command.", "Cancelled %(count)d commands.", cancelled)
+                            % {"count": cancelled}, messages.SUCCESS)
 
 
 @admin.register(DeviceCommand)
@@ -430,13 +436,14 @@ class DeviceCommandAdmin(SubquerySearchMixin, admin.ModelAdmin):
         if request.method == "POST":
             try:
                 commands.cancel(command, request.user, ip=request.META.get("REMOTE_ADDR"))
-                self.message_user(request, f"Cancelled {command}.", messages.SUCCESS)
+                self.message_user(request, _("Cancelled %(command)s.") % {"command": command}, messages.SUCCESS)
             except InvalidTransition:
-                self.message_user(request, f"{command} was already {command.get_status_display().lower()}.",
+                self.message_user(request, _("%(command)s was already %(status)s.") % {
+                    "command": command, "status": command.get_status_display().lower()},
                                   messages.WARNING)
             return redirect(device_page)
         context = {**self.admin_site.each_context(request), "command": command, "device_page": device_page,
-                   "title": "Cancel a command", "opts": self.model._meta}
+                   "title": _("Cancel a command"), "opts": self.model._meta}
         return TemplateResponse(request, "admin/enrollment/devicecommand/cancel.html", context)
 
 

@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.utils.translation import gettext_lazy
 
 from accounts.audit import AuditedAdminMixin
@@ -296,7 +297,7 @@ class EntraKeyAlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         for alert in queryset.open():
             alert.resolve(request.user)
             done += 1
-        self.message_user(request, _("%(count)d alert(s) resolved.") % {"count": done})
+        self.message_user(request, ngettext("%(count)d alert resolved.", "%(count)d alerts resolved.", done) % {"count": done})
 
 
 @admin.register(EntraIdentity)

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.core import signing
 from django.core.cache import cache
+from django.utils.translation import gettext_noop
 
 from accounts import lockout
 from accounts.models import AuditEvent, AuthPolicy, Organisation
@@ -46,16 +47,19 @@ TOKEN_SALT = "enrollment.federated-token"
 # AccessAttempt.username, the lockout's account) that PostgreSQL would refuse with an error.
 MAX_USERNAME = 254
 
-BAD_CREDENTIALS = "The user name or password is incorrect."
-LOCKED_OUT = "Too many failed sign-ins. This account is locked for a while: try again later."
-BAD_PIN = "The user name or registration PIN is incorrect, or the PIN has expired or was already used."
-BAD_PIN_OR_PASSWORD = ("The user name, password or registration PIN is incorrect, or the PIN has expired or was "
-                       "already used.")
-NOT_ALLOWED = "This account is not allowed to enroll devices. Contact your administrator."
-BAD_TOKEN = "Your sign-in has expired or was already used. Start the enrollment again."
-WRONG_METHOD = "This server does not accept that sign-in method."
-NEEDS_SIGN_IN_PAGE = ("Your account enrolls with a registration PIN and your password, which Windows asks for on "
-                      "the organisation's sign-in page. Start the enrollment again from the beginning.")
+# The reasons Windows shows in its enrollment error (the SOAP fault's text, in English) and the federated
+# sign-in page shows in the visitor's language (marked here, translated where the page renders them).
+BAD_CREDENTIALS = gettext_noop("The user name or password is incorrect.")
+LOCKED_OUT = gettext_noop("Too many failed sign-ins. This account is locked for a while: try again later.")
+BAD_PIN = gettext_noop("The user name or registration PIN is incorrect, or the PIN has expired or was already used.")
+BAD_PIN_OR_PASSWORD = gettext_noop("The user name, password or registration PIN is incorrect, or the PIN has "
+                                   "expired or was already used.")
+NOT_ALLOWED = gettext_noop("This account is not allowed to enroll devices. Contact your administrator.")
+BAD_TOKEN = gettext_noop("Your sign-in has expired or was already used. Start the enrollment again.")
+WRONG_METHOD = gettext_noop("This server does not accept that sign-in method.")
+NEEDS_SIGN_IN_PAGE = gettext_noop("Your account enrolls with a registration PIN and your password, which Windows "
+                                  "asks for on the organisation's sign-in page. Start the enrollment again from the "
+                                  "beginning.")
 
 
 @dataclass

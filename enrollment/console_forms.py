@@ -4,6 +4,7 @@ from datetime import timedelta
 from django import forms
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from . import ppkg
 from .models import PinEnrollment
@@ -14,9 +15,9 @@ def check_upn_is_free(upn, instance=None):
     so a user's email or MDM username here would lock that user out of enrolling."""
     others = PinEnrollment.objects.exclude(pk=instance.pk) if instance is not None else PinEnrollment.objects.all()
     if others.filter(upn__iexact=upn).exists():
-        raise forms.ValidationError("Another PIN enrollment already uses this service identity.")
+        raise forms.ValidationError(_("Another PIN enrollment already uses this service identity."))
     if get_user_model().objects.for_login(upn) is not None:
-        raise forms.ValidationError("This is a user's email or MDM username: choose a name of its own.")
+        raise forms.ValidationError(_("This is a user's email or MDM username: choose a name of its own."))
 
 
 class PinEnrollmentForm(forms.ModelForm):
@@ -28,8 +29,9 @@ class PinEnrollmentForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if "upn" in self.fields:
             self.fields["upn"].required = False
-            self.fields["upn"].help_text = (
-                f"The name the package signs in with. Leave empty for enroll-<name>@{ppkg.default_domain()}.")
+            self.fields["upn"].help_text = _(
+                "The name the package signs in with. Leave empty for enroll-<name>@%(domain)s.") % {
+                    "domain": ppkg.default_domain()}
         if "owner" in self.fields:
             self.fields["owner"].queryset = get_user_model().objects.filter(is_active=True)
         if self.instance.pk is None:
@@ -39,7 +41,7 @@ class PinEnrollmentForm(forms.ModelForm):
     def clean_expires_at(self):
         expires_at = self.cleaned_data["expires_at"]
         if expires_at <= timezone.now() and "expires_at" in self.changed_data:
-            raise forms.ValidationError("Choose a moment in the future.")
+            raise forms.ValidationError(_("Choose a moment in the future."))
         return expires_at
 
     def clean(self):

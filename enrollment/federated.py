@@ -9,6 +9,8 @@ from django.http import Http404
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
 from accounts import lockout
 from accounts.models import AuditEvent
@@ -26,19 +28,19 @@ MAX_APPRU = 2048
 
 
 class SignInForm(forms.Form):
-    username = forms.CharField(label="Email or user name", max_length=254)
+    username = forms.CharField(label=_("Email or user name"), max_length=254)
     appru = forms.CharField(widget=forms.HiddenInput, max_length=MAX_APPRU)
 
     def __init__(self, *args, policy, **kwargs):
         super().__init__(*args, **kwargs)
         self.policy = policy
         if policy.requires_password:
-            self.fields["password"] = forms.CharField(label="Password", strip=False, max_length=4096,
+            self.fields["password"] = forms.CharField(label=_("Password"), strip=False, max_length=4096,
                                                       widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
         if policy.requires_pin:
             self.fields["pin"] = forms.CharField(
-                label="Registration PIN", max_length=64,
-                help_text="The one-time PIN from your invitation email or your enrollment page.",
+                label=_("Registration PIN"), max_length=64,
+                help_text=_("The one-time PIN from your invitation email or your enrollment page."),
                 widget=forms.PasswordInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
             )
 
@@ -77,7 +79,8 @@ def sign_in(request, key):
     if not valid_appru(appru):
         logger.info("sign-in page: refused appru %r", appru[:200])
         return render_page(request, "enrollment/signin_error.html", {
-            "message": "This page can only be opened by Windows while enrolling a device (invalid return address).",
+            "message": gettext_noop("This page can only be opened by Windows while enrolling a device (invalid "
+                                    "return address)."),
         }, status=400)
     if request.method == "GET":
         hint = request.GET.get("login_hint", "")[:254]

@@ -3,6 +3,7 @@ import dataclasses
 import logging
 
 from django.http import Http404, HttpResponse
+from django.utils.translation import gettext_noop
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -17,8 +18,8 @@ from . import wstep
 
 logger = logging.getLogger(__name__)
 
-RETIRED_MESSAGE = ("This enrollment address is no longer valid. Ask your administrator for a new invitation "
-                   "and use the address it gives.")
+RETIRED_MESSAGE = gettext_noop("This enrollment address is no longer valid. Ask your administrator for a new "
+                               "invitation and use the address it gives.")
 
 
 def request_token(request, envelope, key):

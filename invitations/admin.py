@@ -275,12 +275,14 @@ class InvitationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description=gettext_lazy("Resend invitation"), permissions=["send_invitation"])
     def resend(self, request, queryset):
-        self._apply(request, queryset, sending.resend, _("Invitation resent to %(count)d user(s)."),
+        self._apply(request, queryset, sending.resend,
+                    lambda n: ngettext("Invitation resent to %(count)d user.", "Invitation resent to %(count)d users.", n),
                     _("Not resent to %(users)s: a revoked or accepted invitation cannot be resent."))
 
     @admin.action(description=gettext_lazy("Revoke invitation"), permissions=["revoke"])
     def revoke(self, request, queryset):
-        self._apply(request, queryset, sending.revoke, _("%(count)d invitation(s) revoked."),
+        self._apply(request, queryset, sending.revoke,
+                    lambda n: ngettext("%(count)d invitation revoked.", "%(count)d invitations revoked.", n),
                     _("Not revoked for %(users)s: the invitation is already revoked or enrollment is completed."))
 
     def _apply(self, request, queryset, transition, done_message, refused_message):
@@ -292,7 +294,7 @@ class InvitationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             except InvalidTransition:
                 refused.append(invitation.user.email)
         if done:
-            self.message_user(request, done_message % {"count": done}, messages.SUCCESS)
+            self.message_user(request, done_message(done) % {"count": done}, messages.SUCCESS)
         if refused:
             self.message_user(request, refused_message % {"users": ", ".join(refused)}, messages.WARNING)
 

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from accounts.models import AuditEvent, User
 from mdmportal import csv_cells
@@ -157,7 +158,8 @@ def _read_header(reader):
                         % {"columns": ", ".join(COLUMNS)})
     unknown = [name for name in header if name not in COLUMNS]
     if unknown:
-        raise FileError(_("Unknown column(s) %(unknown)s; the columns are %(columns)s.")
+        raise FileError(ngettext("Unknown column %(unknown)s; the columns are %(columns)s.",
+                                 "Unknown columns %(unknown)s; the columns are %(columns)s.", len(unknown))
                         % {"unknown": ", ".join(f"“{name}”" for name in unknown), "columns": ", ".join(COLUMNS)})
     if len(set(header)) != len(header):
         raise FileError(_("A column appears twice in the header."))
