@@ -8,6 +8,7 @@ urlpatterns = [
     path("go", views.go, name="go"),
     path("login", views.login, name="login"),
     path("logout", views.logout, name="logout"),
+    path("language", views.set_language, name="set_language"),
     path("invite/<str:token>", views.accept, name="accept"),
     path("enroll", views.enroll, name="enroll"),
     path("enroll/pin", views.request_pin, name="request_pin"),

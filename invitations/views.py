@@ -2,6 +2,7 @@
 from urllib.parse import quote, urlencode, urlsplit
 
 from axes.helpers import get_client_ip_address
+from django.conf import settings
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -10,6 +11,7 @@ from django.db import transaction
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
+from django.views import i18n
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -50,6 +52,24 @@ class SignInView(auth_views.LoginView):
 login = SignInView.as_view()
 
 logout = auth_views.LogoutView.as_view(next_page="invitations:login")
+
+
+@require_POST
+def set_language(request):
+    """The language switch of every page: Django's set_language (the choice kept in the language
+    cookie, then back to the page, `next`, on this site only). A signed-in person's account takes the
+    language too, so that the enrollment page and the emails sent to them follow the choice."""
+    response = i18n.set_language(request)
+    language = request.POST.get("language")
+    if language not in dict(settings.LANGUAGES):
+        # Django accepts any language it has a catalogue for; the portal speaks only its own.
+        response.cookies.pop(settings.LANGUAGE_COOKIE_NAME, None)
+        return response
+    user = request.user
+    if user.is_authenticated and user.language != language:
+        user.language = language
+        user.save(update_fields=["language"])
+    return response
 
 
 def accept(request, token):
@@ -163,7 +183,12 @@ def _spend(invitation, form, ip):
 
 
 def _render_in_language(request, user, template, context=None, status=200):
-    with translation.override(user.language):
+    """A page about `user` in the user's language, unless this browser chose one with the language
+    switch (the language cookie set_language leaves)."""
+    language = request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME)
+    if language not in dict(settings.LANGUAGES):
+        language = user.language
+    with translation.override(language):
         response = render(request, template, context, status=status)
-    response.headers["Content-Language"] = user.language
+    response.headers["Content-Language"] = language
     return response
