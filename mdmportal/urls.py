@@ -7,3 +7,9 @@ urlpatterns = [
     path("api/v1/", include("mdmportal.api_urls")),
     path("", include("invitations.urls")),
 ]
+
+# The error pages in the visitor's language, with the organisation's name (mdmportal/error_pages.py).
+handler400 = "mdmportal.error_pages.bad_request"
+handler403 = "mdmportal.error_pages.permission_denied"
+handler404 = "mdmportal.error_pages.page_not_found"
+handler500 = "mdmportal.error_pages.server_error"

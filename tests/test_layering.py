@@ -45,6 +45,7 @@ MDMPORTAL = {
     "celery": ASSEMBLY,
     "checks": ASSEMBLY,
     "doctor": ASSEMBLY,
+    "error_pages": ASSEMBLY,  # reads the organisation's name
     "settings": ASSEMBLY,
     "urls": ASSEMBLY,
     "wsgi": ASSEMBLY,
