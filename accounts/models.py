@@ -14,6 +14,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Cast, Left, Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from mdmportal.bulk import insert_select
 

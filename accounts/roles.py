@@ -1,10 +1,12 @@
 """Administrator roles as Django groups. Synced after every migrate, so permissions of models added
 later (devices, Autopilot) reach the roles without a data migration."""
 from django.db.models import Q
+from django.utils.translation import gettext_noop
 
-FULL_ADMIN = "Full administrator"
-ENROLLMENT_ADMIN = "Enrollment administrator"
-HELPDESK = "Helpdesk (read-only)"
+# The groups' names, stored in English; the console shows them translated (gettext(name)).
+FULL_ADMIN = gettext_noop("Full administrator")
+ENROLLMENT_ADMIN = gettext_noop("Enrollment administrator")
+HELPDESK = gettext_noop("Helpdesk (read-only)")
 ROLES = [FULL_ADMIN, ENROLLMENT_ADMIN, HELPDESK]
 
 PRODUCT_APPS = ["accounts", "invitations", "enrollment", "autopilot"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import formats, timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import AuditEvent
 
@@ -30,17 +31,18 @@ class Resolver:
 
     def __call__(self, device):
         if device.profile_id is not None:
-            who = device.profile_assigned_by.email if device.profile_assigned_by else "an administrator"
+            who = device.profile_assigned_by.email if device.profile_assigned_by else _("an administrator")
             when = formats.date_format(timezone.localtime(device.profile_assigned_at), "DATE_FORMAT") \
-                if device.profile_assigned_at else "an unknown date"
-            return Assignment(device.profile, f"assigned by {who} on {when}", "explicit")
+                if device.profile_assigned_at else _("an unknown date")
+            return Assignment(device.profile, _("assigned by %(who)s on %(when)s") % {"who": who, "when": when},
+                              "explicit")
         tag = device.group_tag.strip()
         if tag and tag.lower() in self.by_tag:
-            return Assignment(self.by_tag[tag.lower()], f"from group tag {tag}", "group_tag")
+            return Assignment(self.by_tag[tag.lower()], _("from group tag %(tag)s") % {"tag": tag}, "group_tag")
         if self.default is not None:
-            return Assignment(self.default, "default profile", "default")
-        reason = f"no profile: group tag {tag} matches no profile and there is no default profile" if tag \
-            else "no profile: none assigned, no group tag and no default profile"
+            return Assignment(self.default, _("default profile"), "default")
+        reason = _("no profile: group tag %(tag)s matches no profile and there is no default profile") % {"tag": tag} \
+            if tag else _("no profile: none assigned, no group tag and no default profile")
         return Assignment(None, reason, "none")
 
 

@@ -76,7 +76,7 @@ class GraphConnector(models.Model):
         verbose_name_plural = _("Microsoft Graph connector")
 
     def __str__(self):
-        return "Microsoft Graph connector"
+        return str(_("Microsoft Graph connector"))
 
     SINGLETON_PK = 1
 
@@ -247,7 +247,7 @@ class GraphProfileSync(models.Model):
         verbose_name_plural = _("profile in the Autopilot services")
 
     def __str__(self):
-        return f"{self.profile} → {self.graph_id or 'not pushed'}"
+        return f"{self.profile} → {self.graph_id or _('not pushed')}"
 
 
 class GraphTagGroup(models.Model):

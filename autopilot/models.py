@@ -482,7 +482,7 @@ class ImportRow(models.Model):
         indexes = [models.Index(fields=["device_import", "result", "line"])]
 
     def __str__(self):
-        return f"line {self.line}: {self.get_result_display()}"
+        return _("line %(line)s: %(result)s") % {"line": self.line, "result": self.get_result_display()}
 
 
 class AutopilotEnrollment(models.Model):
@@ -685,7 +685,7 @@ class AppInstall(models.Model):
         constraints = [models.UniqueConstraint(fields=["device", "kind", "identifier"], name="one_install_per_device_app")]
 
     def __str__(self):
-        return f"{self.name} on {self.device}"
+        return _("%(app)s on %(device)s") % {"app": self.name, "device": self.device}
 
     def advance(self, state, now, *, error=""):
         """queued → installing → installed | failed (queued may fail or finish at once); installing →

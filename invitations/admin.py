@@ -63,7 +63,7 @@ class RoleFilter(admin.SimpleListFilter):
     parameter_name = "role"
 
     def lookups(self, request, model_admin):
-        return [(role, role) for role in ROLES]
+        return [(role, _(role)) for role in ROLES]
 
     def queryset(self, request, queryset):
         if self.value() in ROLES:
@@ -153,7 +153,7 @@ class UserAdmin(WholeChangelistMixin, AuditedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("role"))
     def role(self, user):
-        return ", ".join(user.groups.filter(name__in=ROLES).values_list("name", flat=True)) or "—"
+        return ", ".join(_(name) for name in user.groups.filter(name__in=ROLES).values_list("name", flat=True)) or "—"
 
     @admin.action(description=gettext_lazy("Send invitation"), permissions=["send_invitation"])
     def send_invitations(self, request, queryset):

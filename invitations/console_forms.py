@@ -125,7 +125,7 @@ class AdministratorChangeForm(UserChangeForm):
     acting_user = None  # set by the ModelAdmin: the administrator filling in the form
     role = forms.ChoiceField(
         label=gettext_lazy("Role"), required=False,
-        choices=[("", gettext_lazy("— none —"))] + [(role, role) for role in ROLES],
+        choices=[("", gettext_lazy("— none —"))] + [(role, gettext_lazy(role)) for role in ROLES],
         help_text=gettext_lazy("What this administrator may do in the console."),
     )
 

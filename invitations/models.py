@@ -35,7 +35,7 @@ class UrlRotation(models.Model):
         ordering = ["-started_at"]
 
     def __str__(self):
-        return f"Enrollment URL v{self.version}"
+        return _("Enrollment URL v%(version)s") % {"version": self.version}
 
     @property
     def progress_percent(self):
@@ -81,7 +81,7 @@ class Invitation(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self):
-        return f"Invitation for {self.user}"
+        return _("Invitation for %(user)s") % {"user": self.user}
 
     @staticmethod
     def label():
@@ -134,4 +134,4 @@ class InvitationEmail(models.Model):
         indexes = [models.Index(fields=["status", "queued_at"])]
 
     def __str__(self):
-        return f"{self.get_reason_display()} to {self.invitation.user}"
+        return _("%(reason)s to %(user)s") % {"reason": self.get_reason_display(), "user": self.invitation.user}

@@ -81,7 +81,7 @@ def test_resend_action_sends_a_new_email(console, organisation, django_capture_o
     invitation = InvitationFactory()
     with django_capture_on_commit_callbacks(execute=True):
         response = console.post(INVITATIONS, action("resend", invitation), follow=True, REMOTE_ADDR="192.0.2.1")
-    assert "Invitation resent to 1 user(s)." in messages_of(response)
+    assert "Invitation resent to 1 user." in messages_of(response)
     assert [m.to[0] for m in mail.outbox] == [invitation.user.email]
     assert AuditEvent.objects.filter(action="invitation.resent", ip="192.0.2.1").count() == 1
 
@@ -92,7 +92,7 @@ def test_resend_of_a_revoked_invitation_is_refused_with_a_message(console, organ
     with django_capture_on_commit_callbacks(execute=True):
         response = console.post(INVITATIONS, action("resend", revoked, pending), follow=True)
     assert response.status_code == 200
-    assert "Invitation resent to 1 user(s)." in messages_of(response)
+    assert "Invitation resent to 1 user." in messages_of(response)
     assert (f"Not resent to {revoked.user.email}: a revoked or accepted invitation cannot be resent."
             in messages_of(response))
     assert [m.to[0] for m in mail.outbox] == [pending.user.email]
@@ -101,7 +101,7 @@ def test_resend_of_a_revoked_invitation_is_refused_with_a_message(console, organ
 def test_revoke_action_revokes_and_audits(console, db):
     invitation = InvitationFactory()
     response = console.post(INVITATIONS, action("revoke", invitation), follow=True, REMOTE_ADDR="192.0.2.2")
-    assert "1 invitation(s) revoked." in messages_of(response)
+    assert "1 invitation revoked." in messages_of(response)
     invitation.refresh_from_db()
     assert invitation.status == Invitation.Status.REVOKED
     assert AuditEvent.objects.get(action="invitation.revoked").ip == "192.0.2.2"

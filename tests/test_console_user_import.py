@@ -134,7 +134,7 @@ def test_import_reports_several_errors_of_one_row(console, db):
     (b"", "The submitted file is empty."),
     (b"\r\n \r\n", "The file is empty."),
     ("carol@example.com,Carol\n".encode(), "The first line must be the header"),
-    (b"email,langauge\ncarol@example.com,fr\n", "Unknown column(s) “langauge”"),
+    (b"email,langauge\ncarol@example.com,fr\n", "Unknown column “langauge”"),
     (b"email,email\ncarol@example.com,carol@example.com\n", "A column appears twice in the header."),
     (b"email,display_name\n", "The file has a header but no users."),
     ("email,display_name\ncarol@example.com,Cécile\n".encode("latin-1"), "The file is not UTF-8 text."),
