@@ -239,7 +239,7 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("status"))
     def status_display(self, pin_enrollment):
-        return pin_enrollment.status
+        return pin_enrollment.status_label
 
     @admin.display(description=_("wrong PINs"))
     def lock_state(self, pin_enrollment):

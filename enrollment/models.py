@@ -6,6 +6,8 @@ from django.db import IntegrityError, models, transaction
 from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from invitations.models import InvalidTransition
 from mdmportal import outbound
@@ -43,109 +45,111 @@ class Device(models.Model):
     """
 
     class Kind(models.TextChoices):
-        PC = "pc", "PC"
-        HOLOLENS = "hololens2", "HoloLens 2"
+        PC = "pc", _("PC")
+        HOLOLENS = "hololens2", _("HoloLens 2")
 
     class EnrollmentType(models.TextChoices):
-        FULL = "Full", "User (Full)"
-        DEVICE = "Device", "Device"
+        FULL = "Full", _("User (Full)")
+        DEVICE = "Device", _("Device")
 
     class Method(models.TextChoices):
-        ONPREMISE = "onpremise", "Password (on-premise)"
-        FEDERATED = "federated", "Federated sign-in page"
-        PIN = "pin", "One-time registration PIN"
-        PPKG = "ppkg", "Provisioning package"
-        ENTRA = "entra", "Entra ID"
+        ONPREMISE = "onpremise", _("Password (on-premise)")
+        FEDERATED = "federated", _("Federated sign-in page")
+        PIN = "pin", _("One-time registration PIN")
+        PPKG = "ppkg", _("Provisioning package")
+        ENTRA = "entra", _("Entra ID")
 
     class Status(models.TextChoices):
-        ENROLLED = "enrolled", "Enrolled"
-        REPLACED = "replaced", "Replaced by a re-enrollment"
-        UNENROLLED = "unenrolled", "Unenrolled"
-        RETIRED = "retired", "Retired"
+        ENROLLED = "enrolled", _("Enrolled")
+        REPLACED = "replaced", _("Replaced by a re-enrollment")
+        UNENROLLED = "unenrolled", _("Unenrolled")
+        RETIRED = "retired", _("Retired")
 
     # GetProductInfo SKU of "Windows Holographic for Business" (PRODUCT_HOLOGRAPHIC_BUSINESS, 0x88).
     HOLOGRAPHIC_EDITION = 136
 
-    device_id = models.CharField("DeviceID", max_length=64, db_index=True)
-    hw_dev_id = models.CharField("HWDevID", max_length=128, blank=True, db_index=True)
-    name = models.CharField(max_length=255, blank=True)
-    os_version = models.CharField("OS version", max_length=64, blank=True)
-    os_edition = models.PositiveIntegerField("OS edition (SKU)", null=True, blank=True)
-    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.PC)
-    enrollment_type = models.CharField(max_length=8, choices=EnrollmentType.choices)
-    method = models.CharField(max_length=16, choices=Method.choices)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="devices", null=True, blank=True,
+    device_id = models.CharField(_("DeviceID"), max_length=64, db_index=True)
+    hw_dev_id = models.CharField(_("HWDevID"), max_length=128, blank=True, db_index=True)
+    name = models.CharField(_("name"), max_length=255, blank=True)
+    os_version = models.CharField(_("OS version"), max_length=64, blank=True)
+    os_edition = models.PositiveIntegerField(_("OS edition (SKU)"), null=True, blank=True)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.PC)
+    enrollment_type = models.CharField(_("enrollment type"), max_length=8, choices=EnrollmentType.choices)
+    method = models.CharField(_("method"), max_length=16, choices=Method.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), related_name="devices", null=True, blank=True,
                              on_delete=models.SET_NULL)
-    upn = models.CharField("UPN", max_length=254, blank=True, help_text="The name the device signed in with")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ENROLLED, db_index=True)
-    replaced_by = models.ForeignKey("self", null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
-    certificate_serial = models.CharField(max_length=64, unique=True)
-    certificate_thumbprint = models.CharField(max_length=40, unique=True,
-                                              help_text="Uppercase hex SHA-1 of the DER certificate")
-    certificate_not_after = models.DateTimeField()
-    certificate_renewed_at = models.DateTimeField(null=True, blank=True, help_text="Last ROBO renewal")
-    previous_certificate_serial = models.CharField(
+    upn = models.CharField(_("UPN"), max_length=254, blank=True, help_text=_("The name the device signed in with"))
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.ENROLLED, db_index=True)
+    replaced_by = models.ForeignKey("self", verbose_name=_("replaced by"), null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
+    certificate_serial = models.CharField(_("certificate serial"), max_length=64, unique=True)
+    certificate_thumbprint = models.CharField(_("certificate thumbprint"), max_length=40, unique=True,
+                                              help_text=_("Uppercase hex SHA-1 of the DER certificate"))
+    certificate_not_after = models.DateTimeField(_("certificate not after"))
+    certificate_renewed_at = models.DateTimeField(_("certificate renewed at"), null=True, blank=True, help_text=_("Last ROBO renewal"))
+    previous_certificate_serial = models.CharField(_("previous certificate serial"), 
         max_length=64, blank=True, db_index=True, editable=False,
-        help_text="The certificate the last renewal replaced, accepted until the device presents the new one",
+        help_text=_("The certificate the last renewal replaced, accepted until the device presents the new one"),
     )
-    previous_certificate_thumbprint = models.CharField(max_length=40, blank=True, editable=False)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    context_items = models.JSONField(
+    previous_certificate_thumbprint = models.CharField(_("previous certificate thumbprint"), max_length=40, blank=True, editable=False)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+    context_items = models.JSONField(_("context items"), 
         default=list, blank=True,
-        help_text="AdditionalContext of the enrollment request as [name, value] pairs, in order (MAC repeats)",
+        help_text=_("AdditionalContext of the enrollment request as [name, value] pairs, in order (MAC repeats)"),
     )
     pin_enrollment = models.ForeignKey(
-        "PinEnrollment", null=True, blank=True, related_name="devices", on_delete=models.PROTECT,
-        help_text="The provisioning package (PIN enrollment) this device enrolled with",
+        "PinEnrollment", verbose_name=_("pin enrollment"), null=True, blank=True, related_name="devices", on_delete=models.PROTECT,
+        help_text=_("The provisioning package (PIN enrollment) this device enrolled with"),
     )
-    federated_token_id = models.CharField(
+    federated_token_id = models.CharField(_("federated token id"), 
         max_length=64, unique=True, null=True, blank=True, editable=False,
-        help_text="jti of the sign-in token spent by this enrollment (a token enrolls once)",
+        help_text=_("jti of the sign-in token spent by this enrollment (a token enrolls once)"),
     )
-    enrollment_request_digest = models.CharField(
+    enrollment_request_digest = models.CharField(_("enrollment request digest"), 
         max_length=64, blank=True, db_index=True, editable=False,
-        help_text="Keyed hash (HMAC with SECRET_KEY) of the enrollment's RequestSecurityToken, its credentials "
-                  "and request, to answer the very same message again after a lost answer (enrollment/rst_retry.py)",
+        help_text=_("Keyed hash (HMAC with SECRET_KEY) of the enrollment's RequestSecurityToken, its credentials "
+                  "and request, to answer the very same message again after a lost answer (enrollment/rst_retry.py)"),
     )
     entra_device_id = models.CharField(
-        "Entra device id", max_length=64, blank=True, db_index=True,
-        help_text="The deviceid claim of the Entra token that enrolled the device (Entra join)",
+        _("Entra device id"), max_length=64, blank=True, db_index=True,
+        help_text=_("The deviceid claim of the Entra token that enrolled the device (Entra join)"),
     )
     released_for_reenrollment_at = models.DateTimeField(
-        "released for re-enrollment", null=True, blank=True, editable=False,
-        help_text="An administrator allowed the next enrollment of this hardware, by anyone, to replace "
-                  "this device (spent by that enrollment)",
+        _("released for re-enrollment"), null=True, blank=True, editable=False,
+        help_text=_("An administrator allowed the next enrollment of this hardware, by anyone, to replace "
+                  "this device (spent by that enrollment)"),
     )
     released_for_reenrollment_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+", on_delete=models.SET_NULL,
-        editable=False, verbose_name="released by",
+        editable=False, verbose_name=_("released by"),
     )
-    appsrv_digest = models.CharField(max_length=64, editable=False,
-                                     help_text="b64(md5(DeviceID:secret)) to check the device's digest")
-    appsrv_nonce = models.CharField(max_length=64, editable=False)
-    client_digest = models.CharField(max_length=64, editable=False,
-                                     help_text="b64(md5(provider:secret)) to authenticate to the device")
-    client_nonce = models.CharField(max_length=64, editable=False)
-    enrolled_at = models.DateTimeField(default=timezone.now, db_index=True)
-    last_seen_at = models.DateTimeField(null=True, blank=True, help_text="Last OMA-DM session message")
-    unenrolled_at = models.DateTimeField(null=True, blank=True)
-    login_status = models.CharField(max_length=16, blank=True,
-                                    help_text="Last 1224 com.microsoft/MDM/LoginStatus: user, others or none")
+    appsrv_digest = models.CharField(_("appsrv digest"), max_length=64, editable=False,
+                                     help_text=_("b64(md5(DeviceID:secret)) to check the device's digest"))
+    appsrv_nonce = models.CharField(_("appsrv nonce"), max_length=64, editable=False)
+    client_digest = models.CharField(_("client digest"), max_length=64, editable=False,
+                                     help_text=_("b64(md5(provider:secret)) to authenticate to the device"))
+    client_nonce = models.CharField(_("client nonce"), max_length=64, editable=False)
+    enrolled_at = models.DateTimeField(_("enrolled at"), default=timezone.now, db_index=True)
+    last_seen_at = models.DateTimeField(_("last seen at"), null=True, blank=True, help_text=_("Last OMA-DM session message"))
+    unenrolled_at = models.DateTimeField(_("unenrolled at"), null=True, blank=True)
+    login_status = models.CharField(_("login status"), max_length=16, blank=True,
+                                    help_text=_("Last 1224 com.microsoft/MDM/LoginStatus: user, others or none"))
     # Inventory (DevInfo, DevDetail, DeviceStatus CSPs), collected over OMA-DM by enrollment/inventory.py.
-    manufacturer = models.CharField(max_length=255, blank=True)
-    model = models.CharField(max_length=255, blank=True)
-    serial_number = models.CharField(max_length=255, blank=True, db_index=True)
-    os_platform = models.CharField("OS platform", max_length=255, blank=True)
-    architecture = models.CharField(max_length=32, blank=True)
-    total_ram_mb = models.PositiveIntegerField("RAM (MB)", null=True, blank=True)
-    hardware_data = models.TextField("DeviceHardwareData", blank=True, help_text="Autopilot hardware hash")
-    inventory = models.JSONField(default=dict, blank=True, help_text="Every inventory node read, by LocURI")
-    inventory_requested_at = models.DateTimeField(null=True, blank=True)
-    inventory_at = models.DateTimeField("inventory received", null=True, blank=True)
+    manufacturer = models.CharField(_("manufacturer"), max_length=255, blank=True)
+    model = models.CharField(_("model"), max_length=255, blank=True)
+    serial_number = models.CharField(_("serial number"), max_length=255, blank=True, db_index=True)
+    os_platform = models.CharField(_("OS platform"), max_length=255, blank=True)
+    architecture = models.CharField(_("architecture"), max_length=32, blank=True)
+    total_ram_mb = models.PositiveIntegerField(_("RAM (MB)"), null=True, blank=True)
+    hardware_data = models.TextField(_("DeviceHardwareData"), blank=True, help_text=_("Autopilot hardware hash"))
+    inventory = models.JSONField(_("inventory"), default=dict, blank=True, help_text=_("Every inventory node read, by LocURI"))
+    inventory_requested_at = models.DateTimeField(_("inventory requested at"), null=True, blank=True)
+    inventory_at = models.DateTimeField(_("inventory received"), null=True, blank=True)
 
     objects = DeviceQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("device")
+        verbose_name_plural = _("devices")
         ordering = ["-enrolled_at", "-pk"]
         indexes = [
             models.Index(fields=["user", "status"]),
@@ -256,23 +260,25 @@ class RegistrationPin(models.Model):
     """A one-time registration PIN: server-generated, shown to its user once, stored
     only as a password hash, spent by the enrollment that uses it. At most one usable PIN per user."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="registration_pins", on_delete=models.CASCADE)
-    pin_hash = models.CharField(max_length=128, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), related_name="registration_pins", on_delete=models.CASCADE)
+    pin_hash = models.CharField(_("pin hash"), max_length=128, editable=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("created by"), null=True, blank=True, related_name="+",
                                    on_delete=models.SET_NULL)
-    expires_at = models.DateTimeField()
-    consumed_at = models.DateTimeField(null=True, blank=True)
-    consumed_by = models.ForeignKey(Device, null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
-    revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(_("expires at"))
+    consumed_at = models.DateTimeField(_("consumed at"), null=True, blank=True)
+    consumed_by = models.ForeignKey(Device, verbose_name=_("consumed by"), null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
 
     objects = RegistrationPinQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("registration pin")
+        verbose_name_plural = _("registration pins")
         ordering = ["-created_at", "-pk"]
 
     def __str__(self):
-        return f"Registration PIN of {self.user}"
+        return _("Registration PIN of %(user)s") % {"user": self.user}
 
     @property
     def is_usable(self):
@@ -311,42 +317,43 @@ class PinEnrollment(models.Model):
     PINs from one address lock that address out (PinEnrollmentFailure); a flood from many addresses,
     far above real use, locks the package itself for a while, longer each time (enrollment/ppkg.py)."""
 
-    name = models.CharField(max_length=200)
+    name = models.CharField(_("name"), max_length=200)
     upn = models.EmailField(
-        "service identity (UPN)", max_length=254, unique=True,
-        help_text="The name the package signs in with (wsse:Username), e.g. enroll-lab@example.com",
+        _("service identity (UPN)"), max_length=254, unique=True,
+        help_text=_("The name the package signs in with (wsse:Username), e.g. enroll-lab@example.com"),
     )
-    pin_hash = models.CharField(max_length=128, editable=False)
-    pin_generation = models.PositiveIntegerField(
-        default=1, editable=False, help_text="1 for the first PIN, +1 per regeneration (the package version)")
-    pin_changed_at = models.DateTimeField(default=timezone.now, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="pin_enrollments", on_delete=models.PROTECT,
-                              help_text="The user the enrolled devices are attributed to")
+    pin_hash = models.CharField(_("pin hash"), max_length=128, editable=False)
+    pin_generation = models.PositiveIntegerField(_("pin generation"), 
+        default=1, editable=False, help_text=_("1 for the first PIN, +1 per regeneration (the package version)"))
+    pin_changed_at = models.DateTimeField(_("pin changed at"), default=timezone.now, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("owner"), related_name="pin_enrollments", on_delete=models.PROTECT,
+                              help_text=_("The user the enrolled devices are attributed to"))
     configuration_groups = models.ManyToManyField(
-        "ConfigurationGroup", blank=True, related_name="pin_enrollments",
-        help_text="Devices enrolled with the package join these groups (by hand) and get their settings")
-    expires_at = models.DateTimeField()
-    max_devices = models.PositiveIntegerField("maximum devices", validators=[MinValueValidator(1)])
-    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
-    failed_attempts = models.PositiveIntegerField(
+        "ConfigurationGroup", verbose_name=_("configuration groups"), blank=True, related_name="pin_enrollments",
+        help_text=_("Devices enrolled with the package join these groups (by hand) and get their settings"))
+    expires_at = models.DateTimeField(_("expires at"))
+    max_devices = models.PositiveIntegerField(_("maximum devices"), validators=[MinValueValidator(1)])
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True, editable=False)
+    failed_attempts = models.PositiveIntegerField(_("failed attempts"), 
         default=0, editable=False,
-        help_text="Wrong PINs from any address since failures_since (the package-wide backstop)")
-    failures_since = models.DateTimeField(
-        null=True, blank=True, editable=False, help_text="Start of the backstop's window of wrong PINs")
-    lockouts = models.PositiveIntegerField(
+        help_text=_("Wrong PINs from any address since failures_since (the package-wide backstop)"))
+    failures_since = models.DateTimeField(_("failures since"), 
+        null=True, blank=True, editable=False, help_text=_("Start of the backstop's window of wrong PINs"))
+    lockouts = models.PositiveIntegerField(_("lockouts"), 
         default=0, editable=False,
-        help_text="Package-wide lockouts since the PIN was made or unlocked (each lasts longer)")
-    locked_until = models.DateTimeField(null=True, blank=True, editable=False)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+        help_text=_("Package-wide lockouts since the PIN was made or unlocked (each lasts longer)"))
+    locked_until = models.DateTimeField(_("locked until"), null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("created by"), null=True, blank=True, related_name="+",
                                    on_delete=models.SET_NULL, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     objects = PinEnrollmentQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        verbose_name = "PIN enrollment"
+        verbose_name = _("PIN enrollment")
+        verbose_name_plural = _("PIN enrollments")
 
     def __str__(self):
         return f"{self.name} ({self.upn})"
@@ -388,6 +395,14 @@ class PinEnrollment(models.Model):
         if self.is_locked:
             return "locked"
         return "used up" if self.used_count() >= self.max_devices else "active"
+
+    STATUS_LABELS = {"revoked": _("revoked"), "expired": _("expired"), "locked": _("locked"), "used up": _("used up"),
+                     "active": _("active")}
+
+    @property
+    def status_label(self):
+        """`status` in the reader's language (the API keeps the English value)."""
+        return self.STATUS_LABELS[self.status]
 
     def replace_pin(self, pin_hash):
         """A new PIN: the old one stops working at once, and so does any lockout."""
@@ -444,19 +459,22 @@ class PinEnrollmentFailure(models.Model):
     Sheet, "Account Lockout": lockouts must not become a denial of service). Forgotten after a quiet
     window and at a right PIN from the address."""
 
-    pin_enrollment = models.ForeignKey(PinEnrollment, related_name="address_failures", on_delete=models.CASCADE)
-    address = models.CharField(max_length=64, help_text="The client address, or an IPv6 client's /64 network")
-    failed_attempts = models.PositiveIntegerField(default=0, help_text="Wrong PINs in a row from this address")
-    lockouts = models.PositiveIntegerField(default=0, help_text="Lockouts of this address in a row (each lasts longer)")
-    locked_until = models.DateTimeField(null=True, blank=True)
-    last_failure_at = models.DateTimeField()
+    pin_enrollment = models.ForeignKey(PinEnrollment, verbose_name=_("pin enrollment"), related_name="address_failures", on_delete=models.CASCADE)
+    address = models.CharField(_("address"), max_length=64, help_text=_("The client address, or an IPv6 client's /64 network"))
+    failed_attempts = models.PositiveIntegerField(_("failed attempts"), default=0, help_text=_("Wrong PINs in a row from this address"))
+    lockouts = models.PositiveIntegerField(_("lockouts"), default=0, help_text=_("Lockouts of this address in a row (each lasts longer)"))
+    locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
+    last_failure_at = models.DateTimeField(_("last failure at"))
 
     class Meta:
+        verbose_name = _("pin enrollment failure")
+        verbose_name_plural = _("pin enrollment failures")
         constraints = [models.UniqueConstraint(fields=["pin_enrollment", "address"],
                                                name="pin_enrollment_failure_per_address")]
 
     def __str__(self):
-        return f"{self.address}: {self.failed_attempts} wrong PIN(s)"
+        return ngettext("%(address)s: %(count)d wrong PIN", "%(address)s: %(count)d wrong PINs", self.failed_attempts) % {
+            "address": self.address, "count": self.failed_attempts}
 
     @property
     def is_locked(self):
@@ -833,40 +851,40 @@ class EntraSettings(models.Model):
     and one active set of signing keys (`is_ready`)."""
 
     enabled = models.BooleanField(
-        "Entra ID enrollment", default=False,
-        help_text="Accept enrollments carrying an Entra ID token (Entra join, add a work account, "
+        _("Entra ID enrollment"), default=False,
+        help_text=_("Accept enrollments carrying an Entra ID token (Entra join, add a work account, "
                   "automatic enrollment). While on, discovery answers Federated to devices that offer it and "
-                  "whose address is of a verified domain (all of them when no domain is listed).",
+                  "whose address is of a verified domain (all of them when no domain is listed)."),
     )
-    tenant_ids = models.JSONField("tenant ids", default=list, blank=True,
-                                  help_text="Directory (tenant) ids whose tokens are accepted (lowercase GUIDs)")
-    audiences = models.JSONField(
+    tenant_ids = models.JSONField(_("tenant ids"), default=list, blank=True,
+                                  help_text=_("Directory (tenant) ids whose tokens are accepted (lowercase GUIDs)"))
+    audiences = models.JSONField(_("audiences"), 
         default=list, blank=True,
-        help_text="Accepted token audiences: the MDM application's App ID URI and/or its client id",
+        help_text=_("Accepted token audiences: the MDM application's App ID URI and/or its client id"),
     )
     domains = models.JSONField(
-        "verified domains", default=list, blank=True,
-        help_text="The tenants' verified domains (lowercase), e.g. contoso.com. While Entra ID enrollment is on, "
+        _("verified domains"), default=list, blank=True,
+        help_text=_("The tenants' verified domains (lowercase), e.g. contoso.com. While Entra ID enrollment is on, "
                   "discovery answers Federated to addresses of these domains and the organisation's own sign-in "
-                  "method to other addresses; left empty, to every device that offers Federated.",
+                  "method to other addresses; left empty, to every device that offers Federated."),
     )
     jwks_mirror_url = models.URLField(
-        "JWKS mirror URL", blank=True, max_length=500,
-        help_text="An https address on your network serving a copy of "
-                  "https://login.microsoftonline.com/<tenant>/discovery/v2.0/keys",
+        _("JWKS mirror URL"), blank=True, max_length=500,
+        help_text=_("An https address on your network serving a copy of "
+                  "https://login.microsoftonline.com/<tenant>/discovery/v2.0/keys"),
     )
     terms_text = models.TextField(
-        "terms of use", blank=True,
-        help_text="Shown on the terms-of-use page above the built-in text; leave empty for the built-in text only",
+        _("terms of use"), blank=True,
+        help_text=_("Shown on the terms-of-use page above the built-in text; leave empty for the built-in text only"),
     )
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
-        verbose_name = "Entra ID settings"
-        verbose_name_plural = "Entra ID settings"
+        verbose_name = _("Entra ID settings")
+        verbose_name_plural = _("Entra ID settings")
 
     def __str__(self):
-        return "Entra ID settings"
+        return str(_("Entra ID settings"))
 
     @classmethod
     def get(cls):
@@ -914,27 +932,29 @@ class JwksSet(models.Model):
     active ones, newest first (enrollment/entra_keys.py)."""
 
     class Source(models.TextChoices):
-        UPLOAD = "upload", "Uploaded file"
-        MIRROR = "mirror", "Fetched from the mirror URL"
+        UPLOAD = "upload", _("Uploaded file")
+        MIRROR = "mirror", _("Fetched from the mirror URL")
 
-    source = models.CharField(max_length=8, choices=Source.choices)
-    source_url = models.URLField("fetched from", blank=True, max_length=500)
-    document = models.JSONField(help_text="The public keys, {\"keys\": [...]}")
-    key_ids = models.JSONField("key ids (kid)", default=list)
-    sha256 = models.CharField("SHA-256", max_length=64, editable=False)
-    imported_at = models.DateTimeField(default=timezone.now, db_index=True)
-    imported_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+    source = models.CharField(_("source"), max_length=8, choices=Source.choices)
+    source_url = models.URLField(_("fetched from"), blank=True, max_length=500)
+    document = models.JSONField(_("document"), help_text=_("The public keys, {\"keys\": [...]}"))
+    key_ids = models.JSONField(_("key ids (kid)"), default=list)
+    sha256 = models.CharField(_("SHA-256"), max_length=64, editable=False)
+    imported_at = models.DateTimeField(_("imported at"), default=timezone.now, db_index=True)
+    imported_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("imported by"), null=True, blank=True, related_name="+",
                                     on_delete=models.SET_NULL)
-    active = models.BooleanField(default=True, help_text="Inactive sets are kept for the record but never trusted")
+    active = models.BooleanField(_("active"), default=True, help_text=_("Inactive sets are kept for the record but never trusted"))
 
     objects = JwksSetQuerySet.as_manager()
 
     class Meta:
-        verbose_name = "JWKS set"
+        verbose_name = _("JWKS set")
+        verbose_name_plural = _("JWKS sets")
         ordering = ["-imported_at", "-pk"]
 
     def __str__(self):
-        return f"JWKS of {self.imported_at:%Y-%m-%d %H:%M} ({len(self.key_ids)} keys)"
+        return ngettext("JWKS of %(when)s (%(count)d key)", "JWKS of %(when)s (%(count)d keys)", len(self.key_ids)) % {
+            "when": f"{self.imported_at:%Y-%m-%d %H:%M}", "count": len(self.key_ids)}
 
     def deactivate(self):
         if not self.active:
@@ -958,18 +978,19 @@ class EntraKeyAlert(models.Model):
     """A token signed with a key (`kid`) none of the active JWKS sets knows: Microsoft has probably
     rotated its keys and the administrators must import the new set. One open alert per kid."""
 
-    kid = models.CharField("key id (kid)", max_length=200)
-    first_seen_at = models.DateTimeField(default=timezone.now)
-    last_seen_at = models.DateTimeField(default=timezone.now)
-    occurrences = models.PositiveIntegerField(default=1)
-    resolved_at = models.DateTimeField(null=True, blank=True)
-    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+    kid = models.CharField(_("key id (kid)"), max_length=200)
+    first_seen_at = models.DateTimeField(_("first seen at"), default=timezone.now)
+    last_seen_at = models.DateTimeField(_("last seen at"), default=timezone.now)
+    occurrences = models.PositiveIntegerField(_("occurrences"), default=1)
+    resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("resolved by"), null=True, blank=True, related_name="+",
                                     on_delete=models.SET_NULL)
 
     objects = EntraKeyAlertQuerySet.as_manager()
 
     class Meta:
-        verbose_name = "unknown Entra key alert"
+        verbose_name = _("unknown Entra key alert")
+        verbose_name_plural = _("unknown Entra key alerts")
         ordering = ["-last_seen_at", "-pk"]
         constraints = [
             models.UniqueConstraint(fields=["kid"], condition=models.Q(resolved_at__isnull=True),
@@ -977,7 +998,7 @@ class EntraKeyAlert(models.Model):
         ]
 
     def __str__(self):
-        return f"Unknown Entra signing key {self.kid}"
+        return _("Unknown Entra signing key %(kid)s") % {"kid": self.kid}
 
     @classmethod
     def raise_for(cls, kid):
@@ -1005,13 +1026,14 @@ class EntraIdentity(models.Model):
     """Ties a portal user to an Entra user object (tenant id + object id, the stable `tid`/`oid`
     claims), made by the user's first Entra enrollment."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="entra_identities", on_delete=models.CASCADE)
-    tenant_id = models.CharField("tenant id", max_length=64)
-    object_id = models.CharField("object id", max_length=64)
-    created_at = models.DateTimeField(auto_now_add=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), related_name="entra_identities", on_delete=models.CASCADE)
+    tenant_id = models.CharField(_("tenant id"), max_length=64)
+    object_id = models.CharField(_("object id"), max_length=64)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
-        verbose_name = "Entra ID link"
+        verbose_name = _("Entra ID link")
+        verbose_name_plural = _("Entra ID links")
         ordering = ["-created_at", "-pk"]
         constraints = [
             models.UniqueConstraint(fields=["tenant_id", "object_id"], name="one_user_per_entra_object"),
@@ -1038,20 +1060,21 @@ class SpentEntraToken(models.Model):
     (enrollment.tasks.purge_spent_entra_tokens)."""
 
     token_id = models.CharField(
-        "token id", max_length=80, unique=True,
-        help_text="The token's jti or uti claim (jti:…, uti:…), else sha256:… of the whole token",
+        _("token id"), max_length=80, unique=True,
+        help_text=_("The token's jti or uti claim (jti:…, uti:…), else sha256:… of the whole token"),
     )
-    expires_at = models.DateTimeField(
-        db_index=True, help_text="The token's exp plus the accepted clock skew: no longer accepted after this",
+    expires_at = models.DateTimeField(_("expires at"), 
+        db_index=True, help_text=_("The token's exp plus the accepted clock skew: no longer accepted after this"),
     )
-    device = models.ForeignKey(Device, null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
-    spent_at = models.DateTimeField(default=timezone.now)
+    device = models.ForeignKey(Device, verbose_name=_("device"), null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
+    spent_at = models.DateTimeField(_("spent at"), default=timezone.now)
 
     objects = SpentEntraTokenQuerySet.as_manager()
 
     class Meta:
-        verbose_name = "spent Entra token"
+        verbose_name = _("spent Entra token")
+        verbose_name_plural = _("spent Entra tokens")
         ordering = ["-spent_at", "-pk"]
 
     def __str__(self):
-        return f"Entra token {self.token_id}"
+        return _("Entra token %(token)s") % {"token": self.token_id}
