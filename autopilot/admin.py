@@ -260,7 +260,7 @@ class AutopilotDeviceAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("state"), boolean=False)
     def state(self, device):
-        return device.enrollment_state
+        return {"enrolled": _("enrolled"), "pending": _("pending")}[device.enrollment_state]
 
     @admin.display(description=gettext_lazy("effective profile"))
     def effective(self, device):
