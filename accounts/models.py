@@ -262,7 +262,8 @@ class AccountLockout(models.Model):
     """How many times in a row an account was locked out, so that each lockout lasts longer than the
     last (accounts/lockout.py). The failed attempts themselves are django-axes' AccessAttempt rows."""
 
-    account = models.CharField(_("account"), max_length=255, unique=True, help_text=_("The email (or the name typed, if unknown)"))
+    account = models.CharField(_("account"), max_length=255, unique=True,
+                               help_text=_("The email (or the name typed, if unknown)"))
     lockouts = models.PositiveIntegerField(_("lockouts"), default=0)
     locked_at = models.DateTimeField(_("locked at"), null=True, blank=True)
     locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
@@ -310,7 +311,8 @@ class AuditEvent(models.Model):
 
     REFUSALS_OVERFLOW = "audit.refusals_overflow"
 
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("actor"), null=True, blank=True, related_name="+",
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("actor"), null=True, blank=True,
+                              related_name="+",
                               on_delete=models.SET_NULL)
     actor_label = models.CharField(_("actor label"), max_length=254, blank=True)
     action = models.CharField(_("action"), max_length=64, db_index=True)
@@ -320,9 +322,10 @@ class AuditEvent(models.Model):
     ip = models.GenericIPAddressField(_("ip"), null=True, blank=True)
     detail = models.JSONField(_("detail"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
-    count = models.PositiveIntegerField(_("count"), 
+    count = models.PositiveIntegerField(_("count"),
         default=1, help_text=_("How many times it happened: refusals are counted per address, reason and minute"))
-    last_at = models.DateTimeField(_("last at"), null=True, blank=True, help_text=_("The last of the refusals counted here"))
+    last_at = models.DateTimeField(_("last at"), null=True, blank=True,
+                                   help_text=_("The last of the refusals counted here"))
     # "<minute> <address> <digest of action, target and reason>" of a coalesced refusal, else NULL; the
     # prefix "<minute> <address> " finds an address's rows of the minute on the unique index.
     bucket = models.CharField(_("bucket"), max_length=100, null=True, blank=True, unique=True, editable=False)

@@ -65,7 +65,8 @@ class ProfileAdmin(AuditedAdminMixin, admin.ModelAdmin):
     readonly_fields = ["ztd_correlation_id", "created_at", "updated_at", "app_installs"]
     fieldsets = [
         (None, {"fields": ["name", "description", "is_default"]}),
-        (gettext_lazy("Deployment"), {"fields": ["device_type", "deployment_mode", "allow_pre_provisioning", "join_type",
+        (gettext_lazy("Deployment"),
+         {"fields": ["device_type", "deployment_mode", "allow_pre_provisioning", "join_type",
                                    "convert_all_targeted_devices", "device_name_template"]}),
         (gettext_lazy("Out-of-box experience"), {"fields": ["user_account_type", "hide_eula", "hide_privacy_settings",
                                               "hide_change_account_options", "language", "configure_keyboard",
@@ -133,7 +134,8 @@ def offline_file_response(content):
 
 
 class UploadForm(forms.Form):
-    file = forms.FileField(label=gettext_lazy("CSV file"), help_text=gettext_lazy("The file Windows (Get-WindowsAutopilotInfo) or your "
+    file = forms.FileField(label=gettext_lazy("CSV file"),
+                           help_text=gettext_lazy("The file Windows (Get-WindowsAutopilotInfo) or your "
                                                       "reseller produced. Any size."))
 
 
@@ -163,7 +165,8 @@ class DeviceImportAdmin(admin.ModelAdmin):
         form = UploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             device_import = imports.create_import(form.cleaned_data["file"], actor=request.user, ip=client_ip(request))
-            self.message_user(request, _("%(file)s is uploaded; its devices are being imported.") % {"file": device_import.file_name})
+            message = _("%(file)s is uploaded; its devices are being imported.") % {"file": device_import.file_name}
+            self.message_user(request, message)
             return HttpResponseRedirect(reverse("admin:autopilot_deviceimport_report", args=[device_import.pk]))
         context = {
             **self.admin_site.each_context(request), "opts": self.opts, "title": _("Import Autopilot devices"),
@@ -207,7 +210,8 @@ class StateFilter(admin.SimpleListFilter):
 
 
 class AssignProfileForm(forms.Form):
-    profile = forms.ModelChoiceField(Profile.objects.all(), required=False, empty_label=gettext_lazy("— none: use group tag or default —"))
+    profile = forms.ModelChoiceField(Profile.objects.all(), required=False,
+                                     empty_label=gettext_lazy("— none: use group tag or default —"))
 
 
 class EnrollmentInline(admin.TabularInline):
@@ -237,7 +241,8 @@ class AutopilotDeviceAdmin(AuditedAdminMixin, admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["serial_number", "state", "group_tag", "assigned_user", "profile", "effective"]}),
         (gettext_lazy("Hardware"), {"fields": ["product_id", "hardware_hash", "ztd_id"]}),
-        (gettext_lazy("History"), {"fields": ["profile_assigned_by", "profile_assigned_at", "source_import", "created_at",
+        (gettext_lazy("History"),
+         {"fields": ["profile_assigned_by", "profile_assigned_at", "source_import", "created_at",
                                 "updated_at"]}),
     ]
 
@@ -393,7 +398,8 @@ class AutopilotEnrollmentAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["device", "record", "matched_by", "profile", "profile_reason", "correlation_id",
                            "user_applied", "created_at", "applied_at"]}),
-        (gettext_lazy("Enrollment Status Page"), {"fields": ["esp_state", "setup_progress", "esp_started_at", "esp_deadline",
+        (gettext_lazy("Enrollment Status Page"),
+         {"fields": ["esp_state", "setup_progress", "esp_started_at", "esp_deadline",
                                                "esp_timeout_minutes", "esp_finished_at", "esp_acknowledged_at",
                                                "esp_note", "items"]}),
         (gettext_lazy("Account setup (Store apps, once a user signed in)"), {"fields": USER_PHASE_FIELDS}),

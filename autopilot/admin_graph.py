@@ -135,7 +135,8 @@ class GraphConnectorAdmin(AuditedAdminMixin, admin.ModelAdmin):
         try:
             self.message_user(request, graph_sync.test_connection(connector), messages.SUCCESS)
         except graph.Retry as exc:
-            self.message_user(request, _("Microsoft Graph did not answer in time: %(error)s") % {"error": exc.message}, messages.WARNING)
+            self.message_user(request, _("Microsoft Graph did not answer in time: %(error)s") % {"error": exc.message},
+                              messages.WARNING)
         except graph.GraphError as exc:
             self.message_user(request, _("The connection failed: %(error)s") % {"error": exc.message}, messages.ERROR)
         return redirect("admin:autopilot_graphconnector_change", connector.pk)

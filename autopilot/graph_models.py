@@ -48,7 +48,7 @@ class GraphConnector(models.Model):
     """The connector's settings: one row. Off by default; the client secret is stored sealed
     (autopilot/sealing.py) and never shown again after it is saved."""
 
-    enabled = models.BooleanField(_("enabled"), 
+    enabled = models.BooleanField(_("enabled"),
         default=False, help_text=_("Push imported devices and profiles to Microsoft's Autopilot service and pull "
                                  "their status back."))
     tenant_id = models.CharField(
@@ -122,7 +122,8 @@ class GraphConnector(models.Model):
         if self.enabled:
             missing = [str(label) for label, value in ((_("the tenant"), self.tenant_id),
                                                        (_("the client id"), self.client_id),
-                                                       (_("the client secret"), self.sealed_client_secret)) if not value]
+                                                       (_("the client secret"),
+                                                        self.sealed_client_secret)) if not value]
             if missing:
                 errors["enabled"] = _("Give %(missing)s before turning the connector on.") % {"missing": ", ".join(missing)}
         if errors:
@@ -170,12 +171,15 @@ class GraphDeviceSync(models.Model):
         REGISTERED = "registered", _("Registered with Microsoft")
         REFUSED = "refused", _("Refused by Microsoft")
 
-    device = models.OneToOneField(AutopilotDevice, verbose_name=_("device"), related_name="graph_sync", on_delete=models.CASCADE)
+    device = models.OneToOneField(AutopilotDevice, verbose_name=_("device"), related_name="graph_sync",
+                                  on_delete=models.CASCADE)
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, db_index=True)
     imported_id = models.CharField(_("import record id"), max_length=64, blank=True,
                                    help_text=_("The importedWindowsAutopilotDeviceIdentity, while the import runs"))
-    error_code = models.IntegerField(_("error code"), null=True, blank=True, help_text=_("deviceErrorCode, or the HTTP status"))
-    error_name = models.CharField(_("error name"), max_length=128, blank=True, help_text=_("deviceErrorName, or Graph's error code"))
+    error_code = models.IntegerField(_("error code"), null=True, blank=True,
+                                     help_text=_("deviceErrorCode, or the HTTP status"))
+    error_name = models.CharField(_("error name"), max_length=128, blank=True,
+                                  help_text=_("deviceErrorName, or Graph's error code"))
     error_message = models.TextField(_("error message"), blank=True)
     pushed_at = models.DateTimeField(_("pushed at"), null=True, blank=True)
     checked_at = models.DateTimeField(_("import last checked"), null=True, blank=True)
@@ -236,7 +240,8 @@ class GraphProfileSync(models.Model):
     """A profile as pushed to Graph: its windowsAutopilotDeploymentProfile id, and a digest of what was
     sent so unchanged profiles are not sent again."""
 
-    profile = models.OneToOneField(Profile, verbose_name=_("profile"), related_name="graph_sync", on_delete=models.CASCADE)
+    profile = models.OneToOneField(Profile, verbose_name=_("profile"), related_name="graph_sync",
+                                   on_delete=models.CASCADE)
     graph_id = models.CharField(_("deployment profile id"), max_length=64, blank=True)
     pushed_digest = models.CharField(_("pushed digest"), max_length=64, blank=True, editable=False)
     pushed_at = models.DateTimeField(_("pushed at"), null=True, blank=True)

@@ -66,7 +66,8 @@ class Profile(models.Model):
 
     name = models.CharField(_("name"), max_length=120, unique=True)
     description = models.TextField(_("description"), blank=True)
-    device_type = models.CharField(_("device type"), max_length=16, choices=DeviceType.choices, default=DeviceType.WINDOWS_PC)
+    device_type = models.CharField(_("device type"), max_length=16, choices=DeviceType.choices,
+                                   default=DeviceType.WINDOWS_PC)
     deployment_mode = models.CharField(_("deployment mode"), max_length=16, choices=DeploymentMode.choices,
                                        default=DeploymentMode.USER_DRIVEN)
     allow_pre_provisioning = models.BooleanField(
@@ -239,18 +240,20 @@ class EssentialApp(models.Model):
         MSI = "msi", _("MSI (line-of-business)")
         STORE = "store", _("Microsoft Store / MSIX")
 
-    profile = models.ForeignKey(Profile, verbose_name=_("profile"), related_name="essential_apps", on_delete=models.CASCADE)
+    profile = models.ForeignKey(Profile, verbose_name=_("profile"), related_name="essential_apps",
+                                on_delete=models.CASCADE)
     name = models.CharField(_("name"), max_length=200)
     kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices, default=Kind.MSI)
     msi_url = models.URLField(_("MSI URL"), max_length=1000, blank=True)
-    product_code = models.CharField(_("product code"), max_length=38, blank=True, help_text=_("{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}"))
+    product_code = models.CharField(_("product code"), max_length=38, blank=True,
+                                    help_text=_("{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}"))
     sha256 = models.CharField(_("SHA-256 of the MSI"), max_length=64, blank=True)
     version = models.CharField(_("MSI product version"), max_length=32, blank=True, default="1.0.0",
                                help_text=_("The version the MSI installs; Windows compares it to decide on an upgrade."))
     command_line = models.CharField(_("msiexec options"), max_length=500, blank=True, default="/quiet",
                                     help_text=_("Options given to msiexec, e.g. /quiet PROPERTY=value"))
     store_id = models.CharField(_("Store product id"), max_length=80, blank=True, help_text=_("e.g. 9WZDNCRFJ3PZ"))
-    package_family_name = models.CharField(_("package family name"), 
+    package_family_name = models.CharField(_("package family name"),
         max_length=80, blank=True, help_text=_("The Store app's package family name, e.g. Microsoft.CompanyPortal_8wekyb3d8bbwe"))
     store_sku = models.CharField(
         _("Store SKU"), max_length=4, blank=True, default="0016",
@@ -333,18 +336,23 @@ class AutopilotDevice(models.Model):
                                   help_text=_("The serial number upper-cased: serials compare without case"))
     product_id = models.CharField(_("Windows Product ID"), max_length=64, blank=True)
     hardware_hash = models.TextField(_("hardware hash"), blank=True)
-    hardware_hash_digest = models.CharField(_("hardware hash digest"), max_length=64, blank=True, db_index=True, editable=False,
+    hardware_hash_digest = models.CharField(_("hardware hash digest"), max_length=64, blank=True, db_index=True,
+                                            editable=False,
                                             help_text=_("SHA-256 of the decoded hardware hash, to match it quickly"))
     group_tag = models.CharField(_("group tag"), max_length=128, blank=True, db_index=True)
-    assigned_user = models.EmailField(_("assigned user"), blank=True, help_text=_("The user the device is for (its UPN)"))
+    assigned_user = models.EmailField(_("assigned user"), blank=True,
+                                      help_text=_("The user the device is for (its UPN)"))
     ztd_id = models.CharField(_("ZTD id"), max_length=64, blank=True, db_index=True,
                               help_text=_("The device's Zero Touch id in Microsoft's Autopilot service, when known"))
-    profile = models.ForeignKey(Profile, verbose_name=_("profile"), null=True, blank=True, related_name="assigned_devices",
+    profile = models.ForeignKey(Profile, verbose_name=_("profile"), null=True, blank=True,
+                                related_name="assigned_devices",
                                 on_delete=models.SET_NULL, help_text=_("Explicitly assigned profile"))
-    profile_assigned_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("profile assigned by"), null=True, blank=True, related_name="+",
+    profile_assigned_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("profile assigned by"),
+                                            null=True, blank=True, related_name="+",
                                             on_delete=models.SET_NULL)
     profile_assigned_at = models.DateTimeField(_("profile assigned at"), null=True, blank=True)
-    source_import = models.ForeignKey("DeviceImport", verbose_name=_("source import"), null=True, blank=True, related_name="+",
+    source_import = models.ForeignKey("DeviceImport", verbose_name=_("source import"), null=True, blank=True,
+                                      related_name="+",
                                       on_delete=models.SET_NULL)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
@@ -394,13 +402,15 @@ class DeviceImport(models.Model):
     file_size = models.PositiveBigIntegerField(_("file size"), default=0)
     status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.QUEUED, db_index=True)
     error = models.TextField(_("error"), blank=True, help_text=_("Why the file as a whole could not be read"))
-    total_rows = models.PositiveIntegerField(_("total rows"), default=0, help_text=_("Data lines counted at upload (for the progress bar)"))
+    total_rows = models.PositiveIntegerField(_("total rows"), default=0,
+                                             help_text=_("Data lines counted at upload (for the progress bar)"))
     processed_rows = models.PositiveIntegerField(_("processed rows"), default=0)
     created_count = models.PositiveIntegerField(_("created"), default=0)
     updated_count = models.PositiveIntegerField(_("updated"), default=0)
     unchanged_count = models.PositiveIntegerField(_("unchanged"), default=0)
     failed_count = models.PositiveIntegerField(_("refused"), default=0)
-    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("uploaded by"), null=True, blank=True, related_name="+",
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("uploaded by"), null=True, blank=True,
+                                    related_name="+",
                                     on_delete=models.SET_NULL)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     enqueued_at = models.DateTimeField(_("enqueued at"), null=True, blank=True,
@@ -448,7 +458,8 @@ class DeviceImport(models.Model):
 class DeviceImportChunk(models.Model):
     """A piece of the uploaded file, so that a worker on another host can stream it back."""
 
-    device_import = models.ForeignKey(DeviceImport, verbose_name=_("device import"), related_name="chunks", on_delete=models.CASCADE)
+    device_import = models.ForeignKey(DeviceImport, verbose_name=_("device import"), related_name="chunks",
+                                      on_delete=models.CASCADE)
     index = models.PositiveIntegerField(_("index"))
     data = models.BinaryField(_("data"))
 
@@ -468,12 +479,14 @@ class ImportRow(models.Model):
         UNCHANGED = "unchanged", _("Unchanged")
         FAILED = "failed", _("Refused")
 
-    device_import = models.ForeignKey(DeviceImport, verbose_name=_("device import"), related_name="rows", on_delete=models.CASCADE)
+    device_import = models.ForeignKey(DeviceImport, verbose_name=_("device import"), related_name="rows",
+                                      on_delete=models.CASCADE)
     line = models.PositiveIntegerField(_("line"))
     serial_number = models.CharField(_("serial number"), max_length=255, blank=True)
     result = models.CharField(_("result"), max_length=10, choices=Result.choices)
     message = models.TextField(_("message"), blank=True)
-    device = models.ForeignKey(AutopilotDevice, verbose_name=_("device"), null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
+    device = models.ForeignKey(AutopilotDevice, verbose_name=_("device"), null=True, blank=True, related_name="+",
+                               on_delete=models.SET_NULL)
 
     class Meta:
         verbose_name = _("import row")
@@ -506,15 +519,19 @@ class AutopilotEnrollment(models.Model):
 
     FINISHED = {EspState.SUCCEEDED, EspState.FAILED, EspState.TIMED_OUT}
 
-    device = models.OneToOneField("enrollment.Device", verbose_name=_("device"), related_name="autopilot", on_delete=models.CASCADE)
-    record = models.ForeignKey(AutopilotDevice, verbose_name=_("record"), null=True, blank=True, related_name="enrollments",
+    device = models.OneToOneField("enrollment.Device", verbose_name=_("device"), related_name="autopilot",
+                                  on_delete=models.CASCADE)
+    record = models.ForeignKey(AutopilotDevice, verbose_name=_("record"), null=True, blank=True,
+                               related_name="enrollments",
                                on_delete=models.SET_NULL)
     matched_by = models.CharField(_("matched by"), max_length=16, choices=MatchedBy.choices)
-    profile = models.ForeignKey(Profile, verbose_name=_("profile"), null=True, blank=True, related_name="+", on_delete=models.SET_NULL,
+    profile = models.ForeignKey(Profile, verbose_name=_("profile"), null=True, blank=True, related_name="+",
+                                on_delete=models.SET_NULL,
                                 help_text=_("The profile to apply to the device"))
     profile_reason = models.CharField(_("profile reason"), max_length=255, blank=True)
     correlation_id = models.CharField(_("offline correlation id"), max_length=64, blank=True)
-    user_applied = models.BooleanField(_("user applied"), default=False, help_text=_("The record's assigned user became the device's user"))
+    user_applied = models.BooleanField(_("user applied"), default=False,
+                                       help_text=_("The record's assigned user became the device's user"))
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     applied_at = models.DateTimeField(_("applied at"), null=True, blank=True,
                                       help_text=_("When the profile's groups, TenantLockdown and apps were queued"))
@@ -523,12 +540,15 @@ class AutopilotEnrollment(models.Model):
     esp_started_at = models.DateTimeField(_("first session"), null=True, blank=True,
                                           help_text=_("The device's first check-in: the status page's clock starts"))
     esp_deadline = models.DateTimeField(_("time-out at"), null=True, blank=True)
-    esp_timeout_minutes = models.PositiveSmallIntegerField(_("esp timeout minutes"), default=60, help_text=_("Copied from the profile when applied"))
-    esp_fail_on = models.CharField(_("esp fail on"), max_length=8, default="any", help_text=_("Copied from the profile when applied"))
+    esp_timeout_minutes = models.PositiveSmallIntegerField(_("esp timeout minutes"), default=60,
+                                                           help_text=_("Copied from the profile when applied"))
+    esp_fail_on = models.CharField(_("esp fail on"), max_length=8, default="any",
+                                   help_text=_("Copied from the profile when applied"))
     esp_finished_at = models.DateTimeField(_("finished"), null=True, blank=True,
                                            help_text=_("When IsSyncDone and ServerHasFinishedProvisioning were queued"))
     esp_note = models.CharField(_("esp note"), max_length=255, blank=True, help_text=_("Why the setup ended as it did"))
-    esp_sync_done_command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("esp sync done command"), null=True, blank=True, related_name="+",
+    esp_sync_done_command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("esp sync done command"),
+                                              null=True, blank=True, related_name="+",
                                               on_delete=models.SET_NULL, help_text=_("The last IsSyncDone queued"))
     esp_acknowledged_at = models.DateTimeField(_("device told"), null=True, blank=True,
                                                help_text=_("When the device answered IsSyncDone"))
@@ -542,7 +562,9 @@ class AutopilotEnrollment(models.Model):
     user_esp_deadline = models.DateTimeField(_("account setup time-out at"), null=True, blank=True)
     user_esp_finished_at = models.DateTimeField(_("account setup finished"), null=True, blank=True)
     user_esp_note = models.CharField(_("account setup note"), max_length=255, blank=True)
-    user_esp_sync_done_command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("user esp sync done command"), null=True, blank=True, related_name="+",
+    user_esp_sync_done_command = models.ForeignKey("enrollment.DeviceCommand",
+                                                   verbose_name=_("user esp sync done command"), null=True, blank=True,
+                                                   related_name="+",
                                                    on_delete=models.SET_NULL,
                                                    help_text=_("The last user-scope IsSyncDone queued"))
     user_esp_acknowledged_at = models.DateTimeField(_("user page told"), null=True, blank=True,
@@ -647,17 +669,23 @@ class AppInstall(models.Model):
     FINAL = {State.INSTALLED, State.FAILED}
     OPEN = [State.QUEUED, State.INSTALLING, State.STALLED]
 
-    device = models.ForeignKey("enrollment.Device", verbose_name=_("device"), related_name="app_installs", on_delete=models.CASCADE)
-    app = models.ForeignKey(EssentialApp, verbose_name=_("app"), null=True, blank=True, related_name="installs", on_delete=models.SET_NULL)
+    device = models.ForeignKey("enrollment.Device", verbose_name=_("device"), related_name="app_installs",
+                               on_delete=models.CASCADE)
+    app = models.ForeignKey(EssentialApp, verbose_name=_("app"), null=True, blank=True, related_name="installs",
+                            on_delete=models.SET_NULL)
     name = models.CharField(_("name"), max_length=200, help_text=_("The app's name when it was queued"))
     kind = models.CharField(_("kind"), max_length=8, choices=EssentialApp.Kind.choices)
-    identifier = models.CharField(_("identifier"), max_length=80, help_text=_("MSI product code or package family name"))
+    identifier = models.CharField(_("identifier"), max_length=80,
+                                  help_text=_("MSI product code or package family name"))
     state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.QUEUED, db_index=True)
-    install_command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("install command"), null=True, blank=True, related_name="+",
+    install_command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("install command"), null=True,
+                                        blank=True, related_name="+",
                                         on_delete=models.SET_NULL)
-    status_command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("status command"), null=True, blank=True, related_name="+",
+    status_command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("status command"), null=True,
+                                       blank=True, related_name="+",
                                        on_delete=models.SET_NULL, help_text=_("The last Get of the app's Status node"))
-    error_command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("error command"), null=True, blank=True, related_name="+",
+    error_command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("error command"), null=True,
+                                      blank=True, related_name="+",
                                       on_delete=models.SET_NULL, help_text=_("The last Get of the app's LastError node"))
     reported_status = models.CharField(_("status node"), max_length=32, blank=True,
                                        help_text=_("The last value of the app's Status node"))
@@ -674,9 +702,12 @@ class AppInstall(models.Model):
                                      help_text=_("Empty when the install is never marked stalled"))
     stalled_at = models.DateTimeField(_("last stalled"), null=True, blank=True,
                                       help_text=_("When the install was last found stalled"))
-    stall_minutes = models.PositiveSmallIntegerField(_("stall minutes"), default=0, help_text=_("Copied from the profile when queued"))
-    retry_count = models.PositiveSmallIntegerField(_("retry count"), default=0, help_text=_("Copied from the profile when queued"))
-    stall_blocks = models.BooleanField(_("stall blocks"), default=True, help_text=_("Copied from the profile when queued"))
+    stall_minutes = models.PositiveSmallIntegerField(_("stall minutes"), default=0,
+                                                     help_text=_("Copied from the profile when queued"))
+    retry_count = models.PositiveSmallIntegerField(_("retry count"), default=0,
+                                                   help_text=_("Copied from the profile when queued"))
+    stall_blocks = models.BooleanField(_("stall blocks"), default=True,
+                                       help_text=_("Copied from the profile when queued"))
 
     class Meta:
         verbose_name = _("app install")
@@ -746,15 +777,19 @@ class ProvisioningItem(models.Model):
         DEVICE = "device", _("Device setup")
         USER = "user", _("Account setup")
 
-    enrollment = models.ForeignKey(AutopilotEnrollment, verbose_name=_("enrollment"), related_name="items", on_delete=models.CASCADE)
+    enrollment = models.ForeignKey(AutopilotEnrollment, verbose_name=_("enrollment"), related_name="items",
+                                   on_delete=models.CASCADE)
     kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
     phase = models.CharField(_("phase"), max_length=8, choices=Phase.choices, default=Phase.DEVICE,
                              help_text=_("Device setup, or account setup once a user signed in (Store apps)"))
-    key = models.CharField(_("key"), max_length=1024, help_text=_("The LocURI, or the app's product code or family name"))
+    key = models.CharField(_("key"), max_length=1024,
+                           help_text=_("The LocURI, or the app's product code or family name"))
     label = models.CharField(_("label"), max_length=255)
-    command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("command"), null=True, blank=True, related_name="+",
+    command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("command"), null=True, blank=True,
+                                related_name="+",
                                 on_delete=models.SET_NULL, help_text=_("A command of its own (TenantLockdown)"))
-    app_install = models.ForeignKey(AppInstall, verbose_name=_("app install"), null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
+    app_install = models.ForeignKey(AppInstall, verbose_name=_("app install"), null=True, blank=True,
+                                    related_name="+", on_delete=models.SET_NULL)
     state = models.CharField(_("state"), max_length=8, choices=State.choices, default=State.PENDING)
     detail = models.CharField(_("detail"), max_length=255, blank=True)
     completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)

@@ -66,7 +66,8 @@ class DeviceCommandInline(admin.TabularInline):
 
     model = DeviceCommand
     formset = LatestCommandsFormSet
-    verbose_name_plural = format_lazy(_("Commands (queue and latest history, newest {count})"), count=DEVICE_PAGE_COMMANDS)
+    verbose_name_plural = format_lazy(_("Commands (queue and latest history, newest {count})"),
+                                      count=DEVICE_PAGE_COMMANDS)
     fields = ["sequence", "verb", "target", "status", "status_code", "result", "source", "queued_by", "created_at",
               "sent_at", "completed_at", "expires_at", "cancel_link"]
     readonly_fields = fields
@@ -394,7 +395,8 @@ def cancel_commands(modeladmin, request, queryset):
             cancelled += 1
         except InvalidTransition:
             pass  # sent to the device meanwhile
-    modeladmin.message_user(request, ngettext("Cancelled %(count)d command.", "Cancelled %(count)d commands.", cancelled)
+    modeladmin.message_user(request,
+                            ngettext("Cancelled %(count)d command.", "Cancelled %(count)d commands.", cancelled)
                             % {"count": cancelled}, messages.SUCCESS)
 
 

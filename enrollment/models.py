@@ -76,23 +76,28 @@ class Device(models.Model):
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.PC)
     enrollment_type = models.CharField(_("enrollment type"), max_length=8, choices=EnrollmentType.choices)
     method = models.CharField(_("method"), max_length=16, choices=Method.choices)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), related_name="devices", null=True, blank=True,
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), related_name="devices", null=True,
+                             blank=True,
                              on_delete=models.SET_NULL)
     upn = models.CharField(_("UPN"), max_length=254, blank=True, help_text=_("The name the device signed in with"))
-    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.ENROLLED, db_index=True)
-    replaced_by = models.ForeignKey("self", verbose_name=_("replaced by"), null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.ENROLLED,
+                              db_index=True)
+    replaced_by = models.ForeignKey("self", verbose_name=_("replaced by"), null=True, blank=True, related_name="+",
+                                    on_delete=models.SET_NULL)
     certificate_serial = models.CharField(_("certificate serial"), max_length=64, unique=True)
     certificate_thumbprint = models.CharField(_("certificate thumbprint"), max_length=40, unique=True,
                                               help_text=_("Uppercase hex SHA-1 of the DER certificate"))
     certificate_not_after = models.DateTimeField(_("certificate not after"))
-    certificate_renewed_at = models.DateTimeField(_("certificate renewed at"), null=True, blank=True, help_text=_("Last ROBO renewal"))
-    previous_certificate_serial = models.CharField(_("previous certificate serial"), 
+    certificate_renewed_at = models.DateTimeField(_("certificate renewed at"), null=True, blank=True,
+                                                  help_text=_("Last ROBO renewal"))
+    previous_certificate_serial = models.CharField(_("previous certificate serial"),
         max_length=64, blank=True, db_index=True, editable=False,
         help_text=_("The certificate the last renewal replaced, accepted until the device presents the new one"),
     )
-    previous_certificate_thumbprint = models.CharField(_("previous certificate thumbprint"), max_length=40, blank=True, editable=False)
+    previous_certificate_thumbprint = models.CharField(_("previous certificate thumbprint"), max_length=40,
+                                                       blank=True, editable=False)
     revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
-    context_items = models.JSONField(_("context items"), 
+    context_items = models.JSONField(_("context items"),
         default=list, blank=True,
         help_text=_("AdditionalContext of the enrollment request as [name, value] pairs, in order (MAC repeats)"),
     )
@@ -100,11 +105,11 @@ class Device(models.Model):
         "PinEnrollment", verbose_name=_("pin enrollment"), null=True, blank=True, related_name="devices", on_delete=models.PROTECT,
         help_text=_("The provisioning package (PIN enrollment) this device enrolled with"),
     )
-    federated_token_id = models.CharField(_("federated token id"), 
+    federated_token_id = models.CharField(_("federated token id"),
         max_length=64, unique=True, null=True, blank=True, editable=False,
         help_text=_("jti of the sign-in token spent by this enrollment (a token enrolls once)"),
     )
-    enrollment_request_digest = models.CharField(_("enrollment request digest"), 
+    enrollment_request_digest = models.CharField(_("enrollment request digest"),
         max_length=64, blank=True, db_index=True, editable=False,
         help_text=_("Keyed hash (HMAC with SECRET_KEY) of the enrollment's RequestSecurityToken, its credentials "
                   "and request, to answer the very same message again after a lost answer (enrollment/rst_retry.py)"),
@@ -129,7 +134,8 @@ class Device(models.Model):
                                      help_text=_("b64(md5(provider:secret)) to authenticate to the device"))
     client_nonce = models.CharField(_("client nonce"), max_length=64, editable=False)
     enrolled_at = models.DateTimeField(_("enrolled at"), default=timezone.now, db_index=True)
-    last_seen_at = models.DateTimeField(_("last seen at"), null=True, blank=True, help_text=_("Last OMA-DM session message"))
+    last_seen_at = models.DateTimeField(_("last seen at"), null=True, blank=True,
+                                        help_text=_("Last OMA-DM session message"))
     unenrolled_at = models.DateTimeField(_("unenrolled at"), null=True, blank=True)
     login_status = models.CharField(_("login status"), max_length=16, blank=True,
                                     help_text=_("Last 1224 com.microsoft/MDM/LoginStatus: user, others or none"))
@@ -141,7 +147,8 @@ class Device(models.Model):
     architecture = models.CharField(_("architecture"), max_length=32, blank=True)
     total_ram_mb = models.PositiveIntegerField(_("RAM (MB)"), null=True, blank=True)
     hardware_data = models.TextField(_("DeviceHardwareData"), blank=True, help_text=_("Autopilot hardware hash"))
-    inventory = models.JSONField(_("inventory"), default=dict, blank=True, help_text=_("Every inventory node read, by LocURI"))
+    inventory = models.JSONField(_("inventory"), default=dict, blank=True,
+                                 help_text=_("Every inventory node read, by LocURI"))
     inventory_requested_at = models.DateTimeField(_("inventory requested at"), null=True, blank=True)
     inventory_at = models.DateTimeField(_("inventory received"), null=True, blank=True)
 
@@ -260,14 +267,17 @@ class RegistrationPin(models.Model):
     """A one-time registration PIN: server-generated, shown to its user once, stored
     only as a password hash, spent by the enrollment that uses it. At most one usable PIN per user."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), related_name="registration_pins", on_delete=models.CASCADE)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), related_name="registration_pins",
+                             on_delete=models.CASCADE)
     pin_hash = models.CharField(_("pin hash"), max_length=128, editable=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("created by"), null=True, blank=True, related_name="+",
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("created by"), null=True, blank=True,
+                                   related_name="+",
                                    on_delete=models.SET_NULL)
     expires_at = models.DateTimeField(_("expires at"))
     consumed_at = models.DateTimeField(_("consumed at"), null=True, blank=True)
-    consumed_by = models.ForeignKey(Device, verbose_name=_("consumed by"), null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
+    consumed_by = models.ForeignKey(Device, verbose_name=_("consumed by"), null=True, blank=True, related_name="+",
+                                    on_delete=models.SET_NULL)
     revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
 
     objects = RegistrationPinQuerySet.as_manager()
@@ -323,10 +333,11 @@ class PinEnrollment(models.Model):
         help_text=_("The name the package signs in with (wsse:Username), e.g. enroll-lab@example.com"),
     )
     pin_hash = models.CharField(_("pin hash"), max_length=128, editable=False)
-    pin_generation = models.PositiveIntegerField(_("pin generation"), 
+    pin_generation = models.PositiveIntegerField(_("pin generation"),
         default=1, editable=False, help_text=_("1 for the first PIN, +1 per regeneration (the package version)"))
     pin_changed_at = models.DateTimeField(_("pin changed at"), default=timezone.now, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("owner"), related_name="pin_enrollments", on_delete=models.PROTECT,
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("owner"), related_name="pin_enrollments",
+                              on_delete=models.PROTECT,
                               help_text=_("The user the enrolled devices are attributed to"))
     configuration_groups = models.ManyToManyField(
         "ConfigurationGroup", verbose_name=_("configuration groups"), blank=True, related_name="pin_enrollments",
@@ -334,16 +345,17 @@ class PinEnrollment(models.Model):
     expires_at = models.DateTimeField(_("expires at"))
     max_devices = models.PositiveIntegerField(_("maximum devices"), validators=[MinValueValidator(1)])
     revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True, editable=False)
-    failed_attempts = models.PositiveIntegerField(_("failed attempts"), 
+    failed_attempts = models.PositiveIntegerField(_("failed attempts"),
         default=0, editable=False,
         help_text=_("Wrong PINs from any address since failures_since (the package-wide backstop)"))
-    failures_since = models.DateTimeField(_("failures since"), 
+    failures_since = models.DateTimeField(_("failures since"),
         null=True, blank=True, editable=False, help_text=_("Start of the backstop's window of wrong PINs"))
-    lockouts = models.PositiveIntegerField(_("lockouts"), 
+    lockouts = models.PositiveIntegerField(_("lockouts"),
         default=0, editable=False,
         help_text=_("Package-wide lockouts since the PIN was made or unlocked (each lasts longer)"))
     locked_until = models.DateTimeField(_("locked until"), null=True, blank=True, editable=False)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("created by"), null=True, blank=True, related_name="+",
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("created by"), null=True, blank=True,
+                                   related_name="+",
                                    on_delete=models.SET_NULL, editable=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -459,10 +471,14 @@ class PinEnrollmentFailure(models.Model):
     Sheet, "Account Lockout": lockouts must not become a denial of service). Forgotten after a quiet
     window and at a right PIN from the address."""
 
-    pin_enrollment = models.ForeignKey(PinEnrollment, verbose_name=_("pin enrollment"), related_name="address_failures", on_delete=models.CASCADE)
-    address = models.CharField(_("address"), max_length=64, help_text=_("The client address, or an IPv6 client's /64 network"))
-    failed_attempts = models.PositiveIntegerField(_("failed attempts"), default=0, help_text=_("Wrong PINs in a row from this address"))
-    lockouts = models.PositiveIntegerField(_("lockouts"), default=0, help_text=_("Lockouts of this address in a row (each lasts longer)"))
+    pin_enrollment = models.ForeignKey(PinEnrollment, verbose_name=_("pin enrollment"),
+                                       related_name="address_failures", on_delete=models.CASCADE)
+    address = models.CharField(_("address"), max_length=64,
+                               help_text=_("The client address, or an IPv6 client's /64 network"))
+    failed_attempts = models.PositiveIntegerField(_("failed attempts"), default=0,
+                                                  help_text=_("Wrong PINs in a row from this address"))
+    lockouts = models.PositiveIntegerField(_("lockouts"), default=0,
+                                           help_text=_("Lockouts of this address in a row (each lasts longer)"))
     locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
     last_failure_at = models.DateTimeField(_("last failure at"))
 
@@ -473,7 +489,8 @@ class PinEnrollmentFailure(models.Model):
                                                name="pin_enrollment_failure_per_address")]
 
     def __str__(self):
-        return ngettext("%(address)s: %(count)d wrong PIN", "%(address)s: %(count)d wrong PINs", self.failed_attempts) % {
+        return ngettext("%(address)s: %(count)d wrong PIN", "%(address)s: %(count)d wrong PINs",
+                        self.failed_attempts) % {
             "address": self.address, "count": self.failed_attempts}
 
     @property
@@ -858,7 +875,7 @@ class EntraSettings(models.Model):
     )
     tenant_ids = models.JSONField(_("tenant ids"), default=list, blank=True,
                                   help_text=_("Directory (tenant) ids whose tokens are accepted (lowercase GUIDs)"))
-    audiences = models.JSONField(_("audiences"), 
+    audiences = models.JSONField(_("audiences"),
         default=list, blank=True,
         help_text=_("Accepted token audiences: the MDM application's App ID URI and/or its client id"),
     )
@@ -941,9 +958,11 @@ class JwksSet(models.Model):
     key_ids = models.JSONField(_("key ids (kid)"), default=list)
     sha256 = models.CharField(_("SHA-256"), max_length=64, editable=False)
     imported_at = models.DateTimeField(_("imported at"), default=timezone.now, db_index=True)
-    imported_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("imported by"), null=True, blank=True, related_name="+",
+    imported_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("imported by"), null=True, blank=True,
+                                    related_name="+",
                                     on_delete=models.SET_NULL)
-    active = models.BooleanField(_("active"), default=True, help_text=_("Inactive sets are kept for the record but never trusted"))
+    active = models.BooleanField(_("active"), default=True,
+                                 help_text=_("Inactive sets are kept for the record but never trusted"))
 
     objects = JwksSetQuerySet.as_manager()
 
@@ -983,7 +1002,8 @@ class EntraKeyAlert(models.Model):
     last_seen_at = models.DateTimeField(_("last seen at"), default=timezone.now)
     occurrences = models.PositiveIntegerField(_("occurrences"), default=1)
     resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)
-    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("resolved by"), null=True, blank=True, related_name="+",
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("resolved by"), null=True, blank=True,
+                                    related_name="+",
                                     on_delete=models.SET_NULL)
 
     objects = EntraKeyAlertQuerySet.as_manager()
@@ -1026,7 +1046,8 @@ class EntraIdentity(models.Model):
     """Ties a portal user to an Entra user object (tenant id + object id, the stable `tid`/`oid`
     claims), made by the user's first Entra enrollment."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), related_name="entra_identities", on_delete=models.CASCADE)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), related_name="entra_identities",
+                             on_delete=models.CASCADE)
     tenant_id = models.CharField(_("tenant id"), max_length=64)
     object_id = models.CharField(_("object id"), max_length=64)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
@@ -1063,10 +1084,11 @@ class SpentEntraToken(models.Model):
         _("token id"), max_length=80, unique=True,
         help_text=_("The token's jti or uti claim (jti:…, uti:…), else sha256:… of the whole token"),
     )
-    expires_at = models.DateTimeField(_("expires at"), 
+    expires_at = models.DateTimeField(_("expires at"),
         db_index=True, help_text=_("The token's exp plus the accepted clock skew: no longer accepted after this"),
     )
-    device = models.ForeignKey(Device, verbose_name=_("device"), null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
+    device = models.ForeignKey(Device, verbose_name=_("device"), null=True, blank=True, related_name="+",
+                               on_delete=models.SET_NULL)
     spent_at = models.DateTimeField(_("spent at"), default=timezone.now)
 
     objects = SpentEntraTokenQuerySet.as_manager()

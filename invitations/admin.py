@@ -276,7 +276,8 @@ class InvitationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.action(description=gettext_lazy("Resend invitation"), permissions=["send_invitation"])
     def resend(self, request, queryset):
         self._apply(request, queryset, sending.resend,
-                    lambda n: ngettext("Invitation resent to %(count)d user.", "Invitation resent to %(count)d users.", n),
+                    lambda n: ngettext("Invitation resent to %(count)d user.",
+                                       "Invitation resent to %(count)d users.", n),
                     _("Not resent to %(users)s: a revoked or accepted invitation cannot be resent."))
 
     @admin.action(description=gettext_lazy("Revoke invitation"), permissions=["revoke"])

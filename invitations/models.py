@@ -23,7 +23,8 @@ class UrlRotation(models.Model):
     """One "Regenerate enrollment URL": its progress re-issuing pending invitations."""
 
     version = models.PositiveIntegerField(_("version"))
-    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("started by"), null=True, blank=True, on_delete=models.SET_NULL)
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("started by"), null=True, blank=True,
+                                   on_delete=models.SET_NULL)
     started_at = models.DateTimeField(_("started at"), auto_now_add=True)
     total = models.PositiveIntegerField(_("total"), null=True, blank=True)
     done = models.PositiveIntegerField(_("done"), default=0)
@@ -60,10 +61,12 @@ class Invitation(models.Model):
         COMPLETED = "completed", _("enrollment completed")
         REVOKED = "revoked", _("revoked")
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), related_name="invitations", on_delete=models.CASCADE)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("user"), related_name="invitations",
+                             on_delete=models.CASCADE)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
     failure_reason = models.TextField(_("failure reason"), blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("created by"), null=True, blank=True, related_name="+",
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("created by"), null=True, blank=True,
+                                   related_name="+",
                                    on_delete=models.SET_NULL)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     expires_at = models.DateTimeField(_("expires at"))
@@ -118,7 +121,8 @@ class InvitationEmail(models.Model):
         SENT = "sent", _("sent")
         FAILED = "failed", _("failed")
 
-    invitation = models.ForeignKey(Invitation, verbose_name=_("invitation"), related_name="emails", on_delete=models.CASCADE)
+    invitation = models.ForeignKey(Invitation, verbose_name=_("invitation"), related_name="emails",
+                                   on_delete=models.CASCADE)
     reason = models.CharField(_("reason"), max_length=16, choices=Reason.choices, default=Reason.INVITE)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
     token_hash = models.CharField(_("token hash"), max_length=64, unique=True, null=True, blank=True, editable=False)

@@ -16,10 +16,12 @@ class CertificateAuthority(models.Model):
     certificate_pem = models.TextField(_("certificate pem"))
     encrypted_key_pem = models.TextField(_("encrypted key pem"), editable=False)
     serial = models.CharField(_("serial"), max_length=64)
-    thumbprint = models.CharField(_("thumbprint"), max_length=40, unique=True, help_text=_("Uppercase hex SHA-1 of the DER certificate"))
+    thumbprint = models.CharField(_("thumbprint"), max_length=40, unique=True,
+                                  help_text=_("Uppercase hex SHA-1 of the DER certificate"))
     not_before = models.DateTimeField(_("not before"))
     not_after = models.DateTimeField(_("not after"))
-    active = models.BooleanField(_("active"), default=True, help_text=_("The CA used for new certificates (one per kind)"))
+    active = models.BooleanField(_("active"), default=True,
+                                 help_text=_("The CA used for new certificates (one per kind)"))
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
