@@ -9,6 +9,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from invitations.models import hash_token
+from tests.enrollment_soap import service_url
 from tests.factories import InvitationEmailFactory, InvitationFactory, UserFactory
 
 LOGIN = reverse("invitations:login")
@@ -93,3 +94,36 @@ def test_an_unknown_language_changes_nothing(client, organisation):
 
 def test_the_switch_takes_only_a_post(client, organisation):
     assert client.get(SWITCH).status_code == 405
+
+
+APPRU = "ms-app://windows.immersivecontrolpanel"  # the broker's return address Windows gives the page
+
+
+def federated_sign_in(organisation):
+    organisation.auth_policy = "federated"
+    organisation.save(update_fields=["auth_policy"])
+    return service_url(organisation, "signin")
+
+
+def test_the_federated_sign_in_page_switches_language_and_keeps_its_return_address(client, organisation, alice):
+    """The page Windows shows while enrolling: the switch comes back to the same address, query included."""
+    url = federated_sign_in(organisation)
+    page_url = client.get(url, {"appru": APPRU}, secure=True).wsgi_request.get_full_path()
+    english = client.get(url, {"appru": APPRU}, secure=True)
+    action, next_url, buttons = switch_form(page(english))
+    assert next_url == page_url and buttons == [("fr", "Français")]
+
+    response = client.post(action, {"language": "fr", "next": next_url}, secure=True)
+
+    assert response.url == page_url
+    french = client.get(response.url, secure=True)
+    assert '<html lang="fr">' in page(french)
+    assert "Connectez-vous pour inscrire cet appareil" in page(french)
+
+
+def test_the_federated_sign_in_page_shows_its_refusal_in_french(client, organisation, alice):
+    url = federated_sign_in(organisation)
+    response = client.post(url, {"username": "alice@example.com", "password": "wrong", "appru": APPRU}, secure=True,
+                           HTTP_ACCEPT_LANGUAGE="fr")
+
+    assert "Le nom d’utilisateur ou le mot de passe est incorrect." in page(response)
