@@ -59,7 +59,7 @@ from pki import clientcert as forwarded_certificate
 from enrollment import clientcert
 from enrollment.models import Device
 
-from . import commands, inventory, reconcile, syncml
+from . import inventory, reconcile, syncml
 from .commands import expire_overdue
 from .models import DeviceCommand, ManagementSession
 
