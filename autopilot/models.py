@@ -1,7 +1,7 @@
 """Windows Autopilot: deployment profiles, the hardware records imported from Windows' CSV, the imports
 themselves with their row-by-row report, and the link made when an imported device enrolls.
 
-Brief §9. What the profile asks for beyond the offline file (configuration groups, TenantLockdown,
+What the profile asks for beyond the offline file (configuration groups, TenantLockdown,
 essential apps, the Enrollment Status Page) is applied when the enrollment is linked
 (autopilot/status_page.py) and delivered over OMA-DM: AppInstall follows each essential app on each
 device, ProvisioningItem each thing the Enrollment Status Page waits for.
@@ -101,7 +101,7 @@ class Profile(models.Model):
         help_text=_("After a reset, the device cannot get past setup without the network, so it always "
                   "comes back to this organisation."))
     configuration_groups = models.ManyToManyField(
-        "enrollment.ConfigurationGroup", verbose_name=_("configuration groups"), blank=True, related_name="autopilot_profiles",
+        "management.ConfigurationGroup", verbose_name=_("configuration groups"), blank=True, related_name="autopilot_profiles",
         help_text=_("Devices of this profile join these groups (by hand) when they enroll, and get their settings."))
     # The Enrollment Status Page (DMClient CSP, FirstSyncStatus).
     esp_enabled = models.BooleanField(
@@ -547,7 +547,7 @@ class AutopilotEnrollment(models.Model):
     esp_finished_at = models.DateTimeField(_("finished"), null=True, blank=True,
                                            help_text=_("When IsSyncDone and ServerHasFinishedProvisioning were queued"))
     esp_note = models.CharField(_("esp note"), max_length=255, blank=True, help_text=_("Why the setup ended as it did"))
-    esp_sync_done_command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("esp sync done command"),
+    esp_sync_done_command = models.ForeignKey("management.DeviceCommand", verbose_name=_("esp sync done command"),
                                               null=True, blank=True, related_name="+",
                                               on_delete=models.SET_NULL, help_text=_("The last IsSyncDone queued"))
     esp_acknowledged_at = models.DateTimeField(_("device told"), null=True, blank=True,
@@ -562,7 +562,7 @@ class AutopilotEnrollment(models.Model):
     user_esp_deadline = models.DateTimeField(_("account setup time-out at"), null=True, blank=True)
     user_esp_finished_at = models.DateTimeField(_("account setup finished"), null=True, blank=True)
     user_esp_note = models.CharField(_("account setup note"), max_length=255, blank=True)
-    user_esp_sync_done_command = models.ForeignKey("enrollment.DeviceCommand",
+    user_esp_sync_done_command = models.ForeignKey("management.DeviceCommand",
                                                    verbose_name=_("user esp sync done command"), null=True, blank=True,
                                                    related_name="+",
                                                    on_delete=models.SET_NULL,
@@ -572,7 +572,7 @@ class AutopilotEnrollment(models.Model):
     # DMClient FirstSyncStatus/SkipUserStatusPage (device only): the users who sign in after the account
     # setup was released (or every user, when the profile has nothing for the account setup) skip it.
     skip_user_page_command = models.ForeignKey(
-        "enrollment.DeviceCommand", null=True, blank=True, related_name="+", on_delete=models.SET_NULL,
+        "management.DeviceCommand", null=True, blank=True, related_name="+", on_delete=models.SET_NULL,
         verbose_name=_("SkipUserStatusPage"),
         help_text=_("The SkipUserStatusPage queued so that later users skip the account-setup page"))
 
@@ -678,13 +678,13 @@ class AppInstall(models.Model):
     identifier = models.CharField(_("identifier"), max_length=80,
                                   help_text=_("MSI product code or package family name"))
     state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.QUEUED, db_index=True)
-    install_command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("install command"), null=True,
+    install_command = models.ForeignKey("management.DeviceCommand", verbose_name=_("install command"), null=True,
                                         blank=True, related_name="+",
                                         on_delete=models.SET_NULL)
-    status_command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("status command"), null=True,
+    status_command = models.ForeignKey("management.DeviceCommand", verbose_name=_("status command"), null=True,
                                        blank=True, related_name="+",
                                        on_delete=models.SET_NULL, help_text=_("The last Get of the app's Status node"))
-    error_command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("error command"), null=True,
+    error_command = models.ForeignKey("management.DeviceCommand", verbose_name=_("error command"), null=True,
                                       blank=True, related_name="+",
                                       on_delete=models.SET_NULL, help_text=_("The last Get of the app's LastError node"))
     reported_status = models.CharField(_("status node"), max_length=32, blank=True,
@@ -785,7 +785,7 @@ class ProvisioningItem(models.Model):
     key = models.CharField(_("key"), max_length=1024,
                            help_text=_("The LocURI, or the app's product code or family name"))
     label = models.CharField(_("label"), max_length=255)
-    command = models.ForeignKey("enrollment.DeviceCommand", verbose_name=_("command"), null=True, blank=True,
+    command = models.ForeignKey("management.DeviceCommand", verbose_name=_("command"), null=True, blank=True,
                                 related_name="+",
                                 on_delete=models.SET_NULL, help_text=_("A command of its own (TenantLockdown)"))
     app_install = models.ForeignKey(AppInstall, verbose_name=_("app install"), null=True, blank=True,
