@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import AuditEvent
 from enrollment import provisioning_document
@@ -41,11 +42,11 @@ WIPE_ROOT = "./Device/Vendor/MSFT/RemoteWipe/"
 KEEPS_ENROLLMENT = WIPE_ROOT + "AutomaticRedeployment/"
 # RemoteWipe CSP (remotewipe-csp): each is an Exec; 200 means "accepted", not "done".
 WIPE_MODES = {
-    "doWipe": "Reset the device and remove all user data",
-    "doWipeProtected": "Reset, removing user data; keeps trying after a power loss (can leave the device unbootable)",
-    "doWipePersistUserData": "Reset, keeping user accounts and data",
-    "doWipePersistProvisionedData": "Reset, keeping provisioning data (provisioning packages re-apply)",
-    "AutomaticRedeployment/doAutomaticRedeployment": "Autopilot Reset: back to a business-ready state, enrollment kept",
+    "doWipe": _("Reset the device and remove all user data"),
+    "doWipeProtected": _("Reset, removing user data; keeps trying after a power loss (can leave the device unbootable)"),
+    "doWipePersistUserData": _("Reset, keeping user accounts and data"),
+    "doWipePersistProvisionedData": _("Reset, keeping provisioning data (provisioning packages re-apply)"),
+    "AutomaticRedeployment/doAutomaticRedeployment": _("Autopilot Reset: back to a business-ready state, enrollment kept"),
 }
 # Accounts CSP Domain/ComputerName supports Add only; on Windows 10 2004 (build 19041) and later the
 # DevDetail CSP's Ext/Microsoft/DNSComputerName (Replace) is the node to use. Both need a reboot.
@@ -71,22 +72,23 @@ class Action:
 
 
 ACTIONS = {a.name: a for a in [
-    Action("sync", "Sync now", "enrollment.change_device",
-           "Queues a harmless Get, which makes the device's next check-in show it is alive and delivers "
-           "anything else waiting."),
-    Action("reboot", "Reboot", "enrollment.change_device", "Restarts the device at once when it receives the command."),
-    Action("rename", "Rename", "enrollment.change_device",
-           "Sets the computer name; it takes effect after the next restart.", single_device=True),
-    Action("wipe", "Wipe", "enrollment.wipe_device",
-           "Resets the device. It cannot be undone and the device leaves management."),
-    Action("retire", "Retire", "enrollment.retire_device",
-           "Removes management from the device and revokes its certificate."),
-    Action("custom", "Custom command", "enrollment.send_custom_command",
-           "Sends any Get, Replace, Add, Delete or Exec to a LocURI.", single_device=True),
-    Action("release", "Release for re-enrollment", "enrollment.release_device",
-           "Lets the next enrollment of this hardware replace the device whoever enrolls it (a PC handed to "
-           "someone else). Nothing is sent; the device stays managed until that enrollment revokes its "
-           "certificate.", records_only=True),
+    Action("sync", _("Sync now"), "enrollment.change_device",
+           _("Queues a harmless Get, which makes the device's next check-in show it is alive and delivers "
+             "anything else waiting.")),
+    Action("reboot", _("Reboot"), "enrollment.change_device",
+           _("Restarts the device at once when it receives the command.")),
+    Action("rename", _("Rename"), "enrollment.change_device",
+           _("Sets the computer name; it takes effect after the next restart."), single_device=True),
+    Action("wipe", _("Wipe"), "enrollment.wipe_device",
+           _("Resets the device. It cannot be undone and the device leaves management.")),
+    Action("retire", _("Retire"), "enrollment.retire_device",
+           _("Removes management from the device and revokes its certificate.")),
+    Action("custom", _("Custom command"), "enrollment.send_custom_command",
+           _("Sends any Get, Replace, Add, Delete or Exec to a LocURI."), single_device=True),
+    Action("release", _("Release for re-enrollment"), "enrollment.release_device",
+           _("Lets the next enrollment of this hardware replace the device whoever enrolls it (a PC handed to "
+             "someone else). Nothing is sent; the device stays managed until that enrollment revokes its "
+             "certificate."), records_only=True),
 ]}
 
 
@@ -110,10 +112,14 @@ def poll_schedule():
     values = {name: value for name, value, _ in provisioning_document.POLL_SCHEDULE}
     first, second = int(values["NumberOfFirstRetries"]), int(values["NumberOfSecondRetries"])
     remaining = int(values["NumberOfRemainingScheduledRetries"])
-    return (f"every {values['IntervalForFirstSetOfRetries']} minutes {first} times after enrollment, then every "
-            f"{values['IntervalForSecondSetOfRetries']} minutes {second} times, then every "
-            f"{int(values['IntervalForRemainingScheduledRetries']) // 60} hours"
-            f"{'' if remaining == 0 else f' {remaining} times'}, and at each sign-in")
+    words = {"first_interval": values["IntervalForFirstSetOfRetries"], "first": first,
+             "second_interval": values["IntervalForSecondSetOfRetries"], "second": second,
+             "hours": int(values["IntervalForRemainingScheduledRetries"]) // 60, "remaining": remaining}
+    if remaining == 0:
+        return _("every %(first_interval)s minutes %(first)d times after enrollment, then every %(second_interval)s "
+                 "minutes %(second)d times, then every %(hours)d hours, and at each sign-in") % words
+    return _("every %(first_interval)s minutes %(first)d times after enrollment, then every %(second_interval)s "
+             "minutes %(second)d times, then every %(hours)d hours %(remaining)d times, and at each sign-in") % words
 
 
 def wipe_confirmation(devices):
@@ -126,14 +132,16 @@ def check_wipe(devices, confirmation, mode):
     devices = list(devices)
     limit = settings.ENROLLMENT_WIPE_LIMIT
     if len(devices) > limit:
-        raise ActionRefused(f"Wiping {len(devices)} devices at once is over the wipe limit of {limit} devices per "
-                            f"action (setting ENROLLMENT_WIPE_LIMIT). Select fewer devices.")
+        raise ActionRefused(_("Wiping %(count)d devices at once is over the wipe limit of %(limit)d devices per "
+                              "action (setting ENROLLMENT_WIPE_LIMIT). Select fewer devices.")
+                            % {"count": len(devices), "limit": limit})
     if mode not in WIPE_MODES:
-        raise ActionRefused(f"Unknown wipe mode {mode!r}.")
+        raise ActionRefused(_("Unknown wipe mode %(mode)s.") % {"mode": repr(mode)})
     expected = wipe_confirmation(devices)
     if (confirmation or "").strip() != expected:
-        what = "the device name" if len(devices) == 1 else "the number of devices"
-        raise ActionRefused(f"Type {what}, {expected}, to confirm the wipe.")
+        if len(devices) == 1:
+            raise ActionRefused(_("Type the device name, %(expected)s, to confirm the wipe.") % {"expected": expected})
+        raise ActionRefused(_("Type the number of devices, %(expected)s, to confirm the wipe.") % {"expected": expected})
 
 
 def check_computer_name(name):
@@ -143,16 +151,16 @@ def check_computer_name(name):
     literal = NAME_MACRO.sub("", name)
     length = len(literal) + sum(int(m.group(1)) for m in NAME_MACRO.finditer(name) if m.group(1))
     if not name:
-        raise ActionRefused("Type the new computer name.")
+        raise ActionRefused(_("Type the new computer name."))
     if not re.fullmatch(r"[A-Za-z0-9-]*", literal):
-        raise ActionRefused("A computer name has only letters, digits and hyphens (no spaces, dots or other "
-                            "characters), plus the macros %RAND:n% and %SERIAL%.")
+        raise ActionRefused(_("A computer name has only letters, digits and hyphens (no spaces, dots or other "
+                              "characters), plus the macros %RAND:n% and %SERIAL%."))
     if length > 15:
-        raise ActionRefused(f"A computer name has at most 15 characters; this one has {length}.")
+        raise ActionRefused(_("A computer name has at most 15 characters; this one has %(length)d.") % {"length": length})
     if name.isdigit():
-        raise ActionRefused("A computer name cannot be only digits.")
+        raise ActionRefused(_("A computer name cannot be only digits."))
     if name.startswith("-") or name.endswith("-"):
-        raise ActionRefused("A computer name cannot start or end with a hyphen.")
+        raise ActionRefused(_("A computer name cannot start or end with a hyphen."))
 
 
 def rename_command(device, name):
@@ -173,14 +181,14 @@ def run(name, devices, actor, /, *, ip=None, via="console", **params):
     managed are skipped, each with its reason. All or nothing: one transaction."""
     action = ACTIONS.get(name)
     if action is None:
-        raise ActionRefused(f"Unknown action {name!r}.")
+        raise ActionRefused(_("Unknown action %(name)s.") % {"name": repr(name)})
     if not actor.has_perm(action.permission):
         raise PermissionDenied(f"{action.label} needs the permission {action.permission}.")
     devices = list(devices)
     if not devices:
-        raise ActionRefused("Select at least one device.")
+        raise ActionRefused(_("Select at least one device."))
     if action.single_device and len(devices) != 1:
-        raise ActionRefused(f"{action.label} applies to one device at a time.")
+        raise ActionRefused(_("%(action)s applies to one device at a time.") % {"action": action.label})
     plan = PLANS[name](devices, **params)
     report = Report(name)
     source = f"{via}:{name}"
@@ -227,7 +235,7 @@ def wiped(old, context_items):
 
 def _retire_now(device, actor, ip, via, report):
     if device.status != Device.Status.ENROLLED:
-        report.skipped.append((device, f"The device is {device.get_status_display().lower()}."))
+        report.skipped.append((device, _("The device is %(status)s.") % {"status": device.get_status_display().lower()}))
         return
     device.mark_retired()
     report.retired.append(device)
@@ -241,10 +249,10 @@ def _release_now(device, actor, ip, via, report):
     the DeviceID and HWDevID a client sends prove nothing, an administrator's decision does."""
     device = Device.objects.select_for_update().get(pk=device.pk)
     if device.status != Device.Status.ENROLLED:
-        report.skipped.append((device, f"The device is {device.get_status_display().lower()}."))
+        report.skipped.append((device, _("The device is %(status)s.") % {"status": device.get_status_display().lower()}))
         return
     if device.is_released_for_reenrollment:
-        report.skipped.append((device, "The device is already released for re-enrollment."))
+        report.skipped.append((device, _("The device is already released for re-enrollment.")))
         return
     device.release_for_reenrollment(actor)
     report.released.append(device)

@@ -10,6 +10,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from enrollment import admin as enrollment_admin
 from enrollment.models import Device
@@ -45,7 +48,8 @@ class DeviceCommandInline(admin.TabularInline):
 
     model = DeviceCommand
     formset = LatestCommandsFormSet
-    verbose_name_plural = f"Commands (queue and latest history, newest {DEVICE_PAGE_COMMANDS})"
+    verbose_name_plural = format_lazy(_("Commands (queue and latest history, newest {count})"),
+                                      count=DEVICE_PAGE_COMMANDS)
     fields = ["sequence", "verb", "target", "status", "status_code", "result", "source", "queued_by", "created_at",
               "sent_at", "completed_at", "expires_at", "cancel_link"]
     readonly_fields = fields
@@ -58,7 +62,7 @@ class DeviceCommandInline(admin.TabularInline):
     def sequence(self, command):
         return command.pk
 
-    @admin.display(description="Result")
+    @admin.display(description=_("Result"))
     def result(self, command):
         return _result(command)
 
@@ -66,7 +70,7 @@ class DeviceCommandInline(admin.TabularInline):
     def cancel_link(self, command):
         if command.status != DeviceCommand.Status.QUEUED:
             return ""
-        return format_html('<a class="button" href="{}">Cancel</a>',
+        return format_html('<a class="button" href="{}">{}</a>', _("Cancel"),
                            reverse("admin:management_devicecommand_cancel", args=[command.pk]))
 
     def get_queryset(self, request):
@@ -90,7 +94,7 @@ admin.site.unregister(Device)
 admin.site.register(Device, DeviceAdmin)
 
 
-@admin.action(description="Cancel the selected queued commands", permissions=["change"])
+@admin.action(description=_("Cancel the selected queued commands"), permissions=["change"])
 def cancel_commands(modeladmin, request, queryset):
     cancelled = 0
     for command in queryset.filter(status=DeviceCommand.Status.QUEUED):
@@ -99,7 +103,9 @@ def cancel_commands(modeladmin, request, queryset):
             cancelled += 1
         except InvalidTransition:
             pass  # sent to the device meanwhile
-    modeladmin.message_user(request, f"Cancelled {cancelled} command(s).", messages.SUCCESS)
+    modeladmin.message_user(request,
+                            ngettext("Cancelled %(count)d command.", "Cancelled %(count)d commands.", cancelled)
+                            % {"count": cancelled}, messages.SUCCESS)
 
 
 @admin.register(DeviceCommand)
@@ -140,11 +146,12 @@ class DeviceCommandAdmin(SubquerySearchMixin, admin.ModelAdmin):
         if request.method == "POST":
             try:
                 commands.cancel(command, request.user, ip=request.META.get("REMOTE_ADDR"))
-                self.message_user(request, f"Cancelled {command}.", messages.SUCCESS)
+                self.message_user(request, _("Cancelled %(command)s.") % {"command": command}, messages.SUCCESS)
             except InvalidTransition:
-                self.message_user(request, f"{command} was already {command.get_status_display().lower()}.",
+                self.message_user(request, _("%(command)s was already %(status)s.") % {
+                    "command": command, "status": command.get_status_display().lower()},
                                   messages.WARNING)
             return redirect(device_page)
         context = {**self.admin_site.each_context(request), "command": command, "device_page": device_page,
-                   "title": "Cancel a command", "opts": self.model._meta}
+                   "title": _("Cancel a command"), "opts": self.model._meta}
         return TemplateResponse(request, "admin/management/devicecommand/cancel.html", context)

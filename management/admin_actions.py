@@ -8,6 +8,9 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.http import urlencode
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from mdmportal.console import client_ip
 from enrollment.models import Device
@@ -26,7 +29,7 @@ def _selection_action(name):
         return redirect(f"{reverse('admin:enrollment_device_action', args=[name])}?{urlencode({'ids': ids})}")
 
     start.__name__ = f"action_{name}"
-    return admin.action(description=f"{action.label}…", permissions=[name])(start)
+    return admin.action(description=format_lazy("{}…", action.label), permissions=[name])(start)
 
 
 class DeviceActionsMixin:
@@ -56,11 +59,12 @@ class DeviceActionsMixin:
     def has_reapply_permission(self, request):
         return request.user.has_perm("enrollment.change_device")
 
-    @admin.action(description="Re-apply configuration (retry failed settings)", permissions=["reapply"])
+    @admin.action(description=_("Re-apply configuration (retry failed settings)"), permissions=["reapply"])
     def reapply(self, request, queryset):
         queued = sum(reconcile.reconcile_device(device, retry_failed=True, actor=request.user).queued
                      for device in queryset.filter(status=Device.Status.ENROLLED))
-        self.message_user(request, f"{queued} setting commands queued.")
+        self.message_user(request, ngettext("%(count)d setting command queued.", "%(count)d setting commands queued.",
+                                            queued) % {"count": queued})
 
     def get_urls(self):
         return [
@@ -89,7 +93,7 @@ class DeviceActionsMixin:
         ids = [pk for pk in request.GET.get("ids", "").split(",") if pk.isdigit()][:MAX_SELECTION]
         devices = list(Device.objects.filter(pk__in=ids).select_related("user"))
         if not devices:
-            self.message_user(request, "Select at least one device.", messages.WARNING)
+            self.message_user(request, _("Select at least one device."), messages.WARNING)
             return redirect("admin:enrollment_device_changelist")
         form_class = FORMS[name]
         form = form_class(request.POST if request.method == "POST" else None, devices=devices)
@@ -107,7 +111,10 @@ class DeviceActionsMixin:
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": f"{action.label}: {devices[0] if len(devices) == 1 else f'{len(devices)} devices'}",
+            "title": _("%(action)s: %(devices)s") % {
+                "action": action.label,
+                "devices": devices[0] if len(devices) == 1 else ngettext("%(count)d device", "%(count)d devices",
+                                                                         len(devices)) % {"count": len(devices)}},
             "action": action,
             "devices": devices,
             "form": form,
@@ -118,18 +125,31 @@ class DeviceActionsMixin:
 
     def _tell(self, request, action, report):
         if report.released:
-            self.message_user(request, f"{len(report.released)} device(s) released for re-enrollment: the next "
-                                       "enrollment of each, by anyone, replaces it.")
+            count = len(report.released)
+            self.message_user(request, ngettext(
+                "%(count)d device released for re-enrollment: its next enrollment, by anyone, replaces it.",
+                "%(count)d devices released for re-enrollment: the next enrollment of each, by anyone, replaces it.",
+                count) % {"count": count})
         if report.retired:
-            self.message_user(request, f"{len(report.retired)} device(s) retired now; their certificates are revoked.")
+            count = len(report.retired)
+            self.message_user(request, ngettext("%(count)d device retired now; its certificate is revoked.",
+                                                "%(count)d devices retired now; their certificates are revoked.",
+                                                count) % {"count": count})
         if report.queued:
             devices = len({c.device_id for c in report.queued})
             follow = {
-                "retire": " Each device is retired and its certificate revoked once it acknowledges the unenroll.",
-                "rename": " The new name takes effect after the device restarts.",
-            }.get(action.name, "")
-            self.message_user(request, f"{action.label}: queued for {devices} device(s). Without push, a device "
-                                       f"picks it up at its next poll ({actions.poll_schedule()}).{follow}")
+                "retire": _("Each device is retired and its certificate revoked once it acknowledges the unenroll."),
+                "rename": _("The new name takes effect after the device restarts."),
+            }.get(action.name)
+            message = ngettext(
+                "%(action)s: queued for %(count)d device. Without push, a device picks it up at its next poll "
+                "(%(schedule)s).",
+                "%(action)s: queued for %(count)d devices. Without push, a device picks it up at its next poll "
+                "(%(schedule)s).", devices) % {"action": action.label, "count": devices,
+                                              "schedule": actions.poll_schedule()}
+            self.message_user(request, f"{message} {follow}" if follow else message)
         for device, reason in report.skipped:
-            self.message_user(request, f"{device}: {'unchanged' if action.records_only else 'not sent'}. {reason}",
+            outcome = _("unchanged") if action.records_only else _("not sent")
+            self.message_user(request, _("%(device)s: %(outcome)s. %(reason)s") % {
+                "device": device, "outcome": outcome, "reason": reason},
                               messages.WARNING)

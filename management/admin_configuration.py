@@ -3,6 +3,7 @@ catalogue or raw OMA-URIs, and per-setting compliance. Every saved change reconc
 can affect (management/reconcile.py), after commit, in Celery."""
 from django import forms
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from accounts.audit import AuditedAdminMixin
 from enrollment.models import Device
@@ -12,7 +13,7 @@ from .models import ConfigurationGroup, GroupSetting
 
 
 class GroupSettingForm(forms.ModelForm):
-    key = forms.ChoiceField(label="Setting", choices=catalogue.choices, required=False)
+    key = forms.ChoiceField(label=_("Setting"), choices=catalogue.choices, required=False)
 
     class Meta:
         model = GroupSetting
@@ -23,9 +24,9 @@ class GroupSettingForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         for name in ("loc_uri", "format"):
             self.fields[name].required = False
-        self.fields["loc_uri"].help_text = "Raw settings only; catalogue settings know their node."
-        self.fields["value"].help_text = "Catalogue values: " + "; ".join(
-            f"{entry.label}: {', '.join(f'{v} = {m}' for v, m in entry.choices)}" for entry in catalogue.CATALOGUE.values())
+        self.fields["loc_uri"].help_text = _("Raw settings only; catalogue settings know their node.")
+        self.fields["value"].help_text = _("Catalogue values: %(values)s") % {"values": "; ".join(
+            f"{entry.label}: {', '.join(f'{v} = {m}' for v, m in entry.choices)}" for entry in catalogue.CATALOGUE.values())}
 
     def clean(self):
         data = super().clean()
@@ -34,7 +35,7 @@ class GroupSettingForm(forms.ModelForm):
             # The model's clean() copies the rest; the node must be there for the uniqueness check.
             data["loc_uri"], data["format"] = entry.loc_uri, entry.format
         elif not data.get("loc_uri"):
-            self.add_error("loc_uri", "A raw setting needs its LocURI.")
+            self.add_error("loc_uri", _("A raw setting needs its LocURI."))
         return data
 
 
@@ -53,14 +54,14 @@ class ConfigurationGroupAdmin(AuditedAdminMixin, admin.ModelAdmin):
     change_form_template = "admin/management/configurationgroup/change_form.html"
     fieldsets = [
         (None, {"fields": ["name", "description", "priority"],
-                "description": "When several groups of a device set the same LocURI, the group with the lowest "
-                               "priority number wins (on a tie, the older group)."}),
-        ("Members", {"fields": ["devices", "users"]}),
-        ("Membership rule", {"fields": ["rule_enabled", "rule_kind", "rule_os_version_prefix", "rule_method",
+                "description": _("When several groups of a device set the same LocURI, the group with the lowest "
+                                 "priority number wins (on a tie, the older group).")}),
+        (_("Members"), {"fields": ["devices", "users"]}),
+        (_("Membership rule"), {"fields": ["rule_enabled", "rule_kind", "rule_os_version_prefix", "rule_method",
                                         "rule_enrollment_type", "rule_name_pattern"]}),
     ]
 
-    @admin.display(description="Settings")
+    @admin.display(description=_("Settings"))
     def setting_count(self, group):
         return group.settings.count()
 

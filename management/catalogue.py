@@ -9,8 +9,10 @@ policy-csp-bluetooth, policy-csp-connectivity (all Policy CSP nodes: Add/Delete/
 """
 from dataclasses import dataclass
 
+from django.utils.translation import gettext_lazy as _
+
 POLICY = "./Device/Vendor/MSFT/Policy/Config/"
-BLOCK_ALLOW = (("0", "Block"), ("1", "Allow"))
+BLOCK_ALLOW = (("0", _("Block")), ("1", _("Allow")))
 
 
 @dataclass(frozen=True)
@@ -29,28 +31,28 @@ class Entry:
 
 
 CATALOGUE = {entry.key: entry for entry in [
-    Entry("tenant_lockdown", "Require network in OOBE (TenantLockdown)",
+    Entry("tenant_lockdown", _("Require network in OOBE (TenantLockdown)"),
           "./Vendor/MSFT/TenantLockdown/RequireNetworkInOOBE", "bool",
-          (("true", "Require a network"), ("false", "No requirement")),
-          help="After a reset, the out-of-box experience offers no \"skip\": the device must reach the "
-               "network, and so its enrollment again (Windows 10 1809+).",
+          (("true", _("Require a network")), ("false", _("No requirement"))),
+          help=_("After a reset, the out-of-box experience offers no \"skip\": the device must reach the "
+                 "network, and so its enrollment again (Windows 10 1809+)."),
           removal="reset", reset_value="false"),
-    Entry("allow_manual_mdm_unenrollment", "Allow manual MDM unenrollment",
+    Entry("allow_manual_mdm_unenrollment", _("Allow manual MDM unenrollment"),
           POLICY + "Experience/AllowManualMDMUnenrollment", "int",
-          (("0", "Block: users cannot remove the work account"), ("1", "Allow"))),
-    Entry("allow_camera", "Allow camera", POLICY + "Camera/AllowCamera", "int", BLOCK_ALLOW),
-    Entry("allow_telemetry", "Diagnostic data level", POLICY + "System/AllowTelemetry", "int",
-          (("0", "Security (Enterprise and Education only)"), ("1", "Required (basic)"), ("2", "Enhanced"),
-           ("3", "Optional (full)"))),
-    Entry("allow_location", "Location services", POLICY + "System/AllowLocation", "int",
-          (("0", "Force off"), ("1", "User choice"), ("2", "Force on"))),
-    Entry("allow_bluetooth_discoverable", "Bluetooth discoverable mode",
+          (("0", _("Block: users cannot remove the work account")), ("1", _("Allow")))),
+    Entry("allow_camera", _("Allow camera"), POLICY + "Camera/AllowCamera", "int", BLOCK_ALLOW),
+    Entry("allow_telemetry", _("Diagnostic data level"), POLICY + "System/AllowTelemetry", "int",
+          (("0", _("Security (Enterprise and Education only)")), ("1", _("Required (basic)")), ("2", _("Enhanced")),
+           ("3", _("Optional (full)")))),
+    Entry("allow_location", _("Location services"), POLICY + "System/AllowLocation", "int",
+          (("0", _("Force off")), ("1", _("User choice")), ("2", _("Force on")))),
+    Entry("allow_bluetooth_discoverable", _("Bluetooth discoverable mode"),
           POLICY + "Bluetooth/AllowDiscoverableMode", "int", BLOCK_ALLOW),
-    Entry("allow_usb_connection", "USB connection (HoloLens and mobile)",
+    Entry("allow_usb_connection", _("USB connection (HoloLens and mobile)"),
           POLICY + "Connectivity/AllowUSBConnection", "int", BLOCK_ALLOW),
 ]}
 
 
 def choices():
     """(key, label) pairs for a select, raw OMA-URI first."""
-    return [("", "Raw OMA-URI setting")] + [(entry.key, entry.label) for entry in CATALOGUE.values()]
+    return [("", _("Raw OMA-URI setting"))] + [(entry.key, entry.label) for entry in CATALOGUE.values()]

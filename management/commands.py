@@ -19,6 +19,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import AuditEvent
 from invitations.models import InvalidTransition
@@ -45,21 +46,23 @@ class CommandError(ValueError):
 def validate(verb, target, format="", data="", type=""):
     """OMA DM 1.2 RepPro and MS-MDM: a known verb, a relative LocURI ("./…", never "/…"), a listed format."""
     if verb not in DeviceCommand.Verb.values:
-        raise CommandError(f"Unknown verb {verb!r}: use one of {', '.join(DeviceCommand.Verb.values)}.")
+        raise CommandError(_("Unknown verb %(verb)s: use one of %(verbs)s.") % {
+            "verb": repr(verb), "verbs": ", ".join(DeviceCommand.Verb.values)})
     if not target or target != target.strip() or len(target) > MAX_TARGET:
-        raise CommandError("The LocURI must be 1 to 1024 characters without surrounding spaces.")
+        raise CommandError(_("The LocURI must be 1 to 1024 characters without surrounding spaces."))
     if target.startswith("/"):
-        raise CommandError("A LocURI never starts with '/': write ./Device/Vendor/MSFT/… or ./Vendor/MSFT/….")
+        raise CommandError(_("A LocURI never starts with '/': write ./Device/Vendor/MSFT/… or ./Vendor/MSFT/…."))
     if not target.startswith("./") or any(not c.isprintable() for c in target) or "//" in target:
-        raise CommandError("The LocURI must start with './' and name one node (no empty segments).")
+        raise CommandError(_("The LocURI must start with './' and name one node (no empty segments)."))
     if format and format not in FORMATS:
-        raise CommandError(f"Unknown format {format!r}: use one of {', '.join(FORMATS)}.")
+        raise CommandError(_("Unknown format %(format)s: use one of %(formats)s.") % {
+            "format": repr(format), "formats": ", ".join(FORMATS)})
     if verb == DeviceCommand.Verb.GET and (data or format):
-        raise CommandError("A Get carries no format or data.")
+        raise CommandError(_("A Get carries no format or data."))
     if len(data) > MAX_DATA:
-        raise CommandError(f"The data is larger than {MAX_DATA} characters.")
+        raise CommandError(_("The data is larger than %(max)d characters.") % {"max": MAX_DATA})
     if len(type) > 255:
-        raise CommandError("The type is longer than 255 characters.")
+        raise CommandError(_("The type is longer than 255 characters."))
 
 
 def queue(device, verb, target, *, format="", data="", type="", actor=None, source="", expires_in=None):
@@ -68,7 +71,8 @@ def queue(device, verb, target, *, format="", data="", type="", actor=None, sour
     longer be managed."""
     validate(verb, target, format, data, type)
     if device.status != device.Status.ENROLLED:
-        raise CommandError(f"The device is {device.get_status_display().lower()}: it no longer checks in.")
+        raise CommandError(_("The device is %(status)s: it no longer checks in.") % {
+            "status": device.get_status_display().lower()})
     if expires_in is None:
         expires_in = timedelta(days=settings.ENROLLMENT_COMMAND_TTL_DAYS)
     now = timezone.now()

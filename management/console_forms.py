@@ -1,6 +1,7 @@
 """The parameters of each device action, checked the same way for the console and the API. A form
 is built for the devices it acts on; `cleaned_data` is what management.actions.run() takes."""
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from . import actions, commands
 from .models import DeviceCommand
@@ -27,8 +28,11 @@ class WipeForm(ActionForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         expected = actions.wipe_confirmation(self.devices) if self.devices else ""
-        what = "the device name" if len(self.devices) == 1 else "the number of selected devices"
-        self.fields["confirmation"].label = f"Type {what} ({expected}) to confirm"
+        if len(self.devices) == 1:
+            label = _("Type the device name (%(expected)s) to confirm")
+        else:
+            label = _("Type the number of selected devices (%(expected)s) to confirm")
+        self.fields["confirmation"].label = label % {"expected": expected}
 
     def clean(self):
         data = super().clean()
@@ -39,16 +43,16 @@ class WipeForm(ActionForm):
 
 class RetireForm(ActionForm):
     immediately = forms.BooleanField(
-        required=False, label="Retire now without waiting for the device",
-        help_text="Revokes the certificate at once and sends nothing: for a lost device, or an Entra-joined "
-                  "or \"work account\" device, which ignores the unenroll command (wipe those instead).")
+        required=False, label=_("Retire now without waiting for the device"),
+        help_text=_("Revokes the certificate at once and sends nothing: for a lost device, or an Entra-joined "
+                  "or \"work account\" device, which ignores the unenroll command (wipe those instead)."))
 
 
 class RenameForm(ActionForm):
-    name = forms.CharField(max_length=64, label="New computer name",
-                           help_text="Up to 15 letters, digits and hyphens; %RAND:n% and %SERIAL% are expanded "
-                                     "by Windows. Takes effect after a restart.")
-    reboot = forms.BooleanField(required=False, label="Restart the device afterwards")
+    name = forms.CharField(max_length=64, label=_("New computer name"),
+                           help_text=_("Up to 15 letters, digits and hyphens; %RAND:n% and %SERIAL% are expanded "
+                                     "by Windows. Takes effect after a restart."))
+    reboot = forms.BooleanField(required=False, label=_("Restart the device afterwards"))
 
     def clean_name(self):
         name = self.cleaned_data["name"]
@@ -61,10 +65,10 @@ class RenameForm(ActionForm):
 
 class CustomCommandForm(ActionForm):
     verb = forms.ChoiceField(choices=DeviceCommand.Verb.choices)
-    target = forms.CharField(label="LocURI", max_length=commands.MAX_TARGET, strip=False,
-                             help_text="./Device/Vendor/MSFT/… or ./Vendor/MSFT/… (device), ./User/… (user)")
+    target = forms.CharField(label=_("LocURI"), max_length=commands.MAX_TARGET, strip=False,
+                             help_text=_("./Device/Vendor/MSFT/… or ./Vendor/MSFT/… (device), ./User/… (user)"))
     format = forms.ChoiceField(choices=[("", "—")] + [(f, f) for f in commands.FORMATS], required=False)
-    type = forms.CharField(max_length=255, required=False, help_text="Meta/Type, e.g. text/plain (optional)")
+    type = forms.CharField(max_length=255, required=False, help_text=_("Meta/Type, e.g. text/plain (optional)"))
     data = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False, strip=False,
                            max_length=commands.MAX_DATA)
 

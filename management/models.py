@@ -4,6 +4,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from enrollment.models import Device
 from invitations.models import InvalidTransition
@@ -14,23 +16,26 @@ class ManagementSession(models.Model):
     we need to answer a retransmitted message. The commands sent in it point here."""
 
     class Auth(models.TextChoices):
-        CERTIFICATE = "certificate", "Client certificate"
-        DIGEST = "digest", "OMA-DM digest"
+        CERTIFICATE = "certificate", _("Client certificate")
+        DIGEST = "digest", _("OMA-DM digest")
 
-    device = models.ForeignKey(Device, related_name="sessions", on_delete=models.CASCADE)
-    session_id = models.CharField("SessionID", max_length=64)
-    auth = models.CharField(max_length=16, choices=Auth.choices)
-    server_msg_id = models.PositiveIntegerField("our last MsgID", default=0)
-    client_msg_id = models.PositiveIntegerField("device's last MsgID", default=0)
-    messages = models.PositiveIntegerField(default=0)
-    last_request_hash = models.CharField(max_length=64, blank=True, editable=False)
-    last_reply = models.BinaryField(blank=True, editable=False)
-    events = models.JSONField(default=list, blank=True, help_text="Alerts the device sent (1224, 1226...)")
-    started_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(default=timezone.now)
-    ended_at = models.DateTimeField(null=True, blank=True)
+    device = models.ForeignKey(Device, verbose_name=_("device"), related_name="sessions", on_delete=models.CASCADE)
+    session_id = models.CharField(_("SessionID"), max_length=64)
+    auth = models.CharField(_("auth"), max_length=16, choices=Auth.choices)
+    server_msg_id = models.PositiveIntegerField(_("our last MsgID"), default=0)
+    client_msg_id = models.PositiveIntegerField(_("device's last MsgID"), default=0)
+    messages = models.PositiveIntegerField(_("messages"), default=0)
+    last_request_hash = models.CharField(_("last request hash"), max_length=64, blank=True, editable=False)
+    last_reply = models.BinaryField(_("last reply"), blank=True, editable=False)
+    events = models.JSONField(_("events"), default=list, blank=True,
+                              help_text=_("Alerts the device sent (1224, 1226...)"))
+    started_at = models.DateTimeField(_("started at"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
+    ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("management session")
+        verbose_name_plural = _("management sessions")
         ordering = ["-started_at", "-pk"]
         indexes = [models.Index(fields=["device", "session_id", "ended_at"])]
 
@@ -59,43 +64,47 @@ class DeviceCommand(models.Model):
         EXEC = "Exec"
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        SENT = "sent", "Sent"
-        SUCCEEDED = "succeeded", "Acknowledged"
-        FAILED = "failed", "Failed"
-        TIMED_OUT = "timed_out", "Timed out"
-        CANCELLED = "cancelled", "Cancelled"
+        QUEUED = "queued", _("Queued")
+        SENT = "sent", _("Sent")
+        SUCCEEDED = "succeeded", _("Acknowledged")
+        FAILED = "failed", _("Failed")
+        TIMED_OUT = "timed_out", _("Timed out")
+        CANCELLED = "cancelled", _("Cancelled")
 
     FINAL = {Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.CANCELLED}
 
-    device = models.ForeignKey(Device, related_name="commands", on_delete=models.CASCADE)
-    verb = models.CharField(max_length=8, choices=Verb.choices)
-    target = models.CharField("LocURI", max_length=1024)
-    format = models.CharField(max_length=8, blank=True)
-    type = models.CharField(max_length=255, blank=True)
-    data = models.TextField(blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    status_code = models.PositiveIntegerField("device status code", null=True, blank=True)
-    result_data = models.TextField(blank=True)
-    result_format = models.CharField(max_length=16, blank=True)
-    note = models.CharField(max_length=255, blank=True, help_text="Why the server closed it, if it did")
-    queued_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+    device = models.ForeignKey(Device, verbose_name=_("device"), related_name="commands", on_delete=models.CASCADE)
+    verb = models.CharField(_("verb"), max_length=8, choices=Verb.choices)
+    target = models.CharField(_("LocURI"), max_length=1024)
+    format = models.CharField(_("format"), max_length=8, blank=True)
+    type = models.CharField(_("type"), max_length=255, blank=True)
+    data = models.TextField(_("data"), blank=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
+    status_code = models.PositiveIntegerField(_("device status code"), null=True, blank=True)
+    result_data = models.TextField(_("result data"), blank=True)
+    result_format = models.CharField(_("result format"), max_length=16, blank=True)
+    note = models.CharField(_("note"), max_length=255, blank=True, help_text=_("Why the server closed it, if it did"))
+    queued_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("queued by"), null=True, blank=True,
+                                  related_name="+",
                                   on_delete=models.SET_NULL)
-    source = models.CharField(max_length=100, blank=True, db_index=True,
-                              help_text='Who asked: "console:reboot", "policy:<id>", "inventory"...')
-    created_at = models.DateTimeField(default=timezone.now)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    completed_at = models.DateTimeField(null=True, blank=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times sent")
-    session = models.ForeignKey(ManagementSession, null=True, blank=True, related_name="commands",
-                                on_delete=models.SET_NULL, help_text="The session it was last sent in")
-    msg_id = models.PositiveIntegerField("our MsgID", null=True, blank=True)
-    cmd_id = models.PositiveIntegerField("our CmdID", null=True, blank=True)
+    source = models.CharField(_("source"), max_length=100, blank=True, db_index=True,
+                              help_text=_('Who asked: "console:reboot", "policy:<id>", "inventory"...'))
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0, help_text=_("Times sent"))
+    session = models.ForeignKey(ManagementSession, verbose_name=_("session"), null=True, blank=True,
+                                related_name="commands",
+                                on_delete=models.SET_NULL, help_text=_("The session it was last sent in"))
+    msg_id = models.PositiveIntegerField(_("our MsgID"), null=True, blank=True)
+    cmd_id = models.PositiveIntegerField(_("our CmdID"), null=True, blank=True)
 
     objects = DeviceCommandQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("device command")
+        verbose_name_plural = _("device commands")
         ordering = ["pk"]
         indexes = [
             models.Index(fields=["device", "status"]),
@@ -128,16 +137,16 @@ def value_problem(format, value):
     import re
 
     if format == "int" and not re.fullmatch(r"-?[0-9]{1,10}", value):
-        return "An int setting takes a whole number, e.g. 0 or 1."
+        return gettext("An int setting takes a whole number, e.g. 0 or 1.")
     if format == "bool" and value not in ("true", "false"):
-        return "A bool setting takes true or false (lower case)."
+        return gettext("A bool setting takes true or false (lower case).")
     if format == "float" and not re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", value):
-        return "A float setting takes a number such as 1.5."
+        return gettext("A float setting takes a number such as 1.5.")
     if format == "b64":
         try:
             base64.b64decode(value, validate=True)
         except binascii.Error:
-            return "A b64 setting takes base64 data."
+            return gettext("A b64 setting takes base64 data.")
     return ""
 
 
@@ -147,33 +156,36 @@ class ConfigurationGroup(models.Model):
     commands. When two groups of a device set the same LocURI, the group with the lower priority
     number wins (then the older group): one predictable rule the console states next to the field."""
 
-    name = models.CharField(max_length=100, unique=True)
-    description = models.TextField(blank=True)
-    priority = models.PositiveIntegerField(
-        default=100, help_text="When groups of a device set the same LocURI, the lower number wins (ties: the older group)")
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    priority = models.PositiveIntegerField(_("priority"),
+        default=100, help_text=_("When groups of a device set the same LocURI, the lower number wins (ties: the older group)"))
     devices = models.ManyToManyField(Device, blank=True, related_name="configuration_groups",
-                                     verbose_name="devices added by hand")
-    users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="configuration_groups",
-                                   help_text="All enrolled devices of these users are members")
+                                     verbose_name=_("devices added by hand"))
+    users = models.ManyToManyField(settings.AUTH_USER_MODEL, verbose_name=_("users"), blank=True,
+                                   related_name="configuration_groups",
+                                   help_text=_("All enrolled devices of these users are members"))
     pin_enrollments = models.ManyToManyField(
-        "enrollment.PinEnrollment", blank=True, related_name="configuration_groups",
-        help_text="Devices enrolled with these provisioning packages join the group (by hand) and get its settings")
+        "enrollment.PinEnrollment", verbose_name=_("pin enrollments"), blank=True, related_name="configuration_groups",
+        help_text=_("Devices enrolled with these provisioning packages join the group (by hand) and get its settings"))
     # The membership rule: structured fields ANDed together, no expression language to evaluate.
-    rule_enabled = models.BooleanField("membership by rule", default=False,
-                                       help_text="Enrolled devices matching every filled rule field are members "
-                                                 "(no field filled: every enrolled device)")
-    rule_kind = models.CharField("kind", max_length=16, choices=Device.Kind.choices, blank=True)
-    rule_os_version_prefix = models.CharField("OS version starts with", max_length=64, blank=True,
-                                              help_text="e.g. 10.0.22631 for Windows 11 23H2")
-    rule_method = models.CharField("enrollment method", max_length=16, choices=Device.Method.choices, blank=True)
-    rule_enrollment_type = models.CharField("enrollment type", max_length=8, choices=Device.EnrollmentType.choices,
+    rule_enabled = models.BooleanField(_("membership by rule"), default=False,
+                                       help_text=_("Enrolled devices matching every filled rule field are members "
+                                                 "(no field filled: every enrolled device)"))
+    rule_kind = models.CharField(_("kind"), max_length=16, choices=Device.Kind.choices, blank=True)
+    rule_os_version_prefix = models.CharField(_("OS version starts with"), max_length=64, blank=True,
+                                              help_text=_("e.g. 10.0.22631 for Windows 11 23H2"))
+    rule_method = models.CharField(_("enrollment method"), max_length=16, choices=Device.Method.choices, blank=True)
+    rule_enrollment_type = models.CharField(_("enrollment type"), max_length=8, choices=Device.EnrollmentType.choices,
                                             blank=True)
-    rule_name_pattern = models.CharField("device name pattern", max_length=100, blank=True,
-                                         help_text="Shell-style, case-insensitive: LAB-* or KIOSK-?? (* any text, ? one character)")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    rule_name_pattern = models.CharField(_("device name pattern"), max_length=100, blank=True,
+                                         help_text=_("Shell-style, case-insensitive: LAB-* or KIOSK-?? (* any text, ? one character)"))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("configuration group")
+        verbose_name_plural = _("configuration groups")
         ordering = ["priority", "pk"]
 
     def __str__(self):
@@ -225,24 +237,28 @@ class GroupSetting(models.Model):
         ADD = "Add"
 
     class Removal(models.TextChoices):
-        DELETE = "delete", "Delete the node (policy → not configured)"
-        RESET = "reset", "Replace with the reset value"
-        LEAVE = "leave", "Leave the device as it is"
+        DELETE = "delete", _("Delete the node (policy → not configured)")
+        RESET = "reset", _("Replace with the reset value")
+        LEAVE = "leave", _("Leave the device as it is")
 
-    group = models.ForeignKey(ConfigurationGroup, related_name="settings", on_delete=models.CASCADE)
-    key = models.CharField("setting", max_length=64, blank=True, help_text="Catalogue entry; empty for a raw OMA-URI")
-    loc_uri = models.CharField("LocURI", max_length=1024)
-    format = models.CharField(max_length=8, default="int")
-    value = models.TextField(blank=True)
-    verb = models.CharField(max_length=8, choices=Verb.choices, default=Verb.REPLACE,
-                            help_text="Command that sets the value the first time (Add for nodes that must be created)")
-    removal = models.CharField(max_length=8, choices=Removal.choices, default=Removal.DELETE,
-                               help_text="What happens on the device when the setting no longer applies to it")
-    reset_value = models.CharField(max_length=255, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    group = models.ForeignKey(ConfigurationGroup, verbose_name=_("group"), related_name="settings",
+                              on_delete=models.CASCADE)
+    key = models.CharField(_("setting"), max_length=64, blank=True,
+                           help_text=_("Catalogue entry; empty for a raw OMA-URI"))
+    loc_uri = models.CharField(_("LocURI"), max_length=1024)
+    format = models.CharField(_("format"), max_length=8, default="int")
+    value = models.TextField(_("value"), blank=True)
+    verb = models.CharField(_("verb"), max_length=8, choices=Verb.choices, default=Verb.REPLACE,
+                            help_text=_("Command that sets the value the first time (Add for nodes that must be created)"))
+    removal = models.CharField(_("removal"), max_length=8, choices=Removal.choices, default=Removal.DELETE,
+                               help_text=_("What happens on the device when the setting no longer applies to it"))
+    reset_value = models.CharField(_("reset value"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("group setting")
+        verbose_name_plural = _("group settings")
         ordering = ["group", "pk"]
         constraints = [models.UniqueConstraint(fields=["group", "loc_uri"], name="one_value_per_locuri_per_group")]
 
@@ -254,7 +270,7 @@ class GroupSetting(models.Model):
         from .catalogue import CATALOGUE
 
         entry = CATALOGUE.get(self.key)
-        return entry.label if entry else self.loc_uri
+        return str(entry.label) if entry else self.loc_uri
 
     def clean(self):
         """A catalogue entry takes its node, format and removal from the catalogue and must use one of
@@ -265,15 +281,16 @@ class GroupSetting(models.Model):
         if self.key:
             entry = CATALOGUE.get(self.key)
             if entry is None:
-                raise ValidationError({"key": f"Unknown setting {self.key!r}."})
+                raise ValidationError({"key": _("Unknown setting %(key)s.") % {"key": repr(self.key)}})
             if self.value not in dict(entry.choices):
                 allowed = ", ".join(f"{value} ({meaning})" for value, meaning in entry.choices)
-                raise ValidationError({"value": f"{entry.label} takes one of: {allowed}."})
+                raise ValidationError({"value": _("%(setting)s takes one of: %(allowed)s.") % {
+                    "setting": entry.label, "allowed": allowed}})
             self.loc_uri, self.format, self.verb = entry.loc_uri, entry.format, self.Verb.REPLACE
             self.removal, self.reset_value = entry.removal, entry.reset_value
             return
         if self.format not in SETTING_FORMATS:
-            raise ValidationError({"format": f"Use one of: {', '.join(SETTING_FORMATS)}."})
+            raise ValidationError({"format": _("Use one of: %(formats)s.") % {"formats": ", ".join(SETTING_FORMATS)}})
         try:
             validate(self.verb, self.loc_uri, self.format, self.value)
         except CommandError as error:
@@ -286,7 +303,7 @@ class GroupSetting(models.Model):
             if problem:
                 raise ValidationError({"reset_value": problem})
         elif self.reset_value:
-            raise ValidationError({"reset_value": "Only a setting removed by \"Replace with the reset value\" has one."})
+            raise ValidationError({"reset_value": _("Only a setting removed by \"Replace with the reset value\" has one.")})
 
 
 class DeviceSettingState(models.Model):
@@ -295,27 +312,34 @@ class DeviceSettingState(models.Model):
     management/reconcile.py; the state is read from the command, so it is never stale."""
 
     class State(models.TextChoices):
-        PENDING = "pending", "Pending"
-        APPLIED = "applied", "Applied"
-        FAILED = "failed", "Failed"
-        REMOVING = "removing", "Being removed"
-        REMOVED = "removed", "Removed"
+        PENDING = "pending", _("Pending")
+        APPLIED = "applied", _("Applied")
+        FAILED = "failed", _("Failed")
+        REMOVING = "removing", _("Being removed")
+        REMOVED = "removed", _("Removed")
 
-    device = models.ForeignKey(Device, related_name="setting_states", on_delete=models.CASCADE)
-    loc_uri = models.CharField("LocURI", max_length=1024)
-    label = models.CharField(max_length=255)
-    format = models.CharField(max_length=8)
-    value = models.TextField(blank=True)
-    removal = models.CharField(max_length=8, choices=GroupSetting.Removal.choices)
-    reset_value = models.CharField(max_length=255, blank=True)
-    group = models.ForeignKey(ConfigurationGroup, null=True, blank=True, related_name="device_states",
-                              on_delete=models.SET_NULL, help_text="The group the value comes from")
-    command = models.ForeignKey("DeviceCommand", null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
-    removing = models.BooleanField(default=False, help_text="The setting left the device: the command removes it")
-    applied_once = models.BooleanField(default=False, help_text="A value of this setting reached the device")
-    updated_at = models.DateTimeField(default=timezone.now)
+    device = models.ForeignKey(Device, verbose_name=_("device"), related_name="setting_states",
+                               on_delete=models.CASCADE)
+    loc_uri = models.CharField(_("LocURI"), max_length=1024)
+    label = models.CharField(_("label"), max_length=255)
+    format = models.CharField(_("format"), max_length=8)
+    value = models.TextField(_("value"), blank=True)
+    removal = models.CharField(_("removal"), max_length=8, choices=GroupSetting.Removal.choices)
+    reset_value = models.CharField(_("reset value"), max_length=255, blank=True)
+    group = models.ForeignKey(ConfigurationGroup, verbose_name=_("group"), null=True, blank=True,
+                              related_name="device_states",
+                              on_delete=models.SET_NULL, help_text=_("The group the value comes from"))
+    command = models.ForeignKey("DeviceCommand", verbose_name=_("command"), null=True, blank=True, related_name="+",
+                                on_delete=models.SET_NULL)
+    removing = models.BooleanField(_("removing"), default=False,
+                                   help_text=_("The setting left the device: the command removes it"))
+    applied_once = models.BooleanField(_("applied once"), default=False,
+                                       help_text=_("A value of this setting reached the device"))
+    updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("device setting state")
+        verbose_name_plural = _("device setting states")
         ordering = ["device", "loc_uri"]
         constraints = [models.UniqueConstraint(fields=["device", "loc_uri"], name="one_state_per_device_locuri")]
 

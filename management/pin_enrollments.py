@@ -3,6 +3,7 @@ join them by hand, so the reconciler queues their settings for the device's firs
 of enrollment's PIN enrollments (enrollment.ppkg.register_option), in their console form and API."""
 from django import forms
 from django.contrib.admin.widgets import FilteredSelectMultiple
+from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from enrollment.ppkg import PackageOption
@@ -15,14 +16,14 @@ HELP = "Devices enrolled with the package join these groups (by hand) and get th
 
 def form_field():
     return forms.ModelMultipleChoiceField(
-        queryset=ConfigurationGroup.objects.all(), required=False, label="Configuration groups", help_text=HELP,
+        queryset=ConfigurationGroup.objects.all(), required=False, label=_("Configuration groups"), help_text=HELP,
         widget=FilteredSelectMultiple("configuration groups", is_stacked=False))
 
 
 def api_field():
     return serializers.SlugRelatedField(
         slug_field="name", many=True, required=False, queryset=ConfigurationGroup.objects.all(),
-        help_text="Names of the configuration groups enrolled devices join (the groups must exist).")
+        help_text=_("Names of the configuration groups enrolled devices join (the groups must exist)."))
 
 
 def initial(pin_enrollment):
