@@ -11,13 +11,13 @@ from enrollment.ppkg import PackageOption
 from .models import ConfigurationGroup
 
 NAME = "configuration_groups"
-HELP = "Devices enrolled with the package join these groups (by hand) and get their settings"
+HELP = _("Devices enrolled with the package join these groups (by hand) and get their settings")
 
 
 def form_field():
     return forms.ModelMultipleChoiceField(
         queryset=ConfigurationGroup.objects.all(), required=False, label=_("Configuration groups"), help_text=HELP,
-        widget=FilteredSelectMultiple("configuration groups", is_stacked=False))
+        widget=FilteredSelectMultiple(_("configuration groups"), is_stacked=False))
 
 
 def api_field():
