@@ -28,6 +28,7 @@ from urllib.parse import quote
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext
 
 from . import graph
 from .graph_models import GraphConnector, GraphDeviceSync, GraphProfileSync, GraphTagGroup

@@ -127,3 +127,15 @@ def test_the_federated_sign_in_page_shows_its_refusal_in_french(client, organisa
                            HTTP_ACCEPT_LANGUAGE="fr")
 
     assert "Le nom d’utilisateur ou le mot de passe est incorrect." in page(response)
+
+
+def test_the_console_switches_language_from_its_user_tools(console, organisation):
+    html = page(console.get("/admin/", HTTP_ACCEPT_LANGUAGE="en"))
+    form = re.search(r'<form id="console-language" method="post" action="([^"]+)">(.*?)</form>', html, re.S)
+    assert form and form.group(1) == SWITCH
+    assert re.search(r'<button type="submit" name="language" value="fr" lang="fr">Français</button>', form.group(2))
+
+    console.post(SWITCH, {"language": "fr", "next": "/admin/"})
+
+    french = page(console.get("/admin/", HTTP_ACCEPT_LANGUAGE="en"))
+    assert '<html lang="fr"' in french and "Tableau de bord" in french
