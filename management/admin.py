@@ -70,8 +70,8 @@ class DeviceCommandInline(admin.TabularInline):
     def cancel_link(self, command):
         if command.status != DeviceCommand.Status.QUEUED:
             return ""
-        return format_html('<a class="button" href="{}">{}</a>', _("Cancel"),
-                           reverse("admin:management_devicecommand_cancel", args=[command.pk]))
+        return format_html('<a class="button" href="{}">{}</a>',
+                           reverse("admin:management_devicecommand_cancel", args=[command.pk]), _("Cancel"))
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("queued_by")
