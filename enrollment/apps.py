@@ -10,7 +10,9 @@ class EnrollmentConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from accounts import registration
-        from invitations import dashboard
+        from django.db.models import Exists, OuterRef
+
+        from invitations import console_invitations, dashboard
         from mdmportal import unavailable
 
         from . import pins, reconcile, views
@@ -18,6 +20,10 @@ class EnrollmentConfig(AppConfig):
 
         # The console dashboard's figure of enrolled devices.
         dashboard.register_count("enrolled_devices", lambda: Device.objects.enrolled().count())
+
+        # "Send invitation" tells which selected users already have an enrolled device.
+        console_invitations.register_enrolled(
+            lambda: Exists(Device.objects.enrolled().filter(user=OuterRef("pk"))))
 
         # The invitation email and the user's enrollment page issue and show registration PINs.
         registration.register_pins(pins)

@@ -54,11 +54,12 @@ logout = auth_views.LogoutView.as_view(next_page="invitations:login")
 
 def accept(request, token):
     """Follow an invitation link: set a password (or sign in), spend the token, go to /enroll."""
-    invitation = sending.find_by_token(token)
-    if invitation is None:
+    email = sending.find_email_by_token(token)
+    if email is None:
         return render(request, "invitations/invitation_invalid.html", status=404)
+    invitation = email.invitation
     invitee = invitation.user
-    unavailable = _unavailable_reason(invitation)
+    unavailable = "replaced" if sending.is_superseded(email) else _unavailable_reason(invitation)
     if unavailable:
         return _render_in_language(request, invitee, "invitations/invitation_unavailable.html",
                                    {"reason": unavailable, "invitee": invitee}, status=410)
