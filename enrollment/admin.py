@@ -22,6 +22,7 @@ from mdmportal.search import SubquerySearchMixin
 
 from . import commands, ppkg, wcd
 from .admin_actions import DeviceActionsMixin
+from .admin_troubleshooting import TroubleshootingMixin
 from .admin_configuration import ConfigurationGroupAdmin  # noqa: F401  (registers the groups' pages)
 from .console_forms import PinEnrollmentForm
 from .models import Device, DeviceCommand, PinEnrollment, RegistrationPin
@@ -109,7 +110,8 @@ _DEVICE_PAGE_READ = "_device_page_read"  # the request's attribute holding its _
 
 
 @admin.register(Device)
-class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, SubquerySearchMixin, admin.ModelAdmin):
+class DeviceAdmin(AuditedAdminMixin, TroubleshootingMixin, DeviceActionsMixin, SubquerySearchMixin,
+                  admin.ModelAdmin):
     list_display = ["__str__", "kind", "user", "status", "method", "enrollment_type", "os_version", "model",
                     "enrolled_at", "last_seen_at"]
     # Sized for 100,000 devices (bench/devices.py): no filter listing every user (that sidebar was tens of

@@ -25,6 +25,11 @@ class EnrollmentConfig(AppConfig):
         console_invitations.register_enrolled(
             lambda: Exists(Device.objects.enrolled().filter(user=OuterRef("pk"))))
 
+        # The dashboard's refused enrollments of the day, linking to the troubleshooting page.
+        from .admin_troubleshooting import refused_today_card
+
+        dashboard.register_card(refused_today_card)
+
         # The invitation email and the user's enrollment page issue and show registration PINs.
         registration.register_pins(pins)
 
