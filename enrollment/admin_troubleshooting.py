@@ -8,6 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from accounts.models import AccountLockout, AuditEvent
 
@@ -74,3 +75,34 @@ class TroubleshootingMixin:
         device = get_object_or_404(Device.objects.select_related("user"), pk=pk)
         return self._page(request, _("Enrollment troubleshooting: %(device)s") % {"device": device},
                           troubleshooting.attempts_for_device(device), subject_device=device)
+
+
+DEVICES_SHOWN = 5
+
+
+def user_summary_section(user, request):
+    """The user's devices and enrollment troubleshooting on their console page (invitations/user_summary.py):
+    three queries whatever the number of devices and attempts."""
+    if not request.user.has_perm("enrollment.view_device"):
+        return None
+    devices = list(Device.objects.filter(user=user).order_by("-enrolled_at", "-pk")[:DEVICES_SHOWN + 1])
+    enrolled = Device.objects.filter(user=user).enrolled().count()
+    refused = AuditEvent.objects.filter(target_type=user._meta.label, target_id=str(user.pk),
+                                        action=troubleshooting.REFUSED).count()
+    listing = "; ".join(
+        f"{device} ({device.get_status_display()}"
+        + (f", {_('last seen')} {timezone.localtime(device.last_seen_at):%Y-%m-%d %H:%M}" if device.last_seen_at else "")
+        + ")" for device in devices[:DEVICES_SHOWN]) or "—"
+    devices_url = reverse("admin:enrollment_device_changelist") + f"?user__id__exact={user.pk}"
+    troubleshooting_url = reverse("admin:enrollment_user_troubleshooting", args=[user.pk])
+    return {
+        "id": "user-devices",
+        "title": _("Devices and enrollment"),
+        "rows": [
+            (_("Devices"), (ngettext("%(count)d device enrolled of %(limit)d allowed",
+                                     "%(count)d devices enrolled of %(limit)d allowed", enrolled)
+                            % {"count": enrolled, "limit": user.device_limit}) + f": {listing}"),
+            (_("Refused enrollments"), str(refused)),
+        ],
+        "links": [(devices_url, _("All devices of this user")), (troubleshooting_url, _("Enrollment troubleshooting"))],
+    }

@@ -26,9 +26,13 @@ class EnrollmentConfig(AppConfig):
             lambda: Exists(Device.objects.enrolled().filter(user=OuterRef("pk"))))
 
         # The dashboard's refused enrollments of the day, linking to the troubleshooting page.
-        from .admin_troubleshooting import refused_today_card
+        from invitations import user_summary
+
+        from .admin_troubleshooting import refused_today_card, user_summary_section
 
         dashboard.register_card(refused_today_card)
+        # The user's console page shows their devices and links to their troubleshooting page.
+        user_summary.register_section(user_summary_section)
 
         # The invitation email and the user's enrollment page issue and show registration PINs.
         registration.register_pins(pins)

@@ -26,7 +26,7 @@ from accounts.models import AuditEvent, Organisation, RegistrationSettings, User
 from accounts.roles import ROLES, is_full_admin
 from mdmportal.console import ReadOnlyAdminMixin, WholeChangelistMixin, client_ip
 
-from . import api_tokens, console_invitations, exports, sending, user_import
+from . import api_tokens, console_invitations, exports, password_reset, sending, user_import, user_summary
 from .console_forms import (
     AdministratorChangeForm, CsvImportForm, OrganisationForm, UserAddForm, UserChangeForm,
 )
@@ -80,6 +80,7 @@ class UserAdmin(WholeChangelistMixin, AuditedAdminMixin, admin.ModelAdmin):
     search_fields = ["email", "display_name", "mdm_username"]
     actions = ["send_invitations", "export_csv"]
     change_list_template = "admin/accounts/user/change_list.html"
+    change_form_template = "admin/accounts/user/change_form.html"
 
     def get_queryset(self, request):
         latest_first = Invitation.objects.order_by("-created_at")
@@ -198,8 +199,42 @@ class UserAdmin(WholeChangelistMixin, AuditedAdminMixin, admin.ModelAdmin):
         return exports.export_users(queryset, actor=request.user, ip=client_ip(request), via="console",
                                     detail={"filter": exports.filter_of(request.GET), "selection": True})
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        user = self.get_object(request, object_id)
+        extra_context = dict(extra_context or {})
+        if user is not None:
+            extra_context.update({
+                "summary": user_summary.summary(user, request),
+                "can_reset_password": self.has_change_permission(request, user) and user.is_active,
+            })
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def password_reset_view(self, request, pk):
+        """Send the user a password reset email: a confirmation, then POST (audited as the administrator's)."""
+        user = get_object_or_404(User, pk=pk)
+        if not self.has_change_permission(request, user):
+            raise PermissionDenied
+        change_url = reverse("admin:accounts_user_change", args=[user.pk])
+        if request.method == "POST" and user.is_active:
+            password_reset.send_reset(user, actor=request.user, ip=client_ip(request))
+            self.message_user(request, _("A password reset email is on its way to %(email)s.") % {"email": user.email},
+                              messages.SUCCESS)
+            return redirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Send a password reset?"),
+            "original": user,
+            "change_url": change_url,
+            "hours": max(1, settings.PASSWORD_RESET_TIMEOUT // 3600),
+        }
+        return TemplateResponse(request, "admin/accounts/user/password_reset_confirm.html", context,
+                                status=409 if request.method == "POST" else 200)
+
     def get_urls(self):
         return [
+            path("<int:pk>/password-reset/", self.admin_site.admin_view(self.password_reset_view),
+                 name="accounts_user_password_reset"),
             path("import/", self.admin_site.admin_view(self.import_view), name="accounts_user_import"),
             path("export/", self.admin_site.admin_view(self.export_view), name="accounts_user_export"),
         ] + super().get_urls()
