@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
@@ -89,10 +90,7 @@ def user_summary_section(user, request):
     enrolled = Device.objects.filter(user=user).enrolled().count()
     refused = AuditEvent.objects.filter(target_type=user._meta.label, target_id=str(user.pk),
                                         action=troubleshooting.REFUSED).count()
-    listing = "; ".join(
-        f"{device} ({device.get_status_display()}"
-        + (f", {_('last seen')} {timezone.localtime(device.last_seen_at):%Y-%m-%d %H:%M}" if device.last_seen_at else "")
-        + ")" for device in devices[:DEVICES_SHOWN]) or "—"
+    listing = "; ".join(_device_line(device) for device in devices[:DEVICES_SHOWN]) or "—"
     devices_url = reverse("admin:enrollment_device_changelist") + f"?user__id__exact={user.pk}"
     troubleshooting_url = reverse("admin:enrollment_user_troubleshooting", args=[user.pk])
     return {
@@ -106,3 +104,11 @@ def user_summary_section(user, request):
         ],
         "links": [(devices_url, _("All devices of this user")), (troubleshooting_url, _("Enrollment troubleshooting"))],
     }
+
+
+def _device_line(device):
+    if device.last_seen_at is None:
+        return f"{device} ({device.get_status_display()})"
+    return _("%(device)s (%(status)s, last seen %(when)s)") % {
+        "device": device, "status": device.get_status_display(),
+        "when": date_format(timezone.localtime(device.last_seen_at), "SHORT_DATETIME_FORMAT")}
