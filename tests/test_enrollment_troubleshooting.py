@@ -15,6 +15,7 @@ from tests.enrollment_soap import (
 )
 from tests.factories import PASSWORD, RetiredEnrollmentKeyFactory, UserFactory, UserGroupFactory
 from tests.factories_enrollment import DeviceFactory, create_ca_chain, rsa_key
+from tests.test_simulator import carol, enrollment_server  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db
 
@@ -173,3 +174,62 @@ def test_helpdesk_reads_the_pages_and_users_without_console_access_do_not(client
     assert user_page(client, alice).status_code == 200
     client.force_login(alice)
     assert user_page(client, alice).status_code == 302
+
+
+# The device simulator against a live server: what a real Windows client would be told, and what the
+# helpdesk then reads.
+
+def test_simulated_windows_refusals_show_with_the_code_the_device_got(enrollment_server, carol,  # noqa: F811
+                                                                     admin_user):
+    from simulator import Simulator, SoapFaultError
+
+    with pytest.raises(SoapFaultError) as wrong_password:
+        Simulator(enrollment_server.url, "carol@example.com", "not her password").run()
+    carol.device_limit = 0
+    carol.save()
+    with pytest.raises(SoapFaultError) as over_limit:
+        Simulator(enrollment_server.url, "carol@example.com", PASSWORD).run()
+
+    assert wrong_password.value.subcode == Fault.AUTHENTICATION
+    assert over_limit.value.error_type == ErrorType.DEVICE_CAP_REACHED
+    console = Client()
+    console.force_login(admin_user)
+    newest, oldest = attempt_blocks(user_page(console, carol))
+    assert "0x80180013" in newest and "device limit" in newest
+    assert "0x80180002" in oldest and "Wrong user name or password" in oldest
+    # The trace id the helpdesk reads is the TraceId Windows was given.
+    event = AuditEvent.objects.filter(action="enrollment.refused").latest("pk")
+    assert event.detail["step"] == "enrollment" and event.detail["device_id"]
+
+
+def test_a_refused_entra_token_shows_on_the_page_of_the_user_it_names(console, organisation, device_client):
+    from tests import entra_tokens as tokens
+    from tests.factories_enrollment import EntraSettingsFactory, JwksSetFactory
+
+    create_ca_chain()
+    EntraSettingsFactory()
+    JwksSetFactory()
+    dana = UserFactory(email=tokens.UPN)
+    other_tenant = "0b0c0d0e-1111-4222-8333-944445555666"
+    token = tokens.make_token(tid=other_tenant, iss=f"https://sts.windows.net/{other_tenant}/")
+
+    assert fault_of(tokens.enroll(device_client, organisation, token))[0] == Fault.AUTHENTICATION
+
+    block, = attempt_blocks(user_page(console, dana))
+    assert "0x80180002" in block and "Microsoft Entra ID sign-in was not accepted" in block
+    assert token not in block and token.split(".")[1][:40] not in block
+
+
+def test_a_refused_sign_in_on_the_federated_page_shows_on_the_users_page(console, organisation, device_client):
+    from tests.factories import OrganisationFactory
+
+    OrganisationFactory(federated=True)
+    erin = UserFactory(email="erin@example.com")
+    url = reverse("enrollment:signin", kwargs={"key": organisation.enrollment_key})
+    appru = "ms-app://windows.immersivecontrolpanel"
+
+    response = device_client.post(url, {"appru": appru, "username": "erin@example.com", "password": "wrong"})
+
+    assert response.status_code == 200
+    block, = attempt_blocks(user_page(console, erin))
+    assert "Refused on the organisation&#x27;s sign-in page" in block
