@@ -25,6 +25,7 @@ from django.core import signing
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from accounts import lockout
 from accounts.models import AuditEvent
 
 from . import auth, entra, ppkg, reenrollment
@@ -36,7 +37,7 @@ REFUSED = "enrollment.refused"
 # The events a troubleshooting page lists: refused SOAP requests, refused sign-ins on our federated
 # sign-in page, account lockouts (every later attempt is refused until they end), and a device's
 # refused take-over by another enrollment.
-USER_ACTIONS = [REFUSED, "enrollment.signin_failed", "account.locked_out"]
+USER_ACTIONS = [REFUSED, "enrollment.signin_failed", lockout.LOCKED_OUT_ACTION]
 DEVICE_ACTIONS = [REFUSED, "device.replacement_refused"]
 LISTED = 50
 
@@ -277,7 +278,7 @@ class Attempt:
 
 def describe(event):
     detail = event.detail or {}
-    if event.action == "account.locked_out":
+    if event.action == lockout.LOCKED_OUT_ACTION:
         return Attempt(event, "0x80180002", CODE_MEANINGS["0x80180002"],
                        _("Too many failed sign-ins: the account is locked for a while."),
                        _("Wait for the lockout to end or clear it on the Lockouts page."))

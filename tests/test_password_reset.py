@@ -211,3 +211,28 @@ def test_reset_email_goes_through_the_worker_and_smtp_like_invitations(live_task
     user.refresh_from_db()
     assert user.check_password(NEW_PASSWORD)
     assert len(smtp_server.wait_for(2, timeout=2)) == 1  # nothing for the address without an account
+
+
+def test_reset_pages_follow_the_browsers_language(client, organisation):
+    french = {"HTTP_ACCEPT_LANGUAGE": "fr"}
+
+    page = client.get(RESET, **french).content.decode()
+    assert "Réinitialisez votre mot de passe" in page and "M’envoyer un lien" in page
+    sent = client.get(reverse("invitations:password_reset_sent"), **french).content.decode()
+    assert "Consultez vos e-mails" in sent
+    spent = client.get(reverse("invitations:password_reset_confirm", args=["MQ", "x-y"]), follow=True,
+                       **french).content.decode()
+    assert "Ce lien ne fonctionne plus" in spent
+
+
+def test_a_replaced_invitation_link_reads_in_the_invitees_language(client, organisation):
+    from invitations.models import InvitationEmail
+    from tests.test_portal_invitation import link_for
+
+    invitation = InvitationFactory(user=UserFactory(french=True, no_password=True))
+    old = link_for(invitation)
+    link_for(invitation)
+
+    page = client.get(old).content.decode()
+    assert "Ce lien d’invitation a été remplacé" in page
+    assert InvitationEmail.objects.filter(invitation=invitation).count() == 2
