@@ -206,7 +206,7 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     def get_form(self, form_class=None):
         form = super().get_form(form_class)
         form.label_suffix = ""
-        form.fields["new_password1"].label = _("Choose a new password")
+        form.fields["new_password1"].label = _("New password")
         form.fields["new_password2"].label = _("Type it again")
         return form
 
