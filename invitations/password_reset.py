@@ -6,7 +6,8 @@ stops working when the password changes; valid PASSWORD_RESET_TIMEOUT seconds).
 No account enumeration (OWASP Forgot Password Cheat Sheet): the page answers the same whatever the
 address, and does the same work for an address with or without an account: it counts the request and
 queues the Celery task with the address typed; the task, not the request, looks the account up and
-sends the email. Requests are limited per address (PASSWORD_RESET_PER_ADDRESS an hour: over it the
+sends the email (without a broker, as `./serve` runs, tasks run in the request and that last point
+holds no longer). Requests are limited per address (PASSWORD_RESET_PER_ADDRESS an hour: over it the
 page says to wait, which reveals nothing about accounts) and per email address typed
 (PASSWORD_RESET_PER_EMAIL an hour: over it nothing is sent, silently), so the page can be used
 neither to flood a mailbox nor to probe addresses quickly.

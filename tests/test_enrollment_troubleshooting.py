@@ -233,3 +233,19 @@ def test_a_refused_sign_in_on_the_federated_page_shows_on_the_users_page(console
     assert response.status_code == 200
     block, = attempt_blocks(user_page(console, erin))
     assert "Refused on the organisation&#x27;s sign-in page" in block
+
+
+def test_a_lockout_shows_on_the_users_page_with_the_refusals_that_caused_it(console, organisation, device_client,
+                                                                            settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    frank = UserFactory(email="frank@example.com")
+    for n in range(4):
+        post(device_client, service_url(organisation, "policy"), get_policies_body("frank@example.com", f"wrong{n}"))
+
+    response = user_page(console, frank)
+
+    html = response.content.decode()
+    assert 'id="lockout"' in html and "every enrollment is refused until then" in html
+    blocks = attempt_blocks(response)
+    assert any("Too many failed sign-ins" in block and "Lockouts page" in block for block in blocks)
+    assert any("Wrong user name or password" in block for block in blocks)
