@@ -163,8 +163,8 @@ class UserAdmin(WholeChangelistMixin, AuditedAdminMixin, admin.ModelAdmin):
         invitations. The selection stays a query (INSERT … SELECT in invite()): "Select all" on 10,000
         users loads none; the confirmation posts the action again with the same selection."""
         include_enrolled = request.POST.get("include_enrolled") == "yes"
-        groups, to_invite = console_invitations.invitation_plan(queryset, include_enrolled=include_enrolled)
         if request.POST.get("post") != "yes":
+            groups = console_invitations.invitation_plan(queryset, include_enrolled=include_enrolled)
             context = {
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
@@ -178,13 +178,13 @@ class UserAdmin(WholeChangelistMixin, AuditedAdminMixin, admin.ModelAdmin):
                 "action_index": request.POST.get("index", "0"),
             }
             return TemplateResponse(request, "admin/accounts/user/invite_confirm.html", context)
+        to_invite, counts = console_invitations.invitation_targets(queryset, include_enrolled=include_enrolled)
         invited = len(sending.invite(to_invite, actor=request.user, ip=client_ip(request)))
-        counts = {group.key: group.count for group in groups}
         if invited:
             self.message_user(request, ngettext("Invitation queued for %(count)d user.",
                                                 "Invitations queued for %(count)d users.", invited)
                               % {"count": invited}, messages.SUCCESS)
-        if counts["enrolled"] and not include_enrolled:
+        if counts["enrolled"]:
             self.message_user(request, ngettext("%(count)d already enrolled user was not invited.",
                                                 "%(count)d already enrolled users were not invited.",
                                                 counts["enrolled"]) % {"count": counts["enrolled"]}, messages.WARNING)

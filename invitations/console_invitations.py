@@ -109,14 +109,9 @@ class Group:
 
 def invitation_plan(queryset, *, include_enrolled):
     """What "Send invitation" on the selected users would do, as Groups: a fixed handful of queries
-    whatever the selection (counts and LISTED names per group). Returns (groups, the users to invite
-    as a queryset)."""
-    selection = queryset.order_by().values("pk")
-    users = User.objects.filter(pk__in=selection)
-    active = users.filter(is_active=True)
-    enrolled = active.filter(enrolled_condition())
+    whatever the selection (counts and LISTED names per group)."""
+    users, _active, enrolled, to_invite = _selection(queryset, include_enrolled)
     pending = Exists(Invitation.objects.pending().filter(user=OuterRef("pk")))
-    to_invite = active if include_enrolled else active.exclude(enrolled_condition())
     groups = [
         _group("new", to_invite.exclude(pending), lambda n: ngettext(
             "%(count)d user will get a first invitation.", "%(count)d users will get a first invitation.", n)),
@@ -131,7 +126,23 @@ def invitation_plan(queryset, *, include_enrolled):
         _group("inactive", users.filter(is_active=False), lambda n: ngettext(
             "%(count)d user is deactivated and is skipped.", "%(count)d users are deactivated and are skipped.", n)),
     ]
-    return groups, to_invite
+    return groups
+
+
+def invitation_targets(queryset, *, include_enrolled):
+    """What the confirmed "Send invitation" needs: the users to invite (a queryset) and how many were
+    left out, {"enrolled": n, "inactive": n}, in two COUNTs."""
+    users, _active, enrolled, to_invite = _selection(queryset, include_enrolled)
+    return to_invite, {"enrolled": 0 if include_enrolled else enrolled.count(),
+                       "inactive": users.filter(is_active=False).count()}
+
+
+def _selection(queryset, include_enrolled):
+    users = User.objects.filter(pk__in=queryset.order_by().values("pk"))
+    active = users.filter(is_active=True)
+    enrolled = active.filter(enrolled_condition())
+    to_invite = active if include_enrolled else active.exclude(enrolled_condition())
+    return users, active, enrolled, to_invite
 
 
 def _group(key, users, label):
