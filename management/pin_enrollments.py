@@ -11,7 +11,7 @@ from enrollment.ppkg import PackageOption
 from .models import ConfigurationGroup
 
 NAME = "configuration_groups"
-HELP = _("Devices enrolled with the package join these groups (by hand) and get their settings")
+HELP = _("Devices enrolled with the package join these groups (by hand) and get their settings.")
 
 
 def form_field():

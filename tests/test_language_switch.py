@@ -139,3 +139,14 @@ def test_the_console_switches_language_from_its_user_tools(console, organisation
 
     french = page(console.get("/admin/", HTTP_ACCEPT_LANGUAGE="en"))
     assert '<html lang="fr"' in french and "Tableau de bord" in french
+
+
+@pytest.mark.parametrize("name", ["invitations:password_reset", "invitations:password_reset_sent",
+                                  "invitations:password_reset_done"])
+def test_the_password_pages_offer_the_switch(client, organisation, name):
+    url = reverse(name)
+    assert switch_form(page(client.get(url)))[1] == url
+
+    client.post(SWITCH, {"language": "fr", "next": url})
+
+    assert '<html lang="fr">' in page(client.get(url))
