@@ -6,6 +6,7 @@ refuses to start), DATABASE_URL, REDIS_URL, EMAIL_URL and the host names.
 """
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -37,7 +38,11 @@ SECRET_KEY = SECRET_KEY or DEV_SECRET_KEY
 # default server address handed to Windows (the organisation can change it in the wizard).
 PORTAL_URL = env("PORTAL_URL", default="http://127.0.0.1:8000").rstrip("/")
 ENROLLMENT_URL = env("ENROLLMENT_URL", default=PORTAL_URL).rstrip("/")
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+# By default the hosts of those two addresses are allowed besides the loopback names, so that setting
+# PORTAL_URL alone is enough to reach the portal by that name.
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=list(dict.fromkeys(
+    ["127.0.0.1", "localhost", "testserver"]
+    + [host for host in (urlsplit(PORTAL_URL).hostname, urlsplit(ENROLLMENT_URL).hostname) if host])))
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
