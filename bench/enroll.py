@@ -456,7 +456,7 @@ def run_mode(mode, run_id, password_hash, tenant=None):
         f"met ({share:.0%} of floor)" if share >= TARGET_SHARE else f"gap: {share:.0%} of floor",
     )
     report(f"CPU per enrollment, {label}", cpu.text(ENROLLMENTS, "enrollment"), "", "",
-           "the server's side: gunicorn and PostgreSQL; the load generator (clients) apart")
+           "")
     per_enrollment = hashes / ENROLLMENTS
     if mode.package:
         # One PIN for the whole fleet: its verification is remembered for ENROLLMENT_PASSWORD_CACHE_SECONDS
