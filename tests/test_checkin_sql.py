@@ -1,4 +1,4 @@
-"""enrollment/checkin_sql.py: the OMA-DM endpoint's statements, read back through the ORM. Runs on the
+"""management/checkin_sql.py: the OMA-DM endpoint's statements, read back through the ORM. Runs on the
 suite's database (PostgreSQL in CI) and on SQLite (DATABASE_URL=sqlite://… for this file), where the
 same SQL runs without row locks and the writes go one after the other."""
 from datetime import UTC, datetime, timedelta
@@ -7,8 +7,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from enrollment import checkin_sql
-from enrollment.models import DeviceCommand, ManagementSession
+from management import checkin_sql
+from management.models import DeviceCommand, ManagementSession
 from tests.factories import UserFactory
 from tests.factories_enrollment import (ConfigurationGroupFactory, DeviceCommandFactory, DeviceFactory,
                                         DeviceSettingStateFactory, GroupSettingFactory, ManagementSessionFactory,
@@ -148,8 +148,9 @@ def test_statements_are_prepared_on_postgresql_and_counted_like_any_other():
     with CaptureQueriesContext(connection) as captured:
         for _ in range(3):
             checkin_sql.open_session(device.pk, "1")
-    assert len(captured) == 3 and "FROM \"enrollment_managementsession\"" in captured[0]["sql"]
+    table = ManagementSession._meta.db_table
+    assert len(captured) == 3 and f'FROM "{table}" s WHERE' in captured[0]["sql"]
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
-                       ['%FROM "enrollment_managementsession" s WHERE%'])
+                       [f'%FROM "{table}" s WHERE%'])
         assert cursor.fetchone()[0] == 1  # parsed once, executed three times

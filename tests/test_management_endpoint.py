@@ -8,8 +8,9 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.models import AuditEvent
-from enrollment import commands
-from enrollment.models import Device, DeviceCommand, ManagementSession
+from management import commands
+from enrollment.models import Device
+from management.models import DeviceCommand, ManagementSession
 from pki.models import CertificateAuthority
 from tests import omadm_messages as sml
 from tests.factories_enrollment import (DeviceCommandFactory, DeviceFactory, certificate_header, certified_device,
@@ -364,7 +365,7 @@ def test_cancelled_commands_are_not_sent(client, pc):
 
 
 # A message's writes (the session, the commands sent or answered, the device): one statement on
-# PostgreSQL (enrollment/checkin_sql.py), one per kind of row on SQLite.
+# PostgreSQL (management/checkin_sql.py), one per kind of row on SQLite.
 MORE_WRITES = 0 if connection.vendor == "postgresql" else 2
 
 
@@ -377,7 +378,7 @@ def test_queries_per_message_do_not_grow_with_devices_or_commands(client, chain,
         # The session's first message: the device (with the CA and whether it has idle sessions, overdue
         # commands or an Autopilot setup: it has none), the session, the configuration's reconciliation
         # (its groups' settings and its setting states: two queries), the queue, and one write of
-        # everything (enrollment/checkin_sql.py). The test's own transaction makes ours a savepoint:
+        # everything (management/checkin_sql.py). The test's own transaction makes ours a savepoint:
         # two of the counted queries are SAVEPOINT and RELEASE.
         with django_assert_num_queries(8 + MORE_WRITES):
             first = checkin(client, device, cert)

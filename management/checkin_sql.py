@@ -1,4 +1,4 @@
-"""The OMA-DM endpoint's reads and writes of every message, as explicit SQL (enrollment/omadm.py).
+"""The OMA-DM endpoint's reads and writes of every message, as explicit SQL (management/omadm.py).
 
 A check-in is a few index lookups and one transaction: authenticate the certificate (the device and
 the active issuing CA), read the session and the commands, record what the device answered and what
@@ -30,10 +30,10 @@ from datetime import datetime
 
 from django.db import connections, router
 
+from enrollment.models import Device
 from pki.models import CertificateAuthority
 
-from .models import (ConfigurationGroup, Device, DeviceCommand, DeviceSettingState, GroupSetting,
-                     ManagementSession)
+from .models import ConfigurationGroup, DeviceCommand, DeviceSettingState, GroupSetting, ManagementSession
 
 try:  # psycopg 3: server-side binding and prepared statements on PostgreSQL
     import psycopg
