@@ -615,8 +615,9 @@ class Conversation:
 
     def client_event(self, event_type, data):
         if event_type == LOGIN_STATUS and data in LOGIN_VALUES:
-            self.device.login_status = data
-            self.device_fields.add("login_status")
+            if self.device.login_status != data:
+                self.device.login_status = data
+                self.device_fields.add("login_status")
             return
         self.record(CLIENT_EVENT, event_type, data)
 
