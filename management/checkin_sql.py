@@ -16,6 +16,8 @@ than the database spent running them. Here each statement is written once, as SQ
   (it serialises writers itself).
 - Rows become model instances through Model.from_db (the documented hook for loading from the
   database), the columns' converters looked up once per process and database instead of per query.
+- The transaction's first statement goes with its BEGIN in one round trip (psycopg's pipeline mode),
+  instead of psycopg's BEGIN on its own first.
 - The writes of a message go in one statement on PostgreSQL: a data-modifying WITH (PostgreSQL
   documentation, "Data-Modifying Statements in WITH") that saves the session (INSERT or UPDATE),
   marks the commands sent in the reply, closes the commands the device answered and updates the
@@ -39,6 +41,9 @@ try:  # psycopg 3: server-side binding and prepared statements on PostgreSQL
     import psycopg
 except ImportError:  # pragma: no cover - psycopg is a dependency; SQLite needs none
     psycopg = None
+    _PIPELINE, _IDLE = False, None
+else:
+    _PIPELINE, _IDLE = psycopg.Pipeline.is_supported(), psycopg.pq.TransactionStatus.IDLE
 
 
 # --- running statements ----------------------------------------------------------------------------
@@ -60,10 +65,17 @@ def execute(connection, sql, params=()):
         return cursor
     connection.ensure_connection()
     connection.validate_thread_sharing()
-    cursor = psycopg.Cursor(connection.connection)
+    raw = connection.connection
+    cursor = psycopg.Cursor(raw)
 
     def run(sql, params, many, context):
         with connection.wrap_database_errors:
+            if _PIPELINE and not raw.autocommit and raw.info.transaction_status == _IDLE:
+                # The transaction's first statement: psycopg would send BEGIN alone and wait for it;
+                # in pipeline mode BEGIN and the statement go in one round trip.
+                with raw.pipeline():
+                    cursor.execute(sql, params, prepare=True)
+                return cursor
             return cursor.execute(sql, params, prepare=True)
 
     executor = run
@@ -124,8 +136,11 @@ class Columns:
     def __len__(self):
         return len(self.fields)
 
-    def select(self, connection):
-        return ", ".join(f"{self.alias}.{_q(connection, field.column)}" for field in self.fields)
+    def select(self, connection, instead=None):
+        """The columns' list; `instead` maps a field's name to an expression read in its place."""
+        instead = instead or {}
+        return ", ".join(instead.get(field.name) or f"{self.alias}.{_q(connection, field.column)}"
+                         for field in self.fields)
 
     def converters(self, connection):
         key = connection.alias
@@ -232,30 +247,30 @@ def overdue_commands_sql(connection, device):
 @_statement
 def _open_session_sql(connection):
     q = functools.partial(_q, connection)
-    return (f"SELECT {SESSION.select(connection)} FROM {q(_table(ManagementSession))} s "
-            f"WHERE s.{q('device_id')} = %s AND s.{q('session_id')} = %s AND s.{q('ended_at')} IS NULL "
-            f"ORDER BY s.{q('id')} DESC LIMIT 1{_lock(connection)}")
+    sessions, commands = q(_table(ManagementSession)), q(_table(DeviceCommand))
+    # The cached reply only for a copy of the last message (the same hash): otherwise it would come
+    # once per command row, and only a retransmission needs it.
+    cached = f"CASE WHEN s.{q('last_request_hash')} = %s THEN s.{q('last_reply')} END"
+    return (f"SELECT {SESSION.select(connection, {'last_reply': cached})}, {COMMAND.select(connection)} "
+            f"FROM {sessions} s LEFT JOIN {commands} c ON c.{q('session_id')} = s.{q('id')} AND c.{q('status')} = %s "
+            f"WHERE s.{q('id')} = (SELECT max(x.{q('id')}) FROM {sessions} x WHERE x.{q('device_id')} = %s "
+            f"AND x.{q('session_id')} = %s AND x.{q('ended_at')} IS NULL) "
+            f"ORDER BY c.{q('id')}{_lock(connection, 's')}")
 
 
-def open_session(device_id, session_id):
-    """The device's open session of that SessionID (the latest), locked; or None."""
+def open_session(device_id, session_id, request_hash=""):
+    """(session, commands): the device's open session of that SessionID (the latest), locked, and its
+    commands sent and not answered yet, in one statement; (None, []) without one. The session's
+    `last_reply` is read only when its `last_request_hash` is `request_hash` (a retransmitted
+    message), else it is None."""
     connection = _connection(ManagementSession)
-    row = execute(connection, _open_session_sql(connection), [device_id, session_id]).fetchone()
-    return SESSION.build(connection, row) if row else None
-
-
-@_statement
-def _sent_sql(connection):
-    q = functools.partial(_q, connection)
-    return (f"SELECT {COMMAND.select(connection)} FROM {q(_table(DeviceCommand))} c "
-            f"WHERE c.{q('session_id')} = %s AND c.{q('status')} = %s")
-
-
-def sent_in_session(session_pk):
-    """The session's commands sent and not answered yet."""
-    connection = _connection(DeviceCommand)
-    rows = execute(connection, _sent_sql(connection), [session_pk, DeviceCommand.Status.SENT]).fetchall()
-    return [COMMAND.build(connection, row) for row in rows]
+    params = [request_hash, DeviceCommand.Status.SENT, device_id, session_id]
+    rows = execute(connection, _open_session_sql(connection), params).fetchall()
+    if not rows:
+        return None, []
+    session = SESSION.build(connection, rows[0])
+    commands = [COMMAND.build(connection, row, len(SESSION)) for row in rows]
+    return session, [command for command in commands if command is not None]
 
 
 @_statement

@@ -377,6 +377,7 @@ class Conversation:
     unanswered: int | None = None
     sent: list = field(default_factory=list)  # our commands in this reply, saved after the session's row
     answered: list = field(default_factory=list)  # our commands the device answered in this message
+    waiting: list = field(default_factory=list)  # our commands sent in the session, not answered before
 
     @property
     def device(self):
@@ -417,7 +418,7 @@ class Conversation:
         device carries it on. A device keeps one such session: a challenge under another SessionID
         takes it over, so that messages without credentials (anyone may send them) cannot grow the
         table."""
-        session = checkin_sql.open_session(self.device.pk, self.header.session_id)
+        session, _ = checkin_sql.open_session(self.device.pk, self.header.session_id)
         if session is not None:
             reply = self.reply(session, commands=[])  # the session is not saved
         else:
@@ -438,7 +439,8 @@ class Conversation:
         cached reply goes to a copy of the message only when the copy authenticated the same way as
         the original (a reply to a challenge is never replayed to the device)."""
         msg_id = int(self.header.msg_id)
-        session = checkin_sql.open_session(self.device.pk, self.header.session_id)
+        # With the commands sent in it and not answered yet (apply_answers).
+        session, self.waiting = checkin_sql.open_session(self.device.pk, self.header.session_id, digest)
         if session is not None and msg_id <= session.client_msg_id:
             if (msg_id == session.client_msg_id and digest == session.last_request_hash
                     and session.auth == self.caller.auth):
@@ -542,7 +544,7 @@ class Conversation:
         # rule; at most ENROLLMENT_COMMANDS_PER_MESSAGE per message): what is left unanswered below tells
         # whether the session's end has commands to put back in the queue. A session opened by this
         # message has sent nothing yet.
-        candidates = [] if session.pk is None else checkin_sql.sent_in_session(session.pk)
+        candidates = [] if session.pk is None else self.waiting
         by_ref = {(c.msg_id, c.cmd_id): c for c in candidates}
         touched = {}
         for answer in answers:

@@ -53,27 +53,34 @@ def test_enrolled_device_matches_the_device_id_whatever_its_case_and_only_enroll
     assert checkin_sql.enrolled_device("retired01") is None
 
 
-def test_open_session_is_the_latest_open_one_of_that_session_id():
+def test_open_session_is_the_latest_open_one_of_that_session_id_with_its_commands_awaiting_an_answer():
     device = DeviceFactory()
     ManagementSessionFactory(device=device, session_id="7", ended_at=NOW)
     older = ManagementSessionFactory(device=device, session_id="7")
-    newer = ManagementSessionFactory(device=device, session_id="7", events=[{"alert": "1226"}])
+    newer = ManagementSessionFactory(device=device, session_id="7", events=[{"alert": "1226"}],
+                                     last_request_hash="a" * 64, last_reply=b"<SyncML>cached</SyncML>")
     ManagementSessionFactory(device=device, session_id="8")
-    found = checkin_sql.open_session(device.pk, "7")
-    assert found == newer and found != older and found.events == [{"alert": "1226"}]
-    assert checkin_sql.open_session(device.pk, "9") is None
+    sent = [DeviceCommandFactory(device=device, sent=True, session=newer) for _ in range(3)]
+    DeviceCommandFactory(device=device, sent=True, session=older)
+    DeviceCommandFactory(device=device, succeeded=True, session=newer)
+    found, waiting = checkin_sql.open_session(device.pk, "7")
+    assert found == newer and found.events == [{"alert": "1226"}] and waiting == sent
+    assert found.last_reply is None  # read only for a copy of the last message
+    found, _ = checkin_sql.open_session(device.pk, "7", "a" * 64)
+    assert bytes(found.last_reply) == b"<SyncML>cached</SyncML>"
+    assert checkin_sql.open_session(device.pk, "8")[0] is not None
+    assert checkin_sql.open_session(device.pk, "9") == (None, [])
 
 
-def test_sent_in_session_and_the_queue_in_sequence_order():
+def test_the_queue_in_sequence_order():
     device = DeviceFactory(login_status="none")
-    sent = DeviceCommandFactory(device=device, sent=True)
+    DeviceCommandFactory(device=device, sent=True)
     DeviceCommandFactory(device=device, succeeded=True)
     user_command = DeviceCommandFactory(device=device, target="./User/Vendor/MSFT/Policy/Config/X")
     first = DeviceCommandFactory(device=device)
     DeviceCommandFactory(device=device, expired=True)
     second, third = DeviceCommandFactory(device=device), DeviceCommandFactory(device=device)
     DeviceCommandFactory()  # another device's
-    assert checkin_sql.sent_in_session(sent.session_id) == [sent]
     now = datetime.now(UTC)
     held = checkin_sql.queued(device.pk, now, limit=10, user_signed_in=False, user_scope="./User/")
     assert held == [first, second, third]
@@ -147,10 +154,10 @@ def test_statements_are_prepared_on_postgresql_and_counted_like_any_other():
     device = DeviceFactory()
     with CaptureQueriesContext(connection) as captured:
         for _ in range(3):
-            checkin_sql.open_session(device.pk, "1")
+            checkin_sql.open_session(device.pk, "1", "")
     table = ManagementSession._meta.db_table
-    assert len(captured) == 3 and f'FROM "{table}" s WHERE' in captured[0]["sql"]
+    assert len(captured) == 3 and f'FROM "{table}" s LEFT JOIN' in captured[0]["sql"]
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
-                       [f'%FROM "{table}" s WHERE%'])
+                       [f'%FROM "{table}" s LEFT JOIN%'])
         assert cursor.fetchone()[0] == 1  # parsed once, executed three times
