@@ -401,14 +401,12 @@ def _sessionise(session, sent):
 
 
 # Column types for unnest(): the arrays' element types.
-_SENT_TYPES = {"id": "bigint", "status": "varchar", "msg_id": "integer", "cmd_id": "integer",
-               "sent_at": "timestamptz", "attempts": "smallint"}
 _ANSWERED_TYPES = {"id": "bigint", "status": "varchar", "status_code": "integer", "completed_at": "timestamptz",
                    "result_data": "text", "result_format": "varchar", "note": "varchar"}
 
 
 @_statement
-def _save_message_sql(connection, new_session, device_fields):
+def _save_message_sql(connection, new_session, with_sent, with_answered, device_fields):
     q = functools.partial(_q, connection)
     session_table, commands, devices = q(_table(ManagementSession)), q(_table(DeviceCommand)), q(_table(Device))
     if new_session:
@@ -417,21 +415,30 @@ def _save_message_sql(connection, new_session, device_fields):
     else:
         parts = [f"s AS (UPDATE {session_table} SET {', '.join(f'{q(name)} = %s' for name in SESSION_FIELDS[1:])} "
                  f"WHERE {q('id')} = %s RETURNING {q('id')})"]
-    # One array per column, an element per command: the statement's text does not depend on their number.
-    for name, fields, types, session_set in (("sent", SENT_FIELDS, _SENT_TYPES, f"{q('session_id')} = (SELECT {q('id')} FROM s), "),
-                                             ("answered", ANSWERED_FIELDS, _ANSWERED_TYPES, "")):
-        columns = ["id", *fields]
+    counts = []
+    # One array per column that differs between the commands, an element per command: the statement's
+    # text does not depend on their number. A reply's commands share their status, MsgID and time.
+    if with_sent:
+        parts.append(f"sent AS (UPDATE {commands} c SET {q('session_id')} = (SELECT {q('id')} FROM s), "
+                     f"{q('status')} = %s, {q('msg_id')} = %s, {q('sent_at')} = %s, "
+                     f"{q('cmd_id')} = v.{q('cmd_id')}, {q('attempts')} = v.{q('attempts')} "
+                     f"FROM unnest(%s::bigint[], %s::integer[], %s::smallint[]) AS v({q('id')}, {q('cmd_id')}, "
+                     f"{q('attempts')}) WHERE c.{q('id')} = v.{q('id')} RETURNING 1)")
+        counts.append("(SELECT count(*) FROM sent)")
+    if with_answered:
+        columns = ["id", *ANSWERED_FIELDS]
         parts.append(
-            f"{name} AS (UPDATE {commands} c SET {session_set}"
-            + ", ".join(f"{q(field)} = v.{q(field)}" for field in fields)
-            + f" FROM unnest({', '.join(f'%s::{types[column]}[]' for column in columns)}) "
+            f"answered AS (UPDATE {commands} c SET "
+            + ", ".join(f"{q(field)} = v.{q(field)}" for field in ANSWERED_FIELDS)
+            + f" FROM unnest({', '.join(f'%s::{_ANSWERED_TYPES[column]}[]' for column in columns)}) "
             f"AS v({', '.join(q(column) for column in columns)}) WHERE c.{q('id')} = v.{q('id')} RETURNING 1)")
+        counts.append("(SELECT count(*) FROM answered)")
     if device_fields:
         columns = [Device._meta.get_field(name).column for name in device_fields]
         parts.append(f"d AS (UPDATE {devices} SET {', '.join(f'{q(column)} = %s' for column in columns)} "
                      f"WHERE {q('id')} = %s RETURNING 1)")
-    return ("WITH " + ", ".join(parts)
-            + f" SELECT (SELECT {q('id')} FROM s), (SELECT count(*) FROM sent), (SELECT count(*) FROM answered)")
+    returned = [f"(SELECT {q('id')} FROM s)", *counts]
+    return "WITH " + ", ".join(parts) + " SELECT " + ", ".join(returned)
 
 
 def _fields(model, names):
@@ -439,7 +446,6 @@ def _fields(model, names):
 
 
 _SESSION_FIELDS = _fields(ManagementSession, SESSION_FIELDS)
-_SENT_FIELDS = _fields(DeviceCommand, SENT_FIELDS)
 _ANSWERED_FIELDS = _fields(DeviceCommand, ANSWERED_FIELDS)
 
 
@@ -449,21 +455,25 @@ def _save_message_in_one(connection, session, sent, answered, device, device_fie
     params = [field.get_db_prep_save(getattr(session, field.attname), connection) for field in _SESSION_FIELDS]
     if session.pk is not None:
         params = params[1:] + [session.pk]  # an UPDATE: the device stays
-    params.append([command.pk for command in sent])
-    params += [[field.get_db_prep_save(getattr(command, field.attname), connection) for command in sent]
-               for field in _SENT_FIELDS]
-    params.append([command.pk for command in answered])
-    params += [[field.get_db_prep_save(getattr(command, field.attname), connection) for command in answered]
-               for field in _ANSWERED_FIELDS]
+    if sent:
+        first = sent[0]
+        if any((c.status, c.msg_id, c.sent_at) != (first.status, first.msg_id, first.sent_at) for c in sent):
+            raise ValueError("the commands of one reply share their status, MsgID and time")
+        params += [first.status, first.msg_id, _dt(connection, first.sent_at),
+                   [c.pk for c in sent], [c.cmd_id for c in sent], [c.attempts for c in sent]]
+    if answered:
+        params.append([command.pk for command in answered])
+        params += [[field.get_db_prep_save(getattr(command, field.attname), connection) for command in answered]
+                   for field in _ANSWERED_FIELDS]
     if device_fields:
         params += [field.get_db_prep_save(getattr(device, field.attname), connection)
                    for field in _fields(Device, device_fields)]
         params.append(device.pk)
-    sql = _save_message_sql(connection, session.pk is None, tuple(device_fields))
-    session_pk, sent_count, answered_count = execute(connection, sql, params).fetchone()
-    if sent_count != len(sent) or answered_count != len(answered):
-        raise RuntimeError(f"saved {sent_count} of {len(sent)} sent and {answered_count} of {len(answered)} "
-                           "answered commands")
+    sql = _save_message_sql(connection, session.pk is None, bool(sent), bool(answered), tuple(device_fields))
+    session_pk, *counts = execute(connection, sql, params).fetchone()
+    expected = [len(rows) for rows in (sent, answered) if rows]
+    if counts != expected:
+        raise RuntimeError(f"saved {counts} command rows of {expected} (sent, answered)")
     session.pk = session_pk
     session._state.adding = False
     _sessionise(session, sent)
