@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('autopilot', '0002_autopilotdevice_trigram_search'),
-        ('enrollment', '0003_verbose_names_translated'),
+        ('enrollment', '0004_verbose_names_translated'),
         ('management', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('enrollment', '0002_device_trigram_search'),
+        ('enrollment', '0003_device_fillfactor'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
