@@ -6,6 +6,7 @@ from django.views.generic import RedirectView
 
 urlpatterns = [
     path("", include("enrollment.device_urls")),
+    path("", include("management.device_urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("mdmportal.api_urls")),
     path("", include("invitations.urls")),
