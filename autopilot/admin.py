@@ -163,7 +163,8 @@ class DeviceImportAdmin(admin.ModelAdmin):
         form = UploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             device_import = imports.create_import(form.cleaned_data["file"], actor=request.user, ip=client_ip(request))
-            self.message_user(request, f"{device_import.file_name} is uploaded; its devices are being imported.")
+            # Only what is sure now: the report page below says, as it refreshes, where the import stands.
+            self.message_user(request, _("%(file)s is uploaded.") % {"file": device_import.file_name})
             return HttpResponseRedirect(reverse("admin:autopilot_deviceimport_report", args=[device_import.pk]))
         context = {
             **self.admin_site.each_context(request), "opts": self.opts, "title": "Import Autopilot devices",

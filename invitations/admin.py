@@ -336,7 +336,7 @@ class OrganisationAdmin(AuditedAdminMixin, admin.ModelAdmin):
         extra_context = {
             **(extra_context or {}),
             "can_regenerate": self.has_regenerate_permission(request),
-            "rotations": UrlRotation.objects.select_related("started_by")[:5],
+            "rotations": UrlRotation.with_email_counts(UrlRotation.objects.select_related("started_by")[:5]),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -370,14 +370,14 @@ class OrganisationAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def rotations_view(self, request):
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
-        rotations = list(UrlRotation.objects.select_related("started_by")[:20])
+        rotations = UrlRotation.with_email_counts(UrlRotation.objects.select_related("started_by")[:20])
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": _("Enrollment URL regenerations"),
             "organisation": Organisation.get(),
             "rotations": rotations,
-            "refresh": any(rotation.finished_at is None for rotation in rotations),
+            "refresh": any(rotation.state != "finished" for rotation in rotations),
         }
         return TemplateResponse(request, "admin/accounts/organisation/rotations.html", context)
 
