@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
+from django.utils.translation import gettext_lazy as _
 
 from accounts.audit import AuditedAdminMixin
 from accounts.models import AuditEvent
@@ -21,6 +22,7 @@ from mdmportal.console import client_ip
 from mdmportal.search import SubquerySearchMixin
 
 from . import ppkg, wcd
+from .admin_troubleshooting import TroubleshootingMixin
 from .console_forms import PinEnrollmentForm, with_options
 from .models import Device, PinEnrollment, RegistrationPin
 
@@ -49,7 +51,7 @@ _DEVICE_PAGE_READ = "_device_page_read"  # the request's attribute holding its _
 
 
 @admin.register(Device)
-class DeviceAdmin(AuditedAdminMixin, SubquerySearchMixin, admin.ModelAdmin):
+class DeviceAdmin(AuditedAdminMixin, TroubleshootingMixin, SubquerySearchMixin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "user", "status", "method", "enrollment_type", "os_version", "model",
                     "enrolled_at", "last_seen_at"]
     # Sized for 100,000 devices (bench/devices.py): no filter listing every user (that sidebar was tens of
@@ -167,7 +169,7 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
         editable = [*self.EDITABLE[:3], *options, *self.EDITABLE[3:]]
         return editable if obj is None else [*editable, *self.SHOWN]
 
-    @admin.display(description="options")
+    @admin.display(description=_("Options"))
     def options_shown(self, pin_enrollment):
         rows = []
         for option in ppkg.options():
