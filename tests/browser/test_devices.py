@@ -60,7 +60,6 @@ def test_administrator_searches_a_device_and_reads_its_page(open_page, full_admi
     expect(page.locator("#content-main input[type=text], #content-main select")).to_have_count(0)
     expect(page.locator("#device-summary")).to_contain_text("Surface Laptop 7")
     expect(page.locator("#commands tbody tr").filter(has_text="./DevDetail/SwV")).to_contain_text("inventory")
-    screenshot(page, "console-device")
 
     page.locator(".field-user").get_by_role("link").click()
     expect(page.get_by_role("heading", name="Change user")).to_be_visible()

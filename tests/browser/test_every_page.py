@@ -461,9 +461,14 @@ def test_every_console_page_fits_and_loads_cleanly(new_sweeper, world, size, lan
     sweeper = new_sweeper(size, language)
     sign_in_console(sweeper, world.admin)
     visited = sweep_console(sweeper, world)
-    if language == "en":
-        sweeper.page.goto("/admin/")
-        screenshot(sweeper.page, f"console-dashboard-{size}", full_page=size == "laptop")
+    if language == "en":  # the README's pictures (bin/screenshots), of this world
+        suffix = "" if size == "laptop" else "-phone"
+        for name, url in [("console-dashboard", reverse("admin:index")),
+                          ("console-invitations", reverse("admin:invitations_invitation_changelist")),
+                          ("console-device", reverse("admin:enrollment_device_change",
+                                                     args=[world.objects["enrollment.Device"].pk]))]:
+            sweeper.page.goto(url)
+            screenshot(sweeper.page, f"{name}{suffix}", full_page=name == "console-dashboard" or size == "phone")
 
     unvisited = set(admin_url_names()) - visited - set(NOT_VISITED)
     assert not unvisited, f"console pages no link or seed reached (visit them or say why in NOT_VISITED): {unvisited}"
