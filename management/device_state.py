@@ -32,17 +32,22 @@ def pending_commands():
     return DeviceCommand.objects.filter(device=OuterRef("pk"), status__in=PENDING_STATUSES)
 
 
-def wipe_or_retire():
-    return Q(target__startswith=WIPE_ROOT) | Q(source__in=RETIRE_SOURCES) | Q(target=unenroll_target())
+def retiring():
+    """A retire: the console's or the API's, or any Unenroll of our provider (DMClient CSP)."""
+    return Q(source__in=RETIRE_SOURCES) | Q(target=unenroll_target())
+
+
+def with_wipe_pending(devices):
+    return devices.annotate(wipe_pending=Exists(pending_commands().filter(target__startswith=WIPE_ROOT)))
+
+
+def with_retire_pending(devices):
+    return devices.annotate(retire_pending=Exists(pending_commands().filter(retiring())))
 
 
 def with_pending_actions(devices):
     """`devices` (a queryset) annotated with wipe_pending and retire_pending, in the same SELECT."""
-    pending = pending_commands()
-    return devices.annotate(
-        wipe_pending=Exists(pending.filter(target__startswith=WIPE_ROOT)),
-        retire_pending=Exists(pending.filter(Q(source__in=RETIRE_SOURCES) | Q(target=unenroll_target()))),
-    )
+    return with_retire_pending(with_wipe_pending(devices))
 
 
 def badges(device, now=None):
@@ -56,7 +61,7 @@ def badges(device, now=None):
     if wipe is None or retire is None:
         commands = DeviceCommand.objects.filter(device=device, status__in=PENDING_STATUSES)
         wipe = commands.filter(target__startswith=WIPE_ROOT).exists()
-        retire = commands.filter(Q(source__in=RETIRE_SOURCES) | Q(target=unenroll_target())).exists()
+        retire = commands.filter(retiring()).exists()
     shown = []
     if wipe:
         shown.append(Badge(_("Wipe pending"), "danger", _("A wipe is queued: the device resets at its next check-in.")))

@@ -94,3 +94,25 @@ def test_the_command_list_shows_the_newest_first(console, fleet):
     html = console.get(reverse("admin:management_devicecommand_changelist")).content.decode()
     shown = [int(pk) for pk in re.findall(r'<th class="field-pk"><a href="[^"]+">(\d+)</a>', html)]
     assert shown == sorted(DeviceCommand.objects.values_list("pk", flat=True), reverse=True)
+
+
+def test_the_devices_api_says_a_wipe_or_a_retire_is_pending(full_api, admin_user, fleet, django_assert_num_queries):
+    body = full_api.get("/api/v1/devices/").json()
+    pending = {device["name"]: (device["status"], device["wipe_pending"], device["retire_pending"])
+               for device in body["results"]}
+    assert pending["PC-WIPED"] == ("enrolled", True, False)
+    assert pending["PC-RETIRING"] == ("enrolled", False, True)
+    assert pending["PC-ANSWERED"] == ("enrolled", False, False)
+    one = full_api.get(f"/api/v1/devices/{fleet['PC-WIPED'].pk}/").json()
+    assert (one["wipe_pending"], one["retire_pending"]) == (True, False)
+    # Read in the devices' one SELECT: as many queries whatever the number of devices with a wipe pending.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as first:
+        full_api.get("/api/v1/devices/")
+    for n in range(3):
+        device = DeviceFactory(name=f"PC-MORE-{n}")
+        actions.run("wipe", [device], admin_user, confirmation=device.name)
+    with django_assert_num_queries(len(first.captured_queries)):
+        full_api.get("/api/v1/devices/")
