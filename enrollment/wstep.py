@@ -21,7 +21,7 @@ from invitations import sending
 from pki import ca
 from pki.csr import CsrError, parse_csr
 
-from . import auth, entra, ppkg, provisioning_document, reenrollment, rst_retry, soap
+from . import auth, entra, ppkg, provisioning_document, reenrollment, rst_retry, rst_sql, soap
 from .models import Device, RegistrationPin
 from .soap import AC_NS, ENROLLMENT_NS, PARSER, SOAP_NS, WSA_NS, WSSE_NS, WST_NS, WSU_NS, ErrorType, Fault, SoapFault
 
@@ -212,8 +212,7 @@ def _enroll(identity, token_request, csr, ip, request_digest=""):
     # First, so that a concurrent RST with the same Entra token waits here, before any other work.
     spent_token = entra.spend_token(identity.entra, token_request) if identity.entra is not None else None
     user, created = _enrolling_user(identity, ip)
-    earlier = list(Device.objects.same_hardware(token_request.device_id, token_request.hw_dev_id)
-                   .select_for_update())
+    earlier = rst_sql.live_devices_of_hardware_for_update(token_request.device_id, token_request.hw_dev_id)
     # The ids found them; only what this enrollment proves lets it replace them.
     grounds = reenrollment.check(earlier, user=user, identity=identity, pin_enrollment=identity.pin_enrollment,
                                  token_request=token_request)

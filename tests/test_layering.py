@@ -30,6 +30,7 @@ MDMPORTAL = {
     "csv_cells": SHARED,
     "device_requests": SHARED,
     "log_redaction": SHARED,
+    "lookups": SHARED,
     "mail": SHARED,
     "nul_characters": SHARED,  # a middleware: a NUL in a query parameter is a 400
     "outbound": SHARED,
