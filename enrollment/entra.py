@@ -32,13 +32,11 @@ from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import connection
-from django.db.models import Exists, OuterRef, Subquery
-from django.db.models.functions import Coalesce
 from jwt import exceptions as jwt_errors
 
 from accounts.models import AuditEvent
 
-from . import auth, entra_keys
+from . import auth, entra_keys, rst_sql
 from .models import Device, EntraIdentity, EntraSettings, SpentEntraToken
 from .soap import Fault, SoapFault
 
@@ -201,24 +199,11 @@ def _identity_claims(claims, config, token):
                        device_id=device_id, token_id=token_id(token, claims), expires_at=expires_at)
 
 
-def _candidates(claims):
-    """The user this Entra user already is, in one query: the one linked to the token's object
-    (linked: True), else the one with the token's email."""
-    User = get_user_model()
-    # The user's id as two scalar subqueries (each an index lookup, run once), so that the outer
-    # query is a primary-key lookup: an OR of the two conditions would scan every user.
-    target = Subquery(EntraIdentity.objects.filter(tenant_id=claims.tenant_id, object_id=claims.object_id)
-                      .values("user_id")[:1])
-    if not claims.userless:
-        target = Coalesce(target, Subquery(User.objects.filter(email__iexact=claims.upn).order_by("pk")
-                                           .values("pk")[:1]))
-    return User.objects.filter(pk=target).annotate(linked=Exists(EntraIdentity.objects.filter(
-        user=OuterRef("pk"), tenant_id=claims.tenant_id, object_id=claims.object_id)))
-
-
-def known_user(claims):
-    """The portal user this Entra user already is (by link, else by email), or None."""
-    return _candidates(claims).first()
+def known_user(claims, *, for_update=False):
+    """The portal user this Entra user already is (by link, else by email), or None; its `linked` says
+    which. `for_update`: locked, for the enrollment's transaction."""
+    return rst_sql.entra_user(claims.tenant_id, claims.object_id, "" if claims.userless else claims.upn,
+                              for_update=for_update)
 
 
 # --- enrollment (GetPolicies and RST) ---------------------------------------------------------------
@@ -325,7 +310,7 @@ def enrollment_user(claims, *, ip=None):
     """(user, created): the user to enroll for, locked for the enrollment's transaction: the linked
     user, else the user with the token's email (then linked), else a new user made from the claims
     (created: True). (None, False) for a user-less Device enrollment. Raises SoapFault."""
-    user = _candidates(claims).select_for_update(of=("self",)).first()
+    user = known_user(claims, for_update=True)
     created = False
     if user is None and claims.userless:
         return None, False

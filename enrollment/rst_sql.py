@@ -127,3 +127,36 @@ def answered_rst_exists(digest, device_id, since):
             f"AND {column('last_seen_at')} IS NULL AND {column('certificate_renewed_at')} IS NULL "
             f"AND {column('enrolled_at')} >= %s LIMIT 1", [digest, device_id, Device.Status.ENROLLED, _moment(since)])
         return cursor.fetchone() is not None
+
+
+def entra_user(tenant_id, object_id, email, *, for_update=False):
+    """The user an Entra user already is, as enrollment/entra.py's known_user() has it: the user linked
+    to the token's object (`linked` True), else the one with the token's email (iexact, the first by
+    pk; no email for a user-less token), else None. One primary-key lookup: the user's id comes from
+    two scalar subqueries, each an index lookup run once (an OR of the two conditions scans every
+    user). `for_update`: the user row locked, for the enrollment's transaction."""
+    from django.contrib.auth import get_user_model
+
+    from .models import EntraIdentity
+
+    User = get_user_model()
+    fields, columns = _columns(User, "u")
+    link, user_pk = _table(EntraIdentity), _quote(User._meta.pk.column)
+    link_user, link_tenant, link_object = (_column(EntraIdentity, name) for name in ("user", "tenant_id", "object_id"))
+    target = f"(SELECT l.{link_user} FROM {link} l WHERE l.{link_tenant} = %s AND l.{link_object} = %s LIMIT 1)"
+    params = [tenant_id, object_id, tenant_id, object_id]
+    if email:
+        target = (f"COALESCE({target}, (SELECT e.{user_pk} FROM {_table(User)} e "
+                  f"WHERE UPPER(e.{_column(User, 'email')}) = UPPER(%s) ORDER BY e.{user_pk} LIMIT 1))")
+        params.append(email)
+    sql = (f"SELECT {columns}, EXISTS(SELECT 1 FROM {link} l WHERE l.{link_user} = u.{user_pk} "
+           f"AND l.{link_tenant} = %s AND l.{link_object} = %s) "
+           f"FROM {_table(User)} u WHERE u.{user_pk} = {target}{_for_update() if for_update else ''}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    user = _instance(User, fields, row[:-1])
+    user.linked = bool(row[-1])
+    return user
