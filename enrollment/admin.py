@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
+from django.utils.translation import gettext_lazy as _
 
 from accounts.audit import AuditedAdminMixin
 from accounts.models import AuditEvent
@@ -166,7 +167,7 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
         editable = [*self.EDITABLE[:3], *options, *self.EDITABLE[3:]]
         return editable if obj is None else [*editable, *self.SHOWN]
 
-    @admin.display(description="options")
+    @admin.display(description=_("Options"))
     def options_shown(self, pin_enrollment):
         rows = []
         for option in ppkg.options():
