@@ -22,6 +22,7 @@ from mdmportal.console import client_ip
 from mdmportal.search import SubquerySearchMixin
 
 from . import ppkg, wcd
+from .admin_troubleshooting import TroubleshootingMixin
 from .console_forms import PinEnrollmentForm, with_options
 from .models import Device, PinEnrollment, RegistrationPin
 
@@ -50,7 +51,7 @@ _DEVICE_PAGE_READ = "_device_page_read"  # the request's attribute holding its _
 
 
 @admin.register(Device)
-class DeviceAdmin(AuditedAdminMixin, SubquerySearchMixin, admin.ModelAdmin):
+class DeviceAdmin(AuditedAdminMixin, TroubleshootingMixin, SubquerySearchMixin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "user", "status", "method", "enrollment_type", "os_version", "model",
                     "enrolled_at", "last_seen_at"]
     # Sized for 100,000 devices (bench/devices.py): no filter listing every user (that sidebar was tens of

@@ -9,7 +9,9 @@ class EnrollmentConfig(AppConfig):
         from . import checks  # noqa: F401  (registers the enrollment and Entra ID settings checks)
 
         from accounts import registration
-        from invitations import dashboard
+        from django.db.models import Exists, OuterRef
+
+        from invitations import console_invitations, dashboard
         from mdmportal import unavailable
 
         from . import device_views, pins
@@ -17,6 +19,19 @@ class EnrollmentConfig(AppConfig):
 
         # The console dashboard's figure of enrolled devices.
         dashboard.register_count("enrolled_devices", lambda: Device.objects.enrolled().count())
+
+        # "Send invitation" tells which selected users already have an enrolled device.
+        console_invitations.register_enrolled(
+            lambda: Exists(Device.objects.enrolled().filter(user=OuterRef("pk"))))
+
+        # The dashboard's refused enrollments of the day, linking to the troubleshooting page.
+        from invitations import user_summary
+
+        from .admin_troubleshooting import refused_today_card, user_summary_section
+
+        dashboard.register_card(refused_today_card)
+        # The user's console page shows their devices and links to their troubleshooting page.
+        user_summary.register_section(user_summary_section)
 
         # The invitation email and the user's enrollment page issue and show registration PINs.
         registration.register_pins(pins)
