@@ -34,7 +34,6 @@ MDMPORTAL = {
     "mail": SHARED,
     "nul_characters": SHARED,  # a middleware: a NUL in a query parameter is a 400
     "outbound": SHARED,
-    "prepared": SHARED,
     "proxies": SHARED,
     "search": SHARED,
     "secret_settings": SHARED,
