@@ -182,7 +182,7 @@ class UserAdmin(WholeChangelistMixin, AuditedAdminMixin, admin.ModelAdmin):
             }
             return TemplateResponse(request, "admin/accounts/user/invite_confirm.html", context)
         to_invite, counts = console_invitations.invitation_targets(queryset, include_enrolled=include_enrolled)
-        invited = len(sending.invite(to_invite, actor=request.user, ip=client_ip(request)))
+        invited = len(sending.invite_ids(to_invite, actor=request.user, ip=client_ip(request)))
         if invited:
             self.message_user(request, ngettext("Invitation queued for %(count)d user.",
                                                 "Invitations queued for %(count)d users.", invited)

@@ -3,8 +3,6 @@ import hashlib
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Value
-from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -121,11 +119,6 @@ class Invitation(models.Model):
 
     def __str__(self):
         return f"Invitation for {self.user}"
-
-    @staticmethod
-    def label():
-        """str() of an invitation as a database expression, for audit events written in bulk."""
-        return Concat(Value("Invitation for "), "user__email", output_field=models.CharField())
 
     @property
     def is_expired(self):

@@ -31,6 +31,7 @@ MDMPORTAL = {
     "device_requests": SHARED,
     "formats": SHARED,  # date formats per language (FORMAT_MODULE_PATH)
     "log_redaction": SHARED,
+    "lookups": SHARED,
     "mail": SHARED,
     "nul_characters": SHARED,  # a middleware: a NUL in a query parameter is a 400
     "outbound": SHARED,
