@@ -74,8 +74,9 @@ class DeviceAdmin(AuditedAdminMixin, TroubleshootingMixin, SubquerySearchMixin, 
                                             "serial_number", "os_version", "os_edition", "os_platform", "architecture",
                                             "total_ram_mb", "hardware_data_excerpt", "inventory_at"]}),
         (_("Certificate"), {"fields": ["certificate_serial", "certificate_thumbprint", "certificate_not_after",
-                                    "certificate_renewed_at", "previous_certificate_serial", "revoked_at"]}),
-        (_("Enrollment request"), {"fields": ["context_table"]}),
+                                    "certificate_renewed_at", "previous_certificate_serial", "revoked_at"],
+                         "classes": ["collapse"]}),
+        (_("Enrollment request"), {"fields": ["context_table"], "classes": ["collapse"]}),
     ]
 
     def get_inlines(self, request, obj):

@@ -170,6 +170,8 @@ AXES_VERBOSE = False
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("fr", "Français")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# Compact dates that stay on one line in the console's lists (mdmportal/formats/<language>/formats.py).
+FORMAT_MODULE_PATH = ["mdmportal.formats"]
 TIME_ZONE = env("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True

@@ -133,6 +133,33 @@ def test_request_floor_adds_timed_empty_requests_to_the_crypto_and_says_so(enrol
     assert floor.text.endswith("+ (1 signature 4.0 ms) ÷ 1 worker")
 
 
+def test_in_process_enrollment_profiler_counts_each_request_kind(transactional_db, settings):
+    """bench/_profile_enroll.py: the simulator's requests served by the WSGI handler in this process,
+    each request kind's CPU and SQL counted, the RST's statements among them."""
+    from django.core.wsgi import get_wsgi_application
+
+    from bench import _profile_enroll as profile
+    from bench.enroll import new_keys, seed_package
+    from enrollment.models import Device
+    from tests.factories import OrganisationFactory
+    from tests.factories_enrollment import CertificateAuthorityFactory
+
+    url = "http://127.0.0.1:8000"
+    settings.ALLOWED_HOSTS = ["127.0.0.1"]
+    OrganisationFactory(enrollment_base_url=url)
+    CertificateAuthorityFactory(issuing=True)
+    meter = profile.Meter(profile=False)
+    simulator_class = profile.in_process_simulator(get_wsgi_application(), meter)
+    (who,) = seed_package("profile", 1)
+
+    result = simulator_class(url, who.name, who.secret, private_key=new_keys(1)[0], provisioning_package=True).run()
+
+    assert Device.objects.get(device_id=result.device_id).pin_enrollment == who.pin_enrollment
+    assert set(meter.cpu) == {"discovery GET", "discovery POST", "policies POST", "RST POST"}
+    assert all(len(times) == 1 and times[0] > 0 for kind, times in meter.cpu.items() if kind != "discovery GET")
+    assert meter.queries["discovery GET"] == [0] and meter.queries["RST POST"][0] >= 10
+
+
 # --- CPU per operation and the scale-out set-up (bench/_harness.py) ---------------------------------
 
 def test_cpu_meter_counts_processes_that_appear_between_its_snapshots_with_all_their_cpu():
