@@ -403,6 +403,7 @@ def portal_pages(world, portal_url, organisation):
 
 PORTAL_URL_NAMES_NOT_VISITED = {
     "invitations:logout": "signs out (POST)",
+    "invitations:set_language": "the language switch (a POST that redirects back: tests/test_language_switch.py)",
     "invitations:go": "redirects to /login or /enroll, both opened",
     "invitations:request_pin": "POST only: issues a registration PIN, shown on /enroll",
 }
