@@ -333,8 +333,8 @@ def items_table(link, items=None):
     rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
         (item.get_kind_display(), item.label, item.get_state_display(), item.detail or "",
          item.completed_at.strftime("%Y-%m-%d %H:%M:%S") if item.completed_at else "") for item in items))
-    return format_html("<table><tr><th>Kind</th><th>Item</th><th>State</th><th>Detail</th><th>Settled</th></tr>{}"
-                       "</table>", rows)
+    return format_html("<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{}</table>",
+                       _("Kind"), _("Item"), _("State"), _("Detail"), _("Settled"), rows)
 
 
 def progress(link, items=None):
