@@ -11,6 +11,8 @@ from enrollment.models import EntraKeyAlert
 from invitations import wizard
 from invitations.dashboard import cards, counts
 
+from . import navigation
+
 
 class ConsoleSite(admin.AdminSite):
     site_header = "mdmportal console"
@@ -23,6 +25,13 @@ class ConsoleSite(admin.AdminSite):
         context["now"] = timezone.now()
         context["is_full_admin"] = request.user.is_authenticated and is_full_admin(request.user)
         return context
+
+    def get_app_list(self, request, app_label=None):
+        """The sidebar and the dashboard list pages by task (mdmportal/navigation.py); an app's own index
+        page (/admin/<app>/) keeps Django's list of that app's models."""
+        if app_label is not None:
+            return super().get_app_list(request, app_label)
+        return navigation.app_list(request, self._build_app_dict(request))
 
     def index(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "counts": counts(), "cards": cards(request.user),

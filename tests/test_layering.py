@@ -39,6 +39,7 @@ MDMPORTAL = {
     "unavailable": SHARED,  # apps register their own answer for their URL namespace
     # The project assembly, above every app.
     "__init__": ASSEMBLY,
+    "admin": ASSEMBLY,  # the System section's pages for full administrators only
     "admin_site": ASSEMBLY,
     "api_urls": ASSEMBLY,
     "apps": ASSEMBLY,
@@ -49,6 +50,8 @@ MDMPORTAL = {
     "urls": ASSEMBLY,
     "wsgi": ASSEMBLY,
     "management": ASSEMBLY,
+    "navigation": ASSEMBLY,  # the console's sections, by task
+    "templatetags": ASSEMBLY,
 }
 
 FLOOR_NAMES = {0: "shared helpers", 1: "accounts", 2: "pki", 3: "invitations", 4: "enrollment", 5: "autopilot",
