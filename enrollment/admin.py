@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
+from django.utils.translation import gettext_lazy
 
 from accounts.audit import AuditedAdminMixin
 from accounts.models import AuditEvent
@@ -20,7 +21,7 @@ from invitations.models import InvalidTransition
 from mdmportal.console import client_ip
 from mdmportal.search import SubquerySearchMixin
 
-from . import commands, ppkg, wcd
+from . import checkins, commands, ppkg, wcd
 from .admin_actions import DeviceActionsMixin
 from .admin_configuration import ConfigurationGroupAdmin  # noqa: F401  (registers the groups' pages)
 from .console_forms import PinEnrollmentForm
@@ -108,6 +109,20 @@ class _DevicePageRead(NamedTuple):
 _DEVICE_PAGE_READ = "_device_page_read"  # the request's attribute holding its _DevicePageRead
 
 
+class CheckInFilter(admin.SimpleListFilter):
+    """Devices by their last check-in (enrollment/checkins.py), as the dashboard counts them."""
+
+    title = gettext_lazy("last check-in")
+    parameter_name = "checkin"
+
+    def lookups(self, request, model_admin):
+        return [*checkins.FRESHNESS, (checkins.SILENT, checkins.LABELS[checkins.SILENT])]
+
+    def queryset(self, request, queryset):
+        match = checkins.q(self.value())
+        return queryset if match is None else queryset.filter(match)
+
+
 @admin.register(Device)
 class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, SubquerySearchMixin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "user", "status", "method", "enrollment_type", "os_version", "model",
@@ -116,7 +131,7 @@ class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, SubquerySearchMixin, ad
     # thousands of links; search by email instead, or ?user__id__exact=), enrollment dates as fixed ranges
     # rather than a date hierarchy (a DISTINCT over the whole table), and one COUNT per page, not two. The
     # search uses trigram indexes and searches the owners' emails in the user table (mdmportal/search.py).
-    list_filter = ["kind", "status", "method", "enrollment_type", "enrolled_at",
+    list_filter = ["kind", "status", CheckInFilter, "method", "enrollment_type", "enrolled_at",
                    ("pin_enrollment", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "device_id", "hw_dev_id", "user__email", "upn", "certificate_serial",
                      "certificate_thumbprint", "serial_number", "model", "entra_device_id"]

@@ -10,14 +10,9 @@ class EnrollmentConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from accounts import registration
-        from invitations import dashboard
         from mdmportal import unavailable
 
         from . import pins, reconcile, views
-        from .models import Device
-
-        # The console dashboard's figure of enrolled devices.
-        dashboard.register_count("enrolled_devices", lambda: Device.objects.enrolled().count())
 
         # The invitation email and the user's enrollment page issue and show registration PINs.
         registration.register_pins(pins)

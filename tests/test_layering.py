@@ -26,6 +26,7 @@ MDMPORTAL = {
     "bulk": SHARED,
     "console": SHARED,
     "csp": SHARED,
+    "charts": SHARED,  # SVG charts drawn on the server
     "csv_cells": SHARED,
     "device_requests": SHARED,
     "log_redaction": SHARED,
@@ -36,7 +37,8 @@ MDMPORTAL = {
     "proxies": SHARED,
     "search": SHARED,
     "secret_settings": SHARED,
-    "unavailable": SHARED,  # apps register their own answer for their URL namespace
+    "unavailable": SHARED,
+    "windows_releases": SHARED,  # names of Windows builds and editions  # apps register their own answer for their URL namespace
     # The project assembly, above every app.
     "__init__": ASSEMBLY,
     "admin": ASSEMBLY,  # the System section's pages for full administrators only
@@ -45,6 +47,7 @@ MDMPORTAL = {
     "apps": ASSEMBLY,
     "celery": ASSEMBLY,
     "checks": ASSEMBLY,
+    "dashboard": ASSEMBLY,  # the console's figures and charts, from every app
     "doctor": ASSEMBLY,
     "settings": ASSEMBLY,
     "urls": ASSEMBLY,
