@@ -37,7 +37,15 @@ def _lines(value):
 class EntraSettingsForm(forms.ModelForm):
     tenant_ids_text = forms.CharField(
         label=gettext_lazy("Tenant ids"), required=False, widget=forms.Textarea(attrs={"rows": 3}),
-        help_text=gettext_lazy("Directory (tenant) ids, one per line: Entra admin center > Overview > Tenant ID."),
+        help_text=gettext_lazy("Your tenant's Directory (tenant) id first (Entra admin center > Overview > Tenant "
+                               "ID), then one per line any other tenant whose users may enroll. The first is the "
+                               "one Entra ID enrollment, offline Autopilot profile files and the connection to "
+                               "Microsoft use."),
+    )
+    tenant_domain = forms.CharField(
+        label=gettext_lazy("Tenant's domain"), required=False, max_length=253,
+        help_text=gettext_lazy("Your tenant's initial domain, such as contoso.onmicrosoft.com (Entra admin center "
+                               "> Domain names): offline Autopilot profile files name the tenant by it."),
     )
     audiences_text = forms.CharField(
         label=gettext_lazy("Accepted audiences"), required=False, widget=forms.Textarea(attrs={"rows": 3}),
@@ -58,7 +66,7 @@ class EntraSettingsForm(forms.ModelForm):
 
     class Meta:
         model = EntraSettings
-        fields = ["enabled", "jwks_mirror_url", "terms_text"]
+        fields = ["enabled", "tenant_domain", "jwks_mirror_url", "terms_text"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -73,6 +81,15 @@ class EntraSettingsForm(forms.ModelForm):
             raise forms.ValidationError(_("Not a tenant id (a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47): "
                                           "%(values)s") % {"values": ", ".join(wrong)})
         return list(dict.fromkeys(t.lower() for t in tenants))
+
+    def clean_tenant_domain(self):
+        domain = self.cleaned_data["tenant_domain"].strip().lower().lstrip("@").rstrip(".")
+        if domain:
+            try:
+                DomainNameValidator()(domain)
+            except ValidationError:
+                raise forms.ValidationError(_("Not a domain name (such as contoso.onmicrosoft.com)."))
+        return domain
 
     def clean_audiences_text(self):
         audiences = _lines(self.cleaned_data["audiences_text"])
@@ -162,8 +179,10 @@ class EntraSettingsAdmin(FullAdminChangesMixin, AuditedAdminMixin, admin.ModelAd
 
     def get_fields(self, request, obj=None):
         if self.has_change_permission(request, obj):
-            return ["enabled", "tenant_ids_text", "audiences_text", "domains_text", "jwks_mirror_url", "terms_text"]
-        return ["enabled", "tenant_list", "audience_list", "domain_list", "jwks_mirror_url", "terms_text"]
+            return ["enabled", "tenant_ids_text", "tenant_domain", "audiences_text", "domains_text", "jwks_mirror_url",
+                    "terms_text"]
+        return ["enabled", "tenant_list", "tenant_domain", "audience_list", "domain_list", "jwks_mirror_url",
+                "terms_text"]
 
     @admin.display(description=gettext_lazy("Tenant ids"))
     def tenant_list(self, settings_row):

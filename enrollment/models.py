@@ -838,8 +838,17 @@ class EntraSettings(models.Model):
                   "automatic enrollment). While on, discovery answers Federated to devices that offer it and "
                   "whose address is of a verified domain (all of them when no domain is listed).",
     )
-    tenant_ids = models.JSONField("tenant ids", default=list, blank=True,
-                                  help_text="Directory (tenant) ids whose tokens are accepted (lowercase GUIDs)")
+    # The organisation's Microsoft Entra tenant, entered once here: Entra enrollment accepts its tokens,
+    # offline Autopilot profile files name it (autopilot/offline.py) and the Microsoft Graph connection
+    # signs in to it (autopilot/graph_models.py).
+    tenant_ids = models.JSONField(
+        "tenant ids", default=list, blank=True,
+        help_text="Directory (tenant) ids whose tokens are accepted (lowercase GUIDs); the first is the "
+                  "organisation's own tenant")
+    tenant_domain = models.CharField(
+        "tenant's domain", max_length=253, blank=True,
+        help_text="The tenant's initial domain, such as contoso.onmicrosoft.com: offline Autopilot profile "
+                  "files name the tenant by it")
     audiences = models.JSONField(
         default=list, blank=True,
         help_text="Accepted token audiences: the MDM application's App ID URI and/or its client id",
@@ -872,6 +881,11 @@ class EntraSettings(models.Model):
     def get(cls):
         settings_row, _created = cls.objects.get_or_create(pk=1)
         return settings_row
+
+    @property
+    def tenant_id(self):
+        """The organisation's own tenant: the first tenant id, or ""."""
+        return self.tenant_ids[0] if self.tenant_ids else ""
 
     @property
     def is_ready(self):

@@ -4,6 +4,7 @@ from django.utils import timezone
 from factory.django import DjangoModelFactory
 
 from autopilot import sealing
+from enrollment.models import EntraSettings
 from autopilot.graph_models import GraphConnector, GraphDeviceSync, GraphProfileSync, GraphTagGroup
 from tests.factories_autopilot import AutopilotDeviceFactory, ProfileFactory
 from tests.fake_graph import CLIENT_ID, CLIENT_SECRET, TENANT
@@ -18,15 +19,20 @@ class GraphConnectorFactory(DjangoModelFactory):
 
     id = 1
     enabled = True
-    tenant_id = TENANT
     client_id = CLIENT_ID
     sealed_client_secret = factory.LazyFunction(lambda: sealing.seal(CLIENT_SECRET))
     client_secret_set_at = factory.LazyFunction(timezone.now)
 
     class Params:
         disabled = factory.Trait(enabled=False)
-        unconfigured = factory.Trait(enabled=False, tenant_id="", client_id="", sealed_client_secret="",
-                                     client_secret_set_at=None)
+        unconfigured = factory.Trait(enabled=False, client_id="", sealed_client_secret="", client_secret_set_at=None,
+                                     tenant="")
+
+    @factory.post_generation
+    def tenant(connector, create, tenant, **kwargs):
+        """The tenant lives in the Entra ID settings (tenant="" leaves it unset)."""
+        if create and tenant != "":
+            EntraSettings.objects.update_or_create(pk=1, defaults={"tenant_ids": [tenant or TENANT]})
 
 
 class GraphDeviceSyncFactory(DjangoModelFactory):

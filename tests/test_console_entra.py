@@ -107,6 +107,7 @@ def test_verified_domains_are_shown_to_roles_that_only_view(client, helpdesk, en
     ({"domains_text": "contoso com"}, "domains_text"),
     ({"domains_text": "https://contoso.com/"}, "domains_text"),
     ({"tenant_ids_text": "contoso.onmicrosoft.com"}, "tenant_ids_text"),
+    ({"tenant_domain": "contoso onmicrosoft"}, "tenant_domain"),
     ({"audiences_text": "mdm.contoso.com"}, "audiences_text"),
     ({"tenant_ids_text": ""}, "__all__"),
 ])
