@@ -243,6 +243,8 @@ class EntraSettingsAdmin(FullAdminChangesMixin, AuditedAdminMixin, admin.ModelAd
             "opts": self.opts,
             "title": _("Import Entra ID signing keys"),
             "form": form,
+            "keys_url": "https://login.microsoftonline.com/%s/discovery/v2.0/keys" % (
+                EntraSettings.get().tenant_id or _("<tenant id>")),
         }
         return TemplateResponse(request, "admin/enrollment/entrasettings/import_keys.html", context)
 

@@ -178,6 +178,15 @@ def test_import_needs_a_file_or_pasted_json(client, full_admin, entra):
     assert "Choose a file or paste the JSON" in " ".join(response.context["form"].non_field_errors())
 
 
+def test_import_page_gives_the_keys_address_of_the_tenant(client, full_admin, entra):
+    html = signed_in(client, full_admin).get(IMPORT).content.decode()
+    assert f'<code id="keys-url">https://login.microsoftonline.com/{TEST_TENANT}/discovery/v2.0/keys</code>' in html
+    EntraSettings.objects.filter(pk=1).update(tenant_ids=[])
+    html = client.get(IMPORT).content.decode()
+    assert "microsoftonline.com//" not in html
+    assert "https://login.microsoftonline.com/&lt;tenant id&gt;/discovery/v2.0/keys" in html
+
+
 def test_importing_the_missing_key_resolves_its_alert(client, full_admin, entra):
     alert = EntraKeyAlertFactory(kid="new-key-2")
     other = EntraKeyAlertFactory(kid="still-unknown")
