@@ -270,7 +270,7 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
              d.enrolled_at.strftime("%Y-%m-%d %H:%M")) for d in devices))
         all_url = reverse("admin:enrollment_device_changelist") + f"?pin_enrollment__id__exact={pin_enrollment.pk}"
         return format_html('<table><tr><th>Name</th><th>DeviceID</th><th>Status</th><th>Enrolled</th></tr>{}</table>'
-                           '<p><a href="{}">All devices of this PIN enrollment</a></p>', rows, all_url)
+                           '<p><a href="{}">All devices of this provisioning package</a></p>', rows, all_url)
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -327,7 +327,7 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request), "opts": self.opts, "pin_enrollment": pin_enrollment,
             "pin": pin, "created": created, "discovery_url": ppkg.discovery_url(),
-            "title": "PIN enrollment created" if created else "New PIN",
+            "title": "Provisioning package created" if created else "New PIN",
         }
         return TemplateResponse(request, "admin/enrollment/pinenrollment/pin_once.html", context)
 
@@ -342,14 +342,14 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
         try:
             pin = ppkg.regenerate(pin_enrollment, actor=request.user, ip=client_ip(request))
         except InvalidTransition:
-            self.message_user(request, "A revoked PIN enrollment gets no new PIN.", messages.ERROR)
+            self.message_user(request, "A revoked provisioning package gets no new PIN.", messages.ERROR)
             return self._back(pin_enrollment)
         return self._pin_page(request, pin_enrollment, pin, created=False)
 
     def revoke_view(self, request, pk):
         pin_enrollment = self._managed(request, pk)
         if request.method != "POST":
-            return self._confirm(request, pin_enrollment, "Revoke this PIN enrollment?",
+            return self._confirm(request, pin_enrollment, "Revoke this provisioning package?",
                                  "Its packages stop enrolling devices for good; devices already enrolled stay "
                                  "enrolled.",
                                  "Yes, revoke it")
@@ -357,20 +357,20 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
             ppkg.revoke(pin_enrollment, actor=request.user, ip=client_ip(request))
             self.message_user(request, f"{pin_enrollment} is revoked.", messages.SUCCESS)
         except InvalidTransition:
-            self.message_user(request, "This PIN enrollment was already revoked.", messages.WARNING)
+            self.message_user(request, "This provisioning package was already revoked.", messages.WARNING)
         return self._back(pin_enrollment)
 
     def unlock_view(self, request, pk):
         pin_enrollment = self._managed(request, pk)
         if request.method != "POST":
-            return self._confirm(request, pin_enrollment, "Unlock this PIN enrollment?",
+            return self._confirm(request, pin_enrollment, "Unlock this provisioning package?",
                                  "Devices may try its PIN again at once, and the count of wrong PINs starts over. If "
                                  "someone is guessing the PIN, regenerate it instead.", "Yes, unlock it")
         try:
             ppkg.unlock(pin_enrollment, actor=request.user, ip=client_ip(request))
             self.message_user(request, f"{pin_enrollment} is unlocked.", messages.SUCCESS)
         except InvalidTransition:
-            self.message_user(request, "This PIN enrollment is not locked.", messages.WARNING)
+            self.message_user(request, "This provisioning package is not locked.", messages.WARNING)
         return self._back(pin_enrollment)
 
     def wcd_project_view(self, request, pk):
@@ -381,11 +381,11 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
             return self._back(pin_enrollment)
         pin = request.POST.get("pin", "").strip()
         if not pin_enrollment.is_usable:
-            self.message_user(request, "This PIN enrollment is revoked or expired: a package would not enroll.",
+            self.message_user(request, "This provisioning package is revoked or expired: it would not enroll.",
                               messages.ERROR)
             return self._back(pin_enrollment)
         if not ppkg.pin_matches(pin_enrollment, pin):
-            self.message_user(request, "That is not this PIN enrollment's current PIN: no project was made.",
+            self.message_user(request, "That is not this provisioning package's current PIN: no project was made.",
                               messages.ERROR)
             return self._back(pin_enrollment)
         filename, data = wcd.project_zip(pin_enrollment, pin)

@@ -346,7 +346,7 @@ class PinEnrollment(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        verbose_name = "PIN enrollment"
+        verbose_name = "provisioning package"
 
     def __str__(self):
         return f"{self.name} ({self.upn})"

@@ -1,0 +1,15 @@
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ('enrollment', '0003_entrasettings_tenant_domain'),
+    ]
+
+    operations = [
+        migrations.AlterModelOptions(
+            name='pinenrollment',
+            options={'ordering': ['-created_at', '-pk'], 'verbose_name': 'provisioning package'},
+        ),
+    ]
