@@ -87,6 +87,18 @@ PAGE_NAMES = {
     "AccessLog": _("Sign-in history"),
 }
 
+# The plain name of one row, where the model's own name is a library's or a protocol's word.
+OBJECT_NAMES = {
+    "AuthToken": _("API token"),
+    "AccessAttempt": _("sign-in lockout"),
+    "AccessFailureLog": _("failed sign-in"),
+    "AccessLog": _("sign-in"),
+    "JwksSet": _("Entra ID signing key set"),
+    "EntraKeyAlert": _("unknown Entra ID key"),
+    "EntraIdentity": _("Entra ID account"),
+    "AutopilotEnrollment": _("status page"),
+}
+
 # Models only full administrators see and reach (mdmportal/admin.py enforces it on their pages).
 SYSTEM_MODELS = {"AuthToken", "AccessAttempt", "AccessFailureLog", "AccessLog"}
 
@@ -94,6 +106,11 @@ SYSTEM_MODELS = {"AuthToken", "AccessAttempt", "AccessFailureLog", "AccessLog"}
 def page_name(opts):
     """The plain name of a model's list page, from its _meta."""
     return PAGE_NAMES.get(opts.object_name) or capfirst(opts.verbose_name_plural)
+
+
+def object_name(opts):
+    """The plain name of one of a model's rows, from its _meta."""
+    return OBJECT_NAMES.get(opts.object_name) or opts.verbose_name
 
 
 def section_of(opts):

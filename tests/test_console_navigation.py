@@ -111,3 +111,19 @@ def test_full_administrators_reach_the_system_section(client, organisation, full
     assert section_names(client.get("/admin/").content.decode())[-1] == "System"
     for path in SYSTEM_PAGES:
         assert client.get(path).status_code == 200
+
+
+@pytest.mark.parametrize("path, title", [
+    ("/admin/knox/authtoken/add/", "Add API token"),
+    ("/admin/accounts/user/add/", "Add user"),
+])
+def test_forms_are_titled_in_plain_words(console, organisation, path, title):
+    html = console.get(path).content.decode()
+    assert f"<h1>{title}</h1>" in html and f"<title>{title} | mdmportal</title>" in html
+    assert "auth token" not in html.lower()
+
+
+def test_a_read_only_form_says_view(client, helpdesk, alice):
+    client.force_login(helpdesk)
+    html = client.get(f"/admin/accounts/user/{alice.pk}/change/").content.decode()
+    assert "<h1>View user</h1>" in html
