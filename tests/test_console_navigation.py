@@ -127,3 +127,12 @@ def test_a_read_only_form_says_view(client, helpdesk, alice):
     client.force_login(helpdesk)
     html = client.get(f"/admin/accounts/user/{alice.pk}/change/").content.decode()
     assert "<h1>View user</h1>" in html
+
+
+def test_sections_and_titles_are_translated(console, organisation):
+    console.cookies["django_language"] = "fr"
+    html = console.get("/admin/enrollment/pinenrollment/", HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert section_names(sidebar(html)) == ["Tableau de bord", "Utilisateurs et invitations", "Appareils",
+                                            "Inscription", "Windows Autopilot", "Configuration", "Audit", "Système"]
+    assert "<h1>Packages de provisionnement</h1>" in html
+    assert "<h1>Ajout : jeton d’API</h1>" in console.get("/admin/knox/authtoken/add/").content.decode()
