@@ -47,7 +47,8 @@ def columns(title, rows, *, every=7):
         x = round(left + i * step + 1, 1)
         parts.append(format_html('<rect class="bar" x="{}" y="{}" width="{}" height="{}"><title>{}: {}</title></rect>',
                                  x, round(top + plot_h - bar_h, 1), round(step - 2, 1), bar_h, label, value))
-        if i % every == 0 or i == len(rows) - 1:
+        last = i == len(rows) - 1
+        if last or (i % every == 0 and len(rows) - 1 - i >= every // 2):  # no label crowding the last one
             parts.append(format_html('<text class="tick" x="{}" y="{}" text-anchor="middle">{}</text>',
                                      round(x + step / 2, 1), height - 8, label))
     return _frame(title, _describe(rows), height, mark_safe("".join(parts)), "chart-columns")
@@ -55,7 +56,7 @@ def columns(title, rows, *, every=7):
 
 def bars(title, rows):
     """A horizontal bar per (label, value), the label on the left and the value at the bar's end."""
-    label_w, row_h, top = 190, 26, 6
+    label_w, row_h, top = 260, 26, 6
     height = top * 2 + row_h * max(len(rows), 1)
     peak = max((value for _label, value in rows), default=0)
     room = WIDTH - label_w - 60

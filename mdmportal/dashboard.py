@@ -119,7 +119,8 @@ def _enrollments_per_day(now):
 
 
 def _top(counter):
-    rows = counter.most_common()
+    """The most common first (ties by name), the ones past TOP together as "Other"."""
+    rows = sorted(counter.items(), key=lambda row: (-row[1], row[0]))
     if len(rows) > TOP:
         rows = rows[:TOP - 1] + [(_("Other"), sum(n for _name, n in rows[TOP - 1:]))]
     return rows

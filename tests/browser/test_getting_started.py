@@ -47,4 +47,3 @@ def test_new_full_administrator_sets_up_the_organisation_and_invites_the_first_u
     expect(page.locator("#getting-started")).to_have_count(0)
     expect(page.locator("#card-users .figure")).to_have_text("2")
     expect(page.locator("#card-pending .figure")).to_have_text("2")
-    screenshot(page, "console-dashboard")
