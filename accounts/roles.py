@@ -7,7 +7,7 @@ ENROLLMENT_ADMIN = "Enrollment administrator"
 HELPDESK = "Helpdesk (read-only)"
 ROLES = [FULL_ADMIN, ENROLLMENT_ADMIN, HELPDESK]
 
-PRODUCT_APPS = ["accounts", "invitations", "enrollment", "autopilot"]
+PRODUCT_APPS = ["accounts", "invitations", "enrollment", "management", "autopilot"]
 # Organisation-wide settings (wizard, regenerate URL, roles themselves) stay with full administrators.
 ENROLLMENT_ADMIN_MODELS = ["user", "invitation", "invitationemail", "usergroup"]
 EVERYONE_VIEWS = ["view_auditevent", "view_organisation", "view_urlrotation"]
@@ -31,7 +31,7 @@ def role_permissions(role):
         return perms.filter(views)
     return perms.filter(
         views
-        | Q(content_type__app_label__in=["enrollment", "autopilot"])
+        | Q(content_type__app_label__in=["enrollment", "management", "autopilot"])
         | Q(content_type__app_label__in=["accounts", "invitations"], content_type__model__in=ENROLLMENT_ADMIN_MODELS)
     ).exclude(codename__in=["add_auditevent", "change_auditevent", "delete_auditevent"])
 
@@ -43,7 +43,7 @@ def sync_roles(sender=None, **kwargs):
 
     if sender is not None and sender.name != "accounts":
         return
-    # post_migrate reaches accounts before the apps listed after it (invitations, enrollment, autopilot),
+    # post_migrate reaches accounts before the apps listed after it (invitations, enrollment, management, autopilot),
     # whose permissions would otherwise be missing from the roles on a fresh database: create them first.
     for app_config in apps.get_app_configs():
         create_permissions(app_config, verbosity=0, using=kwargs.get("using", "default"))

@@ -17,7 +17,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from accounts.audit import AuditedViewSetMixin
-from enrollment.models import ConfigurationGroup
+from management.models import ConfigurationGroup
 from mdmportal.console import client_ip
 
 from . import assignment, imports, offline

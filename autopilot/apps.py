@@ -7,7 +7,8 @@ class AutopilotConfig(AppConfig):
 
     def ready(self):
         from enrollment import admin as enrollment_admin
-        from enrollment import inventory, omadm, reenrollment, wstep
+        from enrollment import reenrollment, wstep
+        from management import inventory, omadm
         from pki import passphrase
 
         from . import checks  # noqa: F401  (registers the system checks)

@@ -23,7 +23,7 @@ user's seat to the organisation's Store licensing, 1 lets Windows claim one when
 and the node is removed once the install succeeded: a 404 for it after a successful Exec means installed.
 
 The management endpoint holds every ./User/ command until the device reports a signed-in user
-(enrollment/omadm.py, USER_SCOPE and the 1224 LoginStatus alert), so a Store app reaches a user-driven
+(management/omadm.py, USER_SCOPE and the 1224 LoginStatus alert), so a Store app reaches a user-driven
 or pre-provisioned device in the Enrollment Status Page's account-setup phase. A self-deploying profile
 (HoloLens 2 profiles are always self-deploying) never has a user during setup: the profile and its
 apps refuse Store apps there (autopilot/models.py STORE_NEEDS_USER), and `queue_install` fails such an
@@ -50,8 +50,8 @@ from django.utils import timezone
 from lxml import etree
 from lxml.builder import E
 
-from enrollment import commands
-from enrollment.models import DeviceCommand
+from management import commands
+from management.models import DeviceCommand
 
 from .models import STORE_NEEDS_USER, AppInstall, EssentialApp
 

@@ -6,7 +6,7 @@ profile file (AutopilotConfigurationFile.json), `OfflineAutoPilotEnrollmentCorre
 ZtdCorrelationId. The record is found by ZTD id; the correlator names the profile Windows set itself up
 with. The request carries neither the serial number nor the hardware hash.
 
-Those the server reads at the device's first OMA-DM session (enrollment/inventory.py, which sends the
+Those the server reads at the device's first OMA-DM session (management/inventory.py, which sends the
 two Gets first when Autopilot records exist and the device has no record yet): DevDetail CSP
 ./DevDetail/Ext/Microsoft/SMBIOSSerialNumber and ./DevDetail/Ext/DeviceHardwareData. When the device's
 next message brings the Results, the record is found by hardware hash, then by serial number (never a
@@ -35,7 +35,7 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError, transaction
 
 from accounts.models import AuditEvent
-from enrollment.commands import CommandError
+from management.commands import CommandError
 from enrollment.models import Device
 
 from . import status_page
@@ -120,7 +120,7 @@ def link_enrolled_device(device, context_items):
 
 
 def wants_hardware(device):
-    """The inventory hook (enrollment/inventory.py): the nodes to read first at the device's first
+    """The inventory hook (management/inventory.py): the nodes to read first at the device's first
     session: none when no record was imported or the device already has its record."""
     if not AutopilotDevice.objects.exists():
         return []

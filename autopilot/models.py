@@ -1,7 +1,7 @@
 """Windows Autopilot: deployment profiles, the hardware records imported from Windows' CSV, the imports
 themselves with their row-by-row report, and the link made when an imported device enrolls.
 
-Brief §9. What the profile asks for beyond the offline file (configuration groups, TenantLockdown,
+What the profile asks for beyond the offline file (configuration groups, TenantLockdown,
 essential apps, the Enrollment Status Page) is applied when the enrollment is linked
 (autopilot/status_page.py) and delivered over OMA-DM: AppInstall follows each essential app on each
 device, ProvisioningItem each thing the Enrollment Status Page waits for.
@@ -98,7 +98,7 @@ class Profile(models.Model):
         help_text="After a reset, the device cannot get past setup without the network, so it always "
                   "comes back to this organisation.")
     configuration_groups = models.ManyToManyField(
-        "enrollment.ConfigurationGroup", blank=True, related_name="autopilot_profiles",
+        "management.ConfigurationGroup", blank=True, related_name="autopilot_profiles",
         help_text="Devices of this profile join these groups (by hand) when they enroll, and get their settings.")
     # The Enrollment Status Page (DMClient CSP, FirstSyncStatus).
     esp_enabled = models.BooleanField(
@@ -512,7 +512,7 @@ class AutopilotEnrollment(models.Model):
     esp_finished_at = models.DateTimeField("finished", null=True, blank=True,
                                            help_text="When IsSyncDone and ServerHasFinishedProvisioning were queued")
     esp_note = models.CharField(max_length=255, blank=True, help_text="Why the setup ended as it did")
-    esp_sync_done_command = models.ForeignKey("enrollment.DeviceCommand", null=True, blank=True, related_name="+",
+    esp_sync_done_command = models.ForeignKey("management.DeviceCommand", null=True, blank=True, related_name="+",
                                               on_delete=models.SET_NULL, help_text="The last IsSyncDone queued")
     esp_acknowledged_at = models.DateTimeField("device told", null=True, blank=True,
                                                help_text="When the device answered IsSyncDone")
@@ -526,7 +526,7 @@ class AutopilotEnrollment(models.Model):
     user_esp_deadline = models.DateTimeField("account setup time-out at", null=True, blank=True)
     user_esp_finished_at = models.DateTimeField("account setup finished", null=True, blank=True)
     user_esp_note = models.CharField("account setup note", max_length=255, blank=True)
-    user_esp_sync_done_command = models.ForeignKey("enrollment.DeviceCommand", null=True, blank=True, related_name="+",
+    user_esp_sync_done_command = models.ForeignKey("management.DeviceCommand", null=True, blank=True, related_name="+",
                                                    on_delete=models.SET_NULL,
                                                    help_text="The last user-scope IsSyncDone queued")
     user_esp_acknowledged_at = models.DateTimeField("user page told", null=True, blank=True,
@@ -534,7 +534,7 @@ class AutopilotEnrollment(models.Model):
     # DMClient FirstSyncStatus/SkipUserStatusPage (device only): the users who sign in after the account
     # setup was released (or every user, when the profile has nothing for the account setup) skip it.
     skip_user_page_command = models.ForeignKey(
-        "enrollment.DeviceCommand", null=True, blank=True, related_name="+", on_delete=models.SET_NULL,
+        "management.DeviceCommand", null=True, blank=True, related_name="+", on_delete=models.SET_NULL,
         verbose_name="SkipUserStatusPage",
         help_text="The SkipUserStatusPage queued so that later users skip the account-setup page")
 
@@ -636,11 +636,11 @@ class AppInstall(models.Model):
     kind = models.CharField(max_length=8, choices=EssentialApp.Kind.choices)
     identifier = models.CharField(max_length=80, help_text="MSI product code or package family name")
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED, db_index=True)
-    install_command = models.ForeignKey("enrollment.DeviceCommand", null=True, blank=True, related_name="+",
+    install_command = models.ForeignKey("management.DeviceCommand", null=True, blank=True, related_name="+",
                                         on_delete=models.SET_NULL)
-    status_command = models.ForeignKey("enrollment.DeviceCommand", null=True, blank=True, related_name="+",
+    status_command = models.ForeignKey("management.DeviceCommand", null=True, blank=True, related_name="+",
                                        on_delete=models.SET_NULL, help_text="The last Get of the app's Status node")
-    error_command = models.ForeignKey("enrollment.DeviceCommand", null=True, blank=True, related_name="+",
+    error_command = models.ForeignKey("management.DeviceCommand", null=True, blank=True, related_name="+",
                                       on_delete=models.SET_NULL, help_text="The last Get of the app's LastError node")
     reported_status = models.CharField("status node", max_length=32, blank=True,
                                        help_text="The last value of the app's Status node")
@@ -733,7 +733,7 @@ class ProvisioningItem(models.Model):
                              help_text="Device setup, or account setup once a user signed in (Store apps)")
     key = models.CharField(max_length=1024, help_text="The LocURI, or the app's product code or family name")
     label = models.CharField(max_length=255)
-    command = models.ForeignKey("enrollment.DeviceCommand", null=True, blank=True, related_name="+",
+    command = models.ForeignKey("management.DeviceCommand", null=True, blank=True, related_name="+",
                                 on_delete=models.SET_NULL, help_text="A command of its own (TenantLockdown)")
     app_install = models.ForeignKey(AppInstall, null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
     state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)

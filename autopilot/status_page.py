@@ -18,7 +18,7 @@ first session delivers, in this order (the queue's order):
 2. TenantLockdown (Replace ./Vendor/MSFT/TenantLockdown/RequireNetworkInOOBE bool true) when asked;
 3. the essential apps (autopilot/essential_apps.py): MSI apps in the device scope, Store apps in the
    user scope, which the management endpoint holds until a user is signed in;
-4. the settings of the groups it joined (enrollment/reconcile.py, run at once).
+4. the settings of the groups it joined (management/reconcile.py, run at once).
 
 Two phases. Store apps can only complete once a user signed in, after the device phase, so they are
 never items of the device phase (which would otherwise wait for them until its time-out): they are
@@ -34,7 +34,7 @@ mind" until it sets ServerHasFinishedProvisioning, the user-scope ServerHasFinis
 until the Store apps are done, and then set with WasDeviceSuccessfullyProvisioned and IsSyncDone.
 A self-deploying profile has no user phase: it cannot have Store apps (autopilot/models.py).
 
-`checked_in` runs at the start of each of the device's sessions (enrollment/omadm.py). It starts the
+`checked_in` runs at the start of each of the device's sessions (management/omadm.py). It starts the
 device phase's time-out clock at the first one and the user phase's at the first one with a signed-in
 user (LoginStatus "user"), reads app installs, settles each ProvisioningItem from its setting, command
 or install, and ends a phase's page when every item settled, when an item the profile counts failed, or
@@ -68,8 +68,9 @@ from django.db.models import Exists
 from django.utils import timezone
 
 from accounts.models import AuditEvent
-from enrollment import commands, reconcile
-from enrollment.models import Device, DeviceCommand, DeviceSettingState
+from management import commands, reconcile
+from enrollment.models import Device
+from management.models import DeviceCommand, DeviceSettingState
 
 from . import essential_apps
 from .models import AppInstall, AutopilotEnrollment, EssentialApp, ProvisioningItem
@@ -82,7 +83,7 @@ SOURCE_ESP, SOURCE_FINISH, SOURCE_LOCKDOWN = "autopilot:esp", "autopilot:esp-fin
 Item, State, Phase = ProvisioningItem.Kind, ProvisioningItem.State, ProvisioningItem.Phase
 EspState = AutopilotEnrollment.EspState
 SCOPES = {Phase.DEVICE: "./Device/", Phase.USER: "./User/"}
-SIGNED_IN = "user"  # the 1224 LoginStatus of a device with a user signed in (enrollment/omadm.py)
+SIGNED_IN = "user"  # the 1224 LoginStatus of a device with a user signed in (management/omadm.py)
 
 
 def first_sync(node, phase=Phase.DEVICE):
@@ -165,7 +166,7 @@ def _queue(device, target, format, data, source):
 
 def has_setup(device):
     """Whether `device` (an OuterRef to it) has an Autopilot setup to follow: `checked_in`'s
-    condition, joined to the OMA-DM endpoint's read of the device (enrollment.omadm.register_session_start)."""
+    condition, joined to the OMA-DM endpoint's read of the device (management.omadm.register_session_start)."""
     return Exists(AutopilotEnrollment.objects.filter(device=device))
 
 
@@ -390,7 +391,7 @@ def sweep_stalled_installs(now=None):
     count = 0
     for pk, device_id in due:
         with transaction.atomic():
-            # Locked in a session's order (enrollment/omadm.py, then checked_in): the device, its
+            # Locked in a session's order (management/omadm.py, then checked_in): the device, its
             # enrollment, the install; a session of the device waits, or is waited for.
             device = Device.objects.select_for_update().get(pk=device_id)
             link = AutopilotEnrollment.objects.select_for_update().filter(device=device).first()

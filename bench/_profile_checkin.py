@@ -74,7 +74,8 @@ def seed(count):
     from django.utils import timezone
 
     from pki import ca
-    from enrollment.models import ConfigurationGroup, Device, GroupSetting
+    from enrollment.models import Device
+    from management.models import ConfigurationGroup, GroupSetting
     from tests.factories_enrollment import certificate_header, rsa_key
 
     owner = get_user_model().objects.create_user(f"bench-profile-{secrets.token_hex(4)}@bench.invalid")

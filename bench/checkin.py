@@ -79,7 +79,8 @@ def seed(run_id, count):
     from lxml import etree
 
     from pki import ca
-    from enrollment.models import ConfigurationGroup, Device, GroupSetting
+    from enrollment.models import Device
+    from management.models import ConfigurationGroup, GroupSetting
     from simulator import Simulator
 
     owner = get_user_model().objects.create_user(f"bench-checkin-{run_id}@bench.invalid")
@@ -126,7 +127,7 @@ def queue_commands(devices, count):
     """`count` commands for each device, as console actions queue them (bulk, outside the clock)."""
     from django.utils import timezone
 
-    from enrollment.models import DeviceCommand
+    from management.models import DeviceCommand
 
     now = timezone.now()
     DeviceCommand.objects.bulk_create([
@@ -192,7 +193,7 @@ def database_sessions():
 
 
 def unacknowledged(devices):
-    from enrollment.models import DeviceCommand
+    from management.models import DeviceCommand
 
     return DeviceCommand.objects.filter(device__in=[d for d, _ in devices]).exclude(
         status=DeviceCommand.Status.SUCCEEDED).count()

@@ -131,7 +131,7 @@ def seed_device_page(device, commands):
     """A queue and history of `commands` commands, and a group's settings with their states."""
     from django.utils import timezone
 
-    from enrollment.models import ConfigurationGroup, DeviceCommand, DeviceSettingState, GroupSetting
+    from management.models import ConfigurationGroup, DeviceCommand, DeviceSettingState, GroupSetting
 
     now = timezone.now()
     statuses = [DeviceCommand.Status.SUCCEEDED, DeviceCommand.Status.FAILED, DeviceCommand.Status.QUEUED,
@@ -196,7 +196,7 @@ def main():
         ("device list, search by user email", "/admin/enrollment/device/?q=benchdev-000042%40bench.invalid"),
         ("device list, search by part of a name", f"/admin/enrollment/device/?q={name_part}"),
         (f"device page ({COMMANDS} commands, 10 settings)", f"/admin/enrollment/device/{busy.pk}/change/"),
-        ("device commands, search by device name", f"/admin/enrollment/devicecommand/?q={busy.name}"),
+        ("device commands, search by device name", f"/admin/management/devicecommand/?q={busy.name}"),
         ("Autopilot device list, search by part of a serial",
          f"/admin/autopilot/autopilotdevice/?q={serial[len(PREFIX) + 2:][:7]}"),
         ("user list, search by email", "/admin/accounts/user/?q=benchdev-000042%40bench"),

@@ -1,10 +1,9 @@
-"""Console pages for enrolled devices (a filtered list and a read-only detail page with the command
-queue; devices are created only by enrollment, never by hand), device commands, registration PINs
-and provisioning-package PIN enrollments."""
+"""Console pages for enrolled devices (a filtered list and a read-only detail page; devices are created
+only by enrollment, never by hand; management/admin.py adds their commands, actions and settings),
+registration PINs and provisioning-package PIN enrollments."""
 from typing import NamedTuple
 
 from django.contrib import admin, messages
-from django.forms.models import BaseInlineFormSet
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -12,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy
 
@@ -21,17 +21,12 @@ from invitations.models import InvalidTransition
 from mdmportal.console import client_ip
 from mdmportal.search import SubquerySearchMixin
 
-from . import checkins, commands, ppkg, wcd
-from .admin_actions import DeviceActionsMixin
-from .admin_configuration import ConfigurationGroupAdmin  # noqa: F401  (registers the groups' pages)
-from .console_forms import PinEnrollmentForm
-from .models import Device, DeviceCommand, PinEnrollment, RegistrationPin
-
-
-DEVICE_PAGE_COMMANDS = 50
+from . import checkins, ppkg, wcd
+from .console_forms import PinEnrollmentForm, with_options
+from .models import Device, PinEnrollment, RegistrationPin
 
 # Sections of apps built on this one (Autopilot), which this app must not import, shown on the device's
-# page above its commands, in registration order.
+# page above the sections of its own class, in registration order.
 _device_inlines = []
 
 
@@ -41,61 +36,6 @@ def register_device_inlines(*inlines):
     for inline in inlines:
         if inline not in _device_inlines:
             _device_inlines.append(inline)
-
-
-def _result(command):
-    text = command.result_data or command.note
-    return Truncator(text).chars(80) if text else "—"
-
-
-class LatestCommandsFormSet(BaseInlineFormSet):
-    """Only the newest DEVICE_PAGE_COMMANDS commands: a device's history grows with every check-in, and
-    the page links to the full list (templates/admin/enrollment/device/change_form.html)."""
-
-    def get_queryset(self):
-        # Kept, so that the rows are read once however often the formset asks.
-        if not hasattr(self, "_latest"):
-            self._latest = super().get_queryset()[:DEVICE_PAGE_COMMANDS]
-        return self._latest
-
-
-class DeviceCommandInline(admin.TabularInline):
-    """The device's queue and history, newest first."""
-
-    model = DeviceCommand
-    formset = LatestCommandsFormSet
-    verbose_name_plural = f"Commands (queue and latest history, newest {DEVICE_PAGE_COMMANDS})"
-    fields = ["sequence", "verb", "target", "status", "status_code", "result", "source", "queued_by", "created_at",
-              "sent_at", "completed_at", "expires_at", "cancel_link"]
-    readonly_fields = fields
-    ordering = ["-pk"]
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    @admin.display(description="#")
-    def sequence(self, command):
-        return command.pk
-
-    @admin.display(description="Result")
-    def result(self, command):
-        return _result(command)
-
-    @admin.display(description="")
-    def cancel_link(self, command):
-        if command.status != DeviceCommand.Status.QUEUED:
-            return ""
-        return format_html('<a class="button" href="{}">Cancel</a>',
-                           reverse("admin:enrollment_devicecommand_cancel", args=[command.pk]))
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("queued_by")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class _DevicePageRead(NamedTuple):
@@ -124,7 +64,7 @@ class CheckInFilter(admin.SimpleListFilter):
 
 
 @admin.register(Device)
-class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, SubquerySearchMixin, admin.ModelAdmin):
+class DeviceAdmin(AuditedAdminMixin, SubquerySearchMixin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "user", "status", "method", "enrollment_type", "os_version", "model",
                     "enrolled_at", "last_seen_at"]
     # Sized for 100,000 devices (bench/devices.py): no filter listing every user (that sidebar was tens of
@@ -150,8 +90,6 @@ class DeviceAdmin(AuditedAdminMixin, DeviceActionsMixin, SubquerySearchMixin, ad
                                     "certificate_renewed_at", "previous_certificate_serial", "revoked_at"]}),
         ("Enrollment request", {"fields": ["context_table"]}),
     ]
-
-    inlines = [DeviceCommandInline]
 
     def get_inlines(self, request, obj):
         return [*_device_inlines, *self.inlines]
@@ -225,9 +163,9 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "upn", "owner__email"]
     list_select_related = ["owner"]
-    autocomplete_fields = ["owner", "configuration_groups"]
+    autocomplete_fields = ["owner"]
     change_form_template = "admin/enrollment/pinenrollment/change_form.html"
-    EDITABLE = ["name", "upn", "owner", "configuration_groups", "expires_at", "max_devices"]
+    EDITABLE = ["name", "upn", "owner", "expires_at", "max_devices"]
     SHOWN = ["status_display", "usage", "lock_state", "created_by", "created_at", "pin_changed_at", "revoked_at",
              "devices_table"]
 
@@ -235,7 +173,25 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
         return super().get_queryset(request).with_device_count()
 
     def get_fields(self, request, obj=None):
-        return self.EDITABLE if obj is None else [*self.EDITABLE, *self.SHOWN]
+        # The options of apps above this one (ppkg.register_option) follow the owner; read-only, they are
+        # shown as text (their form fields are not the model's).
+        options = [option.name for option in ppkg.options()]
+        if obj is not None and options and not self.has_change_permission(request, obj):
+            options = ["options_shown"]
+        editable = [*self.EDITABLE[:3], *options, *self.EDITABLE[3:]]
+        return editable if obj is None else [*editable, *self.SHOWN]
+
+    @admin.display(description="options")
+    def options_shown(self, pin_enrollment):
+        rows = []
+        for option in ppkg.options():
+            field = option.form_field()
+            values = ", ".join(str(value) for value in option.initial(pin_enrollment)) or "—"
+            rows.append((field.label or option.name.replace("_", " ").capitalize(), values))
+        return format_html_join(mark_safe("<br>"), "{}: {}", rows)
+
+    def get_form(self, request, obj=None, **kwargs):
+        return super().get_form(request, obj, form=with_options(self.form), **kwargs)
 
     def get_readonly_fields(self, request, obj=None):
         # The UPN is in every package built for it: changing it would orphan them.
@@ -275,12 +231,15 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             super().save_model(request, obj, form, change)
+            for option in ppkg.options():
+                if option.name in form.changed_data:
+                    option.save(obj, form.cleaned_data[option.name])
             AuditEvent.record(request.user, "pin_enrollment.changed", obj, ip=client_ip(request),
                               detail={"fields": form.changed_data})
             return
         # In memory only, for the one-time page that response_add renders.
-        obj.issued_pin = ppkg.issue(obj, configuration_groups=form.cleaned_data["configuration_groups"],
-                                    actor=request.user, ip=client_ip(request))
+        values = {option.name: form.cleaned_data[option.name] for option in ppkg.options()}
+        obj.issued_pin = ppkg.issue(obj, values=values, actor=request.user, ip=client_ip(request))
 
     def response_add(self, request, obj, post_url_continue=None):
         return self._pin_page(request, obj, obj.issued_pin, created=True)
@@ -393,66 +352,6 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
         response = HttpResponse(data, content_type="application/zip")
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
-
-
-@admin.action(description="Cancel the selected queued commands", permissions=["change"])
-def cancel_commands(modeladmin, request, queryset):
-    cancelled = 0
-    for command in queryset.filter(status=DeviceCommand.Status.QUEUED):
-        try:
-            commands.cancel(command, request.user, ip=request.META.get("REMOTE_ADDR"))
-            cancelled += 1
-        except InvalidTransition:
-            pass  # sent to the device meanwhile
-    modeladmin.message_user(request, f"Cancelled {cancelled} command(s).", messages.SUCCESS)
-
-
-@admin.register(DeviceCommand)
-class DeviceCommandAdmin(SubquerySearchMixin, admin.ModelAdmin):
-    """Every device's commands, filterable; commands are queued by actions, policies and inventory."""
-
-    list_display = ["pk", "device", "verb", "target", "status", "status_code", "source", "queued_by", "created_at",
-                    "completed_at"]
-    list_filter = ["status", "verb", "source"]
-    search_fields = ["target", "device__name", "device__device_id", "source"]
-    list_select_related = ["device", "queued_by"]
-    # Commands outgrow the devices (every check-in adds some): one COUNT per page, never of the whole table.
-    show_full_result_count = False
-    actions = [cancel_commands]
-    readonly_fields = ["device", "verb", "target", "format", "type", "data", "status", "status_code", "result_data",
-                       "result_format", "note", "queued_by", "source", "created_at", "sent_at", "completed_at",
-                       "expires_at", "attempts", "session", "msg_id", "cmd_id"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        # Commands are never edited; "change" stands for cancelling (the action and the cancel page).
-        return super().has_change_permission(request, obj) if obj is None else False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def get_urls(self):
-        view = self.admin_site.admin_view(self.cancel_view)
-        return [path("<int:pk>/cancel/", view, name="enrollment_devicecommand_cancel"), *super().get_urls()]
-
-    def cancel_view(self, request, pk):
-        if not super().has_change_permission(request):
-            raise PermissionDenied
-        command = get_object_or_404(DeviceCommand.objects.select_related("device"), pk=pk)
-        device_page = reverse("admin:enrollment_device_change", args=[command.device_id])
-        if request.method == "POST":
-            try:
-                commands.cancel(command, request.user, ip=request.META.get("REMOTE_ADDR"))
-                self.message_user(request, f"Cancelled {command}.", messages.SUCCESS)
-            except InvalidTransition:
-                self.message_user(request, f"{command} was already {command.get_status_display().lower()}.",
-                                  messages.WARNING)
-            return redirect(device_page)
-        context = {**self.admin_site.each_context(request), "command": command, "device_page": device_page,
-                   "title": "Cancel a command", "opts": self.model._meta}
-        return TemplateResponse(request, "admin/enrollment/devicecommand/cancel.html", context)
 
 
 # Entra ID enrollment pages live in their own module.

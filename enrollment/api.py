@@ -16,7 +16,7 @@ from mdmportal.console import client_ip
 
 from . import ppkg, wcd
 from .console_forms import check_upn_is_free
-from .models import ConfigurationGroup, Device, DeviceCommand, PinEnrollment
+from .models import Device, PinEnrollment
 
 
 class DeviceSerializer(serializers.ModelSerializer):
@@ -32,37 +32,12 @@ class DeviceSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class DeviceCommandSerializer(serializers.ModelSerializer):
-    queued_by = serializers.SlugRelatedField(slug_field="email", read_only=True)
-
-    class Meta:
-        model = DeviceCommand
-        fields = ["id", "device", "verb", "target", "format", "type", "data", "status", "status_code", "result_data",
-                  "result_format", "note", "queued_by", "source", "created_at", "sent_at", "completed_at",
-                  "expires_at", "attempts"]
-        read_only_fields = fields
-
-
 class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Device.objects.select_related("user").order_by("-enrolled_at", "-pk")
     serializer_class = DeviceSerializer
-    action_permissions = {"commands": ["enrollment.view_device", "enrollment.view_devicecommand"]}
-
-    @action(detail=True, methods=["get"], serializer_class=DeviceCommandSerializer)
-    def commands(self, request, pk=None):
-        """The device's command queue and history, newest first; `?status=queued` filters."""
-        device = self.get_object()
-        queryset = device.commands.select_related("queued_by").order_by("-pk")
-        status = request.query_params.get("status")
-        if status:
-            queryset = queryset.filter(status=status)
-        page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(DeviceCommandSerializer(page, many=True).data)
 
     def get_queryset(self):
         queryset = super().get_queryset()
-        if self.action == "commands":
-            return queryset  # its query parameters filter the commands, not the devices
         for name in ("kind", "status", "method", "enrollment_type"):
             value = self.request.query_params.get(name)
             if value:
@@ -89,9 +64,6 @@ class PinEnrollmentSerializer(serializers.ModelSerializer):
                                            "enroll-<name>@<organisation domain> when omitted.")
     owner = serializers.SlugRelatedField(slug_field="email", queryset=get_user_model().objects.filter(is_active=True),
                                          help_text="Email of the user the enrolled devices belong to.")
-    configuration_groups = serializers.SlugRelatedField(
-        slug_field="name", many=True, required=False, queryset=ConfigurationGroup.objects.all(),
-        help_text="Names of the configuration groups enrolled devices join (the groups must exist).")
     created_by = serializers.SlugRelatedField(slug_field="email", read_only=True)
     status = serializers.CharField(read_only=True, help_text="active, used up, locked, expired or revoked")
     devices_used = serializers.IntegerField(source="used_count", read_only=True)
@@ -99,7 +71,7 @@ class PinEnrollmentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = PinEnrollment
-        fields = ["id", "name", "upn", "owner", "configuration_groups", "expires_at", "max_devices", "devices_used",
+        fields = ["id", "name", "upn", "owner", "expires_at", "max_devices", "devices_used",
                   "status", "discovery_url", "pin_generation", "pin_changed_at", "failed_attempts", "locked_until",
                   "revoked_at", "created_by", "created_at", "updated_at"]
         read_only_fields = ["pin_generation", "pin_changed_at", "failed_attempts", "locked_until", "revoked_at",
@@ -108,8 +80,13 @@ class PinEnrollmentSerializer(serializers.ModelSerializer):
     def get_discovery_url(self, pin_enrollment) -> str:
         return ppkg.discovery_url()
 
-    def validate_configuration_groups(self, groups):
-        return list(dict.fromkeys(groups))  # a name given twice is one group
+    def get_fields(self):
+        # The options of apps above this one (ppkg.register_option), after the owner.
+        fields = super().get_fields()
+        names = list(fields)
+        after = names.index("owner") + 1
+        extra = {option.name: option.api_field() for option in ppkg.options()}
+        return {**{n: fields[n] for n in names[:after]}, **extra, **{n: fields[n] for n in names[after:]}}
 
     def validate_expires_at(self, value):
         if value <= timezone.now():
@@ -144,8 +121,13 @@ class PinEnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     devices, regenerate its PIN, revoke it, and download its Windows Configuration Designer project."""
 
     queryset = (PinEnrollment.objects.with_device_count().select_related("owner", "created_by")
-                .prefetch_related("configuration_groups").order_by("-created_at", "-pk"))
+                .order_by("-created_at", "-pk"))
     serializer_class = PinEnrollmentSerializer
+
+    def get_queryset(self):
+        prefetch = [name for option in ppkg.options() for name in option.prefetch]
+        return super().get_queryset().prefetch_related(*prefetch)
+
     action_permissions = {
         "regenerate": ["enrollment.change_pinenrollment"],
         "revoke": ["enrollment.change_pinenrollment"],

@@ -7,17 +7,14 @@ class EnrollmentConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401  (registers the enrollment and Entra ID settings checks)
-        from django.db.models.signals import post_save
 
         from accounts import registration
         from mdmportal import unavailable
 
-        from . import pins, reconcile, views
+        from . import device_views, pins
 
         # The invitation email and the user's enrollment page issue and show registration PINs.
         registration.register_pins(pins)
 
         # Devices get the SOAP fault of their protocol while the database or Redis is down.
-        unavailable.register_responder("enrollment", views.unavailable)
-
-        post_save.connect(reconcile.device_saved, sender="enrollment.Device", dispatch_uid="reconcile-new-device")
+        unavailable.register_responder("enrollment", device_views.unavailable)

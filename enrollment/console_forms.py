@@ -22,7 +22,7 @@ def check_upn_is_free(upn, instance=None):
 class PinEnrollmentForm(forms.ModelForm):
     class Meta:
         model = PinEnrollment
-        fields = ["name", "upn", "owner", "configuration_groups", "expires_at", "max_devices"]
+        fields = ["name", "upn", "owner", "expires_at", "max_devices"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -55,3 +55,20 @@ class PinEnrollmentForm(forms.ModelForm):
     def validate_unique(self):
         # check_upn_is_free covers the UPN, case-insensitively, with a clearer message.
         pass
+
+
+def with_options(form_class):
+    """`form_class` with a field for each option of the apps above this one (ppkg.register_option),
+    showing an existing PIN enrollment's values."""
+    options = ppkg.options()
+    if not options:
+        return form_class
+
+    def __init__(self, *args, **kwargs):
+        form_class.__init__(self, *args, **kwargs)
+        if self.instance.pk is not None:
+            for option in options:
+                self.initial.setdefault(option.name, option.initial(self.instance))
+
+    fields = {option.name: option.form_field() for option in options}
+    return type(form_class.__name__, (form_class,), {**fields, "__init__": __init__})

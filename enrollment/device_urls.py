@@ -1,12 +1,11 @@
-"""Device-facing URLs (SOAP and SyncML, CSRF-exempt). Paths are matched case-insensitively and never get a
+"""Device-facing URLs of enrollment (SOAP, CSRF-exempt; OMA-DM is in management/device_urls.py). Paths are matched case-insensitively and never get a
 slash redirect: Windows does not follow a 301 (MS-MDE2 3.1). Every service URL except the fixed
 autodiscovery one carries the organisation's enrollment key, so regenerating it stops them all."""
 import re
 
-from django.conf import settings
 from django.urls import re_path
 
-from . import federated, terms, views
+from . import device_views, federated, terms
 
 app_name = "enrollment"
 
@@ -25,14 +24,11 @@ def service(name, key=True):
 
 
 urlpatterns = [
-    re_path(service("Discovery.svc", key=False), views.discovery, name="autodiscovery"),
-    re_path(service("Discovery.svc"), views.discovery, name="discovery"),
-    re_path(service("Policy.svc"), views.policy, name="policy"),
-    re_path(service("Enrollment.svc"), views.enrollment, name="enrollment"),
+    re_path(service("Discovery.svc", key=False), device_views.discovery, name="autodiscovery"),
+    re_path(service("Discovery.svc"), device_views.discovery, name="discovery"),
+    re_path(service("Policy.svc"), device_views.policy, name="policy"),
+    re_path(service("Enrollment.svc"), device_views.enrollment, name="enrollment"),
     re_path(service("SignIn"), federated.sign_in, name="signin"),
-    # The management address is written into the provisioning document (ADDR), keyless: devices keep
-    # it for their whole enrollment, across enrollment-URL rotations.
-    re_path(rf"^{anycase(settings.ENROLLMENT_MANAGEMENT_PATH.lstrip('/'))}$", views.management, name="management"),
     # Pasted once into Entra ID (the MDM app's terms of use URL), so like autodiscovery it carries no enrollment key.
     re_path(service("TermsOfUse", key=False), terms.terms_of_use, name="terms"),
 ]

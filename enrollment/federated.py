@@ -17,7 +17,7 @@ from mdmportal import csp
 
 from . import auth
 from .soap import SoapFault
-from .views import RETIRED_MESSAGE, key_state
+from .device_views import RETIRED_MESSAGE, key_state
 
 logger = logging.getLogger(__name__)
 

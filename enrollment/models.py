@@ -10,6 +10,8 @@ from django.utils.translation import gettext
 from invitations.models import InvalidTransition
 from mdmportal import outbound
 
+from . import signals
+
 
 class DeviceQuerySet(models.QuerySet):
     def enrolled(self):
@@ -131,7 +133,7 @@ class Device(models.Model):
     unenrolled_at = models.DateTimeField(null=True, blank=True)
     login_status = models.CharField(max_length=16, blank=True,
                                     help_text="Last 1224 com.microsoft/MDM/LoginStatus: user, others or none")
-    # Inventory (DevInfo, DevDetail, DeviceStatus CSPs), collected over OMA-DM by enrollment/inventory.py.
+    # Inventory (DevInfo, DevDetail, DeviceStatus CSPs), collected over OMA-DM by management/inventory.py.
     manufacturer = models.CharField(max_length=255, blank=True)
     model = models.CharField(max_length=255, blank=True)
     serial_number = models.CharField(max_length=255, blank=True, db_index=True)
@@ -156,7 +158,7 @@ class Device(models.Model):
             # The console's search by a whole email address (mdmportal/search.py email_search_fields).
             models.Index(Upper("upn"), name="device_upn_upper_idx"),
         ]
-        # Destructive device actions (enrollment/actions.py) each have their own permission; sync,
+        # Destructive device actions (management/actions.py) each have their own permission; sync,
         # reboot and rename need change_device.
         permissions = [
             ("wipe_device", "Can wipe devices"),
@@ -233,18 +235,17 @@ class Device(models.Model):
         now = timezone.now()
         self.status, self.unenrolled_at, self.revoked_at = self.Status.UNENROLLED, now, now
         self.save(update_fields=["status", "unenrolled_at", "revoked_at"])
-        self.commands.pending().update(status=DeviceCommand.Status.CANCELLED, completed_at=now)
+        signals.enrollment_ended.send(Device, device=self, note="")
 
     def mark_retired(self):
-        """An administrator retired the device (enrollment/actions.py): its certificate is revoked, so it
+        """An administrator retired the device (management/actions.py): its certificate is revoked, so it
         can no longer check in, and what is still queued for it is cancelled."""
         if self.status != self.Status.ENROLLED:
             raise InvalidTransition(self.status, self.Status.RETIRED)
         now = timezone.now()
         self.status, self.unenrolled_at, self.revoked_at = self.Status.RETIRED, now, now
         self.save(update_fields=["status", "unenrolled_at", "revoked_at"])
-        self.commands.pending().update(status=DeviceCommand.Status.CANCELLED, completed_at=now,
-                                       note="The device was retired")
+        signals.enrollment_ended.send(Device, device=self, note="The device was retired")
 
 
 class RegistrationPinQuerySet(models.QuerySet):
@@ -322,9 +323,6 @@ class PinEnrollment(models.Model):
     pin_changed_at = models.DateTimeField(default=timezone.now, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, related_name="pin_enrollments", on_delete=models.PROTECT,
                               help_text="The user the enrolled devices are attributed to")
-    configuration_groups = models.ManyToManyField(
-        "ConfigurationGroup", blank=True, related_name="pin_enrollments",
-        help_text="Devices enrolled with the package join these groups (by hand) and get their settings")
     expires_at = models.DateTimeField()
     max_devices = models.PositiveIntegerField("maximum devices", validators=[MinValueValidator(1)])
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -478,340 +476,6 @@ class PinEnrollmentFailure(models.Model):
             self.failed_attempts = 0
         self.save()
         return duration
-
-
-class ManagementSession(models.Model):
-    """One OMA-DM session of a device (OMA DM 1.2 Protocol; MS-MDM): the SessionID it chose, our MsgID counter and what
-    we need to answer a retransmitted message. The commands sent in it point here."""
-
-    class Auth(models.TextChoices):
-        CERTIFICATE = "certificate", "Client certificate"
-        DIGEST = "digest", "OMA-DM digest"
-
-    device = models.ForeignKey(Device, related_name="sessions", on_delete=models.CASCADE)
-    session_id = models.CharField("SessionID", max_length=64)
-    auth = models.CharField(max_length=16, choices=Auth.choices)
-    server_msg_id = models.PositiveIntegerField("our last MsgID", default=0)
-    client_msg_id = models.PositiveIntegerField("device's last MsgID", default=0)
-    messages = models.PositiveIntegerField(default=0)
-    last_request_hash = models.CharField(max_length=64, blank=True, editable=False)
-    last_reply = models.BinaryField(blank=True, editable=False)
-    events = models.JSONField(default=list, blank=True, help_text="Alerts the device sent (1224, 1226...)")
-    started_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(default=timezone.now)
-    ended_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-started_at", "-pk"]
-        indexes = [models.Index(fields=["device", "session_id", "ended_at"])]
-
-    def __str__(self):
-        return f"Session {self.session_id} of {self.device}"
-
-
-class DeviceCommandQuerySet(models.QuerySet):
-    def pending(self):
-        return self.filter(status__in=[DeviceCommand.Status.QUEUED, DeviceCommand.Status.SENT])
-
-    def history(self):
-        return self.exclude(status__in=[DeviceCommand.Status.QUEUED, DeviceCommand.Status.SENT])
-
-
-class DeviceCommand(models.Model):
-    """One OMA-DM command for one device (OMA DM 1.2 RepPro; MS-MDM), queued by an administrator, a
-    policy or the inventory, delivered at the device's next check-in in `pk` order (the sequence), and
-    closed by the device's Status. Created through enrollment.commands.queue()."""
-
-    class Verb(models.TextChoices):
-        GET = "Get"
-        REPLACE = "Replace"
-        ADD = "Add"
-        DELETE = "Delete"
-        EXEC = "Exec"
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        SENT = "sent", "Sent"
-        SUCCEEDED = "succeeded", "Acknowledged"
-        FAILED = "failed", "Failed"
-        TIMED_OUT = "timed_out", "Timed out"
-        CANCELLED = "cancelled", "Cancelled"
-
-    FINAL = {Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.CANCELLED}
-
-    device = models.ForeignKey(Device, related_name="commands", on_delete=models.CASCADE)
-    verb = models.CharField(max_length=8, choices=Verb.choices)
-    target = models.CharField("LocURI", max_length=1024)
-    format = models.CharField(max_length=8, blank=True)
-    type = models.CharField(max_length=255, blank=True)
-    data = models.TextField(blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    status_code = models.PositiveIntegerField("device status code", null=True, blank=True)
-    result_data = models.TextField(blank=True)
-    result_format = models.CharField(max_length=16, blank=True)
-    note = models.CharField(max_length=255, blank=True, help_text="Why the server closed it, if it did")
-    queued_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
-                                  on_delete=models.SET_NULL)
-    source = models.CharField(max_length=100, blank=True, db_index=True,
-                              help_text='Who asked: "console:reboot", "policy:<id>", "inventory"...')
-    created_at = models.DateTimeField(default=timezone.now)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    completed_at = models.DateTimeField(null=True, blank=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times sent")
-    session = models.ForeignKey(ManagementSession, null=True, blank=True, related_name="commands",
-                                on_delete=models.SET_NULL, help_text="The session it was last sent in")
-    msg_id = models.PositiveIntegerField("our MsgID", null=True, blank=True)
-    cmd_id = models.PositiveIntegerField("our CmdID", null=True, blank=True)
-
-    objects = DeviceCommandQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["pk"]
-        indexes = [
-            models.Index(fields=["device", "status"]),
-            models.Index(fields=["session", "msg_id", "cmd_id"]),
-        ]
-
-    def __str__(self):
-        return f"{self.verb} {self.target}"
-
-    @property
-    def is_pending(self):
-        return self.status in (self.Status.QUEUED, self.Status.SENT)
-
-    def cancel(self):
-        """Only a command the device has not been sent yet can be withdrawn."""
-        if self.status != self.Status.QUEUED:
-            raise InvalidTransition(self.status, self.Status.CANCELLED)
-        self.status, self.completed_at = self.Status.CANCELLED, timezone.now()
-        self.save(update_fields=["status", "completed_at"])
-
-
-# Formats a setting's value can have (OMA DM 1.2 RepPro, Meta/Format): node and null carry no value to configure.
-SETTING_FORMATS = ("chr", "int", "bool", "b64", "xml", "float", "date", "time")
-
-
-def value_problem(format, value):
-    """Why `value` is not a valid `format` value for Windows, or "" when it is."""
-    import base64
-    import binascii
-    import re
-
-    if format == "int" and not re.fullmatch(r"-?[0-9]{1,10}", value):
-        return "An int setting takes a whole number, e.g. 0 or 1."
-    if format == "bool" and value not in ("true", "false"):
-        return "A bool setting takes true or false (lower case)."
-    if format == "float" and not re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", value):
-        return "A float setting takes a number such as 1.5."
-    if format == "b64":
-        try:
-            base64.b64decode(value, validate=True)
-        except binascii.Error:
-            return "A b64 setting takes base64 data."
-    return ""
-
-
-class ConfigurationGroup(models.Model):
-    """Devices that receive the same settings. A device is a member by hand, through
-    its user, or by the group's rule; enrollment/reconcile.py turns memberships and settings into
-    commands. When two groups of a device set the same LocURI, the group with the lower priority
-    number wins (then the older group): one predictable rule the console states next to the field."""
-
-    name = models.CharField(max_length=100, unique=True)
-    description = models.TextField(blank=True)
-    priority = models.PositiveIntegerField(
-        default=100, help_text="When groups of a device set the same LocURI, the lower number wins (ties: the older group)")
-    devices = models.ManyToManyField(Device, blank=True, related_name="configuration_groups",
-                                     verbose_name="devices added by hand")
-    users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="configuration_groups",
-                                   help_text="All enrolled devices of these users are members")
-    # The membership rule: structured fields ANDed together, no expression language to evaluate.
-    rule_enabled = models.BooleanField("membership by rule", default=False,
-                                       help_text="Enrolled devices matching every filled rule field are members "
-                                                 "(no field filled: every enrolled device)")
-    rule_kind = models.CharField("kind", max_length=16, choices=Device.Kind.choices, blank=True)
-    rule_os_version_prefix = models.CharField("OS version starts with", max_length=64, blank=True,
-                                              help_text="e.g. 10.0.22631 for Windows 11 23H2")
-    rule_method = models.CharField("enrollment method", max_length=16, choices=Device.Method.choices, blank=True)
-    rule_enrollment_type = models.CharField("enrollment type", max_length=8, choices=Device.EnrollmentType.choices,
-                                            blank=True)
-    rule_name_pattern = models.CharField("device name pattern", max_length=100, blank=True,
-                                         help_text="Shell-style, case-insensitive: LAB-* or KIOSK-?? (* any text, ? one character)")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["priority", "pk"]
-
-    def __str__(self):
-        return self.name
-
-    def matches_rule(self, device):
-        import fnmatch
-
-        if not self.rule_enabled:
-            return False
-        checks = [
-            not self.rule_kind or device.kind == self.rule_kind,
-            not self.rule_method or device.method == self.rule_method,
-            not self.rule_enrollment_type or device.enrollment_type == self.rule_enrollment_type,
-            device.os_version.startswith(self.rule_os_version_prefix),
-            not self.rule_name_pattern or fnmatch.fnmatchcase(device.name.upper(), self.rule_name_pattern.upper()),
-        ]
-        return all(checks)
-
-    def member_reasons(self):
-        """{device pk: "hand" | "user" | "rule"} for every enrolled member (the first reason found)."""
-        enrolled = Device.objects.enrolled()
-        reasons = {}
-        for pk in enrolled.filter(configuration_groups=self).values_list("pk", flat=True):
-            reasons.setdefault(pk, "hand")
-        for pk in enrolled.filter(user__configuration_groups=self).values_list("pk", flat=True):
-            reasons.setdefault(pk, "user")
-        if self.rule_enabled:
-            candidates = enrolled.filter(os_version__startswith=self.rule_os_version_prefix)
-            for field in ("kind", "method", "enrollment_type"):
-                if getattr(self, f"rule_{field}"):
-                    candidates = candidates.filter(**{field: getattr(self, f"rule_{field}")})
-            for device in candidates.only("pk", "name", "kind", "method", "enrollment_type", "os_version"):
-                if self.matches_rule(device):
-                    reasons.setdefault(device.pk, "rule")
-        return reasons
-
-    def members(self):
-        return Device.objects.filter(pk__in=list(self.member_reasons()))
-
-
-class GroupSetting(models.Model):
-    """One setting of a group: a catalogue entry (enrollment/catalogue.py) or a raw OMA-URI. The LocURI,
-    format and removal plan of catalogue entries are copied from the catalogue when saved, so the
-    reconciler treats both kinds alike."""
-
-    class Verb(models.TextChoices):
-        REPLACE = "Replace"
-        ADD = "Add"
-
-    class Removal(models.TextChoices):
-        DELETE = "delete", "Delete the node (policy → not configured)"
-        RESET = "reset", "Replace with the reset value"
-        LEAVE = "leave", "Leave the device as it is"
-
-    group = models.ForeignKey(ConfigurationGroup, related_name="settings", on_delete=models.CASCADE)
-    key = models.CharField("setting", max_length=64, blank=True, help_text="Catalogue entry; empty for a raw OMA-URI")
-    loc_uri = models.CharField("LocURI", max_length=1024)
-    format = models.CharField(max_length=8, default="int")
-    value = models.TextField(blank=True)
-    verb = models.CharField(max_length=8, choices=Verb.choices, default=Verb.REPLACE,
-                            help_text="Command that sets the value the first time (Add for nodes that must be created)")
-    removal = models.CharField(max_length=8, choices=Removal.choices, default=Removal.DELETE,
-                               help_text="What happens on the device when the setting no longer applies to it")
-    reset_value = models.CharField(max_length=255, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["group", "pk"]
-        constraints = [models.UniqueConstraint(fields=["group", "loc_uri"], name="one_value_per_locuri_per_group")]
-
-    def __str__(self):
-        return f"{self.label}: {self.value}"
-
-    @property
-    def label(self):
-        from .catalogue import CATALOGUE
-
-        entry = CATALOGUE.get(self.key)
-        return entry.label if entry else self.loc_uri
-
-    def clean(self):
-        """A catalogue entry takes its node, format and removal from the catalogue and must use one of
-        its values; a raw setting must be a command Windows understands (commands.validate)."""
-        from .catalogue import CATALOGUE
-        from .commands import CommandError, validate
-
-        if self.key:
-            entry = CATALOGUE.get(self.key)
-            if entry is None:
-                raise ValidationError({"key": f"Unknown setting {self.key!r}."})
-            if self.value not in dict(entry.choices):
-                allowed = ", ".join(f"{value} ({meaning})" for value, meaning in entry.choices)
-                raise ValidationError({"value": f"{entry.label} takes one of: {allowed}."})
-            self.loc_uri, self.format, self.verb = entry.loc_uri, entry.format, self.Verb.REPLACE
-            self.removal, self.reset_value = entry.removal, entry.reset_value
-            return
-        if self.format not in SETTING_FORMATS:
-            raise ValidationError({"format": f"Use one of: {', '.join(SETTING_FORMATS)}."})
-        try:
-            validate(self.verb, self.loc_uri, self.format, self.value)
-        except CommandError as error:
-            raise ValidationError({"loc_uri": str(error)}) from None
-        problem = value_problem(self.format, self.value)
-        if problem:
-            raise ValidationError({"value": problem})
-        if self.removal == self.Removal.RESET:
-            problem = value_problem(self.format, self.reset_value)
-            if problem:
-                raise ValidationError({"reset_value": problem})
-        elif self.reset_value:
-            raise ValidationError({"reset_value": "Only a setting removed by \"Replace with the reset value\" has one."})
-
-
-class DeviceSettingState(models.Model):
-    """Where one LocURI of one device stands with respect to its groups: the value we want there, the
-    command carrying it and, through that command's status, pending / applied / failed. Kept by
-    enrollment/reconcile.py; the state is read from the command, so it is never stale."""
-
-    class State(models.TextChoices):
-        PENDING = "pending", "Pending"
-        APPLIED = "applied", "Applied"
-        FAILED = "failed", "Failed"
-        REMOVING = "removing", "Being removed"
-        REMOVED = "removed", "Removed"
-
-    device = models.ForeignKey(Device, related_name="setting_states", on_delete=models.CASCADE)
-    loc_uri = models.CharField("LocURI", max_length=1024)
-    label = models.CharField(max_length=255)
-    format = models.CharField(max_length=8)
-    value = models.TextField(blank=True)
-    removal = models.CharField(max_length=8, choices=GroupSetting.Removal.choices)
-    reset_value = models.CharField(max_length=255, blank=True)
-    group = models.ForeignKey(ConfigurationGroup, null=True, blank=True, related_name="device_states",
-                              on_delete=models.SET_NULL, help_text="The group the value comes from")
-    command = models.ForeignKey("DeviceCommand", null=True, blank=True, related_name="+", on_delete=models.SET_NULL)
-    removing = models.BooleanField(default=False, help_text="The setting left the device: the command removes it")
-    applied_once = models.BooleanField(default=False, help_text="A value of this setting reached the device")
-    updated_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["device", "loc_uri"]
-        constraints = [models.UniqueConstraint(fields=["device", "loc_uri"], name="one_state_per_device_locuri")]
-
-    def __str__(self):
-        return f"{self.label} on {self.device}"
-
-    @property
-    def state(self):
-        command = self.command
-        if command is None or command.is_pending:
-            return self.State.REMOVING if self.removing else self.State.PENDING
-        if command.status == DeviceCommand.Status.SUCCEEDED or (self.removing and command.status_code == 404):
-            # A Delete answered 404 found nothing to remove: the goal is reached all the same.
-            return self.State.REMOVED if self.removing else self.State.APPLIED
-        return self.State.FAILED
-
-    @property
-    def state_display(self):
-        return self.State(self.state).label
-
-    @property
-    def failure(self):
-        """Why a failed setting failed: the device's status code, or the server's note."""
-        if self.state != self.State.FAILED:
-            return ""
-        if self.command.status_code is not None:
-            return f"Status {self.command.status_code}"
-        return self.command.note or self.command.get_status_display()
 
 
 # Microsoft Entra ID standard enrollment ("Microsoft Entra integration with MDM").

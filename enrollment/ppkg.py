@@ -21,6 +21,7 @@ import hmac
 import logging
 import secrets
 from datetime import timedelta
+from typing import Callable, NamedTuple
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -81,30 +82,58 @@ def discovery_url():
     return Organisation.get().base_url + reverse("enrollment:autodiscovery")
 
 
-def create(*, name, owner, expires_at, max_devices, upn="", configuration_groups=(), actor=None, ip=None):
-    """A new PIN enrollment. Returns (PinEnrollment, the PIN in clear: show it once, never store it)."""
+class PackageOption(NamedTuple):
+    """A setting of provisioning-package PIN enrollments that an app above this one keeps (management:
+    the configuration groups that enrolled devices join), shown in the console's form and the API."""
+    name: str  # of the form's and the API's field
+    form_field: Callable  # () -> a django.forms field
+    api_field: Callable  # () -> a rest_framework serializer field, reading the PinEnrollment
+    initial: Callable  # (pin_enrollment) -> the form's initial value
+    save: Callable  # (pin_enrollment, value or None) -> what the audit event records of it
+    enrolled: Callable  # (pin_enrollment, device) -> what the device's audit event records of it
+    prefetch: tuple = ()  # relations the API prefetches to read it
+
+
+_options = {}
+
+
+def register_option(option):
+    """Add a PackageOption (from the AppConfig.ready of an app above enrollment)."""
+    _options[option.name] = option
+
+
+def options():
+    return list(_options.values())
+
+
+def create(*, name, owner, expires_at, max_devices, upn="", actor=None, ip=None, **values):
+    """A new PIN enrollment; `values` are those of the registered options, by name. Returns
+    (PinEnrollment, the PIN in clear: show it once, never store it)."""
     pin_enrollment = PinEnrollment(name=name, upn=upn or default_upn(name), owner=owner, expires_at=expires_at,
                                    max_devices=max_devices)
-    return pin_enrollment, issue(pin_enrollment, configuration_groups=configuration_groups, actor=actor, ip=ip)
+    return pin_enrollment, issue(pin_enrollment, values=values, actor=actor, ip=ip)
 
 
-def issue(pin_enrollment, *, configuration_groups=None, actor=None, ip=None):
-    """Give an unsaved PinEnrollment its first PIN and save it, with its configuration groups when given
-    (a console form saves them itself, after this). Returns the PIN in clear."""
+def issue(pin_enrollment, *, values=None, actor=None, ip=None):
+    """Give an unsaved PinEnrollment its first PIN and save it, with the values of the registered options
+    (by name; an option not given is saved empty). Returns the PIN in clear."""
     if pin_enrollment.pk is not None:
         raise ValueError("issue() makes new PIN enrollments; use regenerate() for an existing one")
+    unknown = set(values or {}) - set(_options)
+    if unknown:
+        raise TypeError(f"no such PIN enrollment option: {', '.join(sorted(unknown))}")
     pin = new_pin()
     pin_enrollment.upn = pin_enrollment.upn or default_upn(pin_enrollment.name)
     pin_enrollment.pin_hash = make_password(pin)
     pin_enrollment.created_by = actor if getattr(actor, "is_authenticated", False) else None
     pin_enrollment.save()
-    if configuration_groups is not None:
-        pin_enrollment.configuration_groups.set(configuration_groups)
-    AuditEvent.record(actor, "pin_enrollment.created", pin_enrollment, ip=ip, detail={
+    detail = {
         "upn": pin_enrollment.upn, "owner": pin_enrollment.owner.email, "max_devices": pin_enrollment.max_devices,
         "expires_at": pin_enrollment.expires_at.isoformat(),
-        "configuration_groups": [group.name for group in configuration_groups or []],
-    })
+    }
+    for option in _options.values():
+        detail[option.name] = option.save(pin_enrollment, (values or {}).get(option.name))
+    AuditEvent.record(actor, "pin_enrollment.created", pin_enrollment, ip=ip, detail=detail)
     return pin
 
 
@@ -296,17 +325,14 @@ def claim_slot(pin_enrollment, replacing):
 
 
 def record_device(pin_enrollment, device, *, ip=None):
-    """The device enrolled with the package: it joins the package's configuration groups by hand, so
-    the reconciler, which runs once the enrollment commits (enrollment/reconcile.py device_saved),
-    queues their settings for its first session."""
-    groups = list(pin_enrollment.configuration_groups.all())
-    if groups:
-        device.configuration_groups.add(*groups)
+    """The device enrolled with the package: the registered options apply to it (management: it joins the
+    package's configuration groups by hand, and the reconciler, which runs once the enrollment commits,
+    queues their settings for its first session)."""
+    applied = {option.name: option.enrolled(pin_enrollment, device) for option in _options.values()}
     if device.enrollment_type != Device.EnrollmentType.FULL:
         # Unconfirmed on devices: packages are expected to enroll Full; accepted either way, but worth knowing.
         logger.info("PIN enrollment %s: device %s enrolled with EnrollmentType %s", pin_enrollment.pk, device.pk,
                     device.enrollment_type)
     AuditEvent.record(None, "pin_enrollment.device_enrolled", pin_enrollment, ip=ip, detail={
-        "device": device.pk, "device_id": device.device_id, "owner": pin_enrollment.owner_id,
-        "configuration_groups": [group.name for group in groups],
+        "device": device.pk, "device_id": device.device_id, "owner": pin_enrollment.owner_id, **applied,
     })

@@ -15,31 +15,26 @@ A live earlier enrollment may be replaced when
   claims: the id of the Entra device object the token was issued to), or a proof another app adds
   with register_hardware_proof() (Autopilot: the record the device was matched to, by a hardware hash
   the request carries again), or
-* it can no longer be anyone's: its wipe was acknowledged (RemoteWipe CSP), or an administrator
-  released it for re-enrollment (enrollment/actions.py; the replacement spends the release).
+* it can no longer be anyone's: an administrator released it for re-enrollment (management/actions.py;
+  the replacement spends the release), or a proof another app adds with register_hardware_proof()
+  says so (management: its wipe was acknowledged, RemoteWipe CSP).
 
 Retired, unenrolled and replaced enrollments are not live: a new enrollment of their hardware simply
 starts a new record. Anything else is refused with s:Authorization and audited on the device.
 """
 from django.utils.translation import gettext_lazy as _
 
-from .models import DeviceCommand
 from .soap import Fault, SoapFault
 
 NOT_YOURS = _("This device is enrolled by someone else. Ask your administrator to release it for "
               "re-enrollment, then try again.")
-# Wipe modes after which the device leaves management (RemoteWipe CSP). Autopilot Reset keeps the
-# enrollment, so it does not make the device anyone's.
-WIPE_ROOT = "./Device/Vendor/MSFT/RemoteWipe/"
-KEEPS_ENROLLMENT = WIPE_ROOT + "AutomaticRedeployment/"
-
 _hardware_proofs = []
 
 
 def register_hardware_proof(proof):
     """Add `proof(old_device, context_items) -> str`: a non-empty reason when the request's own
-    credentials prove it comes from the hardware of `old_device`. For apps built on this one
-    (Autopilot), which enrollment must not import."""
+    credentials prove it comes from the hardware of `old_device`, or when `old_device` can no longer be
+    anyone's. For apps built on this one (management, Autopilot), which enrollment must not import."""
     if proof not in _hardware_proofs:
         _hardware_proofs.append(proof)
 
@@ -71,15 +66,7 @@ def grounds(old, *, user, identity, pin_enrollment, token_request):
         reason = proof(old, token_request.items)
         if reason:
             return reason
-    if _wiped(old):
-        return "wiped"
     return ""
-
-
-def _wiped(old):
-    return (old.commands.filter(verb=DeviceCommand.Verb.EXEC, target__startswith=WIPE_ROOT,
-                                status=DeviceCommand.Status.SUCCEEDED)
-            .exclude(target__startswith=KEEPS_ENROLLMENT).exists())
 
 
 def check(earlier, *, user, identity, pin_enrollment, token_request):

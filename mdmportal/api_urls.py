@@ -7,5 +7,6 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("", include("invitations.api_urls")),
     path("", include("enrollment.api_urls")),
+    path("", include("management.api_urls")),
     path("autopilot/", include("autopilot.api_urls")),
 ]

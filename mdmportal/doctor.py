@@ -27,8 +27,8 @@ CLOCK_WARN_SECONDS = 5
 CLOCK_FAIL_SECONDS = 60  # issued certificates start "now": a clock this far off makes them not yet valid
 STALE_QUEUE_MINUTES = 10
 MAX_DOMAINS = 20
-BEAT_TASKS = ["invitations.tasks.sweep_queued_emails", "enrollment.tasks.expire_commands",
-              "enrollment.tasks.finish_retirements", "enrollment.tasks.purge_spent_entra_tokens"]
+BEAT_TASKS = ["invitations.tasks.sweep_queued_emails", "management.tasks.expire_commands",
+              "management.tasks.finish_retirements", "enrollment.tasks.purge_spent_entra_tokens"]
 
 
 @dataclass

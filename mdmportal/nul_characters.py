@@ -14,9 +14,9 @@ from django.http import HttpResponseBadRequest, JsonResponse
 from django.urls import Resolver404, resolve
 from django.utils.translation import gettext as _
 
-# Answered in the device's own protocol, never by this page (enrollment/device_urls.py).
+# Answered in the device's own protocol, never by this page (enrollment/device_urls.py, management/device_urls.py).
 PROTOCOL_VIEWS = {"enrollment:autodiscovery", "enrollment:discovery", "enrollment:policy", "enrollment:enrollment",
-                  "enrollment:management", "enrollment:terms"}
+                  "management:management", "enrollment:terms"}
 
 
 def has_nul(request):

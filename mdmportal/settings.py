@@ -54,7 +54,8 @@ INSTALLED_APPS = [
     "accounts",
     "pki",  # our certificate authority; below invitations and enrollment, which use it
     "invitations",
-    "enrollment",
+    "enrollment",  # the registration protocol: devices enroll
+    "management",  # OMA-DM: enrolled devices are managed (above enrollment, below autopilot)
     "autopilot",
     "mdmportal.apps.MdmportalConfig",  # project-wide management commands (doctor)
 ]
@@ -215,7 +216,7 @@ ENROLLMENT_ENTRA_TERMS_SECONDS = env.int("ENROLLMENT_ENTRA_TERMS_SECONDS", defau
 # in production.
 ENTRA_ALLOW_LOOPBACK_HTTP = env.bool("ENTRA_ALLOW_LOOPBACK_HTTP", default=False)
 
-# OMA-DM management (MS-MDM; enrollment/omadm.py). nginx verifies the TLS client certificate and
+# OMA-DM management (MS-MDM; management/omadm.py). nginx verifies the TLS client certificate and
 # forwards it URL-escaped in X-SSL-Client-Cert; that header is believed only from these addresses
 # (IPs or networks) and ignored, with an audit entry, from anyone else. The same addresses are the
 # only ones whose X-Forwarded-For and X-Forwarded-Proto are believed (mdmportal/proxies.py).
@@ -230,7 +231,7 @@ ENROLLMENT_COMMAND_MAX_ATTEMPTS = env.int("ENROLLMENT_COMMAND_MAX_ATTEMPTS", def
 ENROLLMENT_COMMAND_TTL_DAYS = env.int("ENROLLMENT_COMMAND_TTL_DAYS", default=30)
 # The inventory (DevInfo/DevDetail) is read at the first session and then at most this often.
 ENROLLMENT_INVENTORY_INTERVAL_HOURS = env.int("ENROLLMENT_INVENTORY_INTERVAL_HOURS", default=24)
-# Device actions (enrollment/actions.py): at most this many devices wiped by one action, so that a
+# Device actions (management/actions.py): at most this many devices wiped by one action, so that a
 # slip in a selection cannot reset the whole fleet.
 ENROLLMENT_WIPE_LIMIT = env.int("ENROLLMENT_WIPE_LIMIT", default=10)
 
@@ -279,7 +280,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
     },
     "expire-device-commands": {
-        "task": "enrollment.tasks.expire_commands",
+        "task": "management.tasks.expire_commands",
         "schedule": 15 * 60.0,
     },
     # Spent Entra tokens are kept until they expire (about an hour): then validation refuses them.
@@ -288,7 +289,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60 * 60.0,
     },
     "finish-device-retirements": {
-        "task": "enrollment.tasks.finish_retirements",
+        "task": "management.tasks.finish_retirements",
         "schedule": 60.0,
     },
     "sweep-autopilot-imports": {

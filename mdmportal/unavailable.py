@@ -3,7 +3,7 @@
 PostgreSQL restarting, or the Redis behind the cache going away, raises connection errors from deep
 inside any view. They are not bugs in the request, so they get one answer here rather than a stack
 trace: pages a short "try again in a minute" page, the API a JSON error, devices the SOAP fault of
-their protocol (enrollment.views.unavailable, registered for its URL namespace: this module is shared
+their protocol (enrollment.device_views.unavailable and management.device_views.unavailable, registered for its URL namespace: this module is shared
 by every app and imports none). Nothing half-written is left behind: every write that
 spans rows runs in a transaction, which the lost connection rolls back.
 

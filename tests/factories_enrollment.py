@@ -11,9 +11,21 @@ from django.contrib.auth.hashers import make_password
 from factory.django import DjangoModelFactory
 
 from enrollment.models import (
-    ConfigurationGroup, Device, DeviceCommand, DeviceSettingState, EntraIdentity,
-    EntraKeyAlert, EntraSettings, GroupSetting, JwksSet, ManagementSession, PinEnrollment, PinEnrollmentFailure,
+    Device,
+    EntraIdentity,
+    EntraKeyAlert,
+    EntraSettings,
+    JwksSet,
+    PinEnrollment,
+    PinEnrollmentFailure,
     RegistrationPin,
+)
+from management.models import (
+    ConfigurationGroup,
+    DeviceCommand,
+    DeviceSettingState,
+    GroupSetting,
+    ManagementSession,
 )
 from pki import ca
 from pki.models import CertificateAuthority

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from enrollment import soap, syncml
+from enrollment import soap
+from management import syncml
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10000"))
 _COMMON = {

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from accounts.models import AuditEvent
 from autopilot.models import Profile
-from enrollment.models import ConfigurationGroup
+from management.models import ConfigurationGroup
 from tests.factories_autopilot import AutopilotDeviceFactory, ProfileFactory
 from tests.factories_enrollment import ConfigurationGroupFactory, DeviceFactory
 from tests.test_configuration_console import group_form as full_group_form
@@ -28,11 +28,11 @@ def rows(model_name):
 
 def test_console_adds_changes_and_deletes_a_group_each_audited(client, enrollment_admin):
     client.force_login(enrollment_admin)
-    client.post(reverse("admin:enrollment_configurationgroup_add"), group_form(), REMOTE_ADDR="192.0.2.21")
+    client.post(reverse("admin:management_configurationgroup_add"), group_form(), REMOTE_ADDR="192.0.2.21")
     group = ConfigurationGroup.objects.get()
-    change = reverse("admin:enrollment_configurationgroup_change", args=[group.pk])
+    change = reverse("admin:management_configurationgroup_change", args=[group.pk])
     client.post(change, group_form(name="Lobby"), REMOTE_ADDR="192.0.2.22")
-    delete = reverse("admin:enrollment_configurationgroup_delete", args=[group.pk])
+    delete = reverse("admin:management_configurationgroup_delete", args=[group.pk])
     assert client.post(delete, {"post": "yes"}, REMOTE_ADDR="192.0.2.23").status_code == 302
 
     who, pk = enrollment_admin.email, str(group.pk)

@@ -13,7 +13,8 @@ from django.utils import timezone
 from autopilot import tasks
 from autopilot.models import AppInstall, AutopilotEnrollment
 from enrollment.management.commands import simulate_device
-from enrollment.models import Device, DeviceCommand
+from enrollment.models import Device
+from management.models import DeviceCommand
 from simulator import Simulator
 from tests.api_helpers import client_with_token, make_token
 from tests.factories import PASSWORD, AdminFactory

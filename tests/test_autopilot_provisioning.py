@@ -11,7 +11,8 @@ from lxml import etree
 
 from autopilot import status_page
 from autopilot.models import AppInstall, AutopilotEnrollment
-from enrollment.models import Device, DeviceCommand, DeviceSettingState
+from enrollment.models import Device
+from management.models import DeviceCommand, DeviceSettingState
 from simulator import Simulator
 from tests.factories import PASSWORD
 from tests.factories_autopilot import AutopilotDeviceFactory, EssentialAppFactory, ProfileFactory

@@ -2,7 +2,7 @@
 import pytest
 
 from accounts.models import AuditEvent
-from enrollment.models import ConfigurationGroup, DeviceCommand, GroupSetting
+from management.models import ConfigurationGroup, DeviceCommand, GroupSetting
 from tests.api_helpers import HttpsAPIClient
 from tests.factories_enrollment import ConfigurationGroupFactory, DeviceFactory, GroupSettingFactory
 

@@ -6,14 +6,14 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import AuditEvent
-from enrollment.models import ConfigurationGroup, DeviceCommand, GroupSetting
+from management.models import ConfigurationGroup, DeviceCommand, GroupSetting
 from tests.factories_enrollment import (ConfigurationGroupFactory, DeviceFactory, DeviceSettingStateFactory,
                                         GroupSettingFactory)
 
 pytestmark = pytest.mark.django_db
 
-LIST = reverse("admin:enrollment_configurationgroup_changelist")
-ADD = reverse("admin:enrollment_configurationgroup_add")
+LIST = reverse("admin:management_configurationgroup_changelist")
+ADD = reverse("admin:management_configurationgroup_add")
 LOCKDOWN = "./Vendor/MSFT/TenantLockdown/RequireNetworkInOOBE"
 
 
@@ -41,7 +41,7 @@ def test_helpdesk_sees_groups_but_cannot_add_or_change_them(client, helpdesk):
 
     assert "Kiosks" in client.get(LIST).content.decode()
     assert client.get(ADD).status_code == 403
-    client.post(reverse("admin:enrollment_configurationgroup_change", args=[group.pk]), group_form(name="Renamed"))
+    client.post(reverse("admin:management_configurationgroup_change", args=[group.pk]), group_form(name="Renamed"))
     group.refresh_from_db()
     assert group.name == "Kiosks"
 
@@ -93,7 +93,7 @@ def test_group_page_shows_members_by_reason_and_compliance_counts(console, alice
     DeviceSettingStateFactory(device=by_user, group=group, command__status=DeviceCommand.Status.FAILED,
                               command__status_code=405)
 
-    html = console.get(reverse("admin:enrollment_configurationgroup_change", args=[group.pk])).content.decode()
+    html = console.get(reverse("admin:management_configurationgroup_change", args=[group.pk])).content.decode()
 
     assert "3 members" in html
     assert "added by hand" in html and "through its user" in html and "by the rule" in html
@@ -125,7 +125,7 @@ def test_deleting_a_group_takes_its_settings_back(console, django_capture_on_com
                               command__status=DeviceCommand.Status.SUCCEEDED, command__status_code=200)
 
     with django_capture_on_commit_callbacks(execute=True):
-        console.post(reverse("admin:enrollment_configurationgroup_delete", args=[group.pk]), {"post": "yes"})
+        console.post(reverse("admin:management_configurationgroup_delete", args=[group.pk]), {"post": "yes"})
 
     assert not ConfigurationGroup.objects.exists()
     delete = device.commands.get(status=DeviceCommand.Status.QUEUED)

@@ -11,7 +11,8 @@ from django.urls import reverse
 
 from accounts.models import User
 from autopilot.models import AutopilotDevice
-from enrollment.models import Device, DeviceCommand
+from enrollment.models import Device
+from management.models import DeviceCommand
 from tests.factories import UserFactory
 from tests.factories_autopilot import AutopilotDeviceFactory
 from tests.factories_enrollment import DeviceCommandFactory, DeviceFactory
@@ -19,7 +20,7 @@ from tests.factories_enrollment import DeviceCommandFactory, DeviceFactory
 pytestmark = pytest.mark.django_db
 
 DEVICES = reverse("admin:enrollment_device_changelist")
-COMMANDS = reverse("admin:enrollment_devicecommand_changelist")
+COMMANDS = reverse("admin:management_devicecommand_changelist")
 
 
 def listed_devices(console, term):

@@ -130,7 +130,7 @@ def test_api_while_redis_is_down_is_a_json_503(full_api):
 
 
 def test_management_endpoint_while_the_database_is_down_is_a_plain_503(client, organisation):
-    with patch("enrollment.omadm.identify", autospec=True, side_effect=DOWN):
+    with patch("management.omadm.identify", autospec=True, side_effect=DOWN):
         response = client.post(sml.URL, sml.package1("1E08C6E95D8BB843B1278FF45BC60CC6"), content_type=sml.CONTENT_TYPE)
 
     assert response.status_code == 503

@@ -346,7 +346,8 @@ def enroll(production, password, **options):
 
 @with_database
 def test_pc_enrolls_over_https_and_checks_in_with_its_certificate_in_the_tls_handshake(production, deployed):
-    from enrollment.models import Device, ManagementSession
+    from enrollment.models import Device
+    from management.models import ManagementSession
 
     simulator = production.simulator("carol@example.com", deployed)
     result = simulator.run()
@@ -369,7 +370,8 @@ def test_pc_enrolls_over_https_and_checks_in_with_its_certificate_in_the_tls_han
 
 @with_database
 def test_client_certificate_header_sent_by_a_client_is_overwritten_by_nginx(production, deployed):
-    from enrollment.models import Device, ManagementSession
+    from enrollment.models import Device
+    from management.models import ManagementSession
     from accounts.models import AuditEvent
 
     result = enroll(production, deployed)

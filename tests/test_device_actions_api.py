@@ -3,7 +3,7 @@ console's permissions and checks."""
 import pytest
 
 from accounts.models import AuditEvent
-from enrollment.models import DeviceCommand
+from management.models import DeviceCommand
 from tests.api_helpers import HttpsAPIClient
 from tests.factories_enrollment import DeviceFactory
 

@@ -4,8 +4,9 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import AuditEvent
-from enrollment import actions
-from enrollment.models import Device, DeviceCommand
+from management import actions
+from enrollment.models import Device
+from management.models import DeviceCommand
 from tests.factories_enrollment import DeviceCommandFactory, DeviceFactory
 
 pytestmark = pytest.mark.django_db
@@ -62,11 +63,11 @@ def test_enrollment_admin_sees_every_action_on_the_device_page(enroller, device)
 
 def test_roles_give_the_destructive_permissions_to_administrators_only(full_admin, enrollment_admin, helpdesk):
     destructive = ["enrollment.wipe_device", "enrollment.retire_device", "enrollment.send_custom_command",
-                   "enrollment.release_device", "enrollment.change_device", "enrollment.change_configurationgroup"]
+                   "enrollment.release_device", "enrollment.change_device", "management.change_configurationgroup"]
     assert full_admin.has_perms(destructive)
     assert enrollment_admin.has_perms(destructive)
     assert not any(helpdesk.has_perm(p) for p in destructive)
-    assert helpdesk.has_perm("enrollment.view_configurationgroup")
+    assert helpdesk.has_perm("management.view_configurationgroup")
 
 
 def test_a_retired_device_offers_no_actions(enroller):

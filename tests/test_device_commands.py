@@ -1,12 +1,12 @@
-"""The command queue: enrollment.commands.queue / cancel / expire_overdue and the model's guards."""
+"""The command queue: management.commands.queue / cancel / expire_overdue and the model's guards."""
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from accounts.models import AuditEvent
-from enrollment import commands
-from enrollment.models import DeviceCommand
+from management import commands
+from management.models import DeviceCommand
 from invitations.models import InvalidTransition
 from tests.factories_enrollment import DeviceCommandFactory, DeviceFactory
 
@@ -95,7 +95,7 @@ def test_unenrolling_a_device_revokes_it_and_closes_its_queue():
 
 
 def test_expiry_task_times_out_commands_of_devices_that_never_check_in():
-    from enrollment.tasks import expire_commands
+    from management.tasks import expire_commands
 
     stale = DeviceCommandFactory(expired=True)
     assert expire_commands.delay().get() == 1

@@ -4,7 +4,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from accounts.models import AuditEvent
-from enrollment.models import DeviceCommand
+from management.models import DeviceCommand
 from tests.factories import UserFactory
 from tests.factories_enrollment import DeviceCommandFactory, DeviceFactory
 
@@ -25,7 +25,7 @@ def page(device):
 
 
 def cancel_url(command):
-    return reverse("admin:enrollment_devicecommand_cancel", args=[command.pk])
+    return reverse("admin:management_devicecommand_cancel", args=[command.pk])
 
 
 def test_device_page_redirects_anonymous(client, device):
@@ -73,7 +73,7 @@ def test_cancel_of_a_command_already_sent_changes_nothing(console, device):
 
 
 def test_command_list_action_cancels_queued_commands(console, device):
-    response = console.post(reverse("admin:enrollment_devicecommand_changelist"), {
+    response = console.post(reverse("admin:management_devicecommand_changelist"), {
         "action": "cancel_commands", "_selected_action": [c.pk for c in device.commands.all()]}, secure=True)
     assert response.status_code == 302
     assert set(device.commands.values_list("status", flat=True)) == {DeviceCommand.Status.CANCELLED,

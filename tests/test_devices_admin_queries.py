@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from enrollment.admin import DEVICE_PAGE_COMMANDS
+from management.admin import DEVICE_PAGE_COMMANDS
 from autopilot.models import AutopilotEnrollment
 from tests.factories import UserFactory
 from tests.factories_autopilot import (AppInstallFactory, AutopilotEnrollmentFactory, ProfileFactory,
@@ -98,4 +98,4 @@ def test_device_page_shows_the_newest_commands_and_links_to_all(console):
 
     shown = [int(pk) for pk in re.findall(r'name="commands-\d+-id" value="(\d+)"', html)]
     assert shown == [c.pk for c in reversed(commands)][:DEVICE_PAGE_COMMANDS]
-    assert f"{reverse('admin:enrollment_devicecommand_changelist')}?device__id__exact={device.pk}" in html
+    assert f"{reverse('admin:management_devicecommand_changelist')}?device__id__exact={device.pk}" in html

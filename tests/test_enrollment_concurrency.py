@@ -16,8 +16,10 @@ from django.test import Client
 from django.utils import timezone
 from lxml import etree
 
-from enrollment import auth, commands
-from enrollment.models import Device, DeviceCommand, RegistrationPin, SpentEntraToken
+from enrollment import auth
+from management import commands
+from enrollment.models import Device, RegistrationPin, SpentEntraToken
+from management.models import DeviceCommand
 from simulator import build_windows_csr
 from tests import entra_tokens
 from tests import omadm_messages as sml

@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autopilot import imports as autopilot_imports
-from enrollment import soap, syncml, wstep
+from enrollment import soap, wstep
+from management import syncml
 from pki.csr import CsrError, ParsedCsr, parse_csr
 from invitations import user_import
 from simulator import build_windows_csr
@@ -152,7 +153,7 @@ def test_a_windows_shaped_request_gives_back_its_key_and_device_id(device_id, ha
     assert parsed.public_key.public_numbers() == rsa_key(key_index).public_key().public_numbers()
 
 
-# --- SyncML (enrollment/syncml.py) ---------------------------------------------------------------------
+# --- SyncML (management/syncml.py) ---------------------------------------------------------------------
 
 @given(fuzzing.bodies(SYNCML_SEEDS))
 def test_syncml_parser_returns_a_message_or_a_syncml_error(data):

@@ -6,7 +6,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEvent
-from enrollment import commands
+from management import commands
 from mdmportal.proxies import client_address
 from tests import omadm_messages as sml
 from tests.enrollment_soap import discover_body, get_policies_body, service_url

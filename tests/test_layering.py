@@ -2,8 +2,9 @@
 package (0), `accounts` — users, organisation, roles, lockout, registration settings, audit (1),
 `pki` — our certificate authority, certificate requests, CMS, the forwarded client certificate (2),
 `invitations` — invitations, their emails, the end-user pages (3), `enrollment` — the registration
-protocol and OMA-DM management (4), `autopilot` (5), and the project assembly — settings, URLs, the
-admin site, Celery, WSGI, checks, doctor (6). A lower floor learns of a higher one only through the
+protocol and the devices it enrolls (4), `management` — OMA-DM: sessions, the command queue, inventory,
+device actions, configuration groups (5), `autopilot` (6), and the project assembly — settings, URLs,
+the admin site, Celery, WSGI, checks, doctor (7). A lower floor learns of a higher one only through the
 hooks the higher one registers in its AppConfig.ready (see the README's Code map).
 
 Every module is read with `ast` (imports at the top of a module and inside its functions alike);
@@ -15,9 +16,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-APPS = {"accounts": 1, "pki": 2, "invitations": 3, "enrollment": 4, "autopilot": 5}
+APPS = {"accounts": 1, "pki": 2, "invitations": 3, "enrollment": 4, "management": 5, "autopilot": 6}
 
-SHARED, ASSEMBLY = 0, 6
+SHARED, ASSEMBLY = 0, 7
 
 # Every module of the project package, named: a new one must be given its floor here.
 MDMPORTAL = {
@@ -57,8 +58,8 @@ MDMPORTAL = {
     "templatetags": ASSEMBLY,
 }
 
-FLOOR_NAMES = {0: "shared helpers", 1: "accounts", 2: "pki", 3: "invitations", 4: "enrollment", 5: "autopilot",
-               6: "project assembly"}
+FLOOR_NAMES = {0: "shared helpers", 1: "accounts", 2: "pki", 3: "invitations", 4: "enrollment", 5: "management",
+               6: "autopilot", 7: "project assembly"}
 
 
 def _modules():
@@ -145,8 +146,13 @@ def test_no_import_cycle_between_apps():
 
 
 @pytest.mark.parametrize("source, imported, upward", [
-    ("enrollment.omadm", "autopilot.status_page", True),
+    ("management.omadm", "autopilot.status_page", True),
     ("autopilot.apps", "enrollment.wstep", False),
+    ("autopilot.apps", "management.omadm", False),
+    ("enrollment.wstep", "management.reconcile", True),
+    ("enrollment.admin", "management.admin", True),
+    ("management.omadm", "enrollment.models", False),
+    ("mdmportal.urls", "management.device_urls", False),
     ("mdmportal.console", "accounts.roles", True),
     ("accounts.models", "invitations.tasks", True),
     ("invitations.sending", "accounts.models", False),

@@ -39,7 +39,7 @@ def test_same_hardware_lookup_of_an_enrollment_uses_the_case_insensitive_indexes
 
 
 def test_management_session_device_lookup_uses_the_case_insensitive_index(plan):
-    # enrollment/omadm.py: the device named by the session's SyncHdr Source.
+    # management/omadm.py: the device named by the session's SyncHdr Source.
     found = plan(Device.objects.filter(device_id__iexact="0123456789abcdef0123456789ABCDEF"))
     assert "device_device_id_upper_idx" in found, found
 

@@ -9,8 +9,9 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import AuditEvent
-from enrollment import commands
-from enrollment.models import Device, DeviceCommand, ManagementSession
+from management import commands
+from enrollment.models import Device
+from management.models import DeviceCommand, ManagementSession
 from tests import omadm_messages as sml
 from tests.test_management_endpoint import chain, digest_device, pc, post  # noqa: F401  (fixtures)
 

@@ -7,8 +7,8 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from enrollment import commands
-from enrollment.models import DeviceCommand
+from management import commands
+from management.models import DeviceCommand
 from tests import omadm_messages as sml
 from tests.factories_enrollment import certificate_header, certified_device, create_ca_chain
 

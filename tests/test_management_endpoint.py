@@ -7,8 +7,9 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import AuditEvent
-from enrollment import commands
-from enrollment.models import Device, DeviceCommand, ManagementSession
+from management import commands
+from enrollment.models import Device
+from management.models import DeviceCommand, ManagementSession
 from pki.models import CertificateAuthority
 from tests import omadm_messages as sml
 from tests.factories_enrollment import (DeviceCommandFactory, DeviceFactory, certificate_header, certified_device,

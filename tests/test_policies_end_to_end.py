@@ -3,8 +3,9 @@ device at its OMA-DM check-in, and what it answers comes back as each setting's 
 import pytest
 from django.urls import reverse
 
-from enrollment import actions, reconcile
-from enrollment.models import Device, DeviceSettingState
+from management import actions, reconcile
+from enrollment.models import Device
+from management.models import DeviceSettingState
 from simulator import Simulator, SimulatorError
 from tests.api_helpers import client_with_token, make_token
 from tests.factories import PASSWORD

@@ -269,7 +269,7 @@ def test_concurrent_devices_cannot_exceed_the_maximum(organisation, ca_chain, pa
 
 
 def test_queries_of_a_package_enrollment_are_fixed(client, organisation, ca_chain, package, django_assert_num_queries):
-    """Issue 7 (enrollments per second): with the PIN verification remembered, as for all but a
+    """Enrollments per second: with the PIN verification remembered, as for all but a
     package's first device, Discover and GetPolicies make 2 queries and the RST 16 (21 before: the
     organisation is read once per request, the CA once, and a package's device skips its owner's
     device-limit count and first-device check), 17 since an RST sent again after a lost answer is

@@ -3,7 +3,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import AuditEvent
-from enrollment.models import ManagementSession
+from management.models import ManagementSession
 from tests import omadm_messages as sml
 from tests.enrollment_soap import fault_of, get_policies_body, service_url
 from tests.factories import UserFactory

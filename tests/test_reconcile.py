@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from enrollment import reconcile
-from enrollment.models import DeviceCommand, DeviceSettingState
+from management import reconcile
+from management.models import DeviceCommand, DeviceSettingState
 from tests.factories import UserFactory
 from tests.factories_enrollment import ConfigurationGroupFactory, DeviceFactory, GroupSettingFactory
 

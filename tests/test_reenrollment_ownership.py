@@ -9,7 +9,8 @@ import pytest
 from accounts.models import AuditEvent
 from autopilot.models import AutopilotEnrollment
 from enrollment import auth, entra
-from enrollment.models import Device, DeviceCommand, SpentEntraToken
+from enrollment.models import Device, SpentEntraToken
+from management.models import DeviceCommand
 from tests import entra_tokens as tokens
 from tests.enrollment_soap import (
     DEVICE_ID, HW_DEV_ID, fault_of, parse, password_security, post, rst_body, service_url, token_security,

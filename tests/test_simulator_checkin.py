@@ -5,8 +5,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.models import AuditEvent
-from enrollment import commands
-from enrollment.models import Device, DeviceCommand, ManagementSession
+from management import commands
+from enrollment.models import Device
+from management.models import DeviceCommand, ManagementSession
 from simulator import Simulator, SimulatorError
 from tests.factories import PASSWORD
 from tests.test_simulator import carol, enrollment_server  # noqa: F401  (fixtures)

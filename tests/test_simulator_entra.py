@@ -111,7 +111,8 @@ def test_unreadable_entra_token_is_left_for_the_server_to_refuse():
 
 
 def test_entra_joined_device_checks_in_with_its_certificate(entra_server):
-    from enrollment.models import Device, ManagementSession
+    from enrollment.models import Device
+    from management.models import ManagementSession
 
     simulator = Simulator(entra_server.url, None, entra_token=tokens.make_token(), device_enrollment=True)
     result = simulator.run()

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from enrollment import syncml
+from management import syncml
 
 FIXTURES = Path(__file__).parent / "fixtures" / "syncml"
 

@@ -257,7 +257,7 @@ def test_a_declared_length_over_the_limit_is_413_without_reading(client, endpoin
 
 def test_the_locked_down_parsers_refuse_entities_even_without_the_byte_check():
     """Belt and braces: were the DOCTYPE byte check removed, the parsers still neither load nor expand."""
-    from enrollment import syncml
+    from management import syncml
 
     document = b'<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>'
     for parser in (soap.PARSER, syncml.PARSER):

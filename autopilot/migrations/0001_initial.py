@@ -15,6 +15,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('enrollment', '0001_initial'),
+        ('management', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -141,9 +142,9 @@ class Migration(migrations.Migration):
                 ('retry_count', models.PositiveSmallIntegerField(default=0, help_text='Copied from the profile when queued')),
                 ('stall_blocks', models.BooleanField(default=True, help_text='Copied from the profile when queued')),
                 ('device', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='app_installs', to='enrollment.device')),
-                ('error_command', models.ForeignKey(blank=True, help_text="The last Get of the app's LastError node", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='enrollment.devicecommand')),
-                ('install_command', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='enrollment.devicecommand')),
-                ('status_command', models.ForeignKey(blank=True, help_text="The last Get of the app's Status node", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='enrollment.devicecommand')),
+                ('error_command', models.ForeignKey(blank=True, help_text="The last Get of the app's LastError node", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='management.devicecommand')),
+                ('install_command', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='management.devicecommand')),
+                ('status_command', models.ForeignKey(blank=True, help_text="The last Get of the app's Status node", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='management.devicecommand')),
                 ('app', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='installs', to='autopilot.essentialapp')),
             ],
             options={
@@ -222,7 +223,7 @@ class Migration(migrations.Migration):
                 ('ztd_correlation_id', models.UUIDField(default=uuid.uuid4, editable=False, help_text='Written in the offline file; Windows sends it back at enrollment.', unique=True, verbose_name='ZtdCorrelationId')),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),
-                ('configuration_groups', models.ManyToManyField(blank=True, help_text='Devices of this profile join these groups (by hand) when they enroll, and get their settings.', related_name='autopilot_profiles', to='enrollment.configurationgroup')),
+                ('configuration_groups', models.ManyToManyField(blank=True, help_text='Devices of this profile join these groups (by hand) when they enroll, and get their settings.', related_name='autopilot_profiles', to='management.configurationgroup')),
             ],
             options={
                 'ordering': ['name'],
@@ -283,10 +284,10 @@ class Migration(migrations.Migration):
                 ('user_esp_note', models.CharField(blank=True, max_length=255, verbose_name='account setup note')),
                 ('user_esp_acknowledged_at', models.DateTimeField(blank=True, help_text='When the device answered the user-scope IsSyncDone', null=True, verbose_name='user page told')),
                 ('device', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='autopilot', to='enrollment.device')),
-                ('esp_sync_done_command', models.ForeignKey(blank=True, help_text='The last IsSyncDone queued', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='enrollment.devicecommand')),
+                ('esp_sync_done_command', models.ForeignKey(blank=True, help_text='The last IsSyncDone queued', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='management.devicecommand')),
                 ('record', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='enrollments', to='autopilot.autopilotdevice')),
-                ('skip_user_page_command', models.ForeignKey(blank=True, help_text='The SkipUserStatusPage queued so that later users skip the account-setup page', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='enrollment.devicecommand', verbose_name='SkipUserStatusPage')),
-                ('user_esp_sync_done_command', models.ForeignKey(blank=True, help_text='The last user-scope IsSyncDone queued', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='enrollment.devicecommand')),
+                ('skip_user_page_command', models.ForeignKey(blank=True, help_text='The SkipUserStatusPage queued so that later users skip the account-setup page', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='management.devicecommand', verbose_name='SkipUserStatusPage')),
+                ('user_esp_sync_done_command', models.ForeignKey(blank=True, help_text='The last user-scope IsSyncDone queued', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='management.devicecommand')),
                 ('profile', models.ForeignKey(blank=True, help_text='The profile to apply to the device', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='autopilot.profile')),
             ],
             options={
@@ -311,7 +312,7 @@ class Migration(migrations.Migration):
                 ('detail', models.CharField(blank=True, max_length=255)),
                 ('completed_at', models.DateTimeField(blank=True, null=True)),
                 ('app_install', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='autopilot.appinstall')),
-                ('command', models.ForeignKey(blank=True, help_text='A command of its own (TenantLockdown)', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='enrollment.devicecommand')),
+                ('command', models.ForeignKey(blank=True, help_text='A command of its own (TenantLockdown)', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='management.devicecommand')),
                 ('enrollment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='autopilot.autopilotenrollment')),
             ],
             options={

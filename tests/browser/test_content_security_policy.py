@@ -78,7 +78,7 @@ def test_console_pages_raise_no_violation(open_page, full_admin, csp_violations)
     for url in ["/admin/accounts/user/", "/admin/accounts/user/add/", "/admin/accounts/user/import/",
                 "/admin/invitations/invitation/", "/admin/accounts/auditevent/", "/admin/accounts/usergroup/add/",
                 f"/admin/enrollment/device/{device.pk}/change/",
-                f"/admin/enrollment/configurationgroup/{group.pk}/change/",
+                f"/admin/management/configurationgroup/{group.pk}/change/",
                 "/admin/enrollment/pinenrollment/add/", "/admin/enrollment/entrasettings/",
                 "/admin/getting-started/", "/api/v1/users/"]:
         response = page.goto(url)
@@ -87,7 +87,7 @@ def test_console_pages_raise_no_violation(open_page, full_admin, csp_violations)
     # Widgets the admin's scripts build: the two-list member selector, an autocomplete (select2) searched.
     page.goto("/admin/accounts/usergroup/add/")
     expect(page.locator(".selector-available").first).to_be_visible()
-    page.goto(f"/admin/enrollment/configurationgroup/{group.pk}/change/")
+    page.goto(f"/admin/management/configurationgroup/{group.pk}/change/")
     page.locator(".select2-selection").first.click()
     page.locator(".select2-search__field").first.fill("PC")
     expect(page.locator(".select2-results__option").first).to_be_visible()

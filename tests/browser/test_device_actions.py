@@ -5,7 +5,8 @@ list and runs an action from its menu, as the deletion below does; actions on on
 its page, as cancelling a queued command does."""
 import pytest
 
-from enrollment.models import Device, DeviceCommand
+from enrollment.models import Device
+from management.models import DeviceCommand
 from tests.browser.pages import expect, sign_in_console
 from tests.factories_enrollment import DeviceCommandFactory, DeviceFactory
 

@@ -1,13 +1,14 @@
 """Console pages for configuration groups: members by hand, by user and by rule, settings from the
 catalogue or raw OMA-URIs, and per-setting compliance. Every saved change reconciles the devices it
-can affect (enrollment/reconcile.py), after commit, in Celery."""
+can affect (management/reconcile.py), after commit, in Celery."""
 from django import forms
 from django.contrib import admin
 
 from accounts.audit import AuditedAdminMixin
+from enrollment.models import Device
 
 from . import catalogue, reconcile
-from .models import ConfigurationGroup, Device, GroupSetting
+from .models import ConfigurationGroup, GroupSetting
 
 
 class GroupSettingForm(forms.ModelForm):
@@ -49,7 +50,7 @@ class ConfigurationGroupAdmin(AuditedAdminMixin, admin.ModelAdmin):
     search_fields = ["name", "description"]
     autocomplete_fields = ["devices", "users"]
     inlines = [GroupSettingInline]
-    change_form_template = "admin/enrollment/configurationgroup/change_form.html"
+    change_form_template = "admin/management/configurationgroup/change_form.html"
     fieldsets = [
         (None, {"fields": ["name", "description", "priority"],
                 "description": "When several groups of a device set the same LocURI, the group with the lowest "

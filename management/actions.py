@@ -1,5 +1,5 @@
 """Device actions, called alike by the console and the API: each queues OMA-DM
-commands through enrollment.commands.queue() and is audited with who, what and from where.
+commands through management.commands.queue() and is audited with who, what and from where.
 
 Windows has no push here (WNS needs the internet), so a command reaches the device at its next poll:
 the DMClient schedule of the provisioning document (`poll_schedule()`), or when the user presses
@@ -26,15 +26,19 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from accounts.models import AuditEvent
+from enrollment import provisioning_document
+from enrollment.models import Device
 
-from . import commands, provisioning_document
-from .models import Device, DeviceCommand
+from . import commands
+from .models import DeviceCommand
 
 logger = logging.getLogger(__name__)
 
 SYNC_TARGET = "./DevDetail/SwV"
 REBOOT_TARGET = "./Device/Vendor/MSFT/Reboot/RebootNow"
 WIPE_ROOT = "./Device/Vendor/MSFT/RemoteWipe/"
+# Autopilot Reset keeps the enrollment, so an acknowledged one does not make the device anyone's.
+KEEPS_ENROLLMENT = WIPE_ROOT + "AutomaticRedeployment/"
 # RemoteWipe CSP (remotewipe-csp): each is an Exec; 200 means "accepted", not "done".
 WIPE_MODES = {
     "doWipe": "Reset the device and remove all user data",
@@ -209,6 +213,16 @@ def _audited(params):
     if params.get("data"):
         detail["data"] = params["data"][:200]
     return detail
+
+
+def wiped(old, context_items):
+    """"wiped" when the device acknowledged a wipe that takes it out of management (RemoteWipe CSP): it
+    can no longer be anyone's, so a new enrollment of its hardware may replace it (a hardware proof for
+    enrollment.reenrollment)."""
+    acknowledged = (old.commands.filter(verb=DeviceCommand.Verb.EXEC, target__startswith=WIPE_ROOT,
+                                        status=DeviceCommand.Status.SUCCEEDED)
+                    .exclude(target__startswith=KEEPS_ENROLLMENT).exists())
+    return "wiped" if acknowledged else ""
 
 
 def _retire_now(device, actor, ip, via, report):

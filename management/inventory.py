@@ -14,7 +14,9 @@ from datetime import timedelta
 
 from django.conf import settings
 
-from .models import Device, DeviceCommand
+from enrollment.models import Device
+
+from .models import DeviceCommand
 
 SOURCE = "inventory"
 

@@ -1,5 +1,5 @@
 """Device actions in the console: buttons on the device page and actions on a selection of the device
-list, each leading to a confirmation page that runs enrollment.actions.run()."""
+list, each leading to a confirmation page that runs management.actions.run()."""
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -10,10 +10,10 @@ from django.urls import path, reverse
 from django.utils.http import urlencode
 
 from mdmportal.console import client_ip
+from enrollment.models import Device
 
 from . import actions, reconcile
-from .action_forms import FORMS
-from .models import Device
+from .console_forms import FORMS
 
 MAX_SELECTION = 500
 
@@ -33,7 +33,7 @@ class DeviceActionsMixin:
     """Mixed into DeviceAdmin: the action pages, the selection actions and what the device page shows."""
 
     actions = [_selection_action(name) for name, a in actions.ACTIONS.items() if not a.single_device] + ["reapply"]
-    change_form_template = "admin/enrollment/device/change_form.html"
+    change_form_template = "admin/management/device/change_form.html"
 
     def _may_run(self, request, name):
         return request.user.has_perm(actions.ACTIONS[name].permission)
@@ -114,7 +114,7 @@ class DeviceActionsMixin:
             "poll_schedule": actions.poll_schedule(),
             "wipe_limit": settings.ENROLLMENT_WIPE_LIMIT,
         }
-        return TemplateResponse(request, "admin/enrollment/device/action.html", context)
+        return TemplateResponse(request, "admin/management/device/action.html", context)
 
     def _tell(self, request, action, report):
         if report.released:

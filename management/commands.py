@@ -1,7 +1,7 @@
 """The per-device OMA-DM command queue.
 
 Everyone who wants something done on a device (console actions, policies, inventory) calls queue();
-enrollment/omadm.py delivers the queue at the device's next check-in, in sequence (pk) order, and
+management/omadm.py delivers the queue at the device's next check-in, in sequence (pk) order, and
 closes each command with the device's Status. Lifecycle:
 
     queued ──sent in a session──▶ sent ──device Status 2xx──▶ succeeded
@@ -104,6 +104,14 @@ def cancel(command, actor=None, *, ip=None):
                           detail={"command": locked.pk, "verb": locked.verb, "target": locked.target})
     command.refresh_from_db()
     return command
+
+
+def close_queue(sender, device, note="", **kwargs):
+    """The device's enrollment ended (enrollment.signals.enrollment_ended: its user unenrolled it, or it
+    was retired): what is still pending for it is cancelled, at the moment it left."""
+    changes = {"note": note} if note else {}
+    device.commands.pending().update(status=DeviceCommand.Status.CANCELLED, completed_at=device.unenrolled_at,
+                                     **changes)
 
 
 def expire_overdue(device=None, now=None):

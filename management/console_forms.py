@@ -1,5 +1,5 @@
 """The parameters of each device action, checked the same way for the console and the API. A form
-is built for the devices it acts on; `cleaned_data` is what enrollment.actions.run() takes."""
+is built for the devices it acts on; `cleaned_data` is what management.actions.run() takes."""
 from django import forms
 
 from . import actions, commands

@@ -24,9 +24,10 @@ from rest_framework.views import APIView
 from accounts.audit import AuditedViewSetMixin
 from accounts.models import User
 from mdmportal.api import ConsolePermissions
+from enrollment.models import Device
 
 from . import catalogue, reconcile
-from .models import ConfigurationGroup, Device, GroupSetting
+from .models import ConfigurationGroup, GroupSetting
 
 
 class GroupSettingSerializer(serializers.ModelSerializer):
@@ -99,8 +100,8 @@ class AuditedReconcilingViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
 class ConfigurationGroupViewSet(AuditedReconcilingViewSet):
     queryset = ConfigurationGroup.objects.prefetch_related("devices", "users", "settings")
     serializer_class = ConfigurationGroupSerializer
-    action_permissions = {"members": ["enrollment.view_configurationgroup"],
-                          "membership": ["enrollment.change_configurationgroup"]}
+    action_permissions = {"members": ["management.view_configurationgroup"],
+                          "membership": ["management.change_configurationgroup"]}
 
     def group_of(self, obj):
         return obj

@@ -1,10 +1,10 @@
-"""Device actions over the API, with the console's permissions and checks (enrollment/actions.py):
+"""Device actions over the API, with the console's permissions and checks (management/actions.py):
 
     POST /api/v1/devices/{id}/actions/{name}/      one device
     POST /api/v1/devices/actions/{name}/           {"devices": [ids], ...} several devices
     GET  /api/v1/devices/{id}/configuration/       the device's settings from its groups and their state
 
-The parameters of each action are those of its console form (enrollment/action_forms.py)."""
+The parameters of each action are those of its console form (management/console_forms.py)."""
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiTypes, extend_schema, inline_serializer
@@ -16,10 +16,11 @@ from rest_framework.views import APIView
 
 from mdmportal.api import ConsolePermissions
 from mdmportal.console import client_ip
+from enrollment.models import Device
 
 from . import actions
-from .action_forms import FORMS
-from .models import Device, DeviceSettingState
+from .console_forms import FORMS
+from .models import DeviceSettingState
 
 MAX_DEVICES = 500
 

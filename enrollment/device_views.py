@@ -1,4 +1,4 @@
-"""Device endpoints: thin views over the SOAP services (one module per message, wired here)."""
+"""Device endpoints of enrollment: thin views over the SOAP services (one module per message, wired here)."""
 import dataclasses
 import logging
 
@@ -9,7 +9,6 @@ from django.views.decorators.http import require_http_methods
 from accounts.models import Organisation
 
 from . import discovery as discovery_service
-from . import omadm
 from . import policy as policy_service
 from . import renewal
 from . import soap
@@ -38,8 +37,8 @@ SERVICES = {
 
 def unavailable(request, exception):
     """A device's answer while the database is down (mdmportal.unavailable): the SOAP fault of the
-    service it called, a plain 503 for OMA-DM and the probe (the client retries on its schedule),
-    None for the sign-in page, which gets the 503 page."""
+    service it called, a plain 503 for the probe (the client retries on its schedule), None for the
+    sign-in page, which gets the 503 page."""
     name = request.resolver_match.url_name
     service = SERVICES.get("discovery" if name == "autodiscovery" else name)
     if service is not None and request.method == "POST":
@@ -110,9 +109,3 @@ def policy(request, key):
 def enrollment(request, key):
     return serve(request, "enrollment", key)
 
-
-@csrf_exempt
-@require_http_methods(["POST"])
-def management(request):
-    """OMA-DM sessions of enrolled devices (MS-MDM); the query string Windows appends is ignored."""
-    return omadm.serve(request)

@@ -3,7 +3,7 @@ configuration groups.
 
 For one device, `reconcile_device` computes the desired settings (its groups' settings, the group with
 the lowest priority number winning a LocURI that several groups set), compares them with the device's
-DeviceSettingState rows and queues, through enrollment.commands.queue():
+DeviceSettingState rows and queues, through management.commands.queue():
 
 - the group setting's verb (Replace, or Add for nodes that must be created) for a new setting, and
   Replace for a changed value once a value has reached the device;
@@ -31,9 +31,10 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from mdmportal.prepared import Prepared
+from enrollment.models import Device
 
 from . import commands
-from .models import ConfigurationGroup, Device, DeviceCommand, DeviceSettingState, GroupSetting
+from .models import ConfigurationGroup, DeviceCommand, DeviceSettingState, GroupSetting
 
 logger = logging.getLogger(__name__)
 

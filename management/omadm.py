@@ -27,7 +27,7 @@ One request = one SyncML message from the device, one reply from us:
    challenged and sends its message again with the nonce of the Chal; the commands of the lost
    reply go back to the queue when the session ends.) Reply rules (docs/omadm-sessions.md):
    SyncHdr Status first, a Status for every client command except Status/Results, then our queued
-   commands (enrollment/commands.py) in sequence order, then Final. A reply with no command ends the
+   commands (management/commands.py) in sequence order, then Final. A reply with no command ends the
    session. Statuses and Results are matched to our commands by (session, MsgRef, CmdRef).
 
 Work per request is bounded: MAX_COMMANDS client commands per message (syncml.py),
@@ -56,10 +56,12 @@ from accounts.models import AuditEvent
 from mdmportal.bulk import bulk_update
 from mdmportal.prepared import Prepared
 from pki import clientcert as forwarded_certificate
+from enrollment import clientcert
+from enrollment.models import Device
 
-from . import clientcert, inventory, reconcile, syncml
+from . import inventory, reconcile, syncml
 from .commands import expire_overdue
-from .models import Device, DeviceCommand, ManagementSession
+from .models import DeviceCommand, ManagementSession
 
 logger = logging.getLogger(__name__)
 

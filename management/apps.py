@@ -1,0 +1,25 @@
+from django.apps import AppConfig
+
+
+class ManagementConfig(AppConfig):
+    verbose_name = "Device management"
+    name = "management"
+
+    def ready(self):
+        from django.db.models.signals import post_save
+
+        from enrollment import ppkg, reenrollment, signals
+        from mdmportal import unavailable
+
+        from . import actions, commands, device_views, pin_enrollments, reconcile
+
+        # A device enrolled (or changed) gets the settings of its groups once the enrollment commits.
+        post_save.connect(reconcile.device_saved, sender="enrollment.Device", dispatch_uid="reconcile-new-device")
+        # A device whose enrollment ended (unenrolled, retired) gets nothing more of what is queued for it.
+        signals.enrollment_ended.connect(commands.close_queue, dispatch_uid="close-queue-when-enrollment-ends")
+        # Provisioning-package PIN enrollments carry the configuration groups their devices join.
+        ppkg.register_option(pin_enrollments.OPTION)
+        # A device that acknowledged a wipe can no longer be anyone's: a new enrollment may replace it.
+        reenrollment.register_hardware_proof(actions.wiped)
+        # OMA-DM clients get a plain 503 while the database or Redis is down.
+        unavailable.register_responder("management", device_views.unavailable)
