@@ -27,9 +27,10 @@ class ConsoleSite(admin.AdminSite):
 
     def get_app_list(self, request, app_label=None):
         """The sidebar and the dashboard list pages by task (mdmportal/navigation.py); an app's own index
-        page (/admin/<app>/) keeps Django's list of that app's models."""
+        page (/admin/<app>/, linked from nowhere now) keeps Django's list of that app's models, in plain
+        words."""
         if app_label is not None:
-            return super().get_app_list(request, app_label)
+            return navigation.app_index_list(super().get_app_list(request, app_label))
         return navigation.app_list(request, self._build_app_dict(request))
 
     def index(self, request, extra_context=None):

@@ -103,7 +103,9 @@ def figures(request, now=None):
         _card("card-stalled-apps", app_install.objects.filter(app_install.stalled_q()).count(),
               _("Stalled app installs"), _list_url(request, app_install, stalled="yes")),
         _card("card-refused-today", refused, _("Refused enrollment attempts today"),
-              _list_url(request, AuditEvent, action=REFUSED_ENROLLMENT, created_at__gte=midnight.isoformat())),
+              # The audit log's own "Today" filter (its date filter's parameters, as it writes them).
+              _list_url(request, AuditEvent, action=REFUSED_ENROLLMENT, created_at__gte=str(midnight),
+                        created_at__lt=str(midnight + timedelta(days=1)))),
     ], devices
 
 

@@ -188,3 +188,15 @@ def app_list(request, built):
 def _section(key, name, rows):
     return {"name": name, "app_label": f"section-{key}", "app_url": rows[0]["admin_url"] or "",
             "has_module_perms": True, "models": rows}
+
+
+def app_index_list(built):
+    """Django's list for one app's index page, with the plain page names, and the app named after the
+    section of its first model rather than after its library ("Knox", "Axes")."""
+    for app in built:
+        for row in app["models"]:
+            row["name"] = PAGE_NAMES.get(row["object_name"], row["name"])
+        section = section_of(app["models"][0]["model"]._meta) if app["models"] else None
+        if section is not None:
+            app["name"] = section.name
+    return built

@@ -132,6 +132,9 @@ def test_refused_enrollments_today(console, organisation):
 
     assert card["figure"] == 4  # coalesced refusals count every attempt
     assert listed(console, card["url"]) == {event.pk for event in today}
+    changelist = console.get(card["url"]).context["cl"]  # the list's own date filter shows "Today" chosen
+    date_filter = changelist.filter_specs[1]
+    assert [choice["display"] for choice in date_filter.choices(changelist) if choice["selected"]] == ["Today"]
 
 
 def test_figures_link_only_to_lists_the_role_may_open(client, organisation, full_admin):

@@ -136,3 +136,9 @@ def test_sections_and_titles_are_translated(console, organisation):
                                             "Inscription", "Windows Autopilot", "Configuration", "Audit", "Système"]
     assert "<h1>Packages de provisionnement</h1>" in html
     assert "<h1>Ajout : jeton d’API</h1>" in console.get("/admin/knox/authtoken/add/").content.decode()
+
+
+def test_an_app_page_uses_plain_words_too(console, organisation):
+    html = console.get("/admin/knox/").content.decode()
+    assert "Knox" not in html and ">API tokens</a>" in html
+    assert "<h1>System administration</h1>" in html
