@@ -6,33 +6,28 @@ value (WAI-ARIA Graphics Module: the `img` role, named by title, described by de
 and values drawn as text too. Colours and type sizes come from classes in static/css/console.css:
 the CSP refuses style attributes, not SVG presentation attributes such as x, width or text-anchor.
 """
-import itertools
-
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 
-_ids = itertools.count(1)
-
 WIDTH = 640
 
 
-def _frame(title, desc, height, body, css_class):
-    n = next(_ids)
+def _frame(key, title, desc, height, body, css_class):
     return format_html(
         '<svg xmlns="http://www.w3.org/2000/svg" class="chart {}" viewBox="0 0 {} {}" role="img" '
-        'aria-labelledby="chart-{}-title chart-{}-desc"><title id="chart-{}-title">{}</title>'
-        '<desc id="chart-{}-desc">{}</desc>{}</svg>',
-        css_class, WIDTH, height, n, n, n, title, n, desc, body)
+        'aria-labelledby="{}-title {}-desc"><title id="{}-title">{}</title><desc id="{}-desc">{}</desc>{}</svg>',
+        css_class, WIDTH, height, key, key, key, title, key, desc, body)
 
 
 def _describe(rows):
     return _("; ").join(f"{label}: {value}" for label, value in rows)
 
 
-def columns(title, rows, *, every=7):
+def columns(key, title, rows, *, every=7):
     """A column per (label, value) in order (a time series), the label written under every `every`-th
-    column and the last; the highest value marked on the axis."""
+    column and the last; the highest value marked on the axis. `key` prefixes the ids of the chart's
+    title and description, unique on the page."""
     left, top, bottom, height = 40, 16, 28, 200
     plot_h = height - top - bottom
     peak = max((value for _label, value in rows), default=0)
@@ -51,10 +46,10 @@ def columns(title, rows, *, every=7):
         if last or (i % every == 0 and len(rows) - 1 - i >= every // 2):  # no label crowding the last one
             parts.append(format_html('<text class="tick" x="{}" y="{}" text-anchor="middle">{}</text>',
                                      round(x + step / 2, 1), height - 8, label))
-    return _frame(title, _describe(rows), height, mark_safe("".join(parts)), "chart-columns")
+    return _frame(key, title, _describe(rows), height, mark_safe("".join(parts)), "chart-columns")
 
 
-def bars(title, rows):
+def bars(key, title, rows):
     """A horizontal bar per (label, value), the label on the left and the value at the bar's end."""
     label_w, row_h, top = 260, 26, 6
     height = top * 2 + row_h * max(len(rows), 1)
@@ -72,4 +67,4 @@ def bars(title, rows):
             "", '<text class="label" x="{}" y="{}" text-anchor="end">{}</text>'
                 '<rect class="bar" x="{}" y="{}" width="{}" height="18"/>'
                 '<text class="value" x="{}" y="{}">{}</text>', lines)
-    return _frame(title, _describe(rows) or _("No data yet"), height, body, "chart-bars")
+    return _frame(key, title, _describe(rows) or _("No data yet"), height, body, "chart-bars")

@@ -140,12 +140,13 @@ def chart_list(request, devices, now=None):
         editions[windows_releases.edition_name(os_edition)] += n
     return [
         {"id": "chart-enrollments", "heading": _("Enrollments per day, last 30 days"),
-         "svg": charts.columns(_("Enrollments per day over the last 30 days"), _enrollments_per_day(now))},
+         "svg": charts.columns("svg-enrollments", _("Enrollments per day over the last 30 days"),
+                               _enrollments_per_day(now))},
         {"id": "chart-freshness", "heading": _("Last check-in of enrolled devices"),
-         "svg": charts.bars(_("Enrolled devices by last check-in"),
+         "svg": charts.bars("svg-freshness", _("Enrolled devices by last check-in"),
                             [(str(label), devices[bucket]) for bucket, label in checkins.FRESHNESS])},
         {"id": "chart-releases", "heading": _("Windows versions"),
-         "svg": charts.bars(_("Enrolled devices by Windows version"), _top(releases))},
+         "svg": charts.bars("svg-releases", _("Enrolled devices by Windows version"), _top(releases))},
         {"id": "chart-editions", "heading": _("Windows editions"),
-         "svg": charts.bars(_("Enrolled devices by Windows edition"), _top(editions))},
+         "svg": charts.bars("svg-editions", _("Enrolled devices by Windows edition"), _top(editions))},
     ]
