@@ -36,10 +36,11 @@ class ConsoleSite(admin.AdminSite):
     def index(self, request, extra_context=None):
         now = timezone.now()
         cards, devices = dashboard.figures(request, now)
-        extra_context = {**(extra_context or {}), "cards": cards,
-                         # Every section but the dashboard itself, which the page is.
-                         "app_list": [section for section in self.get_app_list(request)
-                                      if section["app_label"] != f"section-{navigation.DASHBOARD}"], "charts": dashboard.chart_list(request, devices, now),
+        # Every section but the dashboard itself, which this page is.
+        sections = [section for section in self.get_app_list(request)
+                    if section["app_label"] != f"section-{navigation.DASHBOARD}"]
+        extra_context = {**(extra_context or {}), "cards": cards, "app_list": sections,
+                         "charts": dashboard.chart_list(request, devices, now),
                          "organisation": Organisation.get(),
                          "entra_key_alerts": EntraKeyAlert.objects.open().count()}
         return super().index(request, extra_context)
