@@ -13,6 +13,7 @@ from django.core.validators import DomainNameValidator
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -73,6 +74,9 @@ class EntraSettingsForm(forms.ModelForm):
         self.fields["tenant_ids_text"].initial = "\n".join(self.instance.tenant_ids)
         self.fields["audiences_text"].initial = "\n".join(self.instance.audiences)
         self.fields["domains_text"].initial = "\n".join(self.instance.domains)
+        # The admin renders help texts as HTML: the address (with its "<tenant id>" placeholder) escaped.
+        self.fields["jwks_mirror_url"].help_text = format_html(
+            _("An https address on your network serving a copy of {}"), entra_keys.keys_url(self.instance.tenant_id))
 
     def clean_tenant_ids_text(self):
         tenants = _lines(self.cleaned_data["tenant_ids_text"])
@@ -243,8 +247,7 @@ class EntraSettingsAdmin(FullAdminChangesMixin, AuditedAdminMixin, admin.ModelAd
             "opts": self.opts,
             "title": _("Import Entra ID signing keys"),
             "form": form,
-            "keys_url": "https://login.microsoftonline.com/%s/discovery/v2.0/keys" % (
-                EntraSettings.get().tenant_id or _("<tenant id>")),
+            "keys_url": entra_keys.keys_url(EntraSettings.get().tenant_id),
         }
         return TemplateResponse(request, "admin/enrollment/entrasettings/import_keys.html", context)
 

@@ -525,8 +525,8 @@ class EntraSettings(models.Model):
     )
     jwks_mirror_url = models.URLField(
         "JWKS mirror URL", blank=True, max_length=500,
-        help_text="An https address on your network serving a copy of "
-                  "https://login.microsoftonline.com/<tenant>/discovery/v2.0/keys",
+        help_text="An https address on your network serving a copy of Microsoft's signing keys for the tenant "
+                  "(login.microsoftonline.com, the tenant id, /discovery/v2.0/keys)",
     )
     terms_text = models.TextField(
         "terms of use", blank=True,

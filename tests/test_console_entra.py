@@ -178,6 +178,16 @@ def test_import_needs_a_file_or_pasted_json(client, full_admin, entra):
     assert "Choose a file or paste the JSON" in " ".join(response.context["form"].non_field_errors())
 
 
+def test_settings_page_gives_the_keys_address_of_the_tenant(client, full_admin, entra):
+    """The admin renders help texts as HTML: a "<tenant>" in one vanished as a tag."""
+    html = signed_in(client, full_admin).get(SETTINGS).content.decode()
+    assert f"https://login.microsoftonline.com/{TEST_TENANT}/discovery/v2.0/keys" in html
+    EntraSettings.objects.filter(pk=1).update(tenant_ids=[])
+    html = client.get(SETTINGS).content.decode()
+    assert "microsoftonline.com//" not in html
+    assert "https://login.microsoftonline.com/&lt;tenant id&gt;/discovery/v2.0/keys" in html
+
+
 def test_import_page_gives_the_keys_address_of_the_tenant(client, full_admin, entra):
     html = signed_in(client, full_admin).get(IMPORT).content.decode()
     assert f'<code id="keys-url">https://login.microsoftonline.com/{TEST_TENANT}/discovery/v2.0/keys</code>' in html
