@@ -137,9 +137,10 @@ def _link_entry(link, models):
         url = reverse(link.url_name)
     except NoReverseMatch:
         return None
-    return {"name": link.name, "object_name": link.key, "admin_url": url + (f"#{link.fragment}" if link.fragment
-                                                                           else ""),
-            "add_url": None, "perms": {"view": True}, "view_only": True}
+    if link.fragment:
+        url = f"{url}#{link.fragment}"
+    return {"name": link.name, "object_name": link.key, "admin_url": url, "add_url": None, "perms": {"view": True},
+            "view_only": True}
 
 
 def _mark_current(sections, path):
