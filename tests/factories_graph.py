@@ -16,6 +16,7 @@ class GraphConnectorFactory(DjangoModelFactory):
     class Meta:
         model = GraphConnector
         django_get_or_create = ["id"]
+        skip_postgeneration_save = True  # the tenant hook writes the Entra ID settings, not the connector
 
     id = 1
     enabled = True
