@@ -1,5 +1,5 @@
-"""Autopilot sections of the enrolled device's console page (enrollment/admin.py DeviceAdmin): its
-Enrollment Status Page progress and its essential apps."""
+"""Autopilot sections of the enrolled device's console page (enrollment/admin.py
+register_device_inlines): its Enrollment Status Page progress and its essential apps."""
 from django.contrib import admin
 from django.forms.models import BaseInlineFormSet
 from django.utils.translation import gettext_lazy

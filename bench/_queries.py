@@ -1,5 +1,5 @@
-"""SQL queries and server time per request, for bench/run only (issues 4 and 7: "SQL queries per
-session", "a fixed query count").
+"""SQL queries and server time per request, for bench/run only: the SQL queries per OMA-DM session and
+per enrollment, which must stay a fixed count.
 
 The bench servers run with BENCH_QUERY_LOG set; bench/settings.py then puts this middleware first, so it
 sees every query of the request: the other middleware (session, user), the view and the template

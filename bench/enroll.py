@@ -1,4 +1,4 @@
-"""Workload: full Windows enrollments per second (issues 3, 6 and 7, Benchmark).
+"""Workload: full Windows enrollments per second.
 
 For each mode it enrolls BENCH_ENROLLMENTS simulated PCs over real HTTP with the simulator package
 (probe, Discover, the sign-in or terms-of-use page when the mode has one, GetPolicies, RST; every

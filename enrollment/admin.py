@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy as _
 
 from accounts.audit import AuditedAdminMixin
 from accounts.models import AuditEvent
@@ -52,7 +52,7 @@ _DEVICE_PAGE_READ = "_device_page_read"  # the request's attribute holding its _
 class CheckInFilter(admin.SimpleListFilter):
     """Devices by their last check-in (enrollment/checkins.py), as the dashboard counts them."""
 
-    title = gettext_lazy("last check-in")
+    title = _("last check-in")
     parameter_name = "checkin"
 
     def lookups(self, request, model_admin):
@@ -181,7 +181,7 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
         editable = [*self.EDITABLE[:3], *options, *self.EDITABLE[3:]]
         return editable if obj is None else [*editable, *self.SHOWN]
 
-    @admin.display(description="options")
+    @admin.display(description=_("Options"))
     def options_shown(self, pin_enrollment):
         rows = []
         for option in ppkg.options():

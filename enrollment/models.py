@@ -228,8 +228,8 @@ class Device(models.Model):
         return retired
 
     def mark_unenrolled(self):
-        """The user removed the work account (1226 unenrollment alert): the certificate is revoked and
-        the queue closed."""
+        """The user removed the work account (1226 unenrollment alert): the certificate is revoked, and
+        the apps above are told (signals.enrollment_ended: management closes the device's queue)."""
         if self.status != self.Status.ENROLLED:
             raise InvalidTransition(self.status, self.Status.UNENROLLED)
         now = timezone.now()
@@ -239,7 +239,8 @@ class Device(models.Model):
 
     def mark_retired(self):
         """An administrator retired the device (management/actions.py): its certificate is revoked, so it
-        can no longer check in, and what is still queued for it is cancelled."""
+        can no longer check in, and the apps above are told (signals.enrollment_ended: management cancels
+        what is still queued for it)."""
         if self.status != self.Status.ENROLLED:
             raise InvalidTransition(self.status, self.Status.RETIRED)
         now = timezone.now()

@@ -1,8 +1,9 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class ManagementConfig(AppConfig):
-    verbose_name = "Device management"
+    verbose_name = _("Device management")
     name = "management"
 
     def ready(self):

@@ -3,6 +3,7 @@ join them by hand, so the reconciler queues their settings for the device's firs
 of enrollment's PIN enrollments (enrollment.ppkg.register_option), in their console form and API."""
 from django import forms
 from django.contrib.admin.widgets import FilteredSelectMultiple
+from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from enrollment.ppkg import PackageOption
@@ -10,13 +11,13 @@ from enrollment.ppkg import PackageOption
 from .models import ConfigurationGroup
 
 NAME = "configuration_groups"
-HELP = "Devices enrolled with the package join these groups (by hand) and get their settings"
+HELP = _("Devices enrolled with the package join these groups (by hand) and get their settings.")
 
 
 def form_field():
     return forms.ModelMultipleChoiceField(
-        queryset=ConfigurationGroup.objects.all(), required=False, label="Configuration groups", help_text=HELP,
-        widget=FilteredSelectMultiple("configuration groups", is_stacked=False))
+        queryset=ConfigurationGroup.objects.all(), required=False, label=_("Configuration groups"), help_text=HELP,
+        widget=FilteredSelectMultiple(_("configuration groups"), is_stacked=False))
 
 
 def api_field():

@@ -236,6 +236,31 @@ def test_editing_keeps_the_upn_and_audits(client, enrollment_admin, package, own
     assert AuditEvent.objects.get(action="pin_enrollment.changed").detail["fields"]
 
 
+def test_the_edit_form_shows_the_groups_and_saving_them_unchanged_changes_nothing(client, enrollment_admin, package,
+                                                                                  owner):
+    lab = ConfigurationGroupFactory(name="Lab")
+    ConfigurationGroupFactory(name="Kiosks")
+    package.configuration_groups.set([lab])
+    client.force_login(enrollment_admin)
+    form = client.get(url(package)).context["adminform"].form
+    assert list(form.initial["configuration_groups"]) == [lab]
+    expires = timezone.localtime(package.expires_at)
+    client.post(url(package), {"name": "Kiosks", "owner": owner.pk, "configuration_groups": [lab.pk],
+                               "expires_at_0": expires.strftime("%Y-%m-%d"),
+                               "expires_at_1": expires.strftime("%H:%M:%S"),
+                               "max_devices": "20", "_save": "Save"})
+    assert list(package.configuration_groups.all()) == [lab]
+    assert AuditEvent.objects.get(action="pin_enrollment.changed").detail["fields"] == ["max_devices"]
+
+
+def test_helpdesk_reads_the_groups_as_text(client, helpdesk, package):
+    package.configuration_groups.set([ConfigurationGroupFactory(name="Lab"), ConfigurationGroupFactory(name="Kiosk")])
+    client.force_login(helpdesk)
+    html = client.get(url(package)).content.decode()
+    assert "Configuration groups: Lab, Kiosk" in html  # the groups' order: priority, then age
+    assert 'name="configuration_groups"' not in html
+
+
 # Roles: anonymous, wrong user, right user
 
 @pytest.mark.parametrize("path", [LIST, ADD])
