@@ -19,6 +19,7 @@ from axes.helpers import get_client_username
 from axes.models import AccessAttempt
 from axes.signals import user_locked_out
 from django.conf import settings
+from django.core.cache import cache
 from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
 from django.db.models import Sum
@@ -166,3 +167,16 @@ def record_lockout(sender, request, username, ip_address, **kwargs):
 def forget_lockouts(sender, request, user, **kwargs):
     """A portal or console sign-in succeeded (axes already forgot the failures: AXES_RESET_ON_SUCCESS)."""
     AccountLockout.objects.filter(account=user.email).delete()
+
+
+def over_rate(key, limit, window_seconds):
+    """Count one request under `key` (in the shared cache) and say whether it goes over `limit` requests
+    in the `window_seconds` that started with the first of them: a fixed window, as the OMA-DM digest
+    lockout counts wrong digests. For requests that are not sign-ins (django-axes counts those)."""
+    cache.add(key, 0, window_seconds)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, window_seconds)
+        count = 1
+    return count > limit

@@ -114,11 +114,12 @@ def main():
             raise BenchError(f"the user list searched for {domain} does not show {COUNT} users")
         offset = log_size(query_log)
         started = time.perf_counter()
-        # What the browser posts after "Select all": the page's ticked boxes plus select_across.
+        # What the browser posts after "Select all": the page's ticked boxes plus select_across; with
+        # "post" as the action's confirmation page (the counts before sending) posts it.
         ticked = [("_selected_action", pk.decode()) for pk in SELECTED.findall(page)]
         status, headers, _, action_seconds = console.request(listing, [
             ("csrfmiddlewaretoken", console.csrf_token(page)), ("action", "send_invitations"),
-            ("select_across", "1"), ("index", "0"), *ticked])
+            ("select_across", "1"), ("index", "0"), ("post", "yes"), *ticked])
         if status != 302:
             raise BenchError(f"the send_invitations action answered {status}, not a redirect back to the list")
         (action,) = [r for r in requests_since(query_log, offset, CHANGELIST) if r.method == "POST"]

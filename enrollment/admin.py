@@ -22,6 +22,7 @@ from mdmportal.console import client_ip
 from mdmportal.search import SubquerySearchMixin
 
 from . import checkins, ppkg, wcd
+from .admin_troubleshooting import TroubleshootingMixin
 from .console_forms import PinEnrollmentForm, with_options
 from .models import Device, PinEnrollment, RegistrationPin
 
@@ -64,7 +65,7 @@ class CheckInFilter(admin.SimpleListFilter):
 
 
 @admin.register(Device)
-class DeviceAdmin(AuditedAdminMixin, SubquerySearchMixin, admin.ModelAdmin):
+class DeviceAdmin(AuditedAdminMixin, TroubleshootingMixin, SubquerySearchMixin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "user", "status", "method", "enrollment_type", "os_version", "model",
                     "enrolled_at", "last_seen_at"]
     # Sized for 100,000 devices (bench/devices.py): no filter listing every user (that sidebar was tens of

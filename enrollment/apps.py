@@ -9,9 +9,24 @@ class EnrollmentConfig(AppConfig):
         from . import checks  # noqa: F401  (registers the enrollment and Entra ID settings checks)
 
         from accounts import registration
+        from django.db.models import Exists, OuterRef
+
+        from invitations import console_invitations
         from mdmportal import unavailable
 
         from . import device_views, pins
+        from .models import Device
+
+        # "Send invitation" tells which selected users already have an enrolled device.
+        console_invitations.register_enrolled(
+            lambda: Exists(Device.objects.enrolled().filter(user=OuterRef("pk"))))
+
+        from invitations import user_summary
+
+        from .admin_troubleshooting import user_summary_section
+
+        # The user's console page shows their devices and links to their troubleshooting page.
+        user_summary.register_section(user_summary_section)
 
         # The invitation email and the user's enrollment page issue and show registration PINs.
         registration.register_pins(pins)

@@ -12,6 +12,7 @@ from . import discovery as discovery_service
 from . import policy as policy_service
 from . import renewal
 from . import soap
+from . import troubleshooting
 from . import wstep
 
 logger = logging.getLogger(__name__)
@@ -28,10 +29,14 @@ def request_token(request, envelope, key):
     return wstep.handle(request, envelope, key)
 
 
+# Every refused request is recorded with what it claims, for the troubleshooting pages.
 SERVICES = {
-    "discovery": soap.Service("discovery", soap.DISCOVER, soap.DISCOVER_RESPONSE, discovery_service.handle),
-    "policy": soap.Service("policy", soap.GET_POLICIES, soap.GET_POLICIES_RESPONSE, policy_service.handle),
-    "enrollment": soap.Service("enrollment", soap.REQUEST_TOKEN, soap.REQUEST_TOKEN_RESPONSE, request_token),
+    "discovery": soap.Service("discovery", soap.DISCOVER, soap.DISCOVER_RESPONSE, discovery_service.handle,
+                              troubleshooting.record_refusal),
+    "policy": soap.Service("policy", soap.GET_POLICIES, soap.GET_POLICIES_RESPONSE, policy_service.handle,
+                           troubleshooting.record_refusal),
+    "enrollment": soap.Service("enrollment", soap.REQUEST_TOKEN, soap.REQUEST_TOKEN_RESPONSE, request_token,
+                               troubleshooting.record_refusal),
 }
 
 

@@ -15,7 +15,7 @@ from accounts.models import AuditEvent
 from accounts.registration import effective_registration_settings
 from mdmportal import csp
 
-from . import auth
+from . import auth, troubleshooting
 from .soap import SoapFault
 from .device_views import RETIRED_MESSAGE, key_state
 
@@ -92,8 +92,10 @@ def sign_in(request, key):
         except SoapFault as refusal:
             error = refusal.reason
             reason = refusal.log_detail or refusal.reason
-            AuditEvent.record_refusal("enrollment.signin_failed", ip=request.META.get("REMOTE_ADDR") or None,
-                                      reason=reason, detail={"reason": reason})
+            # On the account it names, for its troubleshooting page (enrollment/troubleshooting.py).
+            AuditEvent.record_refusal("enrollment.signin_failed", troubleshooting.claimed_user(
+                troubleshooting.Claim(account=data["username"])), ip=request.META.get("REMOTE_ADDR") or None,
+                reason=reason, detail={"reason": reason, "message": error, "account": data["username"][:254]})
         else:
             AuditEvent.record(user, "enrollment.signed_in", user, ip=request.META.get("REMOTE_ADDR"),
                               detail={"mode": form.policy.mode})

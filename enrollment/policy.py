@@ -6,8 +6,6 @@ from django.conf import settings
 from lxml import etree
 from lxml.builder import ElementMaker
 
-from accounts.models import AuditEvent
-
 from . import auth, soap
 from .soap import XCEP_NS, XSI_NS, Fault, SoapFault
 
@@ -65,14 +63,8 @@ def handle(request, envelope, key):
     if etree.QName(envelope.body) != etree.QName(XCEP_NS, "GetPolicies"):
         raise SoapFault(Fault.MESSAGE_FORMAT, "The policy request is not valid.",
                         log_detail=f"body element {envelope.body.tag}")
-    try:
-        identity = auth.authenticate_envelope(request, envelope)
-    except SoapFault as fault:
-        if fault.subcode in (Fault.AUTHENTICATION, Fault.AUTHORIZATION):
-            reason = fault.log_detail or fault.reason
-            AuditEvent.record_refusal("enrollment.refused", ip=client_ip(request), reason=f"policy: {reason}",
-                                      detail={"step": "policy", "reason": reason})
-        raise
+    # A refusal is audited with what the request claims by enrollment/troubleshooting.py (soap.serve).
+    identity = auth.authenticate_envelope(request, envelope)
     logger.info("policy: %s sent to user %s (%s)", envelope.activity_id, getattr(identity.user, "pk", "-"),
                 identity.method)
     header = soap.reply_header(soap.GET_POLICIES_RESPONSE, envelope)

@@ -240,6 +240,9 @@ class Service:
     action: str
     response_action: str
     handle: Callable
+    # on_fault(request, name, envelope or None, SoapFault, trace id): told of every fault answered
+    # (enrollment/troubleshooting.py records the refused attempt); must not raise.
+    on_fault: Callable | None = None
 
 
 def serve(request, service, key):
@@ -261,6 +264,8 @@ def serve(request, service, key):
     except SoapFault as fault:
         logger.info("%s fault %s (%s) activity=%s: %s", service.name, fault.subcode, fault.error_type or "-",
                     activity_id, fault.log_detail or fault.reason)
+        if service.on_fault is not None:
+            service.on_fault(request, service.name, envelope, fault, activity_id)
         return fault_response(fault, envelope, service.response_action, activity_id)
     except DEPENDENCY_DOWN as exc:
         fault = unavailable_fault(exc)
@@ -269,6 +274,8 @@ def serve(request, service, key):
     except Exception:
         logger.exception("%s: unexpected error, activity=%s", service.name, activity_id)
         fault = SoapFault(Fault.INTERNAL, "The enrollment server had an unexpected problem. Try again later.")
+        if service.on_fault is not None:
+            service.on_fault(request, service.name, envelope, fault, activity_id)
         return fault_response(fault, envelope, service.response_action, activity_id)
 
 

@@ -156,14 +156,9 @@ def handle(request, envelope, key):
             csr = parse_certificate_request(token_request)
             device, document = enroll(identity, token_request, csr, ip=ip, request_digest=digest)
     except SoapFault as fault:
-        detail = {"step": "enrollment", "fault": fault.subcode, "error_type": fault.error_type or "",
-                  "reason": fault.log_detail or fault.reason, "device_id": token_request.device_id[:80]}
-        if identity is None:
-            # Not signed in: counted per address and reason (AuditEvent.record_refusal).
-            AuditEvent.record_refusal("enrollment.refused", ip=ip, reason=f"enrollment: {detail['reason']}",
-                                      detail=detail)
-        else:
-            AuditEvent.record(None, "enrollment.refused", identity.user, ip=ip, detail=detail)
+        # The refusal itself is audited by enrollment/troubleshooting.py (soap.serve), on the user who
+        # signed in when there is one.
+        request.enrollment_identity = identity
         if isinstance(fault, reenrollment.ReplacementRefused):
             # On the device too, so that its history shows who tried to take it over.
             AuditEvent.record(None, "device.replacement_refused", fault.device, ip=ip, detail={

@@ -4,6 +4,7 @@ Each role sees only what it may do: the permission methods below (not the templa
 hidden button is also a refused request.
 """
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ERROR_FLAG
@@ -11,7 +12,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
 from django.http import HttpResponseRedirect
-from django.shortcuts import redirect
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -25,7 +26,7 @@ from accounts.models import AuditEvent, Organisation, RegistrationSettings, User
 from accounts.roles import ROLES, is_full_admin
 from mdmportal.console import ReadOnlyAdminMixin, WholeChangelistMixin, client_ip
 
-from . import api_tokens, exports, sending, user_import
+from . import api_tokens, console_invitations, exports, password_reset, sending, user_import, user_summary
 from .console_forms import (
     AdministratorChangeForm, CsvImportForm, OrganisationForm, UserAddForm, UserChangeForm,
 )
@@ -79,6 +80,7 @@ class UserAdmin(WholeChangelistMixin, AuditedAdminMixin, admin.ModelAdmin):
     search_fields = ["email", "display_name", "mdm_username"]
     actions = ["send_invitations", "export_csv"]
     change_list_template = "admin/accounts/user/change_list.html"
+    change_form_template = "admin/accounts/user/change_form.html"
 
     def get_queryset(self, request):
         latest_first = Invitation.objects.order_by("-created_at")
@@ -157,17 +159,39 @@ class UserAdmin(WholeChangelistMixin, AuditedAdminMixin, admin.ModelAdmin):
 
     @admin.action(description=gettext_lazy("Send invitation"), permissions=["send_invitation"])
     def send_invitations(self, request, queryset):
-        # The selection stays a query (INSERT … SELECT in invite()): "Select all" on 10,000 users loads none.
-        skipped = queryset.filter(is_active=False).count()
-        invited = len(sending.invite(queryset.filter(is_active=True), actor=request.user, ip=client_ip(request)))
+        """First a page with what would happen (counts, who is already enrolled), then, confirmed, the
+        invitations. The selection stays a query (INSERT … SELECT in invite()): "Select all" on 10,000
+        users loads none; the confirmation posts the action again with the same selection."""
+        include_enrolled = request.POST.get("include_enrolled") == "yes"
+        if request.POST.get("post") != "yes":
+            groups = console_invitations.invitation_plan(queryset, include_enrolled=include_enrolled)
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": _("Send invitations?"),
+                "groups": groups,
+                "sendable": sum(group.count for group in groups if group.key in ("new", "resend")),
+                "enrolled": next(group for group in groups if group.key == "enrolled").count,
+                "include_enrolled": include_enrolled,
+                "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+                "select_across": request.POST.get("select_across") == "1",
+                "action_index": request.POST.get("index", "0"),
+            }
+            return TemplateResponse(request, "admin/accounts/user/invite_confirm.html", context)
+        to_invite, counts = console_invitations.invitation_targets(queryset, include_enrolled=include_enrolled)
+        invited = len(sending.invite(to_invite, actor=request.user, ip=client_ip(request)))
         if invited:
             self.message_user(request, ngettext("Invitation queued for %(count)d user.",
                                                 "Invitations queued for %(count)d users.", invited)
                               % {"count": invited}, messages.SUCCESS)
-        if skipped:
+        if counts["enrolled"]:
+            self.message_user(request, ngettext("%(count)d already enrolled user was not invited.",
+                                                "%(count)d already enrolled users were not invited.",
+                                                counts["enrolled"]) % {"count": counts["enrolled"]}, messages.WARNING)
+        if counts["inactive"]:
             self.message_user(request, ngettext("%(count)d inactive user was not invited.",
-                                                "%(count)d inactive users were not invited.", skipped)
-                              % {"count": skipped}, messages.WARNING)
+                                                "%(count)d inactive users were not invited.", counts["inactive"])
+                              % {"count": counts["inactive"]}, messages.WARNING)
 
     @admin.action(description=gettext_lazy("Export to CSV"), permissions=["view"])
     def export_csv(self, request, queryset):
@@ -175,8 +199,42 @@ class UserAdmin(WholeChangelistMixin, AuditedAdminMixin, admin.ModelAdmin):
         return exports.export_users(queryset, actor=request.user, ip=client_ip(request), via="console",
                                     detail={"filter": exports.filter_of(request.GET), "selection": True})
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        user = self.get_object(request, object_id)
+        extra_context = dict(extra_context or {})
+        if user is not None:
+            extra_context.update({
+                "summary": user_summary.summary(user, request),
+                "can_reset_password": self.has_change_permission(request, user) and user.is_active,
+            })
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def password_reset_view(self, request, pk):
+        """Send the user a password reset email: a confirmation, then POST (audited as the administrator's)."""
+        user = get_object_or_404(User, pk=pk)
+        if not self.has_change_permission(request, user):
+            raise PermissionDenied
+        change_url = reverse("admin:accounts_user_change", args=[user.pk])
+        if request.method == "POST" and user.is_active:
+            password_reset.send_reset(user, actor=request.user, ip=client_ip(request))
+            self.message_user(request, _("A password reset email is on its way to %(email)s.") % {"email": user.email},
+                              messages.SUCCESS)
+            return redirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Send a password reset?"),
+            "original": user,
+            "change_url": change_url,
+            "hours": max(1, settings.PASSWORD_RESET_TIMEOUT // 3600),
+        }
+        return TemplateResponse(request, "admin/accounts/user/password_reset_confirm.html", context,
+                                status=409 if request.method == "POST" else 200)
+
     def get_urls(self):
         return [
+            path("<int:pk>/password-reset/", self.admin_site.admin_view(self.password_reset_view),
+                 name="accounts_user_password_reset"),
             path("import/", self.admin_site.admin_view(self.import_view), name="accounts_user_import"),
             path("export/", self.admin_site.admin_view(self.export_view), name="accounts_user_export"),
         ] + super().get_urls()
@@ -262,6 +320,7 @@ class InvitationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     actions = ["resend", "revoke"]
     inlines = [InvitationEmailInline]
+    change_form_template = "admin/invitations/invitation/change_form.html"
     fields = readonly_fields = ["user", "status_display", "failure_reason", "created_by", "created_at",
                                 "expires_at", "sent_at", "opened_at", "accepted_at", "completed_at", "revoked_at"]
 
@@ -275,28 +334,121 @@ class InvitationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def status_display(self, invitation):
         return STATUS_LABELS[invitation.display_status]
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        invitation = self.get_object(request, object_id)
+        extra_context = dict(extra_context or {})
+        if invitation is not None:
+            extra_context.update({
+                "can_resend": self.has_send_invitation_permission(request),
+                "can_revoke": self.has_revoke_permission(request),
+                "resend_refusal": console_invitations.resend_refusal(invitation),
+                "revoke_refusal": console_invitations.revoke_refusal(invitation),
+            })
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/resend/", self.admin_site.admin_view(self.resend_view), name="invitations_invitation_resend"),
+            path("<int:pk>/revoke/", self.admin_site.admin_view(self.revoke_view), name="invitations_invitation_revoke"),
+        ] + super().get_urls()
+
+    def resend_view(self, request, pk):
+        """Resend one invitation: a confirmation (or why it cannot be resent and what to do), then POST."""
+        if not self.has_send_invitation_permission(request):
+            raise PermissionDenied
+        return self._transition_view(request, pk, "resend")
+
+    def revoke_view(self, request, pk):
+        if not self.has_revoke_permission(request):
+            raise PermissionDenied
+        return self._transition_view(request, pk, "revoke")
+
+    def _transition_view(self, request, pk, name):
+        invitation = get_object_or_404(Invitation.objects.select_related("user"), pk=pk)
+        refusal = (console_invitations.resend_refusal if name == "resend" else console_invitations.revoke_refusal)(
+            invitation)
+        change_url = reverse("admin:invitations_invitation_change", args=[invitation.pk])
+        if request.method == "POST" and refusal is None:
+            transition = sending.resend if name == "resend" else sending.revoke
+            try:
+                transition(invitation, actor=request.user, ip=client_ip(request))
+            except InvalidTransition:
+                # Changed since the page was shown (revoked, accepted meanwhile): show why.
+                invitation.refresh_from_db()
+            else:
+                self.message_user(request, (_("Invitation resent to %(email)s.") if name == "resend"
+                                            else _("Invitation for %(email)s revoked.")) % {"email": invitation.user.email},
+                                  messages.SUCCESS)
+                return redirect(change_url)
+            refusal = (console_invitations.resend_refusal if name == "resend"
+                       else console_invitations.revoke_refusal)(invitation)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Resend this invitation?") if name == "resend" else _("Revoke this invitation?"),
+            "transition": name,
+            "invitations": [invitation],
+            "original": invitation,
+            "refusals": [(invitation, refusal)] if refusal else [],
+            "change_url": change_url,
+            "ttl_days": settings.INVITATION_TTL_DAYS,
+        }
+        return TemplateResponse(request, "admin/invitations/invitation/confirm.html", context,
+                                status=409 if refusal and request.method == "POST" else 200)
+
     @admin.action(description=gettext_lazy("Resend invitation"), permissions=["send_invitation"])
     def resend(self, request, queryset):
-        self._apply(request, queryset, sending.resend, _("Invitation resent to %(count)d user(s)."),
-                    _("Not resent to %(users)s: a revoked or accepted invitation cannot be resent."))
+        self._apply(request, queryset, sending.resend, console_invitations.resend_refusal,
+                    lambda n: ngettext("Invitation resent to %(count)d user.", "Invitations resent to %(count)d users.",
+                                       n))
 
     @admin.action(description=gettext_lazy("Revoke invitation"), permissions=["revoke"])
     def revoke(self, request, queryset):
-        self._apply(request, queryset, sending.revoke, _("%(count)d invitation(s) revoked."),
-                    _("Not revoked for %(users)s: the invitation is already revoked or enrollment is completed."))
+        """Asks first (the list of invitations and which cannot be revoked), then revokes."""
+        if request.POST.get("post") != "yes":
+            invitations = list(queryset.select_related("user")[:console_invitations.LISTED])
+            count = queryset.count()
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": _("Revoke these invitations?"),
+                "transition": "revoke",
+                "bulk": True,
+                "invitations": invitations,
+                "more": count - len(invitations),
+                "count": count,
+                "refusals": [(i, r) for i, r in ((i, console_invitations.revoke_refusal(i)) for i in invitations) if r],
+                "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+                "select_across": request.POST.get("select_across") == "1",
+                "action_index": request.POST.get("index", "0"),
+            }
+            return TemplateResponse(request, "admin/invitations/invitation/confirm.html", context)
+        self._apply(request, queryset, sending.revoke, console_invitations.revoke_refusal,
+                    lambda n: ngettext("%(count)d invitation revoked.", "%(count)d invitations revoked.", n))
 
-    def _apply(self, request, queryset, transition, done_message, refused_message):
+    def _apply(self, request, queryset, transition, refusal_of, done_message):
         done, refused = 0, []
         for invitation in queryset.select_related("user"):
-            try:
-                transition(invitation, actor=request.user, ip=client_ip(request))
-                done += 1
-            except InvalidTransition:
-                refused.append(invitation.user.email)
+            refusal = refusal_of(invitation)
+            if refusal is None:
+                try:
+                    transition(invitation, actor=request.user, ip=client_ip(request))
+                    done += 1
+                    continue
+                except InvalidTransition:
+                    invitation.refresh_from_db()
+                    refusal = refusal_of(invitation)
+            refused.append((invitation, refusal))
         if done:
-            self.message_user(request, done_message % {"count": done}, messages.SUCCESS)
-        if refused:
-            self.message_user(request, refused_message % {"users": ", ".join(refused)}, messages.WARNING)
+            self.message_user(request, done_message(done) % {"count": done}, messages.SUCCESS)
+        for invitation, refusal in refused[:console_invitations.LISTED]:
+            text = f"{invitation.user.email}: {refusal.reason} {refusal.next_step}" if refusal else invitation.user.email
+            self.message_user(request, text, messages.WARNING)
+        if len(refused) > console_invitations.LISTED:
+            more = len(refused) - console_invitations.LISTED
+            self.message_user(request, ngettext("%(count)d more invitation was left as it was.",
+                                                "%(count)d more invitations were left as they were.", more)
+                              % {"count": more}, messages.WARNING)
 
 
 @admin.register(Organisation)

@@ -98,6 +98,19 @@ class InvitationSetPasswordForm(SetPasswordForm):
         self.fields["new_password1"].widget.attrs["autofocus"] = True
 
 
+class PasswordResetRequestForm(forms.Form):
+    """"Forgot your password?": the account's email address."""
+
+    email = forms.EmailField(
+        label=_("Email"), max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True, "autocapitalize": "none",
+                                       "spellcheck": "false"}),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, label_suffix="", **kwargs)
+
+
 class ContinueForm(forms.Form):
     """The invitee is already signed in: one button accepts the invitation (a POST, never a GET, so
     link scanners that prefetch emails cannot spend the token)."""

@@ -71,7 +71,8 @@ def invite(users, *, actor=None, ip=None):
 
 
 def resend(invitation, *, actor=None, ip=None):
-    if invitation.revoked_at or invitation.accepted_at:
+    # An enrolled user needs no invitation (they sign in at /go): a link would only be one more secret.
+    if invitation.revoked_at or invitation.accepted_at or invitation.completed_at:
         raise InvalidTransition(invitation.status, "resend")
     with transaction.atomic():
         invitation.expires_at = timezone.now() + timedelta(days=settings.INVITATION_TTL_DAYS)
@@ -360,11 +361,25 @@ def reissue_for_rotation(rotation):
 
 def find_by_token(raw_token):
     """The invitation a link's token belongs to, or None."""
+    email = find_email_by_token(raw_token)
+    return email.invitation if email else None
+
+
+def find_email_by_token(raw_token):
+    """The invitation email a link's token was sent in (with its invitation and user), or None."""
     if not raw_token or len(raw_token) > 200:
         return None
-    email = InvitationEmail.objects.select_related("invitation__user").filter(
+    return InvitationEmail.objects.select_related("invitation__user").filter(
         token_hash=hash_token(raw_token)).first()
-    return email.invitation if email else None
+
+
+def is_superseded(email):
+    """Whether the user was sent a newer link than the one of `email` (a resend, a re-issue after a new
+    enrollment URL, a new invitation): only the newest link a user received opens the portal, so a
+    forwarded or leaked older email cannot be used once a newer one went out. A newer email that was
+    never delivered (queued, failed) replaces nothing: the user does not have it."""
+    return InvitationEmail.objects.filter(invitation__user_id=email.invitation.user_id, pk__gt=email.pk,
+                                          status=InvitationEmail.Status.SENT).exists()
 
 
 def mark_opened(invitation, ip=None):

@@ -45,3 +45,17 @@ def sweep_queued_emails():
 @shared_task
 def reissue_invitations(rotation_id):
     sending.reissue_for_rotation(UrlRotation.objects.get(pk=rotation_id))
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES, acks_late=True)
+def send_password_reset(self, email, ip=None, by_administrator=False):
+    """Look the account up and send its password reset email (invitations/password_reset.py)."""
+    from . import password_reset
+
+    try:
+        password_reset.deliver(email, ip, by_administrator)
+    except (SMTPException, OSError) as exc:
+        if self.request.is_eager or self.request.retries >= self.max_retries:
+            logger.warning("password reset email not sent: %s", exc)
+            return
+        raise self.retry(exc=exc, countdown=min(600, 10 * 2 ** self.request.retries))

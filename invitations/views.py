@@ -1,4 +1,5 @@
-"""The end-user portal: /go, signing in and out, following an invitation, the enrollment page."""
+"""The end-user portal: /go, signing in and out, following an invitation, the enrollment page, resetting a
+forgotten password."""
 from urllib.parse import quote, urlencode, urlsplit
 
 from axes.helpers import get_client_ip_address
@@ -8,17 +9,22 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.db import transaction
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
 from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from accounts.models import Organisation
+from accounts import lockout
+from accounts.models import AuditEvent, Organisation
 from accounts.registration import RenewalNotAllowed, effective_registration_settings, pins
 
+from . import password_reset as resets
 from . import sending
 from .models import InvalidTransition, Invitation
-from .portal_forms import ContinueForm, InvitationSetPasswordForm, InvitationSignInForm, SignInForm
+from .portal_forms import (
+    ContinueForm, InvitationSetPasswordForm, InvitationSignInForm, PasswordResetRequestForm, SignInForm,
+)
 
 # The backend that checks passwords; login() must be told which one when it is not authenticate()'s pick.
 PASSWORD_BACKEND = "django.contrib.auth.backends.ModelBackend"
@@ -54,11 +60,12 @@ logout = auth_views.LogoutView.as_view(next_page="invitations:login")
 
 def accept(request, token):
     """Follow an invitation link: set a password (or sign in), spend the token, go to /enroll."""
-    invitation = sending.find_by_token(token)
-    if invitation is None:
+    email = sending.find_email_by_token(token)
+    if email is None:
         return render(request, "invitations/invitation_invalid.html", status=404)
+    invitation = email.invitation
     invitee = invitation.user
-    unavailable = _unavailable_reason(invitation)
+    unavailable = "replaced" if sending.is_superseded(email) else _unavailable_reason(invitation)
     if unavailable:
         return _render_in_language(request, invitee, "invitations/invitation_unavailable.html",
                                    {"reason": unavailable, "invitee": invitee}, status=410)
@@ -167,3 +174,54 @@ def _render_in_language(request, user, template, context=None, status=200):
         response = render(request, template, context, status=status)
     response.headers["Content-Language"] = user.language
     return response
+
+
+@never_cache
+def password_reset(request):
+    """"Forgot your password?": the same answer for every address (invitations/password_reset.py)."""
+    form = PasswordResetRequestForm(request.POST or None)
+    throttled = False
+    if request.method == "POST" and form.is_valid():
+        if resets.request_reset(form.cleaned_data["email"], ip=get_client_ip_address(request)):
+            return redirect("invitations:password_reset_sent")
+        throttled = True
+    return render(request, "invitations/password_reset.html",
+                  {"form": form, "throttled": throttled, "organisation": Organisation.get()},
+                  status=429 if throttled else 200)
+
+
+def password_reset_sent(request):
+    return render(request, "invitations/password_reset_sent.html", {"organisation": Organisation.get()})
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Django's view (the token leaves the URL for the session at once) with our page and form; a
+    successful reset is audited and ends the account's sign-in lockout: the user has just proved they
+    read the account's mailbox."""
+
+    template_name = "invitations/password_reset_confirm.html"
+    success_url = reverse_lazy("invitations:password_reset_done")
+    post_reset_login = False
+
+    def get_form(self, form_class=None):
+        form = super().get_form(form_class)
+        form.label_suffix = ""
+        form.fields["new_password1"].label = _("New password")
+        form.fields["new_password2"].label = _("Type it again")
+        return form
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        lockout.end_lockout(self.user.email)
+        AuditEvent.record(self.user, "password.reset", self.user, ip=get_client_ip_address(self.request))
+        return response
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(organisation=Organisation.get(), **kwargs)
+
+
+password_reset_confirm = PasswordResetConfirmView.as_view()
+
+
+def password_reset_done(request):
+    return render(request, "invitations/password_reset_done.html", {"organisation": Organisation.get()})

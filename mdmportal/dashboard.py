@@ -102,10 +102,13 @@ def figures(request, now=None):
               _list_url(request, enrollment, esp_state__in=",".join(esp_failed))),
         _card("card-stalled-apps", app_install.objects.filter(app_install.stalled_q()).count(),
               _("Stalled app installs"), _list_url(request, app_install, stalled="yes")),
-        _card("card-refused-today", refused, _("Refused enrollment attempts today"),
-              # The audit log's own "Today" filter (its date filter's parameters, as it writes them).
-              _list_url(request, AuditEvent, action=REFUSED_ENROLLMENT, created_at__gte=str(midnight),
-                        created_at__lt=str(midnight + timedelta(days=1)))),
+        {**_card("card-refused-enrollments", refused, _("Refused enrollment attempts today"),
+                 # The audit log's own "Today" filter (its date filter's parameters, as it writes them).
+                 _list_url(request, AuditEvent, action=REFUSED_ENROLLMENT, created_at__gte=str(midnight),
+                           created_at__lt=str(midnight + timedelta(days=1)))),
+         # Why they were refused, in plain words, with the code Windows showed (enrollment troubleshooting).
+         "more_url": reverse("admin:enrollment_troubleshooting") if request.user.has_perm("enrollment.view_device")
+         else None, "more_label": _("Why?")},
     ], devices
 
 

@@ -1,4 +1,5 @@
-"""Logging filters: one takes the token out of invitation links, one escapes control characters.
+"""Logging filters: one takes the token out of invitation and password reset links, one escapes control
+characters.
 
 Django logs the path of refused requests (django.request "Forbidden: /invite/<token>", the CSRF
 refusal) and the development server logs every request line; an invitation's token in the journal
@@ -15,11 +16,15 @@ import logging
 import re
 
 INVITATION_PATH = re.compile(r"(/invite/)[^/\s?#\"'<>]+")
+# A password reset link: /password/reset/<user id>/<token>.
+RESET_PATH = re.compile(r"(/password/reset/)[^/\s?#\"'<>]+/[^/\s?#\"'<>]+")
 REDACTED = r"\1[redacted]"
 
 
 def redact(value):
-    return INVITATION_PATH.sub(REDACTED, value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    return RESET_PATH.sub(REDACTED, INVITATION_PATH.sub(REDACTED, value))
 
 
 class RedactInvitationTokens(logging.Filter):

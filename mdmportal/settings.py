@@ -137,6 +137,11 @@ AXES_FAILURE_LIMIT = env.int("SIGNIN_FAILURE_LIMIT", default=6)
 SIGNIN_LOCKOUT_SECONDS = env.int("SIGNIN_LOCKOUT_SECONDS", default=30)
 SIGNIN_LOCKOUT_MAX_SECONDS = env.int("SIGNIN_LOCKOUT_MAX_SECONDS", default=60 * 60)
 SIGNIN_LOCKOUT_RESET_HOURS = env.int("SIGNIN_LOCKOUT_RESET_HOURS", default=24)
+# Password reset by email (invitations/password_reset.py): requests an hour per client address and per
+# email address typed, and the lifetime of a reset link.
+PASSWORD_RESET_PER_ADDRESS = env.int("PASSWORD_RESET_PER_ADDRESS", default=10)
+PASSWORD_RESET_PER_EMAIL = env.int("PASSWORD_RESET_PER_EMAIL", default=3)
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT_HOURS", default=2) * 60 * 60
 AXES_COOLOFF_TIME = "accounts.lockout.cool_off"
 AXES_HANDLER = "accounts.lockout.GrowingLockoutHandler"
 # A lockout lasts its interval from the failure that caused it; attempts while locked do not extend it.

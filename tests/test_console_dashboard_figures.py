@@ -128,9 +128,10 @@ def test_refused_enrollments_today(console, organisation):
     AuditEvent.objects.filter(pk=yesterday.pk).update(created_at=checkins.midnight(timezone.now()) - timedelta(hours=1))
     AuditEventFactory(action="device.enrolled")
 
-    card = cards_of(console.get(DASHBOARD))["card-refused-today"]
+    card = cards_of(console.get(DASHBOARD))["card-refused-enrollments"]
 
     assert card["figure"] == 4  # coalesced refusals count every attempt
+    assert card["more_url"] == "/admin/enrollment/device/troubleshooting/"
     assert listed(console, card["url"]) == {event.pk for event in today}
     changelist = console.get(card["url"]).context["cl"]  # the list's own date filter shows "Today" chosen
     date_filter = changelist.filter_specs[1]

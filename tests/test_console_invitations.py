@@ -35,7 +35,7 @@ def test_invitations_list_shows_the_smtp_reason_of_a_failed_email(console, alice
                                                                    django_capture_on_commit_callbacks):
     settings.EMAIL_BACKEND = "tests.test_console_invitations.RefusingBackend"
     with django_capture_on_commit_callbacks(execute=True):
-        console.post("/admin/accounts/user/", action("send_invitations", alice))
+        console.post("/admin/accounts/user/", action("send_invitations", alice, confirmed=True))
 
     response = console.get(INVITATIONS)
 
@@ -81,7 +81,7 @@ def test_resend_action_sends_a_new_email(console, organisation, django_capture_o
     invitation = InvitationFactory()
     with django_capture_on_commit_callbacks(execute=True):
         response = console.post(INVITATIONS, action("resend", invitation), follow=True, REMOTE_ADDR="192.0.2.1")
-    assert "Invitation resent to 1 user(s)." in messages_of(response)
+    assert "Invitation resent to 1 user." in messages_of(response)
     assert [m.to[0] for m in mail.outbox] == [invitation.user.email]
     assert AuditEvent.objects.filter(action="invitation.resent", ip="192.0.2.1").count() == 1
 
@@ -92,16 +92,16 @@ def test_resend_of_a_revoked_invitation_is_refused_with_a_message(console, organ
     with django_capture_on_commit_callbacks(execute=True):
         response = console.post(INVITATIONS, action("resend", revoked, pending), follow=True)
     assert response.status_code == 200
-    assert "Invitation resent to 1 user(s)." in messages_of(response)
-    assert (f"Not resent to {revoked.user.email}: a revoked or accepted invitation cannot be resent."
-            in messages_of(response))
+    assert "Invitation resent to 1 user." in messages_of(response)
+    assert (f"{revoked.user.email}: This invitation was revoked: its links no longer work. Send a new invitation: "
+            "on the Users list, select the user and choose “Send invitation”." in messages_of(response))
     assert [m.to[0] for m in mail.outbox] == [pending.user.email]
 
 
 def test_revoke_action_revokes_and_audits(console, db):
     invitation = InvitationFactory()
-    response = console.post(INVITATIONS, action("revoke", invitation), follow=True, REMOTE_ADDR="192.0.2.2")
-    assert "1 invitation(s) revoked." in messages_of(response)
+    response = console.post(INVITATIONS, action("revoke", invitation, confirmed=True), follow=True, REMOTE_ADDR="192.0.2.2")
+    assert "1 invitation revoked." in messages_of(response)
     invitation.refresh_from_db()
     assert invitation.status == Invitation.Status.REVOKED
     assert AuditEvent.objects.get(action="invitation.revoked").ip == "192.0.2.2"
@@ -109,9 +109,10 @@ def test_revoke_action_revokes_and_audits(console, db):
 
 def test_revoking_an_already_revoked_invitation_gives_a_message(console, db):
     invitation = InvitationFactory(revoked=True)
-    response = console.post(INVITATIONS, action("revoke", invitation), follow=True)
+    response = console.post(INVITATIONS, action("revoke", invitation, confirmed=True), follow=True)
     assert response.status_code == 200
-    assert any("Not revoked for" in message for message in messages_of(response))
+    assert messages_of(response) == [f"{invitation.user.email}: This invitation is already revoked. Nothing to do: "
+                                     "its links no longer work."]
     assert not AuditEvent.objects.filter(action="invitation.revoked").exists()
 
 
@@ -121,7 +122,7 @@ def test_enrollment_admin_resends_and_revokes(client, enrollment_admin, organisa
     first, second = InvitationFactory(), InvitationFactory()
     with django_capture_on_commit_callbacks(execute=True):
         client.post(INVITATIONS, action("resend", first))
-        client.post(INVITATIONS, action("revoke", second))
+        client.post(INVITATIONS, action("revoke", second, confirmed=True))
     assert len(mail.outbox) == 1
     second.refresh_from_db()
     assert second.status == Invitation.Status.REVOKED
@@ -138,7 +139,7 @@ def test_helpdesk_sees_invitations_but_cannot_resend_or_revoke(client, helpdesk,
 
     with django_capture_on_commit_callbacks(execute=True):
         client.post(INVITATIONS, action("resend", invitation))
-        client.post(INVITATIONS, action("revoke", invitation))
+        client.post(INVITATIONS, action("revoke", invitation, confirmed=True))
 
     invitation.refresh_from_db()
     assert invitation.status == Invitation.Status.QUEUED

@@ -145,7 +145,7 @@ def test_enrollment_admin_adds_users_and_sends_invitations(client, enrollment_ad
 def test_send_invitation_action_invites_each_selected_user(console, alice, bob, organisation,
                                                            django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        response = console.post(USERS, action("send_invitations", alice, bob), follow=True)
+        response = console.post(USERS, action("send_invitations", alice, bob, confirmed=True), follow=True)
 
     assert "Invitations queued for 2 users." in messages_of(response)
     assert sorted(m.to[0] for m in mail.outbox) == ["alice@example.com", "bob@example.com"]
@@ -157,7 +157,7 @@ def test_send_invitation_action_skips_inactive_users(console, alice, bob, organi
     bob.is_active = False
     bob.save()
     with django_capture_on_commit_callbacks(execute=True):
-        response = console.post(USERS, action("send_invitations", alice, bob), follow=True)
+        response = console.post(USERS, action("send_invitations", alice, bob, confirmed=True), follow=True)
     assert "1 inactive user was not invited." in messages_of(response)
     assert [m.to[0] for m in mail.outbox] == ["alice@example.com"]
 
@@ -168,7 +168,7 @@ def test_send_invitation_action_is_hidden_from_and_refused_to_helpdesk(client, h
     assert b"send_invitations" not in client.get(USERS).content
 
     with django_capture_on_commit_callbacks(execute=True):
-        client.post(USERS, action("send_invitations", alice))
+        client.post(USERS, action("send_invitations", alice, confirmed=True))
 
     assert not Invitation.objects.exists()
     assert mail.outbox == []

@@ -145,7 +145,8 @@ def send_to_all(console, prefix, django_capture_on_commit_callbacks):
     """The console's "Select all" + "Send invitation" on the users whose address starts with prefix."""
     with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True):
         response = console.post(USERS + f"?q={prefix}", {
-            "action": "send_invitations", "select_across": "1", "index": "0", "_selected_action": ["0"]})
+            "action": "send_invitations", "select_across": "1", "index": "0", "_selected_action": ["0"],
+            "post": "yes"})
     assert response.status_code == 302
     return len(queries)
 

@@ -27,7 +27,7 @@ def test_invitation_sent_from_users_action_arrives_with_working_link(
     client.force_login(admin_user)
 
     response = client.post(reverse("admin:accounts_user_changelist"),
-                           {"action": "send_invitations", "_selected_action": [user.pk]})
+                           {"action": "send_invitations", "_selected_action": [user.pk], "post": "yes"})
 
     assert response.status_code == 302
     messages = smtp_server.wait_for(1)
@@ -47,7 +47,8 @@ def test_send_invitations_on_all_users_delivers_each_email_once_over_one_smtp_co
     client.force_login(admin_user)
 
     response = client.post(reverse("admin:accounts_user_changelist") + "?q=chunk", {
-        "action": "send_invitations", "select_across": "1", "index": "0", "_selected_action": [users[0].pk]})
+        "action": "send_invitations", "select_across": "1", "index": "0", "_selected_action": [users[0].pk],
+        "post": "yes"})
 
     assert response.status_code == 302
     smtp_server.wait_for(len(users))

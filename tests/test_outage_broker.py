@@ -96,7 +96,7 @@ def test_invitations_sent_while_redis_is_down_arrive_exactly_once_after_it_retur
     dead_port = CountingDeadPort()
     use_broker(f"redis://127.0.0.1:{dead_port.port}/0")
     response = console.post(reverse("admin:accounts_user_changelist"),
-                            {"action": "send_invitations", "_selected_action": [u.pk for u in users]})
+                            {"action": "send_invitations", "_selected_action": [u.pk for u in users], "post": "yes"})
     attempts = dead_port.close()
     use_broker(private_redis.url)
 

@@ -231,7 +231,7 @@ def test_invitations_sent_during_a_postgres_restart_get_a_503_then_go_out_once(p
     console.force_login(admin)
     api = client_with_token(make_token(admin))
     api.raise_request_exception = False
-    action = {"action": "send_invitations", "_selected_action": [u.pk for u in users]}
+    action = {"action": "send_invitations", "_selected_action": [u.pk for u in users], "post": "yes"}
 
     private_db.stop()
     try:

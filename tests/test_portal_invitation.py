@@ -257,9 +257,9 @@ def test_link_submitted_twice_at_once_is_spent_only_once(client, organisation, n
     invitation = InvitationFactory(user=newcomer)
     link = link_for(invitation)
     # This request read the invitation just before a concurrent one accepted it.
-    stale = sending.find_by_token(link.rsplit("/", 1)[1])
+    stale = sending.find_email_by_token(link.rsplit("/", 1)[1])
     Invitation.objects.filter(pk=invitation.pk).update(status=Invitation.Status.ACCEPTED, accepted_at=timezone.now())
-    monkeypatch.setattr(sending, "find_by_token", lambda token: stale)
+    monkeypatch.setattr(sending, "find_email_by_token", lambda token: stale)
 
     response = client.post(link, {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
 

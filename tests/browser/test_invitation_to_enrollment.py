@@ -36,6 +36,9 @@ def test_invitations_sent_from_the_users_list_lead_to_the_enrollment_page(open_p
     console.locator("select[name=action]").select_option(label="Send invitation")
     screenshot(console, "console-users")
     console.get_by_role("button", name="Go").click()
+    # What would happen, before it happens.
+    expect(console.locator("#invite-new")).to_contain_text("2 users will get a first invitation.")
+    console.get_by_role("button", name="Send the invitations").click()
 
     expect(console.locator(".messagelist")).to_have_text("Invitations queued for 2 users.")
     for user in users.values():
