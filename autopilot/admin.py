@@ -143,8 +143,8 @@ class UploadForm(forms.Form):
 
 @admin.register(DeviceImport)
 class DeviceImportAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "status", "progress", "created_count", "updated_count", "unchanged_count",
-                    "failed_count", "uploaded_by", "created_at"]
+    # Updated and unchanged counts are on the report, one click away: the list fits a laptop.
+    list_display = ["__str__", "status", "progress", "created_count", "failed_count", "uploaded_by", "created_at"]
     list_filter = ["status"]
     list_select_related = ["uploaded_by"]
     search_fields = ["file_name"]
@@ -167,7 +167,8 @@ class DeviceImportAdmin(admin.ModelAdmin):
         form = UploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             device_import = imports.create_import(form.cleaned_data["file"], actor=request.user, ip=client_ip(request))
-            self.message_user(request, f"{device_import.file_name} is uploaded; its devices are being imported.")
+            # Only what is sure now: the report page below says, as it refreshes, where the import stands.
+            self.message_user(request, _("%(file)s is uploaded.") % {"file": device_import.file_name})
             return HttpResponseRedirect(reverse("admin:autopilot_deviceimport_report", args=[device_import.pk]))
         context = {
             **self.admin_site.each_context(request), "opts": self.opts, "title": "Import Autopilot devices",
@@ -383,8 +384,9 @@ class AutopilotEnrollmentAdmin(admin.ModelAdmin):
     """Read-only: links are made by enrollments. The list is the Autopilot provisioning list: each
     device's Enrollment Status Page, expected / done / failed, and when it started and ended."""
 
-    list_display = ["device", "profile", "setup_status", "setup_progress", "stalled_apps", "esp_started_at",
-                    "esp_deadline", "esp_finished_at", "esp_acknowledged_at", "user_esp_state", "matched_by", "record"]
+    # What a helpdesk looks for, in a laptop's width; the timings and the matching are on the enrollment's page.
+    list_display = ["device", "profile", "setup_status", "setup_progress", "stalled_apps", "esp_finished_at",
+                    "user_esp_state"]
     list_filter = ["esp_state", "user_esp_state", StalledFilter, "matched_by",
                    ("applied_at", admin.EmptyFieldListFilter)]
     list_select_related = ["device", "record", "profile"]
@@ -440,8 +442,7 @@ class AutopilotEnrollmentAdmin(admin.ModelAdmin):
 class AppInstallAdmin(admin.ModelAdmin):
     """Essential apps on devices: queued, installing, installed or failed, with the device's last word."""
 
-    list_display = ["name", "device", "kind", "state", "reported_status", "last_error", "polls", "attempts",
-                    "created_at", "completed_at"]
+    list_display = ["name", "device", "state_badge", "last_error", "attempts", "completed_at"]
     list_filter = ["state", StalledFilter, "kind", ("app", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["device"]
     search_fields = ["name", "identifier", "device__name", "device__device_id"]
@@ -449,6 +450,14 @@ class AppInstallAdmin(admin.ModelAdmin):
                        "error_command", "reported_status", "last_error", "polls", "attempts", "progress_at",
                        "stalls_at", "stalled_at", "stall_minutes", "retry_count", "stall_blocks", "created_at",
                        "updated_at", "completed_at"]
+
+    STATE_BADGES = {AppInstall.State.INSTALLED: "ok", AppInstall.State.FAILED: "danger",
+                    AppInstall.State.STALLED: "warning"}
+
+    @admin.display(description=gettext_lazy("state"), ordering="state")
+    def state_badge(self, install):
+        return format_html('<span class="badge badge-{}">{}</span>', self.STATE_BADGES.get(install.state, "progress"),
+                           install.get_state_display())
 
     def has_add_permission(self, request):
         return False

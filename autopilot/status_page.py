@@ -164,10 +164,12 @@ def _queue(device, target, format, data, source):
 
 # --- following the status page ----------------------------------------------------------------------
 
-def has_setup(device):
-    """Whether `device` (an OuterRef to it) has an Autopilot setup to follow: `checked_in`'s
-    condition, joined to the OMA-DM endpoint's read of the device (management.omadm.register_session_start)."""
-    return Exists(AutopilotEnrollment.objects.filter(device=device))
+def has_setup(connection, device_id_column):
+    """SQL: whether the device (its id column in the OMA-DM endpoint's read of the device) has an
+    Autopilot setup to follow: `checked_in`'s condition (management.omadm.register_session_start)."""
+    quote = connection.ops.quote_name
+    return (f"EXISTS (SELECT 1 FROM {quote(AutopilotEnrollment._meta.db_table)} ae "
+            f"WHERE ae.{quote(AutopilotEnrollment._meta.get_field('device').column)} = {device_id_column})")
 
 
 def checked_in(device, now=None):

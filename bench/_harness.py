@@ -1,8 +1,9 @@
 """What bench/run and the workloads share: preparing the services, reporting rows, the final table.
 
-bench/run calls the command-line side (`python -m bench._harness prepare|port|wait|wait-worker|table`);
+bench/run calls the command-line side (`python -m bench._harness prepare|port|wait|wait-worker|nginx-config|
+table`);
 workloads import `setup_django`, `server_url`, `workers`, `report`, `log`, `median_seconds`,
-`empty_requests_seconds`, `CpuMeter`.
+`empty_requests_seconds`, `CpuMeter`, `ServerCpu`.
 
 A workload reports rows by appending JSON lines to the file named by BENCH_RESULTS; bench/run turns
 all of them into one table once every workload has run.
@@ -94,18 +95,122 @@ def children(pid):
 
 
 class CpuMeter:
-    """CPU seconds that processes spend between two snapshots. Only processes alive at both count, so
-    it is exact for long-lived ones (gunicorn workers, persistent PostgreSQL backends) and blind to
-    processes that come and go in between (it says how many it saw go)."""
+    """CPU seconds that processes spend between two snapshots. `pids` is a set of process ids, or a
+    function returning the current ones: then a process that appeared since the first snapshot (a
+    gunicorn worker restarted, a PostgreSQL backend opened) counts with all its CPU, as all of it was
+    spent in between. Blind only to processes that came and went between the snapshots (`gone` says
+    how many it saw go)."""
 
     def __init__(self, pids):
-        self.before = {pid: cpu_seconds(pid) for pid in pids}
+        self.find = pids if callable(pids) else (lambda: pids)
+        self.before = {pid: cpu_seconds(pid) for pid in self.find()}
         self.before = {pid: seconds for pid, seconds in self.before.items() if seconds is not None}
 
     def seconds(self):
-        after = {pid: cpu_seconds(pid) for pid in self.before}
-        self.gone = sum(1 for seconds in after.values() if seconds is None)
-        return sum(after[pid] - self.before[pid] for pid in self.before if after[pid] is not None)
+        pids = set(self.before) | set(self.find())
+        after = {pid: cpu_seconds(pid) for pid in pids}
+        self.gone = sum(1 for pid in self.before if after[pid] is None)
+        return sum(after[pid] - self.before.get(pid, 0.0) for pid in pids if after[pid] is not None)
+
+
+def database_backends(include_own=False):
+    """Process ids of the PostgreSQL backends connected to the bench database (but this process's own,
+    unless `include_own`)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                       + ("" if include_own else " AND pid <> pg_backend_pid()"))
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+def database_sessions():
+    """Connections opened to the bench database so far (PostgreSQL 14+ statistics, flushed within
+    about a second), or None."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _pid_variables(prefix):
+    return [int(value) for name, value in os.environ.items() if name.startswith(prefix) and value.isdigit()]
+
+
+class ServerCpu:
+    """Where the CPU of a workload's span went, by side: the gunicorn workers of every bench server
+    (bench/run exports each master's id as BENCH_SERVER_PID_<PROFILE>), nginx when bench/run started
+    it (BENCH_NGINX_PID, its workers), the Celery worker's processes (BENCH_WORKER_PID), the PostgreSQL
+    backends connected to the bench database (persistent connections, CONN_MAX_AGE; a backend opened
+    during the span counts whole; one that came and went is missed and counted apart as
+    `connections`), and this process, the load generator, apart from the server. `in_process`: the
+    work runs in this process (an import run eagerly), whose backend then counts with PostgreSQL.
+
+        meter = ServerCpu()
+        ...the workload's span...
+        cpu = meter.stop()        # {"gunicorn": s, "nginx": s, "celery": s, "postgresql": s, "client": s}
+        cpu.per(operations)       # the same in milliseconds per operation
+    """
+
+    SERVER = ("gunicorn", "nginx", "celery", "postgresql")
+
+    def __init__(self, in_process=False):
+        masters = _pid_variables("BENCH_SERVER_PID_")
+        self.meters = {
+            "gunicorn": CpuMeter(lambda: [pid for master in masters for pid in children(master)]),
+            "nginx": CpuMeter(lambda: [pid for master in _pid_variables("BENCH_NGINX_PID") for pid in
+                                       [master, *children(master)]]),
+            "celery": CpuMeter(lambda: [pid for master in _pid_variables("BENCH_WORKER_PID")
+                                        for pid in [master, *children(master)]]),
+        }
+        from django.db import connection
+
+        self.sessions = None
+        if connection.vendor == "postgresql":
+            self.meters["postgresql"] = CpuMeter(lambda: database_backends(include_own=in_process))
+            self.sessions = database_sessions()
+        self.client = time.process_time()
+
+    def stop(self):
+        client = time.process_time() - self.client
+        spent = CpuSpent({name: meter.seconds() for name, meter in self.meters.items()})
+        spent["client"] = client
+        if self.sessions is not None:
+            time.sleep(1.1)  # the statistics are flushed about once a second
+            after = database_sessions()
+            spent.connections = max(0, (after or 0) - self.sessions)
+        return spent
+
+
+class CpuSpent(dict):
+    """CPU seconds by side (ServerCpu.stop)."""
+
+    connections = 0
+
+    @property
+    def server(self):
+        return sum(self.get(name, 0.0) for name in ServerCpu.SERVER)
+
+    def __add__(self, other):
+        total = CpuSpent({name: self.get(name, 0.0) + other.get(name, 0.0) for name in {*self, *other}})
+        total.connections = self.connections + other.connections
+        return total
+
+    def per(self, operations):
+        """Milliseconds per operation, by side."""
+        return {name: seconds * 1000 / operations for name, seconds in self.items()}
+
+    def text(self, operations, unit):
+        """"server 12.3 ms/<unit> (gunicorn 8.0 + PostgreSQL 4.3); client 2.0 ms" for a table cell."""
+        per = self.per(operations)
+        names = {"gunicorn": "gunicorn", "nginx": "nginx", "celery": "Celery", "postgresql": "PostgreSQL"}
+        parts = " + ".join(f"{names[name]} {per[name]:.1f}" for name in ServerCpu.SERVER if self.get(name))
+        unseen = f"; {self.connections} short connections not counted" if self.connections else ""
+        return (f"server {self.server * 1000 / operations:.1f} ms/{unit} ({parts or 'none seen'}); "
+                f"load generator {per['client']:.1f} ms{unseen}")
 
 
 def log(message):
@@ -231,6 +336,56 @@ def wait_until_worker_ready(log_path, pid, timeout):
     raise BenchError(f"the Celery worker was not ready within {timeout} s")
 
 
+def nginx_config(folder, one_port, all_port, upstreams):
+    """nginx.conf for `bench/run --nodes N`, in `folder`: a foreground nginx whose 127.0.0.1:`one_port`
+    proxies to the first upstream and 127.0.0.1:`all_port` to all of them (round robin), so that one
+    and N nodes are measured through the same proxy. Plain HTTP stands for deploy/nginx.conf's TLS
+    (the client-certificate header the bench's clients send passes through, as nginx sets it from the
+    handshake there); gunicorn's sync workers close every connection, so no upstream keepalive."""
+    import grp
+    import pwd
+
+    folder = Path(folder)
+    user = ""
+    if os.geteuid() == 0:  # the workers would otherwise drop to nobody and miss the private folder
+        user = f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};"
+    temp = "\n".join(f"    {name}_temp_path {folder / name};" for name in ("client_body", "proxy", "fastcgi",
+                                                                           "uwsgi", "scgi"))
+    proxy = """        location / {{
+            proxy_pass http://{name};
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_read_timeout 60s;
+        }}"""
+    servers = "\n".join(f"        server {upstream};" for upstream in upstreams)
+    return f"""daemon off;
+{user}
+worker_processes 1;
+pid {folder / 'nginx.pid'};
+error_log {folder / 'error.log'} warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+{temp}
+    client_max_body_size 2m;
+    upstream one {{
+        server {upstreams[0]};
+    }}
+    upstream all {{
+{servers}
+    }}
+    server {{
+        listen 127.0.0.1:{one_port};
+{proxy.format(name="one")}
+    }}
+    server {{
+        listen 127.0.0.1:{all_port};
+{proxy.format(name="all")}
+    }}
+}}
+"""
+
+
 def table(results_path, failed):
     """The Markdown table of every reported row, plus one row per workload that failed."""
     rows = []
@@ -262,6 +417,9 @@ def main(argv):
     elif command == "wait-worker":
         log_path, pid, timeout = args
         wait_until_worker_ready(log_path, int(pid), float(timeout))
+    elif command == "nginx-config":
+        folder, one_port, all_port, *upstreams = args
+        print(nginx_config(folder, one_port, all_port, upstreams))
     elif command == "table":
         results_path, *failed = args
         print(table(results_path, failed))

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from bench._console import Console, create_admin
-from bench._harness import BenchError, log, report, server_url, setup_django, workers
+from bench._harness import BenchError, ServerCpu, log, report, server_url, setup_django, workers
 
 DEVICES = int(os.environ.get("BENCH_DEVICES") or 100_000)
 USERS = int(os.environ.get("BENCH_DEVICE_USERS") or 20_000)
@@ -154,7 +154,7 @@ def seed_device_page(device, commands):
 
 
 def measure(console, query_log, path):
-    """(median server ms, query counts seen) over REPEATS GETs of `path` (after untimed ones)."""
+    """(median server ms, query counts seen, CpuSpent) over REPEATS GETs of `path` (after untimed ones)."""
     from bench._queries import log_size, requests_since
 
     # Untimed: every gunicorn worker fills its per-process caches (content types, templates) first. The
@@ -163,12 +163,14 @@ def measure(console, query_log, path):
         for _ in range(2):
             list(pool.map(lambda _: console.get(path), range(workers())))
     offset = log_size(query_log)
+    meter = ServerCpu()
     for _ in range(REPEATS):
         console.get(path)
+    cpu = meter.stop()
     requests = [r for r in requests_since(query_log, offset) if r.method == "GET"]
     if len(requests) != REPEATS:
         raise BenchError(f"the server logged {len(requests)} GETs of {path}, expected {REPEATS}")
-    return statistics.median(r.milliseconds for r in requests), sorted({r.queries for r in requests})
+    return statistics.median(r.milliseconds for r in requests), sorted({r.queries for r in requests}), cpu
 
 
 def main():
@@ -202,9 +204,9 @@ def main():
         ("user list, search by email", "/admin/accounts/user/?q=benchdev-000042%40bench"),
     ]
     rows = [(label, *measure(console, query_log, path)) for label, path in pages]
-    _, quiet_counts = measure(console, query_log, f"/admin/enrollment/device/{quiet.pk}/change/")
-    _, page_two_counts = measure(console, query_log, "/admin/enrollment/device/?p=2")
-    for label, milliseconds, counts in rows:
+    _, quiet_counts, _ = measure(console, query_log, f"/admin/enrollment/device/{quiet.pk}/change/")
+    _, page_two_counts, _ = measure(console, query_log, "/admin/enrollment/device/?p=2")
+    for label, milliseconds, counts, cpu in rows:
         fixed = len(counts) == 1
         if label.startswith("device page"):
             fixed = fixed and counts == quiet_counts
@@ -219,6 +221,7 @@ def main():
             problems.append(f"{milliseconds / TARGET_MS:.1f}× the time")
         if not fixed:
             problems.append("query count varies")
+        note += f"; CPU {cpu.text(REPEATS, 'page')}"
         report(f"console {label} ({DEVICES:,} devices)", f"{milliseconds:.0f} ms, {note}",
                f"< {TARGET_MS} ms, fixed SQL", "", "met" if not problems else "gap: " + ", ".join(problems))
     log(f"devices: median of {REPEATS} requests per page, server time from the first middleware to the rendered page")

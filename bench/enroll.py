@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from bench._harness import (
-    BenchError, cores, empty_requests_seconds, log, median_seconds, report, server_url, setup_django, workers,
+    BenchError, ServerCpu, cores, empty_requests_seconds, log, median_seconds, report, server_url, setup_django,
+    workers,
 )
 
 ENROLLMENTS = int(os.environ.get("BENCH_ENROLLMENTS") or 24)
@@ -428,7 +429,9 @@ def run_mode(mode, run_id, password_hash, tenant=None):
     floor = password_floor() if mode.password else None
 
     before, offset = hashes_counted(hash_log), log_size(query_log)
+    meter = ServerCpu()
     elapsed, enrolled, failures = enroll_all(url, credentials[warm:], keys[warm:], mode)
+    cpu = meter.stop()
     hashes = hashes_counted(hash_log) - before
     requests = requests_since(query_log, offset, "/EnrollmentServer/")
     failures += check_recorded(enrolled, mode.method)
@@ -452,6 +455,8 @@ def run_mode(mode, run_id, password_hash, tenant=None):
         floor.text,
         f"met ({share:.0%} of floor)" if share >= TARGET_SHARE else f"gap: {share:.0%} of floor",
     )
+    report(f"CPU per enrollment, {label}", cpu.text(ENROLLMENTS, "enrollment"), "", "",
+           "")
     per_enrollment = hashes / ENROLLMENTS
     if mode.package:
         # One PIN for the whole fleet: its verification is remembered for ENROLLMENT_PASSWORD_CACHE_SECONDS

@@ -88,8 +88,9 @@ class DeviceAdmin(AuditedAdminMixin, TroubleshootingMixin, SubquerySearchMixin, 
                                             "serial_number", "os_version", "os_edition", "os_platform", "architecture",
                                             "total_ram_mb", "hardware_data_excerpt", "inventory_at"]}),
         ("Certificate", {"fields": ["certificate_serial", "certificate_thumbprint", "certificate_not_after",
-                                    "certificate_renewed_at", "previous_certificate_serial", "revoked_at"]}),
-        ("Enrollment request", {"fields": ["context_table"]}),
+                                    "certificate_renewed_at", "previous_certificate_serial", "revoked_at"],
+                         "classes": ["collapse"]}),
+        ("Enrollment request", {"fields": ["context_table"], "classes": ["collapse"]}),
     ]
 
     def get_inlines(self, request, obj):

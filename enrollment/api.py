@@ -1,5 +1,7 @@
 """JSON API of the enrollment app, with the console's permissions: enrolled devices (read-only,
 /api/v1/devices/) and provisioning-package PIN enrollments (/api/v1/pin-enrollments/)."""
+import copy
+
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
@@ -19,8 +21,25 @@ from .console_forms import check_upn_is_free
 from .models import Device, PinEnrollment
 
 
+# Read-only fields of apps built on this one (management: a wipe or retire pending), which this app must not
+# import: name -> (queryset annotation, serializer field), added to the device's JSON in registration order.
+_device_fields = {}
+
+
+def register_device_field(name, annotate, field):
+    """Add `name` to the devices' JSON: `annotate(queryset)` adds it to the devices read (in their SELECT,
+    whatever their number), `field` (a read-only serializer field) shows it."""
+    _device_fields[name] = (annotate, field)
+
+
 class DeviceSerializer(serializers.ModelSerializer):
     user = serializers.SlugRelatedField(slug_field="email", read_only=True)
+
+    def get_fields(self):
+        fields = super().get_fields()
+        for name, (_, field) in _device_fields.items():
+            fields[name] = copy.deepcopy(field)
+        return fields
 
     class Meta:
         model = Device
@@ -38,6 +57,8 @@ class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         queryset = super().get_queryset()
+        for annotate, _ in _device_fields.values():
+            queryset = annotate(queryset)
         for name in ("kind", "status", "method", "enrollment_type"):
             value = self.request.query_params.get(name)
             if value:

@@ -31,12 +31,12 @@ from django.contrib.auth import get_user_model
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import connection
 from jwt import exceptions as jwt_errors
 
 from accounts.models import AuditEvent
 
-from . import auth, entra_keys
+from . import auth, entra_keys, rst_sql
 from .models import Device, EntraIdentity, EntraSettings, SpentEntraToken
 from .soap import Fault, SoapFault
 
@@ -199,15 +199,11 @@ def _identity_claims(claims, config, token):
                        device_id=device_id, token_id=token_id(token, claims), expires_at=expires_at)
 
 
-def known_user(claims):
-    """The portal user this Entra user already is (by link, else by email), or None."""
-    link = EntraIdentity.objects.select_related("user").filter(
-        tenant_id=claims.tenant_id, object_id=claims.object_id).first()
-    if link is not None:
-        return link.user
-    if claims.userless:
-        return None
-    return get_user_model().objects.filter(email__iexact=claims.upn).first()
+def known_user(claims, *, for_update=False):
+    """The portal user this Entra user already is (by link, else by email), or None; its `linked` says
+    which. `for_update`: locked, for the enrollment's transaction."""
+    return rst_sql.entra_user(claims.tenant_id, claims.object_id, "" if claims.userless else claims.upn,
+                              for_update=for_update)
 
 
 # --- enrollment (GetPolicies and RST) ---------------------------------------------------------------
@@ -281,15 +277,27 @@ def spend_token(claims, token_request):
     the token good for Windows' retry). A concurrent RST with the same token waits on the unique index
     here until the first one's transaction ends, then fails if that one enrolled another device.
     Returns the SpentEntraToken row (the enrollment records its device on it); raises SoapFault."""
-    try:
-        with transaction.atomic():
-            return SpentEntraToken.objects.create(token_id=claims.token_id, expires_at=claims.expires_at)
-    except IntegrityError:
-        spent = SpentEntraToken.objects.select_for_update().filter(token_id=claims.token_id).first()
-        if spent is not None and same_device(spent, claims, token_request):
-            return spent  # the same PC enrolling again with the token it enrolled with
-        raise SoapFault(Fault.AUTHENTICATION, ALREADY_USED,
-                        log_detail=f"Entra token {claims.token_id} spent by a concurrent enrollment") from None
+    spent = SpentEntraToken(token_id=claims.token_id, expires_at=claims.expires_at)
+    meta = SpentEntraToken._meta
+    table, quote = meta.db_table, connection.ops.quote_name
+    columns = [meta.get_field(name) for name in ("token_id", "expires_at", "spent_at")]
+    # One statement, no savepoint: a row already there (or being written by a concurrent transaction,
+    # which this one waits for) makes no row and no error.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(table)} ({', '.join(quote(f.column) for f in columns)}) VALUES (%s, %s, %s) "
+            f"ON CONFLICT ({quote(meta.get_field('token_id').column)}) DO NOTHING RETURNING {quote(meta.pk.column)}",
+            [field.get_db_prep_save(getattr(spent, field.attname), connection) for field in columns])
+        inserted = cursor.fetchone()
+    if inserted is not None:
+        spent.pk = inserted[0]
+        spent._state.adding = False
+        return spent
+    spent = SpentEntraToken.objects.select_for_update().filter(token_id=claims.token_id).first()
+    if spent is not None and same_device(spent, claims, token_request):
+        return spent  # the same PC enrolling again with the token it enrolled with
+    raise SoapFault(Fault.AUTHENTICATION, ALREADY_USED,
+                    log_detail=f"Entra token {claims.token_id} spent by a concurrent enrollment")
 
 
 def purge_spent_tokens(now=None):
@@ -299,31 +307,29 @@ def purge_spent_tokens(now=None):
 
 
 def enrollment_user(claims, *, ip=None):
-    """The user to enroll for, locked for the enrollment's transaction: the linked user, else the
-    user with the token's email (then linked), else a new user made from the claims. None for a
-    user-less Device enrollment. Raises SoapFault."""
-    User = get_user_model()
-    link = EntraIdentity.objects.filter(tenant_id=claims.tenant_id, object_id=claims.object_id).first()
-    if link is not None:
-        user = User.objects.select_for_update().get(pk=link.user_id)
-    elif claims.userless:
-        return None
-    else:
-        user = User.objects.select_for_update().filter(email__iexact=claims.upn).first()
-        if user is None:
-            user = User.objects.create_user(claims.upn, display_name=claims.name)
-            AuditEvent.record(None, "user.created_from_entra", user, ip=ip, detail={
-                "tenant_id": claims.tenant_id, "object_id": claims.object_id,
-            })
-        elif user.entra_identities.filter(tenant_id=claims.tenant_id).exists():
-            # Same email, another Entra object of the same tenant (a deleted and re-created account?):
-            # an administrator must decide, not the token.
-            raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail=(
-                f"user {user.pk} is tied to another Entra object of tenant {claims.tenant_id}"))
+    """(user, created): the user to enroll for, locked for the enrollment's transaction: the linked
+    user, else the user with the token's email (then linked), else a new user made from the claims
+    (created: True). (None, False) for a user-less Device enrollment. Raises SoapFault."""
+    user = known_user(claims, for_update=True)
+    created = False
+    if user is None and claims.userless:
+        return None, False
+    if user is None:
+        user = get_user_model().objects.create_user(claims.upn, display_name=claims.name)
+        created = True
+        AuditEvent.record(None, "user.created_from_entra", user, ip=ip, detail={
+            "tenant_id": claims.tenant_id, "object_id": claims.object_id,
+        })
+    elif not user.linked and user.entra_identities.filter(tenant_id=claims.tenant_id).exists():
+        # Same email, another Entra object of the same tenant (a deleted and re-created account?):
+        # an administrator must decide, not the token.
+        raise SoapFault(Fault.AUTHENTICATION, BAD_TOKEN, log_detail=(
+            f"user {user.pk} is tied to another Entra object of tenant {claims.tenant_id}"))
+    if created or not user.linked:
         EntraIdentity.objects.create(user=user, tenant_id=claims.tenant_id, object_id=claims.object_id)
     if not user.is_active:
         raise SoapFault(Fault.AUTHORIZATION, NOT_ALLOWED, log_detail=f"inactive user {user.pk} (Entra)")
-    return user
+    return user, created
 
 
 def certificate_name(identity, token_request):

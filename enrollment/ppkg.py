@@ -28,13 +28,13 @@ from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Exists, OuterRef
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import AuditEvent, Organisation
 
+from . import rst_sql
 from .models import Device, PinEnrollment, PinEnrollmentFailure
 from .soap import ErrorType, Fault, SoapFault
 
@@ -187,11 +187,9 @@ def find(username, request=None):
     username = (username or "").strip()
     if not username:
         return None
-    pin_enrollments = PinEnrollment.objects.select_related("owner").filter(upn__iexact=username)
     if request is not None:
-        pin_enrollments = pin_enrollments.annotate(address_locked=Exists(PinEnrollmentFailure.objects.filter(
-            pin_enrollment=OuterRef("pk"), address=lockout_address(request), locked_until__gt=timezone.now())))
-    return pin_enrollments.first()
+        return rst_sql.pin_enrollment_by_upn(username, lockout_address(request))
+    return PinEnrollment.objects.select_related("owner").filter(upn__iexact=username).first()
 
 
 def address_locked(pin_enrollment, address):
@@ -312,12 +310,12 @@ def claim_slot(pin_enrollment, replacing):
     """Inside the enrollment's transaction: lock the PIN enrollment and check that this device may
     still enroll with it. Concurrent devices queue on the row lock, so the maximum holds. A
     re-enrollment of hardware it already enrolled (in `replacing`) takes no new slot."""
-    locked = PinEnrollment.objects.select_for_update().get(pk=pin_enrollment.pk)
+    locked = rst_sql.pin_enrollment_for_update(pin_enrollment.pk)
     if not locked.is_usable or locked.pin_hash != pin_enrollment.pin_hash:
         raise SoapFault(Fault.AUTHENTICATION, NO_LONGER_VALID,
                         log_detail=f"PIN enrollment {locked.pk} revoked, expired or given a new PIN meanwhile")
     again = sum(1 for device in replacing if device.pin_enrollment_id == locked.pk)
-    used = locked.devices.exclude(status=Device.Status.REPLACED).count()
+    used = rst_sql.devices_used_by(locked.pk)
     if used - again >= locked.max_devices:
         raise SoapFault(Fault.AUTHORIZATION, CAP_REACHED, error_type=ErrorType.DEVICE_CAP_REACHED,
                         log_detail=f"PIN enrollment {locked.pk} has enrolled {used} of {locked.max_devices}")

@@ -26,6 +26,7 @@ from lxml import etree
 from accounts.models import AuditEvent
 from pki import ca
 
+from . import rst_sql
 from .models import Device
 
 RETRY_WINDOW = timedelta(minutes=15)
@@ -46,12 +47,12 @@ def answer_again(digest, token_request, *, ip=None):
     from . import wstep  # wstep calls this module
 
     since = timezone.now() - RETRY_WINDOW
+    if not rst_sql.answered_rst_exists(digest, token_request.device_id, since):  # nearly every RST: one query
+        return None
     answered = Device.objects.filter(enrollment_request_digest=digest, device_id=token_request.device_id,
                                      status=Device.Status.ENROLLED, revoked_at__isnull=True,
                                      last_seen_at__isnull=True, certificate_renewed_at__isnull=True,
                                      enrolled_at__gte=since)
-    if not answered.exists():  # nearly every RST: one query, no transaction
-        return None
     with transaction.atomic():
         device = answered.select_for_update().first()  # again, locked: a concurrent retry waits here
         if device is None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
 from lxml import etree
 from lxml.builder import ElementMaker
 
@@ -20,7 +21,7 @@ from invitations import sending
 from pki import ca
 from pki.csr import CsrError, parse_csr
 
-from . import auth, entra, ppkg, provisioning_document, reenrollment, rst_retry, soap
+from . import auth, entra, ppkg, provisioning_document, reenrollment, rst_retry, rst_sql, soap
 from .models import Device, RegistrationPin
 from .soap import AC_NS, ENROLLMENT_NS, PARSER, SOAP_NS, WSA_NS, WSSE_NS, WST_NS, WSU_NS, ErrorType, Fault, SoapFault
 
@@ -179,7 +180,8 @@ def enroll(identity, token_request, csr, *, ip=None, request_digest=""):
     """Record the enrollment and return (device, provisioning document bytes); raises SoapFault.
     `request_digest`: rst_retry.request_digest of the message, kept to answer it again."""
     try:
-        with transaction.atomic():
+        # The enrollment's audit events (up to four) go in one INSERT, in its transaction.
+        with transaction.atomic(), AuditEvent.batched():
             return _enroll(identity, token_request, csr, ip, request_digest)
     except IntegrityError as exc:
         if identity.token_id:
@@ -190,19 +192,22 @@ def enroll(identity, token_request, csr, *, ip=None, request_digest=""):
 
 
 def _enrolling_user(identity, ip):
-    """The user, locked: locking serialises this user's enrollments, so the device limit holds under
-    races. An Entra user is created on first enrollment; a user-less Entra run has none."""
+    """(user, created): the user, locked: locking serialises this user's enrollments, so the device limit
+    holds under races. An Entra user is created on first enrollment (created: True); a user-less Entra
+    run has none. A provisioning package's owner is not locked: the package's devices count against
+    the package's own maximum (ppkg.claim_slot locks the package), never the owner's device limit."""
     if identity.entra is not None:
         return entra.enrollment_user(identity.entra, ip=ip)
-    return get_user_model().objects.select_for_update().get(pk=identity.user.pk)
+    if identity.pin_enrollment is not None:
+        return identity.user, False
+    return get_user_model().objects.select_for_update().get(pk=identity.user.pk), False
 
 
 def _enroll(identity, token_request, csr, ip, request_digest=""):
     # First, so that a concurrent RST with the same Entra token waits here, before any other work.
     spent_token = entra.spend_token(identity.entra, token_request) if identity.entra is not None else None
-    user = _enrolling_user(identity, ip)
-    earlier = list(Device.objects.same_hardware(token_request.device_id, token_request.hw_dev_id)
-                   .select_for_update())
+    user, created = _enrolling_user(identity, ip)
+    earlier = rst_sql.live_devices_of_hardware_for_update(token_request.device_id, token_request.hw_dev_id)
     # The ids found them; only what this enrollment proves lets it replace them.
     grounds = reenrollment.check(earlier, user=user, identity=identity, pin_enrollment=identity.pin_enrollment,
                                  token_request=token_request)
@@ -213,14 +218,21 @@ def _enroll(identity, token_request, csr, ip, request_digest=""):
     by_user = user is not None and pin_enrollment is None
     # Counted the other way round too: the devices a package enrolled for its owner are the package's
     # (its maximum), so they never use up the owner's own device limit.
-    own_devices = Device.objects.filter(user=user, pin_enrollment__isnull=True) if by_user else Device.objects.none()
+    first_device = False
     if by_user:
-        live = own_devices.enrolled().exclude(pk__in=[d.pk for d in earlier]).count()
+        # One query for both: the live devices the limit counts, and whether this is the user's first
+        # device. None for a user made from an Entra token a moment ago.
+        counts = {"live": 0, "any": 0} if created else Device.objects.filter(
+            user=user, pin_enrollment__isnull=True).aggregate(
+            live=Count("pk", filter=Q(status=Device.Status.ENROLLED) & ~Q(pk__in=[d.pk for d in earlier])),
+            any=Count("pk"))
+        live = counts["live"]
         if live >= user.device_limit:
             raise SoapFault(Fault.AUTHORIZATION, "You have reached your device limit. Remove a device or ask your "
                             "administrator to raise the limit.", error_type=ErrorType.DEVICE_CAP_REACHED,
                             log_detail=f"user {user.pk} has {live} of {user.device_limit} devices")
-    first_device = by_user and not own_devices.exists()
+        # A user made a moment ago has no invitation to complete.
+        first_device = counts["any"] == 0 and not created
     pin = None
     if identity.pin is not None:
         # The PIN is spent by this enrollment; a concurrent RST with the same PIN waits here, then fails.

@@ -17,6 +17,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html
+from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from knox.models import AuthToken
@@ -39,6 +41,7 @@ admin.site.unregister(AuthToken)
 
 EXPIRABLE = [Invitation.Status.QUEUED, Invitation.Status.SENT, Invitation.Status.OPENED, Invitation.Status.FAILED]
 STATUS_LABELS = {**dict(Invitation.Status.choices), "expired": gettext_lazy("expired")}
+STATUS_BADGES = {"failed": "danger", "completed": "ok", "accepted": "ok", "revoked": "muted", "expired": "muted"}
 
 
 class UserInvitationFilter(admin.SimpleListFilter):
@@ -179,7 +182,7 @@ class UserAdmin(WholeChangelistMixin, AuditedAdminMixin, admin.ModelAdmin):
             }
             return TemplateResponse(request, "admin/accounts/user/invite_confirm.html", context)
         to_invite, counts = console_invitations.invitation_targets(queryset, include_enrolled=include_enrolled)
-        invited = len(sending.invite(to_invite, actor=request.user, ip=client_ip(request)))
+        invited = len(sending.invite_ids(to_invite, actor=request.user, ip=client_ip(request)))
         if invited:
             self.message_user(request, ngettext("Invitation queued for %(count)d user.",
                                                 "Invitations queued for %(count)d users.", invited)
@@ -312,8 +315,9 @@ class InvitationEmailInline(admin.TabularInline):
 class InvitationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Invitations are made by sending them (Users, wizard, import); here they are followed up."""
 
-    list_display = ["user", "status_display", "created_at", "sent_at", "opened_at", "completed_at",
-                    "failure_reason"]
+    # What fits a laptop beside the filters: who, where it stands, when it was sent and completed, and why it
+    # failed (the column needed when something fails). Created and opened dates are on the invitation's page.
+    list_display = ["user", "status_badge", "sent_at", "completed_at", "failure"]
     list_filter = [InvitationStatusFilter]
     list_select_related = ["user"]
     search_fields = ["user__email", "user__display_name"]
@@ -333,6 +337,19 @@ class InvitationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=gettext_lazy("status"), ordering="status")
     def status_display(self, invitation):
         return STATUS_LABELS[invitation.display_status]
+
+    @admin.display(description=gettext_lazy("status"), ordering="status")
+    def status_badge(self, invitation):
+        status = invitation.display_status
+        return format_html('<span class="badge badge-{}">{}</span>', STATUS_BADGES.get(status, "progress"),
+                           STATUS_LABELS[status])
+
+    @admin.display(description=gettext_lazy("failure reason"))
+    def failure(self, invitation):
+        if not invitation.failure_reason:
+            return "—"
+        return format_html('<span title="{}">{}</span>', invitation.failure_reason,
+                           Truncator(invitation.failure_reason).chars(140))
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         invitation = self.get_object(request, object_id)
@@ -490,7 +507,7 @@ class OrganisationAdmin(AuditedAdminMixin, admin.ModelAdmin):
         extra_context = {
             **(extra_context or {}),
             "can_regenerate": self.has_regenerate_permission(request),
-            "rotations": UrlRotation.objects.select_related("started_by")[:5],
+            "rotations": UrlRotation.with_email_counts(UrlRotation.objects.select_related("started_by")[:5]),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -524,14 +541,14 @@ class OrganisationAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def rotations_view(self, request):
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
-        rotations = list(UrlRotation.objects.select_related("started_by")[:20])
+        rotations = UrlRotation.with_email_counts(UrlRotation.objects.select_related("started_by")[:20])
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": _("Enrollment URL regenerations"),
             "organisation": Organisation.get(),
             "rotations": rotations,
-            "refresh": any(rotation.finished_at is None for rotation in rotations),
+            "refresh": any(rotation.state != "finished" for rotation in rotations),
         }
         return TemplateResponse(request, "admin/accounts/organisation/rotations.html", context)
 

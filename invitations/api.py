@@ -280,12 +280,21 @@ class EnrollmentUrlSerializer(serializers.ModelSerializer):
 
 
 class UrlRotationSerializer(serializers.ModelSerializer):
+    """A rotation read through UrlRotation.with_email_counts (its emails by status)."""
+
     started_by = serializers.EmailField(source="started_by.email", read_only=True, allow_null=True)
-    percent = serializers.IntegerField(source="progress_percent", read_only=True)
+    percent = serializers.IntegerField(source="progress_percent", read_only=True,
+                                       help_text="Share of the pending invitations whose email is queued.")
+    sent = serializers.IntegerField(read_only=True, help_text="Emails with the new URL sent.")
+    failed = serializers.IntegerField(read_only=True, help_text="Emails with the new URL that failed.")
+    waiting = serializers.IntegerField(read_only=True, help_text="Emails with the new URL not sent yet.")
+    state = serializers.ChoiceField(["counting", "queuing", "sending", "finished"], read_only=True,
+                                    help_text="finished once every email is sent or has failed.")
 
     class Meta:
         model = UrlRotation
-        fields = ["id", "version", "started_by", "started_at", "total", "done", "finished_at", "percent"]
+        fields = ["id", "version", "started_by", "started_at", "total", "done", "finished_at", "percent", "sent",
+                  "failed", "waiting", "state"]
         read_only_fields = fields
 
 
@@ -307,6 +316,7 @@ class EnrollmentUrlViewSet(viewsets.GenericViewSet):
     def regenerate(self, request):
         rotation = sending.regenerate_enrollment_url(Organisation.get(), actor=request.user, ip=client_ip(request))
         rotation.refresh_from_db()
+        [rotation] = UrlRotation.with_email_counts([rotation])
         return Response(UrlRotationSerializer(rotation).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -315,6 +325,13 @@ class UrlRotationViewSet(viewsets.ReadOnlyModelViewSet):
 
     queryset = UrlRotation.objects.select_related("started_by")
     serializer_class = UrlRotationSerializer
+
+    def get_object(self):
+        return UrlRotation.with_email_counts([super().get_object()])[0]
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        return None if page is None else UrlRotation.with_email_counts(page)
 
 
 # Audit log

@@ -7,7 +7,7 @@ a condition over users (`register_enrolled`), and an invitation whose enrollment
 """
 from dataclasses import dataclass
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
@@ -130,11 +130,16 @@ def invitation_plan(queryset, *, include_enrolled):
 
 
 def invitation_targets(queryset, *, include_enrolled):
-    """What the confirmed "Send invitation" needs: the users to invite (a queryset) and how many were
-    left out, {"enrolled": n, "inactive": n}, in two COUNTs."""
-    users, _active, enrolled, to_invite = _selection(queryset, include_enrolled)
-    return to_invite, {"enrolled": 0 if include_enrolled else enrolled.count(),
-                       "inactive": users.filter(is_active=False).count()}
+    """What the confirmed "Send invitation" needs: the ids of the users to invite and how many were
+    left out, {"enrolled": n, "inactive": n}, from one query of each selected user's id, active flag
+    and enrolled condition (two COUNTs and the ids' query evaluated the condition twice: 0.7 s of a
+    10,000-user action)."""
+    rows = list(User.objects.filter(pk__in=queryset.order_by().values("pk")).annotate(
+        enrolled=ExpressionWrapper(enrolled_condition(), output_field=BooleanField()),
+    ).values_list("pk", "is_active", "enrolled"))
+    ids = [pk for pk, active, enrolled in rows if active and (include_enrolled or not enrolled)]
+    return ids, {"enrolled": 0 if include_enrolled else sum(1 for _pk, active, enrolled in rows if active and enrolled),
+                 "inactive": sum(1 for _pk, active, _enrolled in rows if not active)}
 
 
 def _selection(queryset, include_enrolled):

@@ -3,8 +3,6 @@ import hashlib
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Value
-from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -40,6 +38,49 @@ class UrlRotation(models.Model):
         if not self.total:
             return 100 if self.finished_at else 0
         return int(100 * self.done / self.total)
+
+    @classmethod
+    def with_email_counts(cls, rotations):
+        """`rotations` (a list), each given `sent`, `failed` and `waiting`: its re-issue emails by
+        status, in one query. A rotation's emails are the re-issues queued from its start until the next
+        rotation's, which is how reissue_for_rotation tells them apart too. Returns the list."""
+        rotations = list(rotations)
+        if not rotations:
+            return rotations
+        first = min(rotation.started_at for rotation in rotations)
+        later = list(cls.objects.filter(started_at__gt=first).values_list("started_at", flat=True))
+        aggregates = {}
+        for rotation in rotations:
+            window = models.Q(queued_at__gte=rotation.started_at)
+            following = min((start for start in later if start > rotation.started_at), default=None)
+            if following is not None:
+                window &= models.Q(queued_at__lt=following)
+            for name, statuses in (("sent", ["sent"]), ("failed", ["failed"]), ("waiting", ["queued", "sending"])):
+                aggregates[f"{rotation.pk}_{name}"] = models.Count("pk", filter=window & models.Q(status__in=statuses))
+        counts = InvitationEmail.objects.filter(reason=InvitationEmail.Reason.REISSUE,
+                                                queued_at__gte=first).aggregate(**aggregates)
+        for rotation in rotations:
+            rotation.sent, rotation.failed, rotation.waiting = (
+                counts[f"{rotation.pk}_{name}"] for name in ("sent", "failed", "waiting"))
+        return rotations
+
+    @property
+    def state(self):
+        """Where the re-issue stands, from its emails (with_email_counts): "counting" the pending
+        invitations, "queuing" their emails, "sending" them, or "finished" once every email is sent or
+        has failed. Queuing ends quickly; the emails are what users wait for."""
+        if self.total is None:
+            return "counting"
+        if self.finished_at is None and self.done < self.total:
+            return "queuing"
+        if self.waiting:
+            return "sending"
+        return "finished"
+
+    @property
+    def handled(self):
+        """Emails that reached their end (sent or failed): what the progress bar shows."""
+        return self.sent + self.failed
 
 
 class InvitationQuerySet(models.QuerySet):
@@ -78,11 +119,6 @@ class Invitation(models.Model):
 
     def __str__(self):
         return f"Invitation for {self.user}"
-
-    @staticmethod
-    def label():
-        """str() of an invitation as a database expression, for audit events written in bulk."""
-        return Concat(Value("Invitation for "), "user__email", output_field=models.CharField())
 
     @property
     def is_expired(self):

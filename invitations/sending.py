@@ -11,15 +11,16 @@ from smtplib import SMTPException
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
-from django.db.models import BigIntegerField, Case, Exists, F, OuterRef, QuerySet, Value, When
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from accounts.models import AuditEvent, Organisation, User
+from accounts.models import AuditEvent, Organisation, without_nul
 from accounts.registration import IssuedPin, effective_registration_settings, pins, registration_settings_for
-from mdmportal.bulk import insert_select
+from mdmportal.lookups import AnyOf
 
+from . import invite_sql
 from .models import Invitation, InvitationEmail, InvalidTransition, UrlRotation, hash_token
 
 logger = logging.getLogger(__name__)
@@ -31,41 +32,35 @@ FANOUT_CHUNK = 500
 
 def invite(users, *, actor=None, ip=None):
     """Invite each user (a queryset or a list): a new invitation, or a resend of the one still pending.
-
-    Set-based: a fixed handful of statements whatever the number of users (INSERT … SELECT), only
-    their ids loaded, so a console action on every user returns at once. Returns the ids of the
-    invitations emailed, one per user.
-
-    The statements select by a list of ids rather than by a subquery of the users: right after an
-    import or a first round of invitations the tables' statistics are stale (PostgreSQL estimates one
-    pending invitation), and a subquery then gets a nested-loop plan that rescans the users for each
-    invitation (28 s per statement for 10,000 resends), where a list of ids is a plain filter."""
+    Returns the ids of the invitations emailed, one per user. See invite_ids()."""
     ids = list(users.values_list("pk", flat=True)) if isinstance(users, QuerySet) else [u.pk for u in users]
-    users = User.objects.filter(pk__in=ids)
+    return invite_ids(ids, actor=actor, ip=ip)
+
+
+def invite_ids(ids, *, actor=None, ip=None):
+    """invite() for the users with these ids.
+
+    Set-based: a fixed handful of statements whatever the number of users (INSERT … SELECT, written out
+    in invite_sql.py), only their ids loaded, so a console action on every user returns at once.
+
+    The users are selected by their ids rather than by a subquery: right after an import or a first
+    round of invitations the tables' statistics are stale (PostgreSQL estimates one pending invitation),
+    and a subquery then got a nested-loop plan that rescanned the users for each invitation (28 s per
+    statement for 10,000 resends), where a list of ids is a plain filter."""
     now = timezone.now()
     expires = now + timedelta(days=settings.INVITATION_TTL_DAYS)
     created_by = _user_or_none(actor)
-    pending = Invitation.objects.pending().filter(user_id__in=ids)
-    # An invitation's first email is the invitation; a later one (the user was invited before) a resend.
-    emailed_before = Exists(InvitationEmail.objects.filter(invitation=OuterRef("pk")))
+    author = actor if getattr(actor, "is_authenticated", False) else None
     with transaction.atomic():
-        insert_select(
-            Invitation, users.exclude(Exists(Invitation.objects.pending().filter(user=OuterRef("pk")))),
-            user=F("pk"), status=Value(Invitation.Status.QUEUED), failure_reason=Value(""),
-            created_by=Value(created_by.pk if created_by else None, output_field=BigIntegerField()),
-            created_at=Value(now), expires_at=Value(expires),
-        )
-        AuditEvent.record_set(actor, Case(When(emailed_before, then=Value("invitation.resent")),
-                                          default=Value("invitation.sent")), pending, Invitation.label(), ip=ip)
-        emails = insert_select(
-            InvitationEmail, pending, returning=("pk", "invitation", "reason"),
-            invitation=F("pk"), status=Value(InvitationEmail.Status.QUEUED), attempts=Value(0), error=Value(""),
-            reason=Case(When(emailed_before, then=Value(InvitationEmail.Reason.RESEND)),
-                        default=Value(InvitationEmail.Reason.INVITE)),
-            queued_at=Value(now),
-        )
+        invite_sql.insert_missing_invitations(ids, created_by_id=created_by.pk if created_by else None, now=now,
+                                              expires=expires)
+        invite_sql.audit_invitations_emailed(ids, actor_id=author.pk if author else None,
+                                             actor_label=without_nul(str(author)) if author else "system",
+                                             ip=ip, now=now)
+        emails = invite_sql.insert_emails(ids, now=now)
         if any(reason == InvitationEmail.Reason.RESEND for _, _, reason in emails):
-            pending.filter(expires_at__lt=expires).update(expires_at=expires)
+            Invitation.objects.pending().filter(AnyOf(F("user_id"), ids), expires_at__lt=expires).update(
+                expires_at=expires)
         queue_emails(sorted(email_id for email_id, _, _ in emails))
     return [invitation_id for _, invitation_id, _ in emails]
 

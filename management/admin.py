@@ -4,24 +4,25 @@ URLs), and the list of every device's commands with their cancel page. Configura
 admin_configuration.py; device actions: admin_actions.py."""
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.forms.models import BaseInlineFormSet
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html_join
 from django.utils.text import Truncator
+from django.utils.translation import gettext_lazy as _
 
 from enrollment import admin as enrollment_admin
 from enrollment.models import Device
 from invitations.models import InvalidTransition
 from mdmportal.search import SubquerySearchMixin
 
-from . import commands
+from . import commands, device_state
 from .admin_actions import DeviceActionsMixin
 from .admin_configuration import ConfigurationGroupAdmin  # noqa: F401  (registers the groups' pages)
 from .models import DeviceCommand
 
-DEVICE_PAGE_COMMANDS = 50
+DEVICE_PAGE_COMMANDS = 10  # commands per page of the device page's recent commands
+DESTRUCTIVE_ACTIONS = {"wipe", "retire"}
 
 
 def _result(command):
@@ -29,61 +30,63 @@ def _result(command):
     return Truncator(text).chars(80) if text else "—"
 
 
-class LatestCommandsFormSet(BaseInlineFormSet):
-    """Only the newest DEVICE_PAGE_COMMANDS commands: a device's history grows with every check-in, and
-    the page links to the full list (templates/admin/management/device/change_form.html)."""
-
-    def get_queryset(self):
-        # Kept, so that the rows are read once however often the formset asks.
-        if not hasattr(self, "_latest"):
-            self._latest = super().get_queryset()[:DEVICE_PAGE_COMMANDS]
-        return self._latest
+COMMAND_STATUS_BADGES = {
+    DeviceCommand.Status.QUEUED: "progress", DeviceCommand.Status.SENT: "progress",
+    DeviceCommand.Status.SUCCEEDED: "ok", DeviceCommand.Status.FAILED: "danger",
+    DeviceCommand.Status.TIMED_OUT: "warning", DeviceCommand.Status.CANCELLED: "muted",
+}
 
 
-class DeviceCommandInline(admin.TabularInline):
-    """The device's queue and history, newest first."""
+def badge_html(badges):
+    return format_html_join(" ", '<span class="badge badge-{}" title="{}">{}</span>',
+                            ((badge.kind, badge.title, badge.label) for badge in badges))
 
-    model = DeviceCommand
-    formset = LatestCommandsFormSet
-    verbose_name_plural = f"Commands (queue and latest history, newest {DEVICE_PAGE_COMMANDS})"
-    fields = ["sequence", "verb", "target", "status", "status_code", "result", "source", "queued_by", "created_at",
-              "sent_at", "completed_at", "expires_at", "cancel_link"]
-    readonly_fields = fields
-    ordering = ["-pk"]
-    extra = 0
-    can_delete = False
-    show_change_link = False
 
-    @admin.display(description="#")
-    def sequence(self, command):
-        return command.pk
+class CommandsPage:
+    """One page of a device's commands, newest first: the page's rows and one more, which tells whether
+    an older page exists (no COUNT of a history that grows with every check-in)."""
 
-    @admin.display(description="Result")
-    def result(self, command):
-        return _result(command)
-
-    @admin.display(description="")
-    def cancel_link(self, command):
-        if command.status != DeviceCommand.Status.QUEUED:
-            return ""
-        return format_html('<a class="button" href="{}">Cancel</a>',
-                           reverse("admin:management_devicecommand_cancel", args=[command.pk]))
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("queued_by")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
+    def __init__(self, commands_newest_first, number):
+        self.number = int(number) if str(number or "").isdigit() and int(number) > 0 else 1
+        start = (self.number - 1) * DEVICE_PAGE_COMMANDS
+        rows = list(commands_newest_first[start:start + DEVICE_PAGE_COMMANDS + 1])
+        self.commands = rows[:DEVICE_PAGE_COMMANDS]
+        self.has_next = len(rows) > DEVICE_PAGE_COMMANDS
+        self.has_previous = self.number > 1
+        self.next_page_number, self.previous_page_number = self.number + 1, self.number - 1
 
 
 class DeviceAdmin(DeviceActionsMixin, enrollment_admin.DeviceAdmin):
-    """The enrolled device's page and list, with what management adds: the actions, the settings from
-    configuration groups and the command queue (after the sections of apps above, Autopilot)."""
+    """The enrolled device's page and list, with what management adds: its state as badges (a wipe or
+    a retire pending), the actions (destructive ones marked), the settings from configuration groups, the
+    commands waiting for the device, and its recent commands newest first, a page at a time; the whole
+    OMA-DM history is the command list filtered on the device (its own page)."""
 
-    inlines = [DeviceCommandInline]
+    list_display = ["__str__", "user", "state", "model", "os_version", "enrolled_at", "last_seen_at"]
+
+    def get_queryset(self, request):
+        return device_state.with_pending_actions(super().get_queryset(request))
+
+    @admin.display(description=_("state"))
+    def state(self, device):
+        return badge_html(device_state.badges(device))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        device = self.get_object(request, object_id)
+        extra_context = {**(extra_context or {})}
+        if device is not None:
+            commands_of_device = DeviceCommand.objects.filter(device=device).select_related("queued_by")
+            pending = list(commands_of_device.filter(status__in=device_state.PENDING_STATUSES).order_by("-pk")[:20])
+            page = CommandsPage(commands_of_device.order_by("-pk"), request.GET.get("commands"))
+            for command in [*pending, *page.commands]:
+                command.badge = COMMAND_STATUS_BADGES[command.status]
+                command.result_excerpt = _result(command)
+            extra_context.update({
+                "state_badges": device_state.badges(device), "pending_commands": pending, "commands_page": page,
+                "destructive_actions": DESTRUCTIVE_ACTIONS,
+                "may_cancel": request.user.has_perm("management.change_devicecommand"),
+            })
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 admin.site.unregister(Device)
@@ -106,8 +109,9 @@ def cancel_commands(modeladmin, request, queryset):
 class DeviceCommandAdmin(SubquerySearchMixin, admin.ModelAdmin):
     """Every device's commands, filterable; commands are queued by actions, policies and inventory."""
 
-    list_display = ["pk", "device", "verb", "target", "status", "status_code", "source", "queued_by", "created_at",
+    list_display = ["pk", "device", "verb", "target", "status", "status_code", "source", "created_at",
                     "completed_at"]
+    ordering = ["-pk"]  # newest first, as on the device's page
     list_filter = ["status", "verb", "source"]
     search_fields = ["target", "device__name", "device__device_id", "source"]
     list_select_related = ["device", "queued_by"]

@@ -3,6 +3,7 @@ catalogue or raw OMA-URIs, and per-setting compliance. Every saved change reconc
 can affect (management/reconcile.py), after commit, in Celery."""
 from django import forms
 from django.contrib import admin
+from django.utils.translation import gettext as _
 
 from accounts.audit import AuditedAdminMixin
 from enrollment.models import Device
@@ -24,8 +25,9 @@ class GroupSettingForm(forms.ModelForm):
         for name in ("loc_uri", "format"):
             self.fields[name].required = False
         self.fields["loc_uri"].help_text = "Raw settings only; catalogue settings know their node."
-        self.fields["value"].help_text = "Catalogue values: " + "; ".join(
-            f"{entry.label}: {', '.join(f'{v} = {m}' for v, m in entry.choices)}" for entry in catalogue.CATALOGUE.values())
+        # The catalogue's values are listed under the table (change_form.html): in a column's header they made
+        # the form thousands of pixels wide.
+        self.fields["value"].help_text = _("A catalogue setting takes one of the values listed under the table.")
 
     def clean(self):
         data = super().clean()
@@ -38,7 +40,9 @@ class GroupSettingForm(forms.ModelForm):
         return data
 
 
-class GroupSettingInline(admin.TabularInline):
+class GroupSettingInline(admin.StackedInline):
+    """Stacked: a setting's seven fields side by side were wider than a laptop's window."""
+
     model = GroupSetting
     form = GroupSettingForm
     extra = 1
@@ -59,6 +63,10 @@ class ConfigurationGroupAdmin(AuditedAdminMixin, admin.ModelAdmin):
         ("Membership rule", {"fields": ["rule_enabled", "rule_kind", "rule_os_version_prefix", "rule_method",
                                         "rule_enrollment_type", "rule_name_pattern"]}),
     ]
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "catalogue": catalogue.CATALOGUE.values()}
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="Settings")
     def setting_count(self, group):

@@ -9,10 +9,12 @@ class ManagementConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_save
 
-        from enrollment import ppkg, reenrollment, signals
+        from rest_framework import serializers
+
+        from enrollment import api, ppkg, reenrollment, signals
         from mdmportal import unavailable
 
-        from . import actions, commands, device_views, pin_enrollments, reconcile
+        from . import actions, commands, device_state, device_views, pin_enrollments, reconcile
 
         # A device enrolled (or changed) gets the settings of its groups once the enrollment commits.
         post_save.connect(reconcile.device_saved, sender="enrollment.Device", dispatch_uid="reconcile-new-device")
@@ -24,3 +26,9 @@ class ManagementConfig(AppConfig):
         reenrollment.register_hardware_proof(actions.wiped)
         # OMA-DM clients get a plain 503 while the database or Redis is down.
         unavailable.register_responder("management", device_views.unavailable)
+        # The devices' JSON says, as the console does, that a wipe or a retire waits for the device.
+        api.register_device_field("wipe_pending", device_state.with_wipe_pending, serializers.BooleanField(
+            read_only=True, help_text="A wipe is queued or sent and the device has not answered it yet."))
+        api.register_device_field("retire_pending", device_state.with_retire_pending, serializers.BooleanField(
+            read_only=True, help_text="An unenroll (retire) is queued or sent and the device has not answered it "
+                                      "yet."))

@@ -97,9 +97,14 @@ def apply(device, values, now):
     known = {uri: value.strip()[:MAX_VALUE] for uri, value in values.items() if uri in NODES}
     if not known:
         return []
-    device.inventory = {**device.inventory, **known}
-    changed = {"inventory", "inventory_at"}
+    # Only what changed is written (with the time of the reading): Windows reports the same ./DevInfo
+    # nodes at every session.
+    changed = {"inventory_at"}
     device.inventory_at = now
+    inventory = {**device.inventory, **known}
+    if inventory != device.inventory:
+        device.inventory = inventory
+        changed.add("inventory")
     for uri, value in known.items():
         field = NODES[uri]
         if not field or not value:
@@ -109,8 +114,9 @@ def apply(device, values, now):
             continue
         if field in ("name", "os_version", "manufacturer", "model", "serial_number", "os_platform"):
             converted = converted[:Device._meta.get_field(field).max_length]
-        setattr(device, field, converted)
-        changed.add(field)
+        if getattr(device, field) != converted:
+            setattr(device, field, converted)
+            changed.add(field)
     kind = recognise_kind(device)
     if kind != device.kind:
         device.kind = kind

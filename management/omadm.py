@@ -32,34 +32,32 @@ One request = one SyncML message from the device, one reply from us:
 
 Work per request is bounded: MAX_COMMANDS client commands per message (syncml.py),
 ENROLLMENT_COMMANDS_PER_MESSAGE of ours per reply, ENROLLMENT_SESSION_MAX_MESSAGES per session,
-and a fixed number of SQL queries per message (bulk reads and updates, never one per command).
+and a fixed number of SQL statements per message (bulk reads and updates, never one per command),
+written as explicit SQL in management/checkin_sql.py.
 """
 import base64
 import binascii
-import functools
 import hashlib
 import hmac
 import logging
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
-from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.http import HttpResponse
 from django.utils import timezone
 
 from accounts.models import AuditEvent
-from mdmportal.bulk import bulk_update
-from mdmportal.prepared import Prepared
 from pki import clientcert as forwarded_certificate
 from enrollment import clientcert
 from enrollment.models import Device
 
-from . import inventory, reconcile, syncml
+from . import checkin_sql, inventory, reconcile, syncml
 from .commands import expire_overdue
 from .models import DeviceCommand, ManagementSession
 
@@ -189,8 +187,9 @@ def identify(request, message, now=None):
     if cert is not None:
         def find(serial):
             if message.header.msg_id == "1":
-                return _first(_FIRST_MESSAGE_DEVICE(serial=serial, now=now, idle_before=now - SESSION_IDLE))
-            return _first(_DEVICE(serial=serial))
+                return checkin_sql.device_by_serial(serial, flags=_first_message_flags(),
+                                                    params=[now - SESSION_IDLE, now])
+            return checkin_sql.device_by_serial(serial)
 
         try:
             device = clientcert.device_for_certificate(cert, find)
@@ -201,8 +200,10 @@ def identify(request, message, now=None):
                 raise Refused(403, f"certificate of device {device.pk} used with the Source of another device", device)
             logger.warning("management: device %s sent SyncHdr Source %r, which names no device", device.pk, source[:64])
         return Caller(device, ManagementSession.Auth.CERTIFICATE)
-    devices = _devices(message.header.msg_id == "1", now, now - SESSION_IDLE)
-    device = devices.filter(status=Device.Status.ENROLLED, device_id__iexact=source).first()
+    if message.header.msg_id == "1":
+        device = checkin_sql.enrolled_device(source, flags=_first_message_flags(), params=[now - SESSION_IDLE, now])
+    else:
+        device = checkin_sql.enrolled_device(source)
     if device is None:
         raise Refused(403, "no client certificate and no enrolled device of that DeviceID")
     return _digest_caller(device, message.header, request.META.get("REMOTE_ADDR") or "")
@@ -211,8 +212,9 @@ def identify(request, message, now=None):
 @dataclass(frozen=True)
 class SessionStartHook:
     """Once-per-session work of an app built on this one (Autopilot), which this app must not import:
-    `pending(OuterRef("pk"))` is the condition under which it has anything to do for a device,
-    `started(device, now)` the work. `name` is the annotation the condition is read as (_devices)."""
+    `pending(connection, device_id_column)` returns the SQL condition (an EXISTS of an index lookup on
+    the device, no parameters) under which it has anything to do for a device, `started(device, now)`
+    the work. `name` is the attribute the condition is read as, with the device."""
     name: str
     pending: object
     started: object
@@ -226,57 +228,36 @@ _session_starts = {}  # name -> SessionStartHook
 
 def register_session_start(name, pending, started):
     """Run `started(device, now)` at the first message of each OMA-DM session of a device, after
-    this app's own session-start work, when `pending(device)` is true for it. `pending` gets
-    OuterRef("pk") and returns a boolean expression (an Exists of an index lookup on the device): it
-    joins the device's read of that message as the annotation `name`, so a device with nothing to do
-    costs no query and the message's query count does not grow. Registered in an AppConfig.ready,
-    before the read is compiled (mdmportal/prepared.py)."""
+    this app's own session-start work, when `pending` is true for it. `pending(connection,
+    device_id_column)` returns an SQL boolean expression over the device's id column (an EXISTS of an
+    index lookup, without parameters): it joins the device's read of that message
+    (checkin_sql.device_by_serial), so a device with nothing to do costs no query and the message's
+    statement count does not grow. Registered in an AppConfig.ready."""
     hook = SessionStartHook(name, pending, started)
     if name in _session_starts and _session_starts[name] != hook:
         raise ValueError(f"another session-start hook is registered as {name!r}")
     _session_starts[name] = hook
-    # A read compiled before this registration would lack the annotation: compile it again.
-    _FIRST_MESSAGE_DEVICE.compiled.clear()
 
 
-def _devices(first_message, now, idle_before):
-    """The devices to identify the caller among: its row locked for the rest of the transaction and,
-    at a session's first message, annotated with whether the once-per-session work has anything to
-    do (idle sessions to close, overdue commands to time out, the registered hooks' work: an Autopilot
-    setup), so that a device with none of it costs none of those queries. The subqueries are index
-    lookups on the device."""
-    devices = Device.objects.select_for_update(of=("self",))
-    if not first_message:
-        return devices
-    device = OuterRef("pk")
-    return devices.annotate(**{
-        _HAS_IDLE_SESSIONS: Exists(ManagementSession.objects.filter(
-            device=device, ended_at__isnull=True, updated_at__lt=idle_before)),
-        _HAS_OVERDUE_COMMANDS: Exists(DeviceCommand.objects.pending().filter(device=device, expires_at__lte=now)),
-        **{hook.name: hook.pending(device) for hook in _session_starts.values()},
-    })
+def _first_message_flags():
+    """What the device's read at a session's first message also says, each as an attribute of the
+    device: idle sessions to close, overdue commands to time out (parameters: the idle limit and now,
+    in that order), and each registered hook's condition; so that a device with none of that work
+    costs none of those queries."""
+    return [
+        checkin_sql.Flag(_HAS_IDLE_SESSIONS, checkin_sql.idle_sessions_sql),
+        checkin_sql.Flag(_HAS_OVERDUE_COMMANDS, checkin_sql.overdue_commands_sql),
+        *(checkin_sql.Flag(hook.name, hook.pending) for hook in _session_starts.values()),
+    ]
 
 
-# The device's read by certificate serial, at every message: compiled once (mdmportal/prepared.py), as
-# Django's compilation of it cost more CPU than the rest of the message's reads. Every value in it is
-# a parameter (idle_before too: a time computed from a stand-in would stay in the SQL).
-_FIRST_MESSAGE_DEVICE = Prepared(
-    Device, lambda serial, now, idle_before: clientcert.by_serial(_devices(True, now, idle_before), serial),
-    serial=str, now=datetime, idle_before=datetime)
-_DEVICE = Prepared(Device, lambda serial: clientcert.by_serial(_devices(False, None, None), serial), serial=str)
-
-
-def _first(rows):
-    return rows[0] if rows else None
-
-
-# The annotations of the device's read at a session's first message (_devices).
+# The flags of the device's read at a session's first message (_first_message_flags).
 _HAS_IDLE_SESSIONS = "has_idle_sessions"
 _HAS_OVERDUE_COMMANDS = "has_overdue_commands"
 
 
 def _unless_row_says_no(device, annotation):
-    """False only when the device was read with `annotation` (a session's first message, _devices)
+    """False only when the device was read with `annotation` (a session's first message, _first_message_flags)
     and it is false: nothing to do. True when the row was read without it: unknown, so look."""
     return getattr(device, annotation, True)
 
@@ -395,6 +376,8 @@ class Conversation:
     # sent was answered).
     unanswered: int | None = None
     sent: list = field(default_factory=list)  # our commands in this reply, saved after the session's row
+    answered: list = field(default_factory=list)  # our commands the device answered in this message
+    waiting: list = field(default_factory=list)  # our commands sent in the session, not answered before
 
     @property
     def device(self):
@@ -419,10 +402,10 @@ class Conversation:
                 return session
             reply = self.converse(session)
             session.last_request_hash, session.last_reply, session.updated_at = digest, reply, self.now
-            # A session opened by this message is inserted here, once, with its final values.
-            session.save()
-            bulk_update(self.sent, ["status", "session", "msg_id", "cmd_id", "sent_at", "attempts"])
-            self.save_device()
+            # One statement (checkin_sql): the session (inserted here when this message opened it, once,
+            # with its final values), the commands of the reply, the answers and the device's row.
+            checkin_sql.save_message(session, sent=self.sent, answered=self.answered, device=self.device,
+                                     device_fields=self.device_fields)
         return reply
 
     def challenge(self, digest):
@@ -435,7 +418,7 @@ class Conversation:
         device carries it on. A device keeps one such session: a challenge under another SessionID
         takes it over, so that messages without credentials (anyone may send them) cannot grow the
         table."""
-        session = _first(_OPEN_SESSION(device_id=self.device.pk, session_id=self.header.session_id))
+        session, _ = checkin_sql.open_session(self.device.pk, self.header.session_id)
         if session is not None:
             reply = self.reply(session, commands=[])  # the session is not saved
         else:
@@ -456,7 +439,8 @@ class Conversation:
         cached reply goes to a copy of the message only when the copy authenticated the same way as
         the original (a reply to a challenge is never replayed to the device)."""
         msg_id = int(self.header.msg_id)
-        session = _first(_OPEN_SESSION(device_id=self.device.pk, session_id=self.header.session_id))
+        # With the commands sent in it and not answered yet (apply_answers).
+        session, self.waiting = checkin_sql.open_session(self.device.pk, self.header.session_id, digest)
         if session is not None and msg_id <= session.client_msg_id:
             if (msg_id == session.client_msg_id and digest == session.last_request_hash
                     and session.auth == self.caller.auth):
@@ -531,7 +515,9 @@ class Conversation:
             # A Status-only reply ends the session (docs/omadm-sessions.md, rule 6).
             session.ended_at = self.now
             if self.unanswered != 0:
-                requeue_unanswered(DeviceCommand.objects.filter(session=session), self.now)
+                # Those answered in this message are saved with the message (run), after this.
+                requeue_unanswered(DeviceCommand.objects.filter(session=session).exclude(
+                    pk__in=[command.pk for command in self.answered]), self.now)
         return reply
 
     def reply(self, session, *, commands, alerts=()):
@@ -558,7 +544,7 @@ class Conversation:
         # rule; at most ENROLLMENT_COMMANDS_PER_MESSAGE per message): what is left unanswered below tells
         # whether the session's end has commands to put back in the queue. A session opened by this
         # message has sent nothing yet.
-        candidates = [] if session.pk is None else _SENT_IN_SESSION(session_id=session.pk)
+        candidates = [] if session.pk is None else self.waiting
         by_ref = {(c.msg_id, c.cmd_id): c for c in candidates}
         touched = {}
         for answer in answers:
@@ -576,7 +562,7 @@ class Conversation:
                 self.store_result(command, answer)
             touched[command.pk] = command
         self.unanswered = len(by_ref) - len(touched)
-        bulk_update(list(touched.values()), ["status", "status_code", "completed_at", "result_data", "result_format", "note"])
+        self.answered = list(touched.values())  # saved with the message (run)
 
     def store_result(self, command, results):
         item = results.items[0] if results.items else syncml.Item()
@@ -631,8 +617,9 @@ class Conversation:
 
     def client_event(self, event_type, data):
         if event_type == LOGIN_STATUS and data in LOGIN_VALUES:
-            self.device.login_status = data
-            self.device_fields.add("login_status")
+            if self.device.login_status != data:
+                self.device.login_status = data
+                self.device_fields.add("login_status")
             return
         self.record(CLIENT_EVENT, event_type, data)
 
@@ -680,13 +667,10 @@ class Conversation:
             first = inventory.first_reads(self.device, gets)
             self.device.inventory_requested_at = self.now
             self.device_fields.add("inventory_requested_at")
-        limit, user_signed_in = settings.ENROLLMENT_COMMANDS_PER_MESSAGE, self.device.login_status == "user"
-        key = (limit, user_signed_in)
-        if key not in _QUEUED:
-            _QUEUED[key] = Prepared(
-                DeviceCommand, functools.partial(_queued, limit=limit, user_signed_in=user_signed_in),
-                device_id=int, now=datetime)
-        queued = _QUEUED[key](device_id=self.device.pk, now=self.now)
+        # Commands under ./User/ are held until a user is signed in (LoginStatus).
+        limit = settings.ENROLLMENT_COMMANDS_PER_MESSAGE
+        queued = checkin_sql.queued(self.device.pk, self.now, limit=limit,
+                                    user_signed_in=self.device.login_status == "user", user_scope=USER_SCOPE)
         if not first:
             return queued
         firsts = {command.pk for command in first}
@@ -695,25 +679,6 @@ class Conversation:
     def save_device(self):
         if self.device_fields:
             self.device.save(update_fields=sorted(self.device_fields))
-
-
-# The reads of every message: compiled once (mdmportal/prepared.py), as Django's compilation of them
-# cost more CPU than their execution.
-_OPEN_SESSION = Prepared(ManagementSession, lambda device_id, session_id: ManagementSession.objects.select_for_update()
-                         .filter(device_id=device_id, session_id=session_id, ended_at__isnull=True).order_by("-pk")[:1],
-                         device_id=int, session_id=str)
-_SENT_IN_SESSION = Prepared(DeviceCommand, lambda session_id: DeviceCommand.objects.filter(
-    session_id=session_id, status=DeviceCommand.Status.SENT), session_id=int)
-_QUEUED = {}  # (ENROLLMENT_COMMANDS_PER_MESSAGE, a user signed in) -> Prepared
-
-
-def _queued(device_id, now, limit, user_signed_in):
-    """The device's next commands, at most `limit`."""
-    queued = DeviceCommand.objects.filter(device_id=device_id, status=DeviceCommand.Status.QUEUED, expires_at__gt=now)
-    if not user_signed_in:
-        queued = queued.exclude(target__startswith=USER_SCOPE)  # held until a user is signed in (LoginStatus)
-    # skip_locked: a concurrent session of the same device takes the other commands, never these.
-    return queued.order_by("pk").select_for_update(skip_locked=True)[:limit]
 
 
 def _ref(answer):

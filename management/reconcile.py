@@ -27,13 +27,12 @@ import logging
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 from django.utils import timezone
 
-from mdmportal.prepared import Prepared
 from enrollment.models import Device
 
-from . import commands
+from . import checkin_sql, commands
 from .models import ConfigurationGroup, DeviceCommand, DeviceSettingState, GroupSetting
 
 logger = logging.getLogger(__name__)
@@ -81,10 +80,7 @@ def desired_settings(device):
     the rules are then matched here, as groups_of does. Groups without settings want nothing."""
     if device.status != Device.Status.ENROLLED:
         return {}
-    if device.user_id:
-        candidates = _CANDIDATES_WITH_USER(device_id=device.pk, user_id=device.user_id)
-    else:
-        candidates = _CANDIDATES(device_id=device.pk)
+    candidates = checkin_sql.group_settings_for(device.pk, device.user_id)
     desired, matches = {}, {}
     for setting in candidates:
         group = setting.group
@@ -97,26 +93,10 @@ def desired_settings(device):
     return desired
 
 
-def _candidates(device_id, user_id=None):
-    group = OuterRef("group_id")
-    direct = Exists(ConfigurationGroup.devices.through.objects.filter(configurationgroup_id=group, device_id=device_id))
-    if user_id is not None:
-        direct |= Exists(ConfigurationGroup.users.through.objects.filter(configurationgroup_id=group, user_id=user_id))
-    return (GroupSetting.objects.annotate(direct=direct).filter(Q(direct=True) | Q(group__rule_enabled=True))
-            .select_related("group").order_by("group__priority", "group_id", "pk"))
-
-
-# Read at every check-in (checked_in): compiled once (mdmportal/prepared.py), as Django's compilation
-# of these queries cost more CPU than the rest of the reconciliation.
-_CANDIDATES = Prepared(GroupSetting, _candidates, device_id=int)
-_CANDIDATES_WITH_USER = Prepared(GroupSetting, _candidates, device_id=int, user_id=int)
-_STATES = Prepared(DeviceSettingState, lambda device_id: DeviceSettingState.objects.filter(device_id=device_id)
-                   .select_related("command"), device_id=int)
-
-
 def setting_states(device):
     """{LocURI: DeviceSettingState} of `device`, with their commands (as device.setting_states would)."""
-    states = _STATES(device_id=device.pk)
+    # Read at every check-in (checked_in): explicit SQL (checkin_sql), like the endpoint's own reads.
+    states = checkin_sql.setting_states(device.pk)
     for state in states:
         state.device = device
     return {state.loc_uri: state for state in states}

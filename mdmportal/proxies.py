@@ -13,6 +13,7 @@ anyone can send those headers, so they are believed only from TRUSTED_PROXIES:
 The address the connection itself came from stays in request.META[PEER]: the client-certificate header
 (enrollment/clientcert.py) is trusted by that address, never by a forwarded one.
 """
+import functools
 import ipaddress
 import logging
 
@@ -25,11 +26,18 @@ PEER = "mdmportal.peer_addr"
 
 def trusted_proxy(address):
     """Is `address` one of TRUSTED_PROXIES (addresses or networks)?"""
+    return _trusted(address or "", tuple(settings.TRUSTED_PROXIES))
+
+
+@functools.lru_cache(maxsize=256)
+def _trusted(address, proxies):
+    # Remembered per (address, setting): asked at every request (twice for a device's), and parsing
+    # the networks cost more than the rest of the check.
     try:
-        ip = ipaddress.ip_address(address or "")
+        ip = ipaddress.ip_address(address)
     except ValueError:
         return False
-    for entry in settings.TRUSTED_PROXIES:
+    for entry in proxies:
         try:
             if ip in ipaddress.ip_network(entry.strip(), strict=False):
                 return True

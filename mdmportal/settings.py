@@ -6,6 +6,7 @@ refuses to start), DATABASE_URL, REDIS_URL, EMAIL_URL and the host names.
 """
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -37,7 +38,11 @@ SECRET_KEY = SECRET_KEY or DEV_SECRET_KEY
 # default server address handed to Windows (the organisation can change it in the wizard).
 PORTAL_URL = env("PORTAL_URL", default="http://127.0.0.1:8000").rstrip("/")
 ENROLLMENT_URL = env("ENROLLMENT_URL", default=PORTAL_URL).rstrip("/")
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+# By default the hosts of those two addresses are allowed besides the loopback names, so that setting
+# PORTAL_URL alone is enough to reach the portal by that name.
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=list(dict.fromkeys(
+    ["127.0.0.1", "localhost", "testserver"]
+    + [host for host in (urlsplit(PORTAL_URL).hostname, urlsplit(ENROLLMENT_URL).hostname) if host])))
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -111,6 +116,15 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # request: the default with DEBUG, since the development server starts a thread per request.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0 if DEBUG else 600))
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Server-side prepared statements for the statements that ask for them: the OMA-DM endpoint's
+    # explicit SQL (management/checkin_sql.py) is parsed and planned once per connection. Django
+    # disables psycopg's preparing by default (prepare_threshold None, for poolers in transaction mode
+    # without prepared-statement support); its own queries use client-side binding and are never
+    # prepared, so they are not concerned. DATABASE_PREPARED_STATEMENTS=false turns it off (e.g. behind
+    # PgBouncer in transaction mode before 1.21, or without max_prepared_statements).
+    if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -156,6 +170,8 @@ AXES_VERBOSE = False
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("fr", "Français")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# Compact dates that stay on one line in the console's lists (mdmportal/formats/<language>/formats.py).
+FORMAT_MODULE_PATH = ["mdmportal.formats"]
 TIME_ZONE = env("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True

@@ -13,8 +13,8 @@ EnrollmentData item), then GetPolicies and RST carrying the token as a JWT Binar
 
 The protocol constants are spelled out here rather than imported from the server code on purpose:
 a client that shared the server's literals could not catch a typo in them. The package imports
-nothing of the server (tests/test_simulator_independence.py checks it); the server's
-`manage.py simulate_device` command drives it.
+nothing of the server (tests/test_simulator_independence.py checks it). `python -m simulator` is its
+command line (cli.py), which the server's `manage.py simulate_device` also runs.
 
     device.py        Simulator: one simulated device, its enrollment steps, renewal, check-ins, switches
     soap.py          namespaces and actions, the Discovery URL, Discover/GetPolicies/RST answers read
@@ -24,6 +24,7 @@ nothing of the server (tests/test_simulator_independence.py checks it); the serv
     transport.py     urllib openers: no redirects, --resolve, TLS, the X-SSL-Client-Cert header
     omadm.py         ManagementClient: OMA-DM sessions, the device tree, answers to the server's commands
     results.py       what a run returns; errors.py what a failed check raises
+    cli.py           the command line: options, the run, its summary or --json result
 """
 from .certificates import build_windows_csr, signed_renewal_request, thumbprint
 from .device import ENROLLMENT_DATA_CHOICES, MSI_STALL_MODES, Simulator

@@ -41,6 +41,7 @@ def test_regenerate_reissues_pending_invitations_and_reports_progress(
 
     progress = full_api.get(f"/api/v1/enrollment-url/rotations/{rotation_id}/").json()
     assert (progress["total"], progress["done"], progress["percent"]) == (2, 2, 100)
+    assert (progress["sent"], progress["failed"], progress["waiting"], progress["state"]) == (2, 0, 0, "finished")
     assert progress["finished_at"] is not None
     assert InvitationEmail.objects.filter(reason=InvitationEmail.Reason.REISSUE).count() == 2
     assert sorted(message.to[0] for message in mail.outbox) == sorted(i.user.email for i in pending)
@@ -53,6 +54,7 @@ def test_rotation_progress_of_a_running_rotation(full_api):
     body = full_api.get(f"/api/v1/enrollment-url/rotations/{rotation.pk}/").json()
 
     assert (body["total"], body["done"], body["percent"], body["finished_at"]) == (400, 100, 25, None)
+    assert (body["sent"], body["waiting"], body["state"]) == (0, 0, "queuing")
 
 
 def test_rotations_list_shows_the_latest_first(full_api):

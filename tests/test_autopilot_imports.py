@@ -3,6 +3,7 @@ forgiving form, every data rule, file-level errors, the update rule, progress, t
 and a 20,000-row file with flat memory."""
 import csv
 import io
+import re
 import tracemalloc
 
 import pytest
@@ -64,6 +65,10 @@ def test_console_upload_imports_devices_and_shows_the_report(console, django_cap
     assert not page.context["refresh"]
     content = page.content.decode()
     assert "PF1ABC23" in content and 'value="100"' in content
+    # The banner says what is sure when the upload returns; the status line says it is done.
+    assert [str(m) for m in page.context["messages"]] == ["devices.csv is uploaded."]
+    assert "being imported" not in content
+    assert re.search(r'id="import-status">Status: <strong>Done</strong>', content)
     devices = console.get(reverse("admin:autopilot_autopilotdevice_changelist") + "?state=pending")
     assert "PF1ABC24" in devices.content.decode()
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from autopilot import tasks
 from autopilot.models import AppInstall, AutopilotEnrollment
-from enrollment.management.commands import simulate_device
+from simulator import cli as simulator_cli
 from enrollment.models import Device
 from management.models import DeviceCommand
 from simulator import Simulator
@@ -190,7 +190,7 @@ def test_the_simulate_device_command_has_the_stall_switch(enrollment_server, car
             super().__init__(*args, **kwargs)
             made.append(self)
 
-    monkeypatch.setattr(simulate_device, "Simulator", Recording)
+    monkeypatch.setattr(simulator_cli, "Simulator", Recording)
     call_command("simulate_device", enrollment_server.url, "--email", "carol@example.com", "--password", PASSWORD,
                  "--checkin", "--stall-msi")
     call_command("simulate_device", enrollment_server.url, "--email", "carol@example.com", "--password", PASSWORD,

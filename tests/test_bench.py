@@ -1,8 +1,15 @@
 """The benchmark harness's own moving parts, and the workloads' seeding and client side against a live
 server (bench/run itself, with gunicorn and PostgreSQL, is exercised by running it)."""
+import http.server
 import importlib
 import json
+import os
+import shutil
+import subprocess
 import sys
+import threading
+import time
+import urllib.request
 
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher, check_password, make_password
@@ -124,3 +131,136 @@ def test_request_floor_adds_timed_empty_requests_to_the_crypto_and_says_so(enrol
     assert 0 < floor.rate < 1 / 0.004
     assert floor.text.startswith(f"{floor.rate:.1f}/s: 4 empty requests at ")
     assert floor.text.endswith("+ (1 signature 4.0 ms) ÷ 1 worker")
+
+
+def test_in_process_enrollment_profiler_counts_each_request_kind(transactional_db, settings):
+    """bench/_profile_enroll.py: the simulator's requests served by the WSGI handler in this process,
+    each request kind's CPU and SQL counted, the RST's statements among them."""
+    from django.core.wsgi import get_wsgi_application
+
+    from bench import _profile_enroll as profile
+    from bench.enroll import new_keys, seed_package
+    from enrollment.models import Device
+    from tests.factories import OrganisationFactory
+    from tests.factories_enrollment import CertificateAuthorityFactory
+
+    url = "http://127.0.0.1:8000"
+    settings.ALLOWED_HOSTS = ["127.0.0.1"]
+    OrganisationFactory(enrollment_base_url=url)
+    CertificateAuthorityFactory(issuing=True)
+    meter = profile.Meter(profile=False)
+    simulator_class = profile.in_process_simulator(get_wsgi_application(), meter)
+    (who,) = seed_package("profile", 1)
+
+    result = simulator_class(url, who.name, who.secret, private_key=new_keys(1)[0], provisioning_package=True).run()
+
+    assert Device.objects.get(device_id=result.device_id).pin_enrollment == who.pin_enrollment
+    assert set(meter.cpu) == {"discovery GET", "discovery POST", "policies POST", "RST POST"}
+    assert all(len(times) == 1 and times[0] > 0 for kind, times in meter.cpu.items() if kind != "discovery GET")
+    assert meter.queries["discovery GET"] == [0] and meter.queries["RST POST"][0] >= 10
+
+
+# --- CPU per operation and the scale-out set-up (bench/_harness.py) ---------------------------------
+
+def test_cpu_meter_counts_processes_that_appear_between_its_snapshots_with_all_their_cpu():
+    started = []
+
+    def current():
+        return [process.pid for process in started]
+
+    meter = _harness.CpuMeter(current)
+    assert meter.before == {}
+    # A process that starts after the first snapshot (a worker restarted, a backend opened) and burns CPU.
+    process = subprocess.Popen([sys.executable, "-c", "import sys\nx = 0\nfor i in range(3_000_000): x += i\n"
+                                "sys.stdin.read()"], stdin=subprocess.PIPE)
+    started.append(process)
+    try:
+        for _ in range(200):
+            if (_harness.cpu_seconds(process.pid) or 0) >= 0.05:
+                break
+            time.sleep(0.05)
+        assert meter.seconds() >= 0.05
+        assert meter.gone == 0
+    finally:
+        process.communicate(b"")
+
+
+def test_cpu_spent_adds_up_by_side_and_says_per_operation():
+    first = _harness.CpuSpent(gunicorn=1.0, postgresql=0.5, client=0.2)
+    second = _harness.CpuSpent(gunicorn=1.0, postgresql=0.5, client=0.2, nginx=0.1)
+    second.connections = 3
+    total = first + second
+    assert total.server == 3.1 and total["client"] == 0.4 and total.connections == 3
+    assert total.per(100)["gunicorn"] == 20.0
+    text = total.text(100, "session")
+    assert text.startswith("server 31.0 ms/session (gunicorn 20.0 + nginx 1.0 + PostgreSQL 10.0)")
+    assert "load generator 4.0 ms" in text and "3 short connections not counted" in text
+
+
+def test_server_cpu_measures_the_bench_database_backends(db, monkeypatch):
+    for name in [name for name in os.environ if name.startswith(("BENCH_SERVER_PID_", "BENCH_NGINX_PID",
+                                                                                   "BENCH_WORKER_PID"))]:
+        monkeypatch.delenv(name)
+    from django.db import connection
+
+    meter = _harness.ServerCpu(in_process=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM generate_series(1, 300000)")
+    spent = meter.stop()
+    if connection.vendor == "postgresql":
+        assert spent["postgresql"] > 0  # this process's own backend, as the work runs here
+    assert spent["gunicorn"] == spent["celery"] == spent["nginx"] == 0
+    assert spent["client"] > 0
+
+
+def test_nginx_config_sends_one_port_to_the_first_node_and_the_other_to_all(tmp_path):
+    """The configuration bench/run --nodes gives nginx, run by Debian's nginx in front of two stand-in
+    nodes (plain HTTP servers that say which node they are)."""
+    from tests.services import free_port, service_missing
+
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if nginx is None:
+        service_missing("nginx is not installed")
+
+    def node(name):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = f"{name} {self.headers.get('X-SSL-Client-Cert', '')}".encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    nodes = [node("node1"), node("node2")]
+    one_port, all_port = free_port(), free_port()
+    upstreams = [f"127.0.0.1:{server.server_address[1]}" for server in nodes]
+    (tmp_path / "nginx.conf").write_text(_harness.nginx_config(tmp_path, one_port, all_port, upstreams))
+    process = subprocess.Popen([nginx, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        def get(port):
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/ManagementServer/MDM.svc",
+                                             headers={"X-SSL-Client-Cert": "pem"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.read().decode()
+
+        for _ in range(100):
+            try:
+                get(one_port)
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert {get(one_port) for _ in range(4)} == {"node1 pem"}  # the forwarded certificate header passes
+        assert {get(all_port) for _ in range(4)} == {"node1 pem", "node2 pem"}  # round robin
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        for server in nodes:
+            server.shutdown()

@@ -104,3 +104,17 @@ def test_reset_password_refuses_anyone_but_an_active_administrator(who):
 
     assert all(user.check_password(PASSWORD) for user in User.objects.all())
     assert not AuditEvent.objects.filter(action="admin.password_reset").exists()
+
+
+def test_in_development_the_lost_password_hint_is_a_command_that_runs(settings):
+    """manage.py refuses to start without real secrets unless DEBUG is on, so the hint a development
+    administrator reads carries DEBUG=true; in production it is the bare command."""
+    AdminFactory()
+    settings.DEBUG = True
+    out = StringIO()
+    call_command("bootstrap_admin", stdout=out)
+    assert "DEBUG=true .venv/bin/python manage.py bootstrap_admin --reset-password" in out.getvalue()
+    settings.DEBUG = False
+    out = StringIO()
+    call_command("bootstrap_admin", stdout=out)
+    assert "DEBUG=true" not in out.getvalue() and "manage.py bootstrap_admin --reset-password" in out.getvalue()

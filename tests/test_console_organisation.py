@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import pytest
 from django.core import mail
 from django.utils import timezone
@@ -92,24 +94,65 @@ def test_regenerate_rotates_the_url_and_reissues_pending_invitations(console, or
     assert all(organisation.enrollment_url in m.body for m in mail.outbox)
     assert AuditEvent.objects.filter(action="enrollment_url.regenerated", ip="203.0.113.6").count() == 1
 
-    progress = console.get(ROTATIONS)
-    assert b"2 / 2" in progress.content
-    assert b'http-equiv="refresh"' not in progress.content
+    progress = console.get(ROTATIONS).content.decode()
+    assert '<progress value="2" max="2">' in progress
+    assert "2 of 2 sent" in progress
+    assert "finished" in progress
+    assert 'http-equiv="refresh"' not in progress
 
 
-def test_rotation_progress_refreshes_itself_while_unfinished(console, organisation):
-    UrlRotationFactory(version=3, total=10, done=4)
-    response = console.get(ROTATIONS)
-    html = response.content.decode()
+def reissue_emails(rotation, **statuses):
+    """Re-issue emails queued for `rotation`, e.g. sent=3, failed=1, queued=2."""
+    for status, count in statuses.items():
+        for invitation in InvitationFactory.create_batch(count):
+            InvitationEmail.objects.create(invitation=invitation, reason=InvitationEmail.Reason.REISSUE,
+                                           status=status, queued_at=rotation.started_at + timedelta(seconds=1))
+
+
+def test_rotation_progress_counts_the_queuing_while_it_lasts(console, organisation):
+    rotation = UrlRotationFactory(version=3, total=10, done=4)
+    reissue_emails(rotation, sent=1, queued=3)
+    html = console.get(ROTATIONS).content.decode()
     assert '<meta http-equiv="refresh" content="3">' in html
-    assert '<progress value="4" max="10">' in html
-    assert "4 / 10" in html
-    assert "in progress" in html
+    assert '<progress value="1" max="10">' in html
+    assert "1 of 10 sent" in html and "4 queued" in html
+    assert "preparing the emails" in html
 
 
-def test_rotation_progress_stops_refreshing_once_finished(console, organisation):
-    UrlRotationFactory(total=10, done=10, finished_at=timezone.now())
-    assert b'http-equiv="refresh"' not in console.get(ROTATIONS).content
+def test_rotation_is_sending_until_its_emails_are_sent_though_every_one_is_queued(console, organisation):
+    """Every email queued (done == total) is not the end: the users have not got the URL yet."""
+    rotation = UrlRotationFactory(version=3, total=4, done=4, finished_at=timezone.now())
+    reissue_emails(rotation, sent=2, failed=1, sending=1)
+    html = console.get(ROTATIONS).content.decode()
+    assert '<progress value="3" max="4">' in html
+    assert "2 of 4 sent" in html and "1 failed" in html and "1 waiting" in html
+    assert '<span class="badge badge-progress">sending</span>' in html
+    assert "badge-ok\">finished" not in html
+    assert '<meta http-equiv="refresh"' in html
+
+
+def test_rotation_progress_stops_refreshing_once_every_email_is_sent_or_failed(console, organisation):
+    rotation = UrlRotationFactory(total=3, done=3, finished_at=timezone.now())
+    reissue_emails(rotation, sent=2, failed=1)
+    html = console.get(ROTATIONS).content.decode()
+    assert '<progress value="3" max="3">' in html
+    assert '<span class="badge badge-ok">finished</span>' in html
+    assert 'http-equiv="refresh"' not in html
+
+
+def test_each_rotation_counts_only_its_own_emails(console, organisation, django_assert_max_num_queries):
+    older = UrlRotationFactory(version=2, total=2, done=2, finished_at=timezone.now())
+    reissue_emails(older, sent=2)
+    newer = UrlRotationFactory(version=3, total=1, done=1, finished_at=timezone.now())
+    UrlRotation.objects.filter(pk=newer.pk).update(started_at=older.started_at + timedelta(minutes=5))
+    newer.refresh_from_db()
+    reissue_emails(newer, failed=1)
+    [shown_newer, shown_older] = UrlRotation.with_email_counts(UrlRotation.objects.all())
+    assert (shown_newer.sent, shown_newer.failed, shown_newer.state) == (0, 1, "finished")
+    assert (shown_older.sent, shown_older.failed, shown_older.state) == (2, 0, "finished")
+    # The rotations, the starts of those after the first, one aggregate: whatever the number of rotations.
+    with django_assert_max_num_queries(3):
+        UrlRotation.with_email_counts(UrlRotation.objects.all())
 
 
 def test_enrollment_admin_sees_the_organisation_but_cannot_change_or_regenerate(client, enrollment_admin,

@@ -21,11 +21,11 @@ LIST = reverse("admin:enrollment_device_changelist")
 # Session, user, PIN enrollments for their filter, one COUNT, the page of devices with their users.
 LIST_QUERIES = 5
 # Session, user, the device with its owner, PIN enrollment and replacement, its Autopilot enrollment with its
-# profile and record, that enrollment's status-page items, its essential apps, its newest commands with who
-# queued them, its setting states with their commands and groups. Django's view also reads the device's
+# profile and record, that enrollment's status-page items, its essential apps, its commands waiting for it and
+# its newest commands (each with who queued them), its setting states with their commands and groups. Django's view also reads the device's
 # content type once per process (ContentType's cache): the tests fill it first, bench/devices.py warms
 # every gunicorn worker.
-PAGE_QUERIES = 8
+PAGE_QUERIES = 9
 
 
 def test_device_list_queries_do_not_grow_with_devices_or_users(console, django_assert_num_queries):
@@ -91,11 +91,20 @@ def test_device_page_queries_do_not_depend_on_what_the_device_has(console, djang
         assert shown in html
 
 
-def test_device_page_shows_the_newest_commands_and_links_to_all(console):
+def test_device_page_shows_the_newest_commands_a_page_at_a_time_and_links_to_all(console):
     device = DeviceFactory()
     commands = DeviceCommandFactory.create_batch(DEVICE_PAGE_COMMANDS + 5, device=device)
-    html = console.get(reverse("admin:enrollment_device_change", args=[device.pk])).content.decode()
+    newest_first = [c.pk for c in reversed(commands)]
+    page = reverse("admin:enrollment_device_change", args=[device.pk])
 
-    shown = [int(pk) for pk in re.findall(r'name="commands-\d+-id" value="(\d+)"', html)]
-    assert shown == [c.pk for c in reversed(commands)][:DEVICE_PAGE_COMMANDS]
+    def shown(html):
+        return [int(pk) for pk in re.findall(r'<tr class="command-\w+">\s*<td>(\d+)</td>', html)]
+
+    html = console.get(page).content.decode()
+    assert shown(html) == newest_first[:DEVICE_PAGE_COMMANDS]
+    assert "?commands=2#commands" in html and "?commands=0" not in html
+    older = console.get(page, {"commands": 2}).content.decode()
+    assert shown(older) == newest_first[DEVICE_PAGE_COMMANDS:]
+    assert "?commands=1#commands" in older and "?commands=3" not in older
+    assert shown(console.get(page, {"commands": "x"}).content.decode()) == newest_first[:DEVICE_PAGE_COMMANDS]
     assert f"{reverse('admin:management_devicecommand_changelist')}?device__id__exact={device.pk}" in html

@@ -388,3 +388,20 @@ def test_the_worker_purges_expired_spent_tokens_on_its_schedule(live_tasks, sett
     while SpentEntraToken.objects.filter(token_id="uti:old").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert list(SpentEntraToken.objects.values_list("token_id", flat=True)) == ["uti:live"]
+
+
+def test_queries_of_an_entra_enrollment_are_fixed(client, entra_on, organisation, django_assert_num_queries):
+    """The RST of an Entra enrollment: 23 statements for a tenant's new user before the user was found
+    by link or email in one query (twice: the token's check and the enrollment's lock), the token spent
+    by one INSERT … ON CONFLICT (no savepoint), the device limit and first device read together, the
+    audit events written by one INSERT and no invitation looked up for a user made a moment ago. Counted
+    here with the two savepoints (and releases) of the enrollment's transactions inside the test's."""
+    parse(tokens.get_policies(client, organisation, tokens.make_token()))  # the signing key, read once per process
+    with django_assert_num_queries(19):
+        parse(tokens.enroll(client, organisation, tokens.make_token()))
+    # The same user's next PC: the user is found by its link, locked, and its devices counted; a
+    # first-device invitation check is not needed (it has a device).
+    with django_assert_num_queries(18):
+        parse(tokens.enroll(client, organisation, tokens.make_token(jti="second-token"), device_key=51,
+                            device_id="2" * 32, hw_dev_id="B" * 64))
+    assert Device.objects.enrolled().filter(user__email=tokens.UPN).count() == 2

@@ -182,3 +182,46 @@ def test_send_invitations_action_queues_one_task_per_chunk_and_says_how_many_and
         InvitationEmail.objects.values_list("pk", flat=True))
     assert set(Invitation.objects.values_list("user", flat=True)) == {user.pk for user in users[2:]}
     assert messages_of(response) == ["Invitations queued for 23 users.", "2 inactive users were not invited."]
+
+
+def statement_parameters(users, admin_user):
+    """The largest number of parameters any statement of an invite() took."""
+    counts = []
+
+    def count(execute, sql, params, many, context):
+        counts.append(len(params or ()))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count):
+        sending.invite(users, actor=admin_user)
+    return max(counts)
+
+
+def test_the_ids_travel_as_one_parameter_whatever_the_number_of_users(organisation, admin_user):
+    """One array parameter (mdmportal.lookups.AnyOf), not one placeholder per user: a 10,000-user
+    action no longer makes statements of 10,000 parameters for psycopg to adapt and PostgreSQL to
+    parse, once per statement."""
+    few, many = make_users(3, "few"), make_users(60, "many")
+
+    assert statement_parameters(few, admin_user) == statement_parameters(many, admin_user)
+    assert Invitation.objects.count() == 63
+
+
+def test_users_already_invited_are_resent_to_and_the_others_invited_in_one_call(organisation, admin_user):
+    invited_before, new = make_users(4, "before"), make_users(5, "new")
+    sending.invite(invited_before)
+
+    invitation_ids = sending.invite(invited_before + new, actor=admin_user)
+
+    assert len(invitation_ids) == 9 and Invitation.objects.count() == 9
+    assert AuditEvent.objects.filter(action="invitation.resent").count() == 4
+    assert AuditEvent.objects.filter(action="invitation.sent", actor=admin_user).count() == 5
+    resends = InvitationEmail.objects.filter(reason=InvitationEmail.Reason.RESEND)
+    assert sorted(resends.values_list("invitation__user__email", flat=True)) == sorted(u.email for u in invited_before)
+    firsts = InvitationEmail.objects.filter(reason=InvitationEmail.Reason.INVITE, invitation__user__in=new)
+    assert firsts.count() == 5
+
+
+def test_inviting_nobody_writes_nothing(organisation, admin_user):
+    assert sending.invite_ids([], actor=admin_user) == []
+    assert not Invitation.objects.exists() and not AuditEvent.objects.filter(action__startswith="invitation.").exists()

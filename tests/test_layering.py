@@ -30,11 +30,12 @@ MDMPORTAL = {
     "charts": SHARED,  # SVG charts drawn on the server
     "csv_cells": SHARED,
     "device_requests": SHARED,
+    "formats": SHARED,  # date formats per language (FORMAT_MODULE_PATH)
     "log_redaction": SHARED,
+    "lookups": SHARED,
     "mail": SHARED,
     "nul_characters": SHARED,  # a middleware: a NUL in a query parameter is a 400
     "outbound": SHARED,
-    "prepared": SHARED,
     "proxies": SHARED,
     "search": SHARED,
     "secret_settings": SHARED,

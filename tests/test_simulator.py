@@ -918,3 +918,41 @@ def test_command_prints_a_readable_summary(enrollment_server, carol, capsys):
     assert "Simulated HoloLens 2 enrollment" in out
     for label in ("Auth policy:", "Device ID:", "Thumbprint:", "Expires:", "Management URL:", "Total time:"):
         assert label in out
+
+
+def test_python_m_simulator_enrolls_without_settings_or_secrets(enrollment_server, carol):
+    """The simulator is a client: `python -m simulator` runs with no Django settings, no SECRET_KEY and no
+    database, and its --json result names the certificate the server issued."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from enrollment.models import Device
+    from tests.factories import PASSWORD
+
+    env = {name: value for name, value in os.environ.items()
+           if name not in {"DJANGO_SETTINGS_MODULE", "SECRET_KEY", "DATABASE_URL", "CA_KEY_PASSPHRASE"}}
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator", enrollment_server.url, "--email", "carol@example.com",
+         "--password", PASSWORD, "--json"],
+        cwd=Path(__file__).resolve().parent.parent, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert Device.objects.get(device_id=result["device_id"]).user == carol
+
+
+def test_python_m_simulator_refuses_options_that_do_not_go_together():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator", "https://mdm.example.com", "--email", "a@example.com",
+         "--password", "x", "--digest"],
+        cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "DJANGO_SETTINGS_MODULE": ""},
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "go with --checkin" in done.stderr

@@ -28,7 +28,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('autopilot', '0002_autopilotdevice_trigram_search'),
-        ('enrollment', '0003_entrasettings_tenant_domain'),
+        ('enrollment', '0004_entrasettings_tenant_domain'),
     ]
 
     operations = [

@@ -60,18 +60,22 @@ def test_administrator_cancels_a_queued_command_from_the_device_page(open_page, 
     page.goto("/admin/enrollment/device/")
     page.get_by_role("link", name="PC-ALICE").click()
 
-    queue = page.locator(".inline-group")
-    expect(queue.get_by_role("heading", name="Commands (queue and latest history")).to_be_visible()
-    queued_row = queue.locator("tbody tr").filter(has_text="./Device/Vendor/MSFT/Reboot/RebootNow")
-    expect(queued_row).to_contain_text("Queued")
-    expect(queue.get_by_role("link", name="Cancel")).to_have_count(1)
-    queued_row.get_by_role("link", name="Cancel").click()
+    waiting = page.locator("#pending-actions")
+    expect(waiting.get_by_role("heading", name="Waiting for the device")).to_be_visible()
+    queued = waiting.locator("li").filter(has_text="./Device/Vendor/MSFT/Reboot/RebootNow")
+    expect(queued).to_contain_text("Queued")
+    expect(waiting.get_by_role("link", name="Cancel")).to_have_count(1)
+    history = page.locator("#commands")
+    expect(history.get_by_role("heading", name="Commands, newest first")).to_be_visible()
+    expect(history.locator("tbody tr").first).to_contain_text("./DevDetail/SwV")  # the newest first
+    queued.get_by_role("link", name="Cancel").click()
 
     expect(page.locator("#content")).to_contain_text("The device has not received it yet.")
     page.get_by_role("button", name="Cancel the command").click()
 
     expect(page.locator(".messagelist")).to_contain_text("Cancelled")
-    expect(queued_row).to_contain_text("Cancelled")
-    expect(queue.get_by_role("link", name="Cancel")).to_have_count(0)
+    expect(waiting).to_contain_text("Nothing: the device has received every command.")
+    expect(history.locator("tbody tr").filter(has_text="./Device/Vendor/MSFT/Reboot/RebootNow")).to_contain_text(
+        "Cancelled")
     reboot.refresh_from_db()
     assert reboot.status == DeviceCommand.Status.CANCELLED

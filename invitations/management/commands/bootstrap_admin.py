@@ -1,6 +1,7 @@
 import secrets
 
 from django.contrib.auth.models import Group
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -32,8 +33,10 @@ class Command(BaseCommand):
         if reset_password:
             return self.reset_password(email)
         if User.objects.filter(is_superuser=True, is_active=True).exists():
+            # In development manage.py runs only with DEBUG on (outside it, it asks for real secrets).
+            prefix = "DEBUG=true .venv/bin/python " if settings.DEBUG else ""
             self.stdout.write("An administrator already exists; nothing to do. For a lost password, run "
-                              "manage.py bootstrap_admin --reset-password --email <administrator's email>")
+                              f"{prefix}manage.py bootstrap_admin --reset-password --email <administrator's email>")
             return
         email = email or DEFAULT_EMAIL
         password = generated_password()

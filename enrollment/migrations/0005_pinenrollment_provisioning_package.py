@@ -4,7 +4,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('enrollment', '0003_entrasettings_tenant_domain'),
+        ('enrollment', '0004_entrasettings_tenant_domain'),
     ]
 
     operations = [

@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('enrollment', '0004_pinenrollment_provisioning_package'),
+        ('enrollment', '0005_pinenrollment_provisioning_package'),
     ]
 
     operations = [

@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('enrollment', '0002_device_trigram_search'),
+        ('enrollment', '0003_device_fillfactor'),
     ]
 
     operations = [

@@ -1,0 +1,162 @@
+"""The most frequent reads of the enrollment requests (GetPolicies and RST), written out as SQL.
+
+Each function runs the statement Django's ORM makes for the query its docstring names, with the same
+conditions and ordering, and hands back model instances (Model.from_db, the ORM's own constructor
+for loaded rows, with each field's from_db_value). Written out because the ORM's compilation of these
+statements cost more CPU than PostgreSQL spends running them: measured with bench/_profile_enroll.py,
+0.5-1.8 ms per statement in the web worker, against about 0.15 ms for the same statement written out.
+The tests that cover these paths (enrollment, package, lockout, re-enrollment, concurrency) run them
+as they are; a changed model shows up there, since the column lists come from the models.
+"""
+import functools
+
+from django.db import connection
+from django.utils import timezone
+
+from .models import Device, PinEnrollment, PinEnrollmentFailure
+
+
+def _quote(name):
+    return connection.ops.quote_name(name)
+
+
+@functools.cache
+def _columns(model, alias):
+    """(fields, "alias.col, …") of the model's concrete fields, in their order."""
+    fields = model._meta.concrete_fields
+    return fields, ", ".join(f"{alias}.{_quote(field.column)}" for field in fields)
+
+
+def _instance(model, fields, values):
+    values = [field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
+              for field, value in zip(fields, values)]
+    return model.from_db(connection.alias, [field.attname for field in fields], values)
+
+
+def _for_update():
+    return " FOR UPDATE" if connection.features.has_select_for_update else ""
+
+
+def _moment(value):
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _table(model):
+    return _quote(model._meta.db_table)
+
+
+def _column(model, name):
+    return _quote(model._meta.get_field(name).column)
+
+
+def pin_enrollment_by_upn(username, address):
+    """PinEnrollment.objects.select_related("owner").filter(upn__iexact=username).annotate(address_locked=
+    Exists(its PinEnrollmentFailure for `address` locked until later than now)).first(); or None."""
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    pin_fields, pin_columns = _columns(PinEnrollment, "p")
+    user_fields, user_columns = _columns(User, "u")
+    failure = _table(PinEnrollmentFailure)
+    sql = (
+        f"SELECT {pin_columns}, {user_columns}, EXISTS(SELECT 1 FROM {failure} f "
+        f"WHERE f.{_column(PinEnrollmentFailure, 'pin_enrollment')} = p.{_quote(PinEnrollment._meta.pk.column)} "
+        f"AND f.{_column(PinEnrollmentFailure, 'address')} = %s "
+        f"AND f.{_column(PinEnrollmentFailure, 'locked_until')} > %s) "
+        f"FROM {_table(PinEnrollment)} p "
+        f"JOIN {_table(User)} u ON u.{_quote(User._meta.pk.column)} = p.{_column(PinEnrollment, 'owner')} "
+        f"WHERE UPPER(p.{_column(PinEnrollment, 'upn')}) = UPPER(%s) "
+        f"ORDER BY p.{_column(PinEnrollment, 'created_at')} DESC, p.{_quote(PinEnrollment._meta.pk.column)} DESC "
+        f"LIMIT 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [address, _moment(timezone.now()), username])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    pin_enrollment = _instance(PinEnrollment, pin_fields, row[:len(pin_fields)])
+    pin_enrollment.owner = _instance(User, user_fields, row[len(pin_fields):-1])
+    pin_enrollment.address_locked = row[-1]
+    return pin_enrollment
+
+
+def pin_enrollment_for_update(pk):
+    """PinEnrollment.objects.select_for_update().get(pk=pk) (DoesNotExist when it is gone)."""
+    fields, columns = _columns(PinEnrollment, "p")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {columns} FROM {_table(PinEnrollment)} p "
+                       f"WHERE p.{_quote(PinEnrollment._meta.pk.column)} = %s{_for_update()}", [pk])
+        row = cursor.fetchone()
+    if row is None:
+        raise PinEnrollment.DoesNotExist(f"PIN enrollment {pk}")
+    return _instance(PinEnrollment, fields, row)
+
+
+def devices_used_by(pin_enrollment_id):
+    """pin_enrollment.devices.exclude(status=Device.Status.REPLACED).count()."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM {_table(Device)} WHERE {_column(Device, 'pin_enrollment')} = %s "
+                       f"AND NOT ({_column(Device, 'status')} = %s)", [pin_enrollment_id, Device.Status.REPLACED])
+        return cursor.fetchone()[0]
+
+
+def live_devices_of_hardware_for_update(device_id, hw_dev_id):
+    """list(Device.objects.same_hardware(device_id, hw_dev_id).select_for_update()): the live
+    enrollments with this DeviceID, or this HWDevID unless it is all zeros, locked."""
+    fields, columns = _columns(Device, "d")
+    match = f"UPPER(d.{_column(Device, 'device_id')}) = UPPER(%s)"
+    params = [Device.Status.ENROLLED, device_id]
+    if hw_dev_id and hw_dev_id.strip("0"):
+        match = f"({match} OR UPPER(d.{_column(Device, 'hw_dev_id')}) = UPPER(%s))"
+        params.append(hw_dev_id)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {columns} FROM {_table(Device)} d WHERE d.{_column(Device, 'status')} = %s AND {match} "
+                       f"ORDER BY d.{_column(Device, 'enrolled_at')} DESC, d.{_quote(Device._meta.pk.column)} DESC "
+                       f"{_for_update()}", params)
+        return [_instance(Device, fields, row) for row in cursor.fetchall()]
+
+
+def answered_rst_exists(digest, device_id, since):
+    """Device.objects.filter(enrollment_request_digest=digest, device_id=device_id, status=ENROLLED,
+    revoked_at=None, last_seen_at=None, certificate_renewed_at=None, enrolled_at__gte=since).exists()."""
+    column = functools.partial(_column, Device)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {_table(Device)} WHERE {column('enrollment_request_digest')} = %s "
+            f"AND {column('device_id')} = %s AND {column('status')} = %s AND {column('revoked_at')} IS NULL "
+            f"AND {column('last_seen_at')} IS NULL AND {column('certificate_renewed_at')} IS NULL "
+            f"AND {column('enrolled_at')} >= %s LIMIT 1", [digest, device_id, Device.Status.ENROLLED, _moment(since)])
+        return cursor.fetchone() is not None
+
+
+def entra_user(tenant_id, object_id, email, *, for_update=False):
+    """The user an Entra user already is, as enrollment/entra.py's known_user() has it: the user linked
+    to the token's object (`linked` True), else the one with the token's email (iexact, the first by
+    pk; no email for a user-less token), else None. One primary-key lookup: the user's id comes from
+    two scalar subqueries, each an index lookup run once (an OR of the two conditions scans every
+    user). `for_update`: the user row locked, for the enrollment's transaction."""
+    from django.contrib.auth import get_user_model
+
+    from .models import EntraIdentity
+
+    User = get_user_model()
+    fields, columns = _columns(User, "u")
+    link, user_pk = _table(EntraIdentity), _quote(User._meta.pk.column)
+    link_user, link_tenant, link_object = (_column(EntraIdentity, name) for name in ("user", "tenant_id", "object_id"))
+    target = f"(SELECT l.{link_user} FROM {link} l WHERE l.{link_tenant} = %s AND l.{link_object} = %s LIMIT 1)"
+    params = [tenant_id, object_id, tenant_id, object_id]
+    if email:
+        target = (f"COALESCE({target}, (SELECT e.{user_pk} FROM {_table(User)} e "
+                  f"WHERE UPPER(e.{_column(User, 'email')}) = UPPER(%s) ORDER BY e.{user_pk} LIMIT 1))")
+        params.append(email)
+    sql = (f"SELECT {columns}, EXISTS(SELECT 1 FROM {link} l WHERE l.{link_user} = u.{user_pk} "
+           f"AND l.{link_tenant} = %s AND l.{link_object} = %s) "
+           f"FROM {_table(User)} u WHERE u.{user_pk} = {target}{_for_update() if for_update else ''}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    user = _instance(User, fields, row[:-1])
+    user.linked = bool(row[-1])
+    return user
