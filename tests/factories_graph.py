@@ -31,9 +31,14 @@ class GraphConnectorFactory(DjangoModelFactory):
 
     @factory.post_generation
     def tenant(connector, create, tenant, **kwargs):
-        """The tenant lives in the Entra ID settings (tenant="" leaves it unset)."""
-        if create and tenant != "":
-            EntraSettings.objects.update_or_create(pk=1, defaults={"tenant_ids": [tenant or TENANT]})
+        """The tenant lives in the Entra ID settings: the fake Graph's, unless they already name one (or
+        tenant="" leaves them without)."""
+        if not create or tenant == "":
+            return
+        entra, _created = EntraSettings.objects.get_or_create(pk=1)
+        if tenant or not entra.tenant_ids:
+            entra.tenant_ids = [tenant or TENANT]
+            entra.save()
 
 
 class GraphDeviceSyncFactory(DjangoModelFactory):
