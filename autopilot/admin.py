@@ -121,8 +121,12 @@ class ProfileAdmin(AuditedAdminMixin, admin.ModelAdmin):
         profile = get_object_or_404(Profile, pk=pk)
         try:
             content = offline.configuration_file(profile)
-        except offline.TenantNotConfigured as exc:
-            self.message_user(request, str(exc), messages.ERROR)
+        except offline.TenantNotConfigured:
+            self.message_user(request, format_html(
+                '{} <a href="{}">{}</a>', _("The offline file names your Microsoft Entra tenant: its id and domain "
+                                            "are needed first."),
+                reverse("admin:enrollment_entrasettings_changelist"), _("Enter them in the Entra ID settings.")),
+                messages.ERROR)
             return HttpResponseRedirect(reverse("admin:autopilot_profile_change", args=[pk]))
         return offline_file_response(content)
 

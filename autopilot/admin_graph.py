@@ -12,7 +12,8 @@ from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
 from django.db.models import Count
 from django.shortcuts import redirect
-from django.urls import path
+from django.urls import path, reverse
+from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 from django.utils.translation import gettext_lazy as _
 
@@ -42,7 +43,7 @@ class GraphConnectorForm(forms.ModelForm):
 
     class Meta:
         model = GraphConnector
-        fields = ["enabled", "tenant_id", "client_id", "client_secret", "graph_base_url", "token_base_url"]
+        fields = ["enabled", "client_id", "client_secret", "graph_base_url", "token_base_url"]
         formfield_callback = _formfield
 
     def clean(self):
@@ -57,7 +58,7 @@ class GraphConnectorForm(forms.ModelForm):
 @admin.register(GraphConnector)
 class GraphConnectorAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = GraphConnectorForm
-    readonly_fields = ["secret_state", "last_sync_at", "last_error"]
+    readonly_fields = ["tenant", "secret_state", "last_sync_at", "last_error"]
     change_form_template = "admin/autopilot/graphconnector/change_form.html"
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
@@ -66,7 +67,7 @@ class GraphConnectorAdmin(AuditedAdminMixin, admin.ModelAdmin):
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_fieldsets(self, request, obj=None):
-        credentials = ["tenant_id", "client_id", "secret_state"]
+        credentials = ["tenant", "client_id", "secret_state"]
         if self.has_change_permission(request, obj):
             credentials.insert(2, "client_secret")
         return [
@@ -75,6 +76,14 @@ class GraphConnectorAdmin(AuditedAdminMixin, admin.ModelAdmin):
             (_("Endpoints"), {"fields": ["graph_base_url", "token_base_url"]}),
             (_("Last synchronisation"), {"fields": ["last_sync_at", "last_error"]}),
         ]
+
+    @admin.display(description=_("tenant"))
+    def tenant(self, connector):
+        """Entered once, in the Entra ID settings: shown here with the way there."""
+        url = reverse("admin:enrollment_entrasettings_changelist")
+        if connector.tenant:
+            return format_html('{} (<a href="{}">{}</a>)', connector.tenant, url, _("change in the Entra ID settings"))
+        return format_html('{} <a href="{}">{}</a>', _("Not set yet:"), url, _("enter it in the Entra ID settings"))
 
     @admin.display(description=_("client secret"))
     def secret_state(self, connector):

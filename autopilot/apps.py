@@ -10,12 +10,10 @@ class AutopilotConfig(AppConfig):
         from enrollment import admin as enrollment_admin
         from enrollment import reenrollment, wstep
         from management import inventory, omadm
-        from invitations import dashboard
         from pki import passphrase
 
         from . import checks  # noqa: F401  (registers the system checks)
         from . import admin_device, graph_models, matching, status_page
-        from .dashboard import stalled_installs_card
 
         # An Autopilot record matched by hardware hash proves a re-enrollment comes from the same PC.
         reenrollment.register_hardware_proof(matching.hardware_hash_proof)
@@ -30,5 +28,3 @@ class AutopilotConfig(AppConfig):
         omadm.register_session_start("has_autopilot_setup", status_page.has_setup, status_page.checked_in)
         # The device's console page shows its Enrollment Status Page progress and essential apps.
         enrollment_admin.register_device_inlines(admin_device.AutopilotSetupInline, admin_device.AppInstallInline)
-        # Stalled app installs need someone's attention: a figure on the console's dashboard.
-        dashboard.register_card(stalled_installs_card)

@@ -1,24 +1,18 @@
-"""Configuration mistakes of the Autopilot area, reported by `manage.py check`. The tenant is only
-needed for offline profile files, so leaving both settings empty is not a mistake."""
-import uuid
+"""Configuration mistakes of the Autopilot area, reported by `manage.py check`."""
+import os
 
-from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import Tags, Warning, register
+
+RETIRED_VARIABLES = ["AUTOPILOT_TENANT_ID", "AUTOPILOT_TENANT_DOMAIN"]
 
 
 @register(Tags.compatibility)
-def check_tenant(app_configs, **kwargs):
-    tenant_id, domain = settings.AUTOPILOT_TENANT_ID, settings.AUTOPILOT_TENANT_DOMAIN
-    if not tenant_id and not domain:
+def check_retired_tenant_variables(app_configs, **kwargs):
+    """The tenant of offline profile files was once read from the environment; it is now entered once, in
+    the console's Entra ID settings, with Entra enrollment and the Microsoft Graph connection."""
+    present = [name for name in RETIRED_VARIABLES if os.environ.get(name)]
+    if not present:
         return []
-    if not tenant_id or not domain:
-        return [Error("Set both AUTOPILOT_TENANT_ID and AUTOPILOT_TENANT_DOMAIN, or neither",
-                      hint="Offline Autopilot profile files need your Microsoft Entra tenant's id and domain.",
-                      id="autopilot.E001")]
-    try:
-        uuid.UUID(tenant_id)
-    except ValueError:
-        return [Error(f"AUTOPILOT_TENANT_ID {tenant_id!r} is not a GUID",
-                      hint="Copy the tenant id (a GUID, without braces) from the Microsoft Entra admin center.",
-                      id="autopilot.E002")]
-    return []
+    return [Warning(f"{' and '.join(present)} {'is' if len(present) == 1 else 'are'} no longer read",
+                    hint="Enter the tenant's id and domain in the console: Enrollment > Entra ID.",
+                    id="autopilot.W001")]

@@ -84,7 +84,7 @@ class Client:
             raise ConnectorDisabled("The Microsoft Graph connector is turned off.")
         self.connector = connector
         self.base = connector.graph_base_url.rstrip("/")
-        if not (connector.tenant_id and connector.client_id and connector.has_client_secret):
+        if not (connector.tenant and connector.client_id and connector.has_client_secret):
             raise AuthError("Give the tenant, the client id and the client secret first.")
         try:
             self._secret = connector.client_secret()

@@ -3,7 +3,6 @@ service said about each device and profile we pushed. Imported by models.py so D
 
 The domain work (token, requests, push, poll, pull) lives in autopilot/graph.py and graph_sync.py.
 """
-import re
 import uuid
 from urllib.parse import urlsplit
 
@@ -11,7 +10,9 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.functional import cached_property
 
+from enrollment.models import EntraSettings
 from pki.passphrase import Outcome
 from invitations.models import InvalidTransition
 from mdmportal import outbound
@@ -21,8 +22,7 @@ from .models import AutopilotDevice, Profile
 
 DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com"
 DEFAULT_TOKEN_BASE_URL = "https://login.microsoftonline.com"
-# A tenant is named by its id (a GUID) or one of its verified domains (contoso.onmicrosoft.com).
-DOMAIN_RE = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.IGNORECASE)
+TENANT_MISSING = _("Enter your tenant id in the Entra ID settings (Enrollment > Entra ID) first.")
 
 
 def _is_guid(value):
@@ -51,9 +51,6 @@ class GraphConnector(models.Model):
     enabled = models.BooleanField(_("enabled"),
         default=False, help_text=_("Push imported devices and profiles to Microsoft's Autopilot service and pull "
                                  "their status back."))
-    tenant_id = models.CharField(
-        _("tenant"), max_length=253, blank=True,
-        help_text=_("Your Microsoft Entra tenant: its id (a GUID) or its primary domain (contoso.onmicrosoft.com)."))
     client_id = models.CharField(
         _("application (client) id"), max_length=36, blank=True,
         help_text=_("The app registration's id. It needs the DeviceManagementServiceConfig.ReadWrite.All "
@@ -97,11 +94,18 @@ class GraphConnector(models.Model):
         """The plain secret, for the token request only; raises sealing.SealError."""
         return sealing.unseal(self.sealed_client_secret)
 
+    @cached_property
+    def tenant(self):
+        """The organisation's Microsoft Entra tenant, entered once in the Entra ID settings
+        (enrollment.EntraSettings): its id, else its domain, else ""."""
+        entra = EntraSettings.get()
+        return entra.tenant_id or entra.tenant_domain
+
     @property
     def token_url(self):
         """OAuth 2.0 client credentials grant (RFC 6749 §4.4) at the Microsoft identity platform's v2.0
         endpoint for the tenant."""
-        return f"{self.token_base_url.rstrip('/')}/{self.tenant_id}/oauth2/v2.0/token"
+        return f"{self.token_base_url.rstrip('/')}/{self.tenant}/oauth2/v2.0/token"
 
     @property
     def scope(self):
@@ -110,9 +114,7 @@ class GraphConnector(models.Model):
 
     def clean(self):
         errors = {}
-        self.tenant_id, self.client_id = self.tenant_id.strip(), self.client_id.strip()
-        if self.tenant_id and not (_is_guid(self.tenant_id) or DOMAIN_RE.match(self.tenant_id)):
-            errors["tenant_id"] = _("Give the tenant id (a GUID) or the tenant's domain, such as contoso.onmicrosoft.com.")
+        self.client_id = self.client_id.strip()
         if self.client_id and not _is_guid(self.client_id):
             errors["client_id"] = _("The application (client) id is a GUID: copy it from the app registration.")
         for field in ("graph_base_url", "token_base_url"):
@@ -120,12 +122,13 @@ class GraphConnector(models.Model):
             if problem:
                 errors[field] = problem
         if self.enabled:
-            missing = [str(label) for label, value in ((_("the tenant"), self.tenant_id),
-                                                       (_("the client id"), self.client_id),
+            missing = [str(label) for label, value in ((_("the client id"), self.client_id),
                                                        (_("the client secret"),
                                                         self.sealed_client_secret)) if not value]
             if missing:
                 errors["enabled"] = _("Give %(missing)s before turning the connector on.") % {"missing": ", ".join(missing)}
+            elif not self.tenant:
+                errors["enabled"] = TENANT_MISSING
         if errors:
             raise ValidationError(errors)
 

@@ -7,7 +7,7 @@ The file must be ASCII (Windows ignores a UTF-8 or UTF-16 file), so non-ASCII te
 """
 import json
 
-from django.conf import settings
+from enrollment.models import EntraSettings
 
 FILE_NAME = "AutopilotConfigurationFile.json"
 FORMAT_VERSION = 2049  # the format version Windows 10 1809 and later read
@@ -31,7 +31,7 @@ AUTOPILOT_UPDATE_TIMEOUT_MS = 30 * 60 * 1000
 
 
 class TenantNotConfigured(Exception):
-    """AUTOPILOT_TENANT_ID / AUTOPILOT_TENANT_DOMAIN are not set: the file would be useless."""
+    """The tenant's id or domain is missing from the Entra ID settings: the file would be useless."""
 
 
 def oobe_config(profile):
@@ -55,11 +55,13 @@ def oobe_config(profile):
 
 
 def tenant():
-    tenant_id, domain = settings.AUTOPILOT_TENANT_ID, settings.AUTOPILOT_TENANT_DOMAIN
-    if not tenant_id or not domain:
-        raise TenantNotConfigured("Set AUTOPILOT_TENANT_ID and AUTOPILOT_TENANT_DOMAIN (your Microsoft Entra "
-                                  "tenant) before downloading offline profile files.")
-    return tenant_id, domain
+    """The organisation's Microsoft Entra tenant as the file names it, (id, domain), from the Entra ID
+    settings where it is entered once (enrollment.EntraSettings)."""
+    entra = EntraSettings.get()
+    if not entra.tenant_id or not entra.tenant_domain:
+        raise TenantNotConfigured("Enter your tenant's id and domain in the Entra ID settings (Enrollment > "
+                                  "Entra ID) before downloading offline profile files.")
+    return entra.tenant_id, entra.tenant_domain
 
 
 def configuration(profile):

@@ -21,7 +21,7 @@ from invitations.models import InvalidTransition
 from mdmportal.console import client_ip
 from mdmportal.search import SubquerySearchMixin
 
-from . import ppkg, wcd
+from . import checkins, ppkg, wcd
 from .admin_troubleshooting import TroubleshootingMixin
 from .console_forms import PinEnrollmentForm, with_options
 from .models import Device, PinEnrollment, RegistrationPin
@@ -50,6 +50,20 @@ class _DevicePageRead(NamedTuple):
 _DEVICE_PAGE_READ = "_device_page_read"  # the request's attribute holding its _DevicePageRead
 
 
+class CheckInFilter(admin.SimpleListFilter):
+    """Devices by their last check-in (enrollment/checkins.py), as the dashboard counts them."""
+
+    title = _("last check-in")
+    parameter_name = "checkin"
+
+    def lookups(self, request, model_admin):
+        return [*checkins.FRESHNESS, (checkins.SILENT, checkins.LABELS[checkins.SILENT])]
+
+    def queryset(self, request, queryset):
+        match = checkins.q(self.value())
+        return queryset if match is None else queryset.filter(match)
+
+
 @admin.register(Device)
 class DeviceAdmin(AuditedAdminMixin, TroubleshootingMixin, SubquerySearchMixin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "user", "status", "method", "enrollment_type", "os_version", "model",
@@ -58,7 +72,7 @@ class DeviceAdmin(AuditedAdminMixin, TroubleshootingMixin, SubquerySearchMixin, 
     # thousands of links; search by email instead, or ?user__id__exact=), enrollment dates as fixed ranges
     # rather than a date hierarchy (a DISTINCT over the whole table), and one COUNT per page, not two. The
     # search uses trigram indexes and searches the owners' emails in the user table (mdmportal/search.py).
-    list_filter = ["kind", "status", "method", "enrollment_type", "enrolled_at",
+    list_filter = ["kind", "status", CheckInFilter, "method", "enrollment_type", "enrolled_at",
                    ("pin_enrollment", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "device_id", "hw_dev_id", "user__email", "upn", "certificate_serial",
                      "certificate_thumbprint", "serial_number", "model", "entra_device_id"]
@@ -214,7 +228,7 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
              d.enrolled_at.strftime("%Y-%m-%d %H:%M")) for d in devices))
         all_url = reverse("admin:enrollment_device_changelist") + f"?pin_enrollment__id__exact={pin_enrollment.pk}"
         return format_html('<table><tr><th>Name</th><th>DeviceID</th><th>Status</th><th>Enrolled</th></tr>{}</table>'
-                           '<p><a href="{}">All devices of this PIN enrollment</a></p>', rows, all_url)
+                           '<p><a href="{}">All devices of this provisioning package</a></p>', rows, all_url)
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -274,7 +288,7 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request), "opts": self.opts, "pin_enrollment": pin_enrollment,
             "pin": pin, "created": created, "discovery_url": ppkg.discovery_url(),
-            "title": _("PIN enrollment created") if created else _("New PIN"),
+            "title": _("Provisioning package created") if created else _("New PIN"),
         }
         return TemplateResponse(request, "admin/enrollment/pinenrollment/pin_once.html", context)
 
@@ -289,14 +303,14 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
         try:
             pin = ppkg.regenerate(pin_enrollment, actor=request.user, ip=client_ip(request))
         except InvalidTransition:
-            self.message_user(request, _("A revoked PIN enrollment gets no new PIN."), messages.ERROR)
+            self.message_user(request, _("A revoked provisioning package gets no new PIN."), messages.ERROR)
             return self._back(pin_enrollment)
         return self._pin_page(request, pin_enrollment, pin, created=False)
 
     def revoke_view(self, request, pk):
         pin_enrollment = self._managed(request, pk)
         if request.method != "POST":
-            return self._confirm(request, pin_enrollment, _("Revoke this PIN enrollment?"),
+            return self._confirm(request, pin_enrollment, _("Revoke this provisioning package?"),
                                  _("Its packages stop enrolling devices for good; devices already enrolled stay "
                                    "enrolled."),
                                  _("Yes, revoke it"))
@@ -305,13 +319,13 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
             self.message_user(request, _("%(pin_enrollment)s is revoked.") % {"pin_enrollment": pin_enrollment},
                               messages.SUCCESS)
         except InvalidTransition:
-            self.message_user(request, _("This PIN enrollment was already revoked."), messages.WARNING)
+            self.message_user(request, _("This provisioning package was already revoked."), messages.WARNING)
         return self._back(pin_enrollment)
 
     def unlock_view(self, request, pk):
         pin_enrollment = self._managed(request, pk)
         if request.method != "POST":
-            return self._confirm(request, pin_enrollment, _("Unlock this PIN enrollment?"),
+            return self._confirm(request, pin_enrollment, _("Unlock this provisioning package?"),
                                  _("Devices may try its PIN again at once, and the count of wrong PINs starts over. If "
                                    "someone is guessing the PIN, regenerate it instead."), _("Yes, unlock it"))
         try:
@@ -319,7 +333,7 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
             self.message_user(request, _("%(pin_enrollment)s is unlocked.") % {"pin_enrollment": pin_enrollment},
                               messages.SUCCESS)
         except InvalidTransition:
-            self.message_user(request, _("This PIN enrollment is not locked."), messages.WARNING)
+            self.message_user(request, _("This provisioning package is not locked."), messages.WARNING)
         return self._back(pin_enrollment)
 
     def wcd_project_view(self, request, pk):
@@ -330,11 +344,11 @@ class PinEnrollmentAdmin(admin.ModelAdmin):
             return self._back(pin_enrollment)
         pin = request.POST.get("pin", "").strip()
         if not pin_enrollment.is_usable:
-            self.message_user(request, _("This PIN enrollment is revoked or expired: a package would not enroll."),
+            self.message_user(request, _("This provisioning package is revoked or expired: it would not enroll."),
                               messages.ERROR)
             return self._back(pin_enrollment)
         if not ppkg.pin_matches(pin_enrollment, pin):
-            self.message_user(request, _("That is not this PIN enrollment's current PIN: no project was made."),
+            self.message_user(request, _("That is not this provisioning package's current PIN: no project was made."),
                               messages.ERROR)
             return self._back(pin_enrollment)
         filename, data = wcd.project_zip(pin_enrollment, pin)

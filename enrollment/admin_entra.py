@@ -13,6 +13,7 @@ from django.core.validators import DomainNameValidator
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.utils.translation import gettext_lazy
@@ -38,7 +39,15 @@ def _lines(value):
 class EntraSettingsForm(forms.ModelForm):
     tenant_ids_text = forms.CharField(
         label=gettext_lazy("Tenant ids"), required=False, widget=forms.Textarea(attrs={"rows": 3}),
-        help_text=gettext_lazy("Directory (tenant) ids, one per line: Entra admin center > Overview > Tenant ID."),
+        help_text=gettext_lazy("Your tenant's Directory (tenant) id first (Entra admin center > Overview > Tenant "
+                               "ID), then one per line any other tenant whose users may enroll. The first is the "
+                               "one Entra ID enrollment, offline Autopilot profile files and the connection to "
+                               "Microsoft use."),
+    )
+    tenant_domain = forms.CharField(
+        label=gettext_lazy("Tenant's domain"), required=False, max_length=253,
+        help_text=gettext_lazy("Your tenant's initial domain, such as contoso.onmicrosoft.com (Entra admin center "
+                               "> Domain names): offline Autopilot profile files name the tenant by it."),
     )
     audiences_text = forms.CharField(
         label=gettext_lazy("Accepted audiences"), required=False, widget=forms.Textarea(attrs={"rows": 3}),
@@ -59,13 +68,16 @@ class EntraSettingsForm(forms.ModelForm):
 
     class Meta:
         model = EntraSettings
-        fields = ["enabled", "jwks_mirror_url", "terms_text"]
+        fields = ["enabled", "tenant_domain", "jwks_mirror_url", "terms_text"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["tenant_ids_text"].initial = "\n".join(self.instance.tenant_ids)
         self.fields["audiences_text"].initial = "\n".join(self.instance.audiences)
         self.fields["domains_text"].initial = "\n".join(self.instance.domains)
+        # The admin renders help texts as HTML: the address (with its "<tenant id>" placeholder) escaped.
+        self.fields["jwks_mirror_url"].help_text = format_html(
+            _("An https address on your network serving a copy of {}"), entra_keys.keys_url(self.instance.tenant_id))
 
     def clean_tenant_ids_text(self):
         tenants = _lines(self.cleaned_data["tenant_ids_text"])
@@ -74,6 +86,15 @@ class EntraSettingsForm(forms.ModelForm):
             raise forms.ValidationError(_("Not a tenant id (a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47): "
                                           "%(values)s") % {"values": ", ".join(wrong)})
         return list(dict.fromkeys(t.lower() for t in tenants))
+
+    def clean_tenant_domain(self):
+        domain = self.cleaned_data["tenant_domain"].strip().lower().lstrip("@").rstrip(".")
+        if domain:
+            try:
+                DomainNameValidator()(domain)
+            except ValidationError:
+                raise forms.ValidationError(_("Not a domain name (such as contoso.onmicrosoft.com)."))
+        return domain
 
     def clean_audiences_text(self):
         audiences = _lines(self.cleaned_data["audiences_text"])
@@ -163,8 +184,10 @@ class EntraSettingsAdmin(FullAdminChangesMixin, AuditedAdminMixin, admin.ModelAd
 
     def get_fields(self, request, obj=None):
         if self.has_change_permission(request, obj):
-            return ["enabled", "tenant_ids_text", "audiences_text", "domains_text", "jwks_mirror_url", "terms_text"]
-        return ["enabled", "tenant_list", "audience_list", "domain_list", "jwks_mirror_url", "terms_text"]
+            return ["enabled", "tenant_ids_text", "tenant_domain", "audiences_text", "domains_text", "jwks_mirror_url",
+                    "terms_text"]
+        return ["enabled", "tenant_list", "tenant_domain", "audience_list", "domain_list", "jwks_mirror_url",
+                "terms_text"]
 
     @admin.display(description=gettext_lazy("Tenant ids"))
     def tenant_list(self, settings_row):
@@ -225,6 +248,7 @@ class EntraSettingsAdmin(FullAdminChangesMixin, AuditedAdminMixin, admin.ModelAd
             "opts": self.opts,
             "title": _("Import Entra ID signing keys"),
             "form": form,
+            "keys_url": entra_keys.keys_url(EntraSettings.get().tenant_id),
         }
         return TemplateResponse(request, "admin/enrollment/entrasettings/import_keys.html", context)
 

@@ -17,19 +17,6 @@ from . import troubleshooting
 from .models import Device
 
 
-def refused_today_card(user):
-    """The dashboard's figure of refused enrollment attempts since midnight (rows: repeats of one refusal
-    within a minute are one), linking to the page; shown only when there are some."""
-    if not user.has_perm("enrollment.view_device"):
-        return None
-    midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-    count = AuditEvent.objects.filter(action=troubleshooting.REFUSED, created_at__gte=midnight).count()
-    if not count:
-        return None
-    return {"id": "card-refused-enrollments", "figure": count, "label": _("Refused enrollments today"),
-            "url": reverse("admin:enrollment_troubleshooting")}
-
-
 class TroubleshootingMixin:
     """URLs of the troubleshooting pages, on the device list's admin (they are about devices enrolling)."""
 

@@ -12,25 +12,20 @@ class EnrollmentConfig(AppConfig):
         from accounts import registration
         from django.db.models import Exists, OuterRef
 
-        from invitations import console_invitations, dashboard
+        from invitations import console_invitations
         from mdmportal import unavailable
 
         from . import device_views, pins
         from .models import Device
 
-        # The console dashboard's figure of enrolled devices.
-        dashboard.register_count("enrolled_devices", lambda: Device.objects.enrolled().count())
-
         # "Send invitation" tells which selected users already have an enrolled device.
         console_invitations.register_enrolled(
             lambda: Exists(Device.objects.enrolled().filter(user=OuterRef("pk"))))
 
-        # The dashboard's refused enrollments of the day, linking to the troubleshooting page.
         from invitations import user_summary
 
-        from .admin_troubleshooting import refused_today_card, user_summary_section
+        from .admin_troubleshooting import user_summary_section
 
-        dashboard.register_card(refused_today_card)
         # The user's console page shows their devices and links to their troubleshooting page.
         user_summary.register_section(user_summary_section)
 

@@ -15,7 +15,7 @@ def check_upn_is_free(upn, instance=None):
     so a user's email or MDM username here would lock that user out of enrolling."""
     others = PinEnrollment.objects.exclude(pk=instance.pk) if instance is not None else PinEnrollment.objects.all()
     if others.filter(upn__iexact=upn).exists():
-        raise forms.ValidationError(_("Another PIN enrollment already uses this service identity."))
+        raise forms.ValidationError(_("Another provisioning package already uses this service identity."))
     if get_user_model().objects.for_login(upn) is not None:
         raise forms.ValidationError(_("This is a user's email or MDM username: choose a name of its own."))
 

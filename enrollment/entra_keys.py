@@ -16,6 +16,7 @@ import urllib.request
 
 import jwt
 from django.db import transaction
+from django.utils.translation import gettext as _
 from jwt.exceptions import PyJWTError
 
 from accounts.models import AuditEvent
@@ -24,6 +25,15 @@ from mdmportal import outbound
 from .models import EntraKeyAlert, JwksSet, mirror_url_error
 
 logger = logging.getLogger(__name__)
+
+MICROSOFT_KEYS = "https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"
+
+
+def keys_url(tenant_id):
+    """Where Microsoft publishes the signing keys of the tenant, or a placeholder where the tenant id goes
+    when it is not entered yet (plain text: escape it in HTML)."""
+    return MICROSOFT_KEYS.format(tenant=tenant_id or _("<tenant id>"))
+
 
 MAX_JWKS_BYTES = 256 * 1024  # Microsoft's set is a few kilobytes
 FETCH_TIMEOUT_SECONDS = 10

@@ -363,8 +363,8 @@ class PinEnrollment(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        verbose_name = _("PIN enrollment")
-        verbose_name_plural = _("PIN enrollments")
+        verbose_name = _("provisioning package")
+        verbose_name_plural = _("provisioning packages")
 
     def __str__(self):
         return f"{self.name} ({self.upn})"
@@ -538,8 +538,17 @@ class EntraSettings(models.Model):
                   "automatic enrollment). While on, discovery answers Federated to devices that offer it and "
                   "whose address is of a verified domain (all of them when no domain is listed)."),
     )
-    tenant_ids = models.JSONField(_("tenant ids"), default=list, blank=True,
-                                  help_text=_("Directory (tenant) ids whose tokens are accepted (lowercase GUIDs)"))
+    # The organisation's Microsoft Entra tenant, entered once here: Entra enrollment accepts its tokens,
+    # offline Autopilot profile files name it (autopilot/offline.py) and the Microsoft Graph connection
+    # signs in to it (autopilot/graph_models.py).
+    tenant_ids = models.JSONField(
+        _("tenant ids"), default=list, blank=True,
+        help_text=_("Directory (tenant) ids whose tokens are accepted (lowercase GUIDs); the first is the "
+                    "organisation's own tenant"))
+    tenant_domain = models.CharField(
+        _("tenant's domain"), max_length=253, blank=True,
+        help_text=_("The tenant's initial domain, such as contoso.onmicrosoft.com: offline Autopilot profile "
+                    "files name the tenant by it"))
     audiences = models.JSONField(_("audiences"),
         default=list, blank=True,
         help_text=_("Accepted token audiences: the MDM application's App ID URI and/or its client id"),
@@ -552,8 +561,8 @@ class EntraSettings(models.Model):
     )
     jwks_mirror_url = models.URLField(
         _("JWKS mirror URL"), blank=True, max_length=500,
-        help_text=_("An https address on your network serving a copy of "
-                  "https://login.microsoftonline.com/<tenant>/discovery/v2.0/keys"),
+        help_text=_("An https address on your network serving a copy of Microsoft's signing keys for the tenant "
+                    "(login.microsoftonline.com, the tenant id, /discovery/v2.0/keys)"),
     )
     terms_text = models.TextField(
         _("terms of use"), blank=True,
@@ -572,6 +581,11 @@ class EntraSettings(models.Model):
     def get(cls):
         settings_row, _created = cls.objects.get_or_create(pk=1)
         return settings_row
+
+    @property
+    def tenant_id(self):
+        """The organisation's own tenant: the first tenant id, or ""."""
+        return self.tenant_ids[0] if self.tenant_ids else ""
 
     @property
     def is_ready(self):

@@ -283,10 +283,12 @@ class InvitationStatusFilter(admin.SimpleListFilter):
     parameter_name = "status"
 
     def lookups(self, request, model_admin):
-        return list(STATUS_LABELS.items())
+        return [("pending", _("pending (the link still works)")), *STATUS_LABELS.items()]
 
     def queryset(self, request, queryset):
         value, now = self.value(), timezone.now()
+        if value == "pending":
+            return queryset.pending()
         if value == "expired":
             return queryset.filter(status__in=EXPIRABLE, expires_at__lte=now)
         if value in EXPIRABLE:

@@ -1,16 +1,16 @@
-"""The administrators' console: Django's admin site, titled, with a dashboard (the apps' figures and
-cards, invitations/dashboard.py) and the getting-started wizard. Part of the project's assembly: it
-stands above every app."""
+"""The administrators' console: Django's admin site, titled, with pages grouped by task
+(mdmportal/navigation.py), a dashboard (mdmportal/dashboard.py) and the getting-started wizard. Part of
+the project's assembly: it stands above every app."""
 from django.contrib import admin
 from django.urls import path
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organisation
-from accounts.roles import is_full_admin
 from enrollment.models import EntraKeyAlert
 from invitations import wizard
-from invitations.dashboard import cards, counts
+
+from . import dashboard, navigation
 
 
 class ConsoleSite(admin.AdminSite):
@@ -22,11 +22,25 @@ class ConsoleSite(admin.AdminSite):
     def each_context(self, request):
         context = super().each_context(request)
         context["now"] = timezone.now()
-        context["is_full_admin"] = request.user.is_authenticated and is_full_admin(request.user)
+        context["is_full_admin"] = navigation.full_admin(request)
         return context
 
+    def get_app_list(self, request, app_label=None):
+        """The sidebar and the dashboard list pages by task (mdmportal/navigation.py); an app's own index
+        page (/admin/<app>/, linked from nowhere now) keeps Django's list of that app's models, in plain
+        words."""
+        if app_label is not None:
+            return navigation.app_index_list(super().get_app_list(request, app_label))
+        return navigation.app_list(request, self._build_app_dict(request))
+
     def index(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "counts": counts(), "cards": cards(request.user),
+        now = timezone.now()
+        cards, devices = dashboard.figures(request, now)
+        # Every section but the dashboard itself, which this page is.
+        sections = [section for section in self.get_app_list(request)
+                    if section["app_label"] != f"section-{navigation.DASHBOARD}"]
+        extra_context = {**(extra_context or {}), "cards": cards, "app_list": sections,
+                         "charts": dashboard.chart_list(request, devices, now),
                          "organisation": Organisation.get(),
                          "entra_key_alerts": EntraKeyAlert.objects.open().count()}
         return super().index(request, extra_context)

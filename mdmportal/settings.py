@@ -274,10 +274,6 @@ DEVICE_CERT_VALIDITY_DAYS = env.int("DEVICE_CERT_VALIDITY_DAYS", default=365)
 ENROLLMENT_RENEW_PERIOD_DAYS = env.int("ENROLLMENT_RENEW_PERIOD_DAYS", default=60)
 ENROLLMENT_RENEW_RETRY_DAYS = env.int("ENROLLMENT_RENEW_RETRY_DAYS", default=4)
 
-# Windows Autopilot: the Microsoft Entra tenant written into offline profile files
-# (AutopilotConfigurationFile.json), its id (a GUID) and its domain (contoso.onmicrosoft.com).
-AUTOPILOT_TENANT_ID = env("AUTOPILOT_TENANT_ID", default="")
-AUTOPILOT_TENANT_DOMAIN = env("AUTOPILOT_TENANT_DOMAIN", default="")
 # The Microsoft Graph connector (autopilot/graph.py) reads at most this many bytes of one answer; a
 # page of a thousand Autopilot devices is about a megabyte.
 GRAPH_MAX_RESPONSE_BYTES = env.int("GRAPH_MAX_RESPONSE_BYTES", default=16 * 1024 * 1024)

@@ -12,6 +12,17 @@ def fast_password_hasher(settings):
 
 
 @pytest.fixture(autouse=True)
+def default_language():
+    """Each test starts in the default language: a request in French leaves French active in the thread
+    (LocaleMiddleware activates the request's language and nothing resets it after the response)."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def plain_http(settings):
     """The test client speaks plain HTTP; in production nginx terminates TLS (X-Forwarded-Proto)."""
     settings.SECURE_SSL_REDIRECT = False

@@ -4,6 +4,7 @@ from django.utils import timezone
 from factory.django import DjangoModelFactory
 
 from autopilot import sealing
+from enrollment.models import EntraSettings
 from autopilot.graph_models import GraphConnector, GraphDeviceSync, GraphProfileSync, GraphTagGroup
 from tests.factories_autopilot import AutopilotDeviceFactory, ProfileFactory
 from tests.fake_graph import CLIENT_ID, CLIENT_SECRET, TENANT
@@ -15,18 +16,29 @@ class GraphConnectorFactory(DjangoModelFactory):
     class Meta:
         model = GraphConnector
         django_get_or_create = ["id"]
+        skip_postgeneration_save = True  # the tenant hook writes the Entra ID settings, not the connector
 
     id = 1
     enabled = True
-    tenant_id = TENANT
     client_id = CLIENT_ID
     sealed_client_secret = factory.LazyFunction(lambda: sealing.seal(CLIENT_SECRET))
     client_secret_set_at = factory.LazyFunction(timezone.now)
 
     class Params:
         disabled = factory.Trait(enabled=False)
-        unconfigured = factory.Trait(enabled=False, tenant_id="", client_id="", sealed_client_secret="",
-                                     client_secret_set_at=None)
+        unconfigured = factory.Trait(enabled=False, client_id="", sealed_client_secret="", client_secret_set_at=None,
+                                     tenant="")
+
+    @factory.post_generation
+    def tenant(connector, create, tenant, **kwargs):
+        """The tenant lives in the Entra ID settings: the fake Graph's, unless they already name one (or
+        tenant="" leaves them without)."""
+        if not create or tenant == "":
+            return
+        entra, _created = EntraSettings.objects.get_or_create(pk=1)
+        if tenant or not entra.tenant_ids:
+            entra.tenant_ids = [tenant or TENANT]
+            entra.save()
 
 
 class GraphDeviceSyncFactory(DjangoModelFactory):

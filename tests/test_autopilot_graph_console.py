@@ -8,6 +8,7 @@ from django.contrib.messages import get_messages
 from accounts.models import AuditEvent
 from autopilot import graph
 from autopilot.graph_models import GraphConnector, GraphDeviceSync
+from enrollment.models import EntraSettings
 from tests.factories_autopilot import AutopilotDeviceFactory
 from tests.factories_graph import GraphConnectorFactory, GraphDeviceSyncFactory
 from tests.fake_graph import CLIENT_ID, CLIENT_SECRET, IMPORTED, TENANT
@@ -22,9 +23,14 @@ NEW_SECRET = "n3w~Secret.Value_that-must-stay-hidden"
 
 
 def settings_form(**fields):
-    return {"tenant_id": TENANT, "client_id": CLIENT_ID, "client_secret": "",
+    return {"client_id": CLIENT_ID, "client_secret": "",
             "graph_base_url": "https://graph.microsoft.com", "token_base_url": "https://login.microsoftonline.com",
             "_save": "Save", **fields}
+
+
+def enter_tenant(**fields):
+    """The tenant is entered once, in the Entra ID settings."""
+    EntraSettings.objects.update_or_create(pk=1, defaults={"tenant_ids": [TENANT], **fields})
 
 
 def signed_in(client, user):
@@ -78,6 +84,7 @@ def test_connector_is_off_by_default(console, db):
 
 
 def test_full_admin_saves_the_settings_and_the_secret_is_never_shown_again(client, full_admin, caplog):
+    enter_tenant()
     signed_in(client, full_admin)
     with caplog.at_level(logging.DEBUG):
         response = client.post(PAGE, settings_form(enabled="on", client_secret=NEW_SECRET), REMOTE_ADDR="203.0.113.9")
@@ -85,7 +92,7 @@ def test_full_admin_saves_the_settings_and_the_secret_is_never_shown_again(clien
         page = client.get(PAGE)
 
     connector = GraphConnector.get()
-    assert connector.enabled and connector.tenant_id == TENANT and connector.client_id == CLIENT_ID
+    assert connector.enabled and connector.tenant == TENANT and connector.client_id == CLIENT_ID
     assert connector.client_secret() == NEW_SECRET
     assert NEW_SECRET not in connector.sealed_client_secret
     html = page.content.decode()
@@ -112,7 +119,6 @@ def test_a_refused_form_does_not_send_the_typed_secret_back(console, db):
 
 @pytest.mark.parametrize("fields, field, message", [
     ({"enabled": "on"}, "enabled", "Give the client secret before turning the connector on."),
-    ({"tenant_id": "contoso"}, "tenant_id", "Give the tenant id (a GUID) or the tenant's domain"),
     ({"client_id": "1234"}, "client_id", "The application (client) id is a GUID"),
     ({"graph_base_url": "http://graph.example.com"}, "graph_base_url", "Use an https:// address"),
     ({"token_base_url": "https://user:pw@login.example.com"}, "token_base_url", "without query, fragment or user"),
@@ -124,11 +130,21 @@ def test_settings_mistakes_are_clear_form_errors(console, db, fields, field, mes
     assert GraphConnector.get().enabled is False
 
 
-def test_tenant_may_be_given_by_its_domain(console, db):
-    response = console.post(PAGE, settings_form(tenant_id="contoso.onmicrosoft.com", client_secret=NEW_SECRET,
-                                                enabled="on"))
-    assert response.status_code == 302
-    assert GraphConnector.get().tenant_id == "contoso.onmicrosoft.com"
+def test_the_tenant_is_the_one_of_the_entra_id_settings(console, db):
+    """Shown on the page with the way to where it is entered; without it the connector stays off."""
+    response = console.post(PAGE, settings_form(client_secret=NEW_SECRET, enabled="on"))
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["enabled"] == [
+        "Enter your tenant id in the Entra ID settings (Enrollment > Entra ID) first."]
+    assert 'Not set yet: <a href="/admin/enrollment/entrasettings/">' in response.content.decode()
+
+    enter_tenant(tenant_ids=[], tenant_domain="contoso.onmicrosoft.com")  # a domain names the tenant too
+    assert console.post(PAGE, settings_form(client_secret=NEW_SECRET, enabled="on")).status_code == 302
+    connector = GraphConnector.get()
+    assert connector.enabled and connector.token_url.endswith("/contoso.onmicrosoft.com/oauth2/v2.0/token")
+    enter_tenant()
+    html = console.get(PAGE).content.decode()
+    assert f'{TENANT} (<a href="/admin/enrollment/entrasettings/">change in the Entra ID settings</a>)' in html
 
 
 # --- test the connection, synchronise -------------------------------------------------------------

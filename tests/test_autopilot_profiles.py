@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from autopilot import naming, offline
 from autopilot.models import GroupTagRule, Profile
+from enrollment.models import EntraSettings
 from tests.factories_autopilot import EssentialAppFactory, GroupTagRuleFactory, ProfileFactory
 from tests.factories_enrollment import ConfigurationGroupFactory
 
@@ -17,10 +18,14 @@ TENANT_ID = "1537de22-988c-4e93-b8a5-83890f34a69b"
 TENANT_DOMAIN = "contoso.onmicrosoft.com"
 
 
+def set_tenant():
+    """The tenant is entered once, in the Entra ID settings."""
+    EntraSettings.objects.update_or_create(pk=1, defaults={"tenant_ids": [TENANT_ID], "tenant_domain": TENANT_DOMAIN})
+
+
 @pytest.fixture
-def tenant(settings):
-    settings.AUTOPILOT_TENANT_ID = TENANT_ID
-    settings.AUTOPILOT_TENANT_DOMAIN = TENANT_DOMAIN
+def tenant(db):
+    set_tenant()
 
 
 def profile_form(**overrides):
@@ -309,12 +314,27 @@ def test_language_without_keyboard_sets_no_keyboard_bit():
     assert not offline.oobe_config(ProfileFactory.build(**PLAIN, language="en-US")) & 1024
 
 
-def test_offline_file_without_a_tenant_says_what_to_set(console):
+def test_offline_file_without_a_tenant_leads_to_where_it_is_entered_and_then_works(console):
     profile = ProfileFactory()
     response = download(console, profile)
     assert response.status_code == 302
-    response = console.get(response.url)
-    assert "AUTOPILOT_TENANT_ID" in response.content.decode()
+    html = console.get(response.url).content.decode()
+    assert '<a href="/admin/enrollment/entrasettings/">Enter them in the Entra ID settings.</a>' in html
+    assert "AUTOPILOT_TENANT" not in html
+
+    # Entered there once (Entra ID enrollment itself stays off)...
+    settings_page = console.get("/admin/enrollment/entrasettings/", follow=True)
+    saved = console.post(settings_page.redirect_chain[-1][0], {
+        "tenant_ids_text": TENANT_ID.upper(), "tenant_domain": "Contoso.onmicrosoft.com.", "audiences_text": "",
+        "domains_text": "", "jwks_mirror_url": "", "terms_text": ""})
+    assert saved.status_code == 302
+    # ...the offline file names it, and the Microsoft Graph connection signs in to it.
+    response = download(console, profile)
+    assert response.status_code == 200
+    fields = json.loads(response.content)
+    assert (fields["CloudAssignedTenantId"], fields["CloudAssignedTenantDomain"]) == (TENANT_ID, TENANT_DOMAIN)
+    from autopilot.graph_models import GraphConnector
+    assert GraphConnector.get().token_url == f"https://login.microsoftonline.com/{TENANT_ID}/oauth2/v2.0/token"
 
 
 def test_offline_file_refuses_anonymous(client, tenant):
@@ -404,10 +424,11 @@ def test_api_helpdesk_reads_but_cannot_write_profiles(helpdesk_api):
     assert helpdesk_api.delete(f"{API}{profile.pk}/").status_code == 403
 
 
-def test_api_offline_file_download_and_missing_tenant(enrollment_api, settings):
+def test_api_offline_file_download_and_missing_tenant(enrollment_api):
     profile = ProfileFactory()
-    assert enrollment_api.get(f"{API}{profile.pk}/offline-file/").status_code == 409
-    settings.AUTOPILOT_TENANT_ID, settings.AUTOPILOT_TENANT_DOMAIN = TENANT_ID, TENANT_DOMAIN
+    missing = enrollment_api.get(f"{API}{profile.pk}/offline-file/")
+    assert missing.status_code == 409 and "Entra ID settings" in missing.json()["detail"]
+    set_tenant()
     response = enrollment_api.get(f"{API}{profile.pk}/offline-file/")
     assert response.status_code == 200
     assert json.loads(response.content)["ZtdCorrelationId"] == str(profile.ztd_correlation_id)
@@ -481,15 +502,12 @@ def test_api_refuses_to_make_a_profile_with_store_apps_self_deploying(enrollment
     assert profile.deployment_mode == "user_driven"
 
 
-@pytest.mark.parametrize("tenant_id, domain, error", [
-    ("", "", None),
-    (TENANT_ID, TENANT_DOMAIN, None),
-    (TENANT_ID, "", "autopilot.E001"),
-    ("", TENANT_DOMAIN, "autopilot.E001"),
-    ("contoso", TENANT_DOMAIN, "autopilot.E002"),
-])
-def test_tenant_settings_are_checked(settings, tenant_id, domain, error):
-    from autopilot.checks import check_tenant
+@pytest.mark.parametrize("environment, warned", [({}, False), ({"AUTOPILOT_TENANT_ID": TENANT_ID}, True)])
+def test_the_retired_tenant_variables_are_reported(monkeypatch, environment, warned):
+    from autopilot.checks import check_retired_tenant_variables
 
-    settings.AUTOPILOT_TENANT_ID, settings.AUTOPILOT_TENANT_DOMAIN = tenant_id, domain
-    assert [message.id for message in check_tenant(None)] == ([error] if error else [])
+    for name in ["AUTOPILOT_TENANT_ID", "AUTOPILOT_TENANT_DOMAIN"]:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert [message.id for message in check_retired_tenant_variables(None)] == (["autopilot.W001"] if warned else [])

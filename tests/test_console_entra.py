@@ -107,6 +107,7 @@ def test_verified_domains_are_shown_to_roles_that_only_view(client, helpdesk, en
     ({"domains_text": "contoso com"}, "domains_text"),
     ({"domains_text": "https://contoso.com/"}, "domains_text"),
     ({"tenant_ids_text": "contoso.onmicrosoft.com"}, "tenant_ids_text"),
+    ({"tenant_domain": "contoso onmicrosoft"}, "tenant_domain"),
     ({"audiences_text": "mdm.contoso.com"}, "audiences_text"),
     ({"tenant_ids_text": ""}, "__all__"),
 ])
@@ -175,6 +176,25 @@ def test_bad_key_set_is_explained_and_nothing_is_stored(client, full_admin, entr
 def test_import_needs_a_file_or_pasted_json(client, full_admin, entra):
     response = signed_in(client, full_admin).post(IMPORT, {"document": ""})
     assert "Choose a file or paste the JSON" in " ".join(response.context["form"].non_field_errors())
+
+
+def test_settings_page_gives_the_keys_address_of_the_tenant(client, full_admin, entra):
+    """The admin renders help texts as HTML: a "<tenant>" in one vanished as a tag."""
+    html = signed_in(client, full_admin).get(SETTINGS).content.decode()
+    assert f"https://login.microsoftonline.com/{TEST_TENANT}/discovery/v2.0/keys" in html
+    EntraSettings.objects.filter(pk=1).update(tenant_ids=[])
+    html = client.get(SETTINGS).content.decode()
+    assert "microsoftonline.com//" not in html
+    assert "https://login.microsoftonline.com/&lt;tenant id&gt;/discovery/v2.0/keys" in html
+
+
+def test_import_page_gives_the_keys_address_of_the_tenant(client, full_admin, entra):
+    html = signed_in(client, full_admin).get(IMPORT).content.decode()
+    assert f'<code id="keys-url">https://login.microsoftonline.com/{TEST_TENANT}/discovery/v2.0/keys</code>' in html
+    EntraSettings.objects.filter(pk=1).update(tenant_ids=[])
+    html = client.get(IMPORT).content.decode()
+    assert "microsoftonline.com//" not in html
+    assert "https://login.microsoftonline.com/&lt;tenant id&gt;/discovery/v2.0/keys" in html
 
 
 def test_importing_the_missing_key_resolves_its_alert(client, full_admin, entra):

@@ -27,6 +27,7 @@ MDMPORTAL = {
     "bulk": SHARED,
     "console": SHARED,
     "csp": SHARED,
+    "charts": SHARED,  # SVG charts drawn on the server
     "csv_cells": SHARED,
     "device_requests": SHARED,
     "formats": SHARED,  # date formats per language (FORMAT_MODULE_PATH)
@@ -38,20 +39,25 @@ MDMPORTAL = {
     "proxies": SHARED,
     "search": SHARED,
     "secret_settings": SHARED,
-    "unavailable": SHARED,  # apps register their own answer for their URL namespace
+    "unavailable": SHARED,
+    "windows_releases": SHARED,  # names of Windows builds and editions  # apps register their own answer for their URL namespace
     # The project assembly, above every app.
     "__init__": ASSEMBLY,
+    "admin": ASSEMBLY,  # the System section's pages for full administrators only
     "admin_site": ASSEMBLY,
     "api_urls": ASSEMBLY,
     "apps": ASSEMBLY,
     "celery": ASSEMBLY,
     "checks": ASSEMBLY,
+    "dashboard": ASSEMBLY,  # the console's figures and charts, from every app
     "doctor": ASSEMBLY,
     "error_pages": ASSEMBLY,  # reads the organisation's name
     "settings": ASSEMBLY,
     "urls": ASSEMBLY,
     "wsgi": ASSEMBLY,
     "management": ASSEMBLY,
+    "navigation": ASSEMBLY,  # the console's sections, by task
+    "templatetags": ASSEMBLY,
 }
 
 FLOOR_NAMES = {0: "shared helpers", 1: "accounts", 2: "pki", 3: "invitations", 4: "enrollment", 5: "management",

@@ -82,7 +82,7 @@ def test_upn_defaults_to_enroll_name_at_the_organisations_domain(client, enrollm
 
 @pytest.mark.parametrize("upn, error", [
     ("alice@example.com", "email or MDM username: choose a name of its own"),
-    ("ENROLL-KIOSKS@example.com", "Another PIN enrollment already uses"),
+    ("ENROLL-KIOSKS@example.com", "Another provisioning package already uses"),
     ("not an address", "valid email"),
 ])
 def test_creating_refuses_a_upn_that_names_something_else(client, enrollment_admin, owner, package, upn, error):
@@ -122,7 +122,7 @@ def test_project_is_refused_for_a_wrong_pin(client, enrollment_admin, package):
     client.force_login(enrollment_admin)
     response = client.post(url(package, "wcd-project"), {"pin": "WRONG"}, follow=True)
     assert response["Content-Type"].startswith("text/html")
-    assert "not this PIN enrollment's current PIN" in " ".join(messages_of(response))
+    assert "not this provisioning package's current PIN" in " ".join(messages_of(response))
 
 
 def test_project_can_be_rebuilt_later_by_typing_the_pin(client, enrollment_admin, package):

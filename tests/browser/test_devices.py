@@ -27,7 +27,7 @@ def test_administrator_opens_the_enrolled_devices_from_the_dashboard(open_page, 
     expect(page.locator("#card-devices .figure")).to_have_text("2")
     page.locator("#card-devices").get_by_role("link", name="Enrolled devices").click()
 
-    expect(page.get_by_role("heading", name="Select device to view")).to_be_visible()
+    expect(page.get_by_role("heading", name="Devices", exact=True)).to_be_visible()
     rows = page.locator("#result_list tbody tr")
     expect(rows).to_have_count(2)
     expect(rows.filter(has_text="PC-ALICE")).to_contain_text("alice@contoso.com")
