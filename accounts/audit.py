@@ -2,7 +2,9 @@
 every app: one function writes the row, and two thin adapters call it — one for the console's
 ModelAdmins, one for the API's viewsets — so both doors leave the same trace (OWASP Logging Cheat
 Sheet: who, what, when, from where, through which interface)."""
+from django.apps import apps
 from django.db import transaction
+from django.utils.text import capfirst
 
 from mdmportal.console import client_ip
 
@@ -23,6 +25,27 @@ class AuditedAdminMixin:
 
     def audit_change(self, request, verb, obj, detail=None):
         return record_change(request, verb, obj, via="console", detail=detail)
+
+    def get_deleted_objects(self, objs, request):
+        """Django's summary of what a delete takes with it, without the rows of many-to-many link tables
+        Django makes itself ("Usergroup-user relationship: UserGroup_members object (19)"): they name
+        no object of ours, only the link, which the related object's own line already shows."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        links = [model._meta for model in apps.get_models(include_auto_created=True) if model._meta.auto_created]
+        prefixes = tuple(f"{capfirst(opts.verbose_name)}: " for opts in links)
+        plurals = {str(opts.verbose_name_plural) for opts in links}
+
+        def kept(items):
+            result = []
+            for item in items:
+                if isinstance(item, list):
+                    result.append(kept(item))
+                elif not str(item).startswith(prefixes):
+                    result.append(item)
+            return [item for item in result if item != []]
+
+        counts = {name: count for name, count in counts.items() if str(name) not in plurals}
+        return kept(deleted), counts, perms_needed, protected
 
     def log_addition(self, request, obj, message):
         entry = super().log_addition(request, obj, message)

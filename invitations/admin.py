@@ -609,7 +609,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     their hash is stored (invitations/api_tokens.py). Full administrators only (knox's permissions)."""
 
     form = ApiTokenAddForm
-    list_display = ["user", "created", "expiry"]
+    list_display = ["user", "created", "expires"]
     list_select_related = ["user"]
     search_fields = ["user__email"]
     ordering = ["-created"]
@@ -617,6 +617,11 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.display(description=gettext_lazy("expires"), ordering="expiry")
+    def expires(self, token):
+        """knox's own column is headed by its field's untranslated name ("Expiry")."""
+        return token.expiry
 
     def has_delete_permission(self, request, obj=None):
         return False  # through the audited "revoke" action below

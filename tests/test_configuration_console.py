@@ -142,3 +142,19 @@ def test_reapply_retries_failed_settings_of_the_selected_devices(console):
     console.post(reverse("admin:enrollment_device_changelist"), {"action": "reapply", "_selected_action": [device.pk]})
 
     assert device.commands.filter(status=DeviceCommand.Status.QUEUED, verb="Replace").count() == 1
+
+
+def test_the_delete_summary_names_the_group_and_its_settings_but_no_link_table_rows(client):
+    """Django lists the rows of its own many-to-many link tables ("Configurationgroup-device relationship:
+    ConfigurationGroup_devices object (3)"), which have no name in any language; the summary leaves them out."""
+    from tests.factories import AdminFactory
+
+    group = ConfigurationGroupFactory(name="Kiosks")
+    group.devices.add(DeviceFactory())
+    GroupSettingFactory(group=group)
+    client.force_login(AdminFactory())
+    response = client.get(reverse("admin:management_configurationgroup_delete", args=[group.pk]))
+    page = response.content.decode()
+    assert response.status_code == 200 and "Kiosks" in page
+    assert "relationship" not in page and "_devices object" not in page
+    assert "Group setting" in page or "group setting" in page.lower()
