@@ -221,6 +221,8 @@ class EntraSettingsAdmin(FullAdminChangesMixin, AuditedAdminMixin, admin.ModelAd
         return super().change_view(request, str(settings_row.pk), form_url, extra_context)
 
     def response_change(self, request, obj):
+        # One settings row, so Save stays on its page; it still says that the settings were saved.
+        self.message_user(request, _("The Entra ID settings were saved."), messages.SUCCESS)
         return redirect("admin:enrollment_entrasettings_change", obj.pk)
 
     def get_urls(self):

@@ -275,6 +275,20 @@ class Attempt:
     def detail(self):
         return self.event.detail or {}
 
+    @property
+    def step(self):
+        """The request refused, in words (the detail keeps the service's name)."""
+        step = self.detail.get("step", "")
+        return STEP_NAMES.get(step, step)
+
+
+# The three requests of an enrollment (MS-MDE2 3.1, 3.3 and 3.4), by the service names the detail keeps.
+STEP_NAMES = {
+    "discovery": _("Discovery (Discover)"),
+    "policy": _("Certificate policies (GetPolicies)"),
+    "enrollment": _("Certificate request (RequestSecurityToken)"),
+}
+
 
 def describe(event):
     detail = event.detail or {}

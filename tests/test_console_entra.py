@@ -85,6 +85,7 @@ def test_full_administrator_saves_tenants_and_audiences(client, full_admin, entr
     assert saved.audiences == ["api://mdm-contoso", client_id.lower()]
     assert saved.jwks_mirror_url == "https://keys.contoso.internal/keys.json"
     assert AuditEvent.objects.filter(action="entrasettings.changed", actor=full_admin).exists()
+    assert "The Entra ID settings were saved." in client.get(response["Location"]).content.decode()
 
 
 def test_full_administrator_lists_the_verified_domains(client, full_admin, entra):

@@ -276,3 +276,12 @@ def test_a_newer_email_that_was_never_delivered_replaces_nothing(client, organis
     InvitationEmail.objects.create(invitation=invitation, status=InvitationEmail.Status.FAILED)
 
     assert "Choose your password" in client.get(link).content.decode()
+
+
+def test_a_revoked_invitation_offers_neither_resend_nor_revoke_but_says_why(console, db):
+    invitation = InvitationFactory(revoked=True)
+
+    html = console.get(page(invitation)).content.decode()
+
+    assert "invitation-resend" not in html and "invitation-revoke" not in html
+    assert 'id="cannot-resend"' in html

@@ -79,6 +79,7 @@ def test_refusals_over_http_show_on_the_users_page_with_code_cause_and_advice(co
     assert DEVICE_ID in middle
     assert "0x80180002" in oldest and "Wrong user name or password" in oldest and "password reset" in oldest
     assert "198.51.100.20" in oldest and "Trace id" in oldest
+    assert "Certificate policies (GetPolicies)" in oldest and "Certificate request (RequestSecurityToken)" in newest
     events = AuditEvent.objects.filter(action="enrollment.refused").order_by("pk")
     assert [e.detail["step"] for e in events] == ["policy", "enrollment", "enrollment"]
     assert [e.target_id for e in events] == [str(alice.pk)] * 3
@@ -113,7 +114,7 @@ def test_discovery_refusal_is_recorded_with_the_email_it_names(console, organisa
 
     assert (subcode, error_type) == (Fault.AUTHORIZATION, ErrorType.NOT_SUPPORTED)
     block, = attempt_blocks(user_page(console, both))
-    assert "0x80180015" in block and "discovery" in block
+    assert "0x80180015" in block and "Discovery (Discover)" in block
     assert "did not offer the sign-in method" in block
 
 

@@ -3,7 +3,16 @@
 (function () {
   "use strict";
 
+  function valueOf(element) {
+    // A form field (the Entra ID settings' addresses) holds its text in its value, not in its content.
+    return ("value" in element && element.tagName !== "BUTTON" ? element.value : element.textContent).trim();
+  }
+
   function selectText(element) {
+    if (typeof element.select === "function") {
+      element.select();
+      return;
+    }
     var range = document.createRange();
     range.selectNodeContents(element);
     var selection = window.getSelection();
@@ -35,7 +44,7 @@
     }
     button.hidden = false;
     button.addEventListener("click", function () {
-      copy(target.textContent.trim(), target).then(
+      copy(valueOf(target), target).then(
         function () { announce(button, button.getAttribute("data-copied-label")); },
         function () {
           selectText(target);
