@@ -80,7 +80,8 @@ ACTIONS = {a.name: a for a in [
     Action("rename", _("Rename"), "enrollment.change_device",
            _("Sets the computer name; it takes effect after the next restart."), single_device=True),
     Action("wipe", _("Wipe"), "enrollment.wipe_device",
-           _("Resets the device. It cannot be undone and the device leaves management.")),
+           _("Resets the device. It cannot be undone; the device leaves management unless the mode chosen keeps "
+             "its enrollment (Autopilot Reset).")),
     Action("retire", _("Retire"), "enrollment.retire_device",
            _("Removes management from the device and revokes its certificate.")),
     Action("custom", _("Custom command"), "enrollment.send_custom_command",
