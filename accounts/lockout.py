@@ -169,14 +169,18 @@ def forget_lockouts(sender, request, user, **kwargs):
     AccountLockout.objects.filter(account=user.email).delete()
 
 
-def over_rate(key, limit, window_seconds):
-    """Count one request under `key` (in the shared cache) and say whether it goes over `limit` requests
-    in the `window_seconds` that started with the first of them: a fixed window, as the OMA-DM digest
-    lockout counts wrong digests. For requests that are not sign-ins (django-axes counts those)."""
+def count_in_window(key, window_seconds):
+    """Count one event under `key` (in the shared cache) and return how many there were in the
+    `window_seconds` that started with the first of them (a fixed window)."""
     cache.add(key, 0, window_seconds)
     try:
-        count = cache.incr(key)
+        return cache.incr(key)
     except ValueError:  # expired between add and incr
         cache.set(key, 1, window_seconds)
-        count = 1
-    return count > limit
+        return 1
+
+
+def over_rate(key, limit, window_seconds):
+    """Count one request under `key` and say whether it goes over `limit` requests in the window
+    (count_in_window). For requests that are not sign-ins (django-axes counts those)."""
+    return count_in_window(key, window_seconds) > limit

@@ -20,15 +20,14 @@ import logging
 
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
-from django.core.mail import EmailMultiAlternatives
-from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import translation
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from accounts.lockout import over_rate
 from accounts.models import AuditEvent, Organisation, User
+
+from .sending import render_email
 
 logger = logging.getLogger(__name__)
 
@@ -94,10 +93,4 @@ def build_message(user, *, by_administrator=False):
         "hours": max(1, settings.PASSWORD_RESET_TIMEOUT // HOUR),
         "by_administrator": by_administrator,
     }
-    with translation.override(user.language):
-        subject = " ".join(render_to_string("emails/password_reset_subject.txt", context).split())
-        text = render_to_string("emails/password_reset.txt", context)
-        html = render_to_string("emails/password_reset.html", context)
-    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [user.email])
-    message.attach_alternative(html, "text/html")
-    return message
+    return render_email("password_reset", context, user)

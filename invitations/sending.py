@@ -279,13 +279,20 @@ def build_message(email, raw_token, pin=None, *, organisation=None, policy=None)
         "enrollment_url": org.enrollment_url,
         "reissue": email.reason == InvitationEmail.Reason.REISSUE,
     }
+    message = render_email("invitation", context, user)
+    message.extra_headers["X-Mdmportal-Invitation"] = str(invitation.pk)
+    return message
+
+
+def render_email(name, context, user):
+    """The email emails/<name>_subject.txt, <name>.txt and <name>.html make for `user`, in the user's
+    language: a text body with an HTML alternative."""
     with translation.override(user.language):
-        subject = " ".join(render_to_string("emails/invitation_subject.txt", context).split())
-        text = render_to_string("emails/invitation.txt", context)
-        html = render_to_string("emails/invitation.html", context)
+        subject = " ".join(render_to_string(f"emails/{name}_subject.txt", context).split())
+        text = render_to_string(f"emails/{name}.txt", context)
+        html = render_to_string(f"emails/{name}.html", context)
     message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [user.email])
     message.attach_alternative(html, "text/html")
-    message.extra_headers["X-Mdmportal-Invitation"] = str(invitation.pk)
     return message
 
 

@@ -52,6 +52,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.http import HttpResponse
 from django.utils import timezone
 
+from accounts.lockout import count_in_window
 from accounts.models import AuditEvent
 from pki import clientcert as forwarded_certificate
 from enrollment import clientcert
@@ -320,12 +321,7 @@ def record_digest_failure(device, ip):
     """Count a wrong digest for (device, address) within SIGNIN_LOCKOUT_SECONDS; at the limit the pair is
     locked for SIGNIN_LOCKOUT_SECONDS from that failure."""
     key, window = _failures_key(device, ip), settings.SIGNIN_LOCKOUT_SECONDS
-    cache.add(key, 0, window)
-    try:
-        failures = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, window)
-        failures = 1
+    failures = count_in_window(key, window)
     if failures == settings.AXES_FAILURE_LIMIT:
         cache.set(key, failures, window)
         logger.warning("management: device %s locked out for %s after %s wrong digests", device.pk, ip, failures)
