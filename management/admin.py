@@ -112,14 +112,9 @@ def cancel_commands(modeladmin, request, queryset):
 class DeviceCommandAdmin(SubquerySearchMixin, admin.ModelAdmin):
     """Every device's commands, filterable; commands are queued by actions, policies and inventory."""
 
-    list_display = ["number", "device", "verb", "target", "status", "status_code", "source", "created_at",
+    list_display = ["pk", "device", "verb", "target", "status", "status_code", "source", "created_at",
                     "completed_at"]
     ordering = ["-pk"]  # newest first, as on the device's page
-
-    @admin.display(description="#", ordering="pk")
-    def number(self, command):
-        """The command's number (Django would head its primary key "PK", in any language)."""
-        return command.pk
     list_filter = ["status", "verb", "source"]
     search_fields = ["target", "device__name", "device__device_id", "source"]
     list_select_related = ["device", "queued_by"]
