@@ -35,7 +35,8 @@ from django.db import connections, router
 from enrollment.models import Device
 from pki.models import CertificateAuthority
 
-from .models import ConfigurationGroup, DeviceCommand, DeviceSettingState, GroupSetting, ManagementSession
+from .models import (ConfigurationGroup, ConfigurationRevision, DeviceCommand, DeviceReconciliation,
+                     DeviceSettingState, GroupSetting, ManagementSession)
 
 try:  # psycopg 3: server-side binding and prepared statements on PostgreSQL
     import psycopg
@@ -182,10 +183,13 @@ def _table(model):
 
 @dataclass(frozen=True)
 class Flag:
-    """A boolean read with the device at a session's first message: `name` is the attribute it is set
-    as, `sql(connection, device_id_column)` its SQL (an EXISTS of an index lookup on the device)."""
+    """A value read with the device at a session's first message: `name` is the attribute it is set
+    as, `sql(connection, device_id_column)` its SQL (an EXISTS or a scalar subquery of an index lookup
+    on the device), `value` what makes the attribute of the column (bool: an EXISTS read as True or
+    False on both databases)."""
     name: str
     sql: object
+    value: object = bool
 
 
 def device_by_serial(serial, *, lock=True, flags=(), params=()):
@@ -225,7 +229,7 @@ def _device(connection, by, where_params, lock, flags, params):
     device = DEVICE.build(connection, row)
     device.issuing_ca_pem = row[len(DEVICE)]
     for offset, flag in enumerate(flags, start=len(DEVICE) + 1):
-        setattr(device, flag.name, bool(row[offset]))
+        setattr(device, flag.name, flag.value(row[offset]))
     return device
 
 
@@ -242,6 +246,45 @@ def overdue_commands_sql(connection, device):
     return (f"EXISTS (SELECT 1 FROM {table} x WHERE x.{q('device_id')} = {device} "
             f"AND x.{q('status')} IN ('{DeviceCommand.Status.QUEUED}', '{DeviceCommand.Status.SENT}') "
             f"AND x.{q('expires_at')} <= %s)")
+
+
+def reconciled_as_sql(connection, device):
+    """Flag SQL: the fingerprint of the device's last reconciliation when it was made at the current
+    ConfigurationRevision and no membership changed since, else NULL."""
+    q = functools.partial(_q, connection)
+    return (f"SELECT r.{q('fingerprint')} FROM {q(_table(DeviceReconciliation))} r WHERE r.{q('device_id')} = {device} "
+            f"AND r.{q('revision')} = (SELECT v.{q('number')} FROM {q(_table(ConfigurationRevision))} v "
+            f"WHERE v.{q('id')} = 1)")
+
+
+def settings_need_reconciler_sql(connection, device):
+    """Flag SQL: one of the device's settings has something for the reconciler to do whatever the groups:
+    no command (deleted), a command that timed out or was cancelled (sent again), or a removal the
+    device confirmed (forgotten). management/reconcile.py, _converge and _withdraw."""
+    q = functools.partial(_q, connection)
+    status, pending = f"c.{q('status')}", f"('{DeviceCommand.Status.QUEUED}', '{DeviceCommand.Status.SENT}')"
+    retryable = f"('{DeviceCommand.Status.TIMED_OUT}', '{DeviceCommand.Status.CANCELLED}')"
+    return (f"EXISTS (SELECT 1 FROM {q(_table(DeviceSettingState))} st LEFT JOIN {q(_table(DeviceCommand))} c "
+            f"ON c.{q('id')} = st.{q('command_id')} WHERE st.{q('device_id')} = {device} AND "
+            f"(c.{q('id')} IS NULL OR {status} IN {retryable} OR (st.{q('removing')} AND {status} NOT IN {pending} "
+            f"AND ({status} = '{DeviceCommand.Status.SUCCEEDED}' OR c.{q('status_code')} = 404))))")
+
+
+@_statement
+def _mark_reconciled_sql(connection):
+    q = functools.partial(_q, connection)
+    return (f"INSERT INTO {q(_table(DeviceReconciliation))} ({q('device_id')}, {q('revision')}, {q('fingerprint')}) "
+            f"VALUES (%s, (SELECT v.{q('number')} FROM {q(_table(ConfigurationRevision))} v WHERE v.{q('id')} = 1), %s) "
+            f"ON CONFLICT ({q('device_id')}) DO UPDATE SET {q('revision')} = EXCLUDED.{q('revision')}, "
+            f"{q('fingerprint')} = EXCLUDED.{q('fingerprint')}")
+
+
+def mark_reconciled(device_id, fingerprint):
+    """Record that the device is being reconciled at the current ConfigurationRevision with these inputs.
+    Written before the groups are read: a change committed after this statement raises the revision
+    or clears the mark (reconcile.py), and one committed before it is seen by the reads that follow."""
+    connection = _connection(DeviceReconciliation)
+    execute(connection, _mark_reconciled_sql(connection), [device_id, fingerprint])
 
 
 @_statement

@@ -191,6 +191,10 @@ class ConfigurationGroup(models.Model):
     def __str__(self):
         return self.name
 
+    # Every attribute of a device that matches_rule and groups_of read (with its memberships): when none
+    # of them changed, nor any group (ConfigurationRevision), nor a membership, the groups are the same.
+    RULE_INPUTS = ("status", "user_id", "kind", "method", "enrollment_type", "os_version", "name")
+
     def matches_rule(self, device):
         import fnmatch
 
@@ -368,3 +372,40 @@ class DeviceSettingState(models.Model):
         if self.command.status_code is not None:
             return f"Status {self.command.status_code}"
         return self.command.note or self.command.get_status_display()
+
+
+class ConfigurationRevision(models.Model):
+    """One row whose number goes up with every change to a configuration group or its settings, in the
+    same transaction (management/reconcile.py connects the signals): a device reconciled at revision N
+    is known to be up to date with every group as long as the number is still N (and the device and
+    its memberships are as they were, DeviceReconciliation). Without the row every device counts as
+    out of date, so losing it costs work, never a missed setting."""
+
+    number = models.BigIntegerField(_("number"), default=0)
+
+    class Meta:
+        verbose_name = _("configuration revision")
+        verbose_name_plural = _("configuration revisions")
+
+    def __str__(self):
+        return str(self.number)
+
+
+class DeviceReconciliation(models.Model):
+    """What a device's last reconciliation was computed from: the ConfigurationRevision number then and
+    a fingerprint of the device's own inputs (ConfigurationGroup.RULE_INPUTS). An OMA-DM session's
+    start reconciles the device again only when either differs, or when one of its settings needs the
+    reconciler (a command that timed out or was cancelled, a removal to forget). A change of the
+    device's memberships sets `revision` to NULL: reconcile it at its next session."""
+
+    device = models.OneToOneField(Device, verbose_name=_("device"), primary_key=True, related_name="+",
+                                  on_delete=models.CASCADE)
+    revision = models.BigIntegerField(_("revision"), null=True)
+    fingerprint = models.CharField(_("fingerprint"), max_length=64)
+
+    class Meta:
+        verbose_name = _("device reconciliation")
+        verbose_name_plural = _("device reconciliations")
+
+    def __str__(self):
+        return f"{self.device_id} at {self.revision}"

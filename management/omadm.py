@@ -248,6 +248,7 @@ def _first_message_flags():
     return [
         checkin_sql.Flag(_HAS_IDLE_SESSIONS, checkin_sql.idle_sessions_sql),
         checkin_sql.Flag(_HAS_OVERDUE_COMMANDS, checkin_sql.overdue_commands_sql),
+        *reconcile.CHECK_IN_FLAGS,
         *(checkin_sql.Flag(hook.name, hook.pending) for hook in _session_starts.values()),
     ]
 
@@ -646,10 +647,14 @@ class Conversation:
             # groups the device joined by rule since its last session (new name, OS version) send
             # their settings in this one.
             # Each is skipped when the device's row said it has nothing to do (_devices).
-            if may_have_overdue_commands(self.device):
+            overdue = may_have_overdue_commands(self.device)
+            if overdue:
                 expire_overdue(self.device, self.now)
-            # The device is locked and current (identify): the reconciler need not read it again.
-            reconcile.checked_in(self.device, locked=True)
+            # Only when something may have changed since the device's last reconciliation (its row says
+            # so), or a setting's command just timed out above. The device is locked and current
+            # (identify): the reconciler need not read it again.
+            if overdue or reconcile.may_be_needed(self.device):
+                reconcile.checked_in(self.device, locked=True)
             # The registered apps' work (Autopilot: app installs and the Enrollment Status Page move
             # on, DMClient CSP FirstSyncStatus), each only when the device's row says it has some.
             for hook in _session_starts.values():

@@ -21,19 +21,26 @@ the device's Status: no hook on command completion is needed.
 
 Runs: after commit of any change to a group, its settings or memberships (`schedule_group`,
 `schedule_devices`, through a Celery task), when a device is enrolled (post_save of a new Device) and
-at each check-in (`checked_in`, called by the OMA-DM endpoint before it reads the queue).
+at the start of an OMA-DM session (`checked_in`, called by the OMA-DM endpoint before it reads the
+queue) when something may have changed since the device's last reconciliation: its DeviceReconciliation
+row says at which ConfigurationRevision and with which inputs that was (`may_be_needed`). The revision
+goes up with every saved or deleted group or setting, and a membership change clears the rows of the
+devices it concerns, each in the transaction of the change (the signal receivers below), so a change
+is seen at the device's next session even when the Celery task scheduled for it was lost.
 """
+import hashlib
 import logging
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from enrollment.models import Device
 
 from . import checkin_sql, commands
-from .models import ConfigurationGroup, DeviceCommand, DeviceSettingState, GroupSetting
+from .models import (ConfigurationGroup, ConfigurationRevision, DeviceCommand, DeviceReconciliation,
+                     DeviceSettingState, GroupSetting)
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +123,8 @@ def reconcile_device(device, *, retry_failed=False, actor=None, locked=False):
             device = Device.objects.select_for_update().filter(pk=device.pk).first()
         if device is None or device.status != Device.Status.ENROLLED:
             return outcome
+        # Before the reads of the groups: a change committed after it is seen at the next session.
+        checkin_sql.mark_reconciled(device.pk, fingerprint(device))
         desired = desired_settings(device)
         states = setting_states(device)
         for loc_uri, want in desired.items():
@@ -126,6 +135,31 @@ def reconcile_device(device, *, retry_failed=False, actor=None, locked=False):
     if outcome.queued:
         logger.info("reconcile: device %s: %s queued, %s waiting", device.pk, outcome.queued, outcome.waiting)
     return outcome
+
+
+# Read with the device at an OMA-DM session's first message (omadm._first_message_flags).
+RECONCILED_AS, NEEDS_RECONCILER = "reconciled_as", "settings_need_reconciler"
+CHECK_IN_FLAGS = [
+    checkin_sql.Flag(RECONCILED_AS, checkin_sql.reconciled_as_sql, value=lambda fingerprint: fingerprint),
+    checkin_sql.Flag(NEEDS_RECONCILER, checkin_sql.settings_need_reconciler_sql),
+]
+
+
+def fingerprint(device):
+    """A digest of the device's inputs to groups_of (ConfigurationGroup.RULE_INPUTS), as the database holds
+    them (a choice as its value, None apart from any text)."""
+    inputs = "\x1f".join("\x00" if value is None else str(value)
+                          for value in (getattr(device, name) for name in ConfigurationGroup.RULE_INPUTS))
+    return hashlib.sha256(inputs.encode()).hexdigest()
+
+
+def may_be_needed(device):
+    """Whether reconciling `device` may queue or forget anything: False only when it was read with
+    CHECK_IN_FLAGS and its last reconciliation was at the current revision, with the same inputs, and
+    none of its settings needs the reconciler."""
+    if not hasattr(device, RECONCILED_AS):
+        return True
+    return getattr(device, NEEDS_RECONCILER) or getattr(device, RECONCILED_AS) != fingerprint(device)
 
 
 def checked_in(device, *, locked=False):
@@ -284,6 +318,30 @@ def compliance(group):
         counts["not_evaluated"] = len(members - seen)
         report.append((setting, counts))
     return report
+
+
+def configuration_changed(sender, **kwargs):
+    """post_save and post_delete of a group or a setting: every device's groups may differ."""
+    ConfigurationRevision.objects.filter(pk=1).update(number=F("number") + 1)
+
+
+def memberships_changed(sender, instance, action, reverse, model, pk_set, **kwargs):
+    """m2m_changed of a group's devices or users: the devices concerned are reconciled at their next
+    session. A clear of a group's members (their ids not given) counts as a change of the group."""
+    if action not in ("post_add", "post_remove", "post_clear"):
+        return
+    if action == "post_clear" and not reverse:
+        configuration_changed(sender)
+        return
+    ids = {instance.pk} if reverse else set(pk_set or ())
+    if sender is ConfigurationGroup.users.through:
+        devices = list(Device.objects.filter(user_id__in=ids).values_list("pk", flat=True))
+    else:
+        devices = list(ids)
+    if devices:
+        DeviceReconciliation.objects.bulk_create(
+            [DeviceReconciliation(device_id=pk, revision=None, fingerprint="") for pk in devices],
+            update_conflicts=True, unique_fields=["device"], update_fields=["revision"])
 
 
 def device_saved(sender, instance, created, **kwargs):

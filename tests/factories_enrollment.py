@@ -20,9 +20,12 @@ from enrollment.models import (
     PinEnrollmentFailure,
     RegistrationPin,
 )
+from management import reconcile
 from management.models import (
     ConfigurationGroup,
+    ConfigurationRevision,
     DeviceCommand,
+    DeviceReconciliation,
     DeviceSettingState,
     GroupSetting,
     ManagementSession,
@@ -297,6 +300,28 @@ class DeviceSettingStateFactory(DjangoModelFactory):
     removal = GroupSetting.Removal.DELETE
     command = factory.SubFactory(DeviceCommandFactory, device=factory.SelfAttribute("..device"), verb="Replace",
                                  target=factory.SelfAttribute("..loc_uri"), format="int", data="0")
+
+
+class ConfigurationRevisionFactory(DjangoModelFactory):
+    """The one row (pk 1, which the migration creates: get_or_create)."""
+
+    class Meta:
+        model = ConfigurationRevision
+        django_get_or_create = ("id",)
+
+    id = 1
+    number = 0
+
+
+class DeviceReconciliationFactory(DjangoModelFactory):
+    """A device reconciled at the current revision with its present inputs."""
+
+    class Meta:
+        model = DeviceReconciliation
+
+    device = factory.SubFactory(DeviceFactory)
+    revision = factory.LazyFunction(lambda: ConfigurationRevisionFactory().number)
+    fingerprint = factory.LazyAttribute(lambda mark: reconcile.fingerprint(mark.device))
 
 
 # Entra ID enrollment.
