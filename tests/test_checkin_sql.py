@@ -161,3 +161,23 @@ def test_statements_are_prepared_on_postgresql_and_counted_like_any_other():
         cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
                        [f'%FROM "{table}" s LEFT JOIN%'])
         assert cursor.fetchone()[0] == 1  # parsed once, executed three times
+
+
+def test_a_write_skips_the_fields_preparation_only_for_values_psycopg_takes_as_they_are():
+    import warnings
+
+    from management.checkin_sql import _preparer
+
+    counter = ManagementSession._meta.get_field("server_msg_id")
+    assert _preparer(counter)(7, connection) == 7
+    assert _preparer(counter)("7", connection) == 7  # not an int: the field converts it
+    completed = DeviceCommand._meta.get_field("completed_at")
+    aware = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    assert _preparer(completed)(aware, connection) is aware
+    assert _preparer(completed)(None, connection) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Django warns of a naive datetime, then makes it aware
+        naive = datetime(2026, 1, 1, 12)
+        assert _preparer(completed)(naive, connection) == completed.get_db_prep_save(naive, connection)
+    events = ManagementSession._meta.get_field("events")
+    assert str(_preparer(events)([{"a": 1}], connection)) == str(events.get_db_prep_save([{"a": 1}], connection))
