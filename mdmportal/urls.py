@@ -5,8 +5,10 @@ from django.utils.functional import lazy
 from django.views.generic import RedirectView
 
 urlpatterns = [
-    path("", include("enrollment.device_urls")),
+    # OMA-DM first: every enrolled device posts to it at each check-in, the busiest address by far, and
+    # each pattern tried before it costs every one of those requests a resolver pass.
     path("", include("management.device_urls")),
+    path("", include("enrollment.device_urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("mdmportal.api_urls")),
     path("", include("invitations.urls")),
