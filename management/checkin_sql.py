@@ -316,6 +316,56 @@ def open_session(device_id, session_id, request_hash=""):
     return session, [command for command in commands if command is not None]
 
 
+@dataclass(frozen=True)
+class QueueRead:
+    """What `queued` is given, for open_session_and_queue to read the queue in the same statement."""
+    now: datetime
+    limit: int
+    user_signed_in: bool
+    user_scope: str
+
+
+@_statement
+def _open_session_and_queue_sql(connection, user_signed_in):
+    q = functools.partial(_q, connection)
+    sessions, commands = q(_table(ManagementSession)), q(_table(DeviceCommand))
+    cached = f"CASE WHEN s.{q('last_request_hash')} = %s THEN s.{q('last_reply')} END"
+    # Both reads as CTEs, each with its own lock (a locking clause is not allowed on a UNION's members),
+    # then the session's rows (0) and the queue's (1) one after the other.
+    open_session = (f"SELECT * FROM {sessions} x WHERE x.{q('id')} = (SELECT max(y.{q('id')}) FROM {sessions} y "
+                    f"WHERE y.{q('device_id')} = %s AND y.{q('session_id')} = %s AND y.{q('ended_at')} IS NULL)"
+                    f"{_lock(connection)}")
+    queue = _queued_sql(connection, user_signed_in)
+    blanks = ", ".join(["NULL"] * len(SESSION))
+    return (f"WITH s AS ({open_session}), q AS ({queue}) "
+            f"SELECT 0, {SESSION.select(connection, {'last_reply': cached})}, {COMMAND.select(connection)} "
+            f"FROM s LEFT JOIN {commands} c ON c.{q('session_id')} = s.{q('id')} AND c.{q('status')} = %s "
+            f"UNION ALL SELECT 1, {blanks}, {COMMAND.select(connection)} FROM q c "
+            f"ORDER BY 1, {len(SESSION) + 2}")
+
+
+def open_session_and_queue(device_id, session_id, request_hash, queue):
+    """(session, commands, queued): open_session's two, and what `queued` would read with `queue` (a
+    QueueRead), in one statement. The caller reads the queue again if anything of its own
+    transaction may have changed it since (omadm.Conversation.next_commands)."""
+    connection = _connection(ManagementSession)
+    params = [device_id, session_id, *_queued_params(connection, device_id, queue.now, queue.limit,
+                                                       queue.user_signed_in, queue.user_scope),
+              request_hash, DeviceCommand.Status.SENT]
+    rows = execute(connection, _open_session_and_queue_sql(connection, queue.user_signed_in), params).fetchall()
+    session, waiting, queued = None, [], []
+    for row in rows:
+        if row[0] == 1:
+            queued.append(COMMAND.build(connection, row, 1 + len(SESSION)))
+            continue
+        if session is None:
+            session = SESSION.build(connection, row, 1)
+        command = COMMAND.build(connection, row, 1 + len(SESSION))
+        if command is not None:
+            waiting.append(command)
+    return session, waiting, queued
+
+
 @_statement
 def _queued_sql(connection, user_signed_in):
     q = functools.partial(_q, connection)
@@ -332,11 +382,16 @@ def queued(device_id, now, *, limit, user_signed_in, user_scope):
     `user_scope` only when a user is signed in. Locked, skipping rows locked by a concurrent session of
     the same device, so two sessions never send the same command."""
     connection = _connection(DeviceCommand)
+    params = _queued_params(connection, device_id, now, limit, user_signed_in, user_scope)
+    rows = execute(connection, _queued_sql(connection, user_signed_in), params).fetchall()
+    return [COMMAND.build(connection, row) for row in rows]
+
+
+def _queued_params(connection, device_id, now, limit, user_signed_in, user_scope):
     params = [device_id, DeviceCommand.Status.QUEUED, _dt(connection, now)]
     if not user_signed_in:
         params += [len(user_scope), user_scope]
-    rows = execute(connection, _queued_sql(connection, user_signed_in), [*params, limit]).fetchall()
-    return [COMMAND.build(connection, row) for row in rows]
+    return [*params, limit]
 
 
 @_statement

@@ -373,6 +373,11 @@ class Conversation:
     # sent was answered).
     unanswered: int | None = None
     sent: list = field(default_factory=list)  # our commands in this reply, saved after the session's row
+    # The queue as read with the session (open_session), for the reply; None when it must be read again
+    # because something in this message may have changed it (a session closed, the session start's
+    # work, the inventory) or the user's sign-in changed which commands it holds back.
+    prefetched: list | None = None
+    prefetched_for_user: bool = False
     answered: list = field(default_factory=list)  # our commands the device answered in this message
     waiting: list = field(default_factory=list)  # our commands sent in the session, not answered before
 
@@ -436,8 +441,12 @@ class Conversation:
         cached reply goes to a copy of the message only when the copy authenticated the same way as
         the original (a reply to a challenge is never replayed to the device)."""
         msg_id = int(self.header.msg_id)
-        # With the commands sent in it and not answered yet (apply_answers).
-        session, self.waiting = checkin_sql.open_session(self.device.pk, self.header.session_id, digest)
+        # With the commands sent in it and not answered yet (apply_answers), and the device's next
+        # commands (next_commands), in one statement.
+        self.prefetched_for_user = self.device.login_status == "user"
+        session, self.waiting, self.prefetched = checkin_sql.open_session_and_queue(
+            self.device.pk, self.header.session_id, digest, checkin_sql.QueueRead(
+                self.now, settings.ENROLLMENT_COMMANDS_PER_MESSAGE, self.prefetched_for_user, USER_SCOPE))
         if session is not None and msg_id <= session.client_msg_id:
             if (msg_id == session.client_msg_id and digest == session.last_request_hash
                     and session.auth == self.caller.auth):
@@ -471,6 +480,7 @@ class Conversation:
         return reply
 
     def close(self, session):
+        self.prefetched = None  # its unanswered commands go back to the queue
         session.ended_at = self.now
         session.save(update_fields=["ended_at"])
         requeue_unanswered(DeviceCommand.objects.filter(session=session), self.now)
@@ -479,6 +489,7 @@ class Conversation:
         idle = ManagementSession.objects.filter(device=self.device, ended_at__isnull=True,
                                                 updated_at__lt=self.now - SESSION_IDLE)
         if idle.update(ended_at=self.now):
+            self.prefetched = None
             requeue_unanswered(DeviceCommand.objects.filter(device=self.device, session__ended_at__isnull=False),
                                self.now)
 
@@ -494,6 +505,7 @@ class Conversation:
                 # Read for the first time (the first session's, as a rule): an app recognising the device
                 # by them queues what it sends, in time for this message's reply.
                 inventory.notify(self.device, new_values, self.now)
+                self.prefetched = None
         self.device.last_seen_at = self.now
         self.device_fields.add("last_seen_at")
         session.events = (session.events + self.events)[:MAX_EVENTS]
@@ -650,16 +662,19 @@ class Conversation:
             overdue = may_have_overdue_commands(self.device)
             if overdue:
                 expire_overdue(self.device, self.now)
+                self.prefetched = None
             # Only when something may have changed since the device's last reconciliation (its row says
             # so), or a setting's command just timed out above. The device is locked and current
             # (identify): the reconciler need not read it again.
             if overdue or reconcile.may_be_needed(self.device):
                 reconcile.checked_in(self.device, locked=True)
+                self.prefetched = None
             # The registered apps' work (Autopilot: app installs and the Enrollment Status Page move
             # on, DMClient CSP FirstSyncStatus), each only when the device's row says it has some.
             for hook in _session_starts.values():
                 if hook.may_have_work(self.device):
                     hook.started(self.device, self.now)
+                    self.prefetched = None
         first = []
         if inventory.due(self.device, self.now):
             gets = DeviceCommand.objects.bulk_create(inventory.gets(self.device, self.now))
@@ -668,10 +683,16 @@ class Conversation:
             first = inventory.first_reads(self.device, gets)
             self.device.inventory_requested_at = self.now
             self.device_fields.add("inventory_requested_at")
+            self.prefetched = None
         # Commands under ./User/ are held until a user is signed in (LoginStatus).
         limit = settings.ENROLLMENT_COMMANDS_PER_MESSAGE
-        queued = checkin_sql.queued(self.device.pk, self.now, limit=limit,
-                                    user_signed_in=self.device.login_status == "user", user_scope=USER_SCOPE)
+        user_signed_in = self.device.login_status == "user"
+        if self.prefetched is not None and user_signed_in == self.prefetched_for_user:
+            # Read with the session, after the device's lock, and nothing of this message touched it since.
+            queued = self.prefetched
+        else:
+            queued = checkin_sql.queued(self.device.pk, self.now, limit=limit, user_signed_in=user_signed_in,
+                                        user_scope=USER_SCOPE)
         if not first:
             return queued
         firsts = {command.pk for command in first}

@@ -377,23 +377,24 @@ def test_queries_per_message_do_not_grow_with_devices_or_commands(client, chain,
             commands.queue(device, "Get", f"./DevDetail/Node{i}")
         # The device's first session: the device (with the CA and whether it has idle sessions, overdue
         # commands, an Autopilot setup, a reconciliation still valid or a setting for the reconciler: it
-        # has none of them), the session, the configuration's reconciliation (its mark, its groups'
-        # settings and its setting states: three statements), the queue, and one write of everything
+        # has none of them), the session with the queue, the configuration's reconciliation (its mark,
+        # its groups' settings and its setting states: three statements), the queue read again after
+        # it, and one write of everything
         # (management/checkin_sql.py). The test's own transaction makes ours a savepoint: two of the
         # counted queries are SAVEPOINT and RELEASE.
         with django_assert_num_queries(9 + MORE_WRITES):
             first = checkin(client, device, cert)
         assert len(first.commands) == count
-        # Every command answered: the device, the session with its commands awaiting an answer, the
-        # queue, the write; the session's end has nothing to put back in the queue.
-        with django_assert_num_queries(6 + MORE_WRITES):
+        # Every command answered: the device, the session with its commands awaiting an answer and the
+        # queue (one statement), the write; the session's end has nothing to put back in the queue.
+        with django_assert_num_queries(5 + MORE_WRITES):
             answer(client, device, cert, [sml.status(i + 2, 1, c[1], "Get", 200) for i, c in enumerate(first.commands)] +
                    [sml.results(i + 100, 1, c[1], c[2], "x") for i, c in enumerate(first.commands)], msg=2)
         # The next session, nothing changed in its groups since: no reconciliation, so the device, the
-        # session, the queue and the write.
+        # session with the queue, and the write.
         for i in range(count):
             commands.queue(device, "Get", f"./DevDetail/Other{i}")
-        with django_assert_num_queries(6 + MORE_WRITES):
+        with django_assert_num_queries(5 + MORE_WRITES):
             later = checkin(client, device, cert, session="2")
         assert len(later.commands) == count
         return device
@@ -422,7 +423,7 @@ def test_a_digest_message_costs_the_queries_of_a_certificate_message(client, cha
         challenged = sml.read(post(client, sml.message(device.device_id, body, msg=2)).content)
     assert challenged.header_status[4] == "407"
     cred = ("syncml:auth-md5", sml.md5_cred(device.device_id, "s3cret", first.chal_nonce))
-    with django_assert_num_queries(6 + MORE_WRITES):
+    with django_assert_num_queries(5 + MORE_WRITES):
         second = sml.read(post(client, sml.message(device.device_id, body, msg=3, cred=cred)).content)
     assert [first.header_status[4], second.header_status[4]] == ["200", "200"] and second.commands == []
 
@@ -551,3 +552,26 @@ def test_a_session_start_sends_the_settings_of_a_group_the_device_joined_by_rule
 
     sent = DeviceCommand.objects.get(device=device, target="./Vendor/MSFT/TenantLockdown/RequireNetworkInOOBE")
     assert (sent.status, sent.data) == (DeviceCommand.Status.SENT, "true")
+
+
+def test_a_sign_in_reported_in_the_message_releases_the_users_commands_in_its_reply(client, pc):
+    # The queue is read with the session, before the message's LoginStatus is applied: a sign-in it
+    # reports reads it again, so the commands held for a user go out in this reply, not the next.
+    device, cert = pc
+    assert checkin(client, device, cert, login="none").commands == []  # nobody signed in, inventory known
+    user_command = commands.queue(device, "Get", "./User/Vendor/MSFT/Policy/Config/Camera/AllowCamera")
+    reply = checkin(client, device, cert, login="user", session="2")
+    assert [c[2] for c in reply.commands] == [user_command.target]
+
+
+def test_a_session_restarted_under_the_same_sessionid_resends_what_its_first_run_left_unanswered(client, pc):
+    # The device started over with the SessionID of an open session: that session is closed and its
+    # unanswered commands go back to the queue, after the queue was read with the session; the reply
+    # still carries them.
+    device, cert = pc
+    reboot = commands.queue(device, "Exec", REBOOT, format="null")
+    assert [c[2] for c in checkin(client, device, cert).commands] == [REBOOT]
+    again = checkin(client, device, cert, model="Surface Pro 10")  # not a copy of the first: a new start
+    assert [c[2] for c in again.commands] == [REBOOT]
+    reboot.refresh_from_db()
+    assert reboot.attempts == 2
