@@ -7,8 +7,9 @@ redirect). Seeds its devices (each with a certificate from the issuing CA, in a 
 settings, inventory fresh), then runs N sessions through Django's WSGI handler exactly as gunicorn
 calls it: package 1 gets the three queued commands, the second POST answers them (Statuses, Results
 for the Get). Queueing the commands and building/reading the messages are outside the measured time.
-Prints the CPU time (time.process_time) per session; with --profile, a cProfile of the same span.
-The database's own CPU is not in the figure (a separate process).
+Prints the CPU time (time.process_time) per session, and that of the PostgreSQL backend serving the
+connection over the same requests (read from /proc: PostgreSQL on this machine); with --profile, a
+cProfile of the same span.
 """
 import argparse
 import cProfile
@@ -54,12 +55,15 @@ def main():
     for device, header in devices:
         session(application, device, header, "1")
     timings, profiler = [], cProfile.Profile(time.process_time) if args.profile else None
+    database = Backend()
     for i in range(args.sessions):
         device, header = devices[i % len(devices)]
-        timings.append(session(application, device, header, format(i + 2, "X"), profiler))
+        timings.append(session(application, device, header, format(i + 2, "X"), profiler, database))
     cpu = sum(timings)
     print(f"{args.sessions} sessions: CPU {cpu / args.sessions * 1000:.2f} ms per session "
-          f"({cpu / args.sessions / 2 * 1000:.2f} ms per request), this process only")
+          f"({cpu / args.sessions / 2 * 1000:.2f} ms per request), this process only; the PostgreSQL backend "
+          f"serving it {database.seconds / args.sessions * 1000:.2f} ms per session (/proc, 10 ms ticks summed "
+          f"over the requests)")
     if profiler:
         for sort in args.profile:
             out = io.StringIO()
@@ -99,24 +103,49 @@ def seed(count):
     return devices
 
 
-def session(application, device, header, session_id, profiler=None):
+class Backend:
+    """The CPU of the PostgreSQL backend of Django's connection (same machine), summed over the spans
+    between start() and stop(): the requests, not the seeding between them."""
+
+    def __init__(self):
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            self.pid = cursor.fetchone()[0]
+        self.seconds, self.ticks = 0.0, os.sysconf("SC_CLK_TCK")
+
+    def cpu(self):
+        with open(f"/proc/{self.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / self.ticks
+
+    def start(self):
+        self.started = self.cpu()
+
+    def stop(self):
+        self.seconds += self.cpu() - self.started
+
+
+def session(application, device, header, session_id, profiler=None, database=None):
     """One two-message session; returns the CPU seconds of the two requests."""
     from bench.checkin import COMMAND_SHAPES, queue_commands
     from tests import omadm_messages as sml
 
     queue_commands([(device, None)], len(COMMAND_SHAPES) - 1)
-    first, cpu = post(application, sml.package1(device.device_id, session=session_id), header, profiler)
+    first, cpu = post(application, sml.package1(device.device_id, session=session_id), header, profiler, database)
     reply = sml.read(first)
     answers = [sml.status(i + 2, reply.msg_id, cmd_id, name, 200) for i, (name, cmd_id, *_) in enumerate(reply.commands)]
     answers += [sml.results(i + 50, reply.msg_id, cmd_id, target, "x")
                 for i, (name, cmd_id, target, *_) in enumerate(reply.commands) if name == "Get"]
-    second, more = post(application, sml.message(device.device_id, answers, session=session_id, msg=2), header, profiler)
+    second, more = post(application, sml.message(device.device_id, answers, session=session_id, msg=2), header, profiler,
+                        database)
     if sml.read(second).commands:
         raise SystemExit("the second message got commands: the session did not end")
     return cpu + more
 
 
-def post(application, body, header, profiler):
+def post(application, body, header, profiler, database=None):
     environ = {
         "REQUEST_METHOD": "POST", "PATH_INFO": "/ManagementServer/MDM.svc", "SCRIPT_NAME": "",
         "QUERY_STRING": "mode=Maintenance&Platform=WoA", "CONTENT_TYPE": "application/vnd.syncml.dm+xml",
@@ -126,6 +155,8 @@ def post(application, body, header, profiler):
         "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False, "wsgi.version": (1, 0),
     }
     statuses = []
+    if database:
+        database.start()
     started = time.process_time()
     if profiler:
         profiler.enable()
@@ -135,6 +166,8 @@ def post(application, body, header, profiler):
     if profiler:
         profiler.disable()
     cpu = time.process_time() - started
+    if database:
+        database.stop()
     if not statuses[0].startswith("200"):
         raise SystemExit(f"HTTP {statuses[0]}: {content[:300]!r}")
     return content, cpu
