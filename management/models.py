@@ -19,7 +19,10 @@ class ManagementSession(models.Model):
         CERTIFICATE = "certificate", _("Client certificate")
         DIGEST = "digest", _("OMA-DM digest")
 
-    device = models.ForeignKey(Device, verbose_name=_("device"), related_name="sessions", on_delete=models.CASCADE)
+    # No index of its own: the (device, session_id, ended_at) index below serves every look-up by device, and
+    # each index is one more entry written by the session's INSERT and its closing UPDATE.
+    device = models.ForeignKey(Device, verbose_name=_("device"), related_name="sessions", on_delete=models.CASCADE,
+                               db_index=False)
     session_id = models.CharField(_("SessionID"), max_length=64)
     auth = models.CharField(_("auth"), max_length=16, choices=Auth.choices)
     server_msg_id = models.PositiveIntegerField(_("our last MsgID"), default=0)
@@ -73,7 +76,13 @@ class DeviceCommand(models.Model):
 
     FINAL = {Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.CANCELLED}
 
-    device = models.ForeignKey(Device, verbose_name=_("device"), related_name="commands", on_delete=models.CASCADE)
+    # Indexes, as few as the reads need: a command's row is rewritten (never a heap-only update: its
+    # status and session are indexed) when it is sent and when it is answered, and each index is one
+    # more entry written each time. The (device, status) and (session, msg_id, cmd_id) indexes serve
+    # the look-ups by device and by session; source has a plain index (equality and the console's
+    # filter), not the LIKE one of db_index (the console's search is a case-insensitive contains).
+    device = models.ForeignKey(Device, verbose_name=_("device"), related_name="commands", on_delete=models.CASCADE,
+                               db_index=False)
     verb = models.CharField(_("verb"), max_length=8, choices=Verb.choices)
     target = models.CharField(_("LocURI"), max_length=1024)
     format = models.CharField(_("format"), max_length=8, blank=True)
@@ -87,7 +96,7 @@ class DeviceCommand(models.Model):
     queued_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("queued by"), null=True, blank=True,
                                   related_name="+",
                                   on_delete=models.SET_NULL)
-    source = models.CharField(_("source"), max_length=100, blank=True, db_index=True,
+    source = models.CharField(_("source"), max_length=100, blank=True,
                               help_text=_('Who asked: "console:reboot", "policy:<id>", "inventory"...'))
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
@@ -95,7 +104,7 @@ class DeviceCommand(models.Model):
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0, help_text=_("Times sent"))
     session = models.ForeignKey(ManagementSession, verbose_name=_("session"), null=True, blank=True,
-                                related_name="commands",
+                                related_name="commands", db_index=False,
                                 on_delete=models.SET_NULL, help_text=_("The session it was last sent in"))
     msg_id = models.PositiveIntegerField(_("our MsgID"), null=True, blank=True)
     cmd_id = models.PositiveIntegerField(_("our CmdID"), null=True, blank=True)
@@ -109,6 +118,7 @@ class DeviceCommand(models.Model):
         indexes = [
             models.Index(fields=["device", "status"]),
             models.Index(fields=["session", "msg_id", "cmd_id"]),
+            models.Index(fields=["source"], name="management_command_source"),
         ]
 
     def __str__(self):
