@@ -44,6 +44,8 @@ except ImportError:  # pragma: no cover - psycopg is a dependency; SQLite needs 
     psycopg = None
     _PIPELINE, _IDLE = False, None
 else:
+    from psycopg.types.datetime import TimestamptzLoader
+
     _PIPELINE, _IDLE = psycopg.Pipeline.is_supported(), psycopg.pq.TransactionStatus.IDLE
 
 
@@ -68,6 +70,11 @@ def execute(connection, sql, params=()):
     connection.validate_thread_sharing()
     raw = connection.connection
     cursor = psycopg.Cursor(raw)
+    # psycopg's own timestamptz loader (its C implementation with psycopg[binary]) instead of the Python
+    # subclass Django registers on the connection to set the tzinfo: both give the instant in the
+    # session's time zone, which Django sets to its connection's (psycopg, "Date/time types adaptation"),
+    # and a check-in's rows carry some thirty of them. On this cursor only.
+    cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
 
     def run(sql, params, many, context):
         with connection.wrap_database_errors:

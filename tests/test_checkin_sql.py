@@ -181,3 +181,12 @@ def test_a_write_skips_the_fields_preparation_only_for_values_psycopg_takes_as_t
         assert _preparer(completed)(naive, connection) == completed.get_db_prep_save(naive, connection)
     events = ManagementSession._meta.get_field("events")
     assert str(_preparer(events)([{"a": 1}], connection)) == str(events.get_db_prep_save([{"a": 1}], connection))
+
+
+def test_dates_read_by_the_check_in_statements_are_those_the_orm_reads():
+    device = DeviceFactory(last_seen_at=NOW, enrolled_at=NOW - timedelta(days=3))
+    read = checkin_sql.device_by_serial(device.certificate_serial, lock=False)
+    orm = type(device).objects.get(pk=device.pk)
+    for name in ("last_seen_at", "enrolled_at", "certificate_not_after"):
+        assert getattr(read, name) == getattr(orm, name)
+        assert getattr(read, name).utcoffset() == timedelta(0)
