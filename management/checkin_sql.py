@@ -26,6 +26,7 @@ than the database spent running them. Here each statement is written once, as SQ
 Every statement runs inside the message's transaction (omadm.serve), after the device's row lock.
 """
 import functools
+import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -505,7 +506,7 @@ def _sessionise(session, sent):
         command.session = session
 
 
-# Column types for unnest(): the arrays' element types.
+# Column types of the answered commands' records (json_to_recordset).
 _ANSWERED_TYPES = {"id": "bigint", "status": "varchar", "status_code": "integer", "completed_at": "timestamptz",
                    "result_data": "text", "result_format": "varchar", "note": "varchar"}
 
@@ -521,22 +522,25 @@ def _save_message_sql(connection, new_session, with_sent, with_answered, device_
         parts = [f"s AS (UPDATE {session_table} SET {', '.join(f'{q(name)} = %s' for name in SESSION_FIELDS[1:])} "
                  f"WHERE {q('id')} = %s RETURNING {q('id')})"]
     counts = []
-    # One array per column that differs between the commands, an element per command: the statement's
-    # text does not depend on their number. A reply's commands share their status, MsgID and time.
+    # The commands as one JSON parameter, a record per command (json_to_recordset, PostgreSQL
+    # documentation "JSON Processing Functions"): the statement's text does not depend on their number,
+    # and one JSON text is far cheaper for psycopg to pass than an array per column. A reply's commands
+    # share their status, MsgID and time.
     if with_sent:
         parts.append(f"sent AS (UPDATE {commands} c SET {q('session_id')} = (SELECT {q('id')} FROM s), "
                      f"{q('status')} = %s, {q('msg_id')} = %s, {q('sent_at')} = %s, "
                      f"{q('cmd_id')} = v.{q('cmd_id')}, {q('attempts')} = v.{q('attempts')} "
-                     f"FROM unnest(%s::bigint[], %s::integer[], %s::smallint[]) AS v({q('id')}, {q('cmd_id')}, "
-                     f"{q('attempts')}) WHERE c.{q('id')} = v.{q('id')} RETURNING 1)")
+                     f"FROM json_to_recordset(%s::json) AS v({q('id')} bigint, {q('cmd_id')} integer, "
+                     f"{q('attempts')} smallint) WHERE c.{q('id')} = v.{q('id')} RETURNING 1)")
         counts.append("(SELECT count(*) FROM sent)")
     if with_answered:
         columns = ["id", *ANSWERED_FIELDS]
         parts.append(
             f"answered AS (UPDATE {commands} c SET "
             + ", ".join(f"{q(field)} = v.{q(field)}" for field in ANSWERED_FIELDS)
-            + f" FROM unnest({', '.join(f'%s::{_ANSWERED_TYPES[column]}[]' for column in columns)}) "
-            f"AS v({', '.join(q(column) for column in columns)}) WHERE c.{q('id')} = v.{q('id')} RETURNING 1)")
+            + f" FROM json_to_recordset(%s::json) "
+            f"AS v({', '.join(f'{q(column)} {_ANSWERED_TYPES[column]}' for column in columns)}) "
+            f"WHERE c.{q('id')} = v.{q('id')} RETURNING 1)")
         counts.append("(SELECT count(*) FROM answered)")
     if device_fields:
         columns = [Device._meta.get_field(name).column for name in device_fields]
@@ -589,6 +593,13 @@ def _preparers(model, names):
 
 
 
+def _records(names, rows):
+    """JSON text of `rows` as objects with `names`, for json_to_recordset: a datetime as ISO 8601 with its
+    offset (which PostgreSQL reads back as the same instant), the rest as JSON has it."""
+    return json.dumps([{name: value.isoformat() if isinstance(value, datetime) else value
+                        for name, value in zip(names, row)} for row in rows])
+
+
 def _save_message_in_one(connection, session, sent, answered, device, device_fields):
     if device is None:
         device_fields = []
@@ -601,11 +612,12 @@ def _save_message_in_one(connection, session, sent, answered, device, device_fie
         if any((c.status, c.msg_id, c.sent_at) != (first.status, first.msg_id, first.sent_at) for c in sent):
             raise ValueError("the commands of one reply share their status, MsgID and time")
         params += [first.status, first.msg_id, _dt(connection, first.sent_at),
-                   [c.pk for c in sent], [c.cmd_id for c in sent], [c.attempts for c in sent]]
+                   _records(["id", "cmd_id", "attempts"], [[c.pk, c.cmd_id, c.attempts] for c in sent])]
     if answered:
-        params.append([command.pk for command in answered])
-        params += [[prepare(getattr(command, attname), connection) for command in answered]
-                   for attname, prepare in _preparers(DeviceCommand, tuple(ANSWERED_FIELDS))]
+        preparers = _preparers(DeviceCommand, tuple(ANSWERED_FIELDS))
+        params.append(_records(["id", *ANSWERED_FIELDS], [
+            [command.pk, *(prepare(getattr(command, attname), connection) for attname, prepare in preparers)]
+            for command in answered]))
     if device_fields:
         params += [prepare(getattr(device, attname), connection)
                    for attname, prepare in _preparers(Device, tuple(device_fields))]

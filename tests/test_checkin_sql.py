@@ -125,7 +125,7 @@ def test_save_message_writes_a_new_session_the_commands_sent_and_answered_and_th
         command.status, command.msg_id, command.cmd_id = DeviceCommand.Status.SENT, 1, cmd_id
         command.sent_at, command.attempts = NOW, 1
     answered.status, answered.status_code, answered.completed_at = DeviceCommand.Status.SUCCEEDED, 200, NOW
-    answered.result_data, answered.result_format = "10.0", "chr"
+    answered.result_data, answered.result_format = 'Écran "4K" \\ 日本 😀\n<b/>', "chr"
     device.login_status, device.last_seen_at = "user", NOW
     checkin_sql.save_message(session, sent=to_send, answered=[answered], device=device,
                              device_fields={"login_status", "last_seen_at"})
@@ -137,7 +137,8 @@ def test_save_message_writes_a_new_session_the_commands_sent_and_answered_and_th
         assert (command.status, command.session_id, command.cmd_id, command.attempts) == ("sent", session.pk,
                                                                                           command.cmd_id, 1)
     answered.refresh_from_db()
-    assert (answered.status, answered.status_code, answered.result_data) == ("succeeded", 200, "10.0")
+    assert (answered.status, answered.status_code, answered.result_data, answered.completed_at) == (
+        "succeeded", 200, 'Écran "4K" \\ 日本 😀\n<b/>', NOW)
     device.refresh_from_db()
     assert (device.login_status, device.last_seen_at) == ("user", NOW)
 
