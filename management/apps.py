@@ -7,7 +7,7 @@ class ManagementConfig(AppConfig):
     name = "management"
 
     def ready(self):
-        from django.db.models.signals import m2m_changed, post_delete, post_save
+        from django.db.models.signals import post_delete, post_save
 
         from rest_framework import serializers
 
@@ -17,16 +17,11 @@ class ManagementConfig(AppConfig):
         from . import actions, commands, device_state, device_views, pin_enrollments, reconcile
         from .models import ConfigurationGroup, GroupSetting
 
-        # A device enrolled (or changed) gets the settings of its groups once the enrollment commits.
-        post_save.connect(reconcile.device_saved, sender="enrollment.Device", dispatch_uid="reconcile-new-device")
         # What a device's last reconciliation was computed from stops holding, in the change's transaction.
         for model in (ConfigurationGroup, GroupSetting):
             for signal in (post_save, post_delete):
                 signal.connect(reconcile.configuration_changed, sender=model,
                                dispatch_uid=f"configuration-revision-{signal is post_save}-{model.__name__}")
-        for through in (ConfigurationGroup.devices.through, ConfigurationGroup.users.through):
-            m2m_changed.connect(reconcile.memberships_changed, sender=through,
-                                dispatch_uid=f"memberships-changed-{through.__name__}")
         # A device whose enrollment ended (unenrolled, retired) gets nothing more of what is queued for it.
         signals.enrollment_ended.connect(commands.close_queue, dispatch_uid="close-queue-when-enrollment-ends")
         # Provisioning-package PIN enrollments carry the configuration groups their devices join.

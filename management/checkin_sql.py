@@ -256,13 +256,33 @@ def overdue_commands_sql(connection, device):
             f"AND x.{q('expires_at')} <= %s)")
 
 
+def memberships_sql(connection, device, user):
+    """SQL text naming the device's configuration groups by hand and its user's (`device`, `user`: their
+    id columns), in a canonical order: what a reconciliation is computed from besides the groups
+    themselves and the device's own fields."""
+    q = functools.partial(_q, connection)
+    members, users = q(_table(ConfigurationGroup.devices.through)), q(_table(ConfigurationGroup.users.through))
+    group = q("configurationgroup_id")
+
+    def listed(table, column, owner):
+        if connection.vendor == "postgresql":
+            return (f"(SELECT string_agg(m.{group}::text, ',' ORDER BY m.{group}) FROM {table} m "
+                    f"WHERE m.{q(column)} = {owner})")
+        return (f"(SELECT group_concat(g, ',') FROM (SELECT m.{group} AS g FROM {table} m "
+                f"WHERE m.{q(column)} = {owner} ORDER BY 1))")
+
+    return (f"(COALESCE({listed(members, 'device_id', device)}, '') || '|' || "
+            f"COALESCE({listed(users, 'user_id', user)}, ''))")
+
+
 def reconciled_as_sql(connection, device):
     """Flag SQL: the fingerprint of the device's last reconciliation when it was made at the current
-    ConfigurationRevision and no membership changed since, else NULL."""
+    ConfigurationRevision with the memberships the device has now, else NULL."""
     q = functools.partial(_q, connection)
+    user = f"(SELECT u.{q('user_id')} FROM {q(_table(Device))} u WHERE u.{q('id')} = {device})"
     return (f"SELECT r.{q('fingerprint')} FROM {q(_table(DeviceReconciliation))} r WHERE r.{q('device_id')} = {device} "
             f"AND r.{q('revision')} = (SELECT v.{q('number')} FROM {q(_table(ConfigurationRevision))} v "
-            f"WHERE v.{q('id')} = 1)")
+            f"WHERE v.{q('id')} = 1) AND r.{q('memberships')} = {memberships_sql(connection, device, user)}")
 
 
 def settings_need_reconciler_sql(connection, device):
@@ -281,18 +301,22 @@ def settings_need_reconciler_sql(connection, device):
 @_statement
 def _mark_reconciled_sql(connection):
     q = functools.partial(_q, connection)
-    return (f"INSERT INTO {q(_table(DeviceReconciliation))} ({q('device_id')}, {q('revision')}, {q('fingerprint')}) "
-            f"VALUES (%s, (SELECT v.{q('number')} FROM {q(_table(ConfigurationRevision))} v WHERE v.{q('id')} = 1), %s) "
-            f"ON CONFLICT ({q('device_id')}) DO UPDATE SET {q('revision')} = EXCLUDED.{q('revision')}, "
-            f"{q('fingerprint')} = EXCLUDED.{q('fingerprint')}")
+    columns = ", ".join(q(name) for name in ("device_id", "revision", "memberships", "fingerprint"))
+    revision = f"(SELECT v.{q('number')} FROM {q(_table(ConfigurationRevision))} v WHERE v.{q('id')} = 1)"
+    memberships = memberships_sql(connection, f"d.{q('id')}", f"d.{q('user_id')}")
+    return (f"INSERT INTO {q(_table(DeviceReconciliation))} ({columns}) "
+            f"SELECT d.{q('id')}, {revision}, {memberships}, %s FROM {q(_table(Device))} d WHERE d.{q('id')} = %s "
+            f"ON CONFLICT ({q('device_id')}) DO UPDATE SET "
+            + ", ".join(f"{q(name)} = EXCLUDED.{q(name)}" for name in ("revision", "memberships", "fingerprint")))
 
 
 def mark_reconciled(device_id, fingerprint):
-    """Record that the device is being reconciled at the current ConfigurationRevision with these inputs.
-    Written before the groups are read: a change committed after this statement raises the revision
-    or clears the mark (reconcile.py), and one committed before it is seen by the reads that follow."""
+    """Record that the device is being reconciled at the current ConfigurationRevision with its present
+    memberships and these inputs. Written before the groups are read: a change committed after this
+    statement raises the revision or changes the memberships, and one committed before it is seen by
+    the reads that follow."""
     connection = _connection(DeviceReconciliation)
-    execute(connection, _mark_reconciled_sql(connection), [device_id, fingerprint])
+    execute(connection, _mark_reconciled_sql(connection), [fingerprint, device_id])
 
 
 @_statement

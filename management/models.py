@@ -402,15 +402,17 @@ class ConfigurationRevision(models.Model):
 
 
 class DeviceReconciliation(models.Model):
-    """What a device's last reconciliation was computed from: the ConfigurationRevision number then and
-    a fingerprint of the device's own inputs (ConfigurationGroup.RULE_INPUTS). An OMA-DM session's
-    start reconciles the device again only when either differs, or when one of its settings needs the
-    reconciler (a command that timed out or was cancelled, a removal to forget). A change of the
-    device's memberships sets `revision` to NULL: reconcile it at its next session."""
+    """What a device's last reconciliation was computed from: the ConfigurationRevision number then, the
+    groups the device and its user were members of (management/checkin_sql.py, memberships_sql) and a
+    fingerprint of the device's own inputs (ConfigurationGroup.RULE_INPUTS). An OMA-DM session's start
+    reconciles the device again only when one of them differs, or when one of its settings needs the
+    reconciler (a command that timed out or was cancelled, a removal to forget)."""
 
     device = models.OneToOneField(Device, verbose_name=_("device"), primary_key=True, related_name="+",
                                   on_delete=models.CASCADE)
     revision = models.BigIntegerField(_("revision"), null=True)
+    memberships = models.TextField(_("memberships"), blank=True,
+                                   help_text=_("The groups the device and its user were members of, by id"))
     fingerprint = models.CharField(_("fingerprint"), max_length=64)
 
     class Meta:

@@ -20,13 +20,14 @@ The state of a setting is read from its command (DeviceSettingState.state), whic
 the device's Status: no hook on command completion is needed.
 
 Runs: after commit of any change to a group, its settings or memberships (`schedule_group`,
-`schedule_devices`, through a Celery task), when a device is enrolled (post_save of a new Device) and
-at the start of an OMA-DM session (`checked_in`, called by the OMA-DM endpoint before it reads the
-queue) when something may have changed since the device's last reconciliation: its DeviceReconciliation
-row says at which ConfigurationRevision and with which inputs that was (`may_be_needed`). The revision
-goes up with every saved or deleted group or setting, and a membership change clears the rows of the
-devices it concerns, each in the transaction of the change (the signal receivers below), so a change
-is seen at the device's next session even when the Celery task scheduled for it was lost.
+`schedule_devices`, through a Celery task) and at the start of an OMA-DM session (`checked_in`,
+called by the OMA-DM endpoint before it reads the queue) when something may have changed since the device's last reconciliation: its DeviceReconciliation
+row says at which ConfigurationRevision, with which memberships and which inputs that was
+(`may_be_needed`). The revision goes up with every saved or deleted group or setting, in the
+transaction of the change (the signal receiver below), so a change is seen at the device's next
+session even when the Celery task scheduled for it was lost. A device
+just enrolled has no such row: its first session, moments after the enrollment, reconciles it and
+sends its groups' settings in its first reply.
 """
 import hashlib
 import logging
@@ -39,8 +40,7 @@ from django.utils import timezone
 from enrollment.models import Device
 
 from . import checkin_sql, commands
-from .models import (ConfigurationGroup, ConfigurationRevision, DeviceCommand, DeviceReconciliation,
-                     DeviceSettingState, GroupSetting)
+from .models import ConfigurationGroup, ConfigurationRevision, DeviceCommand, DeviceSettingState, GroupSetting
 
 logger = logging.getLogger(__name__)
 
@@ -325,26 +325,3 @@ def configuration_changed(sender, **kwargs):
     ConfigurationRevision.objects.filter(pk=1).update(number=F("number") + 1)
 
 
-def memberships_changed(sender, instance, action, reverse, model, pk_set, **kwargs):
-    """m2m_changed of a group's devices or users: the devices concerned are reconciled at their next
-    session. A clear of a group's members (their ids not given) counts as a change of the group."""
-    if action not in ("post_add", "post_remove", "post_clear"):
-        return
-    if action == "post_clear" and not reverse:
-        configuration_changed(sender)
-        return
-    ids = {instance.pk} if reverse else set(pk_set or ())
-    if sender is ConfigurationGroup.users.through:
-        devices = list(Device.objects.filter(user_id__in=ids).values_list("pk", flat=True))
-    else:
-        devices = list(ids)
-    if devices:
-        DeviceReconciliation.objects.bulk_create(
-            [DeviceReconciliation(device_id=pk, revision=None, fingerprint="") for pk in devices],
-            update_conflicts=True, unique_fields=["device"], update_fields=["revision"])
-
-
-def device_saved(sender, instance, created, **kwargs):
-    """post_save of Device: a new enrollment gets its groups' settings (rule and user groups) right away."""
-    if created and instance.status == Device.Status.ENROLLED:
-        schedule_devices([instance.pk])

@@ -314,13 +314,15 @@ class ConfigurationRevisionFactory(DjangoModelFactory):
 
 
 class DeviceReconciliationFactory(DjangoModelFactory):
-    """A device reconciled at the current revision with its present inputs."""
+    """A device reconciled at the current revision with its present inputs, neither it nor its user a
+    member of any group (`memberships` as management/checkin_sql.memberships_sql writes that)."""
 
     class Meta:
         model = DeviceReconciliation
 
     device = factory.SubFactory(DeviceFactory)
     revision = factory.LazyFunction(lambda: ConfigurationRevisionFactory().number)
+    memberships = "|"
     fingerprint = factory.LazyAttribute(lambda mark: reconcile.fingerprint(mark.device))
 
 

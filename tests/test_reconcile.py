@@ -261,15 +261,6 @@ def test_a_device_that_no_longer_checks_in_is_not_reconciled():
     assert not DeviceCommand.objects.exists()
 
 
-def test_a_new_enrollment_is_reconciled_after_commit(django_capture_on_commit_callbacks):
-    GroupSettingFactory(tenant_lockdown=True, group=ConfigurationGroupFactory(everyone=True))
-
-    with django_capture_on_commit_callbacks(execute=True):
-        device = DeviceFactory()
-
-    assert pending(device) == [("Replace", LOCKDOWN, "bool", "true")]
-
-
 def test_checked_in_queues_the_settings_of_a_rule_the_device_now_matches():
     device = DeviceFactory(name="DESKTOP-1")
     GroupSettingFactory(group=ConfigurationGroupFactory(rule_enabled=True, rule_name_pattern="LAB-*"))

@@ -191,3 +191,12 @@ def test_a_device_marked_reconciled_by_its_factory_is_left_alone_until_a_change(
     writes = 0 if connection.vendor == "postgresql" else 1
     with django_assert_num_queries(5 + writes):
         sessions.post(sml.package1(sessions.device.device_id, session="later"))
+
+
+def test_a_device_just_enrolled_gets_its_groups_settings_in_its_first_reply(client):
+    # Nothing is queued at enrollment: the first session, with no reconciliation on record, does it.
+    create_ca_chain()
+    GroupSettingFactory(tenant_lockdown=True, group=ConfigurationGroupFactory(everyone=True))
+    device, cert = certified_device(inventory_requested_at=timezone.now())
+    assert not device.commands.exists()
+    assert Sessions(client, device, cert).run() == [("Replace", "./Vendor/MSFT/TenantLockdown/RequireNetworkInOOBE")]

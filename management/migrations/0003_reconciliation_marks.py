@@ -33,6 +33,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('device', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='+', serialize=False, to='enrollment.device', verbose_name='device')),
                 ('revision', models.BigIntegerField(null=True, verbose_name='revision')),
+                ('memberships', models.TextField(blank=True, help_text='The groups the device and its user were members of, by id', verbose_name='memberships')),
                 ('fingerprint', models.CharField(max_length=64, verbose_name='fingerprint')),
             ],
             options={
