@@ -19,6 +19,9 @@ from accounts.models import AuditEvent, User
 from .models import Invitation, InvitationEmail
 
 
+SENT, RESENT = "invitation.sent", "invitation.resent"
+
+
 def _ids(column, ids):
     """(SQL, params) of "column is one of ids"."""
     if connection.vendor == "postgresql":
@@ -66,29 +69,40 @@ def insert_missing_invitations(ids, *, created_by_id, now, expires):
 
 def audit_invitations_emailed(ids, *, actor_id, actor_label, ip, now):
     """One audit event per pending invitation of these users: invitation.sent, or invitation.resent when
-    it was emailed before. Written before the new emails (insert_emails) so that "before" means before."""
+    it was emailed before. Written before the new emails (insert_emails) so that "before" means before.
+    Returns the ids of the invitations emailed before (resent), for insert_emails."""
     pending, params = _pending("i", ids, now)
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {AuditEvent._meta.db_table} "
             "(actor_id, actor_label, action, target_type, target_id, target_label, ip, detail, created_at, count) "
-            f"SELECT %s, %s, CASE WHEN {_emailed_before('i')} THEN 'invitation.resent' ELSE 'invitation.sent' END, "
+            f"SELECT %s, %s, CASE WHEN {_emailed_before('i')} THEN %s ELSE %s END, "
             f"%s, CAST(i.id AS TEXT), SUBSTR('Invitation for ' || u.email, 1, 254), {_cast('%s', 'inet')}, "
             f"{_cast('%s', 'jsonb')}, %s, 1 "
-            f"FROM {Invitation._meta.db_table} i JOIN {User._meta.db_table} u ON u.id = i.user_id WHERE {pending}",
-            [actor_id, actor_label, Invitation._meta.label, ip, "{}", _datetime(now), *params])
+            f"FROM {Invitation._meta.db_table} i JOIN {User._meta.db_table} u ON u.id = i.user_id WHERE {pending} "
+            "RETURNING target_id, action",
+            [actor_id, actor_label, RESENT, SENT, Invitation._meta.label, ip, "{}", _datetime(now), *params])
+        return [int(target_id) for target_id, action in cursor.fetchall() if action == RESENT]
 
 
-def insert_emails(ids, *, now):
-    """A queued email for each pending invitation of these users (a resend when one was emailed before).
-    Returns (email id, invitation id, reason) of each."""
+def insert_emails(ids, *, resent, now):
+    """A queued email for each pending invitation of these users: a resend for the invitations `resent`
+    (audit_invitations_emailed's answer), else a first invitation. Returns (email id, invitation id,
+    reason) of each.
+
+    The statement does not look for earlier emails itself: a per-row EXISTS on the table it inserts into
+    is planned as a sequential scan while the table's statistics say it is empty (a new installation, or
+    statistics from before the first bulk invitation), and each of those scans then reads every row the
+    statement has inserted so far, invisible to it but in the heap: 10,000 first invitations took 0.4 s
+    instead of 0.04 s (EXPLAIN ANALYZE: 520,000 buffer accesses in the subplan)."""
     pending, params = _pending("i", ids, now)
+    was_resent, resent_params = _ids("i.id", resent)
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {InvitationEmail._meta.db_table} (invitation_id, status, attempts, error, reason, queued_at) "
-            f"SELECT i.id, %s, 0, '', CASE WHEN {_emailed_before('i')} THEN %s ELSE %s END, %s "
+            f"SELECT i.id, %s, 0, '', CASE WHEN {was_resent} THEN %s ELSE %s END, %s "
             f"FROM {Invitation._meta.db_table} i WHERE {pending} "
             "RETURNING id, invitation_id, reason",
-            [InvitationEmail.Status.QUEUED, InvitationEmail.Reason.RESEND, InvitationEmail.Reason.INVITE,
-             _datetime(now), *params])
+            [InvitationEmail.Status.QUEUED, *resent_params, InvitationEmail.Reason.RESEND,
+             InvitationEmail.Reason.INVITE, _datetime(now), *params])
         return cursor.fetchall()

@@ -161,7 +161,7 @@ class InvitationEmail(models.Model):
                                    on_delete=models.CASCADE)
     reason = models.CharField(_("reason"), max_length=16, choices=Reason.choices, default=Reason.INVITE)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
-    token_hash = models.CharField(_("token hash"), max_length=64, unique=True, null=True, blank=True, editable=False)
+    token_hash = models.CharField(_("token hash"), max_length=64, null=True, blank=True, editable=False)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     error = models.TextField(_("error"), blank=True)
     queued_at = models.DateTimeField(_("queued at"), default=timezone.now)
@@ -172,6 +172,12 @@ class InvitationEmail(models.Model):
         verbose_name_plural = _("invitation emails")
         ordering = ["-queued_at"]
         indexes = [models.Index(fields=["status", "queued_at"])]
+        # The token is set when the email is sent: a bulk invite inserts thousands of rows without one.
+        # Only the rows that have one are in the unique index (NULLs are distinct in a unique index
+        # anyway, PostgreSQL "Unique Indexes"), and the look-up is by equality, so no varchar_pattern_ops
+        # twin (what unique=True adds on PostgreSQL, for LIKE).
+        constraints = [models.UniqueConstraint(fields=["token_hash"], condition=models.Q(token_hash__isnull=False),
+                                               name="invitationemail_token_hash_unique")]
 
     def __str__(self):
         return _("%(reason)s to %(user)s") % {"reason": self.get_reason_display(), "user": self.invitation.user}

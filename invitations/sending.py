@@ -54,10 +54,10 @@ def invite_ids(ids, *, actor=None, ip=None):
     with transaction.atomic():
         invite_sql.insert_missing_invitations(ids, created_by_id=created_by.pk if created_by else None, now=now,
                                               expires=expires)
-        invite_sql.audit_invitations_emailed(ids, actor_id=author.pk if author else None,
-                                             actor_label=without_nul(str(author)) if author else "system",
-                                             ip=ip, now=now)
-        emails = invite_sql.insert_emails(ids, now=now)
+        resent = invite_sql.audit_invitations_emailed(ids, actor_id=author.pk if author else None,
+                                                      actor_label=without_nul(str(author)) if author else "system",
+                                                      ip=ip, now=now)
+        emails = invite_sql.insert_emails(ids, resent=resent, now=now)
         if any(reason == InvitationEmail.Reason.RESEND for _, _, reason in emails):
             Invitation.objects.pending().filter(AnyOf(F("user_id"), ids), expires_at__lt=expires).update(
                 expires_at=expires)
