@@ -83,13 +83,44 @@ def _text(element, path, ns):
     return (found.text or "").strip() if found is not None else ""
 
 
+def _first_children(element):
+    """{tag: the first child element with that tag}: the single-level look-ups of a command or an item
+    in one pass over its children, instead of one find() each."""
+    found = {}
+    for child in element:
+        tag = child.tag
+        if tag not in found and isinstance(tag, str):
+            found[tag] = child
+    return found
+
+
+def _child_text(children, tag):
+    found = children.get(tag)
+    return (found.text or "").strip() if found is not None else ""
+
+
+class _Tags:
+    """The Clark names of the elements looked up, for one SyncML namespace."""
+
+    def __init__(self, ns):
+        for name in ("CmdID", "Data", "MsgRef", "CmdRef", "Cmd", "Meta", "Item", "Target", "Source"):
+            setattr(self, name, f"{{{ns}}}{name}")
+
+
+_TAGS = {NS_12: _Tags(NS_12), NS_11: _Tags(NS_11)}
+
+
 def _item(element, ns):
+    tags, children = _TAGS[ns["s"]], _first_children(element)
+    # Two-level paths through find() (its semantics: the first match under any such child), only when
+    # the first level is there at all.
+    has_meta = tags.Meta in children
     return Item(
-        target=_text(element, "s:Target/s:LocURI", ns),
-        source=_text(element, "s:Source/s:LocURI", ns),
-        format=_text(element, "s:Meta/m:Format", ns),
-        type=_text(element, "s:Meta/m:Type", ns),
-        data=_data(element.find("s:Data", ns)),
+        target=_text(element, "s:Target/s:LocURI", ns) if tags.Target in children else "",
+        source=_text(element, "s:Source/s:LocURI", ns) if tags.Source in children else "",
+        format=_text(element, "s:Meta/m:Format", ns) if has_meta else "",
+        type=_text(element, "s:Meta/m:Type", ns) if has_meta else "",
+        data=_data(children.get(tags.Data)),
     )
 
 
@@ -103,15 +134,16 @@ def _data(element):
 
 def _command(element, ns, depth=0):
     name = etree.QName(element).localname
+    tags, children = _TAGS[ns["s"]], _first_children(element)
     command = Command(
         name=name,
-        cmd_id=_text(element, "s:CmdID", ns),
-        data=_data(element.find("s:Data", ns)),
-        msg_ref=_text(element, "s:MsgRef", ns),
-        cmd_ref=_text(element, "s:CmdRef", ns),
-        cmd=_text(element, "s:Cmd", ns),
-        meta_type=_text(element, "s:Meta/m:Type", ns),
-        items=[_item(i, ns) for i in element.findall("s:Item", ns)],
+        cmd_id=_child_text(children, tags.CmdID),
+        data=_data(children.get(tags.Data)),
+        msg_ref=_child_text(children, tags.MsgRef),
+        cmd_ref=_child_text(children, tags.CmdRef),
+        cmd=_child_text(children, tags.Cmd),
+        meta_type=_text(element, "s:Meta/m:Type", ns) if tags.Meta in children else "",
+        items=[_item(i, ns) for i in element.iterchildren(tags.Item)] if tags.Item in children else [],
     )
     if name not in CLIENT_COMMANDS:
         return Command(name=name, cmd_id=command.cmd_id)
