@@ -1,12 +1,12 @@
 """SyncML 1.2 (OMA-DM) messages as Windows sends and expects them (OMA DM 1.2 RepPro, MS-MDM).
 
-Parses SyncML 1.1 and 1.2 into plain data and builds 1.2 replies with lxml. Protocol only: who the
+Parses SyncML 1.1 and 1.2 into plain data with lxml and writes 1.2 replies as text. Protocol only: who the
 device is and what to send it are decided elsewhere.
 """
+import re
 from dataclasses import dataclass, field
 
 from lxml import etree
-from lxml.builder import ElementMaker
 
 NS_12 = "SYNCML:SYNCML1.2"
 NS_11 = "SYNCML:SYNCML1.1"
@@ -202,10 +202,6 @@ def parse(body):
     return Message(header=header, commands=commands, final=final, namespace=qname.namespace)
 
 
-S = ElementMaker(namespace=NS_12, nsmap={None: NS_12})
-M = ElementMaker(namespace=METINF, nsmap={None: METINF})
-
-
 @dataclass
 class Status:
     """Our Status for one of the client's commands (or its SyncHdr, CmdRef 0)."""
@@ -228,29 +224,46 @@ class Outgoing:
     type: str = ""
 
 
+# Our replies are written as text: a handful of fixed elements around the values, which the
+# builders escape (XML 1.0 section 2.4, "Character Data and Markup") after refusing the characters
+# XML 1.0 cannot carry (section 2.2, "Characters"), as lxml did. The SyncML 1.2 namespace is the
+# document's default one; the meta-information elements (Format, Type, NextNonce) carry their own.
+_INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
+_MET = f' xmlns="{METINF}"'
+
+
+def _x(value):
+    text = str(value)
+    if _INVALID_XML.search(text):
+        raise ValueError("All strings must be XML compatible: Unicode or ASCII, no NULL bytes or control characters")
+    return text.translate(_ESCAPES)
+
+
 def _status(cmd_id, status):
-    children = [S.CmdID(str(cmd_id)), S.MsgRef(status.msg_ref), S.CmdRef(status.cmd_ref), S.Cmd(status.cmd)]
+    chal = ""
     if status.chal_nonce:
-        children.append(S.Chal(S.Meta(M.Format("b64"), M.Type("syncml:auth-md5"), M.NextNonce(status.chal_nonce))))
-    children.append(S.Data(str(status.code)))
-    return S.Status(*children)
+        chal = (f'<Chal><Meta><Format{_MET}>b64</Format><Type{_MET}>syncml:auth-md5</Type>'
+                f'<NextNonce{_MET}>{_x(status.chal_nonce)}</NextNonce></Meta></Chal>')
+    return (f"<Status><CmdID>{cmd_id}</CmdID><MsgRef>{_x(status.msg_ref)}</MsgRef><CmdRef>{_x(status.cmd_ref)}</CmdRef>"
+            f"<Cmd>{_x(status.cmd)}</Cmd>{chal}<Data>{_x(status.code)}</Data></Status>")
 
 
 def _outgoing(cmd_id, command):
     if command.verb not in SERVER_COMMANDS:
         raise ValueError(f"unknown verb {command.verb}")
-    item = [S.Target(S.LocURI(command.target))]
+    item = f"<Target><LocURI>{_x(command.target)}</LocURI></Target>"
     if command.verb != "Get":
-        meta = []
+        meta = ""
         if command.format:
-            meta.append(M.Format(command.format))
+            meta += f"<Format{_MET}>{_x(command.format)}</Format>"
         if command.type:
-            meta.append(M.Type(command.type))
+            meta += f"<Type{_MET}>{_x(command.type)}</Type>"
         if meta:
-            item.append(S.Meta(*meta))
+            item += f"<Meta>{meta}</Meta>"
         if command.verb != "Delete":
-            item.append(S.Data(command.data))
-    return getattr(S, command.verb)(S.CmdID(str(cmd_id)), S.Item(*item))
+            item += f"<Data>{_x(command.data)}</Data>"
+    return f"<{command.verb}><CmdID>{cmd_id}</CmdID><Item>{item}</Item></{command.verb}>"
 
 
 def build(*, request_header, msg_id, server_url, statuses, commands=(), alerts=(), final=True):
@@ -259,24 +272,23 @@ def build(*, request_header, msg_id, server_url, statuses, commands=(), alerts=(
     attributes (a DeviceCommand).
 
     Returns (bytes, {cmd_id: command}) so the caller can match the device's Statuses later."""
-    header = S.SyncHdr(
-        S.VerDTD("1.2"), S.VerProto("DM/1.2"), S.SessionID(request_header.session_id), S.MsgID(str(msg_id)),
-        S.Target(S.LocURI(request_header.source)), S.Source(S.LocURI(server_url)),
-    )
-    body = []
+    parts = [f"<?xml version='1.0' encoding='utf-8'?>\n<SyncML xmlns=\"{NS_12}\"><SyncHdr><VerDTD>1.2</VerDTD>"
+             f"<VerProto>DM/1.2</VerProto><SessionID>{_x(request_header.session_id)}</SessionID>"
+             f"<MsgID>{_x(msg_id)}</MsgID><Target><LocURI>{_x(request_header.source)}</LocURI></Target>"
+             f"<Source><LocURI>{_x(server_url)}</LocURI></Source></SyncHdr><SyncBody>"]
     sent = {}
     cmd_id = 1
     for status in statuses:
-        body.append(_status(cmd_id, status))
+        parts.append(_status(cmd_id, status))
         cmd_id += 1
     for code in alerts:
-        body.append(S.Alert(S.CmdID(str(cmd_id)), S.Data(str(code))))
+        parts.append(f"<Alert><CmdID>{cmd_id}</CmdID><Data>{_x(code)}</Data></Alert>")
         cmd_id += 1
     for command in commands:
-        body.append(_outgoing(cmd_id, command))
+        parts.append(_outgoing(cmd_id, command))
         sent[str(cmd_id)] = command
         cmd_id += 1
     if final:
-        body.append(S.Final())
-    document = S.SyncML(header, S.SyncBody(*body))
-    return etree.tostring(document, xml_declaration=True, encoding="utf-8"), sent
+        parts.append("<Final/>")
+    parts.append("</SyncBody></SyncML>")
+    return "".join(parts).encode("utf-8"), sent

@@ -75,3 +75,23 @@ def test_data_is_entity_escaped_not_cdata():
     body, _ = syncml.build(request_header=request.header, msg_id=2, server_url="https://x/", statuses=[],
                            commands=[syncml.Outgoing("Replace", "./Device/Vendor/MSFT/X", "chr", "a<b&c")])
     assert b"a&lt;b&amp;c" in body and b"CDATA" not in body
+
+
+def test_reply_values_are_escaped_and_characters_xml_cannot_carry_are_refused():
+    header = syncml.Header("1.2", "DM/1.2", "5 & <6>", "1", "https://x/MDM.svc", "DEV\"'<&>É😀")
+    odd = "<a>1</a> & \r\n é"
+    reply, _ = syncml.build(request_header=header, msg_id=7, server_url="https://x/MDM.svc?a=1&b=2", statuses=[
+        syncml.Status("1", "0", "SyncHdr", 401, chal_nonce="abc+/==")], commands=[
+        syncml.Outgoing("Replace", "./Vendor/A&B", "chr", odd, "text/plain")])
+    root = etree.fromstring(reply)
+    ns = {"s": syncml.NS_12, "m": syncml.METINF}
+    assert root.findtext("s:SyncHdr/s:SessionID", namespaces=ns) == "5 & <6>"
+    assert root.findtext("s:SyncHdr/s:Target/s:LocURI", namespaces=ns) == "DEV\"'<&>É😀"
+    assert root.findtext("s:SyncHdr/s:Source/s:LocURI", namespaces=ns) == "https://x/MDM.svc?a=1&b=2"
+    assert root.findtext("s:SyncBody/s:Status/s:Chal/s:Meta/m:NextNonce", namespaces=ns) == "abc+/=="
+    assert root.findtext("s:SyncBody/s:Replace/s:Item/s:Data", namespaces=ns) == odd  # the \r kept as &#13;
+    assert root.findtext("s:SyncBody/s:Replace/s:Item/s:Meta/m:Type", namespaces=ns) == "text/plain"
+    for bad in ("\x00", "\x08", "\x1f", "\ud800", "\ufffe"):
+        with pytest.raises(ValueError):
+            syncml.build(request_header=header, msg_id=1, server_url="u", statuses=[], commands=[
+                syncml.Outgoing("Replace", "./X", "chr", "a" + bad)])
