@@ -455,8 +455,14 @@ def run_mode(mode, run_id, password_hash, tenant=None):
         floor.text,
         f"met ({share:.0%} of floor)" if share >= TARGET_SHARE else f"gap: {share:.0%} of floor",
     )
+    # What these cores could do at this CPU per enrollment, the load generator's (on the same cores)
+    # included: a ceiling no server-side change can lift above cores ÷ the load generator's share.
+    spent_ms = cpu.server * 1000 / ENROLLMENTS + cpu.per(ENROLLMENTS)["client"]
+    ceiling = (os.cpu_count() or 1) * 1000 / spent_ms
+    client_ceiling = (os.cpu_count() or 1) * 1000 / max(cpu.per(ENROLLMENTS)["client"], 0.001)
     report(f"CPU per enrollment, {label}", cpu.text(ENROLLMENTS, "enrollment"), "", "",
-           "")
+           f"{os.cpu_count()} cores ÷ this CPU: {ceiling:.1f}/s ({ceiling / floor.rate:.0%} of floor); "
+           f"÷ the load generator's alone: {client_ceiling:.1f}/s ({client_ceiling / floor.rate:.0%})")
     per_enrollment = hashes / ENROLLMENTS
     if mode.package:
         # One PIN for the whole fleet: its verification is remembered for ENROLLMENT_PASSWORD_CACHE_SECONDS
