@@ -45,6 +45,17 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def heap_peak():
+    """The Python heap's peak (tracemalloc) since the last call, or None when it is not traced: each
+    import's own peak, counted from the start of tracing (what an import leaves behind, such as a
+    cache, counts in the next import's peak too)."""
+    if not tracemalloc.is_tracing():
+        return None
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.reset_peak()
+    return peak
+
+
 def import_file(path, rows):
     """(DeviceImport, seconds) of uploading and importing `path`; raises RuntimeError when it did not
     complete or its report is not one line per row."""
@@ -80,7 +91,8 @@ def main():
     parser.add_argument("--hash-bytes", type=int, default=256,
                         help="decoded size of each generated hardware hash (Windows' are about 3,000)")
     parser.add_argument("--tracemalloc", action="store_true",
-                        help="also report the Python heap peak (slows the run down)")
+                        help="also report the Python heap peak of each import, small and full (slows the runs "
+                             "down several times: the time is then not comparable)")
     args = parser.parse_args()
 
     import django
@@ -105,16 +117,17 @@ def main():
             write_csv(full, args.rows, args.hash_bytes, prefix=f"B{run_id}")
             size = full.stat().st_size
             rss_before = peak_rss_mb()
+            if args.tracemalloc:
+                tracemalloc.start()
             device_import, _ = import_file(small, small_rows)
             imported.append(device_import)
             rss_small = peak_rss_mb()
-            if args.tracemalloc:
-                tracemalloc.start()
+            heap_small = heap_peak()
             meter = ServerCpu(in_process=True)  # the import runs here: this process is the server
             device_import, total = import_file(full, args.rows)
             cpu = meter.stop()
             imported.append(device_import)
-            heap_peak = tracemalloc.get_traced_memory()[1] if args.tracemalloc else None
+            heap_full = heap_peak()
             rss_full = peak_rss_mb()
     except RuntimeError as error:
         print(error, file=sys.stderr)
@@ -132,8 +145,10 @@ def main():
     print(cpu_text)
     print(f"peak RSS: {rss_small:.1f} MB after {small_rows:,} rows, {rss_full:.1f} MB after {args.rows:,} "
           f"(before any import: {rss_before:.1f} MB)")
-    if heap_peak is not None:
-        print(f"peak Python heap during the import (tracemalloc): {heap_peak / 1e6:.1f} MB")
+    if heap_full is not None:
+        heap_per_row = (heap_full - heap_small) / (args.rows - small_rows)
+        print(f"peak Python heap (tracemalloc) of the upload and import: {heap_small / 1e6:.1f} MB for "
+              f"{small_rows:,} rows, {heap_full / 1e6:.1f} MB for {args.rows:,} ({heap_per_row:.0f} B/row)")
     if os.environ.get("BENCH_RESULTS"):
         from bench._harness import report
 
