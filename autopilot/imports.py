@@ -5,7 +5,8 @@
 Strict about data, forgiving about form. The upload is stored in chunks and a task reads it back as a
 stream, validates each line, and writes in batches: one query per batch for the existing records, a
 bulk insert and a bulk update, and the batch's report lines in the same transaction, so memory stays
-flat for any size of file and every row is written whole or not at all.
+flat for any size of file (one chunk of the file and one batch of rows; what earlier lines claimed is
+read back from their report lines) and every row is written whole or not at all.
 
 Rules, row by row:
 - the serial number is required and must not be a firmware placeholder ("Default string",
@@ -13,7 +14,7 @@ Rules, row by row:
   wrong one;
 - the hardware hash, when present, is base64 and not already registered under another serial;
 - the assigned user, when present, is an email address (the user's UPN);
-- a serial seen earlier in the same file is refused (the first line wins);
+- a serial or hardware hash seen earlier in the same file is refused (the first line wins);
 - a serial already imported is updated: the cells that are filled replace the stored values, empty
   cells keep them; a row that changes nothing is reported "unchanged";
 - a cell starting with quotes before = + - @ loses one quote: the export adds it so that spreadsheets
@@ -21,6 +22,7 @@ Rules, row by row:
 """
 import base64
 import binascii
+import contextlib
 import csv
 import functools
 import hashlib
@@ -108,12 +110,12 @@ def hardware_hash_digest(value):
 
 def create_import(uploaded_file, *, actor, ip=None):
     """Store the uploaded file (a Django File) in chunks and queue its import. Returns the DeviceImport."""
-    with transaction.atomic():
+    with _uncounted_statements(), transaction.atomic():
         device_import = DeviceImport.objects.create(file_name=(uploaded_file.name or "devices.csv")[:255],
                                                     uploaded_by=actor)
         index, size, newlines, last = 0, 0, 0, b""
         buffer = bytearray()
-        for piece in uploaded_file.chunks(CHUNK_BYTES):
+        for piece in _pieces(uploaded_file):
             buffer += piece
             size += len(piece)
             newlines += piece.count(b"\n")
@@ -132,6 +134,17 @@ def create_import(uploaded_file, *, actor, ip=None):
                           detail={"file": device_import.file_name, "bytes": size})
         transaction.on_commit(lambda: queue(device_import.pk))
     return device_import
+
+
+def _pieces(uploaded_file):
+    """The file's bytes in pieces of at most CHUNK_BYTES, whatever its kind: an upload Django kept in
+    memory (InMemoryUploadedFile) gives itself whole from chunks(), copied."""
+    try:
+        uploaded_file.seek(0)
+    except (AttributeError, io.UnsupportedOperation):
+        pass
+    while piece := uploaded_file.read(CHUNK_BYTES):
+        yield piece
 
 
 def queue(import_id):
@@ -222,6 +235,9 @@ class Row:
     result: str | None = None
     device: AutopilotDevice | None = None
     changed: list = field(default_factory=list)
+    # This line is the first of the file with its serial, with its hardware hash (see _check_in_file).
+    claims_serial: bool = False
+    claims_hash: bool = False
 
     @property
     def key(self):
@@ -347,48 +363,58 @@ UPDATABLE = ["product_id", "hardware_hash", "hardware_hash_digest", "group_tag",
 
 class Importer:
     """Runs one DeviceImport. Lines up to `resume_after` were written by an earlier, interrupted run:
-    they are read again (for the in-file duplicate checks) but not written again."""
+    they are read again, to reach the next line, but neither checked nor written again (their report
+    lines hold what they claimed for the in-file duplicate check)."""
 
     def __init__(self, device_import, *, batch_size=BATCH_SIZE):
         self.device_import = device_import
         self.batch_size = batch_size
-        self.seen_serials = {}  # serial key -> first line
-        self.seen_hashes = {}   # digest bytes -> first line
         self.resume_after = device_import.rows.aggregate(last=Max("line"))["last"] or 0
 
     def run(self, text):
         batch, count = [], 0
         for line, cells in read_rows(text):
-            row = validate(line, cells)
-            self._check_in_file(row)
             count += 1
             if line <= self.resume_after:
                 continue
-            batch.append(row)
+            batch.append(validate(line, cells))
             if len(batch) >= self.batch_size:
+                self._check_in_file(batch)
                 self.write(batch)
                 batch = []
         if batch:
+            self._check_in_file(batch)
             self.write(batch)
         if not count:
             raise FileError("The file has a header but no devices.")
 
-    def _check_in_file(self, row):
-        if row.errors:
-            return
-        first = self.seen_serials.get(row.key)
-        if first is not None:
-            row.errors.append(f"serial number already on line {first} of this file")
-            return
-        digest = row.values["hardware_hash_digest"]
-        if digest:
-            digest_bytes = bytes.fromhex(digest)
-            first = self.seen_hashes.get(digest_bytes)
+    def _check_in_file(self, batch):
+        """Refuse the lines whose serial or hardware hash an earlier line of the file claimed: the
+        first line wins. A line that passes claims its serial and its hash, whatever its write makes
+        of it. The claims of earlier batches are in their report lines (ImportRow.serial_key and
+        hardware_hash_digest, unique per import), read back for this batch's values in one query; this
+        batch's own are added as it goes. So the check holds one batch in memory, not an entry per
+        line of the file (about 250 bytes each), and a resumed import finds the claims of the lines
+        written before it stopped."""
+        candidates = [row for row in batch if not row.errors]
+        keys = {row.key for row in candidates}
+        digests = {row.values["hardware_hash_digest"] for row in candidates} - {""}
+        serial_lines, hash_lines = _claimed_lines(self.device_import.pk, keys, digests) if keys else ({}, {})
+        for row in candidates:
+            first = serial_lines.get(row.key)
             if first is not None:
-                row.errors.append(f"hardware hash already on line {first} of this file")
-                return
-            self.seen_hashes[digest_bytes] = row.line
-        self.seen_serials[row.key] = row.line
+                row.errors.append(f"serial number already on line {first} of this file")
+                continue
+            digest = row.values["hardware_hash_digest"]
+            if digest:
+                first = hash_lines.get(digest)
+                if first is not None:
+                    row.errors.append(f"hardware hash already on line {first} of this file")
+                    continue
+                hash_lines[digest] = row.line
+                row.claims_hash = True
+            serial_lines[row.key] = row.line
+            row.claims_serial = True
 
     def write(self, batch):
         """Write one batch: every valid row's record and every row's report line, all or none."""
@@ -477,7 +503,9 @@ class Importer:
                 message = ""
             report.append(ImportRow(device_import_id=self.device_import.pk, line=row.line,
                                     serial_number=row.serial[:255], result=row.result, message=message,
-                                    device_id=row.device.pk if row.device else None))
+                                    device_id=row.device.pk if row.device else None,
+                                    serial_key=row.key if row.claims_serial else "",
+                                    hardware_hash_digest=row.values["hardware_hash_digest"] if row.claims_hash else ""))
         _insert(ImportRow, report, self.batch_size)
         DeviceImport.objects.filter(pk=self.device_import.pk).update(
             processed_rows=F("processed_rows") + len(batch),
@@ -508,6 +536,67 @@ def _insert(model, objects, batch_size):
                 copy.write_row([f.get_db_prep_save(f.pre_save(obj, True), database) for f in fields])
 
 
+def _claimed_lines(import_id, keys, digests):
+    """({serial key: line}, {digest: line}) of the lines of the import that claimed these values."""
+    if connection.vendor == "postgresql":
+        # One index probe per value (the constraints' unique indexes), whatever the table's statistics:
+        # filtered by `= ANY(values)`, on a table grown since it was last analysed, PostgreSQL read
+        # every report line of the import for each batch instead (O(lines²)). LIMIT keeps each
+        # LATERAL subquery from being flattened into a join it could hash. `column <> ''` is the
+        # indexes' condition.
+        ops = connection.ops
+        table, line, owner = (ops.quote_name(name) for name in (ImportRow._meta.db_table, "line", "device_import_id"))
+        selects = []
+        for kind, column in (("s", "serial_key"), ("h", "hardware_hash_digest")):
+            column = ops.quote_name(column)
+            selects.append(f"SELECT '{kind}', v.value, r.{line} FROM unnest(%s::varchar[]) AS v(value) CROSS JOIN "
+                           f"LATERAL (SELECT {line} FROM {table} WHERE {owner} = %s AND {column} = v.value "
+                           f"AND {column} <> '' LIMIT 1) AS r")
+        with connection.cursor() as cursor:
+            cursor.execute(" UNION ALL ".join(selects), [list(keys), import_id, list(digests), import_id])
+            claims = cursor.fetchall()
+    else:
+        claimed = (ImportRow.objects.filter(device_import_id=import_id).order_by()
+                   .filter((Q(serial_key__in=keys) & ~Q(serial_key=""))
+                           | (Q(hardware_hash_digest__in=digests) & ~Q(hardware_hash_digest=""))))
+        claims = []
+        for line, key, digest in claimed.values_list("line", "serial_key", "hardware_hash_digest"):
+            if key in keys:
+                claims.append(("s", key, line))
+            if digest in digests:
+                claims.append(("h", digest, line))
+    serial_lines, hash_lines = {}, {}
+    for kind, value, line in claims:
+        (serial_lines if kind == "s" else hash_lines)[value] = line
+    return serial_lines, hash_lines
+
+
+@contextlib.contextmanager
+def _uncounted_statements():
+    """On PostgreSQL, keep psycopg from counting this block's statements by their text. To prepare the
+    statements a connection runs often, psycopg counts the runs of each text in a table of the last
+    `prepared_max` (100) texts per connection (psycopg documentation, "Prepared statements"), kept with
+    the connection (CONN_MAX_AGE). Django binds parameters on the client, so its texts carry their
+    values: a stored chunk of the upload is a 2 MB text (1 MB of bytea written in hex), a batch's
+    look-ups tens of kilobytes, its bulk update megabytes with Windows' 4 KB hashes. The table held the
+    last hundred of them: 83 MB of statements after uploading a 42 MB file (bench/autopilot_import.py).
+    None of these statements recurs with the same values, so none is worth preparing; with the
+    connection's `prepare_threshold` at None (psycopg's documented switch for "no prepared
+    statements") psycopg neither prepares nor counts. The connection's setting (settings.py) is back
+    after the block, for the statements that are prepared (management/checkin_sql.py)."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    threshold = raw.prepare_threshold
+    raw.prepare_threshold = None
+    try:
+        yield
+    finally:
+        raw.prepare_threshold = threshold
+
+
 def _relax_commit_durability():
     """On PostgreSQL, let this batch's commit return before its WAL reaches the disk. A crash can lose
     the last batches, records and report lines together, and the resumed task writes them again."""
@@ -528,7 +617,7 @@ def run(import_id, *, batch_size=BATCH_SIZE, only_if_queued=False):
         device_import.start()
     error = ""
     try:
-        with open_text(ChunkStream(device_import)) as text:
+        with _uncounted_statements(), open_text(ChunkStream(device_import)) as text:
             Importer(device_import, batch_size=batch_size).run(text)
     except FileError as exc:
         error = str(exc)

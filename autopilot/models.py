@@ -487,12 +487,25 @@ class ImportRow(models.Model):
     message = models.TextField(_("message"), blank=True)
     device = models.ForeignKey(AutopilotDevice, verbose_name=_("device"), null=True, blank=True, related_name="+",
                                on_delete=models.SET_NULL)
+    # What this line claimed for the in-file duplicate check (autopilot/imports.py, Importer._check_in_file):
+    # the serial key and the hardware hash's digest when it was the first line of its file with them,
+    # else empty. Later batches, and a resumed import, read them back instead of keeping every line's
+    # in memory.
+    serial_key = models.CharField(_("serial key"), max_length=64, blank=True, editable=False)
+    hardware_hash_digest = models.CharField(_("hardware hash digest"), max_length=64, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("import row")
         verbose_name_plural = _("import rows")
         ordering = ["device_import", "line"]
         indexes = [models.Index(fields=["device_import", "result", "line"])]
+        # One line of a file claims a serial, one a hardware hash: the first (the indexes of the look-up).
+        constraints = [
+            models.UniqueConstraint(fields=["device_import", "serial_key"], condition=~models.Q(serial_key=""),
+                                    name="import_row_serial_claimed_once"),
+            models.UniqueConstraint(fields=["device_import", "hardware_hash_digest"],
+                                    condition=~models.Q(hardware_hash_digest=""), name="import_row_hash_claimed_once"),
+        ]
 
     def __str__(self):
         return _("line %(line)s: %(result)s") % {"line": self.line, "result": self.get_result_display()}
