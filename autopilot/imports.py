@@ -22,7 +22,6 @@ Rules, row by row:
 """
 import base64
 import binascii
-import contextlib
 import csv
 import functools
 import hashlib
@@ -110,7 +109,7 @@ def hardware_hash_digest(value):
 
 def create_import(uploaded_file, *, actor, ip=None):
     """Store the uploaded file (a Django File) in chunks and queue its import. Returns the DeviceImport."""
-    with _uncounted_statements(), transaction.atomic():
+    with transaction.atomic():
         device_import = DeviceImport.objects.create(file_name=(uploaded_file.name or "devices.csv")[:255],
                                                     uploaded_by=actor)
         index, size, newlines, last = 0, 0, 0, b""
@@ -571,32 +570,6 @@ def _claimed_lines(import_id, keys, digests):
     return serial_lines, hash_lines
 
 
-@contextlib.contextmanager
-def _uncounted_statements():
-    """On PostgreSQL, keep psycopg from counting this block's statements by their text. To prepare the
-    statements a connection runs often, psycopg counts the runs of each text in a table of the last
-    `prepared_max` (100) texts per connection (psycopg documentation, "Prepared statements"), kept with
-    the connection (CONN_MAX_AGE). Django binds parameters on the client, so its texts carry their
-    values: a stored chunk of the upload is a 2 MB text (1 MB of bytea written in hex), a batch's
-    look-ups tens of kilobytes, its bulk update megabytes with Windows' 4 KB hashes. The table held the
-    last hundred of them: 83 MB of statements after uploading a 42 MB file (bench/autopilot_import.py).
-    None of these statements recurs with the same values, so none is worth preparing; with the
-    connection's `prepare_threshold` at None (psycopg's documented switch for "no prepared
-    statements") psycopg neither prepares nor counts. The connection's setting (settings.py) is back
-    after the block, for the statements that are prepared (management/checkin_sql.py)."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    connection.ensure_connection()
-    raw = connection.connection
-    threshold = raw.prepare_threshold
-    raw.prepare_threshold = None
-    try:
-        yield
-    finally:
-        raw.prepare_threshold = threshold
-
-
 def _relax_commit_durability():
     """On PostgreSQL, let this batch's commit return before its WAL reaches the disk. A crash can lose
     the last batches, records and report lines together, and the resumed task writes them again."""
@@ -617,7 +590,7 @@ def run(import_id, *, batch_size=BATCH_SIZE, only_if_queued=False):
         device_import.start()
     error = ""
     try:
-        with _uncounted_statements(), open_text(ChunkStream(device_import)) as text:
+        with open_text(ChunkStream(device_import)) as text:
             Importer(device_import, batch_size=batch_size).run(text)
     except FileError as exc:
         error = str(exc)

@@ -25,12 +25,14 @@ than the database spent running them. Here each statement is written once, as SQ
 
 Every statement runs inside the message's transaction (omadm.serve), after the device's row lock.
 """
+import contextlib
 import functools
 import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.db import connections, models, router
 
 from enrollment.models import Device
@@ -77,15 +79,17 @@ def execute(connection, sql, params=()):
     # and a check-in's rows carry some thirty of them. On this cursor only.
     cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
 
+    prepare = settings.DATABASE_PREPARED_STATEMENTS
+
     def run(sql, params, many, context):
-        with connection.wrap_database_errors:
+        with connection.wrap_database_errors, _preparing(raw, prepare):
             if _PIPELINE and not raw.autocommit and raw.info.transaction_status == _IDLE:
                 # The transaction's first statement: psycopg would send BEGIN alone and wait for it;
                 # in pipeline mode BEGIN and the statement go in one round trip.
                 with raw.pipeline():
-                    cursor.execute(sql, params, prepare=True)
+                    cursor.execute(sql, params, prepare=prepare)
                 return cursor
-            return cursor.execute(sql, params, prepare=True)
+            return cursor.execute(sql, params, prepare=prepare)
 
     executor = run
     for wrapper in reversed(connection.execute_wrappers):
@@ -95,6 +99,26 @@ def execute(connection, sql, params=()):
     if connection.queries_logged:
         connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
     return cursor
+
+
+# psycopg prepares a statement executed with prepare=True only while the connection's
+# prepare_threshold is not None; above any count, nothing else it runs meanwhile is prepared.
+_ONLY_WHEN_ASKED = 2**62
+
+
+@contextlib.contextmanager
+def _preparing(raw, prepare):
+    """The connection's prepare_threshold lifted for one of our statements (settings.py,
+    DATABASE_PREPARED_STATEMENTS): psycopg prepares it and counts no other text."""
+    if not prepare:
+        yield
+        return
+    threshold = raw.prepare_threshold
+    raw.prepare_threshold = _ONLY_WHEN_ASKED
+    try:
+        yield
+    finally:
+        raw.prepare_threshold = threshold
 
 
 def _statement(builder):

@@ -116,15 +116,15 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # request: the default with DEBUG, since the development server starts a thread per request.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0 if DEBUG else 600))
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True))
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Server-side prepared statements for the statements that ask for them: the OMA-DM endpoint's
-    # explicit SQL (management/checkin_sql.py) is parsed and planned once per connection. Django
-    # disables psycopg's preparing by default (prepare_threshold None, for poolers in transaction mode
-    # without prepared-statement support); its own queries use client-side binding and are never
-    # prepared, so they are not concerned. DATABASE_PREPARED_STATEMENTS=false turns it off (e.g. behind
-    # PgBouncer in transaction mode before 1.21, or without max_prepared_statements).
-    if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
-        DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
+# PostgreSQL: the OMA-DM endpoint's statements (management/checkin_sql.py) are prepared on the server,
+# parsed and planned once per connection; nothing else is. The connection keeps psycopg's default of
+# Django (prepare_threshold None: no statement counted or prepared), and checkin_sql lifts it around
+# its own statements only. Counting every statement would keep, per connection and for as long as it
+# lives, the text of the last hundred, and Django binds parameters on the client: texts with their
+# values, megabytes for an uploaded file's chunks or a bulk update (psycopg, "Prepared statements").
+# False behind a connection pooler in transaction mode without prepared-statement support (PgBouncer
+# before 1.21, or without max_prepared_statements).
+DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"

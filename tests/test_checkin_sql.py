@@ -162,6 +162,22 @@ def test_statements_are_prepared_on_postgresql_and_counted_like_any_other():
         cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
                        [f'%FROM "{table}" s LEFT JOIN%'])
         assert cursor.fetchone()[0] == 1  # parsed once, executed three times
+    # Only while one of these statements runs: Django's own, their values in their text, are never
+    # counted or kept by psycopg for preparing.
+    assert connection.connection.prepare_threshold is None
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements are PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_nothing_is_prepared_when_prepared_statements_are_turned_off(settings):
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    connection.close()  # a new server session: none of the other tests' prepared statements
+    device = DeviceFactory()
+    for _ in range(3):
+        checkin_sql.open_session(device.pk, "1", "")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cursor.fetchone()[0] == 0
 
 
 def test_a_write_skips_the_fields_preparation_only_for_values_psycopg_takes_as_they_are():
