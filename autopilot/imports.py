@@ -325,7 +325,8 @@ def validate(line, cells):
     serial = row.serial
     if not serial:
         row.errors.append("the serial number is missing")
-    elif len(serial) > MAX_SERIAL:
+    elif max(len(serial), len(serial_key(serial))) > MAX_SERIAL:
+        # In capitals too: "ß" becomes "SS", and the record is looked up by its capitals (serial_key).
         row.errors.append(f"the serial number is longer than {MAX_SERIAL} characters")
     elif not serial.isprintable():
         row.errors.append("the serial number contains control characters")

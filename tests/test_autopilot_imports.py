@@ -204,6 +204,14 @@ def test_a_hardware_hash_registered_under_another_serial_is_refused(run_upload):
     assert not AutopilotDevice.objects.filter(serial_number="SN-NEW").exists()
 
 
+def test_a_serial_longer_than_the_limit_once_in_capitals_is_refused_on_its_line(run_upload):
+    long_in_capitals = "ßßA" * 16  # 48 characters, 80 in capitals ("ß" is "SS")
+    device_import = run_upload(f"{HEADER}\n{long_in_capitals},,{hardware_hash(6)},,\nSN-FINE,,{hardware_hash(7)},,\n")
+    assert (device_import.status, device_import.failed_count) == ("done", 1)
+    assert "longer than 64 characters" in results()[2][1]
+    assert AutopilotDevice.objects.filter(serial_number="SN-FINE").exists()
+
+
 @pytest.mark.parametrize("content, message", [
     (b"", "The file is empty"),
     (b"\n\n", "The file is empty"),
