@@ -3,7 +3,7 @@ import pytest
 from accounts import roles
 from tests.api_helpers import client_with_token, make_token
 from tests.factories import AdminFactory, OrganisationFactory, UserFactory, role_admin
-from tests.services import celery_worker, live_tasks, postgres, redis_url, smtp_server  # noqa: F401
+from tests.services import celery_worker, live_tasks, plan, postgres, redis_url, smtp_server  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

@@ -120,6 +120,20 @@ def postgres(django_db_setup, django_db_blocker):
     return connection.settings_dict
 
 
+@pytest.fixture
+def plan(postgres):
+    """explain(queryset): PostgreSQL's plan of a queryset with sequential scans discouraged (for this
+    test's transaction only), to show which index a look-up can use."""
+    from django.db import connection
+
+    def explain(queryset):
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")  # ends with the test's transaction
+        return queryset.explain()
+
+    return explain
+
+
 @pytest.fixture(scope="session")
 def smtp_server():
     from aiosmtpd.controller import Controller

@@ -46,16 +46,6 @@ def test_the_rows_of_the_invitation_action_are_in_the_indexes_their_look_ups_nee
     assert len(index_entries(AuditEvent, system_event.pk)) == 3  # no actor, no actor index entry
 
 
-@pytest.fixture
-def plan(postgres):
-    def explain(queryset):
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL enable_seqscan = off")  # ends with the test's transaction
-        return queryset.explain()
-
-    return explain
-
-
 def test_the_look_ups_of_the_code_use_the_partial_indexes(plan):
     # sending.find_email_by_token
     assert "invitationemail_token_hash_unique" in plan(InvitationEmail.objects.filter(token_hash="ab" * 32))

@@ -5,7 +5,6 @@ for the transaction, the plans of the look-ups' conditions must name our express
 nearly empty table the planner would rather filter an index on status, so the conditions are planned
 on their own: what matters is that their expressions match the indexes)."""
 import pytest
-from django.db import connection
 from django.db.models import Q
 
 from accounts.models import User
@@ -13,16 +12,6 @@ from autopilot.models import AutopilotDevice
 from enrollment.models import Device
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def plan(postgres):
-    def explain(queryset):
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL enable_seqscan = off")  # ends with the test's transaction
-        return queryset.explain()
-
-    return explain
 
 
 def test_sign_in_user_lookup_uses_the_case_insensitive_indexes(plan):
