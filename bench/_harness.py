@@ -40,6 +40,33 @@ def setup_django():
     django.setup()
 
 
+# Production settings as bench/run gives its servers (DEBUG off, persistent connections; plain HTTP stands
+# for nginx's TLS), for the in-process profiles (bench/_profile_*.py), which add their own.
+PROFILE_SETTINGS = {
+    "DEBUG": "false", "CONN_MAX_AGE": "600", "SECURE_SSL_REDIRECT": "false", "SESSION_COOKIE_SECURE": "false",
+    "CSRF_COOKIE_SECURE": "false", "ALLOWED_HOSTS": "127.0.0.1", "EMAIL_URL": "dummymail://",
+}
+
+
+def setup_in_process(added, *, settings=None, ca=True):
+    """An in-process profile's start: DATABASE_URL must be a PostgreSQL database of the caller's own
+    (`added`: what the profile adds to it), production settings (PROFILE_SETTINGS, then `settings`),
+    Django set up, the database migrated and, with `ca`, the certificate authority created."""
+    import secrets
+
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        sys.exit(f"set DATABASE_URL to a PostgreSQL database of your own (it is migrated, {added} are added)")
+    os.environ.update({**PROFILE_SETTINGS, **(settings or {})})
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+    os.environ.setdefault("CA_KEY_PASSPHRASE", "bench-profile-passphrase")
+    setup_django()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    if ca:
+        call_command("init_ca", verbosity=0)
+
+
 def server_url(profile):
     """Base URL of the bench server started for `profile` (bench/run exports BENCH_URL_<PROFILE>)."""
     name = f"BENCH_URL_{profile.upper()}"

@@ -20,11 +20,6 @@ import secrets
 import sys
 import time
 
-SETTINGS = {
-    "DEBUG": "false", "CONN_MAX_AGE": "600", "SECURE_SSL_REDIRECT": "false", "SESSION_COOKIE_SECURE": "false",
-    "CSRF_COOKIE_SECURE": "false", "ALLOWED_HOSTS": "127.0.0.1", "EMAIL_URL": "dummymail://",
-}
-
 
 def main():
     parser = argparse.ArgumentParser()
@@ -33,20 +28,9 @@ def main():
     parser.add_argument("--profile", choices=["cumulative", "tottime"], nargs="*")
     parser.add_argument("--dump", help="also save the profile to this file (pstats format)")
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        sys.exit("set DATABASE_URL to a PostgreSQL database of your own (it is migrated, devices are added)")
-    for name, value in SETTINGS.items():
-        os.environ[name] = value
-    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
-    os.environ.setdefault("CA_KEY_PASSPHRASE", "bench-profile-passphrase")
+    from bench._harness import setup_in_process
 
-    from bench._harness import setup_django
-
-    setup_django()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    call_command("init_ca", verbosity=0)
+    setup_in_process("devices")
     from django.core.wsgi import get_wsgi_application
 
     application = get_wsgi_application()

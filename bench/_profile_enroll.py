@@ -16,7 +16,6 @@ import argparse
 import cProfile
 import email.message
 import io
-import os
 import pstats
 import secrets
 import statistics
@@ -25,11 +24,7 @@ import time
 import urllib.parse
 from collections import defaultdict
 
-SETTINGS = {
-    "DEBUG": "false", "CONN_MAX_AGE": "600", "SECURE_SSL_REDIRECT": "false", "SESSION_COOKIE_SECURE": "false",
-    "CSRF_COOKIE_SECURE": "false", "ALLOWED_HOSTS": "127.0.0.1", "EMAIL_URL": "dummymail://",
-    "ENROLLMENT_URL": "http://127.0.0.1:8000", "PORTAL_URL": "http://127.0.0.1:8000",
-}
+SETTINGS = {"ENROLLMENT_URL": "http://127.0.0.1:8000", "PORTAL_URL": "http://127.0.0.1:8000"}
 RST_PATH = "/enrollment.svc"
 
 
@@ -117,20 +112,9 @@ def main():
                         help="print the RSTs' SQL statements, cut to this length")
     parser.add_argument("--dump", help="also save the profile to this file (pstats format)")
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        sys.exit("set DATABASE_URL to a PostgreSQL database of your own (it is migrated, users are added)")
-    for name, value in SETTINGS.items():
-        os.environ[name] = value
-    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
-    os.environ.setdefault("CA_KEY_PASSPHRASE", "bench-profile-passphrase")
+    from bench._harness import setup_in_process
 
-    from bench._harness import setup_django
-
-    setup_django()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    call_command("init_ca", verbosity=0)
+    setup_in_process("users", settings=SETTINGS)
     from django.core.wsgi import get_wsgi_application
 
     from bench.enroll import EntraTenant, new_keys, seed_package, set_auth_policy, switch_entra_off

@@ -20,11 +20,7 @@ import secrets
 import sys
 import time
 
-SETTINGS = {
-    "DEBUG": "false", "CONN_MAX_AGE": "600", "SECURE_SSL_REDIRECT": "false", "SESSION_COOKIE_SECURE": "false",
-    "CSRF_COOKIE_SECURE": "false", "ALLOWED_HOSTS": "127.0.0.1,testserver", "EMAIL_URL": "dummymail://",
-    "CELERY_QUEUE": "mdmportal-bench-profile",
-}
+SETTINGS = {"ALLOWED_HOSTS": "127.0.0.1,testserver", "CELERY_QUEUE": "mdmportal-bench-profile"}
 
 
 def main():
@@ -33,17 +29,9 @@ def main():
     parser.add_argument("--profile", choices=["cumulative", "tottime"], nargs="*")
     parser.add_argument("--lines", type=int, default=40)
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        sys.exit("set DATABASE_URL to a PostgreSQL database of your own (it is migrated, users are added)")
-    for name, value in SETTINGS.items():
-        os.environ[name] = value
-    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
-    os.environ.setdefault("CA_KEY_PASSPHRASE", "bench-profile-passphrase")
+    from bench._harness import setup_in_process
 
-    from bench._harness import setup_django
-
-    setup_django()
-    from django.core.management import call_command
+    setup_in_process("users", settings=SETTINGS, ca=False)
     from django.db import connection
     from django.test import Client
 
@@ -52,7 +40,6 @@ def main():
     from bench.invitations import seed_users
     from mdmportal.celery import app
 
-    call_command("migrate", verbosity=0)
     run_id = secrets.token_hex(4)
     domain = f"inv-{run_id}.bench.invalid"
     seed_users(domain, args.users)
