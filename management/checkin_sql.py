@@ -639,8 +639,6 @@ def _preparers(model, names):
     return [(field.attname, _preparer(field)) for field in _fields(model, names)]
 
 
-
-
 def _records(names, rows):
     """JSON text of `rows` as objects with `names`, for json_to_recordset: a datetime as ISO 8601 with its
     offset (which PostgreSQL reads back as the same instant), the rest as JSON has it."""

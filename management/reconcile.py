@@ -21,13 +21,13 @@ the device's Status: no hook on command completion is needed.
 
 Runs: after commit of any change to a group, its settings or memberships (`schedule_group`,
 `schedule_devices`, through a Celery task) and at the start of an OMA-DM session (`checked_in`,
-called by the OMA-DM endpoint before it reads the queue) when something may have changed since the device's last reconciliation: its DeviceReconciliation
-row says at which ConfigurationRevision, with which memberships and which inputs that was
-(`may_be_needed`). The revision goes up with every saved or deleted group or setting, in the
-transaction of the change (the signal receiver below), so a change is seen at the device's next
-session even when the Celery task scheduled for it was lost. A device
-just enrolled has no such row: its first session, moments after the enrollment, reconciles it and
-sends its groups' settings in its first reply.
+called by the OMA-DM endpoint before it reads the queue) when something may have changed since the
+device's last reconciliation: its DeviceReconciliation row says at which ConfigurationRevision, with
+which memberships and which inputs that was (`may_be_needed`). The revision goes up with every saved
+or deleted group or setting, in the transaction of the change (the signal receiver below), so a
+change is seen at the device's next session even when the Celery task scheduled for it was lost. A
+device just enrolled has no such row: its first session, moments after the enrollment, reconciles
+it and sends its groups' settings in its first reply.
 """
 import hashlib
 import logging
@@ -323,5 +323,3 @@ def compliance(group):
 def configuration_changed(sender, **kwargs):
     """post_save and post_delete of a group or a setting: every device's groups may differ."""
     ConfigurationRevision.objects.filter(pk=1).update(number=F("number") + 1)
-
-
