@@ -1,9 +1,9 @@
 """The most frequent reads of the enrollment requests (GetPolicies and RST), written out as SQL.
 
 Each function runs the statement Django's ORM makes for the query its docstring names, with the same
-conditions and ordering, and hands back model instances (Model.from_db, the ORM's own constructor
-for loaded rows, with each field's from_db_value). Written out because the ORM's compilation of these
-statements cost more CPU than PostgreSQL spends running them: measured with bench/_profile_enroll.py,
+conditions and ordering, and hands back model instances (mdmportal/rows.py: Model.from_db, the ORM's
+own constructor for loaded rows, with the converters the ORM applies, SQLite's aware dates included).
+Written out because the ORM's compilation of these statements cost more CPU than PostgreSQL spends running them: measured with bench/_profile_enroll.py,
 0.5-1.8 ms per statement in the web worker, against about 0.15 ms for the same statement written out.
 The tests that cover these paths (enrollment, package, lockout, re-enrollment, concurrency) run them
 as they are; a changed model shows up there, since the column lists come from the models.
@@ -12,6 +12,8 @@ import functools
 
 from django.db import connection
 from django.utils import timezone
+
+from mdmportal.rows import Columns
 
 from .models import Device, PinEnrollment, PinEnrollmentFailure
 
@@ -22,15 +24,9 @@ def _quote(name):
 
 @functools.cache
 def _columns(model, alias):
-    """(fields, "alias.col, …") of the model's concrete fields, in their order."""
-    fields = model._meta.concrete_fields
-    return fields, ", ".join(f"{alias}.{_quote(field.column)}" for field in fields)
-
-
-def _instance(model, fields, values):
-    values = [field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
-              for field, value in zip(fields, values)]
-    return model.from_db(connection.alias, [field.attname for field in fields], values)
+    """(Columns, "alias.col, …") of the model's concrete fields, in their order."""
+    columns = Columns(model, alias)
+    return columns, columns.select(connection)
 
 
 def _for_update():
@@ -74,8 +70,8 @@ def pin_enrollment_by_upn(username, address):
         row = cursor.fetchone()
     if row is None:
         return None
-    pin_enrollment = _instance(PinEnrollment, pin_fields, row[:len(pin_fields)])
-    pin_enrollment.owner = _instance(User, user_fields, row[len(pin_fields):-1])
+    pin_enrollment = pin_fields.build(connection, row[:len(pin_fields)])
+    pin_enrollment.owner = user_fields.build(connection, row[len(pin_fields):-1])
     pin_enrollment.address_locked = row[-1]
     return pin_enrollment
 
@@ -89,7 +85,7 @@ def pin_enrollment_for_update(pk):
         row = cursor.fetchone()
     if row is None:
         raise PinEnrollment.DoesNotExist(f"PIN enrollment {pk}")
-    return _instance(PinEnrollment, fields, row)
+    return fields.build(connection, row)
 
 
 def devices_used_by(pin_enrollment_id):
@@ -113,7 +109,7 @@ def live_devices_of_hardware_for_update(device_id, hw_dev_id):
         cursor.execute(f"SELECT {columns} FROM {_table(Device)} d WHERE d.{_column(Device, 'status')} = %s AND {match} "
                        f"ORDER BY d.{_column(Device, 'enrolled_at')} DESC, d.{_quote(Device._meta.pk.column)} DESC "
                        f"{_for_update()}", params)
-        return [_instance(Device, fields, row) for row in cursor.fetchall()]
+        return [fields.build(connection, row) for row in cursor.fetchall()]
 
 
 def answered_rst_exists(digest, device_id, since):
@@ -157,6 +153,6 @@ def entra_user(tenant_id, object_id, email, *, for_update=False):
         row = cursor.fetchone()
     if row is None:
         return None
-    user = _instance(User, fields, row[:-1])
+    user = fields.build(connection, row[:-1])
     user.linked = bool(row[-1])
     return user

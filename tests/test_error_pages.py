@@ -5,7 +5,7 @@ import socket
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.db import connections
+from django.db import connection, connections
 from django.test import Client
 
 from tests.factories import PASSWORD, AdminFactory, OrganisationFactory
@@ -75,6 +75,7 @@ def unused_port():
         return probe.getsockname()[1]
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a database server to be unreachable (SQLite is a file)")
 @pytest.mark.urls("tests.error_urls")
 @pytest.mark.django_db(transaction=True)
 def test_500_renders_without_a_name_when_the_database_is_unreachable():

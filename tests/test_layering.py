@@ -37,6 +37,7 @@ MDMPORTAL = {
     "nul_characters": SHARED,  # a middleware: a NUL in a query parameter is a 400
     "outbound": SHARED,
     "proxies": SHARED,
+    "rows": SHARED,  # rows of explicit SQL as model instances
     "search": SHARED,
     "secret_settings": SHARED,
     "unavailable": SHARED,
