@@ -9,12 +9,14 @@ from asgiref.local import Local
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
+
+from mdmportal.rows import Columns
 
 
 
@@ -180,7 +182,8 @@ class Organisation(RegistrationSettings):
         read = getattr(_organisation_read, "rows", None)
         if read:
             return read[0]
-        org = cls.objects.filter(pk=1).first()
+        # Every device request reads this row: its SELECT is written out once (mdmportal/rows.py).
+        org = _ORGANISATION.first(connection, "o.id = %s", [1])
         if org is None:
             org, _created = cls.objects.get_or_create(
                 pk=1, defaults={"enrollment_key": secrets.token_urlsafe(12)}
@@ -237,6 +240,9 @@ class Organisation(RegistrationSettings):
         org.enrollment_url_version += 1
         org.save(update_fields=["enrollment_key", "enrollment_url_version"])
         return org
+
+
+_ORGANISATION = Columns(Organisation, "o")
 
 
 class UserGroup(RegistrationSettings):
@@ -388,7 +394,7 @@ class AuditEvent(models.Model):
         finally:
             _audit_batch.events = None
         if events:
-            cls.objects.bulk_create(events)
+            _AUDIT_EVENT.insert(connection, events)
 
     @staticmethod
     def _target_fields(target):
@@ -429,3 +435,5 @@ class AuditEvent(models.Model):
     def _count_refusal(cls, bucket, now):
         return cls.objects.filter(bucket=bucket).update(count=F("count") + 1, last_at=now)
 
+
+_AUDIT_EVENT = Columns(AuditEvent, "a")

@@ -2,15 +2,16 @@
 process: no gunicorn, no client threads, no network.
 
     DATABASE_URL=postgres://…/somedb python -m bench._profile_enroll [--enrollments N] [--mode ppkg|entra]
-        [--profile cumulative|tottime] [--dump FILE]
+        [--profile cumulative|tottime] [--request KIND] [--dump FILE]
 
 Production settings as bench/run gives its servers (DEBUG off, persistent connections, no HTTPS
 redirect, Django's PBKDF2 hasher). Each enrollment is the simulator's (probe, Discover, the Entra
 terms-of-use page, GetPolicies, RST, the answer validated down to the certificate chain), with its
 requests handed to Django's WSGI handler exactly as gunicorn calls it. Client keys and Entra tokens are
-made before the measured span. Only the RequestSecurityToken requests are measured: their CPU time
-(time.process_time), their SQL statements (connection.execute_wrapper) and, with --profile, a cProfile
-of them. The database's own CPU is not in the figure (a separate process).
+made before the measured span. Every request is measured by kind: its CPU time (time.process_time) and
+its SQL statements (connection.execute_wrapper); with --profile, each kind is also profiled (cProfile),
+its Python function calls per enrollment are printed, and the profile of one kind (--request, "RST POST"
+unless told) is shown. The database's own CPU is not in the figure (a separate process).
 """
 import argparse
 import cProfile
@@ -32,12 +33,12 @@ class Meter:
     """CPU seconds and SQL statements per kind of request, and (optionally) a profile of the RSTs."""
 
     def __init__(self, profile, show_sql=0):
-        self.show_sql, self.kind = show_sql, ""
-        self.profiler = cProfile.Profile(time.process_time) if profile else None
+        self.show_sql, self.kind, self.profile = show_sql, "", bool(profile)
         self.reset()
 
     def reset(self):
         self.cpu, self.queries = defaultdict(list), defaultdict(list)
+        self.profilers = defaultdict(lambda: cProfile.Profile(time.process_time))
 
     def count(self, execute, sql, params, many, context):
         self.current += 1
@@ -78,19 +79,19 @@ def in_process_simulator(application, meter):
                 key = name.upper().replace("-", "_")
                 environ["CONTENT_TYPE" if key == "CONTENT_TYPE" else f"HTTP_{key}"] = value
             answered, kind = [], kind_of(request.get_method(), url.path)
-            profiled = meter.profiler is not None and kind == "RST POST"
+            profiler = meter.profilers[kind] if meter.profile else None
             meter.current, meter.kind = 0, kind
             with connection.execute_wrapper(meter.count):
-                if profiled:
-                    meter.profiler.enable()
+                if profiler:
+                    profiler.enable()
                 started = time.process_time()
                 result = application(environ,
                                      lambda status, headers, exc_info=None: answered.append((status, headers)))
                 content = b"".join(result)
                 result.close()
                 cpu = time.process_time() - started
-                if profiled:
-                    meter.profiler.disable()
+                if profiler:
+                    profiler.disable()
             meter.cpu[kind].append(cpu)
             meter.queries[kind].append(meter.current)
             status, headers = answered[0]
@@ -107,6 +108,8 @@ def main():
     parser.add_argument("--enrollments", type=int, default=40)
     parser.add_argument("--mode", choices=["ppkg", "entra"], nargs="*", default=["ppkg", "entra"])
     parser.add_argument("--profile", choices=["cumulative", "tottime"], nargs="*")
+    parser.add_argument("--request", default="RST POST", help='the kind of request whose profile is shown, '
+                        'as the table names it ("discovery POST", "policies POST", "RST POST", …)')
     parser.add_argument("--lines", type=int, default=45)
     parser.add_argument("--sql", type=int, default=0, metavar="CHARACTERS",
                         help="print the RSTs' SQL statements, cut to this length")
@@ -145,29 +148,32 @@ def main():
 
 
 def run_all(simulators, meter, warm, mode, args):
-    profiler = meter.profiler
-    meter.profiler = None  # the warm-up (first requests, caches, connections) is not profiled
+    profile, meter.profile = meter.profile, False  # the warm-up (first requests, caches, connections) is not profiled
     for simulator in simulators[:warm]:
         simulator.run()
     meter.reset()
-    meter.profiler = profiler
+    meter.profile = profile
     started = time.perf_counter()
     for simulator in simulators[warm:]:
         simulator.run()
     wall = time.perf_counter() - started
     count = len(simulators) - warm
     total = sum(sum(times) for times in meter.cpu.values()) / count
-    print(f"{mode}: {count} enrollments, server CPU per request (this process only; RST profiled: "
-          f"{'yes' if profiler else 'no'}):")
+    print(f"{mode}: {count} enrollments, server CPU per request (this process only; profiled: "
+          f"{'yes' if profile else 'no'}):")
     for kind, times in meter.cpu.items():
         queries = meter.queries[kind]
+        calls = (f", {pstats.Stats(meter.profilers[kind]).total_calls / len(times):,.0f} Python calls"
+                 if profile else "")
         print(f"  {kind:16} ×{len(times) / count:.0f}  median {statistics.median(times) * 1000:6.2f} ms, "
-              f"min {min(times) * 1000:6.2f} ms  SQL {min(queries)}-{max(queries)}")
+              f"min {min(times) * 1000:6.2f} ms  SQL {min(queries)}-{max(queries)}{calls}")
     print(f"  all requests: {total * 1000:.2f} ms of server CPU per enrollment; whole enrollment "
           f"{wall / count * 1000:.1f} ms (client and server in this process)")
-    if profiler:
-        calls = pstats.Stats(profiler).total_calls
-        print(f"  Python function calls per RST (a figure the machine's load does not change): {calls / count:,.0f}")
+    if profile:
+        profiler = meter.profilers[args.request]
+        calls = sum(pstats.Stats(p).total_calls for p in meter.profilers.values())
+        print(f"  Python function calls per enrollment, all requests (a figure the machine's load does not "
+              f"change): {calls / count:,.0f}; the profile below: {args.request}")
         for sort in args.profile:
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats(sort).print_stats(args.lines)

@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connections, models, router
+from django.db import connections, router
 
 from enrollment.models import Device
-from mdmportal.rows import Columns
+from mdmportal.rows import Columns, preparer
 from pki.models import CertificateAuthority
 
 from .models import (ConfigurationGroup, ConfigurationRevision, DeviceCommand, DeviceReconciliation,
@@ -560,41 +560,10 @@ def _fields(model, names):
     return [model._meta.get_field(name) for name in names]
 
 
-# What psycopg takes as it is, per kind of field: get_db_prep_save would hand such a value back
-# unchanged on PostgreSQL (Django's to_python/get_prep_value of these fields only convert other types,
-# and its PostgreSQL operations adapt an aware datetime to itself). Anything else goes through
-# get_db_prep_save. In a message's write, that call was one parameter in ten of the process's CPU.
-_AS_IS = {
-    models.CharField: (str,), models.TextField: (str,), models.IntegerField: (int,),
-    models.PositiveIntegerField: (int,), models.PositiveSmallIntegerField: (int,), models.SmallIntegerField: (int,),
-    models.BigIntegerField: (int,), models.BigAutoField: (int,), models.AutoField: (int,),
-    models.BooleanField: (bool,), models.BinaryField: (bytes,), models.ForeignKey: (int,),
-}
-
-
-def _preparer(field):
-    """field's get_db_prep_save, skipped for a value of a type psycopg takes as it is (_AS_IS), None
-    included when the column takes NULL, and for an aware datetime."""
-    as_is = _AS_IS.get(type(field), ())
-    if field.null:
-        as_is += (type(None),)
-    slow = field.get_db_prep_save
-
-    if isinstance(field, models.DateTimeField):
-        def prepare(value, connection):
-            if (value is None and field.null) or (isinstance(value, datetime) and value.tzinfo is not None):
-                return value
-            return slow(value, connection)
-    else:
-        def prepare(value, connection):
-            return value if type(value) in as_is else slow(value, connection)
-    return prepare
-
-
 @functools.cache
-def _preparers(model, names):
-    """[(attname, prepare)] of the fields `names` of `model` (_preparer)."""
-    return [(field.attname, _preparer(field)) for field in _fields(model, names)]
+def _preparers(alias, model, names):
+    """[(attname, prepare)] of the fields `names` of `model` on the database `alias` (mdmportal.rows.preparer)."""
+    return [(field.attname, preparer(field, connections[alias])) for field in _fields(model, names)]
 
 
 def _records(names, rows):
@@ -608,7 +577,7 @@ def _save_message_in_one(connection, session, sent, answered, device, device_fie
     if device is None:
         device_fields = []
     params = [prepare(getattr(session, attname), connection)
-              for attname, prepare in _preparers(ManagementSession, tuple(SESSION_FIELDS))]
+              for attname, prepare in _preparers(connection.alias, ManagementSession, tuple(SESSION_FIELDS))]
     if session.pk is not None:
         params = params[1:] + [session.pk]  # an UPDATE: the device stays
     if sent:
@@ -618,13 +587,13 @@ def _save_message_in_one(connection, session, sent, answered, device, device_fie
         params += [first.status, first.msg_id, _dt(connection, first.sent_at),
                    _records(["id", "cmd_id", "attempts"], [[c.pk, c.cmd_id, c.attempts] for c in sent])]
     if answered:
-        preparers = _preparers(DeviceCommand, tuple(ANSWERED_FIELDS))
+        preparers = _preparers(connection.alias, DeviceCommand, tuple(ANSWERED_FIELDS))
         params.append(_records(["id", *ANSWERED_FIELDS], [
             [command.pk, *(prepare(getattr(command, attname), connection) for attname, prepare in preparers)]
             for command in answered]))
     if device_fields:
         params += [prepare(getattr(device, attname), connection)
-                   for attname, prepare in _preparers(Device, tuple(device_fields))]
+                   for attname, prepare in _preparers(connection.alias, Device, tuple(device_fields))]
         params.append(device.pk)
     sql = _save_message_sql(connection, session.pk is None, bool(sent), bool(answered), tuple(device_fields))
     session_pk, *counts = execute(connection, sql, params).fetchone()

@@ -20,11 +20,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Subquery
 from django.utils.crypto import salted_hmac
 
+from mdmportal.rows import Columns
+
 from .models import CertificateAuthority
+
+# Every enrollment and renewal reads the active rows: their SELECT is written out once (mdmportal/rows.py).
+_AUTHORITY = Columns(CertificateAuthority, "ca")
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +75,8 @@ def serial_hex(cert: x509.Certificate) -> str:
 
 def active_authorities() -> tuple[CertificateAuthority, CertificateAuthority]:
     """The active (root, issuing) rows; raises CaNotInitialised when either is missing."""
-    authorities = {ca.kind: ca for ca in CertificateAuthority.objects.filter(active=True)}
+    active = f"ca.{connection.ops.quote_name(CertificateAuthority._meta.get_field('active').column)} = %s"
+    authorities = {ca.kind: ca for ca in _AUTHORITY.where(connection, active, [True])}
     root = authorities.get(CertificateAuthority.Kind.ROOT)
     issuing = authorities.get(CertificateAuthority.Kind.ISSUING)
     if root is None or issuing is None:
