@@ -10,7 +10,7 @@ a primary-key lookup or a one-row INSERT (bench/_profile_enroll.py, bench/_profi
 SQL text of a model is built once per process here, and only the values are computed per call."""
 from datetime import datetime
 
-from django.db import models
+from django.db import connections, models
 from django.db.models import signals
 
 # What psycopg takes as it is, per kind of field: get_db_prep_save would hand such a value back
@@ -92,6 +92,7 @@ class Columns:
     def where(self, connection, where, params=(), *, order_by="", limit=None):
         """The instances of `SELECT <columns> FROM <table> <alias> WHERE <where> [ORDER BY <order_by>]
         [LIMIT <limit>]`; `where` and `order_by` name columns through the alias."""
+        connection = connections[connection.alias]  # the connection itself: the proxy costs a lookup per use
         key = (connection.alias, where, order_by, limit)
         sql = self._selects.get(key)
         if sql is None:
@@ -118,6 +119,7 @@ class Columns:
         ORM's bulk_create does the writing."""
         if not instances:
             return instances
+        connection = connections[connection.alias]  # the connection itself: the proxy costs a lookup per use
         meta = self.model._meta
         if not connection.features.can_return_rows_from_bulk_insert:
             for instance in instances:
