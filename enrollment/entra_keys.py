@@ -15,14 +15,14 @@ import urllib.error
 import urllib.request
 
 import jwt
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils.translation import gettext as _
 from jwt.exceptions import PyJWTError
 
 from accounts.models import AuditEvent
 from mdmportal import outbound
 
-from .models import EntraKeyAlert, JwksSet, mirror_url_error
+from .models import ACTIVE_KEY_IDS, EntraKeyAlert, JwksSet, mirror_url_error
 
 logger = logging.getLogger(__name__)
 
@@ -160,11 +160,12 @@ def find_key(kid):
     """The RSA public key with this kid in the newest active set that has it, or None. Reads which
     sets are active (ids and kids, not their documents) at every call; the key object itself is
     made once per process and set."""
-    sets = JwksSet.objects.active().order_by("-imported_at", "-pk").values_list("pk", "sha256", "key_ids")
-    for pk, fingerprint, key_ids in sets:
-        if kid not in key_ids:
+    column = functools.partial(ACTIVE_KEY_IDS.column, connection)
+    for jwks in ACTIVE_KEY_IDS.where(connection, f"{column('active')} = %s", [True],
+                           order_by=f"{column('imported_at')} DESC, {column('id')} DESC"):
+        if kid not in jwks.key_ids:
             continue
-        key = _public_key(pk, fingerprint, kid)
+        key = _public_key(jwks.pk, jwks.sha256, kid)
         if key is not None:
             return key
     return None

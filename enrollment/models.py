@@ -2,7 +2,7 @@
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -11,6 +11,7 @@ from django.utils.translation import ngettext
 
 from invitations.models import InvalidTransition
 from mdmportal import outbound
+from mdmportal.rows import Columns
 
 from . import signals
 
@@ -579,7 +580,11 @@ class EntraSettings(models.Model):
 
     @classmethod
     def get(cls):
-        settings_row, _created = cls.objects.get_or_create(pk=1)
+        # Every request of an Entra enrollment reads this row, some twice: its SELECT is written out
+        # once (mdmportal/rows.py).
+        settings_row = _ENTRA_SETTINGS.first(connection, f"{_ENTRA_SETTINGS.column(connection, 'id')} = %s", [1])
+        if settings_row is None:
+            settings_row, _created = cls.objects.get_or_create(pk=1)
         return settings_row
 
     @property
@@ -589,7 +594,8 @@ class EntraSettings(models.Model):
 
     @property
     def is_ready(self):
-        return bool(self.enabled and self.tenant_ids and self.audiences and JwksSet.objects.active().exists())
+        return bool(self.enabled and self.tenant_ids and self.audiences
+                    and ACTIVE_KEY_IDS.exists(connection, f"{ACTIVE_KEY_IDS.column(connection, 'active')} = %s", [True]))
 
     def clean(self):
         problem = mirror_url_error(self.jwks_mirror_url)
@@ -665,6 +671,11 @@ class JwksSet(models.Model):
             raise InvalidTransition("active", "active")
         self.active = True
         self.save(update_fields=["active"])
+
+
+_ENTRA_SETTINGS = Columns(EntraSettings, "e")
+# What a token's check reads of the active key sets (enrollment/entra_keys.py: find_key): not their documents.
+ACTIVE_KEY_IDS = Columns(JwksSet, "j", fields=("id", "sha256", "key_ids"))
 
 
 class EntraKeyAlertQuerySet(models.QuerySet):

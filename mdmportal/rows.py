@@ -51,9 +51,17 @@ class Columns:
     """A model's concrete columns in a SELECT, and the instance from_db builds from them. The
     converters (JSON text, SQLite's dates and booleans) are looked up once per database."""
 
-    def __init__(self, model, alias):
+    def __init__(self, model, alias, fields=None):
+        """`fields`: the names of the fields to read, the primary key among them (the instances built
+        have the others deferred, as QuerySet.only() gives them); every concrete field when None. The
+        columns are read in the model's order, which Model.from_db expects."""
         self.model, self.alias = model, alias
         self.fields = model._meta.concrete_fields
+        if fields is not None:
+            wanted = {model._meta.get_field(name) for name in fields}
+            if model._meta.pk not in wanted:
+                raise ValueError(f"{model.__name__}: the primary key is read too")
+            self.fields = [field for field in self.fields if field in wanted]
         self.attnames = [field.attname for field in self.fields]
         self._converters, self._selects, self._inserts = {}, {}, {}
 
@@ -104,6 +112,22 @@ class Columns:
         with connection.cursor() as cursor:
             cursor.execute(sql, list(params))
             return [self.build(connection, row) for row in cursor.fetchall()]
+
+    def exists(self, connection, where, params=()):
+        """Whether `SELECT 1 FROM <table> <alias> WHERE <where> LIMIT 1` finds a row."""
+        connection = connections[connection.alias]
+        key = (connection.alias, where, "exists")
+        sql = self._selects.get(key)
+        if sql is None:
+            table = connection.ops.quote_name(self.model._meta.db_table)
+            sql = self._selects[key] = f"SELECT 1 FROM {table} {self.alias} WHERE {where} LIMIT 1"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, list(params))
+            return cursor.fetchone() is not None
+
+    def column(self, connection, name):
+        """The column of field `name`, through the alias, quoted: for `where` and `order_by`."""
+        return f"{self.alias}.{connection.ops.quote_name(self.model._meta.get_field(name).column)}"
 
     def first(self, connection, where, params=(), *, order_by=""):
         """The first instance of where(…, limit=1), or None."""
@@ -168,6 +192,8 @@ class Columns:
             pk = self.model._meta.pk
             if not isinstance(pk, models.AutoField):
                 raise TypeError(f"{self.model.__name__}: insert() writes models with an auto primary key")
+            if len(self.fields) != len(self.model._meta.concrete_fields):
+                raise TypeError(f"{self.model.__name__}: insert() writes every column")
             fields = [field for field in self.fields if field is not pk]
             parts = (fields, [preparer(field, connection) for field in fields],
                      "(" + ", ".join(["%s"] * len(fields)) + ")")
