@@ -3,9 +3,11 @@ them, curl-style --resolve (the URL's host name kept for the Host header, SNI an
 check), the TLS context, the X-SSL-Client-Cert header nginx would forward, and the readable text of an
 error page for the report."""
 import functools
+import hashlib
 import http.client
 import socket
 import ssl
+import threading
 import urllib.parse
 import urllib.request
 
@@ -94,9 +96,33 @@ def build_opener(context, resolve, *handlers):
 
 
 def _ssl_context(verify_tls, ca_file):
+    """A new TLS context trusting the system's store or `ca_file` (verifying nothing without `verify_tls`),
+    for a context that gets more loaded into it (a client certificate)."""
     if not verify_tls:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
     return ssl.create_default_context(cafile=ca_file)
+
+
+_shared_contexts = {}
+_shared_contexts_lock = threading.Lock()
+
+
+def shared_ssl_context(verify_tls, ca_file):
+    """The TLS context of connections without a client certificate: what _ssl_context makes, made once
+    per process for the same `verify_tls`, `ca_file` name and bytes of that file, and then shared by
+    every simulated device, as the devices of one machine share its trust store. Loading the system's
+    store costs more CPU than the rest of an enrollment's client side; an SSLContext that nothing is
+    loaded into afterwards may serve connections from any thread."""
+    content = None
+    if verify_tls and ca_file is not None:
+        with open(ca_file, "rb") as trusted:
+            content = hashlib.sha256(trusted.read()).digest()
+    key = (bool(verify_tls), ca_file, content)
+    with _shared_contexts_lock:
+        context = _shared_contexts.get(key)
+        if context is None:
+            context = _shared_contexts[key] = _ssl_context(verify_tls, ca_file)
+    return context

@@ -1,6 +1,7 @@
 """The device simulator: its checks against protocol-shaped answers, its HTTP behaviour, its command."""
 import base64
 import json
+import ssl
 import threading
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -648,6 +649,32 @@ def test_device_certificate_goes_in_the_tls_handshake_over_https_unless_header_m
     assert not Simulator("https://mdm.test", "a@example.com").client_cert_header
     assert Simulator("https://mdm.test", "a@example.com", client_cert_header=True).client_cert_header
     assert Simulator("http://mdm.test", "a@example.com").client_cert_header  # no TLS to carry it
+
+
+def _https_context(opener):
+    (handler,) = [h for h in opener.handlers if isinstance(h, sim.transport._HTTPSHandler)]
+    return handler._connection.keywords["context"]
+
+
+def test_devices_share_the_trust_store_read_once_per_ca_file_content(tmp_path, pki):
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(pki["root"].public_bytes(serialization.Encoding.PEM))
+    first, second = (Simulator("https://mdm.test", "a@example.com", ca_file=str(ca_file)) for _ in range(2))
+    assert _https_context(first._soap) is _https_context(second._soap) is _https_context(first._browser)
+    ca_file.write_bytes(pki["issuing"].public_bytes(serialization.Encoding.PEM))  # the file changed: read again
+    context = _https_context(Simulator("https://mdm.test", "a@example.com", ca_file=str(ca_file))._soap)
+    assert context is not _https_context(first._soap)
+    assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "Test Issuing"),),)]
+    assert _https_context(Simulator("https://mdm.test", "a@example.com")._soap) is not context  # the system's store
+    unverified = _https_context(Simulator("https://mdm.test", "a@example.com", verify_tls=False)._soap)
+    assert unverified.verify_mode == ssl.CERT_NONE and not unverified.check_hostname
+
+
+def test_client_certificate_goes_into_a_context_of_its_own_not_the_shared_one(pki):
+    simulator = Simulator("https://mdm.test", "a@example.com")
+    opener, headers = simulator.device_opener(pki["client"], pki["device_key"])
+    assert headers == {} and _https_context(opener) is not _https_context(simulator._soap)
+    assert simulator.device_opener(pki["client"], pki["device_key"])[0] is opener
 
 
 def test_discover_over_http_follows_the_server_answer(scripted):
