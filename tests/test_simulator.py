@@ -670,6 +670,14 @@ def test_devices_share_the_trust_store_read_once_per_ca_file_content(tmp_path, p
     assert unverified.verify_mode == ssl.CERT_NONE and not unverified.check_hostname
 
 
+def test_devices_share_the_soap_opener_of_the_same_resolve_but_not_the_web_views_cookies():
+    first, second = (Simulator("http://mdm.test", "a@example.com", resolve={("mdm.test", 80): "127.0.0.1"})
+                     for _ in range(2))
+    other = Simulator("http://mdm.test", "a@example.com", resolve={("mdm.test", 80): "127.0.0.2"})
+    assert first._soap is second._soap and other._soap is not first._soap
+    assert first._browser is not second._browser and first._browser is first._browser
+
+
 def test_client_certificate_goes_into_a_context_of_its_own_not_the_shared_one(pki):
     simulator = Simulator("https://mdm.test", "a@example.com")
     opener, headers = simulator.device_opener(pki["client"], pki["device_key"])
