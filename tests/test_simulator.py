@@ -381,6 +381,26 @@ def test_certificate_not_signed_by_the_issuing_ca_is_refused(pki):
     assert error.value.check == "provisioning-chain"
 
 
+@pytest.mark.parametrize("forged, message", [
+    ("root", "the root certificate is not self-signed"),
+    ("issuing", "the issuing CA is not signed by the root"),
+])
+def test_ca_certificate_with_a_forged_signature_is_refused_after_the_genuine_one_was_accepted(pki, forged, message):
+    validate(pki, provisioning_document(pki))  # the genuine Root and CA pair, verified once and remembered
+    names = {"root": "Test Root", "issuing": "Test Issuing"}
+    # The same names and key, signed by a key that is not the root's.
+    forgery = _certificate(names[forged], pki[forged].public_key(), "Test Root", pki["other_key"], ca=True)
+    with pytest.raises(SimulatorError, match=message) as error:
+        validate(pki, provisioning_document({**pki, forged: forgery}))
+    assert error.value.check == "provisioning-chain"
+
+
+def test_csr_prefix_drops_the_random_bytes_that_would_favour_some_characters(monkeypatch):
+    rounds = iter([bytes([255, 0, 1]), bytes([4, 255, 255])])  # 255 is beyond 85 * 3: dropped
+    monkeypatch.setattr(sim.certificates.secrets, "token_bytes", lambda count: next(rounds))
+    assert sim.certificates._random_text("abc", 3) == "abb"
+
+
 def test_missing_private_key_container_is_refused(pki):
     with pytest.raises(SimulatorError) as error:
         validate(pki, provisioning_document(pki, private_key_container=False))
