@@ -16,7 +16,9 @@ For each mode it prints, after a few unmeasured enrollments:
   enrollment, over N enrollments from --clients threads (default 1), as the bench's "load generator"
   column counts it; it depends on the machine's load and speed;
 - the Python function calls per enrollment (cProfile over N more enrollments, one after the other in
-  this thread), a figure the machine's load does not change; with --profile, the profile itself.
+  this thread), a figure the machine's load does not change; with --profile, the profile itself;
+- the same two figures for the bench's floor of those enrollments: as many empty requests as they
+  made (bench._harness.empty_requests_seconds, the discovery probe the simulator sends), per enrollment.
 """
 import argparse
 import cProfile
@@ -66,6 +68,28 @@ def enroll(url, credentials, keys, mode):
     return [(who, new_simulator(url, who, key, mode).run()) for who, key in zip(credentials, keys)]
 
 
+def floor(url, requests, clients):
+    """(CPU seconds, Python function calls) of the load generator for the bench's floor of `requests`
+    empty requests (bench._harness.empty_requests_seconds): the CPU from `clients` threads, the calls
+    from one."""
+    from bench._harness import empty_requests_seconds
+
+    started = time.process_time()
+    empty_requests_seconds(url, requests, clients)
+    cpu = time.process_time() - started
+    # cProfile sees only this thread, not the floor's pool: the calls are those of the same requests,
+    # each the probe the floor sends (Simulator.probe), made here.
+    from simulator import Simulator
+
+    simulator = Simulator(url, "floor@bench.invalid", timeout=30)
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    for _ in range(requests):
+        simulator.probe()
+    profiler.disable()
+    return cpu, pstats.Stats(profiler).total_calls
+
+
 def measure(url, mode, credentials, keys, args):
     from bench.enroll import check_recorded
 
@@ -78,7 +102,7 @@ def measure(url, mode, credentials, keys, args):
         enrolled = [pair for done in pool.map(lambda share: enroll(url, *share, mode), shares) for pair in done]
     cpu = time.process_time() - started
 
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.process_time)
     profiled = credentials[WARM + count:], keys[WARM + count:]
     profiler.enable()
     enrolled += enroll(url, *profiled, mode)
@@ -86,10 +110,16 @@ def measure(url, mode, credentials, keys, args):
     problems = check_recorded(enrolled, mode.method)
     if problems:
         raise SystemExit(f"{mode.label}: " + "; ".join(problems[:5]))
-    calls = pstats.Stats(profiler).total_calls / count
+    stats = pstats.Stats(profiler)
+    calls = stats.total_calls / count
+    requests = sum(ncalls for (path, _, name), (_, ncalls, *_) in stats.stats.items()
+                   if name == "_open" and path.endswith(os.path.join("simulator", "device.py")))
     print(f"{mode.label}: load generator CPU {cpu * 1000 / count:.1f} ms per enrollment ({count} enrollments "
           f"from {args.clients} client thread{'s' if args.clients > 1 else ''}); "
           f"Python function calls per enrollment: {calls:,.0f}")
+    floor_cpu, floor_calls = floor(url, requests, args.clients)
+    print(f"  the bench's floor for it, {requests / count:.0f} empty requests per enrollment: load generator CPU "
+          f"{floor_cpu * 1000 / count:.1f} ms, Python function calls {floor_calls / count:,.0f}")
     for sort in args.profile or []:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats(sort).print_stats(args.lines)
