@@ -138,5 +138,7 @@ def shared_ssl_context(verify_tls, ca_file):
     with _shared_contexts_lock:
         context = _shared_contexts.get(key)
         if context is None:
+            if len(_shared_contexts) >= 16:  # CA files rewritten again and again: keep the memory bounded
+                _shared_contexts.clear()
             context = _shared_contexts[key] = _ssl_context(verify_tls, ca_file)
     return context
