@@ -257,24 +257,28 @@ def median_seconds(function, repeat):
 def empty_requests_seconds(url, count, clients):
     """Wall seconds of `count` GETs of the keyless discovery probe (an empty 200 without SQL) through
     the server at `url`, from `clients` threads: what requests cost on this machine when the view does
-    nothing, the clients' own work included. Workloads measure it next to their own requests."""
+    nothing, the clients' own work included. Workloads measure it next to their own requests. Each is
+    the probe a simulated device sends first (simulator.Simulator.probe), so the floor goes through the
+    very transport of the enrollments and check-ins it is compared with; one Simulator per client
+    thread, made before the clock."""
     from concurrent.futures import ThreadPoolExecutor
 
-    probe = url.rstrip("/") + "/EnrollmentServer/Discovery.svc"
+    from simulator import Simulator
+
+    simulators = [Simulator(url, "floor@bench.invalid", timeout=30) for _ in range(clients)]
     remaining = iter(range(count))
     lock = threading.Lock()
 
-    def loop():
+    def loop(simulator):
         while True:
             with lock:
                 if next(remaining, None) is None:
                     return
-            with urllib.request.urlopen(probe, timeout=30) as response:
-                response.read()
+            simulator.probe()
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=clients) as pool:
-        for future in [pool.submit(loop) for _ in range(clients)]:
+        for future in [pool.submit(loop, simulator) for simulator in simulators]:
             future.result()
     return time.perf_counter() - started
 

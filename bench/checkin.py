@@ -62,7 +62,7 @@ class SeededDevice:
     certificate: object
     private_key: object  # the key of `certificate` (ManagementClient presents both, as Windows does)
     provisioning_document: object
-    simulator: object  # made before the clock: loading the TLS trust store costs ~100 ms per Simulator
+    simulator: object  # made before the clock, as the device exists before its sessions
 
 
 def seed(run_id, count):

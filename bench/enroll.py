@@ -252,21 +252,25 @@ class EntraTenant:
 
 # --- running enrollments ----------------------------------------------------------------------------
 
+def new_simulator(url, who, key, mode):
+    """The Simulator of one PC of `mode` signing in with `who`, its key made beforehand."""
+    from simulator import Simulator
+
+    if mode.entra:
+        # An Entra client discovers with the token's UPN and shows the terms of use (as Windows does).
+        terms_url = url.rstrip("/") + "/EnrollmentServer/TermsOfUse"
+        return Simulator(url, None, entra_token=who.secret, terms_url=terms_url, private_key=key, timeout=120)
+    return Simulator(url, who.name, who.secret, federated=mode.federated, private_key=key, timeout=120,
+                     provisioning_package=mode.package)
+
+
 def enroll_all(url, credentials, keys, mode):
     """Run one Simulator per credentials from `clients()` threads; returns (wall seconds,
     [(credentials, result)], failures)."""
-    from simulator import Simulator
-
-    terms_url = url.rstrip("/") + "/EnrollmentServer/TermsOfUse"
 
     def one(pair):
         who, key = pair
-        if mode.entra:
-            # An Entra client discovers with the token's UPN and shows the terms of use (as Windows does).
-            simulator = Simulator(url, None, entra_token=who.secret, terms_url=terms_url, private_key=key, timeout=120)
-        else:
-            simulator = Simulator(url, who.name, who.secret, federated=mode.federated, private_key=key, timeout=120,
-                                  provisioning_package=mode.package)
+        simulator = new_simulator(url, who, key, mode)
         try:
             return (who, simulator.run()), None
         except Exception as error:  # noqa: BLE001 - every failure is reported with its user

@@ -52,6 +52,18 @@ def _oid(dotted):
     return _der(0x06, bytes(encoded))
 
 
+def _random_text(alphabet, length):
+    """`length` characters each drawn uniformly from `alphabet` (up to 256 of them), as many
+    secrets.choice calls would, from one read of the OS's random source per round: a byte at or above the
+    largest multiple of len(alphabet) is dropped, so that every character stays equally likely."""
+    size = len(alphabet)
+    limit = 256 - 256 % size
+    text = ""
+    while len(text) < length:
+        text += "".join([alphabet[byte % size] for byte in secrets.token_bytes(length) if byte < limit])
+    return text[:length]
+
+
 def build_windows_csr(private_key, device_id, *, hash_name="sha1"):
     """The DER PKCS#10 (RFC 2986) Windows puts in its RequestSecurityToken (MS-WSTEP 3.1.4.1.2.1), with
     its quirks: the subject CN is 30 random characters, "!", the DeviceID and a NUL, tagged
@@ -62,7 +74,7 @@ def build_windows_csr(private_key, device_id, *, hash_name="sha1"):
         raise ValueError(f"unsupported hash {hash_name!r}")
     if not device_id or not device_id.isascii() or not device_id.isprintable():
         raise ValueError("device_id must be printable ASCII")
-    prefix = "".join(secrets.choice(_CN_PREFIX_CHARS) for _ in range(30))
+    prefix = _random_text(_CN_PREFIX_CHARS, 30)
     common_name = _der(0x13, f"{prefix}!{device_id}\x00".encode("ascii"))  # PrintableString
     subject = _sequence(_set(_sequence(_oid(OID_COMMON_NAME), common_name)))
     public_key = private_key.public_key().public_bytes(serialization.Encoding.DER,

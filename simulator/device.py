@@ -32,7 +32,7 @@ from .soap import (A, AC_NS, ANONYMOUS, BASE64_BINARY, DISCOVERY_NS, DISCOVER_AC
                    USER_TOKEN, WSSE, WSSE_NS, WST_NS, WSU_NS, XCEP_NS, XSD_NS, XSI_NS, discovery_url, new_message_id,
                    parse_discover_response, parse_enrollment_response, parse_policies_response, parse_xml)
 from .transport import (CLIENT_CERT_HEADER, MAX_RESPONSE_BYTES, _page_text, _RefuseRedirects, _ssl_context,
-                        build_opener, client_certificate_header)
+                        build_opener, client_certificate_header, shared_ssl_context, soap_opener)
 
 # What the EnrollmentData context item of an Entra RST may carry (see Simulator).
 ENROLLMENT_DATA_CHOICES = ("blob", "null", "empty", "absent")
@@ -122,9 +122,8 @@ class Simulator:
         # in the TLS handshake, as Windows does, for nginx to forward; in the X-SSL-Client-Cert header
         # nginx would have set when asked (a server without nginx in front) and always over plain http.
         self.client_cert_header = client_cert_header or not self.secure
-        context = _ssl_context(verify_tls, ca_file)
-        self._soap = self._opener(context, _RefuseRedirects())
-        self._browser = self._opener(context, urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self._soap = soap_opener(shared_ssl_context(verify_tls, ca_file), self._resolve)
+        self._browser_opener = None  # the web view's, with its cookies: made for the federated sign-in
         self._tls_openers = {}
         self.steps = []
         self.responses = {}
@@ -345,6 +344,15 @@ class Simulator:
 
     def _opener(self, context, *handlers):
         return build_opener(context, self._resolve, *handlers)
+
+    @property
+    def _browser(self):
+        """The opener of the sign-in web view: it keeps the pages' cookies (the CSRF cookie) and follows
+        redirects, as a browser does."""
+        if self._browser_opener is None:
+            context = shared_ssl_context(self._verify_tls, self._ca_file)
+            self._browser_opener = self._opener(context, urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        return self._browser_opener
 
     def device_opener(self, certificate, private_key):
         """(opener, headers) for a request authenticated by the device's certificate: the certificate

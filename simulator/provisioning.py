@@ -78,11 +78,28 @@ def _certificate_entries(root):
     return entries
 
 
-def _verify_issued(cert, issuer, what):
+# (certificate DER, issuer DER) of CA certificates found issued by that issuer (verify_directly_issued_by:
+# the names, the signature algorithm, the signature), an answer that depends on those bytes alone. Every
+# enrollment with one server is given the same Root and CA certificates: their signatures are checked
+# once per process and pair of exact bytes, the client certificate's every time.
+_VERIFIED_CA_PAIRS = set()
+_VERIFIED_CA_PAIRS_KEPT = 64
+
+
+def _verify_issued(cert, issuer, what, *, remember=False):
+    """`cert` was issued by `issuer`; `remember` for CA certificates that many documents repeat."""
+    der = serialization.Encoding.DER
+    pair = (cert.public_bytes(der), issuer.public_bytes(der)) if remember else None
+    if pair is not None and pair in _VERIFIED_CA_PAIRS:
+        return
     try:
         cert.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature) as exc:
         raise SimulatorError("provisioning-chain", f"{what}: {exc or 'signature does not verify'}") from None
+    if pair is not None:
+        if len(_VERIFIED_CA_PAIRS) >= _VERIFIED_CA_PAIRS_KEPT:
+            _VERIFIED_CA_PAIRS.clear()
+        _VERIFIED_CA_PAIRS.add(pair)
 
 
 def _is_ca(cert):
@@ -222,8 +239,8 @@ def validate_provisioning_document(document, *, public_key, device_id, device_en
     _check_client_certificate(client, public_key=public_key, subject=subject or device_id, now=now)
     if not (_is_ca(root_cert) and _is_ca(issuing)):
         raise SimulatorError("provisioning-chain", "the Root and CA certificates must both say CA=true")
-    _verify_issued(root_cert, root_cert, "the root certificate is not self-signed")
-    _verify_issued(issuing, root_cert, "the issuing CA is not signed by the root")
+    _verify_issued(root_cert, root_cert, "the root certificate is not self-signed", remember=True)
+    _verify_issued(issuing, root_cert, "the issuing CA is not signed by the root", remember=True)
     _verify_issued(client, issuing, "the client certificate is not signed by the issuing CA")
 
     provider_id, address = _check_application(root, device_enrollment=device_enrollment)
@@ -260,7 +277,7 @@ def validate_renewal_document(document, *, public_key, previous, provisioning, d
     for store, _, cert, _ in entries:
         if store == "Root" and cert != provisioning.root:
             raise SimulatorError("renewal-chain", "the answer carries a root other than the one we trust")
-    _verify_issued(issuing, provisioning.root, "the issuing CA is not signed by the root we trust")
+    _verify_issued(issuing, provisioning.root, "the issuing CA is not signed by the root we trust", remember=True)
     _verify_issued(client, issuing, "the new certificate is not signed by the issuing CA")
     common_names = [a.value for a in previous.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     _check_client_certificate(client, public_key=public_key, subject=common_names[0] if common_names else "",

@@ -1,6 +1,7 @@
 """The device simulator: its checks against protocol-shaped answers, its HTTP behaviour, its command."""
 import base64
 import json
+import ssl
 import threading
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -380,6 +381,26 @@ def test_certificate_not_signed_by_the_issuing_ca_is_refused(pki):
     assert error.value.check == "provisioning-chain"
 
 
+@pytest.mark.parametrize("forged, message", [
+    ("root", "the root certificate is not self-signed"),
+    ("issuing", "the issuing CA is not signed by the root"),
+])
+def test_ca_certificate_with_a_forged_signature_is_refused_after_the_genuine_one_was_accepted(pki, forged, message):
+    validate(pki, provisioning_document(pki))  # the genuine Root and CA pair, verified once and remembered
+    names = {"root": "Test Root", "issuing": "Test Issuing"}
+    # The same names and key, signed by a key that is not the root's.
+    forgery = _certificate(names[forged], pki[forged].public_key(), "Test Root", pki["other_key"], ca=True)
+    with pytest.raises(SimulatorError, match=message) as error:
+        validate(pki, provisioning_document({**pki, forged: forgery}))
+    assert error.value.check == "provisioning-chain"
+
+
+def test_csr_prefix_drops_the_random_bytes_that_would_favour_some_characters(monkeypatch):
+    rounds = iter([bytes([255, 0, 1]), bytes([4, 255, 255])])  # 255 is beyond 85 * 3: dropped
+    monkeypatch.setattr(sim.certificates.secrets, "token_bytes", lambda count: next(rounds))
+    assert sim.certificates._random_text("abc", 3) == "abb"
+
+
 def test_missing_private_key_container_is_refused(pki):
     with pytest.raises(SimulatorError) as error:
         validate(pki, provisioning_document(pki, private_key_container=False))
@@ -648,6 +669,40 @@ def test_device_certificate_goes_in_the_tls_handshake_over_https_unless_header_m
     assert not Simulator("https://mdm.test", "a@example.com").client_cert_header
     assert Simulator("https://mdm.test", "a@example.com", client_cert_header=True).client_cert_header
     assert Simulator("http://mdm.test", "a@example.com").client_cert_header  # no TLS to carry it
+
+
+def _https_context(opener):
+    (handler,) = [h for h in opener.handlers if isinstance(h, sim.transport._HTTPSHandler)]
+    return handler._connection.keywords["context"]
+
+
+def test_devices_share_the_trust_store_read_once_per_ca_file_content(tmp_path, pki):
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(pki["root"].public_bytes(serialization.Encoding.PEM))
+    first, second = (Simulator("https://mdm.test", "a@example.com", ca_file=str(ca_file)) for _ in range(2))
+    assert _https_context(first._soap) is _https_context(second._soap) is _https_context(first._browser)
+    ca_file.write_bytes(pki["issuing"].public_bytes(serialization.Encoding.PEM))  # the file changed: read again
+    context = _https_context(Simulator("https://mdm.test", "a@example.com", ca_file=str(ca_file))._soap)
+    assert context is not _https_context(first._soap)
+    assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "Test Issuing"),),)]
+    assert _https_context(Simulator("https://mdm.test", "a@example.com")._soap) is not context  # the system's store
+    unverified = _https_context(Simulator("https://mdm.test", "a@example.com", verify_tls=False)._soap)
+    assert unverified.verify_mode == ssl.CERT_NONE and not unverified.check_hostname
+
+
+def test_devices_share_the_soap_opener_of_the_same_resolve_but_not_the_web_views_cookies():
+    first, second = (Simulator("http://mdm.test", "a@example.com", resolve={("mdm.test", 80): "127.0.0.1"})
+                     for _ in range(2))
+    other = Simulator("http://mdm.test", "a@example.com", resolve={("mdm.test", 80): "127.0.0.2"})
+    assert first._soap is second._soap and other._soap is not first._soap
+    assert first._browser is not second._browser and first._browser is first._browser
+
+
+def test_client_certificate_goes_into_a_context_of_its_own_not_the_shared_one(pki):
+    simulator = Simulator("https://mdm.test", "a@example.com")
+    opener, headers = simulator.device_opener(pki["client"], pki["device_key"])
+    assert headers == {} and _https_context(opener) is not _https_context(simulator._soap)
+    assert simulator.device_opener(pki["client"], pki["device_key"])[0] is opener
 
 
 def test_discover_over_http_follows_the_server_answer(scripted):
