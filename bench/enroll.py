@@ -1,6 +1,7 @@
 """Workload: full Windows enrollments per second.
 
-For each mode it enrolls BENCH_ENROLLMENTS simulated PCs over real HTTP with the simulator package
+For each mode it enrolls BENCH_ENROLLMENTS simulated PCs (BENCH_PASSWORDLESS_ENROLLMENTS for the
+package PIN and the Entra token) over real HTTP with the simulator package
 (probe, Discover, the sign-in or terms-of-use page when the mode has one, GetPolicies, RST; every
 answer validated down to the certificate chain) from BENCH_CLIENTS concurrent clients:
 
@@ -47,6 +48,9 @@ from bench._harness import (
 )
 
 ENROLLMENTS = int(os.environ.get("BENCH_ENROLLMENTS") or 24)
+# The modes without a password take milliseconds each: more of them, so that the timed span is not a
+# fraction of a second.
+PASSWORDLESS_ENROLLMENTS = int(os.environ.get("BENCH_PASSWORDLESS_ENROLLMENTS") or 200)
 TARGET_SHARE = 0.40
 PASSWORD = "Bench-enrollment-password-7f3a"
 # The requests of an Entra enrollment that carry its token, each checked again by the server: the
@@ -386,14 +390,14 @@ def password_floor():
                        f"+ 1 signature {sign_seconds * 1000:.1f} ms)")
 
 
-def request_floor(url, requests, crypto):
+def request_floor(url, count, requests, crypto):
     """For enrollments that hash no password: `requests` empty requests (as many as the timed run
-    made) from the same clients, timed now, plus `crypto` [(what, seconds per enrollment)] on every
-    worker at once."""
+    made for its `count` enrollments) from the same clients, timed now, plus `crypto` [(what, seconds
+    per enrollment)] on every worker at once."""
     empty = empty_requests_seconds(url, requests, clients())
     crypto_seconds = sum(seconds for _, seconds in crypto)
-    rate = ENROLLMENTS / (empty + ENROLLMENTS * crypto_seconds / parallel())
-    per_enrollment = requests / ENROLLMENTS
+    rate = count / (empty + count * crypto_seconds / parallel())
+    per_enrollment = requests / count
     log(f"floor: {requests} empty requests in {empty:.2f} s ({requests / empty:.0f}/s from {clients()} clients); "
         + ", ".join(f"{what} {seconds * 1000:.2f} ms" for what, seconds in crypto))
     crypto_text = " + ".join(f"{what} {seconds * 1000:.1f} ms" for what, seconds in crypto)
@@ -423,9 +427,10 @@ def run_mode(mode, run_id, password_hash, tenant=None):
         raise BenchError(f"BENCH_HASH_LOG_{profile.upper()} or BENCH_QUERY_LOG_{profile.upper()} is not set: "
                          "run this through bench/run")
     set_auth_policy(profile)
+    count = ENROLLMENTS if mode.password else PASSWORDLESS_ENROLLMENTS
     warm = clients()
-    credentials = credentials_for(mode, run_id, ENROLLMENTS + warm, password_hash, tenant)
-    keys = new_keys(ENROLLMENTS + warm)
+    credentials = credentials_for(mode, run_id, count + warm, password_hash, tenant)
+    keys = new_keys(count + warm)
     # Untimed warm-up: the workers' first requests import modules and open connections.
     _, _, failures = enroll_all(url, credentials[:warm], keys[:warm], mode)
     if failures:
@@ -445,15 +450,15 @@ def run_mode(mode, run_id, password_hash, tenant=None):
         crypto = [("1 signature", signature_seconds())]
         if mode.entra:
             crypto.append((f"{ENTRA_TOKEN_CHECKS} token checks", ENTRA_TOKEN_CHECKS * tenant.check_seconds()))
-        floor = request_floor(url, len(requests), crypto)
+        floor = request_floor(url, count, len(requests), crypto)
 
-    rate = ENROLLMENTS / elapsed
+    rate = count / elapsed
     share = rate / floor.rate
-    log(f"{label}: {ENROLLMENTS} enrollments in {elapsed:.2f} s from {clients()} clients; "
+    log(f"{label}: {count} enrollments in {elapsed:.2f} s from {clients()} clients; "
         f"mean client-side step times: {step_summary(enrolled)}")
     log(f"{label}: median server time per request (bench/_queries.py): {server_profile(requests)}")
     report(
-        f"enrollments/s, {label} ({ENROLLMENTS} PCs, {clients()} clients)",
+        f"enrollments/s, {label} ({count} PCs, {clients()} clients)",
         f"{rate:.2f}/s",
         f"≥ {TARGET_SHARE * floor.rate:.2f}/s (40% of floor)",
         floor.text,
@@ -461,13 +466,13 @@ def run_mode(mode, run_id, password_hash, tenant=None):
     )
     # What these cores could do at this CPU per enrollment, the load generator's (on the same cores)
     # included: a ceiling no server-side change can lift above cores ÷ the load generator's share.
-    spent_ms = cpu.server * 1000 / ENROLLMENTS + cpu.per(ENROLLMENTS)["client"]
+    spent_ms = cpu.server * 1000 / count + cpu.per(count)["client"]
     ceiling = (os.cpu_count() or 1) * 1000 / spent_ms
-    client_ceiling = (os.cpu_count() or 1) * 1000 / max(cpu.per(ENROLLMENTS)["client"], 0.001)
-    report(f"CPU per enrollment, {label}", cpu.text(ENROLLMENTS, "enrollment"), "", "",
+    client_ceiling = (os.cpu_count() or 1) * 1000 / max(cpu.per(count)["client"], 0.001)
+    report(f"CPU per enrollment, {label}", cpu.text(count, "enrollment"), "", "",
            f"{os.cpu_count()} cores ÷ this CPU: {ceiling:.1f}/s ({ceiling / floor.rate:.0%} of floor); "
            f"÷ the load generator's alone: {client_ceiling:.1f}/s ({client_ceiling / floor.rate:.0%})")
-    per_enrollment = hashes / ENROLLMENTS
+    per_enrollment = hashes / count
     if mode.package:
         # One PIN for the whole fleet: its verification is remembered for ENROLLMENT_PASSWORD_CACHE_SECONDS
         # (enrollment/ppkg.py), so the warm-up's hash covers the timed run.
@@ -475,10 +480,10 @@ def run_mode(mode, run_id, password_hash, tenant=None):
     elif mode.entra:
         target, met, gap = "0 (the token is the proof)", hashes == 0, f"{hashes} hashes"
     else:
-        target, met, gap = "exactly 1", hashes == ENROLLMENTS, f"{hashes - ENROLLMENTS:+d} hashes"
+        target, met, gap = "exactly 1", hashes == count, f"{hashes - count:+d} hashes"
     report(
         f"password hashes per enrollment, {label}",
-        f"{per_enrollment:.2f} ({hashes} for {ENROLLMENTS})",
+        f"{per_enrollment:.2f} ({hashes} for {count})",
         target,
         "",
         "met" if met else f"gap: {gap}",

@@ -126,8 +126,8 @@ def test_request_floor_adds_timed_empty_requests_to_the_crypto_and_says_so(enrol
 
     monkeypatch.setenv("BENCH_CLIENTS", "2")
     monkeypatch.setenv("BENCH_WORKERS", "1")
-    requests = 4 * bench.ENROLLMENTS
-    floor = bench.request_floor(enrollment_server.url, requests, [("1 signature", 0.004)])
+    count = 6
+    floor = bench.request_floor(enrollment_server.url, count, 4 * count, [("1 signature", 0.004)])
     # Never better than the crypto alone on one worker, nor than the empty requests alone.
     assert 0 < floor.rate < 1 / 0.004
     assert floor.text.startswith(f"{floor.rate:.1f}/s: 4 empty requests at ")
@@ -151,7 +151,7 @@ def test_in_process_enrollment_profiler_counts_each_request_kind(transactional_d
     CertificateAuthorityFactory(issuing=True)
     meter = profile.Meter(profile=False)
     simulator_class = profile.in_process_simulator(get_wsgi_application(), meter)
-    (who,) = seed_package("profile", 1)
+    who = seed_package("profile", 2)[0]  # room for two devices: the plain run and the profiled one
 
     result = simulator_class(url, who.name, who.secret, private_key=new_keys(1)[0], provisioning_package=True).run()
 
@@ -159,6 +159,15 @@ def test_in_process_enrollment_profiler_counts_each_request_kind(transactional_d
     assert set(meter.cpu) == {"discovery GET", "discovery POST", "policies POST", "RST POST"}
     assert all(len(times) == 1 and times[0] > 0 for kind, times in meter.cpu.items() if kind != "discovery GET")
     assert meter.queries["discovery GET"] == [0] and meter.queries["RST POST"][0] >= 10
+
+    # Profiled: every kind of request has its own profile, whose calls are that request's alone.
+    import pstats
+
+    meter = profile.Meter(profile=["tottime"])
+    simulator_class = profile.in_process_simulator(get_wsgi_application(), meter)
+    simulator_class(url, who.name, who.secret, private_key=new_keys(1)[0], provisioning_package=True).run()
+    calls = {kind: pstats.Stats(profiler).total_calls for kind, profiler in meter.profilers.items()}
+    assert set(calls) == set(meter.cpu) and calls["RST POST"] > calls["discovery POST"] > calls["discovery GET"] > 0
 
 
 # --- CPU per operation and the scale-out set-up (bench/_harness.py) ---------------------------------
