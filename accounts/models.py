@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -47,7 +47,13 @@ class UserManager(BaseUserManager):
         if not identity or "\x00" in identity:
             # No account is named that, and PostgreSQL refuses NUL in a query (a 500 otherwise).
             return None
-        return self.filter(Q(email__iexact=identity) | Q(mdm_username__iexact=identity)).first()
+        # filter(Q(email__iexact=…) | Q(mdm_username__iexact=…)).first(), written out once (mdmportal/rows.py):
+        # every sign-in and every device's Discover looks the account up, and compiling the ORM's query
+        # cost more than the rest of a Discover. UPPER() on both sides, as the expression indexes have it.
+        columns = _USER
+        email, username = columns.column(connection, "email"), columns.column(connection, "mdm_username")
+        return columns.first(connection, f"UPPER({email}) = UPPER(%s) OR UPPER({username}) = UPPER(%s)",
+                             [identity, identity], order_by=columns.column(connection, "id"))
 
 
 class User(AbstractBaseUser, PermissionsMixin):
@@ -243,6 +249,7 @@ class Organisation(RegistrationSettings):
 
 
 _ORGANISATION = Columns(Organisation, "o")
+_USER = Columns(User, "u")
 
 
 class UserGroup(RegistrationSettings):
