@@ -19,6 +19,12 @@ from .models import Device, PinEnrollment, PinEnrollmentFailure
 
 
 def _quote(name):
+    return _quoted(connection.vendor, name)
+
+
+@functools.cache
+def _quoted(vendor, name):
+    """A name quoted for the backend `vendor` (names are quoted once per process, not at every request)."""
     return connection.ops.quote_name(name)
 
 
@@ -37,12 +43,22 @@ def _moment(value):
     return connection.ops.adapt_datetimefield_value(value)
 
 
+@functools.cache
+def _table_of(vendor, model):
+    return _quoted(vendor, model._meta.db_table)
+
+
+@functools.cache
+def _column_of(vendor, model, name):
+    return _quoted(vendor, model._meta.get_field(name).column)
+
+
 def _table(model):
-    return _quote(model._meta.db_table)
+    return _table_of(connection.vendor, model)
 
 
 def _column(model, name):
-    return _quote(model._meta.get_field(name).column)
+    return _column_of(connection.vendor, model, name)
 
 
 def pin_enrollment_by_upn(username, address):
