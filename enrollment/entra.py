@@ -61,6 +61,8 @@ NO_BLOB = "null"  # EnrollmentData of a client that got no terms-of-use blob
 # A tenant's users enroll for the first time by the thousand: the link's INSERT is written out once
 # (mdmportal/rows.py).
 _IDENTITY = Columns(EntraIdentity, "i")
+# Every Entra RST looks its token up among the spent ones (check_request).
+_SPENT = Columns(SpentEntraToken, "t")
 
 
 class TokenRejected(Exception):
@@ -236,7 +238,7 @@ def check_request(claims, token_request):
     token's device id, only Device enrollments may run without a user, and the terms-of-use blob,
     when present (see terms_blob_of), must be ours and this user's; and the token must not have
     enrolled a device already (spend_token() settles races inside the transaction). Raises SoapFault."""
-    spent = SpentEntraToken.objects.filter(token_id=claims.token_id).first()
+    spent = _SPENT.first(connection, f"{_SPENT.column(connection, 'token_id')} = %s", [claims.token_id])
     if spent is not None and not same_device(spent, claims, token_request):
         raise SoapFault(Fault.AUTHENTICATION, ALREADY_USED, log_detail=(
             f"Entra token {claims.token_id} replayed: it enrolled device {spent.device_id or '(gone)'} "
