@@ -1,6 +1,7 @@
 """CPU per steady-state OMA-DM session, in this process: no gunicorn, no client threads, no network.
 
     DATABASE_URL=postgres://…/somedb python -m bench._profile_checkin [--sessions N] [--profile cumulative|tottime]
+        [--layers] [--dump FILE]
 
 Production settings as bench/run gives its servers (DEBUG off, persistent connections, no HTTPS
 redirect). Seeds its devices (each with a certificate from the issuing CA, in a group with two
@@ -9,7 +10,7 @@ calls it: package 1 gets the three queued commands, the second POST answers them
 for the Get). Queueing the commands and building/reading the messages are outside the measured time.
 Prints the CPU time (time.process_time) per session, and that of the PostgreSQL backend serving the
 connection over the same requests (read from /proc: PostgreSQL on this machine); with --profile, a
-cProfile of the same span.
+cProfile of the same span; with --layers, that profile's time by layer of the stack (bench/_layers.py).
 """
 import argparse
 import cProfile
@@ -26,6 +27,8 @@ def main():
     parser.add_argument("--sessions", type=int, default=300)
     parser.add_argument("--devices", type=int, default=30)
     parser.add_argument("--profile", choices=["cumulative", "tottime"], nargs="*")
+    parser.add_argument("--layers", action="store_true",
+                        help="profile, and print the share of each layer of the stack (bench/_layers.py)")
     parser.add_argument("--dump", help="also save the profile to this file (pstats format)")
     args = parser.parse_args()
     from bench._harness import setup_in_process
@@ -38,7 +41,8 @@ def main():
     # Warm-up: the group's settings go out, caches and connections fill.
     for device, header in devices:
         session(application, device, header, "1")
-    timings, profiler = [], cProfile.Profile(time.process_time) if args.profile else None
+    profiled = args.profile or args.layers
+    timings, profiler = [], cProfile.Profile(time.process_time) if profiled else None
     database = Backend()
     for i in range(args.sessions):
         device, header = devices[i % len(devices)]
@@ -49,7 +53,14 @@ def main():
           f"serving it {database.seconds / args.sessions * 1000:.2f} ms per session (/proc, 10 ms ticks summed "
           f"over the requests)")
     if profiler:
-        for sort in args.profile:
+        calls = pstats.Stats(profiler).total_calls
+        print(f"  Python function calls per request (a figure the machine's load does not change): "
+              f"{calls / args.sessions / 2:,.0f}")
+        if args.layers:
+            from bench._layers import report
+
+            print("\n".join(report(pstats.Stats(profiler), args.sessions * 2, "request")))
+        for sort in args.profile or ():
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats(sort).print_stats(45)
             print(out.getvalue())

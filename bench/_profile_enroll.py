@@ -2,7 +2,7 @@
 process: no gunicorn, no client threads, no network.
 
     DATABASE_URL=postgres://…/somedb python -m bench._profile_enroll [--enrollments N] [--mode ppkg|entra]
-        [--profile cumulative|tottime] [--request KIND] [--dump FILE]
+        [--profile cumulative|tottime] [--layers] [--request KIND] [--dump FILE]
 
 Production settings as bench/run gives its servers (DEBUG off, persistent connections, no HTTPS
 redirect, Django's PBKDF2 hasher). Each enrollment is the simulator's (probe, Discover, the Entra
@@ -11,7 +11,8 @@ requests handed to Django's WSGI handler exactly as gunicorn calls it. Client ke
 made before the measured span. Every request is measured by kind: its CPU time (time.process_time) and
 its SQL statements (connection.execute_wrapper); with --profile, each kind is also profiled (cProfile),
 its Python function calls per enrollment are printed, and the profile of one kind (--request, "RST POST"
-unless told) is shown. The database's own CPU is not in the figure (a separate process).
+unless told) is shown; with --layers, the time of every request of an enrollment by layer of the stack
+(bench/_layers.py). The database's own CPU is not in the figure (a separate process).
 """
 import argparse
 import cProfile
@@ -108,6 +109,8 @@ def main():
     parser.add_argument("--enrollments", type=int, default=40)
     parser.add_argument("--mode", choices=["ppkg", "entra"], nargs="*", default=["ppkg", "entra"])
     parser.add_argument("--profile", choices=["cumulative", "tottime"], nargs="*")
+    parser.add_argument("--layers", action="store_true",
+                        help="profile, and print the share of each layer of the stack (bench/_layers.py)")
     parser.add_argument("--request", default="RST POST", help='the kind of request whose profile is shown, '
                         'as the table names it ("discovery POST", "policies POST", "RST POST", …)')
     parser.add_argument("--lines", type=int, default=45)
@@ -128,7 +131,7 @@ def main():
     switch_entra_off()
     warm = 3
     for mode in args.mode:
-        meter = Meter(args.profile, args.sql)
+        meter = Meter(args.profile or args.layers, args.sql)
         simulator_class = in_process_simulator(application, meter)
         keys = new_keys(args.enrollments + warm)
         url = SETTINGS["ENROLLMENT_URL"]
@@ -174,7 +177,12 @@ def run_all(simulators, meter, warm, mode, args):
         calls = sum(pstats.Stats(p).total_calls for p in meter.profilers.values())
         print(f"  Python function calls per enrollment, all requests (a figure the machine's load does not "
               f"change): {calls / count:,.0f}; the profile below: {args.request}")
-        for sort in args.profile:
+        if args.layers:
+            from bench._layers import report
+
+            every = pstats.Stats(*meter.profilers.values())
+            print("\n".join(report(every, count, "enrollment (all its requests)")))
+        for sort in args.profile or ():
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats(sort).print_stats(args.lines)
             print(out.getvalue())

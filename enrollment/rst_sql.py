@@ -18,6 +18,21 @@ from mdmportal.rows import Columns
 from .models import Device, PinEnrollment, PinEnrollmentFailure
 
 
+def _statement(builder):
+    """`builder(*key)` returns an SQL text: built once per database vendor and key, since the names
+    in it never change (building it from the models at every request was a tenth of an RST's CPU)."""
+    texts = {}
+
+    @functools.wraps(builder)
+    def text(*key):
+        cache_key = (connection.vendor, *key)
+        sql = texts.get(cache_key)
+        if sql is None:
+            sql = texts[cache_key] = builder(*key)
+        return sql
+    return text
+
+
 def _quote(name):
     return _quoted(connection.vendor, name)
 
@@ -66,11 +81,28 @@ def pin_enrollment_by_upn(username, address):
     Exists(its PinEnrollmentFailure for `address` locked until later than now)).first(); or None."""
     from django.contrib.auth import get_user_model
 
+    pin_fields, _ = _columns(PinEnrollment, "p")
+    user_fields, _ = _columns(get_user_model(), "u")
+    with connection.cursor() as cursor:
+        cursor.execute(_pin_enrollment_by_upn_sql(), [address, _moment(timezone.now()), username])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    pin_enrollment = pin_fields.build(connection, row[:len(pin_fields)])
+    pin_enrollment.owner = user_fields.build(connection, row[len(pin_fields):-1])
+    pin_enrollment.address_locked = row[-1]
+    return pin_enrollment
+
+
+@_statement
+def _pin_enrollment_by_upn_sql():
+    from django.contrib.auth import get_user_model
+
     User = get_user_model()
-    pin_fields, pin_columns = _columns(PinEnrollment, "p")
-    user_fields, user_columns = _columns(User, "u")
+    _, pin_columns = _columns(PinEnrollment, "p")
+    _, user_columns = _columns(User, "u")
     failure = _table(PinEnrollmentFailure)
-    sql = (
+    return (
         f"SELECT {pin_columns}, {user_columns}, EXISTS(SELECT 1 FROM {failure} f "
         f"WHERE f.{_column(PinEnrollmentFailure, 'pin_enrollment')} = p.{_quote(PinEnrollment._meta.pk.column)} "
         f"AND f.{_column(PinEnrollmentFailure, 'address')} = %s "
@@ -81,64 +113,78 @@ def pin_enrollment_by_upn(username, address):
         f"ORDER BY p.{_column(PinEnrollment, 'created_at')} DESC, p.{_quote(PinEnrollment._meta.pk.column)} DESC "
         f"LIMIT 1"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [address, _moment(timezone.now()), username])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    pin_enrollment = pin_fields.build(connection, row[:len(pin_fields)])
-    pin_enrollment.owner = user_fields.build(connection, row[len(pin_fields):-1])
-    pin_enrollment.address_locked = row[-1]
-    return pin_enrollment
 
 
 def pin_enrollment_for_update(pk):
     """PinEnrollment.objects.select_for_update().get(pk=pk) (DoesNotExist when it is gone)."""
-    fields, columns = _columns(PinEnrollment, "p")
+    fields, _ = _columns(PinEnrollment, "p")
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {columns} FROM {_table(PinEnrollment)} p "
-                       f"WHERE p.{_quote(PinEnrollment._meta.pk.column)} = %s{_for_update()}", [pk])
+        cursor.execute(_pin_enrollment_for_update_sql(), [pk])
         row = cursor.fetchone()
     if row is None:
         raise PinEnrollment.DoesNotExist(f"PIN enrollment {pk}")
     return fields.build(connection, row)
 
 
+@_statement
+def _pin_enrollment_for_update_sql():
+    _, columns = _columns(PinEnrollment, "p")
+    return (f"SELECT {columns} FROM {_table(PinEnrollment)} p "
+            f"WHERE p.{_quote(PinEnrollment._meta.pk.column)} = %s{_for_update()}")
+
+
 def devices_used_by(pin_enrollment_id):
     """pin_enrollment.devices.exclude(status=Device.Status.REPLACED).count()."""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COUNT(*) FROM {_table(Device)} WHERE {_column(Device, 'pin_enrollment')} = %s "
-                       f"AND NOT ({_column(Device, 'status')} = %s)", [pin_enrollment_id, Device.Status.REPLACED])
+        cursor.execute(_devices_used_by_sql(), [pin_enrollment_id, Device.Status.REPLACED])
         return cursor.fetchone()[0]
+
+
+@_statement
+def _devices_used_by_sql():
+    return (f"SELECT COUNT(*) FROM {_table(Device)} WHERE {_column(Device, 'pin_enrollment')} = %s "
+            f"AND NOT ({_column(Device, 'status')} = %s)")
 
 
 def live_devices_of_hardware_for_update(device_id, hw_dev_id):
     """list(Device.objects.same_hardware(device_id, hw_dev_id).select_for_update()): the live
     enrollments with this DeviceID, or this HWDevID unless it is all zeros, locked."""
-    fields, columns = _columns(Device, "d")
-    match = f"UPPER(d.{_column(Device, 'device_id')}) = UPPER(%s)"
+    fields, _ = _columns(Device, "d")
     params = [Device.Status.ENROLLED, device_id]
-    if hw_dev_id and hw_dev_id.strip("0"):
-        match = f"({match} OR UPPER(d.{_column(Device, 'hw_dev_id')}) = UPPER(%s))"
+    with_hardware = bool(hw_dev_id and hw_dev_id.strip("0"))
+    if with_hardware:
         params.append(hw_dev_id)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {columns} FROM {_table(Device)} d WHERE d.{_column(Device, 'status')} = %s AND {match} "
-                       f"ORDER BY d.{_column(Device, 'enrolled_at')} DESC, d.{_quote(Device._meta.pk.column)} DESC "
-                       f"{_for_update()}", params)
+        cursor.execute(_live_devices_of_hardware_sql(with_hardware), params)
         return [fields.build(connection, row) for row in cursor.fetchall()]
+
+
+@_statement
+def _live_devices_of_hardware_sql(with_hardware):
+    _, columns = _columns(Device, "d")
+    match = f"UPPER(d.{_column(Device, 'device_id')}) = UPPER(%s)"
+    if with_hardware:
+        match = f"({match} OR UPPER(d.{_column(Device, 'hw_dev_id')}) = UPPER(%s))"
+    return (f"SELECT {columns} FROM {_table(Device)} d WHERE d.{_column(Device, 'status')} = %s AND {match} "
+            f"ORDER BY d.{_column(Device, 'enrolled_at')} DESC, d.{_quote(Device._meta.pk.column)} DESC "
+            f"{_for_update()}")
 
 
 def answered_rst_exists(digest, device_id, since):
     """Device.objects.filter(enrollment_request_digest=digest, device_id=device_id, status=ENROLLED,
     revoked_at=None, last_seen_at=None, certificate_renewed_at=None, enrolled_at__gte=since).exists()."""
-    column = functools.partial(_column, Device)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT 1 FROM {_table(Device)} WHERE {column('enrollment_request_digest')} = %s "
+        cursor.execute(_answered_rst_exists_sql(), [digest, device_id, Device.Status.ENROLLED, _moment(since)])
+        return cursor.fetchone() is not None
+
+
+@_statement
+def _answered_rst_exists_sql():
+    column = functools.partial(_column, Device)
+    return (f"SELECT 1 FROM {_table(Device)} WHERE {column('enrollment_request_digest')} = %s "
             f"AND {column('device_id')} = %s AND {column('status')} = %s AND {column('revoked_at')} IS NULL "
             f"AND {column('last_seen_at')} IS NULL AND {column('certificate_renewed_at')} IS NULL "
-            f"AND {column('enrolled_at')} >= %s LIMIT 1", [digest, device_id, Device.Status.ENROLLED, _moment(since)])
-        return cursor.fetchone() is not None
+            f"AND {column('enrolled_at')} >= %s LIMIT 1")
 
 
 def entra_user(tenant_id, object_id, email, *, for_update=False):
@@ -149,26 +195,32 @@ def entra_user(tenant_id, object_id, email, *, for_update=False):
     user). `for_update`: the user row locked, for the enrollment's transaction."""
     from django.contrib.auth import get_user_model
 
-    from .models import EntraIdentity
-
-    User = get_user_model()
-    fields, columns = _columns(User, "u")
-    link, user_pk = _table(EntraIdentity), _quote(User._meta.pk.column)
-    link_user, link_tenant, link_object = (_column(EntraIdentity, name) for name in ("user", "tenant_id", "object_id"))
-    target = f"(SELECT l.{link_user} FROM {link} l WHERE l.{link_tenant} = %s AND l.{link_object} = %s LIMIT 1)"
-    params = [tenant_id, object_id, tenant_id, object_id]
-    if email:
-        target = (f"COALESCE({target}, (SELECT e.{user_pk} FROM {_table(User)} e "
-                  f"WHERE UPPER(e.{_column(User, 'email')}) = UPPER(%s) ORDER BY e.{user_pk} LIMIT 1))")
-        params.append(email)
-    sql = (f"SELECT {columns}, EXISTS(SELECT 1 FROM {link} l WHERE l.{link_user} = u.{user_pk} "
-           f"AND l.{link_tenant} = %s AND l.{link_object} = %s) "
-           f"FROM {_table(User)} u WHERE u.{user_pk} = {target}{_for_update() if for_update else ''}")
+    fields, _ = _columns(get_user_model(), "u")
+    params = [tenant_id, object_id, tenant_id, object_id] + ([email] if email else [])
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_entra_user_sql(bool(email), for_update), params)
         row = cursor.fetchone()
     if row is None:
         return None
     user = fields.build(connection, row[:-1])
     user.linked = bool(row[-1])
     return user
+
+
+@_statement
+def _entra_user_sql(with_email, for_update):
+    from django.contrib.auth import get_user_model
+
+    from .models import EntraIdentity
+
+    User = get_user_model()
+    _, columns = _columns(User, "u")
+    link, user_pk = _table(EntraIdentity), _quote(User._meta.pk.column)
+    link_user, link_tenant, link_object = (_column(EntraIdentity, name) for name in ("user", "tenant_id", "object_id"))
+    target = f"(SELECT l.{link_user} FROM {link} l WHERE l.{link_tenant} = %s AND l.{link_object} = %s LIMIT 1)"
+    if with_email:
+        target = (f"COALESCE({target}, (SELECT e.{user_pk} FROM {_table(User)} e "
+                  f"WHERE UPPER(e.{_column(User, 'email')}) = UPPER(%s) ORDER BY e.{user_pk} LIMIT 1))")
+    return (f"SELECT {columns}, EXISTS(SELECT 1 FROM {link} l WHERE l.{link_user} = u.{user_pk} "
+            f"AND l.{link_tenant} = %s AND l.{link_object} = %s) "
+            f"FROM {_table(User)} u WHERE u.{user_pk} = {target}{_for_update() if for_update else ''}")
