@@ -275,3 +275,31 @@ def test_nginx_config_sends_one_port_to_the_first_node_and_the_other_to_all(tmp_
         process.wait(timeout=10)
         for server in nodes:
             server.shutdown()
+
+
+def test_layers_sum_exclusive_time_per_layer_with_builtins_counted_in_their_callers_layer():
+    """bench/_layers.py: where a profiled request's time goes, by layer of the stack."""
+    import cProfile
+    import pstats
+
+    from bench import _layers
+
+    site = os.path.join("x", "site-packages")
+    assert _layers.layer_of(os.path.join(site, "psycopg", "cursor.py"), "execute").startswith("psycopg")
+    assert _layers.layer_of(os.path.join(site, "django", "db", "models", "base.py"), "__init__").startswith("Django ORM")
+    assert _layers.layer_of(os.path.join(site, "django", "core", "handlers", "wsgi.py"), "__call__").startswith(
+        "Django request handling")
+    assert _layers.layer_of("~", "<built-in method builtins.sorted>") is None
+    assert _layers.layer_of(os.path.abspath(__file__), "test") == "ours: tests/"
+
+    def busy():
+        return [sorted(range(2000), reverse=True) for _ in range(200)]
+
+    profiler = cProfile.Profile()
+    profiler.runcall(busy)
+    found = _layers.layers(pstats.Stats(profiler))
+    seconds, calls = found["ours: tests/"]
+    # sorted() (a built-in) did nearly all the work, called from this file: it counts here.
+    assert seconds >= 0.9 * sum(s for s, _ in found.values()) and calls >= 200
+    lines = _layers.report(pstats.Stats(profiler), 1, "call")
+    assert "ours: tests/" in lines[1]
