@@ -109,11 +109,15 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, with a health check that needs no round trip on a healthy connection.
+    DATABASES["default"]["ENGINE"] = "mdmportal.postgresql"
 # Persistent connections: a connection per request costs more than a whole OMA-DM message's queries
 # (TCP, authentication, session set-up). Each gunicorn worker keeps one for CONN_MAX_AGE seconds, and
 # checks it (SELECT 1) before the first query of each request, so a PostgreSQL restart costs the
 # requests that run during the outage, not the ones after it. CONN_MAX_AGE=0 closes it after every
-# request: the default with DEBUG, since the development server starts a thread per request.
+# request: the default with DEBUG, since the development server starts a thread per request. On
+# PostgreSQL the check asks the server only when the socket says something happened (mdmportal/postgresql).
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0 if DEBUG else 600))
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True))
 # PostgreSQL: the OMA-DM endpoint's statements (management/checkin_sql.py) are prepared on the server,

@@ -36,6 +36,7 @@ MDMPORTAL = {
     "mail": SHARED,
     "nul_characters": SHARED,  # a middleware: a NUL in a query parameter is a 400
     "outbound": SHARED,
+    "postgresql": SHARED,  # Django's PostgreSQL backend, its health check without a round trip
     "proxies": SHARED,
     "rows": SHARED,  # rows of explicit SQL as model instances
     "search": SHARED,
