@@ -38,6 +38,7 @@ DEVICES = int(os.environ.get("BENCH_CHECKIN_DEVICES") or 100)
 COMMANDS = int(os.environ.get("BENCH_CHECKIN_COMMANDS") or 3)
 ROUNDS = int(os.environ.get("BENCH_CHECKIN_ROUNDS") or 2)
 TARGET = 500.0
+LATENCY_TARGET_MS = 20.0  # p95 of a whole session at the target rate
 FLOOR_REQUESTS = 1000
 MANAGEMENT_PATH = "/ManagementServer/MDM.svc"
 # (verb, LocURI, format, data): what an administrator or a policy queues; the simulated client
@@ -300,10 +301,16 @@ def main():
         f"server alone {cores() * 1000 / server_cpu:.0f}/s",
         "met" if server_cpu <= budget else f"gap: {server_cpu / budget:.1f}× the CPU budget",
     )
+    # The clients keep clients() sessions in flight: by Little's law a session takes on average
+    # clients ÷ sessions/s, mostly waiting for a worker while the cores are busy. Latency follows
+    # throughput, which is why its target is stated at the target rate.
+    p95 = quantiles[18] * 1000
     report(
         "OMA-DM session latency p50 / p95 (2 POSTs)",
-        f"{statistics.median(latencies) * 1000:.0f} ms / {quantiles[18] * 1000:.0f} ms",
-        "", "", "",
+        f"{statistics.median(latencies) * 1000:.0f} ms / {p95:.0f} ms",
+        f"p95 ≤ {LATENCY_TARGET_MS:.0f} ms at {TARGET:.0f}/s",
+        f"mean {clients()} clients ÷ {rate:.0f}/s = {clients() / rate * 1000:.1f} ms (Little's law)",
+        "met" if p95 <= LATENCY_TARGET_MS and rate >= TARGET else f"gap: p95 {p95:.0f} ms at {rate:.0f}/s",
     )
     fixed = per_session == per_session_more
     report(

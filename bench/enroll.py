@@ -449,7 +449,7 @@ def run_mode(mode, run_id, password_hash, tenant=None):
     if floor is None:
         crypto = [("1 signature", signature_seconds())]
         if mode.entra:
-            crypto.append((f"{ENTRA_TOKEN_CHECKS} token checks", ENTRA_TOKEN_CHECKS * tenant.check_seconds()))
+            crypto.append((f"{ENTRA_TOKEN_CHECKS} token checks in all", ENTRA_TOKEN_CHECKS * tenant.check_seconds()))
         floor = request_floor(url, count, len(requests), crypto)
 
     rate = count / elapsed
