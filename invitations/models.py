@@ -27,6 +27,10 @@ class UrlRotation(models.Model):
     total = models.PositiveIntegerField(_("total"), null=True, blank=True)
     done = models.PositiveIntegerField(_("done"), default=0)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    # When a run last showed life (started, or committed a batch): the sweep resumes a rotation that
+    # has shown none for INVITATION_SWEEP_AFTER_SECONDS (its task lost with the broker, or never
+    # published). NULL on rotations from before it was kept: their start stands for it.
+    progress_at = models.DateTimeField(_("progress at"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("URL rotation")

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models.functions import Coalesce
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -311,6 +312,7 @@ def sweep():
         logger.info("sweep re-queues %d invitation email(s)", len(ids))
         with transaction.atomic():
             queue_emails(ids)
+    resume_stalled_rotations(now)
     return len(ids), abandoned
 
 
@@ -318,47 +320,76 @@ def regenerate_enrollment_url(organisation, *, actor=None, ip=None):
     """Rotate the organisation's enrollment key (old URLs stop working) and re-issue every pending
     invitation with the new URL, in Celery once the rotation is committed. Returns the UrlRotation
     that follows the re-issue."""
-    from . import tasks
-
     with transaction.atomic():
         org = organisation.rotate_enrollment_key()
         rotation = UrlRotation.objects.create(version=org.enrollment_url_version, started_by=actor)
         AuditEvent.record(actor, "enrollment_url.regenerated", org, ip=ip,
                           detail={"version": org.enrollment_url_version})
-        transaction.on_commit(lambda: tasks.reissue_invitations.delay(rotation.pk))
+        transaction.on_commit(lambda: _start_reissue(rotation.pk))
     organisation.refresh_from_db()
     return rotation
+
+
+def _start_reissue(rotation_id):
+    """Queue the re-issue of a rotation. A broker outage loses nothing: the rotation stays unfinished
+    and the sweep resumes it."""
+    from . import tasks
+
+    try:
+        tasks.reissue_invitations.delay(rotation_id)
+    except Exception as exc:  # kombu raises OperationalError and friends when the broker is down
+        logger.warning("broker unavailable, the re-issue of enrollment URL rotation %s waits for the sweep: %s",
+                       rotation_id, exc)
 
 
 def reissue_for_rotation(rotation):
     """After a regeneration, send the current enrollment URL to every user with a pending invitation.
 
     Resumable: each batch commits its emails together with the progress, and a run redelivered after
-    its worker died skips the invitations this rotation already re-issued, so none gets it twice."""
+    its worker died, or resumed by the sweep, skips the invitations this rotation already re-issued.
+    Two runs of one rotation (a redelivery and a resumption) take turns batch by batch on the
+    rotation's row lock, each choosing its batch once it holds the lock, so none gets it twice."""
     if rotation.finished_at:
         return
     pending = Invitation.objects.pending().order_by("pk")
     reissued = Exists(InvitationEmail.objects.filter(
         invitation=OuterRef("pk"), reason=InvitationEmail.Reason.REISSUE, queued_at__gte=rotation.started_at))
-    rotation.total = pending.count()
-    rotation.save(update_fields=["total"])
+    rotations = UrlRotation.objects.filter(pk=rotation.pk)
+    rotations.update(total=pending.count(), progress_at=timezone.now())
     todo = pending.exclude(reissued)
     last_pk = 0
     while True:
-        batch = list(todo.filter(pk__gt=last_pk).values_list("pk", flat=True)[:FANOUT_CHUNK])
-        if not batch:
-            break
         with transaction.atomic():
+            rotations.select_for_update().values_list("pk", flat=True).get()  # this run's turn
+            batch = list(todo.filter(pk__gt=last_pk).values_list("pk", flat=True)[:FANOUT_CHUNK])
+            if not batch:
+                break
             emails = InvitationEmail.objects.bulk_create(
                 [InvitationEmail(invitation_id=pk, reason=InvitationEmail.Reason.REISSUE) for pk in batch]
             )
-            # Counted, not added up: a run killed while committing may still have committed a batch.
-            rotation.done = pending.filter(reissued).count()
-            rotation.save(update_fields=["done"])
+            # Counted, not added up: another run, or one killed while committing, may have committed a batch.
+            rotations.update(done=pending.filter(reissued).count(), progress_at=timezone.now())
             queue_emails([e.pk for e in emails])
         last_pk = batch[-1]
-    rotation.finished_at = timezone.now()
-    rotation.save(update_fields=["finished_at"])
+    rotations.filter(finished_at=None).update(finished_at=timezone.now())
+    rotation.refresh_from_db()
+
+
+def resume_stalled_rotations(now=None):
+    """Queue again the re-issue of every unfinished rotation that has shown no progress for
+    INVITATION_SWEEP_AFTER_SECONDS: its task was lost (the broker was down when it was requested, or
+    lost its messages) and nothing else would finish it. Runs that meet take turns (reissue_for_rotation).
+    Returns the ids of the rotations resumed."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.INVITATION_SWEEP_AFTER_SECONDS)
+    stalled = list(UrlRotation.objects.filter(finished_at=None).annotate(
+        last_seen=Coalesce("progress_at", "started_at")).filter(last_seen__lt=cutoff).values_list("pk", flat=True))
+    for rotation_id in stalled:
+        # Marked first, so the next sweep waits for this resumption to show progress before another.
+        UrlRotation.objects.filter(pk=rotation_id).update(progress_at=now)
+        logger.warning("enrollment URL rotation %s showed no progress: its re-issue is queued again", rotation_id)
+        _start_reissue(rotation_id)
+    return stalled
 
 
 def find_by_token(raw_token):

@@ -198,7 +198,8 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="mdmportal <no-reply@loca
 
 # Invitations
 INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=14)
-# An invitation email still "queued" this long after its request is re-queued by the sweep.
+# An invitation email still "queued" this long after its request is re-queued by the sweep, and an
+# enrollment-URL re-issue that has shown no progress this long is resumed (invitations/sending.py).
 INVITATION_SWEEP_AFTER_SECONDS = env.int("INVITATION_SWEEP_AFTER_SECONDS", default=180)
 
 # Windows enrollment, device side (enrollment/device_urls.py; literals from MS-MDE2 and MS-MDM).
