@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from mdmportal.rows import Columns
+from mdmportal.rows import Columns, statement
 
 
 
@@ -50,10 +50,9 @@ class UserManager(BaseUserManager):
         # filter(Q(email__iexact=…) | Q(mdm_username__iexact=…)).first(), written out once (mdmportal/rows.py):
         # every sign-in and every device's Discover looks the account up, and compiling the ORM's query
         # cost more than the rest of a Discover. UPPER() on both sides, as the expression indexes have it.
-        columns = _USER
-        email, username = columns.column(connection, "email"), columns.column(connection, "mdm_username")
-        return columns.first(connection, f"UPPER({email}) = UPPER(%s) OR UPPER({username}) = UPPER(%s)",
-                             [identity, identity], order_by=columns.column(connection, "id"))
+        where, order = _login_lookup(connection)
+        found = _USER.where(connection, where, [identity, identity], order_by=order, limit=1)
+        return found[0] if found else None
 
 
 class User(AbstractBaseUser, PermissionsMixin):
@@ -189,7 +188,7 @@ class Organisation(RegistrationSettings):
         if read:
             return read[0]
         # Every device request reads this row: its SELECT is written out once (mdmportal/rows.py).
-        org = _ORGANISATION.first(connection, "o.id = %s", [1])
+        org = _ORGANISATION.first(connection, pk=1)
         if org is None:
             org, _created = cls.objects.get_or_create(
                 pk=1, defaults={"enrollment_key": secrets.token_urlsafe(12)}
@@ -250,6 +249,13 @@ class Organisation(RegistrationSettings):
 
 _ORGANISATION = Columns(Organisation, "o")
 _USER = Columns(User, "u")
+
+
+@statement
+def _login_lookup(connection):
+    """(WHERE, ORDER BY) of UserManager.for_login."""
+    email, username = _USER.column(connection, "email"), _USER.column(connection, "mdm_username")
+    return f"UPPER({email}) = UPPER(%s) OR UPPER({username}) = UPPER(%s)", _USER.order(connection, ["pk"])
 
 
 class UserGroup(RegistrationSettings):

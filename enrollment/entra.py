@@ -238,7 +238,7 @@ def check_request(claims, token_request):
     token's device id, only Device enrollments may run without a user, and the terms-of-use blob,
     when present (see terms_blob_of), must be ours and this user's; and the token must not have
     enrolled a device already (spend_token() settles races inside the transaction). Raises SoapFault."""
-    spent = _SPENT.first(connection, f"{_SPENT.column(connection, 'token_id')} = %s", [claims.token_id])
+    spent = _SPENT.first(connection, token_id=claims.token_id)
     if spent is not None and not same_device(spent, claims, token_request):
         raise SoapFault(Fault.AUTHENTICATION, ALREADY_USED, log_detail=(
             f"Entra token {claims.token_id} replayed: it enrolled device {spent.device_id or '(gone)'} "

@@ -160,9 +160,7 @@ def find_key(kid):
     """The RSA public key with this kid in the newest active set that has it, or None. Reads which
     sets are active (ids and kids, not their documents) at every call; the key object itself is
     made once per process and set."""
-    column = functools.partial(ACTIVE_KEY_IDS.column, connection)
-    for jwks in ACTIVE_KEY_IDS.where(connection, f"{column('active')} = %s", [True],
-                           order_by=f"{column('imported_at')} DESC, {column('id')} DESC"):
+    for jwks in ACTIVE_KEY_IDS.filter(connection, active=True, order_by=JwksSet._meta.ordering):
         if kid not in jwks.key_ids:
             continue
         key = _public_key(jwks.pk, jwks.sha256, kid)

@@ -582,7 +582,7 @@ class EntraSettings(models.Model):
     def get(cls):
         # Every request of an Entra enrollment reads this row, some twice: its SELECT is written out
         # once (mdmportal/rows.py).
-        settings_row = _ENTRA_SETTINGS.first(connection, f"{_ENTRA_SETTINGS.column(connection, 'id')} = %s", [1])
+        settings_row = _ENTRA_SETTINGS.first(connection, pk=1)
         if settings_row is None:
             settings_row, _created = cls.objects.get_or_create(pk=1)
         return settings_row
@@ -595,7 +595,7 @@ class EntraSettings(models.Model):
     @property
     def is_ready(self):
         return bool(self.enabled and self.tenant_ids and self.audiences
-                    and ACTIVE_KEY_IDS.exists(connection, f"{ACTIVE_KEY_IDS.column(connection, 'active')} = %s", [True]))
+                    and ACTIVE_KEY_IDS.exists(connection, active=True))
 
     def clean(self):
         problem = mirror_url_error(self.jwks_mirror_url)

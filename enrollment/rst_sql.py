@@ -13,33 +13,12 @@ import functools
 from django.db import connection
 from django.utils import timezone
 
-from mdmportal.rows import Columns
+from mdmportal.rows import Columns, statement
 
 from .models import Device, PinEnrollment, PinEnrollmentFailure
 
 
-def _statement(builder):
-    """`builder(*key)` returns an SQL text: built once per database vendor and key, since the names
-    in it never change (building it from the models at every request was a tenth of an RST's CPU)."""
-    texts = {}
-
-    @functools.wraps(builder)
-    def text(*key):
-        cache_key = (connection.vendor, *key)
-        sql = texts.get(cache_key)
-        if sql is None:
-            sql = texts[cache_key] = builder(*key)
-        return sql
-    return text
-
-
 def _quote(name):
-    return _quoted(connection.vendor, name)
-
-
-@functools.cache
-def _quoted(vendor, name):
-    """A name quoted for the backend `vendor` (names are quoted once per process, not at every request)."""
     return connection.ops.quote_name(name)
 
 
@@ -58,22 +37,12 @@ def _moment(value):
     return connection.ops.adapt_datetimefield_value(value)
 
 
-@functools.cache
-def _table_of(vendor, model):
-    return _quoted(vendor, model._meta.db_table)
-
-
-@functools.cache
-def _column_of(vendor, model, name):
-    return _quoted(vendor, model._meta.get_field(name).column)
-
-
 def _table(model):
-    return _table_of(connection.vendor, model)
+    return _quote(model._meta.db_table)
 
 
 def _column(model, name):
-    return _column_of(connection.vendor, model, name)
+    return _quote(model._meta.get_field(name).column)
 
 
 def pin_enrollment_by_upn(username, address):
@@ -84,7 +53,7 @@ def pin_enrollment_by_upn(username, address):
     pin_fields, _ = _columns(PinEnrollment, "p")
     user_fields, _ = _columns(get_user_model(), "u")
     with connection.cursor() as cursor:
-        cursor.execute(_pin_enrollment_by_upn_sql(), [address, _moment(timezone.now()), username])
+        cursor.execute(_pin_enrollment_by_upn_sql(connection), [address, _moment(timezone.now()), username])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -94,8 +63,8 @@ def pin_enrollment_by_upn(username, address):
     return pin_enrollment
 
 
-@_statement
-def _pin_enrollment_by_upn_sql():
+@statement
+def _pin_enrollment_by_upn_sql(connection):
     from django.contrib.auth import get_user_model
 
     User = get_user_model()
@@ -119,15 +88,15 @@ def pin_enrollment_for_update(pk):
     """PinEnrollment.objects.select_for_update().get(pk=pk) (DoesNotExist when it is gone)."""
     fields, _ = _columns(PinEnrollment, "p")
     with connection.cursor() as cursor:
-        cursor.execute(_pin_enrollment_for_update_sql(), [pk])
+        cursor.execute(_pin_enrollment_for_update_sql(connection), [pk])
         row = cursor.fetchone()
     if row is None:
         raise PinEnrollment.DoesNotExist(f"PIN enrollment {pk}")
     return fields.build(connection, row)
 
 
-@_statement
-def _pin_enrollment_for_update_sql():
+@statement
+def _pin_enrollment_for_update_sql(connection):
     _, columns = _columns(PinEnrollment, "p")
     return (f"SELECT {columns} FROM {_table(PinEnrollment)} p "
             f"WHERE p.{_quote(PinEnrollment._meta.pk.column)} = %s{_for_update()}")
@@ -136,12 +105,12 @@ def _pin_enrollment_for_update_sql():
 def devices_used_by(pin_enrollment_id):
     """pin_enrollment.devices.exclude(status=Device.Status.REPLACED).count()."""
     with connection.cursor() as cursor:
-        cursor.execute(_devices_used_by_sql(), [pin_enrollment_id, Device.Status.REPLACED])
+        cursor.execute(_devices_used_by_sql(connection), [pin_enrollment_id, Device.Status.REPLACED])
         return cursor.fetchone()[0]
 
 
-@_statement
-def _devices_used_by_sql():
+@statement
+def _devices_used_by_sql(connection):
     return (f"SELECT COUNT(*) FROM {_table(Device)} WHERE {_column(Device, 'pin_enrollment')} = %s "
             f"AND NOT ({_column(Device, 'status')} = %s)")
 
@@ -155,12 +124,12 @@ def live_devices_of_hardware_for_update(device_id, hw_dev_id):
     if with_hardware:
         params.append(hw_dev_id)
     with connection.cursor() as cursor:
-        cursor.execute(_live_devices_of_hardware_sql(with_hardware), params)
+        cursor.execute(_live_devices_of_hardware_sql(connection, with_hardware), params)
         return [fields.build(connection, row) for row in cursor.fetchall()]
 
 
-@_statement
-def _live_devices_of_hardware_sql(with_hardware):
+@statement
+def _live_devices_of_hardware_sql(connection, with_hardware):
     _, columns = _columns(Device, "d")
     match = f"UPPER(d.{_column(Device, 'device_id')}) = UPPER(%s)"
     if with_hardware:
@@ -174,12 +143,12 @@ def answered_rst_exists(digest, device_id, since):
     """Device.objects.filter(enrollment_request_digest=digest, device_id=device_id, status=ENROLLED,
     revoked_at=None, last_seen_at=None, certificate_renewed_at=None, enrolled_at__gte=since).exists()."""
     with connection.cursor() as cursor:
-        cursor.execute(_answered_rst_exists_sql(), [digest, device_id, Device.Status.ENROLLED, _moment(since)])
+        cursor.execute(_answered_rst_exists_sql(connection), [digest, device_id, Device.Status.ENROLLED, _moment(since)])
         return cursor.fetchone() is not None
 
 
-@_statement
-def _answered_rst_exists_sql():
+@statement
+def _answered_rst_exists_sql(connection):
     column = functools.partial(_column, Device)
     return (f"SELECT 1 FROM {_table(Device)} WHERE {column('enrollment_request_digest')} = %s "
             f"AND {column('device_id')} = %s AND {column('status')} = %s AND {column('revoked_at')} IS NULL "
@@ -198,7 +167,7 @@ def entra_user(tenant_id, object_id, email, *, for_update=False):
     fields, _ = _columns(get_user_model(), "u")
     params = [tenant_id, object_id, tenant_id, object_id] + ([email] if email else [])
     with connection.cursor() as cursor:
-        cursor.execute(_entra_user_sql(bool(email), for_update), params)
+        cursor.execute(_entra_user_sql(connection, bool(email), for_update), params)
         row = cursor.fetchone()
     if row is None:
         return None
@@ -207,8 +176,8 @@ def entra_user(tenant_id, object_id, email, *, for_update=False):
     return user
 
 
-@_statement
-def _entra_user_sql(with_email, for_update):
+@statement
+def _entra_user_sql(connection, with_email, for_update):
     from django.contrib.auth import get_user_model
 
     from .models import EntraIdentity

@@ -384,9 +384,9 @@ def resume_stalled_rotations(now=None):
     cutoff = now - timedelta(seconds=settings.INVITATION_SWEEP_AFTER_SECONDS)
     stalled = list(UrlRotation.objects.filter(finished_at=None).annotate(
         last_seen=Coalesce("progress_at", "started_at")).filter(last_seen__lt=cutoff).values_list("pk", flat=True))
+    # Marked first, so the next sweep waits for these resumptions to show progress before another.
+    UrlRotation.objects.filter(pk__in=stalled).update(progress_at=now)
     for rotation_id in stalled:
-        # Marked first, so the next sweep waits for this resumption to show progress before another.
-        UrlRotation.objects.filter(pk=rotation_id).update(progress_at=now)
         logger.warning("enrollment URL rotation %s showed no progress: its re-issue is queued again", rotation_id)
         _start_reissue(rotation_id)
     return stalled

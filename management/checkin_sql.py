@@ -36,7 +36,7 @@ from django.conf import settings
 from django.db import connections, router
 
 from enrollment.models import Device
-from mdmportal.rows import Columns, preparer
+from mdmportal.rows import Columns, preparer, statement
 from pki.models import CertificateAuthority
 
 from .models import (ConfigurationGroup, ConfigurationRevision, DeviceCommand, DeviceReconciliation,
@@ -122,20 +122,6 @@ def _preparing(raw, prepare):
         raw.prepare_threshold = threshold
 
 
-def _statement(builder):
-    """`builder(connection, *key)` returns an SQL text; built once per database and key."""
-    texts = {}
-
-    @functools.wraps(builder)
-    def text(connection, *key):
-        cache_key = (connection.alias, *key)
-        if cache_key not in texts:
-            texts[cache_key] = builder(connection, *key)
-        return texts[cache_key]
-
-    return text
-
-
 def _q(connection, name):
     return connection.ops.quote_name(name)
 
@@ -196,7 +182,7 @@ def enrolled_device(device_id, *, lock=True, flags=(), params=()):
     return _device(_connection(), "device_id", [Device.Status.ENROLLED, device_id], lock, tuple(flags), params)
 
 
-@_statement
+@statement
 def _device_sql(connection, by, lock, flags):
     q = functools.partial(_q, connection)
     where = {
@@ -280,7 +266,7 @@ def settings_need_reconciler_sql(connection, device):
             f"AND ({status} = '{DeviceCommand.Status.SUCCEEDED}' OR c.{q('status_code')} = 404))))")
 
 
-@_statement
+@statement
 def _mark_reconciled_sql(connection):
     q = functools.partial(_q, connection)
     columns = ", ".join(q(name) for name in ("device_id", "revision", "memberships", "fingerprint"))
@@ -301,7 +287,7 @@ def mark_reconciled(device_id, fingerprint):
     execute(connection, _mark_reconciled_sql(connection), [fingerprint, device_id])
 
 
-@_statement
+@statement
 def _open_session_sql(connection):
     q = functools.partial(_q, connection)
     sessions, commands = q(_table(ManagementSession)), q(_table(DeviceCommand))
@@ -339,7 +325,7 @@ class QueueRead:
     user_scope: str
 
 
-@_statement
+@statement
 def _open_session_and_queue_sql(connection, user_signed_in):
     q = functools.partial(_q, connection)
     sessions, commands = q(_table(ManagementSession)), q(_table(DeviceCommand))
@@ -380,7 +366,7 @@ def open_session_and_queue(device_id, session_id, request_hash, queue):
     return session, waiting, queued
 
 
-@_statement
+@statement
 def _queued_sql(connection, user_signed_in):
     q = functools.partial(_q, connection)
     # A prefix compared as such (no LIKE pattern to escape), case-sensitive on both databases.
@@ -408,7 +394,7 @@ def _queued_params(connection, device_id, now, limit, user_signed_in, user_scope
     return [*params, limit]
 
 
-@_statement
+@statement
 def _group_settings_sql(connection, with_user):
     q = functools.partial(_q, connection)
     members = ConfigurationGroup.devices.through
@@ -446,7 +432,7 @@ def group_settings_for(device_id, user_id):
     return settings
 
 
-@_statement
+@statement
 def _states_sql(connection):
     q = functools.partial(_q, connection)
     return (f"SELECT {STATE.select(connection)}, {COMMAND.select(connection)} FROM {q(_table(DeviceSettingState))} st "
@@ -517,7 +503,7 @@ _ANSWERED_TYPES = {"id": "bigint", "status": "varchar", "status_code": "integer"
                    "result_data": "text", "result_format": "varchar", "note": "varchar"}
 
 
-@_statement
+@statement
 def _save_message_sql(connection, new_session, with_sent, with_answered, device_fields):
     q = functools.partial(_q, connection)
     session_table, commands, devices = q(_table(ManagementSession)), q(_table(DeviceCommand)), q(_table(Device))

@@ -1,8 +1,6 @@
 """The configuration groups of a provisioning-package PIN enrollment: devices enrolled with the package
 join them by hand, so the reconciler queues their settings for the device's first session. An option
 of enrollment's PIN enrollments (enrollment.ppkg.register_option), in their console form and API."""
-import functools
-
 from django import forms
 from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.db import connection
@@ -10,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from enrollment.ppkg import PackageOption
+from mdmportal.rows import Columns, statement
 
 from .models import ConfigurationGroup
 
@@ -54,13 +53,12 @@ def enrolled(pin_enrollment, device):
 
 def _join_groups_in_one(pin_enrollment_id, device_id):
     with connection.cursor() as cursor:
-        cursor.execute(_join_groups_sql(connection.vendor), [device_id, pin_enrollment_id])
+        cursor.execute(_join_groups_sql(connection), [device_id, pin_enrollment_id])
         return [name for (name,) in cursor.fetchall()]
 
 
-@functools.cache
-def _join_groups_sql(vendor):
-    """The statement of _join_groups_in_one, built once (its names never change)."""
+@statement
+def _join_groups_sql(connection):
     def q(name):
         return connection.ops.quote_name(name)
 
@@ -69,15 +67,13 @@ def _join_groups_sql(vendor):
     package = q(packages._meta.get_field("pinenrollment").column)
     group_of_device = q(devices._meta.get_field("configurationgroup").column)
     member = q(devices._meta.get_field("device").column)
-    group_pk = q(ConfigurationGroup._meta.pk.column)
-    order = ", ".join(f"g.{q(ConfigurationGroup._meta.get_field(name.removeprefix('-')).column)}"
-                      f"{' DESC' if name.startswith('-') else ''}" if name != "pk" else f"g.{group_pk}"
-                      for name in ConfigurationGroup._meta.ordering)
+    groups = Columns(ConfigurationGroup, "g")
     return (f"WITH joined AS (INSERT INTO {q(devices._meta.db_table)} ({group_of_device}, {member}) "
             f"SELECT p.{group_of_package}, %s FROM {q(packages._meta.db_table)} p WHERE p.{package} = %s "
             f"RETURNING {group_of_device}) "
-            f"SELECT g.{q('name')} FROM joined j JOIN {q(ConfigurationGroup._meta.db_table)} g "
-            f"ON g.{group_pk} = j.{group_of_device} ORDER BY {order}")
+            f"SELECT {groups.column(connection, 'name')} FROM joined j JOIN {q(ConfigurationGroup._meta.db_table)} g "
+            f"ON {groups.column(connection, 'pk')} = j.{group_of_device} "
+            f"ORDER BY {groups.order(connection, ConfigurationGroup._meta.ordering)}")
 
 
 OPTION = PackageOption(NAME, form_field, api_field, initial, save, enrolled, prefetch=(NAME,))

@@ -8,6 +8,7 @@ singleton rows every device request reads, the enrollment's INSERTs).
 Written out because compiling a statement costs Django's ORM more CPU than PostgreSQL spends running
 a primary-key lookup or a one-row INSERT (bench/_profile_enroll.py, bench/_profile_checkin.py): the
 SQL text of a model is built once per process here, and only the values are computed per call."""
+import functools
 from datetime import datetime
 
 from django.db import connections, models
@@ -63,7 +64,7 @@ class Columns:
                 raise ValueError(f"{model.__name__}: the primary key is read too")
             self.fields = [field for field in self.fields if field in wanted]
         self.attnames = [field.attname for field in self.fields]
-        self._converters, self._selects, self._inserts = {}, {}, {}
+        self._converters, self._selects, self._conditions, self._inserts = {}, {}, {}, {}
 
     def __len__(self):
         return len(self.fields)
@@ -99,7 +100,7 @@ class Columns:
 
     def where(self, connection, where, params=(), *, order_by="", limit=None):
         """The instances of `SELECT <columns> FROM <table> <alias> WHERE <where> [ORDER BY <order_by>]
-        [LIMIT <limit>]`; `where` and `order_by` name columns through the alias."""
+        [LIMIT <limit>]`; `where` and `order_by` name columns through the alias (column())."""
         connection = connections[connection.alias]  # the connection itself: the proxy costs a lookup per use
         key = (connection.alias, where, order_by, limit)
         sql = self._selects.get(key)
@@ -113,64 +114,84 @@ class Columns:
             cursor.execute(sql, list(params))
             return [self.build(connection, row) for row in cursor.fetchall()]
 
-    def exists(self, connection, where, params=()):
-        """Whether `SELECT 1 FROM <table> <alias> WHERE <where> LIMIT 1` finds a row."""
+    def filter(self, connection, *, order_by=(), limit=None, **equal):
+        """where() with `field = value` for each of `equal` (field names), ANDed, ordered by the
+        fields `order_by` names ("-" first for descending, "pk" for the primary key); the condition's
+        text is made once per set of names."""
+        where, order = self._condition(connection, tuple(equal), tuple(order_by))
+        return self.where(connection, where, list(equal.values()), order_by=order, limit=limit)
+
+    def _condition(self, connection, names, order_by=()):
+        """(WHERE text, ORDER BY text) of filter(): made once per database and names."""
+        key = (connection.alias, names, order_by)
+        condition = self._conditions.get(key)
+        if condition is None:
+            where = " AND ".join(f"{self.column(connection, name)} = %s" for name in names)
+            condition = self._conditions[key] = (where, self.order(connection, order_by))
+        return condition
+
+    def first(self, connection, *, order_by=(), **equal):
+        """The first instance of filter(…), or None."""
+        found = self.filter(connection, order_by=order_by, limit=1, **equal)
+        return found[0] if found else None
+
+    def exists(self, connection, **equal):
+        """Whether filter(…) finds a row, read as `SELECT 1 … LIMIT 1`."""
         connection = connections[connection.alias]
-        key = (connection.alias, where, "exists")
+        key = (connection.alias, tuple(equal), "exists")
         sql = self._selects.get(key)
         if sql is None:
             table = connection.ops.quote_name(self.model._meta.db_table)
+            where, _ = self._condition(connection, tuple(equal))
             sql = self._selects[key] = f"SELECT 1 FROM {table} {self.alias} WHERE {where} LIMIT 1"
         with connection.cursor() as cursor:
-            cursor.execute(sql, list(params))
+            cursor.execute(sql, list(equal.values()))
             return cursor.fetchone() is not None
 
     def column(self, connection, name):
-        """The column of field `name`, through the alias, quoted: for `where` and `order_by`."""
-        return f"{self.alias}.{connection.ops.quote_name(self.model._meta.get_field(name).column)}"
+        """The column of field `name` ("pk": the primary key), through the alias, quoted."""
+        field = self.model._meta.pk if name == "pk" else self.model._meta.get_field(name)
+        return f"{self.alias}.{connection.ops.quote_name(field.column)}"
 
-    def first(self, connection, where, params=(), *, order_by=""):
-        """The first instance of where(…, limit=1), or None."""
-        found = self.where(connection, where, params, order_by=order_by, limit=1)
-        return found[0] if found else None
+    def order(self, connection, names):
+        """An ORDER BY list of the fields `names`, as Meta.ordering writes them ("-" first for
+        descending, "pk" for the primary key)."""
+        return ", ".join(f"{self.column(connection, name.removeprefix('-'))}{' DESC' if name.startswith('-') else ''}"
+                         for name in names)
 
     def insert(self, connection, instances):
         """Write new `instances` (their primary key unset, an auto field) with one INSERT … RETURNING
         their keys, the values being what the ORM would send (each field's pre_save for an addition,
         auto_now and defaults included, then get_db_prep_save, see preparer). As Model.save() does, the
-        pre_save and post_save signals are sent for each instance (created=True), when anything listens.
-        Needs a database that returns rows from an INSERT (PostgreSQL, SQLite 3.35+); elsewhere the
-        ORM's bulk_create does the writing."""
+        pre_save and post_save signals are sent for each instance (created=True). Needs a database that
+        returns rows from an INSERT (PostgreSQL, SQLite 3.35+); elsewhere the ORM's bulk_create does
+        the writing."""
         if not instances:
             return instances
+        for instance in instances:
+            if instance.pk is not None:
+                raise ValueError(f"{instance!r} already has a primary key")
         connection = connections[connection.alias]  # the connection itself: the proxy costs a lookup per use
-        meta = self.model._meta
-        if not connection.features.can_return_rows_from_bulk_insert:
-            for instance in instances:
-                signals.pre_save.send(sender=self.model, instance=instance, raw=False, using=connection.alias,
-                                      update_fields=None)
+        self._send(signals.pre_save, instances, connection)
+        if connection.features.can_return_rows_from_bulk_insert:
+            self._insert(connection, instances)
+        else:
             self.model._base_manager.using(connection.alias).bulk_create(instances)
-            for instance in instances:
-                signals.post_save.send(sender=self.model, instance=instance, created=True, raw=False,
-                                       using=connection.alias, update_fields=None)
-            return instances
+        self._send(signals.post_save, instances, connection, created=True)
+        return instances
+
+    def _insert(self, connection, instances):
         fields, prepares, row_sql = self._insert_parts(connection)
         sql_key = (connection.alias, len(instances))
         sql = self._inserts.get(sql_key)
         if sql is None:
-            table = connection.ops.quote_name(meta.db_table)
+            meta = self.model._meta
             names = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-            sql = (f"INSERT INTO {table} ({names}) VALUES {', '.join([row_sql] * len(instances))} "
-                   f"RETURNING {connection.ops.quote_name(meta.pk.column)}")
-            self._inserts[sql_key] = sql
-        if signals.pre_save.has_listeners(self.model):
-            for instance in instances:
-                signals.pre_save.send(sender=self.model, instance=instance, raw=False, using=connection.alias,
-                                      update_fields=None)
+            sql = self._inserts[sql_key] = (
+                f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({names}) "
+                f"VALUES {', '.join([row_sql] * len(instances))} RETURNING {connection.ops.quote_name(meta.pk.column)}")
         params = []
         for instance in instances:
-            if instance.pk is not None:
-                raise ValueError(f"{instance!r} already has a primary key")
             params += [prepare(field.pre_save(instance, True), connection) for field, prepare in zip(fields, prepares)]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -178,11 +199,13 @@ class Columns:
         for instance, (key,) in zip(instances, keys, strict=True):
             instance.pk = key
             instance._state.adding, instance._state.db = False, connection.alias
-        if signals.post_save.has_listeners(self.model):
+
+    def _send(self, signal, instances, connection, **extra):
+        """`signal` for each instance, with the arguments Model.save() sends it (nothing when no one listens)."""
+        if signal.has_listeners(self.model):
             for instance in instances:
-                signals.post_save.send(sender=self.model, instance=instance, created=True, raw=False,
-                                       using=connection.alias, update_fields=None)
-        return instances
+                signal.send(sender=self.model, instance=instance, raw=False, using=connection.alias,
+                            update_fields=None, **extra)
 
     def _insert_parts(self, connection):
         """(fields, preparers, "(%s, …)") of an INSERT: every concrete field but the auto primary key."""
@@ -199,3 +222,20 @@ class Columns:
                      "(" + ", ".join(["%s"] * len(fields)) + ")")
             self._inserts[key] = parts
         return parts
+
+
+def statement(builder):
+    """Decorator: `builder(connection, *key)` returns an SQL text; it is built once per database and
+    key, since the names in it never change (building such texts from the models at every request
+    was a tenth of an RST's CPU)."""
+    texts = {}
+
+    @functools.wraps(builder)
+    def text(connection, *key):
+        cache_key = (connection.alias, *key)
+        sql = texts.get(cache_key)
+        if sql is None:
+            sql = texts[cache_key] = builder(connection, *key)
+        return sql
+
+    return text

@@ -75,8 +75,7 @@ def serial_hex(cert: x509.Certificate) -> str:
 
 def active_authorities() -> tuple[CertificateAuthority, CertificateAuthority]:
     """The active (root, issuing) rows; raises CaNotInitialised when either is missing."""
-    active = f"{_AUTHORITY.column(connection, 'active')} = %s"
-    authorities = {ca.kind: ca for ca in _AUTHORITY.where(connection, active, [True])}
+    authorities = {ca.kind: ca for ca in _AUTHORITY.filter(connection, active=True)}
     root = authorities.get(CertificateAuthority.Kind.ROOT)
     issuing = authorities.get(CertificateAuthority.Kind.ISSUING)
     if root is None or issuing is None:

@@ -91,9 +91,9 @@ def test_first_and_where_read_instances_as_the_orm_does():
         assert model_to_dict(device) == model_to_dict(orm)
         assert device.enrolled_at == orm.enrolled_at and device.enrolled_at.tzinfo is not None
         assert not device._state.adding
-    assert DEVICES.first(connection, f"d.{quote('id')} = %s", [-1]) is None
+    assert DEVICES.first(connection, pk=-1) is None
     organisation = Organisation.get()
-    assert ORGANISATIONS.first(connection, "o.id = %s", [organisation.pk]).enrollment_key == organisation.enrollment_key
+    assert ORGANISATIONS.first(connection, pk=organisation.pk).enrollment_key == organisation.enrollment_key
 
 
 def test_some_columns_read_in_any_order_build_instances_with_the_rest_deferred():
@@ -103,7 +103,7 @@ def test_some_columns_read_in_any_order_build_instances_with_the_rest_deferred()
 
     jwks = JwksSetFactory(key_ids=["kid-a", "kid-b"], sha256="ab" * 32)
     some = Columns(JwksSet, "j", fields=("key_ids", "sha256", "id"))
-    found = some.first(connection, f"{some.column(connection, 'id')} = %s", [jwks.pk])
+    found = some.first(connection, pk=jwks.pk)
     assert (found.pk, found.key_ids, found.sha256) == (jwks.pk, ["kid-a", "kid-b"], "ab" * 32)
     assert found.get_deferred_fields() == {f.attname for f in JwksSet._meta.concrete_fields} - {"id", "key_ids", "sha256"}
     assert found.document == jwks.document  # read when asked for, as with QuerySet.only()
